@@ -1,0 +1,143 @@
+//! Typed client of the Péage admin API: connecting with a bearer token, and turning gRPC
+//! failures into errors that say what failed (address, auth, argument).
+
+use std::time::Duration;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+pub use peage_proto::v1;
+use peage_proto::v1::admin_client::AdminClient;
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub type Admin = AdminClient<InterceptedService<Channel, BearerToken>>;
+
+/// What went wrong talking to a node, worded for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid address `{addr}`: {reason}")]
+    BadAddress { addr: String, reason: String },
+    #[error("invalid token: it must be printable ASCII")]
+    BadToken,
+    #[error("cannot reach {addr}: {reason}")]
+    Unreachable { addr: String, reason: String },
+    #[error("authentication failed at {addr}: {message} (set --token or PEAGE_TOKEN)")]
+    Unauthenticated { addr: String, message: String },
+    #[error("permission denied at {addr}: {message}")]
+    PermissionDenied { addr: String, message: String },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("cluster unavailable at {addr}: {message}")]
+    Unavailable { addr: String, message: String },
+    #[error("{addr} answered {code:?}: {message}")]
+    Other {
+        addr: String,
+        code: tonic::Code,
+        message: String,
+    },
+}
+
+impl ClientError {
+    pub fn from_status(addr: &str, s: tonic::Status) -> ClientError {
+        let addr = addr.to_owned();
+        let message = s.message().to_owned();
+        match s.code() {
+            tonic::Code::Unauthenticated => ClientError::Unauthenticated { addr, message },
+            tonic::Code::PermissionDenied => ClientError::PermissionDenied { addr, message },
+            tonic::Code::InvalidArgument => ClientError::InvalidArgument(message),
+            tonic::Code::NotFound => ClientError::NotFound(message),
+            tonic::Code::Unavailable if message.contains("transport") || message.contains("connect") => {
+                ClientError::Unreachable { addr, reason: message }
+            }
+            tonic::Code::Unavailable => ClientError::Unavailable { addr, message },
+            code => ClientError::Other { addr, code, message },
+        }
+    }
+}
+
+/// Connects to a node's admin endpoint (`http://HOST:PORT`; a bare HOST:PORT is accepted).
+pub async fn connect(addr: &str, token: Option<&str>) -> Result<Admin, ClientError> {
+    let url = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| ClientError::BadAddress {
+            addr: addr.to_owned(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(30));
+    let token = match token {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse::<MetadataValue<Ascii>>()
+                .map_err(|_| ClientError::BadToken)?,
+        ),
+        None => None,
+    };
+    let channel = endpoint.connect().await.map_err(|e| {
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            reason = format!("{reason}: {s}");
+            source = s.source();
+        }
+        ClientError::Unreachable {
+            addr: url.clone(),
+            reason,
+        }
+    })?;
+    Ok(AdminClient::with_interceptor(channel, BearerToken(token)))
+}
+
+/// Parses a duration like `90`, `90s`, `15m`, `2h` or `7d` into seconds.
+pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 90s, 15m, 2h or 7d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use s, m, h or d)")),
+    };
+    n.checked_mul(mult)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| format!("`{text}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations() {
+        assert_eq!(super::parse_duration_secs("90").unwrap(), 90);
+        assert_eq!(super::parse_duration_secs("15m").unwrap(), 900);
+        assert_eq!(super::parse_duration_secs("2h").unwrap(), 7200);
+        assert!(super::parse_duration_secs("0").is_err());
+        assert!(super::parse_duration_secs("5y").is_err());
+        assert!(super::parse_duration_secs("h").is_err());
+    }
+}

@@ -1,0 +1,507 @@
+//! `peagectl`: the operator's command line for the Péage admin API.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use peage_client::v1::*;
+use peage_client::{connect, parse_duration_secs, Admin, ClientError};
+
+#[derive(Parser)]
+#[command(
+    name = "peagectl",
+    version,
+    about = "Drive a Péage mail-filter cluster through any node's admin API",
+    after_help = "Examples:\n  peagectl status\n  peagectl list add ip 203.0.113.0/24 --reason \"botnet\"\n  peagectl list check ip 203.0.113.7\n  peagectl --stale list ls --kind domain --json"
+)]
+struct Cli {
+    /// Admin endpoint of any node.
+    #[arg(long, env = "PEAGE_ADDR", default_value = "http://127.0.0.1:50051", global = true)]
+    addr: String,
+    /// Bearer token (admin or read-only).
+    #[arg(long, env = "PEAGE_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Print JSON instead of tables (reads).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Answer reads from the contacted node's replica without asking the leader; the reply
+    /// says how far behind it may be.
+    #[arg(long, global = true)]
+    stale: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The contacted node's view: role, term, leader, members, placement warnings.
+    Status,
+    /// Cluster membership.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Block and allow lists.
+    #[command(subcommand)]
+    List(ListCmd),
+    /// A hash of the replicated state, equal on nodes at the same applied index.
+    Digest,
+    /// Build a snapshot on the contacted node now.
+    Snapshot,
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Add a node as a learner (it receives the log or a snapshot, but does not vote).
+    Add {
+        node_id: u64,
+        /// Its peer (Raft) address, IP:PORT.
+        #[arg(long)]
+        peer: String,
+        /// Its admin address, IP:PORT.
+        #[arg(long)]
+        admin: String,
+        /// Its site.
+        #[arg(long)]
+        site: String,
+    },
+    /// Make a learner a voter.
+    Promote { node_id: u64 },
+    /// Remove a voter or learner.
+    Remove { node_id: u64 },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Ip,
+    Domain,
+    Sender,
+    Url,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum List {
+    Block,
+    Allow,
+}
+
+impl Kind {
+    fn wire(self) -> i32 {
+        (match self {
+            Kind::Ip => EntryKind::Ip,
+            Kind::Domain => EntryKind::Domain,
+            Kind::Sender => EntryKind::Sender,
+            Kind::Url => EntryKind::Url,
+        }) as i32
+    }
+}
+
+impl List {
+    fn wire(self) -> i32 {
+        (match self {
+            List::Block => ListName::Block,
+            List::Allow => ListName::Allow,
+        }) as i32
+    }
+}
+
+#[derive(Subcommand)]
+enum ListCmd {
+    /// Add (or replace) an entry: `list add ip 203.0.113.0/24 --reason "botnet"`.
+    Add {
+        kind: Kind,
+        /// IP or CIDR, domain (matches subdomains), sender address, or URL/host.
+        value: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Expire after this long: 90s, 15m, 2h, 7d.
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long, value_enum, default_value = "block")]
+        list: List,
+    },
+    /// Remove an entry.
+    Rm {
+        kind: Kind,
+        value: String,
+        #[arg(long, value_enum, default_value = "block")]
+        list: List,
+    },
+    /// List entries, optionally filtered.
+    Ls {
+        #[arg(long, value_enum)]
+        list: Option<List>,
+        #[arg(long, value_enum)]
+        kind: Option<Kind>,
+        /// Only values containing this text.
+        #[arg(long, default_value = "")]
+        contains: String,
+        /// Entries per page (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Continue after this token (printed after a full page).
+        #[arg(long, default_value_t = 0)]
+        page_token: u64,
+        /// Fetch every page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The entries (of both lists) that match a value.
+    Check { kind: Kind, value: String },
+}
+
+fn kind_name(k: i32) -> &'static str {
+    match EntryKind::try_from(k) {
+        Ok(EntryKind::Ip) => "ip",
+        Ok(EntryKind::Domain) => "domain",
+        Ok(EntryKind::Sender) => "sender",
+        Ok(EntryKind::Url) => "url",
+        _ => "?",
+    }
+}
+
+fn list_name(l: i32) -> &'static str {
+    match ListName::try_from(l) {
+        Ok(ListName::Block) => "block",
+        Ok(ListName::Allow) => "allow",
+        _ => "?",
+    }
+}
+
+fn entry_json(e: &ListEntry) -> Value {
+    json!({
+        "id": e.id,
+        "list": list_name(e.list),
+        "kind": kind_name(e.kind),
+        "value": e.value,
+        "reason": e.reason,
+        "author": e.author,
+        "created_at_ms": e.created_at_ms,
+        "expires_at_ms": e.expires_at_ms,
+    })
+}
+
+fn read_json(r: &Option<ReadInfo>) -> Value {
+    match r {
+        None => Value::Null,
+        Some(r) => json!({
+            "stale": r.stale,
+            "node_id": r.node_id,
+            "applied_index": r.applied_index,
+            "known_commit_index": r.known_commit_index,
+            "lag_entries": r.lag_entries,
+            "millis_since_leader_contact": r.millis_since_leader_contact,
+        }),
+    }
+}
+
+fn print_read_note(r: &Option<ReadInfo>) {
+    if let Some(r) = r {
+        if r.stale {
+            let contact = r
+                .millis_since_leader_contact
+                .map_or("never heard from a leader".to_owned(), |ms| {
+                    format!("last heard from the leader {ms} ms ago")
+                });
+            eprintln!(
+                "(stale read from node {}: applied index {}, {} entries behind what it knows; {contact})",
+                r.node_id, r.applied_index, r.lag_entries
+            );
+        }
+    }
+}
+
+fn print_entries(entries: &[ListEntry]) {
+    println!(
+        "{:>6}  {:<5}  {:<6}  {:<32}  {:<12}  {:<13}  REASON",
+        "ID", "LIST", "KIND", "VALUE", "AUTHOR", "EXPIRES(ms)"
+    );
+    for e in entries {
+        println!(
+            "{:>6}  {:<5}  {:<6}  {:<32}  {:<12}  {:<13}  {}",
+            e.id,
+            list_name(e.list),
+            kind_name(e.kind),
+            e.value,
+            e.author,
+            e.expires_at_ms.map_or("never".into(), |t| t.to_string()),
+            e.reason
+        );
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), ClientError> {
+    let addr = cli.addr.clone();
+    let mut admin: Admin = connect(&addr, cli.token.as_deref()).await?;
+    let err = |s: tonic::Status| ClientError::from_status(&addr, s);
+    match cli.command {
+        Cmd::Status => {
+            let s = admin
+                .status(StatusRequest {})
+                .await
+                .map_err(err)?
+                .into_inner();
+            if cli.json {
+                let members: Vec<Value> = s
+                    .members
+                    .iter()
+                    .map(|m| {
+                        json!({
+                            "node_id": m.node_id,
+                            "site": m.site,
+                            "addr": m.admin_addr,
+                            "peer_addr": m.peer_addr,
+                            "voter": m.voter,
+                            "matched_index": m.matched_index,
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    json!({
+                        "node_id": s.node_id,
+                        "site": s.site,
+                        "role": s.role,
+                        "leader_id": s.leader_id,
+                        "term": s.term,
+                        "last_applied": s.last_applied,
+                        "last_log_index": s.last_log_index,
+                        "snapshot_index": s.snapshot_index,
+                        "purged_index": s.purged_index,
+                        "millis_since_quorum_ack": s.millis_since_quorum_ack,
+                        "members": members,
+                        "warnings": s.warnings,
+                        "read": read_json(&s.read),
+                    })
+                );
+            } else {
+                println!(
+                    "node {} ({})  role {}  term {}  leader {}",
+                    s.node_id,
+                    s.site,
+                    s.role,
+                    s.term,
+                    s.leader_id.map_or("none".into(), |l| l.to_string())
+                );
+                println!(
+                    "applied {}  last log {}  snapshot {}  purged {}",
+                    s.last_applied, s.last_log_index, s.snapshot_index, s.purged_index
+                );
+                println!();
+                println!(
+                    "{:>4}  {:<10}  {:<22}  {:<22}  {:<8}  MATCHED",
+                    "ID", "SITE", "ADMIN", "PEER", "ROLE"
+                );
+                for m in &s.members {
+                    println!(
+                        "{:>4}  {:<10}  {:<22}  {:<22}  {:<8}  {}",
+                        m.node_id,
+                        m.site,
+                        m.admin_addr,
+                        m.peer_addr,
+                        if m.voter { "voter" } else { "learner" },
+                        m.matched_index.map_or("-".into(), |i| i.to_string())
+                    );
+                }
+                for w in &s.warnings {
+                    println!("WARNING: {w}");
+                }
+            }
+        }
+        Cmd::Node(cmd) => {
+            let reply = match cmd {
+                NodeCmd::Add {
+                    node_id,
+                    peer,
+                    admin: admin_addr,
+                    site,
+                } => admin
+                    .add_learner(AddLearnerRequest {
+                        node_id,
+                        peer_addr: peer,
+                        admin_addr,
+                        site,
+                    })
+                    .await
+                    .map_err(err)?,
+                NodeCmd::Promote { node_id } => admin
+                    .promote_voter(PromoteVoterRequest { node_id })
+                    .await
+                    .map_err(err)?,
+                NodeCmd::Remove { node_id } => admin
+                    .remove_node(RemoveNodeRequest { node_id })
+                    .await
+                    .map_err(err)?,
+            }
+            .into_inner();
+            println!("membership changed at log index {}", reply.log_index);
+            for m in reply.members {
+                println!(
+                    "  node {} ({}) {}",
+                    m.node_id,
+                    m.site,
+                    if m.voter { "voter" } else { "learner" }
+                );
+            }
+        }
+        Cmd::List(ListCmd::Add {
+            kind,
+            value,
+            reason,
+            ttl,
+            list,
+        }) => {
+            let ttl_secs = ttl
+                .map(|t| parse_duration_secs(&t))
+                .transpose()
+                .map_err(ClientError::InvalidArgument)?;
+            let r = admin
+                .list_add(ListAddRequest {
+                    list: list.wire(),
+                    kind: kind.wire(),
+                    value,
+                    reason,
+                    ttl_secs,
+                })
+                .await
+                .map_err(err)?
+                .into_inner();
+            let e = r.entry.unwrap_or_default();
+            if cli.json {
+                println!("{}", json!({"entry": entry_json(&e), "created": r.created, "log_index": r.log_index}));
+            } else {
+                println!(
+                    "{} {} entry {} `{}` (id {}, log index {})",
+                    if r.created { "added" } else { "replaced" },
+                    list_name(e.list),
+                    kind_name(e.kind),
+                    e.value,
+                    e.id,
+                    r.log_index
+                );
+            }
+        }
+        Cmd::List(ListCmd::Rm { kind, value, list }) => {
+            let r = admin
+                .list_remove(ListRemoveRequest {
+                    list: list.wire(),
+                    kind: kind.wire(),
+                    value,
+                })
+                .await
+                .map_err(err)?
+                .into_inner();
+            println!("removed {} entry (log index {})", r.removed, r.log_index);
+        }
+        Cmd::List(ListCmd::Ls {
+            list,
+            kind,
+            contains,
+            limit,
+            page_token,
+            all,
+        }) => {
+            let mut token = page_token;
+            let mut entries = Vec::new();
+            let mut read;
+            loop {
+                let r = admin
+                    .list_query(ListQueryRequest {
+                        list: list.map_or(0, List::wire),
+                        kind: kind.map_or(0, Kind::wire),
+                        contains: contains.clone(),
+                        page_size: limit,
+                        page_token: token,
+                        stale: cli.stale,
+                    })
+                    .await
+                    .map_err(err)?
+                    .into_inner();
+                entries.extend(r.entries);
+                read = r.read;
+                token = r.next_page_token;
+                if !all || token == 0 {
+                    break;
+                }
+            }
+            if cli.json {
+                let list: Vec<Value> = entries.iter().map(entry_json).collect();
+                println!(
+                    "{}",
+                    json!({"entries": list, "next_page_token": token, "read": read_json(&read)})
+                );
+            } else {
+                print_entries(&entries);
+                if token != 0 {
+                    println!("(more: --page-token {token}, or --all)");
+                }
+                print_read_note(&read);
+            }
+        }
+        Cmd::List(ListCmd::Check { kind, value }) => {
+            let r = admin
+                .list_check(ListCheckRequest {
+                    kind: kind.wire(),
+                    value,
+                    stale: cli.stale,
+                })
+                .await
+                .map_err(err)?
+                .into_inner();
+            if cli.json {
+                let list: Vec<Value> = r.matches.iter().map(entry_json).collect();
+                println!(
+                    "{}",
+                    json!({"normalized": r.normalized, "matches": list, "read": read_json(&r.read)})
+                );
+            } else {
+                if r.matches.is_empty() {
+                    println!("{} `{}`: no entry matches", kind_name(kind.wire()), r.normalized);
+                } else {
+                    println!("{} `{}` matches:", kind_name(kind.wire()), r.normalized);
+                    print_entries(&r.matches);
+                }
+                print_read_note(&r.read);
+            }
+        }
+        Cmd::Digest => {
+            let r = admin
+                .state_digest(StateDigestRequest { stale: cli.stale })
+                .await
+                .map_err(err)?
+                .into_inner();
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"sha256": r.sha256, "applied_index": r.applied_index, "list_entries": r.list_entries, "read": read_json(&r.read)})
+                );
+            } else {
+                println!(
+                    "{}  applied {}  entries {}",
+                    r.sha256, r.applied_index, r.list_entries
+                );
+                print_read_note(&r.read);
+            }
+        }
+        Cmd::Snapshot => {
+            let r = admin
+                .trigger_snapshot(TriggerSnapshotRequest {})
+                .await
+                .map_err(err)?
+                .into_inner();
+            println!("snapshot at log index {}", r.snapshot_index);
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peagectl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

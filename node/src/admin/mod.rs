@@ -1,0 +1,385 @@
+//! The admin gRPC service: bearer-token auth with roles, request validation, status and
+//! membership, block/allow lists. Writes go through the cluster (forwarded to the leader);
+//! reads wait for a linearizable barrier unless `stale` is asked for.
+
+mod auth;
+mod convert;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tonic::{Request, Response, Status};
+
+use peage_proto::v1::admin_server::Admin;
+use peage_proto::v1::*;
+
+use crate::cluster::{self, Cluster, LeaderOp, WriteError};
+use crate::config::{Config, Role};
+use crate::state::lists::{self, EntryKind};
+use crate::state::{ListFilter, Outcome};
+pub use auth::Tokens;
+use convert::{entry_to_proto, read_info, write_status};
+
+pub struct AdminService {
+    cluster: Cluster,
+    tokens: Tokens,
+    max_reason_bytes: usize,
+}
+
+impl AdminService {
+    pub fn new(cluster: Cluster, config: &Config) -> AdminService {
+        AdminService {
+            cluster,
+            tokens: Tokens::new(&config.admin.tokens),
+            max_reason_bytes: config.lists.max_reason_bytes,
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn parse_kind(kind: i32) -> Result<EntryKind, Status> {
+    EntryKind::from_i32(kind).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "unknown entry kind {kind}: expected ip, domain, sender or url"
+        ))
+    })
+}
+
+fn parse_list(list: i32) -> Result<lists::ListName, Status> {
+    lists::ListName::from_i32(list)
+        .ok_or_else(|| Status::invalid_argument(format!("unknown list {list}: expected block or allow")))
+}
+
+fn parse_node_addr(key: &str, addr: &str) -> Result<(), Status> {
+    addr.parse::<std::net::SocketAddr>().map(|_| ()).map_err(|_| {
+        Status::invalid_argument(format!("{key} `{addr}` is not an IP:port address"))
+    })
+}
+
+impl AdminService {
+    async fn members(&self, with_matched: bool) -> Vec<Member> {
+        let m = self.cluster.metrics();
+        let matched = if with_matched {
+            self.cluster.matched_indexes().await
+        } else {
+            Default::default()
+        };
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| Member {
+                node_id: *id,
+                site: node.site.clone(),
+                peer_addr: node.peer_addr.clone(),
+                admin_addr: node.admin_addr.clone(),
+                voter: voters.contains(id),
+                matched_index: matched.get(id).copied(),
+            })
+            .collect()
+    }
+
+    async fn membership_change(&self, op: LeaderOp) -> Result<Response<MembershipReply>, Status> {
+        let done = self.cluster.submit(op).await.map_err(write_status)?;
+        Ok(Response::new(MembershipReply {
+            log_index: done.log_index,
+            members: self.members(false).await,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        let m = self.cluster.metrics();
+        let members = self.members(true).await;
+        let voters: Vec<(u64, String)> = members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| (m.node_id, m.site.clone()))
+            .collect();
+        let mut warnings = cluster::placement_warnings(&voters);
+        if m.current_leader.is_none() {
+            warnings.push("no leader is known: this node cannot reach a majority".into());
+        }
+        Ok(Response::new(StatusReply {
+            node_id: self.cluster.id(),
+            site: self.cluster.site().to_owned(),
+            role: cluster::role_name(m.state).to_owned(),
+            leader_id: m.current_leader,
+            term: m.current_term,
+            last_applied: m.last_applied.map_or(0, |l| l.index),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
+            members,
+            warnings,
+            read: Some(read_info(self.cluster.id(), &self.cluster.freshness(true))),
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
+        }))
+    }
+
+    async fn add_learner(
+        &self,
+        req: Request<AddLearnerRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        let r = req.into_inner();
+        if r.node_id == 0 {
+            return Err(Status::invalid_argument("node_id must be 1 or more"));
+        }
+        parse_node_addr("peer_addr", &r.peer_addr)?;
+        parse_node_addr("admin_addr", &r.admin_addr)?;
+        if r.site.trim().is_empty() {
+            return Err(Status::invalid_argument("site must not be empty"));
+        }
+        if self
+            .cluster
+            .metrics()
+            .membership_config
+            .membership()
+            .get_node(&r.node_id)
+            .is_some()
+        {
+            return Err(Status::already_exists(format!(
+                "node {} is already a member",
+                r.node_id
+            )));
+        }
+        self.membership_change(LeaderOp::AddLearner {
+            id: r.node_id,
+            node: cluster::PeageNode {
+                site: r.site,
+                peer_addr: r.peer_addr,
+                admin_addr: r.admin_addr,
+            },
+        })
+        .await
+    }
+
+    async fn promote_voter(
+        &self,
+        req: Request<PromoteVoterRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        let id = req.into_inner().node_id;
+        self.membership_change(LeaderOp::Promote { id }).await
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<RemoveNodeRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        let id = req.into_inner().node_id;
+        self.membership_change(LeaderOp::Remove { id }).await
+    }
+
+    async fn list_add(
+        &self,
+        req: Request<ListAddRequest>,
+    ) -> Result<Response<ListAddReply>, Status> {
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        let r = req.into_inner();
+        let list = parse_list(r.list)?;
+        let kind = parse_kind(r.kind)?;
+        let value = lists::normalize_entry(kind, &r.value)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if r.reason.len() > self.max_reason_bytes {
+            return Err(Status::invalid_argument(format!(
+                "reason is {} bytes; at most {} are allowed",
+                r.reason.len(),
+                self.max_reason_bytes
+            )));
+        }
+        let created_at_ms = now_ms();
+        let expires_at_ms = match r.ttl_secs {
+            None => None,
+            Some(0) => return Err(Status::invalid_argument("ttl must be at least 1 second")),
+            Some(ttl) => Some(
+                i64::try_from(ttl)
+                    .ok()
+                    .and_then(|t| t.checked_mul(1000))
+                    .and_then(|t| t.checked_add(created_at_ms))
+                    .ok_or_else(|| Status::invalid_argument("ttl is too large"))?,
+            ),
+        };
+        let add = ListAdd {
+            list: list as i32,
+            kind: kind as i32,
+            value: value.clone(),
+            reason: r.reason.clone(),
+            author: author.clone(),
+            created_at_ms,
+            expires_at_ms,
+        };
+        let (log_index, outcome) = self
+            .cluster
+            .propose(command::Kind::ListAdd(add))
+            .await
+            .map_err(write_status)?;
+        match outcome {
+            Outcome::ListAdded { entry_id, created } => Ok(Response::new(ListAddReply {
+                entry: Some(entry_to_proto(&lists::ListEntry {
+                    id: entry_id,
+                    list,
+                    kind,
+                    value,
+                    reason: r.reason,
+                    author,
+                    created_at_ms,
+                    expires_at_ms,
+                })),
+                created,
+                log_index,
+            })),
+            other => Err(write_status(WriteError::Refused(format!("{other:?}")))),
+        }
+    }
+
+    async fn list_remove(
+        &self,
+        req: Request<ListRemoveRequest>,
+    ) -> Result<Response<ListRemoveReply>, Status> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        let r = req.into_inner();
+        let list = parse_list(r.list)?;
+        let kind = parse_kind(r.kind)?;
+        let value = lists::normalize_entry(kind, &r.value)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (log_index, outcome) = self
+            .cluster
+            .propose(command::Kind::ListRemove(ListRemove {
+                list: list as i32,
+                kind: kind as i32,
+                value: value.clone(),
+            }))
+            .await
+            .map_err(write_status)?;
+        match outcome {
+            Outcome::ListRemoved { removed: 0 } => Err(Status::not_found(format!(
+                "no {} entry `{value}` on the {} list",
+                kind.as_str(),
+                list.as_str()
+            ))),
+            Outcome::ListRemoved { removed } => {
+                Ok(Response::new(ListRemoveReply { removed, log_index }))
+            }
+            other => Err(write_status(WriteError::Refused(format!("{other:?}")))),
+        }
+    }
+
+    async fn list_query(
+        &self,
+        req: Request<ListQueryRequest>,
+    ) -> Result<Response<ListQueryReply>, Status> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        let r = req.into_inner();
+        let list = match r.list {
+            0 => None,
+            l => Some(parse_list(l)?),
+        };
+        let kind = match r.kind {
+            0 => None,
+            k => Some(parse_kind(k)?),
+        };
+        if r.page_size > 1000 {
+            return Err(Status::invalid_argument("page_size is at most 1000"));
+        }
+        if r.contains.len() > 512 {
+            return Err(Status::invalid_argument("contains is at most 512 bytes"));
+        }
+        let fresh = self.cluster.read_barrier(r.stale).await.map_err(write_status)?;
+        let page = self
+            .cluster
+            .state()
+            .list_entries(ListFilter {
+                list,
+                kind,
+                contains: r.contains,
+                after_id: r.page_token,
+                limit: if r.page_size == 0 { 100 } else { r.page_size },
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ListQueryReply {
+            entries: page.entries.iter().map(entry_to_proto).collect(),
+            next_page_token: page.next_after,
+            read: Some(read_info(self.cluster.id(), &fresh)),
+        }))
+    }
+
+    async fn list_check(
+        &self,
+        req: Request<ListCheckRequest>,
+    ) -> Result<Response<ListCheckReply>, Status> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        let r = req.into_inner();
+        let kind = parse_kind(r.kind)?;
+        let probe = lists::normalize_probe(kind, &r.value)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let fresh = self.cluster.read_barrier(r.stale).await.map_err(write_status)?;
+        let matches = self.cluster.state().check(kind, &probe, now_ms());
+        Ok(Response::new(ListCheckReply {
+            matches: matches.iter().map(entry_to_proto).collect(),
+            normalized: probe,
+            read: Some(read_info(self.cluster.id(), &fresh)),
+        }))
+    }
+
+    async fn state_digest(
+        &self,
+        req: Request<StateDigestRequest>,
+    ) -> Result<Response<StateDigestReply>, Status> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        let fresh = self
+            .cluster
+            .read_barrier(req.into_inner().stale)
+            .await
+            .map_err(write_status)?;
+        let (sha256, applied_index, list_entries) = self
+            .cluster
+            .state()
+            .digest()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(StateDigestReply {
+            sha256,
+            applied_index,
+            list_entries,
+            read: Some(read_info(self.cluster.id(), &fresh)),
+        }))
+    }
+
+    async fn trigger_snapshot(
+        &self,
+        req: Request<TriggerSnapshotRequest>,
+    ) -> Result<Response<TriggerSnapshotReply>, Status> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        let raft = self.cluster.raft();
+        let target = self.cluster.state().applied_index();
+        raft.trigger()
+            .snapshot()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let m = raft
+            .wait(Some(std::time::Duration::from_secs(30)))
+            .metrics(
+                |m| m.snapshot.is_some_and(|l| l.index >= target),
+                "snapshot covers the applied index",
+            )
+            .await;
+        let index = match m {
+            Ok(m) => m.snapshot.map_or(0, |l| l.index),
+            Err(e) => return Err(Status::deadline_exceeded(format!("snapshot not built: {e}"))),
+        };
+        Ok(Response::new(TriggerSnapshotReply {
+            snapshot_index: index,
+        }))
+    }
+}

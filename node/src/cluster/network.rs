@@ -1,0 +1,268 @@
+//! The client side of the peer service: openraft's network (AppendEntries, Vote,
+//! InstallSnapshot) and the calls followers make to the leader (forwarded writes,
+//! read-index). Every call carries the cluster secret.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use peage_proto::v1::raft_peer_client::RaftPeerClient;
+use peage_proto::v1::{RaftPayload, ReadIndexRequest};
+
+use super::{LeaderOp, LeaderOpDone, NodeId, PeageNode, TypeConfig, WriteError};
+
+/// The metadata key peer calls carry the cluster secret in.
+pub const SECRET_HEADER: &str = "x-peage-cluster-secret";
+/// Raft batches and snapshot chunks must fit; tonic's default of 4 MiB is too small.
+pub const MAX_PEER_MESSAGE: usize = 64 << 20;
+
+#[derive(Clone)]
+pub struct SecretInterceptor(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for SecretInterceptor {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert(SECRET_HEADER, self.0.clone());
+        Ok(req)
+    }
+}
+
+type PeerClient = RaftPeerClient<InterceptedService<Channel, SecretInterceptor>>;
+
+/// One lazily connected channel per peer address, shared by every caller.
+#[derive(Clone)]
+pub struct PeerClients {
+    secret: SecretInterceptor,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+/// A failed peer call: the transport failed, or the peer answered with an error status.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCallError {
+    #[error("{0}")]
+    Transport(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("{}", .0.message())]
+    Status(tonic::Status),
+    #[error("undecodable reply: {0}")]
+    Decode(String),
+}
+
+impl PeerClients {
+    pub fn new(secret: String) -> PeerClients {
+        let value = MetadataValue::try_from(secret.as_str())
+            .unwrap_or_else(|_| MetadataValue::from_static("invalid-secret"));
+        PeerClients {
+            secret: SecretInterceptor(value),
+            channels: Arc::default(),
+        }
+    }
+
+    fn client(&self, addr: &str) -> Result<PeerClient, PeerCallError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| PeerCallError::Transport(format!("bad peer address {addr}: {e}")))?
+                    .connect_timeout(Duration::from_millis(500))
+                    .tcp_nodelay(true);
+                let c = endpoint.connect_lazy();
+                channels.insert(addr.to_owned(), c.clone());
+                c
+            }
+        };
+        Ok(RaftPeerClient::with_interceptor(channel, self.secret.clone())
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE))
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        method: Method,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerCallError> {
+        let data = bincode::serialize(req).map_err(|e| PeerCallError::Decode(e.to_string()))?;
+        let mut client = self.client(addr)?;
+        let payload = RaftPayload { data };
+        let fut = async move {
+            match method {
+                Method::AppendEntries => client.append_entries(payload).await,
+                Method::Vote => client.vote(payload).await,
+                Method::InstallSnapshot => client.install_snapshot(payload).await,
+                Method::Forward => client.forward(payload).await,
+            }
+        };
+        let reply = tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| PeerCallError::Timeout(timeout))?
+            .map_err(status_error)?;
+        bincode::deserialize(&reply.into_inner().data).map_err(|e| PeerCallError::Decode(e.to_string()))
+    }
+
+    /// Sends a write to the leader and waits for its outcome.
+    pub async fn forward(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        op: LeaderOp,
+        timeout: Duration,
+    ) -> Result<LeaderOpDone, WriteError> {
+        let r: Result<Result<LeaderOpDone, WriteError>, PeerCallError> =
+            self.call(addr, Method::Forward, &op, timeout).await;
+        match r {
+            Ok(result) => result,
+            Err(PeerCallError::Timeout(t)) => Err(WriteError::Timeout(t.as_millis() as u64)),
+            Err(e) => Err(WriteError::LeaderUnreachable {
+                leader,
+                addr: addr.to_owned(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Asks the leader for the index a linearizable read must wait for, and its view of
+    /// each member's replication.
+    pub async fn read_index(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<(u64, BTreeMap<NodeId, u64>), WriteError> {
+        let unreachable = |reason: String| WriteError::LeaderUnreachable {
+            leader,
+            addr: addr.to_owned(),
+            reason,
+        };
+        let mut client = self.client(addr).map_err(|e| unreachable(e.to_string()))?;
+        let reply = tokio::time::timeout(timeout, client.read_index(ReadIndexRequest {}))
+            .await
+            .map_err(|_| WriteError::Timeout(timeout.as_millis() as u64))?;
+        match reply {
+            Ok(r) => {
+                let r = r.into_inner();
+                Ok((r.index, r.matched.iter().map(|m| (m.node_id, m.index)).collect()))
+            }
+            Err(s) if s.code() == tonic::Code::Unavailable && s.message().contains("transport") => {
+                Err(unreachable(s.message().to_owned()))
+            }
+            Err(s) => Err(WriteError::NoQuorum(s.message().to_owned())),
+        }
+    }
+}
+
+fn status_error(s: tonic::Status) -> PeerCallError {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            PeerCallError::Transport(format!("{}: {}", s.code(), s.message()))
+        }
+        _ => PeerCallError::Status(s),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+    Forward,
+}
+
+/// Hands openraft one `PeerNetwork` per target.
+pub struct NetworkFactory {
+    clients: PeerClients,
+}
+
+impl NetworkFactory {
+    pub fn new(clients: PeerClients) -> NetworkFactory {
+        NetworkFactory { clients }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &PeageNode) -> PeerNetwork {
+        PeerNetwork {
+            target,
+            addr: node.peer_addr.clone(),
+            clients: self.clients.clone(),
+        }
+    }
+}
+
+pub struct PeerNetwork {
+    target: NodeId,
+    addr: String,
+    clients: PeerClients,
+}
+
+impl PeerNetwork {
+    async fn raft_call<Req, Resp, E>(
+        &self,
+        method: Method,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, PeageNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let r: Result<Result<Resp, RaftError<NodeId, E>>, PeerCallError> = self
+            .clients
+            .call(&self.addr, method, req, option.hard_ttl())
+            .await;
+        match r {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Err(e @ (PeerCallError::Transport(_) | PeerCallError::Timeout(_))) => {
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, PeageNode, RaftError<NodeId>>> {
+        self.raft_call(Method::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, PeageNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.raft_call(Method::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, PeageNode, RaftError<NodeId>>> {
+        self.raft_call(Method::Vote, &rpc, &option).await
+    }
+}

@@ -1,0 +1,116 @@
+//! The server side of the peer service: Raft RPCs handed to openraft, writes forwarded by
+//! followers, and read-index requests. Calls without the cluster secret are refused.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use peage_proto::v1::raft_peer_server::{RaftPeer, RaftPeerServer};
+use peage_proto::v1::{MatchedIndex, RaftPayload, ReadIndexReply, ReadIndexRequest};
+
+use super::network::{MAX_PEER_MESSAGE, SECRET_HEADER};
+use super::{Cluster, LeaderOp};
+
+pub struct PeerService {
+    cluster: Cluster,
+}
+
+/// Compares in time independent of where the first difference is.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The peer service wrapped in the check of the cluster secret.
+pub fn server(
+    cluster: Cluster,
+    secret: String,
+) -> tonic::service::interceptor::InterceptedService<
+    RaftPeerServer<PeerService>,
+    impl tonic::service::Interceptor + Clone,
+> {
+    let check = move |req: Request<()>| -> Result<Request<()>, Status> {
+        let given = req
+            .metadata()
+            .get(SECRET_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if constant_time_eq(given, secret.as_bytes()) {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated(
+                "peer call without the right cluster secret",
+            ))
+        }
+    };
+    let svc = RaftPeerServer::new(PeerService { cluster })
+        .max_decoding_message_size(MAX_PEER_MESSAGE)
+        .max_encoding_message_size(MAX_PEER_MESSAGE);
+    tonic::service::interceptor::InterceptedService::new(svc, check)
+}
+
+fn decode<T: DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
+    bincode::deserialize(&req.into_inner().data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable peer payload: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    bincode::serialize(value)
+        .map(|data| Response::new(RaftPayload { data }))
+        .map_err(|e| Status::internal(format!("cannot encode reply: {e}")))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc: openraft::raft::AppendEntriesRequest<super::TypeConfig> = decode(req)?;
+        self.cluster
+            .record_leader_contact(rpc.leader_commit.map(|l| l.index));
+        encode(&self.cluster.raft().append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        encode(&self.cluster.raft().vote(decode(req)?).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        self.cluster.record_leader_contact(None);
+        encode(&self.cluster.raft().install_snapshot(decode(req)?).await)
+    }
+
+    async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let op: LeaderOp = decode(req)?;
+        encode(&self.cluster.lead(op).await)
+    }
+
+    async fn read_index(
+        &self,
+        _req: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexReply>, Status> {
+        let index = self
+            .cluster
+            .leader_read_index()
+            .await
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let matched = self
+            .cluster
+            .metrics()
+            .replication
+            .iter()
+            .flatten()
+            .map(|(id, l)| MatchedIndex {
+                node_id: *id,
+                index: l.map_or(0, |l| l.index),
+            })
+            .collect();
+        Ok(Response::new(ReadIndexReply { index, matched }))
+    }
+}

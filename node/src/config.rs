@@ -1,0 +1,349 @@
+//! The node's configuration: one TOML file, parsed into typed sections and validated before
+//! any port is bound. Every error names the key it is about; unknown keys are errors.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a configuration could not be used. Each message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config {path}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeSection,
+    pub listen: ListenSection,
+    pub cluster: ClusterSection,
+    #[serde(default)]
+    pub raft: RaftSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
+    pub lists: ListsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Raft node id, unique in the cluster, never reused for another machine.
+    pub id: u64,
+    /// The site (data centre) this node runs in; used to warn about unsafe placement.
+    pub site: String,
+    /// Where the Raft log, the state database and snapshots live; `--data-dir` overrides it.
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// The admin gRPC API (peagectl).
+    pub admin: SocketAddr,
+    /// The peer gRPC service (Raft RPCs between nodes).
+    pub peer: SocketAddr,
+    /// SMTP, reserved for the mail path.
+    pub smtp: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Shared by every node; peer calls without it are refused.
+    pub secret: String,
+    /// When true and the node's storage is empty, the node initialises the cluster with
+    /// `members`. Every initial member may do so: they all write the same first entry.
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// The initial voters. A node that joins later (as a learner) lists none.
+    #[serde(default)]
+    pub members: Vec<MemberConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: u64,
+    pub site: String,
+    pub peer: String,
+    pub admin: String,
+}
+
+/// Raft timing. Defaults suit loopback; a WAN wants an election timeout of at least 20 RTT
+/// and a heartbeat of at least 100 ms (see ops/README.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSection {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and purge the log it covers) after this many applied entries.
+    pub snapshot_after_entries: u64,
+    /// Entries kept in the log behind a snapshot, so lagging followers need no snapshot.
+    pub keep_entries_after_snapshot: u64,
+    pub snapshot_chunk_bytes: u64,
+    /// Per-chunk timeout of snapshot transfer; openraft's 200 ms default loops forever on big
+    /// snapshots over a WAN.
+    pub install_snapshot_timeout_ms: u64,
+    /// How long a write waits for its commit before the client gets UNAVAILABLE.
+    pub commit_timeout_ms: u64,
+    /// A leader that has not heard from a majority for this long refuses writes at once
+    /// (openraft 0.9 has no check-quorum, so an isolated leader still believes it leads).
+    pub quorum_lost_after_ms: u64,
+}
+
+impl Default for RaftSection {
+    fn default() -> Self {
+        RaftSection {
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            snapshot_after_entries: 5000,
+            keep_entries_after_snapshot: 1000,
+            snapshot_chunk_bytes: 1 << 20,
+            install_snapshot_timeout_ms: 5000,
+            commit_timeout_ms: 5000,
+            quorum_lost_after_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Recorded as the author of the writes made with this token.
+    pub name: String,
+    pub token: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Admin,
+    ReadOnly,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListsSection {
+    /// How often the leader looks for expired list entries to sweep.
+    pub sweep_interval_ms: u64,
+    /// Longest accepted `reason`, in bytes.
+    pub max_reason_bytes: usize,
+}
+
+impl Default for ListsSection {
+    fn default() -> Self {
+        ListsSection {
+            sweep_interval_ms: 1000,
+            max_reason_bytes: 1024,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        if self.node.id == 0 {
+            return Err(invalid("node.id", "must be 1 or more".into()));
+        }
+        if self.node.site.trim().is_empty() {
+            return Err(invalid("node.site", "must not be empty".into()));
+        }
+        if self.cluster.secret.len() < 16 {
+            return Err(invalid(
+                "cluster.secret",
+                "must be at least 16 characters".into(),
+            ));
+        }
+        let mut ids = HashSet::new();
+        for (i, m) in self.cluster.members.iter().enumerate() {
+            if !ids.insert(m.id) {
+                return Err(invalid(
+                    &format!("cluster.members[{i}].id"),
+                    format!("node id {} is listed twice", m.id),
+                ));
+            }
+            for (key, addr) in [("peer", &m.peer), ("admin", &m.admin)] {
+                if addr.parse::<SocketAddr>().is_err() {
+                    return Err(invalid(
+                        &format!("cluster.members[{i}].{key}"),
+                        format!("`{addr}` is not an IP:port address"),
+                    ));
+                }
+            }
+        }
+        if self.cluster.bootstrap && !ids.contains(&self.node.id) {
+            return Err(invalid(
+                "cluster.bootstrap",
+                format!(
+                    "this node (id {}) must be one of cluster.members to bootstrap",
+                    self.node.id
+                ),
+            ));
+        }
+        let r = &self.raft;
+        if r.heartbeat_interval_ms == 0 {
+            return Err(invalid("raft.heartbeat_interval_ms", "must be > 0".into()));
+        }
+        if r.election_timeout_min_ms <= r.heartbeat_interval_ms {
+            return Err(invalid(
+                "raft.election_timeout_min_ms",
+                "must be greater than raft.heartbeat_interval_ms".into(),
+            ));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err(invalid(
+                "raft.election_timeout_max_ms",
+                "must be greater than raft.election_timeout_min_ms".into(),
+            ));
+        }
+        if r.snapshot_after_entries == 0 {
+            return Err(invalid("raft.snapshot_after_entries", "must be > 0".into()));
+        }
+        let mut names = HashSet::new();
+        let mut secrets = HashSet::new();
+        for (i, t) in self.admin.tokens.iter().enumerate() {
+            if t.name.trim().is_empty() {
+                return Err(invalid(
+                    &format!("admin.tokens[{i}].name"),
+                    "must not be empty".into(),
+                ));
+            }
+            if t.token.len() < 16 {
+                return Err(invalid(
+                    &format!("admin.tokens[{i}].token"),
+                    "must be at least 16 characters".into(),
+                ));
+            }
+            if !names.insert(&t.name) || !secrets.insert(&t.token) {
+                return Err(invalid(
+                    &format!("admin.tokens[{i}]"),
+                    "names and tokens must be unique".into(),
+                ));
+            }
+        }
+        if self.lists.sweep_interval_ms == 0 {
+            return Err(invalid("lists.sweep_interval_ms", "must be > 0".into()));
+        }
+        Ok(())
+    }
+
+    /// The initial members as Raft nodes, keyed by id.
+    pub fn initial_members(&self) -> BTreeMap<u64, crate::cluster::PeageNode> {
+        self.cluster
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    crate::cluster::PeageNode {
+                        site: m.site.clone(),
+                        peer_addr: m.peer.clone(),
+                        admin_addr: m.admin.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[node]
+id = 1
+site = "paris"
+[listen]
+admin = "127.0.0.1:50051"
+peer = "127.0.0.1:50052"
+[cluster]
+secret = "0123456789abcdef"
+bootstrap = true
+members = [{ id = 1, site = "paris", peer = "127.0.0.1:50052", admin = "127.0.0.1:50051" }]
+"#;
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD, Path::new("x.toml")).unwrap();
+        assert_eq!(c.node.site, "paris");
+        assert_eq!(c.raft.commit_timeout_ms, 5000);
+    }
+
+    #[test]
+    fn unknown_key_is_reported() {
+        let text = GOOD.replace("[listen]", "[listen]\nadmn = 1");
+        let e = Config::parse(&text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admn"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let text = GOOD.replace("0123456789abcdef", "short");
+        let e = Config::parse(&text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster.secret"), "{e}");
+        let text = GOOD.replace("peer = \"127.0.0.1:50052\", admin", "peer = \"nowhere\", admin");
+        let e = Config::parse(&text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster.members[0].peer"), "{e}");
+    }
+
+    #[test]
+    fn embedded_local_configs_are_valid() {
+        for (name, text) in crate::dev::LOCAL_CONFIGS {
+            Config::parse(text, Path::new(name)).unwrap();
+        }
+    }
+}

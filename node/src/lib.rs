@@ -1,0 +1,133 @@
+//! Péage node: a member of the mail-filter cluster. `run` starts one node: its storage, its
+//! Raft membership, the peer and admin gRPC listeners, and its background tasks.
+
+pub mod admin;
+pub mod cluster;
+pub mod config;
+pub mod dev;
+pub mod state;
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use cluster::Cluster;
+use config::Config;
+
+/// Runs one node until `shutdown` completes, then stops its listeners and Raft.
+pub async fn run(
+    config: Config,
+    data_dir: &Path,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    // Bind before anything else, so a taken port is reported before storage is touched.
+    let peer_listener = TcpListener::bind(config.listen.peer)
+        .await
+        .with_context(|| format!("cannot listen on listen.peer {}", config.listen.peer))?;
+    let admin_listener = TcpListener::bind(config.listen.admin)
+        .await
+        .with_context(|| format!("cannot listen on listen.admin {}", config.listen.admin))?;
+
+    let cluster = Cluster::start(&config, data_dir).await?;
+    tracing::info!(
+        node_id = config.node.id,
+        site = %config.node.site,
+        admin = %config.listen.admin,
+        peer = %config.listen.peer,
+        "node started"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let peer = tonic::transport::Server::builder()
+        .add_service(cluster::peer_service::server(
+            cluster.clone(),
+            config.cluster.secret.clone(),
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), stopped(stop_rx.clone()));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(peage_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the gRPC reflection service")?;
+    let admin = tonic::transport::Server::builder()
+        .add_service(peage_proto::v1::admin_server::AdminServer::new(
+            admin::AdminService::new(cluster.clone(), &config),
+        ))
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(admin_listener), stopped(stop_rx.clone()));
+    let peer = tokio::spawn(peer);
+    let admin = tokio::spawn(admin);
+    let sweeper = tokio::spawn(sweep_expired_entries(
+        cluster.clone(),
+        Duration::from_millis(config.lists.sweep_interval_ms),
+        stop_rx.clone(),
+    ));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for task in [peer, admin] {
+        match task.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "listener stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "listener task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    let _ = sweeper.await;
+    cluster.shutdown().await;
+    Ok(())
+}
+
+/// On the leader, proposes a sweep whenever some list entry has expired. The leader writes
+/// the time into the entry, so apply never reads a clock.
+async fn sweep_expired_entries(cluster: Cluster, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = admin::now_ms();
+        if cluster.metrics().current_leader != Some(cluster.id()) || !cluster.state().has_expired(now) {
+            continue;
+        }
+        let sweep = peage_proto::v1::ListSweep { now_ms: now };
+        match cluster
+            .propose(peage_proto::v1::command::Kind::ListSweep(sweep))
+            .await
+        {
+            Ok((index, outcome)) => tracing::info!(log_index = index, ?outcome, "expired list entries swept"),
+            Err(e) => tracing::warn!(error = %e, "sweep of expired list entries failed"),
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

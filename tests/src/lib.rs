@@ -1,0 +1,330 @@
+//! The cluster harness: real `peage` processes on their own loopback addresses, in
+//! temporary directories, killed with SIGKILL on demand and always stopped on drop.
+//! Waits are conditions with a deadline and a reason, never fixed sleeps.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+pub use peage_client::v1;
+use peage_client::{connect, Admin};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const READ_TOKEN: &str = "test-read-only-token-0123456789";
+pub const SECRET: &str = "test-cluster-secret-0123456789";
+pub const SITES: [&str; 4] = ["paris", "roubaix", "ariege", "lyon"];
+
+/// The directory holding the workspace's binaries, next to the running test executable.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe.parent().expect("exe has a parent").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// Path of a workspace binary; the test command builds them first (`cargo build --bins`).
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        p.display()
+    );
+    p
+}
+
+static NEXT_NET: AtomicU32 = AtomicU32::new(0);
+
+/// A /24 of loopback addresses no other cluster of this test run uses.
+fn fresh_net() -> String {
+    let n = NEXT_NET.fetch_add(1, Ordering::SeqCst);
+    let pid = std::process::id();
+    format!("127.{}.{}", 10 + (pid % 200), n % 250 + 1)
+}
+
+/// Raft and list settings for a test cluster.
+#[derive(Clone)]
+pub struct Tuning {
+    pub snapshot_after_entries: u64,
+    pub keep_entries_after_snapshot: u64,
+    pub sweep_interval_ms: u64,
+    pub commit_timeout_ms: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            snapshot_after_entries: 5000,
+            keep_entries_after_snapshot: 1000,
+            sweep_interval_ms: 200,
+            commit_timeout_ms: 3000,
+        }
+    }
+}
+
+pub struct Node {
+    pub id: u64,
+    pub site: String,
+    pub ip: String,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn admin_url(&self) -> String {
+        format!("http://{}:50051", self.ip)
+    }
+    pub fn peer_addr(&self) -> String {
+        format!("{}:50052", self.ip)
+    }
+    pub fn admin_addr(&self) -> String {
+        format!("{}:50051", self.ip)
+    }
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub net: String,
+    pub nodes: Vec<Node>,
+    pub tuning: Tuning,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` naming `reason`.
+pub async fn wait_for<T, F, Fut>(reason: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for: {reason}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl TestCluster {
+    /// Writes configs for three bootstrap voters (one per site) and starts them.
+    pub async fn start(tuning: Tuning) -> anyhow::Result<TestCluster> {
+        let dir = tempfile::tempdir()?;
+        let net = fresh_net();
+        let mut cluster = TestCluster {
+            dir,
+            net,
+            nodes: Vec::new(),
+            tuning,
+        };
+        for id in 1..=3 {
+            cluster.add_node_config(id, true)?;
+        }
+        for i in 0..3 {
+            cluster.start_node(i)?;
+        }
+        cluster.wait_for_leader_everywhere().await?;
+        Ok(cluster)
+    }
+
+    fn members_toml(&self) -> String {
+        (1..=3)
+            .map(|id| {
+                format!(
+                    "  {{ id = {id}, site = \"{}\", peer = \"{}.{id}:50052\", admin = \"{}.{id}:50051\" }},\n",
+                    SITES[id as usize - 1],
+                    self.net,
+                    self.net
+                )
+            })
+            .collect()
+    }
+
+    /// Writes a node's config; `bootstrap` nodes are the three initial voters, others join
+    /// later as learners.
+    pub fn add_node_config(&mut self, id: u64, bootstrap: bool) -> anyhow::Result<usize> {
+        let site = SITES[(id as usize - 1) % SITES.len()].to_owned();
+        let ip = format!("{}.{id}", self.net);
+        let t = &self.tuning;
+        let members = if bootstrap {
+            format!("bootstrap = true\nmembers = [\n{}]\n", self.members_toml())
+        } else {
+            String::new()
+        };
+        let text = format!(
+            r#"[node]
+id = {id}
+site = "{site}"
+
+[listen]
+admin = "{ip}:50051"
+peer = "{ip}:50052"
+
+[cluster]
+secret = "{SECRET}"
+{members}
+[raft]
+heartbeat_interval_ms = 50
+election_timeout_min_ms = 300
+election_timeout_max_ms = 600
+snapshot_after_entries = {snap}
+keep_entries_after_snapshot = {keep}
+commit_timeout_ms = {commit}
+
+[lists]
+sweep_interval_ms = {sweep}
+
+[[admin.tokens]]
+name = "test-admin"
+token = "{ADMIN_TOKEN}"
+role = "admin"
+
+[[admin.tokens]]
+name = "test-reader"
+token = "{READ_TOKEN}"
+role = "read-only"
+"#,
+            snap = t.snapshot_after_entries,
+            keep = t.keep_entries_after_snapshot,
+            commit = t.commit_timeout_ms,
+            sweep = t.sweep_interval_ms,
+        );
+        let config = self.dir.path().join(format!("node{id}.toml"));
+        std::fs::write(&config, text)?;
+        self.nodes.push(Node {
+            id,
+            site,
+            ip,
+            config,
+            data_dir: self.dir.path().join(format!("data{id}")),
+            log: self.dir.path().join(format!("node{id}.log")),
+            child: None,
+        });
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Starts (or restarts) node `i` from its data directory.
+    pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let n = &mut self.nodes[i];
+        assert!(n.child.is_none(), "node {} is already running", n.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)?;
+        let child = Command::new(bin("peage"))
+            .arg("run")
+            .arg("--config")
+            .arg(&n.config)
+            .arg("--data-dir")
+            .arg(&n.data_dir)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn peage")?;
+        n.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn node_log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    pub async fn client(&self, i: usize) -> anyhow::Result<Admin> {
+        Ok(connect(&self.nodes[i].admin_url(), Some(ADMIN_TOKEN)).await?)
+    }
+
+    pub async fn client_with(&self, i: usize, token: Option<&str>) -> anyhow::Result<Admin> {
+        Ok(connect(&self.nodes[i].admin_url(), token).await?)
+    }
+
+    pub async fn status(&self, i: usize) -> anyhow::Result<v1::StatusReply> {
+        let mut c = self.client(i).await?;
+        Ok(c.status(v1::StatusRequest {}).await?.into_inner())
+    }
+
+    /// Waits until every running node knows the same leader; returns its index in `nodes`.
+    pub async fn wait_for_leader_everywhere(&self) -> anyhow::Result<usize> {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_running())
+            .collect();
+        wait_for("every running node knows the same leader", Duration::from_secs(30), || {
+            let running = running.clone();
+            async move {
+                let mut leader = None;
+                for i in running {
+                    let s = self.status(i).await.ok()?;
+                    let l = s.leader_id?;
+                    if leader.is_some_and(|x| x != l) {
+                        return None;
+                    }
+                    leader = Some(l);
+                }
+                let l = leader?;
+                let idx = self.nodes.iter().position(|n| n.id == l)?;
+                self.nodes[idx].is_running().then_some(idx)
+            }
+        })
+        .await
+    }
+
+    /// Waits until node `i` has applied at least `index`.
+    pub async fn wait_applied(&self, i: usize, index: u64) -> anyhow::Result<()> {
+        wait_for(
+            &format!("node {} applies index {index}", self.nodes[i].id),
+            Duration::from_secs(30),
+            || async move {
+                let s = self.status(i).await.ok()?;
+                (s.last_applied >= index).then_some(())
+            },
+        )
+        .await
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A list entry request for tests.
+pub fn add_req(kind: v1::EntryKind, value: &str, reason: &str) -> v1::ListAddRequest {
+    v1::ListAddRequest {
+        list: v1::ListName::Block as i32,
+        kind: kind as i32,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+        ttl_secs: None,
+    }
+}

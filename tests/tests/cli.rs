@@ -1,0 +1,105 @@
+//! `peagectl` and `peage` as an operator runs them: JSON status, list commands, and errors
+//! that say what failed with a non-zero exit.
+
+use std::process::{Command, Output};
+
+use peage_tests::{bin, TestCluster, Tuning, ADMIN_TOKEN, READ_TOKEN};
+
+fn peagectl(addr: &str, token: &str, args: &[&str]) -> Output {
+    Command::new(bin("peagectl"))
+        .arg("--addr")
+        .arg(addr)
+        .env("PEAGE_TOKEN", token)
+        .args(args)
+        .output()
+        .expect("run peagectl")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test]
+async fn peagectl_status_lists_and_errors() {
+    let c = TestCluster::start(Tuning::default()).await.unwrap();
+    let addr = c.nodes[1].admin_url();
+
+    // status --json: one object with the documented fields.
+    let o = peagectl(&addr, ADMIN_TOKEN, &["status", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status --json is JSON");
+    for key in ["node_id", "site", "role", "leader_id", "term", "last_applied", "members"] {
+        assert!(s.get(key).is_some(), "missing {key}: {s}");
+    }
+    assert_eq!(s["node_id"], 2);
+    assert_eq!(s["site"], "roubaix");
+    assert!(["leader", "follower", "learner", "candidate"].contains(&s["role"].as_str().unwrap()));
+    let members = s["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    for m in members {
+        for key in ["node_id", "site", "addr", "voter", "matched_index"] {
+            assert!(m.get(key).is_some(), "member missing {key}: {m}");
+        }
+        assert_eq!(m["voter"], true);
+    }
+
+    // The human table names every site.
+    let o = peagectl(&addr, ADMIN_TOKEN, &["status"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for site in ["paris", "roubaix", "ariege"] {
+        assert!(out.contains(site), "{out}");
+    }
+
+    // list add / check / ls, as in the README.
+    let o = peagectl(&addr, ADMIN_TOKEN, &["list", "add", "ip", "203.0.113.0/24", "--reason", "botnet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = peagectl(&c.nodes[2].admin_url(), READ_TOKEN, &["list", "check", "ip", "203.0.113.7", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["matches"][0]["value"], "203.0.113.0/24");
+    assert_eq!(r["matches"][0]["reason"], "botnet");
+    let o = peagectl(&addr, READ_TOKEN, &["--stale", "list", "ls", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(r["read"]["stale"], true);
+
+    // Errors name what failed and exit non-zero.
+    let o = peagectl(&addr, ADMIN_TOKEN, &["list", "add", "ip", "203.0.113.7/24"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("invalid argument") && text(&o).contains("203.0.113.0/24"), "{}", text(&o));
+    let o = peagectl(&addr, "wrong-token-xxxxxxxx", &["status"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("authentication failed"), "{}", text(&o));
+    let o = peagectl(&addr, READ_TOKEN, &["list", "add", "domain", "bad.example"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("permission denied"), "{}", text(&o));
+    let o = peagectl("http://127.0.0.1:1", ADMIN_TOKEN, &["status"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("cannot reach http://127.0.0.1:1"), "{}", text(&o));
+}
+
+#[test]
+fn peage_run_reports_config_errors_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[node]\nid = 1\nsite = \"paris\"\n[listen]\nadmin = \"127.0.0.1:1\"\npeer = \"127.0.0.1:2\"\n[cluster]\nsecret = \"short\"\n",
+    )
+    .unwrap();
+    let o = Command::new(bin("peage"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("cluster.secret"), "{}", text(&o));
+}
