@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["peage/v1/command.proto", "peage/v1/admin.proto", "peage/v1/peer.proto"];
+    let files = [
+        "peage/v1/command.proto",
+        "peage/v1/admin.proto",
+        "peage/v1/peer.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

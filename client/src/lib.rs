@@ -61,11 +61,20 @@ impl ClientError {
             tonic::Code::PermissionDenied => ClientError::PermissionDenied { addr, message },
             tonic::Code::InvalidArgument => ClientError::InvalidArgument(message),
             tonic::Code::NotFound => ClientError::NotFound(message),
-            tonic::Code::Unavailable if message.contains("transport") || message.contains("connect") => {
-                ClientError::Unreachable { addr, reason: message }
+            tonic::Code::Unavailable
+                if message.contains("transport") || message.contains("connect") =>
+            {
+                ClientError::Unreachable {
+                    addr,
+                    reason: message,
+                }
             }
             tonic::Code::Unavailable => ClientError::Unavailable { addr, message },
-            code => ClientError::Other { addr, code, message },
+            code => ClientError::Other {
+                addr,
+                code,
+                message,
+            },
         }
     }
 }
@@ -122,7 +131,11 @@ pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use s, m, h or d)"
+            ))
+        }
     };
     n.checked_mul(mult)
         .filter(|s| *s > 0)

@@ -17,7 +17,12 @@ use peage_client::{connect, parse_duration_secs, Admin, ClientError};
 )]
 struct Cli {
     /// Admin endpoint of any node.
-    #[arg(long, env = "PEAGE_ADDR", default_value = "http://127.0.0.1:50051", global = true)]
+    #[arg(
+        long,
+        env = "PEAGE_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
     addr: String,
     /// Bearer token (admin or read-only).
     #[arg(long, env = "PEAGE_TOKEN", hide_env_values = true, global = true)]
@@ -367,7 +372,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 .into_inner();
             let e = r.entry.unwrap_or_default();
             if cli.json {
-                println!("{}", json!({"entry": entry_json(&e), "created": r.created, "log_index": r.log_index}));
+                println!(
+                    "{}",
+                    json!({"entry": entry_json(&e), "created": r.created, "log_index": r.log_index})
+                );
             } else {
                 println!(
                     "{} {} entry {} `{}` (id {}, log index {})",
@@ -455,7 +463,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 );
             } else {
                 if r.matches.is_empty() {
-                    println!("{} `{}`: no entry matches", kind_name(kind.wire()), r.normalized);
+                    println!(
+                        "{} `{}`: no entry matches",
+                        kind_name(kind.wire()),
+                        r.normalized
+                    );
                 } else {
                     println!("{} `{}` matches:", kind_name(kind.wire()), r.normalized);
                     print_entries(&r.matches);

@@ -333,7 +333,10 @@ members = [{ id = 1, site = "paris", peer = "127.0.0.1:50052", admin = "127.0.0.
             .unwrap_err()
             .to_string();
         assert!(e.contains("cluster.secret"), "{e}");
-        let text = GOOD.replace("peer = \"127.0.0.1:50052\", admin", "peer = \"nowhere\", admin");
+        let text = GOOD.replace(
+            "peer = \"127.0.0.1:50052\", admin",
+            "peer = \"nowhere\", admin",
+        );
         let e = Config::parse(&text, Path::new("x.toml"))
             .unwrap_err()
             .to_string();

@@ -34,7 +34,9 @@ fn stop_all(sites: &mut [Site]) {
         loop {
             match s.child.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 _ => {
                     let _ = s.child.kill();
                     let _ = s.child.wait();
@@ -125,14 +127,26 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         }
     }
 
-    println!("Péage local cluster is up (data and logs in {}):", dir.display());
+    println!(
+        "Péage local cluster is up (data and logs in {}):",
+        dir.display()
+    );
     for s in &sites {
-        println!("  {:<8} admin http://{}  (log: {}/{}.log)", s.name, s.admin, dir.display(), s.name);
+        println!(
+            "  {:<8} admin http://{}  (log: {}/{}.log)",
+            s.name,
+            s.admin,
+            dir.display(),
+            s.name
+        );
     }
     println!();
     println!("Admin token: {token}");
     println!();
-    let bin_dir = exe.parent().map(|d| d.display().to_string()).unwrap_or_default();
+    let bin_dir = exe
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     println!("Quick start (in another shell):");
     println!("  export PATH={bin_dir}:$PATH");
     println!("  export PEAGE_ADDR=http://127.0.0.1:50051 PEAGE_TOKEN={token}");

@@ -1,6 +1,10 @@
 //! Péage node: a member of the mail-filter cluster. `run` starts one node: its storage, its
 //! Raft membership, the peer and admin gRPC listeners, and its background tasks.
 
+// openraft's storage traits require its `StorageError` (over 200 bytes) as the error type,
+// and storage helpers return it unchanged rather than boxing and unboxing it.
+#![allow(clippy::result_large_err)]
+
 pub mod admin;
 pub mod cluster;
 pub mod config;
@@ -52,7 +56,10 @@ pub async fn run(
             cluster.clone(),
             config.cluster.secret.clone(),
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(peer_listener),
+            stopped(stop_rx.clone()),
+        );
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(peage_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -62,7 +69,10 @@ pub async fn run(
             admin::AdminService::new(cluster.clone(), &config),
         ))
         .add_service(reflection)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(admin_listener), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(admin_listener),
+            stopped(stop_rx.clone()),
+        );
     let peer = tokio::spawn(peer);
     let admin = tokio::spawn(admin);
     let sweeper = tokio::spawn(sweep_expired_entries(
@@ -97,7 +107,9 @@ async fn sweep_expired_entries(cluster: Cluster, every: Duration, mut stop: watc
             _ = stop.wait_for(|s| *s) => return,
         }
         let now = admin::now_ms();
-        if cluster.metrics().current_leader != Some(cluster.id()) || !cluster.state().has_expired(now) {
+        if cluster.metrics().current_leader != Some(cluster.id())
+            || !cluster.state().has_expired(now)
+        {
             continue;
         }
         let sweep = peage_proto::v1::ListSweep { now_ms: now };
@@ -105,7 +117,9 @@ async fn sweep_expired_entries(cluster: Cluster, every: Duration, mut stop: watc
             .propose(peage_proto::v1::command::Kind::ListSweep(sweep))
             .await
         {
-            Ok((index, outcome)) => tracing::info!(log_index = index, ?outcome, "expired list entries swept"),
+            Ok((index, outcome)) => {
+                tracing::info!(log_index = index, ?outcome, "expired list entries swept")
+            }
             Err(e) => tracing::warn!(error = %e, "sweep of expired list entries failed"),
         }
     }
@@ -116,13 +130,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

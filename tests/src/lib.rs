@@ -280,23 +280,27 @@ role = "read-only"
         let running: Vec<usize> = (0..self.nodes.len())
             .filter(|i| self.nodes[*i].is_running())
             .collect();
-        wait_for("every running node knows the same leader", Duration::from_secs(30), || {
-            let running = running.clone();
-            async move {
-                let mut leader = None;
-                for i in running {
-                    let s = self.status(i).await.ok()?;
-                    let l = s.leader_id?;
-                    if leader.is_some_and(|x| x != l) {
-                        return None;
+        wait_for(
+            "every running node knows the same leader",
+            Duration::from_secs(30),
+            || {
+                let running = running.clone();
+                async move {
+                    let mut leader = None;
+                    for i in running {
+                        let s = self.status(i).await.ok()?;
+                        let l = s.leader_id?;
+                        if leader.is_some_and(|x| x != l) {
+                            return None;
+                        }
+                        leader = Some(l);
                     }
-                    leader = Some(l);
+                    let l = leader?;
+                    let idx = self.nodes.iter().position(|n| n.id == l)?;
+                    self.nodes[idx].is_running().then_some(idx)
                 }
-                let l = leader?;
-                let idx = self.nodes.iter().position(|n| n.id == l)?;
-                self.nodes[idx].is_running().then_some(idx)
-            }
-        })
+            },
+        )
         .await
     }
 

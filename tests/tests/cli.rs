@@ -33,7 +33,15 @@ async fn peagectl_status_lists_and_errors() {
     let o = peagectl(&addr, ADMIN_TOKEN, &["status", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let s: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status --json is JSON");
-    for key in ["node_id", "site", "role", "leader_id", "term", "last_applied", "members"] {
+    for key in [
+        "node_id",
+        "site",
+        "role",
+        "leader_id",
+        "term",
+        "last_applied",
+        "members",
+    ] {
         assert!(s.get(key).is_some(), "missing {key}: {s}");
     }
     assert_eq!(s["node_id"], 2);
@@ -56,9 +64,17 @@ async fn peagectl_status_lists_and_errors() {
     }
 
     // list add / check / ls, as in the README.
-    let o = peagectl(&addr, ADMIN_TOKEN, &["list", "add", "ip", "203.0.113.0/24", "--reason", "botnet"]);
+    let o = peagectl(
+        &addr,
+        ADMIN_TOKEN,
+        &["list", "add", "ip", "203.0.113.0/24", "--reason", "botnet"],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let o = peagectl(&c.nodes[2].admin_url(), READ_TOKEN, &["list", "check", "ip", "203.0.113.7", "--json"]);
+    let o = peagectl(
+        &c.nodes[2].admin_url(),
+        READ_TOKEN,
+        &["list", "check", "ip", "203.0.113.7", "--json"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["matches"][0]["value"], "203.0.113.0/24");
@@ -72,7 +88,11 @@ async fn peagectl_status_lists_and_errors() {
     // Errors name what failed and exit non-zero.
     let o = peagectl(&addr, ADMIN_TOKEN, &["list", "add", "ip", "203.0.113.7/24"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("invalid argument") && text(&o).contains("203.0.113.0/24"), "{}", text(&o));
+    assert!(
+        text(&o).contains("invalid argument") && text(&o).contains("203.0.113.0/24"),
+        "{}",
+        text(&o)
+    );
     let o = peagectl(&addr, "wrong-token-xxxxxxxx", &["status"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("authentication failed"), "{}", text(&o));
@@ -81,7 +101,11 @@ async fn peagectl_status_lists_and_errors() {
     assert!(text(&o).contains("permission denied"), "{}", text(&o));
     let o = peagectl("http://127.0.0.1:1", ADMIN_TOKEN, &["status"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("cannot reach http://127.0.0.1:1"), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot reach http://127.0.0.1:1"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

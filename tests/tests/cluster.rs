@@ -9,7 +9,13 @@ use tonic::Code;
 use peage_tests::v1::*;
 use peage_tests::{add_req, wait_for, TestCluster, Tuning, ADMIN_TOKEN, READ_TOKEN};
 
-async fn check(c: &TestCluster, i: usize, kind: EntryKind, value: &str, stale: bool) -> ListCheckReply {
+async fn check(
+    c: &TestCluster,
+    i: usize,
+    kind: EntryKind,
+    value: &str,
+    stale: bool,
+) -> ListCheckReply {
     let mut a = c.client(i).await.unwrap();
     a.list_check(ListCheckRequest {
         kind: kind as i32,
@@ -92,14 +98,18 @@ async fn leader_killed_new_leader_elected_and_the_old_one_catches_up() {
     assert_ne!(new, old);
     let writer = (0..3).find(|i| *i != old).unwrap();
     let a = c.client(writer).await.unwrap();
-    let r = wait_for("a write succeeds after the leader's death", Duration::from_secs(20), || {
-        let mut a = a.clone();
-        async move {
-            a.list_add(add_req(EntryKind::Sender, "b@spam.example", "after"))
-                .await
-                .ok()
-        }
-    })
+    let r = wait_for(
+        "a write succeeds after the leader's death",
+        Duration::from_secs(20),
+        || {
+            let mut a = a.clone();
+            async move {
+                a.list_add(add_req(EntryKind::Sender, "b@spam.example", "after"))
+                    .await
+                    .ok()
+            }
+        },
+    )
     .await
     .unwrap();
     let index = r.into_inner().log_index;
@@ -162,10 +172,29 @@ async fn a_learner_added_after_compaction_gets_a_snapshot_and_becomes_a_voter() 
     let target = c.status(leader).await.unwrap().last_applied;
     c.wait_applied(i4, target).await.unwrap();
     let s4 = c.status(i4).await.unwrap();
-    assert!(s4.snapshot_index > 0, "the learner should hold a snapshot: {s4:?}");
+    assert!(
+        s4.snapshot_index > 0,
+        "the learner should hold a snapshot: {s4:?}"
+    );
     assert_eq!(s4.role, "learner");
-    let (d_leader, d4) = (digest(&c, leader).await, digest(&c, i4).await);
+    let (d_leader, d4) = wait_for(
+        "the learner's state equals the leader's",
+        Duration::from_secs(20),
+        || {
+            let c = &c;
+            async move {
+                let (l, n) = (digest(c, leader).await, digest(c, i4).await);
+                (l.applied_index == n.applied_index).then_some((l, n))
+            }
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(d4.list_entries, 60);
+    assert_eq!(
+        d_leader.sha256, d4.sha256,
+        "same applied index, different state"
+    );
     let r = check(&c, i4, EntryKind::Domain, "www.d42.example", true).await;
     assert_eq!(r.matches.len(), 1);
 
@@ -178,9 +207,6 @@ async fn a_learner_added_after_compaction_gets_a_snapshot_and_becomes_a_voter() 
     assert!(m4.voter, "{s:?}");
     let r = check(&c, i4, EntryKind::Domain, "d7.example", false).await;
     assert_eq!(r.matches.len(), 1);
-    if d_leader.applied_index == d4.applied_index {
-        assert_eq!(d_leader.sha256, d4.sha256);
-    }
 }
 
 #[tokio::test]
@@ -209,7 +235,11 @@ async fn a_node_cut_off_from_the_majority_cannot_commit_and_says_its_reads_are_s
         err.message().contains("quorum") || err.message().contains("majority"),
         "{err:?}"
     );
-    eprintln!("write refused after {:?}: {}", started.elapsed(), err.message());
+    eprintln!(
+        "write refused after {:?}: {}",
+        started.elapsed(),
+        err.message()
+    );
 
     // Phase 3: a linearizable read is refused too; a stale read answers and says how stale.
     let mut req = tonic::Request::new(ListCheckRequest {
@@ -220,17 +250,25 @@ async fn a_node_cut_off_from_the_majority_cannot_commit_and_says_its_reads_are_s
     req.set_timeout(Duration::from_secs(20));
     let err = a.list_check(req).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    let r = wait_for("the stale read reports over a second without a majority", Duration::from_secs(20), || {
-        let c = &c;
-        async move {
-            let r = check(c, leader, EntryKind::Ip, "192.0.2.1", true).await;
-            let info = r.read.clone()?;
-            (info.millis_since_leader_contact? > 1000).then_some(r)
-        }
-    })
+    let r = wait_for(
+        "the stale read reports over a second without a majority",
+        Duration::from_secs(20),
+        || {
+            let c = &c;
+            async move {
+                let r = check(c, leader, EntryKind::Ip, "192.0.2.1", true).await;
+                let info = r.read?;
+                (info.millis_since_leader_contact? > 1000).then_some(r)
+            }
+        },
+    )
     .await
     .unwrap();
-    assert_eq!(r.matches.len(), 1, "stale reads still answer from the replica");
+    assert_eq!(
+        r.matches.len(),
+        1,
+        "stale reads still answer from the replica"
+    );
     assert!(r.read.unwrap().stale);
 
     // Nothing was written by the refused request.
@@ -254,7 +292,12 @@ async fn random_workload_with_a_snapshot_in_the_middle_leaves_identical_states()
     }
     for step in 0..150 {
         let node = rng.random_range(0..3);
-        let kind = [EntryKind::Ip, EntryKind::Domain, EntryKind::Sender, EntryKind::Url][rng.random_range(0..4)];
+        let kind = [
+            EntryKind::Ip,
+            EntryKind::Domain,
+            EntryKind::Sender,
+            EntryKind::Url,
+        ][rng.random_range(0..4)];
         let value = match kind {
             EntryKind::Ip => format!("10.{}.0.0/16", rng.random_range(0..30)),
             EntryKind::Domain => format!("d{}.example", rng.random_range(0..30)),
@@ -265,7 +308,7 @@ async fn random_workload_with_a_snapshot_in_the_middle_leaves_identical_states()
         if rng.random_bool(0.7) {
             let mut req = add_req(kind, &value, &format!("step {step}"));
             // Some entries expire during the run, so leader sweeps are part of the log.
-            req.ttl_secs = rng.random_bool(0.3).then(|| 1);
+            req.ttl_secs = rng.random_bool(0.3).then_some(1);
             a.list_add(req).await.unwrap();
         } else {
             let r = a
@@ -284,14 +327,22 @@ async fn random_workload_with_a_snapshot_in_the_middle_leaves_identical_states()
             let leader = c.wait_for_leader_everywhere().await.unwrap();
             let f = (leader + 1) % 3;
             let mut fa = c.client(f).await.unwrap();
-            let snap = fa.trigger_snapshot(TriggerSnapshotRequest {}).await.unwrap().into_inner();
+            let snap = fa
+                .trigger_snapshot(TriggerSnapshotRequest {})
+                .await
+                .unwrap()
+                .into_inner();
             assert!(snap.snapshot_index > 0);
             c.kill(f);
             c.start_node(f).unwrap();
-            clients[f] = wait_for("the restarted node answers", Duration::from_secs(20), || {
-                let c = &c;
-                async move { c.client(f).await.ok() }
-            })
+            clients[f] = wait_for(
+                "the restarted node answers",
+                Duration::from_secs(20),
+                || {
+                    let c = &c;
+                    async move { c.client(f).await.ok() }
+                },
+            )
             .await
             .unwrap();
         }
@@ -304,11 +355,17 @@ async fn random_workload_with_a_snapshot_in_the_middle_leaves_identical_states()
         async move {
             let mut a = c.client(leader).await.ok()?;
             let page = a
-                .list_query(ListQueryRequest { page_size: 1000, ..Default::default() })
+                .list_query(ListQueryRequest {
+                    page_size: 1000,
+                    ..Default::default()
+                })
                 .await
                 .ok()?
                 .into_inner();
-            page.entries.iter().all(|e| e.expires_at_ms.is_none()).then_some(())
+            page.entries
+                .iter()
+                .all(|e| e.expires_at_ms.is_none())
+                .then_some(())
         }
     })
     .await
@@ -320,7 +377,10 @@ async fn random_workload_with_a_snapshot_in_the_middle_leaves_identical_states()
         let d = digest(&c, i).await;
         digests.push((d.applied_index, d.sha256, d.list_entries));
     }
-    assert!(digests[0].2 > 0, "the workload should leave entries: {digests:?}");
+    assert!(
+        digests[0].2 > 0,
+        "the workload should leave entries: {digests:?}"
+    );
     assert!(
         digests.iter().all(|d| d == &digests[0]),
         "states differ: {digests:?}"
@@ -334,21 +394,47 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
     let before = digest(&c, 0).await;
 
     let cases: Vec<(&str, ListAddRequest, &str)> = vec![
-        ("invalid CIDR", add_req(EntryKind::Ip, "203.0.113.0/33", "x"), "203.0.113.0/33"),
-        ("host bits", add_req(EntryKind::Ip, "203.0.113.7/24", "x"), "did you mean"),
-        ("not an IP", add_req(EntryKind::Ip, "not-an-ip", "x"), "not-an-ip"),
+        (
+            "invalid CIDR",
+            add_req(EntryKind::Ip, "203.0.113.0/33", "x"),
+            "203.0.113.0/33",
+        ),
+        (
+            "host bits",
+            add_req(EntryKind::Ip, "203.0.113.7/24", "x"),
+            "did you mean",
+        ),
+        (
+            "not an IP",
+            add_req(EntryKind::Ip, "not-an-ip", "x"),
+            "not-an-ip",
+        ),
         (
             "unknown kind",
-            ListAddRequest { kind: 99, ..add_req(EntryKind::Ip, "1.2.3.4", "x") },
+            ListAddRequest {
+                kind: 99,
+                ..add_req(EntryKind::Ip, "1.2.3.4", "x")
+            },
             "unknown entry kind",
         ),
         (
             "unknown list",
-            ListAddRequest { list: 7, ..add_req(EntryKind::Ip, "1.2.3.4", "x") },
+            ListAddRequest {
+                list: 7,
+                ..add_req(EntryKind::Ip, "1.2.3.4", "x")
+            },
             "unknown list",
         ),
-        ("empty value", add_req(EntryKind::Domain, "   ", "x"), "empty"),
-        ("bad domain", add_req(EntryKind::Domain, "bad..example", "x"), "invalid domain"),
+        (
+            "empty value",
+            add_req(EntryKind::Domain, "   ", "x"),
+            "empty",
+        ),
+        (
+            "bad domain",
+            add_req(EntryKind::Domain, "bad..example", "x"),
+            "invalid domain",
+        ),
         (
             "oversized reason",
             add_req(EntryKind::Domain, "ok.example", &"r".repeat(10_000)),
@@ -367,26 +453,42 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     let e = none.status(StatusRequest {}).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
-    let mut wrong = c.client_with(0, Some("not-the-token-at-all")).await.unwrap();
+    let mut wrong = c
+        .client_with(0, Some("not-the-token-at-all"))
+        .await
+        .unwrap();
     let e = wrong.list_add(good()).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     let mut reader = c.client_with(0, Some(READ_TOKEN)).await.unwrap();
     let e = reader.list_add(good()).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     let e = reader
-        .add_learner(AddLearnerRequest { node_id: 9, peer_addr: "127.0.0.1:1".into(), admin_addr: "127.0.0.1:2".into(), site: "x".into() })
+        .add_learner(AddLearnerRequest {
+            node_id: 9,
+            peer_addr: "127.0.0.1:1".into(),
+            admin_addr: "127.0.0.1:2".into(),
+            site: "x".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     // The read-only token may read.
     reader.status(StatusRequest {}).await.unwrap();
     let e = a
-        .add_learner(AddLearnerRequest { node_id: 9, peer_addr: "nowhere".into(), admin_addr: "127.0.0.1:2".into(), site: "x".into() })
+        .add_learner(AddLearnerRequest {
+            node_id: 9,
+            peer_addr: "nowhere".into(),
+            admin_addr: "127.0.0.1:2".into(),
+            site: "x".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     let e = a
-        .list_query(ListQueryRequest { page_size: 5000, ..Default::default() })
+        .list_query(ListQueryRequest {
+            page_size: 5000,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
@@ -396,4 +498,42 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
     assert_eq!(after.list_entries, 0);
     assert_eq!(after.sha256, before.sha256);
     let _ = ADMIN_TOKEN;
+}
+
+#[tokio::test]
+async fn peer_calls_without_the_cluster_secret_are_refused() {
+    use peage_tests::v1::raft_peer_client::RaftPeerClient;
+    let c = TestCluster::start(Tuning::default()).await.unwrap();
+    let url = format!("http://{}", c.nodes[0].peer_addr());
+    let mut peer = RaftPeerClient::connect(url.clone()).await.unwrap();
+    let e = peer.read_index(ReadIndexRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let e = peer
+        .vote(RaftPayload {
+            data: vec![1, 2, 3],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+
+    // With the secret but garbage inside: a clear error, and the node carries on.
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let secret: tonic::metadata::MetadataValue<_> = peage_tests::SECRET.parse().unwrap();
+    let mut peer = RaftPeerClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+        r.metadata_mut()
+            .insert("x-peage-cluster-secret", secret.clone());
+        Ok(r)
+    });
+    let e = peer
+        .append_entries(RaftPayload {
+            data: vec![0xff; 64],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    c.status(0).await.unwrap();
 }

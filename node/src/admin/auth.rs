@@ -20,17 +20,18 @@ impl Tokens {
 
     /// Checks the request's bearer token for `needed`; returns the token's name.
     pub fn authorize<T>(&self, req: &Request<T>, needed: Role) -> Result<String, Status> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("missing bearer token (authorization header)"))?;
+        let header = req.metadata().get("authorization").ok_or_else(|| {
+            Status::unauthenticated("missing bearer token (authorization header)")
+        })?;
         let header = header
             .to_str()
             .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| Status::unauthenticated("authorization header is not `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                Status::unauthenticated("authorization header is not `Bearer <token>`")
+            })?;
         // Every configured token is compared, in constant time, so timing tells nothing.
         let mut found = None;
         for t in &self.tokens {
@@ -94,7 +95,9 @@ mod tests {
             .authorize(&req(Some("reader-token-0123456789")), Role::Admin)
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
-        let e = t.authorize(&req(Some("wrong")), Role::ReadOnly).unwrap_err();
+        let e = t
+            .authorize(&req(Some("wrong")), Role::ReadOnly)
+            .unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
         let e = t.authorize(&req(None), Role::ReadOnly).unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);

@@ -50,14 +50,15 @@ fn parse_kind(kind: i32) -> Result<EntryKind, Status> {
 }
 
 fn parse_list(list: i32) -> Result<lists::ListName, Status> {
-    lists::ListName::from_i32(list)
-        .ok_or_else(|| Status::invalid_argument(format!("unknown list {list}: expected block or allow")))
+    lists::ListName::from_i32(list).ok_or_else(|| {
+        Status::invalid_argument(format!("unknown list {list}: expected block or allow"))
+    })
 }
 
 fn parse_node_addr(key: &str, addr: &str) -> Result<(), Status> {
-    addr.parse::<std::net::SocketAddr>().map(|_| ()).map_err(|_| {
-        Status::invalid_argument(format!("{key} `{addr}` is not an IP:port address"))
-    })
+    addr.parse::<std::net::SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| Status::invalid_argument(format!("{key} `{addr}` is not an IP:port address")))
 }
 
 impl AdminService {
@@ -294,7 +295,11 @@ impl Admin for AdminService {
         if r.contains.len() > 512 {
             return Err(Status::invalid_argument("contains is at most 512 bytes"));
         }
-        let fresh = self.cluster.read_barrier(r.stale).await.map_err(write_status)?;
+        let fresh = self
+            .cluster
+            .read_barrier(r.stale)
+            .await
+            .map_err(write_status)?;
         let page = self
             .cluster
             .state()
@@ -323,7 +328,11 @@ impl Admin for AdminService {
         let kind = parse_kind(r.kind)?;
         let probe = lists::normalize_probe(kind, &r.value)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let fresh = self.cluster.read_barrier(r.stale).await.map_err(write_status)?;
+        let fresh = self
+            .cluster
+            .read_barrier(r.stale)
+            .await
+            .map_err(write_status)?;
         let matches = self.cluster.state().check(kind, &probe, now_ms());
         Ok(Response::new(ListCheckReply {
             matches: matches.iter().map(entry_to_proto).collect(),
@@ -376,7 +385,11 @@ impl Admin for AdminService {
             .await;
         let index = match m {
             Ok(m) => m.snapshot.map_or(0, |l| l.index),
-            Err(e) => return Err(Status::deadline_exceeded(format!("snapshot not built: {e}"))),
+            Err(e) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "snapshot not built: {e}"
+                )))
+            }
         };
         Ok(Response::new(TriggerSnapshotReply {
             snapshot_index: index,

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{AnyError, StorageIOError, Entry, LogId, LogState, RaftLogReader, StorageError, Vote};
+use openraft::{
+    AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote,
+};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 use super::{NodeId, TypeConfig};
@@ -76,7 +78,9 @@ impl LogStore {
         db: &DB,
         key: &[u8],
     ) -> Result<Option<T>, StorageError<NodeId>> {
-        let cf = db.cf_handle(CF_META).expect("meta column family is created at open");
+        let cf = db
+            .cf_handle(CF_META)
+            .expect("meta column family is created at open");
         match db.get_cf(cf, key).map_err(read_err)? {
             None => Ok(None),
             Some(bytes) => bincode::deserialize(&bytes).map(Some).map_err(read_err),
@@ -89,7 +93,9 @@ impl LogStore {
         value: &T,
         sync: bool,
     ) -> Result<(), StorageError<NodeId>> {
-        let cf = db.cf_handle(CF_META).expect("meta column family is created at open");
+        let cf = db
+            .cf_handle(CF_META)
+            .expect("meta column family is created at open");
         let bytes = bincode::serialize(value).map_err(write_err)?;
         let opts = if sync {
             synced()
@@ -100,7 +106,9 @@ impl LogStore {
     }
 
     fn last_entry_log_id(db: &DB) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        let cf = db.cf_handle(CF_LOGS).expect("logs column family is created at open");
+        let cf = db
+            .cf_handle(CF_LOGS)
+            .expect("logs column family is created at open");
         let mut it = db.iterator_cf(cf, rocksdb::IteratorMode::End);
         match it.next() {
             None => Ok(None),
@@ -129,7 +137,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => None,
         };
         self.blocking(move |db| {
-            let cf = db.cf_handle(CF_LOGS).expect("logs column family is created at open");
+            let cf = db
+                .cf_handle(CF_LOGS)
+                .expect("logs column family is created at open");
             let from = index_key(start);
             let mode = rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward);
             let mut out = Vec::new();
@@ -189,8 +199,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        self.blocking(|db| Ok(Self::get_meta::<Option<LogId<NodeId>>>(db, KEY_COMMITTED)?.flatten()))
-            .await
+        self.blocking(
+            |db| Ok(Self::get_meta::<Option<LogId<NodeId>>>(db, KEY_COMMITTED)?.flatten()),
+        )
+        .await
     }
 
     async fn append<I>(
@@ -232,7 +244,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.blocking(move |db| {
-            let cf = db.cf_handle(CF_LOGS).expect("logs column family is created at open");
+            let cf = db
+                .cf_handle(CF_LOGS)
+                .expect("logs column family is created at open");
             let mut batch = WriteBatch::default();
             batch.delete_range_cf(cf, index_key(log_id.index), index_key(u64::MAX));
             // Synced: entries that conflict with the leader must not come back after a crash.
@@ -246,7 +260,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // Record the purge point first: a crash between the two leaves extra entries,
             // which is harmless, never a gap.
             Self::put_meta(db, KEY_PURGED, &log_id, true)?;
-            let cf = db.cf_handle(CF_LOGS).expect("logs column family is created at open");
+            let cf = db
+                .cf_handle(CF_LOGS)
+                .expect("logs column family is created at open");
             let mut batch = WriteBatch::default();
             batch.delete_range_cf(cf, index_key(0), index_key(log_id.index + 1));
             db.write_opt(batch, &WriteOptions::default())

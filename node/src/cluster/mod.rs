@@ -70,9 +70,16 @@ pub type ReadError = WriteError;
 pub enum LeaderOp {
     /// An encoded `CommandBatch`.
     Commands(Vec<u8>),
-    AddLearner { id: NodeId, node: PeageNode },
-    Promote { id: NodeId },
-    Remove { id: NodeId },
+    AddLearner {
+        id: NodeId,
+        node: PeageNode,
+    },
+    Promote {
+        id: NodeId,
+    },
+    Remove {
+        id: NodeId,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -233,7 +240,10 @@ impl Cluster {
     }
 
     /// Refuses at once when this node, as leader, has not heard from a majority lately.
-    fn check_leader_quorum(&self, m: &openraft::RaftMetrics<NodeId, PeageNode>) -> Result<(), WriteError> {
+    fn check_leader_quorum(
+        &self,
+        m: &openraft::RaftMetrics<NodeId, PeageNode>,
+    ) -> Result<(), WriteError> {
         let voters = m.membership_config.membership().voter_ids().count();
         if voters <= 1 {
             return Ok(());
@@ -253,7 +263,9 @@ impl Cluster {
     pub async fn submit(&self, op: LeaderOp) -> Result<LeaderOpDone, WriteError> {
         let timeout = self.inner.commit_timeout;
         let m = self.wait_for_leader().await?;
-        let leader = m.current_leader.expect("wait_for_leader returns a known leader");
+        let leader = m
+            .current_leader
+            .expect("wait_for_leader returns a known leader");
         if leader == self.inner.id {
             return self.lead(op).await;
         }
@@ -283,7 +295,9 @@ impl Cluster {
             .wait(Some(self.inner.commit_timeout.min(Duration::from_secs(2))))
             .metrics(|m| m.current_leader.is_some(), "a leader is known")
             .await;
-        wait.map_err(|_| WriteError::NoQuorum("no leader is elected (no majority reachable?)".into()))
+        wait.map_err(|_| {
+            WriteError::NoQuorum("no leader is elected (no majority reachable?)".into())
+        })
     }
 
     /// Carries out `op` on this node if it leads with a live quorum; never forwards, so a
@@ -300,7 +314,11 @@ impl Cluster {
         let timeout = self.inner.commit_timeout;
         match tokio::time::timeout(timeout, self.execute_as_leader(op)).await {
             Ok(r) => r,
-            Err(_) => Err(WriteError::Timeout(timeout.as_millis() as u64)),
+            // A commit that did not come is most often a lost majority: say so when it is.
+            Err(_) => {
+                self.check_leader_quorum(&self.metrics())?;
+                Err(WriteError::Timeout(timeout.as_millis() as u64))
+            }
         }
     }
 
@@ -332,9 +350,7 @@ impl Cluster {
                 let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
                 if voters.contains(&id) {
                     if voters.len() == 1 {
-                        return Err(WriteError::Refused(
-                            "cannot remove the last voter".into(),
-                        ));
+                        return Err(WriteError::Refused("cannot remove the last voter".into()));
                     }
                     raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
                         .await
@@ -350,9 +366,9 @@ impl Cluster {
                 outcome: resp.data,
             }),
             Err(openraft::error::RaftError::APIError(e)) => Err(match e {
-                openraft::error::ClientWriteError::ForwardToLeader(f) => WriteError::NoQuorum(
-                    format!("leadership moved (now {:?}); retry", f.leader_id),
-                ),
+                openraft::error::ClientWriteError::ForwardToLeader(f) => {
+                    WriteError::NoQuorum(format!("leadership moved (now {:?}); retry", f.leader_id))
+                }
                 openraft::error::ClientWriteError::ChangeMembershipError(c) => {
                     WriteError::Refused(c.to_string())
                 }
@@ -378,7 +394,9 @@ impl Cluster {
     pub async fn read_barrier(&self, stale: bool) -> Result<Freshness, ReadError> {
         if !stale {
             let m = self.wait_for_leader().await?;
-            let leader = m.current_leader.expect("wait_for_leader returns a known leader");
+            let leader = m
+                .current_leader
+                .expect("wait_for_leader returns a known leader");
             let index = if leader == self.inner.id {
                 self.leader_read_index().await?
             } else {
@@ -500,9 +518,17 @@ mod tests {
 
     #[test]
     fn warns_when_one_site_holds_a_majority() {
-        let spread = vec![(1, "paris".into()), (2, "roubaix".into()), (3, "ariege".into())];
+        let spread = vec![
+            (1, "paris".into()),
+            (2, "roubaix".into()),
+            (3, "ariege".into()),
+        ];
         assert!(placement_warnings(&spread).is_empty());
-        let lopsided = vec![(1, "paris".into()), (2, "paris".into()), (3, "ariege".into())];
+        let lopsided = vec![
+            (1, "paris".into()),
+            (2, "paris".into()),
+            (3, "ariege".into()),
+        ];
         let w = placement_warnings(&lopsided);
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("paris"), "{w:?}");

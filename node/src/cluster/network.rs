@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -84,9 +86,11 @@ impl PeerClients {
                 c
             }
         };
-        Ok(RaftPeerClient::with_interceptor(channel, self.secret.clone())
-            .max_decoding_message_size(MAX_PEER_MESSAGE)
-            .max_encoding_message_size(MAX_PEER_MESSAGE))
+        Ok(
+            RaftPeerClient::with_interceptor(channel, self.secret.clone())
+                .max_decoding_message_size(MAX_PEER_MESSAGE)
+                .max_encoding_message_size(MAX_PEER_MESSAGE),
+        )
     }
 
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
@@ -111,7 +115,8 @@ impl PeerClients {
             .await
             .map_err(|_| PeerCallError::Timeout(timeout))?
             .map_err(status_error)?;
-        bincode::deserialize(&reply.into_inner().data).map_err(|e| PeerCallError::Decode(e.to_string()))
+        bincode::deserialize(&reply.into_inner().data)
+            .map_err(|e| PeerCallError::Decode(e.to_string()))
     }
 
     /// Sends a write to the leader and waits for its outcome.
@@ -155,7 +160,10 @@ impl PeerClients {
         match reply {
             Ok(r) => {
                 let r = r.into_inner();
-                Ok((r.index, r.matched.iter().map(|m| (m.node_id, m.index)).collect()))
+                Ok((
+                    r.index,
+                    r.matched.iter().map(|m| (m.node_id, m.index)).collect(),
+                ))
             }
             Err(s) if s.code() == tonic::Code::Unavailable && s.message().contains("transport") => {
                 Err(unreachable(s.message().to_owned()))

@@ -37,11 +37,7 @@ impl Default for Proposer {
 
 impl Proposer {
     pub fn start(&self, cluster: Cluster) {
-        let rx = self
-            .rx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(rx) = rx {
             tokio::spawn(run(rx, cluster));
         }

@@ -15,9 +15,16 @@ pub const COMMAND_VERSION: u32 = 1;
 /// What applying one command did; returned to the proposer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    ListAdded { entry_id: u64, created: bool },
-    ListRemoved { removed: u32 },
-    Swept { removed: u32 },
+    ListAdded {
+        entry_id: u64,
+        created: bool,
+    },
+    ListRemoved {
+        removed: u32,
+    },
+    Swept {
+        removed: u32,
+    },
     /// The command was refused, the same way on every node (e.g. an undecodable payload).
     Refused(String),
 }

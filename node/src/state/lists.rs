@@ -156,7 +156,10 @@ fn parse_network(value: &str) -> Result<IpNet, InvalidValue> {
 }
 
 fn normalize_domain(value: &str) -> Result<String, InvalidValue> {
-    let d = value.strip_suffix('.').unwrap_or(value).to_ascii_lowercase();
+    let d = value
+        .strip_suffix('.')
+        .unwrap_or(value)
+        .to_ascii_lowercase();
     let bad = |why| InvalidValue::Domain(value.to_owned(), why);
     if d.is_empty() {
         return Err(bad("empty"));
@@ -536,7 +539,12 @@ mod tests {
     fn bloomed_set_survives_growth_and_removals() {
         let mut idx = ListIndex::default();
         for i in 0..5000u64 {
-            idx.upsert(entry(i, EntryKind::Sender, &format!("u{i}@x.example"), None));
+            idx.upsert(entry(
+                i,
+                EntryKind::Sender,
+                &format!("u{i}@x.example"),
+                None,
+            ));
         }
         for i in 0..4000u64 {
             idx.remove(i);

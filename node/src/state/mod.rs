@@ -17,14 +17,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    AnyError, StorageIOError, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
-    StorageError, StoredMembership,
+    AnyError, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-pub use apply::{BatchOutcome, Outcome, COMMAND_VERSION};
 use apply::IndexChange;
+pub use apply::{BatchOutcome, Outcome, COMMAND_VERSION};
 use lists::{EntryKind, ListEntry, ListIndex, ListName};
 pub use snapshot_file::SnapshotFile;
 
@@ -34,6 +34,7 @@ const DB_FILE: &str = "state.sqlite";
 const SNAPSHOT_DIR: &str = "snapshots";
 
 type Membership = StoredMembership<NodeId, PeageNode>;
+type Meta = SnapshotMeta<NodeId, PeageNode>;
 
 /// A cheap-to-clone handle on the state machine, shared by openraft and the admin service.
 #[derive(Clone)]
@@ -178,8 +179,7 @@ impl StateStore {
             let limit = filter.limit.clamp(1, 1000) as usize;
             let db = me.lock_db();
             // One more than asked tells whether another page follows.
-            let mut entries =
-                query_entries(&db, &filter, Some(limit + 1)).map_err(sm_err)?;
+            let mut entries = query_entries(&db, &filter, Some(limit + 1)).map_err(sm_err)?;
             let next_after = if entries.len() > limit {
                 entries.truncate(limit);
                 entries.last().map_or(0, |e| e.id)
@@ -236,10 +236,8 @@ impl StateStore {
     }
 
     /// The newest complete snapshot: its meta and database file.
-    fn latest_snapshot(
-        &self,
-    ) -> Result<Option<(SnapshotMeta<NodeId, PeageNode>, PathBuf)>, StorageError<NodeId>> {
-        let mut best: Option<(SnapshotMeta<NodeId, PeageNode>, PathBuf)> = None;
+    fn latest_snapshot(&self) -> Result<Option<(Meta, PathBuf)>, StorageError<NodeId>> {
+        let mut best: Option<(Meta, PathBuf)> = None;
         let dir = std::fs::read_dir(self.snapshot_dir()).map_err(snap_err)?;
         for item in dir {
             let path = item.map_err(snap_err)?.path();
@@ -251,7 +249,11 @@ impl StateStore {
                     continue;
                 };
                 let db = path.with_extension("db");
-                if db.exists() && best.as_ref().is_none_or(|(b, _)| meta.last_log_id > b.last_log_id) {
+                if db.exists()
+                    && best
+                        .as_ref()
+                        .is_none_or(|(b, _)| meta.last_log_id > b.last_log_id)
+                {
                     best = Some((meta, db));
                 }
             }
@@ -310,7 +312,11 @@ impl StateStore {
         *db = schema::open(&path).map_err(sm_err)?;
         let applied = read_applied(&db).map_err(sm_err)?;
         drop(db);
-        *self.inner.applied.write().unwrap_or_else(|p| p.into_inner()) = applied;
+        *self
+            .inner
+            .applied
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = applied;
         self.rebuild_indexes()
     }
 
@@ -351,7 +357,11 @@ impl StateStore {
                 }
             }
         }
-        *self.inner.applied.write().unwrap_or_else(|p| p.into_inner()) = (last, membership);
+        *self
+            .inner
+            .applied
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = (last, membership);
         Ok(results)
     }
 
@@ -367,7 +377,12 @@ impl StateStore {
             db.execute("VACUUM INTO ?1", params![tmp.to_string_lossy()])
                 .map_err(snap_err)?;
             let snapshot_id = match last {
-                Some(l) => format!("snap-{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
+                Some(l) => format!(
+                    "snap-{}-{}-{}",
+                    l.leader_id.term,
+                    l.index,
+                    rand::random::<u32>()
+                ),
                 None => format!("snap-empty-{}", rand::random::<u32>()),
             };
             SnapshotMeta {
@@ -393,9 +408,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-fn read_applied(
-    conn: &Connection,
-) -> rusqlite::Result<(Option<LogId<NodeId>>, Membership)> {
+fn read_applied(conn: &Connection) -> rusqlite::Result<(Option<LogId<NodeId>>, Membership)> {
     let get = |key: &str| -> rusqlite::Result<Option<String>> {
         conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()

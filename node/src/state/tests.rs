@@ -96,7 +96,12 @@ async fn snapshot_round_trip_and_restart() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut src = StateStore::open(a.path()).unwrap();
     apply_all(&mut src, &log[..120], 25).await;
-    let snap = src.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let snap = src
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
     assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(120));
 
     // Stream the snapshot into a fresh store, as openraft does chunk by chunk.

@@ -64,7 +64,10 @@ async fn admin_bench(writers: Vec<usize>, seconds: u64) -> anyhow::Result<()> {
                     let v = format!("u{round}-{t}-{n}@bench.example");
                     n += 1;
                     let start = Instant::now();
-                    match client.list_add(add_req(EntryKind::Sender, &v, "bench")).await {
+                    match client
+                        .list_add(add_req(EntryKind::Sender, &v, "bench"))
+                        .await
+                    {
                         Ok(_) => lat.push(start.elapsed()),
                         Err(_) => errors += 1,
                     }
@@ -119,7 +122,11 @@ async fn failover_bench(trials: usize) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let t = killed.elapsed();
-        println!("trial {trial}: killed node {} → first write after {:.0} ms", c.nodes[leader].id, t.as_secs_f64() * 1000.0);
+        println!(
+            "trial {trial}: killed node {} → first write after {:.0} ms",
+            c.nodes[leader].id,
+            t.as_secs_f64() * 1000.0
+        );
         times.push(t);
         c.start_node(leader)?;
         let target = c.status(survivor).await?.last_applied;
