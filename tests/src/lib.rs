@@ -132,6 +132,16 @@ where
 impl TestCluster {
     /// Writes configs for three bootstrap voters (one per site) and starts them.
     pub async fn start(tuning: Tuning) -> anyhow::Result<TestCluster> {
+        let mut cluster = TestCluster::configure(tuning)?;
+        for i in 0..3 {
+            cluster.start_node(i)?;
+        }
+        cluster.wait_for_leader_everywhere().await?;
+        Ok(cluster)
+    }
+
+    /// Writes configs for three bootstrap voters without starting any.
+    pub fn configure(tuning: Tuning) -> anyhow::Result<TestCluster> {
         let dir = tempfile::tempdir()?;
         let net = fresh_net();
         let mut cluster = TestCluster {
@@ -143,10 +153,6 @@ impl TestCluster {
         for id in 1..=3 {
             cluster.add_node_config(id, true)?;
         }
-        for i in 0..3 {
-            cluster.start_node(i)?;
-        }
-        cluster.wait_for_leader_everywhere().await?;
         Ok(cluster)
     }
 

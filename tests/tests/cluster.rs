@@ -537,3 +537,74 @@ async fn peer_calls_without_the_cluster_secret_are_refused() {
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     c.status(0).await.unwrap();
 }
+
+#[tokio::test]
+async fn nodes_started_one_by_one_in_any_order_form_one_cluster() {
+    let mut c = TestCluster::configure(Tuning::default()).unwrap();
+    // Ariège alone cannot elect itself: no leader until a second node comes.
+    c.start_node(2).unwrap();
+    let s = wait_for("ariege answers status", Duration::from_secs(20), || {
+        let c = &c;
+        async move { c.status(2).await.ok() }
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.leader_id, None, "{s:?}");
+    let mut a = c.client(2).await.unwrap();
+    let mut req = tonic::Request::new(add_req(EntryKind::Domain, "early.example", "x"));
+    req.set_timeout(Duration::from_secs(20));
+    let e = a.list_add(req).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+
+    // Then Roubaix, then Paris: one leader for all three, and writes go through.
+    c.start_node(1).unwrap();
+    c.start_node(0).unwrap();
+    c.wait_for_leader_everywhere().await.unwrap();
+    wait_for(
+        "a write succeeds once a majority is up",
+        Duration::from_secs(20),
+        || {
+            let mut a = a.clone();
+            async move {
+                a.list_add(add_req(EntryKind::Domain, "later.example", "x"))
+                    .await
+                    .ok()
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let s = c.status(0).await.unwrap();
+    assert_eq!(s.members.iter().filter(|m| m.voter).count(), 3, "{s:?}");
+}
+
+#[tokio::test]
+async fn the_admin_port_serves_grpc_reflection() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let c = TestCluster::start(Tuning::default()).await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(c.nodes[0].admin_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = client
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("unexpected reflection reply: {reply:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"peage.v1.Admin".to_owned()), "{names:?}");
+}
