@@ -103,13 +103,7 @@ const MAX_VALUE_BYTES: usize = 512;
 /// Normalises a value for storing: IP networks in canonical form, domains lower-case
 /// without a trailing dot, URL entries reduced to their host.
 pub fn normalize_entry(kind: EntryKind, value: &str) -> Result<String, InvalidValue> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(InvalidValue::Empty);
-    }
-    if value.len() > MAX_VALUE_BYTES {
-        return Err(InvalidValue::TooLong(MAX_VALUE_BYTES));
-    }
+    let value = trimmed_within_limits(value)?;
     match kind {
         EntryKind::Ip => {
             let net = parse_network(value)?;
@@ -129,13 +123,7 @@ pub fn normalize_entry(kind: EntryKind, value: &str) -> Result<String, InvalidVa
 
 /// Normalises a value to look up: an IP address (not a network) for `ip`, the host of a URL.
 pub fn normalize_probe(kind: EntryKind, value: &str) -> Result<String, InvalidValue> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(InvalidValue::Empty);
-    }
-    if value.len() > MAX_VALUE_BYTES {
-        return Err(InvalidValue::TooLong(MAX_VALUE_BYTES));
-    }
+    let value = trimmed_within_limits(value)?;
     match kind {
         EntryKind::Ip => value
             .parse::<IpAddr>()
@@ -143,6 +131,17 @@ pub fn normalize_probe(kind: EntryKind, value: &str) -> Result<String, InvalidVa
             .map_err(|_| InvalidValue::Ip(value.to_owned())),
         _ => normalize_entry(kind, value),
     }
+}
+
+fn trimmed_within_limits(value: &str) -> Result<&str, InvalidValue> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(InvalidValue::Empty);
+    }
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(InvalidValue::TooLong(MAX_VALUE_BYTES));
+    }
+    Ok(value)
 }
 
 fn parse_network(value: &str) -> Result<IpNet, InvalidValue> {
