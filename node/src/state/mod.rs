@@ -160,20 +160,6 @@ impl StateStore {
             .has_expired(now_ms)
     }
 
-    pub fn get_entry(&self, id: u64) -> Result<Option<ListEntry>, rusqlite::Error> {
-        let db = self.lock_db();
-        let mut found = query_entries(
-            &db,
-            &ListFilter {
-                after_id: id.saturating_sub(1),
-                limit: 1,
-                ..Default::default()
-            },
-            Some(1),
-        )?;
-        Ok(found.pop().filter(|e| e.id == id))
-    }
-
     pub async fn list_entries(&self, filter: ListFilter) -> Result<ListPage, StorageError<NodeId>> {
         self.blocking(move |me| {
             let limit = filter.limit.clamp(1, 1000) as usize;
