@@ -55,6 +55,19 @@ fn parse_list(list: i32) -> Result<lists::ListName, Status> {
     })
 }
 
+/// The list, kind and normalised value of a request naming one entry.
+fn parse_entry(
+    list: i32,
+    kind: i32,
+    value: &str,
+) -> Result<(lists::ListName, EntryKind, String), Status> {
+    let list = parse_list(list)?;
+    let kind = parse_kind(kind)?;
+    let value =
+        lists::normalize_entry(kind, value).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok((list, kind, value))
+}
+
 fn parse_node_addr(key: &str, addr: &str) -> Result<(), Status> {
     addr.parse::<std::net::SocketAddr>()
         .map(|_| ())
@@ -187,10 +200,7 @@ impl Admin for AdminService {
     ) -> Result<Response<ListAddReply>, Status> {
         let author = self.tokens.authorize(&req, Role::Admin)?;
         let r = req.into_inner();
-        let list = parse_list(r.list)?;
-        let kind = parse_kind(r.kind)?;
-        let value = lists::normalize_entry(kind, &r.value)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (list, kind, value) = parse_entry(r.list, r.kind, &r.value)?;
         if r.reason.len() > self.max_reason_bytes {
             return Err(Status::invalid_argument(format!(
                 "reason is {} bytes; at most {} are allowed",
@@ -249,10 +259,7 @@ impl Admin for AdminService {
     ) -> Result<Response<ListRemoveReply>, Status> {
         self.tokens.authorize(&req, Role::Admin)?;
         let r = req.into_inner();
-        let list = parse_list(r.list)?;
-        let kind = parse_kind(r.kind)?;
-        let value = lists::normalize_entry(kind, &r.value)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (list, kind, value) = parse_entry(r.list, r.kind, &r.value)?;
         let (log_index, outcome) = self
             .cluster
             .propose(command::Kind::ListRemove(ListRemove {

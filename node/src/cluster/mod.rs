@@ -269,16 +269,8 @@ impl Cluster {
         if leader == self.inner.id {
             return self.lead(op).await;
         }
-        let node = m
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .cloned()
-            .ok_or_else(|| WriteError::NoQuorum(format!("leader {leader} is not a member")))?;
-        self.inner
-            .peers
-            .forward(leader, &node.peer_addr, op, timeout)
-            .await
+        let addr = leader_peer_addr(&m, leader)?;
+        self.inner.peers.forward(leader, &addr, op, timeout).await
     }
 
     /// The current metrics once a leader is known, or NoQuorum after an election's time.
@@ -400,15 +392,10 @@ impl Cluster {
             let index = if leader == self.inner.id {
                 self.leader_read_index().await?
             } else {
-                let node = m
-                    .membership_config
-                    .membership()
-                    .get_node(&leader)
-                    .cloned()
-                    .unwrap_or_default();
+                let addr = leader_peer_addr(&m, leader)?;
                 self.inner
                     .peers
-                    .read_index(leader, &node.peer_addr, self.inner.commit_timeout)
+                    .read_index(leader, &addr, self.inner.commit_timeout)
                     .await?
                     .0
             };
@@ -462,19 +449,31 @@ impl Cluster {
         let Some(leader) = m.current_leader else {
             return BTreeMap::new();
         };
-        let Some(node) = m.membership_config.membership().get_node(&leader).cloned() else {
+        let Ok(addr) = leader_peer_addr(&m, leader) else {
             return BTreeMap::new();
         };
         match self
             .inner
             .peers
-            .read_index(leader, &node.peer_addr, Duration::from_secs(1))
+            .read_index(leader, &addr, Duration::from_secs(1))
             .await
         {
             Ok((_, matched)) => matched,
             Err(_) => BTreeMap::new(),
         }
     }
+}
+
+/// The peer address of `leader`, from the membership this node knows.
+fn leader_peer_addr(
+    m: &openraft::RaftMetrics<NodeId, PeageNode>,
+    leader: NodeId,
+) -> Result<String, WriteError> {
+    m.membership_config
+        .membership()
+        .get_node(&leader)
+        .map(|n| n.peer_addr.clone())
+        .ok_or_else(|| WriteError::NoQuorum(format!("leader {leader} is not a member")))
 }
 
 /// A role name for status output.

@@ -94,13 +94,14 @@ impl StateStore {
                 applied: RwLock::new(applied),
             }),
         };
-        if let Some((meta, path)) = store.latest_snapshot()? {
-            if meta.last_log_id > store.applied().0 {
+        match store.latest_snapshot()? {
+            Some((meta, path)) if meta.last_log_id > store.applied().0 => {
                 tracing::warn!(snapshot = ?meta.last_log_id, "state database is behind its snapshot; restoring it");
+                // Restoring rebuilds the indexes too.
                 store.restore_from(&path)?;
             }
+            _ => store.rebuild_indexes()?,
         }
-        store.rebuild_indexes()?;
         Ok(store)
     }
 
