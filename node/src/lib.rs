@@ -9,6 +9,8 @@ pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod dev;
+pub mod sink;
+pub mod smtp;
 pub mod state;
 
 use std::future::Future;

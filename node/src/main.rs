@@ -24,6 +24,16 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// A downstream SMTP server for tests and `peage dev`: stores every message it accepts
+    /// in a maildir per recipient (DIR/<recipient>/new/).
+    Sink {
+        /// Address to listen on, IP:PORT.
+        #[arg(long, default_value = "127.0.0.1:2626")]
+        listen: std::net::SocketAddr,
+        /// Root of the per-recipient maildirs.
+        #[arg(long)]
+        maildir: PathBuf,
+    },
     /// Start the local three-site cluster (Paris, Roubaix, Ariège on 127.0.0.1-3) as child
     /// processes, print the endpoints and a quick start; Ctrl-C stops everything.
     Dev {
@@ -75,6 +85,27 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("peage: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Sink { listen, maildir } => {
+            init_logging();
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("peage sink: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(peage_node::sink::run(
+                listen,
+                &maildir,
+                peage_node::shutdown_signal(),
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("peage sink: {e:#}");
                     ExitCode::FAILURE
                 }
             }

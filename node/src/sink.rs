@@ -1,0 +1,100 @@
+//! `peage sink`: a small downstream SMTP server for tests and `peage dev` that stores every
+//! message it accepts in a maildir per recipient (`DIR/<recipient>/new/`).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::smtp::address::Recipient;
+use crate::smtp::{self, Acceptor, ConnectionLimits, Envelope, Reply, SessionConfig};
+
+/// Accepts every well-formed recipient and writes each message once per recipient.
+pub struct MaildirSink {
+    root: PathBuf,
+    counter: AtomicU64,
+}
+
+impl MaildirSink {
+    pub fn new(root: &Path) -> MaildirSink {
+        MaildirSink {
+            root: root.to_owned(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// Written to `tmp/`, fsynced, then renamed into `new/`: a reader never sees half a file.
+    fn store(&self, rcpt: &Recipient, message: &[u8]) -> std::io::Result<PathBuf> {
+        let dir = self.root.join(rcpt.address().to_lowercase());
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let name = format!(
+            "{}.{}.{}.peage-sink",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros()),
+            std::process::id(),
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        );
+        let tmp = dir.join("tmp").join(&name);
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(message)?;
+        f.sync_all()?;
+        let dest = dir.join("new").join(&name);
+        std::fs::rename(&tmp, &dest)?;
+        Ok(dest)
+    }
+}
+
+impl Acceptor for MaildirSink {
+    fn check_recipient(&self, _rcpt: &Recipient) -> Result<(), Reply> {
+        Ok(())
+    }
+
+    async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
+        for rcpt in &envelope.rcpt_to {
+            if let Err(e) = self.store(rcpt, &message) {
+                tracing::error!(error = %e, rcpt = %rcpt.address(), "sink cannot store a message");
+                return Reply::new(451, "4.3.0 Cannot store the message, try again later");
+            }
+        }
+        Reply::new(250, "2.0.0 Ok: stored")
+    }
+}
+
+/// Runs the sink until `shutdown` completes.
+pub async fn run(
+    listen: SocketAddr,
+    maildir: &Path,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(maildir)
+        .with_context(|| format!("cannot create the maildir root {}", maildir.display()))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(%listen, maildir = %maildir.display(), "sink listening");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let config = Arc::new(SessionConfig {
+        hostname: "peage-sink".into(),
+        banner: "ESMTP Péage test sink".into(),
+        ..SessionConfig::default()
+    });
+    let server = tokio::spawn(smtp::serve(
+        listener,
+        config,
+        ConnectionLimits::default(),
+        Arc::new(MaildirSink::new(maildir)),
+        stop_rx,
+    ));
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! The ESMTP front: a listener that enforces connection limits (in total and per client
+//! IP) and runs one `session` per connection; `address` holds relay control.
+
+pub mod address;
+pub mod session;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use session::{Acceptor, Envelope, Reply, SessionConfig};
+
+/// Connection limits of a listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub max_per_ip: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 1000,
+            max_per_ip: 20,
+        }
+    }
+}
+
+/// Counts open connections; a slot is released when its guard drops.
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+struct SlotGuard {
+    slots: Arc<Mutex<Slots>>,
+    ip: IpAddr,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        s.total -= 1;
+        if let Some(n) = s.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn take_slot(slots: &Arc<Mutex<Slots>>, ip: IpAddr, limits: ConnectionLimits) -> Option<SlotGuard> {
+    let mut s = slots.lock().unwrap_or_else(|p| p.into_inner());
+    let mine = s.per_ip.get(&ip).copied().unwrap_or(0);
+    if s.total >= limits.max_connections || mine >= limits.max_per_ip {
+        return None;
+    }
+    s.total += 1;
+    *s.per_ip.entry(ip).or_default() += 1;
+    Some(SlotGuard {
+        slots: slots.clone(),
+        ip,
+    })
+}
+
+/// Accepts connections until `shutdown`; each session runs in its own task, so a slow or
+/// hostile client never holds up another.
+pub async fn serve<A: Acceptor>(
+    listener: TcpListener,
+    config: Arc<SessionConfig>,
+    limits: ConnectionLimits,
+    acceptor: Arc<A>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Mutex::new(Slots::default()));
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: log and keep serving.
+                    tracing::warn!(error = %e, "smtp accept failed");
+                    continue;
+                }
+            },
+            _ = session::stopped(&mut shutdown) => return,
+        };
+        let ip = peer.ip();
+        let Some(slot) = take_slot(&slots, ip, limits) else {
+            tokio::spawn(async move {
+                let _ = stream
+                    .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+                    .await;
+            });
+            continue;
+        };
+        let (config, acceptor, shutdown) = (config.clone(), acceptor.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = stream.set_nodelay(true);
+            if let Err(e) = session::serve(stream, ip, &config, &*acceptor, shutdown).await {
+                tracing::debug!(client = %ip, error = %e, "smtp session ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,268 @@
+//! The session driven through an in-memory stream: the protocol, relay control, limits and
+//! abuse, without a network.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use super::*;
+
+/// Accepts recipients at `example.test` only and records what it is handed.
+#[derive(Default)]
+struct Recorder {
+    messages: Mutex<Vec<(Envelope, Vec<u8>)>>,
+}
+
+impl Acceptor for Recorder {
+    fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
+        if rcpt.domain == "example.test" {
+            Ok(())
+        } else {
+            Err(Reply::new(550, "5.7.1 Relaying denied"))
+        }
+    }
+
+    async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
+        self.messages.lock().unwrap().push((envelope, message));
+        Reply::new(250, "2.0.0 Ok: queued as TEST")
+    }
+}
+
+struct Client {
+    io: DuplexStream,
+    pending: Vec<u8>,
+}
+
+impl Client {
+    async fn send(&mut self, bytes: &[u8]) {
+        self.io.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one reply line (the last line of a multi-line reply), with a deadline.
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(pos) = self.pending.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.pending.drain(..pos + 2).collect();
+                let line = String::from_utf8_lossy(&line[..pos]).into_owned();
+                if line.as_bytes().get(3) == Some(&b'-') {
+                    continue;
+                }
+                return line;
+            }
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(120), self.io.read(&mut buf))
+                .await
+                .expect("reply within 120 s")
+                .unwrap();
+            if n == 0 {
+                return String::new();
+            }
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    async fn cmd(&mut self, c: &str) -> String {
+        self.send(format!("{c}\r\n").as_bytes()).await;
+        self.line().await
+    }
+}
+
+fn start(
+    config: SessionConfig,
+) -> (
+    Client,
+    Arc<Recorder>,
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let rec = Arc::new(Recorder::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let r = rec.clone();
+    let task = tokio::spawn(async move {
+        let _ = serve(b, "192.0.2.10".parse().unwrap(), &config, &*r, stop_rx).await;
+    });
+    (
+        Client {
+            io: a,
+            pending: Vec::new(),
+        },
+        rec,
+        stop_tx,
+        task,
+    )
+}
+
+use std::sync::Arc;
+
+#[tokio::test]
+async fn a_message_goes_through_and_the_envelope_is_handed_over() {
+    let (mut c, rec, _stop, _t) = start(SessionConfig::default());
+    assert!(c.line().await.starts_with("220 localhost"));
+    let ehlo = c.cmd("EHLO client.example").await;
+    assert_eq!(ehlo, "250 SMTPUTF8");
+    assert!(c
+        .cmd("MAIL FROM:<a@sender.example>")
+        .await
+        .starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@Example.Test>").await.starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"Subject: hi\r\n\r\n..leading dot\r\nbody\r\n.\r\n")
+        .await;
+    assert_eq!(c.line().await, "250 2.0.0 Ok: queued as TEST");
+    assert!(c.cmd("QUIT").await.starts_with("221"));
+    let m = rec.messages.lock().unwrap();
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].0.mail_from, "a@sender.example");
+    assert_eq!(m[0].0.rcpt_to[0].domain, "example.test");
+    assert_eq!(m[0].0.helo, "client.example");
+    assert_eq!(m[0].1, b"Subject: hi\r\n\r\n.leading dot\r\nbody\r\n");
+}
+
+#[tokio::test]
+async fn relay_attempts_and_tricks_are_refused_and_nothing_is_handed_over() {
+    let (mut c, rec, _stop, _t) = start(SessionConfig::default());
+    c.line().await;
+    c.cmd("EHLO x").await;
+    c.cmd("MAIL FROM:<a@sender.example>").await;
+    for rcpt in [
+        "<someone@remote.example>",
+        "<user%remote.example@example.test>",
+        "<\"user@remote.example\"@example.test>",
+        "<@example.test:user@remote.example>",
+        "<user@remote.example@example.test>",
+        "<user@[192.0.2.1]>",
+        "<user@example.test.>",
+        "<user@REMOTE.example>",
+    ] {
+        let r = c.cmd(&format!("RCPT TO:{rcpt}")).await;
+        assert!(r.starts_with("550") || r.starts_with("501"), "{rcpt}: {r}");
+    }
+    assert!(
+        c.cmd("DATA").await.starts_with("554"),
+        "no recipient was accepted"
+    );
+    assert!(rec.messages.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sequence_errors_vrfy_and_unknown_commands() {
+    let (mut c, _rec, _stop, _t) = start(SessionConfig::default());
+    c.line().await;
+    assert!(c.cmd("MAIL FROM:<a@b.example>").await.starts_with("503"));
+    c.cmd("HELO x").await;
+    assert!(c.cmd("RCPT TO:<bob@example.test>").await.starts_with("503"));
+    assert!(c.cmd("DATA").await.starts_with("503"));
+    assert!(c.cmd("VRFY bob").await.starts_with("502"));
+    assert!(c.cmd("EXPN staff").await.starts_with("502"));
+    assert!(c.cmd("FOO bar").await.starts_with("500"));
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+    assert!(c.cmd("RSET").await.starts_with("250"));
+}
+
+#[tokio::test]
+async fn a_pipelined_burst_is_answered_in_order() {
+    let (mut c, rec, _stop, _t) = start(SessionConfig::default());
+    c.line().await;
+    c.send(b"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u1@example.test>\r\nRCPT TO:<u@remote.example>\r\nRCPT TO:<u2@example.test>\r\nDATA\r\n")
+        .await;
+    let replies: Vec<String> = {
+        let mut v = Vec::new();
+        for _ in 0..6 {
+            v.push(c.line().await);
+        }
+        v
+    };
+    let codes: Vec<&str> = replies.iter().map(|r| &r[..3]).collect();
+    assert_eq!(
+        codes,
+        ["250", "250", "250", "550", "250", "354"],
+        "{replies:?}"
+    );
+    c.send(b"x\r\n.\r\n").await;
+    assert!(c.line().await.starts_with("250"));
+    assert_eq!(rec.messages.lock().unwrap()[0].0.rcpt_to.len(), 2);
+}
+
+#[tokio::test]
+async fn a_huge_line_without_crlf_is_refused_and_the_session_goes_on() {
+    let (mut c, _rec, _stop, _t) = start(SessionConfig::default());
+    c.line().await;
+    let junk = vec![b'A'; 10 * 1024 * 1024];
+    c.send(&junk).await;
+    c.send(b"\r\n").await;
+    assert!(c.line().await.starts_with("500 5.5.2"));
+    assert!(
+        c.cmd("NOOP").await.starts_with("250"),
+        "the session survives"
+    );
+}
+
+#[tokio::test]
+async fn oversized_bare_lf_and_nul_messages_are_refused() {
+    let (mut c, rec, _stop, _t) = start(SessionConfig {
+        max_message_bytes: 1000,
+        ..SessionConfig::default()
+    });
+    c.line().await;
+    c.cmd("EHLO x").await;
+    assert!(c
+        .cmd("MAIL FROM:<a@b.example> SIZE=5000")
+        .await
+        .starts_with("552"));
+    for (body, code) in [
+        (vec![b'x'; 5000], "552 5.3.4"),
+        (b"line one\nline two\r\n".to_vec(), "554 5.6.0"),
+        (b"nul \0 here\r\n".to_vec(), "554 5.6.0"),
+    ] {
+        // Each refusal resets the transaction, so a new MAIL is not "nested".
+        assert!(c.cmd("MAIL FROM:<a@b.example>").await.starts_with("250"));
+        c.cmd("RCPT TO:<bob@example.test>").await;
+        assert!(c.cmd("DATA").await.starts_with("354"));
+        let mut msg = body;
+        msg.extend_from_slice(b"\r\n.\r\n");
+        c.send(&msg).await;
+        let r = c.line().await;
+        assert!(r.starts_with(code), "{r}");
+    }
+    assert!(rec.messages.lock().unwrap().is_empty());
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_client_is_timed_out() {
+    let (mut c, _rec, _stop, task) = start(SessionConfig {
+        command_timeout: Duration::from_secs(30),
+        ..SessionConfig::default()
+    });
+    c.line().await;
+    // Paused time: the 30 s pass at once, and the session says why it closes.
+    let r = c.line().await;
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_answers_421_and_ends_the_session() {
+    let (mut c, _rec, stop, task) = start(SessionConfig::default());
+    c.line().await;
+    stop.send(true).unwrap();
+    assert!(c.line().await.starts_with("421 4.3.0"));
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn too_many_errors_close_the_session() {
+    let (mut c, _rec, _stop, task) = start(SessionConfig {
+        max_errors: 3,
+        ..SessionConfig::default()
+    });
+    c.line().await;
+    c.send(b"BAD1\r\nBAD2\r\nBAD3\r\n").await;
+    for _ in 0..3 {
+        c.line().await;
+    }
+    assert!(c.line().await.starts_with("421"));
+    task.await.unwrap();
+}
