@@ -48,6 +48,9 @@ enum Cmd {
     /// Block and allow lists.
     #[command(subcommand)]
     List(ListCmd),
+    /// Local domains and the downstream route of each (mail is accepted only for these).
+    #[command(subcommand)]
+    Domain(DomainCmd),
     /// A hash of the replicated state, equal on nodes at the same applied index.
     Digest,
     /// Build a snapshot on the contacted node now.
@@ -73,6 +76,21 @@ enum NodeCmd {
     Promote { node_id: u64 },
     /// Remove a voter or learner.
     Remove { node_id: u64 },
+}
+
+#[derive(Subcommand)]
+enum DomainCmd {
+    /// Accept mail for DOMAIN and relay it to ROUTE: `domain add example.test --route smtp://10.0.0.5:25`.
+    Add {
+        domain: String,
+        /// smtp://HOST:PORT of the downstream mail server.
+        #[arg(long)]
+        route: String,
+    },
+    /// Stop accepting mail for DOMAIN.
+    Rm { domain: String },
+    /// The routing table.
+    Ls,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -471,6 +489,54 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 } else {
                     println!("{} `{}` matches:", kind_name(kind.wire()), r.normalized);
                     print_entries(&r.matches);
+                }
+                print_read_note(&r.read);
+            }
+        }
+        Cmd::Domain(DomainCmd::Add { domain, route }) => {
+            let r = admin
+                .domain_set(DomainSetRequest { domain, route })
+                .await
+                .map_err(err)?
+                .into_inner();
+            let d = r.domain.unwrap_or_default();
+            println!(
+                "{} local domain {} → {} (log index {})",
+                if r.created { "added" } else { "re-routed" },
+                d.domain,
+                d.route,
+                r.log_index
+            );
+        }
+        Cmd::Domain(DomainCmd::Rm { domain }) => {
+            let r = admin
+                .domain_remove(DomainRemoveRequest {
+                    domain: domain.clone(),
+                })
+                .await
+                .map_err(err)?
+                .into_inner();
+            println!("removed local domain {domain} (log index {})", r.log_index);
+        }
+        Cmd::Domain(DomainCmd::Ls) => {
+            let r = admin
+                .domain_list(DomainListRequest { stale: cli.stale })
+                .await
+                .map_err(err)?
+                .into_inner();
+            if cli.json {
+                let list: Vec<Value> = r
+                    .domains
+                    .iter()
+                    .map(|d| {
+                        json!({"domain": d.domain, "route": d.route, "author": d.author, "created_at_ms": d.created_at_ms})
+                    })
+                    .collect();
+                println!("{}", json!({"domains": list, "read": read_json(&r.read)}));
+            } else {
+                println!("{:<32}  {:<32}  AUTHOR", "DOMAIN", "ROUTE");
+                for d in &r.domains {
+                    println!("{:<32}  {:<32}  {}", d.domain, d.route, d.author);
                 }
                 print_read_note(&r.read);
             }

@@ -85,6 +85,45 @@ async fn peagectl_status_lists_and_errors() {
     assert_eq!(r["entries"].as_array().unwrap().len(), 1);
     assert_eq!(r["read"]["stale"], true);
 
+    // The routing table: add through one node, list through another, bad routes refused.
+    let o = peagectl(
+        &addr,
+        ADMIN_TOKEN,
+        &[
+            "domain",
+            "add",
+            "Example.TEST",
+            "--route",
+            "smtp://127.0.0.1:2626",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = peagectl(
+        &c.nodes[0].admin_url(),
+        READ_TOKEN,
+        &["domain", "ls", "--json"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["domains"][0]["domain"], "example.test");
+    assert_eq!(r["domains"][0]["route"], "smtp://127.0.0.1:2626");
+    assert_eq!(r["domains"][0]["author"], "test-admin");
+    let o = peagectl(
+        &addr,
+        ADMIN_TOKEN,
+        &["domain", "add", "x.test", "--route", "127.0.0.1:25"],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("smtp://HOST:PORT"), "{}", text(&o));
+    let o = peagectl(&addr, ADMIN_TOKEN, &["domain", "rm", "nope.test"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not a local domain"), "{}", text(&o));
+    let o = peagectl(&addr, ADMIN_TOKEN, &["domain", "rm", "example.test"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = peagectl(&addr, ADMIN_TOKEN, &["domain", "ls", "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["domains"].as_array().unwrap().len(), 0);
+
     // Errors name what failed and exit non-zero.
     let o = peagectl(&addr, ADMIN_TOKEN, &["list", "add", "ip", "203.0.113.7/24"]);
     assert!(!o.status.success());

@@ -15,6 +15,7 @@ use peage_proto::v1::*;
 use crate::cluster::{self, Cluster, LeaderOp, WriteError};
 use crate::config::{Config, Role};
 use crate::state::lists::{self, EntryKind};
+use crate::state::routing;
 use crate::state::{ListFilter, Outcome};
 pub use auth::Tokens;
 use convert::{entry_to_proto, read_info, write_status};
@@ -344,6 +345,96 @@ impl Admin for AdminService {
         Ok(Response::new(ListCheckReply {
             matches: matches.iter().map(entry_to_proto).collect(),
             normalized: probe,
+            read: Some(read_info(self.cluster.id(), &fresh)),
+        }))
+    }
+
+    async fn domain_set(
+        &self,
+        req: Request<DomainSetRequest>,
+    ) -> Result<Response<DomainSetReply>, Status> {
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        let r = req.into_inner();
+        let domain = routing::normalize_domain(&r.domain)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let route = routing::normalize_route(&r.route)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let created_at_ms = now_ms();
+        let set = DomainSet {
+            domain: domain.clone(),
+            route: route.clone(),
+            author: author.clone(),
+            created_at_ms,
+        };
+        let (log_index, outcome) = self
+            .cluster
+            .propose(command::Kind::DomainSet(set))
+            .await
+            .map_err(write_status)?;
+        match outcome {
+            Outcome::DomainSet { created } => Ok(Response::new(DomainSetReply {
+                domain: Some(Domain {
+                    domain,
+                    route,
+                    author,
+                    created_at_ms,
+                }),
+                created,
+                log_index,
+            })),
+            other => Err(write_status(WriteError::Refused(format!("{other:?}")))),
+        }
+    }
+
+    async fn domain_remove(
+        &self,
+        req: Request<DomainRemoveRequest>,
+    ) -> Result<Response<DomainRemoveReply>, Status> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        let domain = routing::normalize_domain(&req.into_inner().domain)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (log_index, outcome) = self
+            .cluster
+            .propose(command::Kind::DomainRemove(DomainRemove {
+                domain: domain.clone(),
+            }))
+            .await
+            .map_err(write_status)?;
+        match outcome {
+            Outcome::DomainRemoved { removed: true } => {
+                Ok(Response::new(DomainRemoveReply { log_index }))
+            }
+            Outcome::DomainRemoved { removed: false } => Err(Status::not_found(format!(
+                "`{domain}` is not a local domain"
+            ))),
+            other => Err(write_status(WriteError::Refused(format!("{other:?}")))),
+        }
+    }
+
+    async fn domain_list(
+        &self,
+        req: Request<DomainListRequest>,
+    ) -> Result<Response<DomainListReply>, Status> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        let fresh = self
+            .cluster
+            .read_barrier(req.into_inner().stale)
+            .await
+            .map_err(write_status)?;
+        let domains = self
+            .cluster
+            .state()
+            .domains()
+            .into_iter()
+            .map(|(domain, r)| Domain {
+                domain,
+                route: r.route,
+                author: r.author,
+                created_at_ms: r.created_at_ms,
+            })
+            .collect();
+        Ok(Response::new(DomainListReply {
+            domains,
             read: Some(read_info(self.cluster.id(), &fresh)),
         }))
     }

@@ -25,6 +25,12 @@ pub enum Outcome {
     Swept {
         removed: u32,
     },
+    DomainSet {
+        created: bool,
+    },
+    DomainRemoved {
+        removed: bool,
+    },
     /// The command was refused, the same way on every node (e.g. an undecodable payload).
     Refused(String),
 }
@@ -38,6 +44,13 @@ pub struct BatchOutcome(pub Vec<Outcome>);
 pub enum IndexChange {
     Upsert(ListEntry),
     Remove(u64),
+    RouteSet {
+        domain: String,
+        route: super::DomainRoute,
+    },
+    RouteRemove {
+        domain: String,
+    },
 }
 
 /// Applies one encoded `CommandBatch`. A payload that does not decode, or from a newer
@@ -148,6 +161,36 @@ fn apply_command(
             Ok(Outcome::Swept {
                 removed: ids.len() as u32,
             })
+        }
+        Some(command::Kind::DomainSet(d)) => {
+            let existed = tx
+                .query_row(
+                    "SELECT 1 FROM domains WHERE domain = ?1",
+                    [&d.domain],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            tx.execute(
+                "INSERT INTO domains (domain, route, author, created_at_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (domain) DO UPDATE SET route = excluded.route,
+                   author = excluded.author, created_at_ms = excluded.created_at_ms",
+                params![d.domain, d.route, d.author, d.created_at_ms],
+            )?;
+            changes.push(IndexChange::RouteSet {
+                domain: d.domain,
+                route: super::DomainRoute {
+                    route: d.route,
+                    author: d.author,
+                    created_at_ms: d.created_at_ms,
+                },
+            });
+            Ok(Outcome::DomainSet { created: !existed })
+        }
+        Some(command::Kind::DomainRemove(d)) => {
+            let removed = tx.execute("DELETE FROM domains WHERE domain = ?1", [&d.domain])? > 0;
+            changes.push(IndexChange::RouteRemove { domain: d.domain });
+            Ok(Outcome::DomainRemoved { removed })
         }
     }
 }

@@ -8,9 +8,11 @@
 
 pub mod apply;
 pub mod lists;
+pub mod routing;
 mod schema;
 mod snapshot_file;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -49,6 +51,8 @@ struct Inner {
     db: Mutex<Connection>,
     /// Lookups for filtering and `list check`, kept in step with every committed apply.
     lists: RwLock<ListIndex>,
+    /// The routing table (it is small): relay control and delivery read it on every message.
+    routes: RwLock<BTreeMap<String, DomainRoute>>,
     /// The last applied log id and membership, readable without touching SQLite.
     applied: RwLock<(Option<LogId<NodeId>>, Membership)>,
 }
@@ -59,6 +63,15 @@ fn sm_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 
 fn snap_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     StorageError::from(StorageIOError::write_snapshot(None, AnyError::new(&e)))
+}
+
+/// A local domain's entry in the routing table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRoute {
+    /// smtp://HOST:PORT
+    pub route: String,
+    pub author: String,
+    pub created_at_ms: i64,
 }
 
 /// One page of `list ls`.
@@ -91,6 +104,7 @@ impl StateStore {
                 dir: dir.to_owned(),
                 db: Mutex::new(conn),
                 lists: RwLock::new(ListIndex::default()),
+                routes: RwLock::new(BTreeMap::new()),
                 applied: RwLock::new(applied),
             }),
         };
@@ -140,7 +154,28 @@ impl StateStore {
             index.upsert(e);
         }
         *self.inner.lists.write().unwrap_or_else(|p| p.into_inner()) = index;
+        let routes = query_domains(&db).map_err(sm_err)?;
+        *self.inner.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
         Ok(())
+    }
+
+    /// The route of a local domain (already lower-case), or None: not ours to accept.
+    pub fn route_for(&self, domain: &str) -> Option<String> {
+        self.inner
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(domain)
+            .map(|r| r.route.clone())
+    }
+
+    /// The whole routing table, by domain.
+    pub fn domains(&self) -> BTreeMap<String, DomainRoute> {
+        self.inner
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The live entries matching a normalised probe value.
@@ -213,6 +248,15 @@ impl StateStore {
                 .optional()
                 .map_err(sm_err)?;
             h.update(format!("seq:{seq:?}").as_bytes());
+            for (domain, r) in query_domains(&db).map_err(sm_err)? {
+                h.update(
+                    format!(
+                        "domain:{domain}:{}:{}:{}",
+                        r.route, r.author, r.created_at_ms
+                    )
+                    .as_bytes(),
+                );
+            }
             Ok((hex::encode(h.finalize()), applied, entries.len() as u64))
         })
         .await
@@ -337,10 +381,17 @@ impl StateStore {
         }
         {
             let mut index = self.inner.lists.write().unwrap_or_else(|p| p.into_inner());
+            let mut routes = self.inner.routes.write().unwrap_or_else(|p| p.into_inner());
             for change in changes {
                 match change {
                     IndexChange::Upsert(e) => index.upsert(e),
                     IndexChange::Remove(id) => index.remove(id),
+                    IndexChange::RouteSet { domain, route } => {
+                        routes.insert(domain, route);
+                    }
+                    IndexChange::RouteRemove { domain } => {
+                        routes.remove(&domain);
+                    }
                 }
             }
         }
@@ -484,6 +535,23 @@ fn query_entries(
         out.push(e);
     }
     Ok(out)
+}
+
+fn query_domains(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT domain, route, author, created_at_ms FROM domains ORDER BY domain",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            DomainRoute {
+                route: r.get(1)?,
+                author: r.get(2)?,
+                created_at_ms: r.get(3)?,
+            },
+        ))
+    })?;
+    rows.collect()
 }
 
 /// Builds snapshots from a clone of the store handle.

@@ -21,6 +21,13 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX list_entries_expiry ON list_entries (expires_at_ms)
         WHERE expires_at_ms IS NOT NULL;",
+    // 2: the routing table (local domains and their downstream route).
+    "CREATE TABLE domains (
+        domain TEXT PRIMARY KEY,
+        route TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+     );",
 ];
 
 /// The schema version this release writes.

@@ -6,7 +6,9 @@ use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use prost::Message;
 use rand::{Rng, SeedableRng};
 
-use peage_proto::v1::{command, Command, CommandBatch, ListAdd, ListRemove, ListSweep};
+use peage_proto::v1::{
+    command, Command, CommandBatch, DomainRemove, DomainSet, ListAdd, ListRemove, ListSweep,
+};
 
 use super::*;
 use crate::cluster::LogPayload;
@@ -40,7 +42,15 @@ fn workload(seed: u64, n: u64) -> Vec<Entry<TypeConfig>> {
                     _ => format!("h{}.example", rng.random_range(0..20)),
                 };
                 let list = rng.random_range(1..=2);
-                cmds.push(match rng.random_range(0..10) {
+                let domain = format!("local{}.test", rng.random_range(0..5));
+                cmds.push(match rng.random_range(0..12) {
+                    10 => command::Kind::DomainSet(DomainSet {
+                        domain,
+                        route: format!("smtp://127.0.0.1:{}", rng.random_range(1..100)),
+                        author: "test".into(),
+                        created_at_ms: i as i64,
+                    }),
+                    11 => command::Kind::DomainRemove(DomainRemove { domain }),
                     0..=5 => command::Kind::ListAdd(ListAdd {
                         list,
                         kind,
@@ -116,6 +126,11 @@ async fn snapshot_round_trip_and_restart() {
     apply_all(&mut src, &log[120..], 9).await;
     apply_all(&mut dst, &log[120..], 30).await;
     assert_eq!(dst.digest().await.unwrap(), src.digest().await.unwrap());
+    assert!(
+        !src.domains().is_empty(),
+        "the workload should leave local domains"
+    );
+    assert_eq!(dst.domains(), src.domains());
     for v in ["d3.example", "sub.d5.example"] {
         assert_eq!(
             dst.check(EntryKind::Domain, v, 0),
@@ -125,11 +140,13 @@ async fn snapshot_round_trip_and_restart() {
 
     // Reopening from disk gives the same state and the same index.
     let before = dst.digest().await.unwrap();
+    let routes = dst.domains();
     let probe = dst.check(EntryKind::Ip, "10.3.1.1", 0);
     drop(dst);
     let reopened = StateStore::open(b.path()).unwrap();
     assert_eq!(reopened.digest().await.unwrap(), before);
     assert_eq!(reopened.check(EntryKind::Ip, "10.3.1.1", 0), probe);
+    assert_eq!(reopened.domains(), routes);
 }
 
 #[tokio::test]

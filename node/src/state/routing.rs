@@ -1,0 +1,84 @@
+//! The routing table's values: local domains and their downstream routes
+//! (`smtp://HOST:PORT`), validated and normalised before they are proposed.
+
+use super::lists::{normalize_entry, EntryKind, InvalidValue};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRoute {
+    #[error("route `{0}` must look like smtp://HOST:PORT")]
+    Shape(String),
+    #[error("route `{0}`: invalid port")]
+    Port(String),
+    #[error("route `{0}`: invalid host")]
+    Host(String),
+}
+
+/// A local domain: lower-case, no trailing dot, ASCII.
+pub fn normalize_domain(domain: &str) -> Result<String, InvalidValue> {
+    normalize_entry(EntryKind::Domain, domain)
+}
+
+/// `smtp://HOST:PORT` with HOST an IP address (IPv6 in brackets) or a host name.
+pub fn normalize_route(route: &str) -> Result<String, InvalidRoute> {
+    let r = route.trim();
+    let rest = r
+        .strip_prefix("smtp://")
+        .ok_or_else(|| InvalidRoute::Shape(r.to_owned()))?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, p) = v6
+            .split_once("]:")
+            .ok_or_else(|| InvalidRoute::Shape(r.to_owned()))?;
+        h.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| InvalidRoute::Host(r.to_owned()))?;
+        (format!("[{h}]"), p)
+    } else {
+        let (h, p) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| InvalidRoute::Shape(r.to_owned()))?;
+        let host = if h.parse::<std::net::Ipv4Addr>().is_ok() {
+            h.to_owned()
+        } else {
+            normalize_domain(h).map_err(|_| InvalidRoute::Host(r.to_owned()))?
+        };
+        (host, p)
+    };
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| InvalidRoute::Port(r.to_owned()))?;
+    Ok(format!("smtp://{host}:{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_validated_and_normalised() {
+        assert_eq!(
+            normalize_route("smtp://127.0.0.1:2626").unwrap(),
+            "smtp://127.0.0.1:2626"
+        );
+        assert_eq!(
+            normalize_route("smtp://MX.Example.TEST:25/").unwrap(),
+            "smtp://mx.example.test:25"
+        );
+        assert_eq!(
+            normalize_route("smtp://[2001:db8::1]:25").unwrap(),
+            "smtp://[2001:db8::1]:25"
+        );
+        for bad in [
+            "127.0.0.1:25",
+            "http://x:25",
+            "smtp://x",
+            "smtp://x:0",
+            "smtp://x:99999",
+            "smtp://bad..host:25",
+            "smtp://[::1:25",
+        ] {
+            assert!(normalize_route(bad).is_err(), "{bad}");
+        }
+    }
+}
