@@ -51,6 +51,9 @@ enum Cmd {
     /// Local domains and the downstream route of each (mail is accepted only for these).
     #[command(subcommand)]
     Domain(DomainCmd),
+    /// The spool: messages accepted and not yet delivered.
+    #[command(subcommand)]
+    Queue(QueueCmd),
     /// A hash of the replicated state, equal on nodes at the same applied index.
     Digest,
     /// Build a snapshot on the contacted node now.
@@ -76,6 +79,12 @@ enum NodeCmd {
     Promote { node_id: u64 },
     /// Remove a voter or learner.
     Remove { node_id: u64 },
+}
+
+#[derive(Subcommand)]
+enum QueueCmd {
+    /// Every queued message.
+    Ls,
 }
 
 #[derive(Subcommand)]
@@ -537,6 +546,48 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 println!("{:<32}  {:<32}  AUTHOR", "DOMAIN", "ROUTE");
                 for d in &r.domains {
                     println!("{:<32}  {:<32}  {}", d.domain, d.route, d.author);
+                }
+                print_read_note(&r.read);
+            }
+        }
+        Cmd::Queue(QueueCmd::Ls) => {
+            let r = admin
+                .queue_list(QueueListRequest { stale: cli.stale })
+                .await
+                .map_err(err)?
+                .into_inner();
+            if cli.json {
+                let list: Vec<Value> = r
+                    .messages
+                    .iter()
+                    .map(|m| {
+                        json!({
+                            "queue_id": m.queue_id, "mail_from": m.mail_from, "rcpt_to": m.rcpt_to,
+                            "size": m.size, "body_sha256": m.body_sha256, "holders": m.holders,
+                            "owner": m.owner, "accepted_at_ms": m.accepted_at_ms,
+                            "lease_until_ms": m.lease_until_ms,
+                        })
+                    })
+                    .collect();
+                println!("{}", json!({"messages": list, "read": read_json(&r.read)}));
+            } else {
+                println!(
+                    "{:<16}  {:>9}  {:<5}  {:<28}  RECIPIENTS",
+                    "QUEUE ID", "SIZE", "OWNER", "FROM"
+                );
+                for m in &r.messages {
+                    println!(
+                        "{:<16}  {:>9}  {:<5}  {:<28}  {}",
+                        m.queue_id,
+                        m.size,
+                        m.owner,
+                        if m.mail_from.is_empty() {
+                            "<>"
+                        } else {
+                            &m.mail_from
+                        },
+                        m.rcpt_to.join(", ")
+                    );
                 }
                 print_read_note(&r.read);
             }

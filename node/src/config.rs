@@ -37,6 +37,57 @@ pub struct Config {
     pub admin: AdminSection,
     #[serde(default)]
     pub lists: ListsSection,
+    #[serde(default)]
+    pub smtp: SmtpSection,
+    #[serde(default)]
+    pub spool: SpoolSection,
+}
+
+/// The SMTP listener (`listen.smtp`): identity and limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSection {
+    /// Named in the banner and EHLO reply; defaults to `<site>.peage`.
+    pub hostname: Option<String>,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub command_timeout_secs: u64,
+    pub data_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        SmtpSection {
+            hostname: None,
+            max_message_bytes: 25 * 1024 * 1024,
+            max_recipients: 100,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSection {
+    /// How long the accepting node owns a message's delivery before another node may take
+    /// it over.
+    pub lease_secs: u64,
+    /// How long a peer gets to fsync a message body.
+    pub body_timeout_ms: u64,
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        SpoolSection {
+            lease_secs: 60,
+            body_timeout_ms: 5000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -267,6 +318,26 @@ impl Config {
                     "names and tokens must be unique".into(),
                 ));
             }
+        }
+        let smtp = &self.smtp;
+        for (key, v) in [
+            ("smtp.max_message_bytes", smtp.max_message_bytes),
+            ("smtp.max_recipients", smtp.max_recipients),
+            ("smtp.max_connections", smtp.max_connections),
+            ("smtp.max_connections_per_ip", smtp.max_connections_per_ip),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be > 0".into()));
+            }
+        }
+        if smtp.command_timeout_secs == 0 || smtp.data_timeout_secs == 0 {
+            return Err(invalid(
+                "smtp.command_timeout_secs",
+                "timeouts must be > 0".into(),
+            ));
+        }
+        if self.spool.lease_secs == 0 {
+            return Err(invalid("spool.lease_secs", "must be > 0".into()));
         }
         if self.lists.sweep_interval_ms == 0 {
             return Err(invalid("lists.sweep_interval_ms", "must be > 0".into()));

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dev;
 pub mod sink;
 pub mod smtp;
+pub mod spool;
 pub mod state;
 
 use std::future::Future;
@@ -38,6 +39,15 @@ pub async fn run(
     let admin_listener = TcpListener::bind(config.listen.admin)
         .await
         .with_context(|| format!("cannot listen on listen.admin {}", config.listen.admin))?;
+
+    let smtp_listener = match config.listen.smtp {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on listen.smtp {addr}"))?,
+        ),
+        None => None,
+    };
 
     let cluster = Cluster::start(&config, data_dir).await?;
     tracing::info!(
@@ -83,6 +93,38 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    let smtp = smtp_listener.map(|listener| {
+        let s = &config.smtp;
+        let session = smtp::SessionConfig {
+            hostname: s
+                .hostname
+                .clone()
+                .unwrap_or_else(|| format!("{}.peage", config.node.site)),
+            banner: format!("ESMTP Péage node {} ({})", config.node.id, config.node.site),
+            max_message_bytes: s.max_message_bytes,
+            max_recipients: s.max_recipients,
+            command_timeout: Duration::from_secs(s.command_timeout_secs),
+            data_timeout: Duration::from_secs(s.data_timeout_secs),
+            max_errors: 10,
+        };
+        let limits = smtp::ConnectionLimits {
+            max_connections: s.max_connections,
+            max_per_ip: s.max_connections_per_ip,
+        };
+        let acceptor = spool::NodeAcceptor::new(
+            cluster.clone(),
+            Duration::from_secs(config.spool.lease_secs),
+            Duration::from_millis(config.spool.body_timeout_ms),
+        );
+        tokio::spawn(smtp::serve(
+            listener,
+            std::sync::Arc::new(session),
+            limits,
+            std::sync::Arc::new(acceptor),
+            stop_rx.clone(),
+        ))
+    });
+
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -94,6 +136,9 @@ pub async fn run(
         }
     }
     let _ = sweeper.await;
+    if let Some(smtp) = smtp {
+        let _ = smtp.await;
+    }
     cluster.shutdown().await;
     Ok(())
 }

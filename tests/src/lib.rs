@@ -88,6 +88,9 @@ impl Node {
     pub fn admin_addr(&self) -> String {
         format!("{}:50051", self.ip)
     }
+    pub fn smtp_addr(&self) -> (String, u16) {
+        (self.ip.clone(), 2525)
+    }
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
@@ -188,6 +191,7 @@ site = "{site}"
 [listen]
 admin = "{ip}:50051"
 peer = "{ip}:50052"
+smtp = "{ip}:2525"
 
 [cluster]
 secret = "{SECRET}"
@@ -337,4 +341,38 @@ pub fn add_req(kind: v1::EntryKind, value: &str, reason: &str) -> v1::ListAddReq
         reason: reason.to_owned(),
         ttl_secs: None,
     }
+}
+
+/// What Python's smtplib saw, step by step (see tests/py/smtp_send.py).
+#[derive(Debug, serde::Deserialize)]
+pub struct SmtpResult {
+    pub ehlo: Option<(u16, String)>,
+    pub mail: Option<(u16, String)>,
+    #[serde(default)]
+    pub rcpt: Vec<(u16, String)>,
+    pub data: Option<(u16, String)>,
+    pub disconnected: Option<String>,
+}
+
+/// Sends one message with Python's smtplib (a real SMTP client).
+pub fn smtplib_send(host: &str, port: u16, from: &str, rcpts: &[&str], body: &[u8]) -> SmtpResult {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body_file = dir.path().join("body.eml");
+    std::fs::write(&body_file, body).expect("write body");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/smtp_send.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(host)
+        .arg(port.to_string())
+        .arg(from)
+        .arg(rcpts.join(","))
+        .arg(&body_file)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "smtp_send.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("smtp_send.py prints JSON")
 }

@@ -439,6 +439,41 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn queue_list(
+        &self,
+        req: Request<QueueListRequest>,
+    ) -> Result<Response<QueueListReply>, Status> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        let fresh = self
+            .cluster
+            .read_barrier(req.into_inner().stale)
+            .await
+            .map_err(write_status)?;
+        let messages = self
+            .cluster
+            .state()
+            .spooled()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .into_iter()
+            .map(|m| QueuedMessage {
+                queue_id: m.queue_id,
+                mail_from: m.mail_from,
+                rcpt_to: m.rcpt_to,
+                size: m.size,
+                body_sha256: m.body_sha256,
+                holders: m.holders,
+                owner: m.owner,
+                accepted_at_ms: m.accepted_at_ms,
+                lease_until_ms: m.lease_until_ms,
+            })
+            .collect();
+        Ok(Response::new(QueueListReply {
+            messages,
+            read: Some(read_info(self.cluster.id(), &fresh)),
+        }))
+    }
+
     async fn state_digest(
         &self,
         req: Request<StateDigestRequest>,

@@ -115,6 +115,8 @@ struct ClusterInner {
     site: String,
     raft: PeageRaft,
     state: StateStore,
+    /// Message bodies held by this node; served to peers over the peer service.
+    blobs: crate::state::blobs::BlobStore,
     /// Peer connections, shared with openraft's network factory.
     peers: network::PeerClients,
     proposer: proposer::Proposer,
@@ -139,6 +141,8 @@ impl Cluster {
         })?;
         let state = StateStore::open(data_dir)
             .map_err(|e| anyhow::anyhow!("cannot open the state database: {e}"))?;
+        let blobs = crate::state::blobs::BlobStore::open(&data_dir.join("blobs"))
+            .context("cannot open the blob store")?;
         let r = &config.raft;
         let raft_config = openraft::Config {
             cluster_name: "peage".into(),
@@ -171,6 +175,7 @@ impl Cluster {
                 site: config.node.site.clone(),
                 raft: raft.clone(),
                 state,
+                blobs,
                 peers,
                 proposer: proposer::Proposer::default(),
                 leader_contact: Mutex::new(LeaderContact::default()),
@@ -206,6 +211,14 @@ impl Cluster {
 
     pub fn state(&self) -> &StateStore {
         &self.inner.state
+    }
+
+    pub fn blobs(&self) -> &crate::state::blobs::BlobStore {
+        &self.inner.blobs
+    }
+
+    pub fn peers(&self) -> &network::PeerClients {
+        &self.inner.peers
     }
 
     pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, PeageNode> {

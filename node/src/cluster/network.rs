@@ -21,7 +21,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use peage_proto::v1::raft_peer_client::RaftPeerClient;
-use peage_proto::v1::{RaftPayload, ReadIndexRequest};
+use peage_proto::v1::{Blob, GetBlobRequest, RaftPayload, ReadIndexRequest};
 
 use super::{LeaderOp, LeaderOpDone, NodeId, PeageNode, TypeConfig, WriteError};
 
@@ -138,6 +138,44 @@ impl PeerClients {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// Stores a body on a peer; Ok once the peer has fsynced it.
+    pub async fn put_blob(
+        &self,
+        addr: &str,
+        sha256: &str,
+        data: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), PeerCallError> {
+        let mut client = self.client(addr)?;
+        let req = Blob {
+            sha256: sha256.to_owned(),
+            data,
+        };
+        tokio::time::timeout(timeout, client.put_blob(req))
+            .await
+            .map_err(|_| PeerCallError::Timeout(timeout))?
+            .map_err(status_error)?;
+        Ok(())
+    }
+
+    /// Reads a body from a peer that holds it.
+    pub async fn get_blob(
+        &self,
+        addr: &str,
+        sha256: &str,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, PeerCallError> {
+        let mut client = self.client(addr)?;
+        let req = GetBlobRequest {
+            sha256: sha256.to_owned(),
+        };
+        let reply = tokio::time::timeout(timeout, client.get_blob(req))
+            .await
+            .map_err(|_| PeerCallError::Timeout(timeout))?
+            .map_err(status_error)?;
+        Ok(reply.into_inner().data)
     }
 
     /// Asks the leader for the index a linearizable read must wait for, and its view of

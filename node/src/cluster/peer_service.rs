@@ -6,7 +6,11 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use peage_proto::v1::raft_peer_server::{RaftPeer, RaftPeerServer};
-use peage_proto::v1::{MatchedIndex, RaftPayload, ReadIndexReply, ReadIndexRequest};
+use peage_proto::v1::{
+    Blob, GetBlobRequest, MatchedIndex, PutBlobReply, RaftPayload, ReadIndexReply, ReadIndexRequest,
+};
+
+use crate::state::blobs::BlobError;
 
 use super::network::{MAX_PEER_MESSAGE, SECRET_HEADER};
 use super::{Cluster, LeaderOp};
@@ -51,6 +55,13 @@ pub fn server(
     tonic::service::interceptor::InterceptedService::new(svc, check)
 }
 
+fn blob_status(e: BlobError) -> Status {
+    match e {
+        BlobError::BadHash(_) | BlobError::Mismatch(_) => Status::invalid_argument(e.to_string()),
+        BlobError::Io(_) => Status::internal(e.to_string()),
+    }
+}
+
 fn decode<T: DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
     bincode::deserialize(&req.into_inner().data)
         .map_err(|e| Status::invalid_argument(format!("undecodable peer payload: {e}")))
@@ -89,6 +100,24 @@ impl RaftPeer for PeerService {
     async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let op: LeaderOp = decode(req)?;
         encode(&self.cluster.lead(op).await)
+    }
+
+    async fn put_blob(&self, req: Request<Blob>) -> Result<Response<PutBlobReply>, Status> {
+        let blob = req.into_inner();
+        self.cluster
+            .blobs()
+            .put(blob.sha256, std::sync::Arc::new(blob.data))
+            .await
+            .map_err(blob_status)?;
+        Ok(Response::new(PutBlobReply {}))
+    }
+
+    async fn get_blob(&self, req: Request<GetBlobRequest>) -> Result<Response<Blob>, Status> {
+        let hash = req.into_inner().sha256;
+        match self.cluster.blobs().get(&hash).await.map_err(blob_status)? {
+            Some(data) => Ok(Response::new(Blob { sha256: hash, data })),
+            None => Err(Status::not_found(format!("no blob {hash} here"))),
+        }
     }
 
     async fn read_index(

@@ -31,6 +31,10 @@ pub enum Outcome {
     DomainRemoved {
         removed: bool,
     },
+    Spooled,
+    SpoolDone {
+        remaining: u32,
+    },
     /// The command was refused, the same way on every node (e.g. an undecodable payload).
     Refused(String),
 }
@@ -187,6 +191,8 @@ fn apply_command(
             });
             Ok(Outcome::DomainSet { created: !existed })
         }
+        Some(command::Kind::SpoolPut(put)) => super::spool::apply_put(tx, put),
+        Some(command::Kind::SpoolDone(done)) => super::spool::apply_done(tx, done),
         Some(command::Kind::DomainRemove(d)) => {
             let removed = tx.execute("DELETE FROM domains WHERE domain = ?1", [&d.domain])? > 0;
             changes.push(IndexChange::RouteRemove { domain: d.domain });

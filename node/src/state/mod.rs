@@ -7,10 +7,12 @@
 //! before openraft may purge the entries it covers.
 
 pub mod apply;
+pub mod blobs;
 pub mod lists;
 pub mod routing;
 mod schema;
 mod snapshot_file;
+pub mod spool;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -216,6 +218,12 @@ impl StateStore {
         .await
     }
 
+    /// Every message in the spool, oldest first.
+    pub async fn spooled(&self) -> Result<Vec<spool::SpooledMessage>, StorageError<NodeId>> {
+        self.blocking(|me| spool::query_all(&me.lock_db()).map_err(sm_err))
+            .await
+    }
+
     /// A canonical SHA-256 of the replicated data (not of the file): equal on every node
     /// that applied the same log.
     pub async fn digest(&self) -> Result<(String, u64, u64), StorageError<NodeId>> {
@@ -248,6 +256,9 @@ impl StateStore {
                 .optional()
                 .map_err(sm_err)?;
             h.update(format!("seq:{seq:?}").as_bytes());
+            for m in spool::query_all(&db).map_err(sm_err)? {
+                h.update(format!("{m:?}").as_bytes());
+            }
             for (domain, r) in query_domains(&db).map_err(sm_err)? {
                 h.update(
                     format!(

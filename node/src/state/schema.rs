@@ -28,6 +28,20 @@ const MIGRATIONS: &[&str] = &[
         author TEXT NOT NULL,
         created_at_ms INTEGER NOT NULL
      );",
+    // 3: the spool of accepted messages; recipients as a JSON array, holders likewise.
+    "CREATE TABLE spool (
+        queue_id TEXT PRIMARY KEY,
+        mail_from TEXT NOT NULL,
+        rcpt_to TEXT NOT NULL,
+        client_ip TEXT NOT NULL,
+        helo TEXT NOT NULL,
+        body_sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        holders TEXT NOT NULL,
+        owner INTEGER NOT NULL,
+        accepted_at_ms INTEGER NOT NULL,
+        lease_until_ms INTEGER NOT NULL
+     );",
 ];
 
 /// The schema version this release writes.

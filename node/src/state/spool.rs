@@ -1,0 +1,116 @@
+//! The replicated spool's rows: applying `SpoolPut` / `SpoolDone`, and reading the queue.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use peage_proto::v1::{SpoolDone, SpoolPut};
+
+use super::apply::Outcome;
+
+/// One queued message, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpooledMessage {
+    pub queue_id: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub client_ip: String,
+    pub helo: String,
+    pub body_sha256: String,
+    pub size: u64,
+    pub holders: Vec<u64>,
+    pub owner: u64,
+    pub accepted_at_ms: i64,
+    pub lease_until_ms: i64,
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("lists of strings and numbers serialise to JSON")
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub fn apply_put(tx: &Transaction<'_>, put: SpoolPut) -> rusqlite::Result<Outcome> {
+    if put.rcpt_to.is_empty() {
+        return Ok(Outcome::Refused("spool record without recipients".into()));
+    }
+    let inserted = tx.execute(
+        "INSERT INTO spool (queue_id, mail_from, rcpt_to, client_ip, helo, body_sha256, size,
+                            holders, owner, accepted_at_ms, lease_until_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (queue_id) DO NOTHING",
+        params![
+            put.queue_id,
+            put.mail_from,
+            to_json(&put.rcpt_to),
+            put.client_ip,
+            put.helo,
+            put.body_sha256,
+            put.size as i64,
+            to_json(&put.holders),
+            put.owner as i64,
+            put.accepted_at_ms,
+            put.lease_until_ms,
+        ],
+    )?;
+    if inserted == 0 {
+        return Ok(Outcome::Refused(format!(
+            "queue id {} exists",
+            put.queue_id
+        )));
+    }
+    Ok(Outcome::Spooled)
+}
+
+pub fn apply_done(tx: &Transaction<'_>, done: SpoolDone) -> rusqlite::Result<Outcome> {
+    let rcpts: Option<String> = tx
+        .query_row(
+            "SELECT rcpt_to FROM spool WHERE queue_id = ?1",
+            [&done.queue_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(rcpts) = rcpts else {
+        return Ok(Outcome::SpoolDone { remaining: 0 });
+    };
+    let mut rcpts: Vec<String> = from_json(&rcpts)?;
+    rcpts.retain(|r| !done.rcpt_to.contains(r));
+    if rcpts.is_empty() {
+        tx.execute("DELETE FROM spool WHERE queue_id = ?1", [&done.queue_id])?;
+    } else {
+        tx.execute(
+            "UPDATE spool SET rcpt_to = ?2 WHERE queue_id = ?1",
+            params![done.queue_id, to_json(&rcpts)],
+        )?;
+    }
+    Ok(Outcome::SpoolDone {
+        remaining: rcpts.len() as u32,
+    })
+}
+
+/// Every queued message, oldest first.
+pub fn query_all(conn: &Connection) -> rusqlite::Result<Vec<SpooledMessage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT queue_id, mail_from, rcpt_to, client_ip, helo, body_sha256, size, holders,
+                owner, accepted_at_ms, lease_until_ms
+         FROM spool ORDER BY accepted_at_ms, queue_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(SpooledMessage {
+            queue_id: r.get(0)?,
+            mail_from: r.get(1)?,
+            rcpt_to: from_json(&r.get::<_, String>(2)?)?,
+            client_ip: r.get(3)?,
+            helo: r.get(4)?,
+            body_sha256: r.get(5)?,
+            size: r.get::<_, i64>(6)? as u64,
+            holders: from_json(&r.get::<_, String>(7)?)?,
+            owner: r.get::<_, i64>(8)? as u64,
+            accepted_at_ms: r.get(9)?,
+            lease_until_ms: r.get(10)?,
+        })
+    })?;
+    rows.collect()
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Sends one message with smtplib, step by step, and prints every reply as JSON.
+
+usage: smtp_send.py HOST PORT MAIL_FROM RCPT[,RCPT...] BODY_FILE [SOURCE_IP]
+Prints {"ehlo": [code, text], "mail": [...], "rcpt": [[...], ...], "data": [...]}; a step
+that did not happen is absent. Never raises on an SMTP refusal: the test reads the codes.
+"""
+import json
+import smtplib
+import sys
+
+
+def main():
+    host, port, mail_from, rcpts, body_file = sys.argv[1:6]
+    source = (sys.argv[6], 0) if len(sys.argv) > 6 else None
+    body = open(body_file, "rb").read()
+    out = {}
+    s = smtplib.SMTP(host, int(port), source_address=source, timeout=60)
+    try:
+        out["ehlo"] = list(s.ehlo("client.example"))
+        out["mail"] = list(s.mail(mail_from))
+        out["rcpt"] = [list(s.rcpt(r)) for r in rcpts.split(",")]
+        if any(code == 250 for code, _ in out["rcpt"]):
+            out["data"] = list(s.data(body))
+        s.quit()
+    except smtplib.SMTPServerDisconnected as e:
+        out["disconnected"] = str(e)
+    for k, v in out.items():
+        if isinstance(v, list) and len(v) == 2 and isinstance(v[1], bytes):
+            out[k] = [v[0], v[1].decode("utf-8", "replace")]
+    out["rcpt"] = [[c, t.decode("utf-8", "replace")] for c, t in out.get("rcpt", [])]
+    print(json.dumps(out))
+
+
+main()
