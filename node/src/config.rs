@@ -79,6 +79,21 @@ pub struct SpoolSection {
     pub lease_secs: u64,
     /// How long a peer gets to fsync a message body.
     pub body_timeout_ms: u64,
+    /// How often each node looks at the spool for deliveries, renewals and takeovers.
+    pub delivery_tick_ms: u64,
+    /// First retry delay after a temporary failure; it doubles up to `retry_max_secs`.
+    pub retry_first_ms: u64,
+    pub retry_max_secs: u64,
+    pub connect_timeout_secs: u64,
+    /// Routes proposed by the leader while the routing table is empty (a fresh cluster).
+    pub seed_domains: Vec<SeedDomain>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedDomain {
+    pub domain: String,
+    pub route: String,
 }
 
 impl Default for SpoolSection {
@@ -86,6 +101,11 @@ impl Default for SpoolSection {
         SpoolSection {
             lease_secs: 60,
             body_timeout_ms: 5000,
+            delivery_tick_ms: 500,
+            retry_first_ms: 5000,
+            retry_max_secs: 900,
+            connect_timeout_secs: 30,
+            seed_domains: Vec::new(),
         }
     }
 }
@@ -338,6 +358,18 @@ impl Config {
         }
         if self.spool.lease_secs == 0 {
             return Err(invalid("spool.lease_secs", "must be > 0".into()));
+        }
+        if self.spool.delivery_tick_ms == 0 || self.spool.retry_first_ms == 0 {
+            return Err(invalid(
+                "spool.delivery_tick_ms",
+                "delivery tick and retry delay must be > 0".into(),
+            ));
+        }
+        for (i, d) in self.spool.seed_domains.iter().enumerate() {
+            crate::state::routing::normalize_domain(&d.domain)
+                .map_err(|e| invalid(&format!("spool.seed_domains[{i}].domain"), e.to_string()))?;
+            crate::state::routing::normalize_route(&d.route)
+                .map_err(|e| invalid(&format!("spool.seed_domains[{i}].route"), e.to_string()))?;
         }
         if self.lists.sweep_interval_ms == 0 {
             return Err(invalid("lists.sweep_interval_ms", "must be > 0".into()));

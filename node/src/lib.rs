@@ -87,6 +87,27 @@ pub async fn run(
         );
     let peer = tokio::spawn(peer);
     let admin = tokio::spawn(admin);
+    let delivery = tokio::spawn(spool::delivery::run(
+        cluster.clone(),
+        spool::delivery::DeliveryConfig {
+            tick: Duration::from_millis(config.spool.delivery_tick_ms),
+            lease: Duration::from_secs(config.spool.lease_secs),
+            retry_first: Duration::from_millis(config.spool.retry_first_ms),
+            retry_max: Duration::from_secs(config.spool.retry_max_secs),
+            connect_timeout: Duration::from_secs(config.spool.connect_timeout_secs),
+            helo_name: config
+                .smtp
+                .hostname
+                .clone()
+                .unwrap_or_else(|| format!("{}.peage", config.node.site)),
+        },
+        stop_rx.clone(),
+    ));
+    let seeder = tokio::spawn(seed_domains(
+        cluster.clone(),
+        config.spool.seed_domains.clone(),
+        stop_rx.clone(),
+    ));
     let sweeper = tokio::spawn(sweep_expired_entries(
         cluster.clone(),
         Duration::from_millis(config.lists.sweep_interval_ms),
@@ -136,6 +157,8 @@ pub async fn run(
         }
     }
     let _ = sweeper.await;
+    let _ = delivery.await;
+    let _ = seeder.await;
     if let Some(smtp) = smtp {
         let _ = smtp.await;
     }
@@ -168,6 +191,51 @@ async fn sweep_expired_entries(cluster: Cluster, every: Duration, mut stop: watc
                 tracing::info!(log_index = index, ?outcome, "expired list entries swept")
             }
             Err(e) => tracing::warn!(error = %e, "sweep of expired list entries failed"),
+        }
+    }
+}
+
+/// On the leader of a fresh cluster (empty routing table), proposes the configured seed
+/// routes once; the local dev cluster uses it to route example.test to its sink.
+async fn seed_domains(
+    cluster: Cluster,
+    seeds: Vec<config::SeedDomain>,
+    mut stop: watch::Receiver<bool>,
+) {
+    if seeds.is_empty() {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = smtp::session::stopped(&mut stop) => return,
+        }
+        if !cluster.state().domains().is_empty() {
+            return;
+        }
+        if cluster.metrics().current_leader != Some(cluster.id()) {
+            continue;
+        }
+        for seed in &seeds {
+            let (Ok(domain), Ok(route)) = (
+                state::routing::normalize_domain(&seed.domain),
+                state::routing::normalize_route(&seed.route),
+            ) else {
+                continue;
+            };
+            let set = peage_proto::v1::DomainSet {
+                domain,
+                route,
+                author: "config".into(),
+                created_at_ms: admin::now_ms(),
+            };
+            if let Err(e) = cluster
+                .propose(peage_proto::v1::command::Kind::DomainSet(set))
+                .await
+            {
+                tracing::warn!(error = %e, "seeding a route failed");
+            }
         }
     }
 }

@@ -55,6 +55,7 @@ pub struct Tuning {
     pub keep_entries_after_snapshot: u64,
     pub sweep_interval_ms: u64,
     pub commit_timeout_ms: u64,
+    pub lease_secs: u64,
 }
 
 impl Default for Tuning {
@@ -64,6 +65,7 @@ impl Default for Tuning {
             keep_entries_after_snapshot: 1000,
             sweep_interval_ms: 200,
             commit_timeout_ms: 3000,
+            lease_secs: 2,
         }
     }
 }
@@ -207,6 +209,13 @@ commit_timeout_ms = {commit}
 [lists]
 sweep_interval_ms = {sweep}
 
+[spool]
+lease_secs = {lease}
+delivery_tick_ms = 100
+retry_first_ms = 200
+retry_max_secs = 2
+connect_timeout_secs = 5
+
 [[admin.tokens]]
 name = "test-admin"
 token = "{ADMIN_TOKEN}"
@@ -221,6 +230,7 @@ role = "read-only"
             keep = t.keep_entries_after_snapshot,
             commit = t.commit_timeout_ms,
             sweep = t.sweep_interval_ms,
+            lease = t.lease_secs,
         );
         let config = self.dir.path().join(format!("node{id}.toml"));
         std::fs::write(&config, text)?;
@@ -375,4 +385,61 @@ pub fn smtplib_send(host: &str, port: u16, from: &str, rcpts: &[&str], body: &[u
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("smtp_send.py prints JSON")
+}
+
+/// A `peage sink` process (the downstream mail server), stopped on drop.
+pub struct SinkProcess {
+    child: Option<Child>,
+    pub addr: String,
+    pub maildir: PathBuf,
+}
+
+impl Drop for SinkProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl SinkProcess {
+    /// Starts a sink on `addr` storing under `maildir`; returns once it listens.
+    pub async fn start(addr: &str, maildir: &Path) -> anyhow::Result<SinkProcess> {
+        let child = Command::new(bin("peage"))
+            .args(["sink", "--listen", addr, "--maildir"])
+            .arg(maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let sink = SinkProcess {
+            child: Some(child),
+            addr: addr.to_owned(),
+            maildir: maildir.to_owned(),
+        };
+        wait_for("the sink listens", Duration::from_secs(20), || async {
+            std::net::TcpStream::connect(addr).ok().map(|_| ())
+        })
+        .await?;
+        Ok(sink)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The messages stored for `rcpt`.
+    pub fn messages(&self, rcpt: &str) -> Vec<String> {
+        read_maildir(&self.maildir, rcpt)
+    }
+}
+
+/// The messages in `root/<rcpt>/new`.
+pub fn read_maildir(root: &Path, rcpt: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(root.join(rcpt).join("new")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .collect()
 }

@@ -5,16 +5,21 @@
 use std::time::Duration;
 
 use peage_tests::v1::*;
-use peage_tests::{smtplib_send, wait_for, TestCluster, Tuning, ADMIN_TOKEN};
+use peage_tests::{smtplib_send, wait_for, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
 
 const HAM: &[u8] = b"From: alice@client.example\r\nTo: bob@example.test\r\nSubject: hello\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@client.example>\r\n\r\nHello Bob.\r\n";
+
+/// Where a cluster's downstream sink listens: an address of the cluster's own /24.
+fn sink_addr(c: &TestCluster) -> String {
+    format!("{}.200:2626", c.net)
+}
 
 async fn with_local_domain() -> TestCluster {
     let c = TestCluster::start(Tuning::default()).await.unwrap();
     let mut a = c.client(0).await.unwrap();
     a.domain_set(DomainSetRequest {
         domain: "example.test".into(),
-        route: "smtp://127.0.0.1:2626".into(),
+        route: format!("smtp://{}", sink_addr(&c)),
     })
     .await
     .unwrap();
@@ -148,4 +153,127 @@ async fn a_node_cut_off_from_the_majority_answers_451_and_queues_nothing() {
     .await
     .unwrap();
     assert!(q.messages.is_empty(), "{:?}", q.messages);
+}
+
+fn ham(n: usize) -> Vec<u8> {
+    format!(
+        "From: alice@client.example\r\nTo: bob@example.test\r\nSubject: ham {n}\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <ham-{n}@client.example>\r\n\r\nHello Bob, number {n}.\r\n"
+    )
+    .into_bytes()
+}
+
+fn send_ham(c: &TestCluster, node: usize, n: usize) -> String {
+    let (host, port) = c.nodes[node].smtp_addr();
+    let r = smtplib_send(
+        &host,
+        port,
+        "alice@client.example",
+        &["bob@example.test"],
+        &ham(n),
+    );
+    let (code, text) = r.data.clone().unwrap_or_default();
+    assert_eq!(code, 250, "node {node}: {r:?}");
+    text.rsplit(' ').next().unwrap().to_owned()
+}
+
+async fn wait_delivered(c: &TestCluster, sink: &SinkProcess, n: usize, survivors: &[usize]) {
+    wait_for(
+        &format!("{n} messages in the sink and empty queues"),
+        Duration::from_secs(60),
+        || async {
+            if sink.messages("bob@example.test").len() < n {
+                return None;
+            }
+            for i in survivors {
+                if !queue(c, *i, false).await.is_empty() {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn ham_sent_to_each_site_arrives_in_the_sink_exactly_once() {
+    let c = with_local_domain().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SinkProcess::start(&sink_addr(&c), dir.path())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        send_ham(&c, i, i);
+    }
+    wait_delivered(&c, &sink, 3, &[0, 1, 2]).await;
+    let msgs = sink.messages("bob@example.test");
+    assert_eq!(msgs.len(), 3, "exactly once each");
+    for n in 0..3 {
+        let count = msgs
+            .iter()
+            .filter(|m| m.contains(&format!("<ham-{n}@client.example>")))
+            .count();
+        assert_eq!(count, 1, "ham {n}");
+    }
+}
+
+#[tokio::test]
+async fn with_the_downstream_down_mail_is_held_then_delivered_when_it_returns() {
+    let c = with_local_domain().await;
+    let id = send_ham(&c, 1, 0);
+    // Several delivery rounds fail (nothing listens): the message stays queued.
+    let leader = c.wait_for_leader_everywhere().await.unwrap();
+    let mut a = c.client(leader).await.unwrap();
+    let start = a
+        .state_digest(StateDigestRequest { stale: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .applied_index;
+    wait_for(
+        "a few renewals or retries go by",
+        Duration::from_secs(30),
+        || {
+            let mut a = a.clone();
+            async move {
+                let d = a
+                    .state_digest(StateDigestRequest { stale: false })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (d.applied_index >= start + 2).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let q = queue(&c, 0, false).await;
+    assert_eq!(q.len(), 1, "held while the downstream is down");
+    assert_eq!(q[0].queue_id, id);
+
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SinkProcess::start(&sink_addr(&c), dir.path())
+        .await
+        .unwrap();
+    wait_delivered(&c, &sink, 1, &[0, 1, 2]).await;
+    assert_eq!(sink.messages("bob@example.test").len(), 1);
+}
+
+#[tokio::test]
+async fn a_message_whose_accepting_node_is_killed_is_delivered_by_another_site() {
+    let mut c = with_local_domain().await;
+    // The downstream is down, so the accepting node cannot deliver before it dies.
+    let owner_idx = 2;
+    let id = send_ham(&c, owner_idx, 7);
+    c.kill(owner_idx);
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SinkProcess::start(&sink_addr(&c), dir.path())
+        .await
+        .unwrap();
+    // Its lease (2 s) lapses; the leader takes the message over and delivers it.
+    wait_delivered(&c, &sink, 1, &[0, 1]).await;
+    let msgs = sink.messages("bob@example.test");
+    assert_eq!(msgs.len(), 1);
+    assert!(msgs[0].contains("<ham-7@client.example>"), "{id}: {msgs:?}");
 }

@@ -2,43 +2,17 @@
 //! maildirs, and a flood of connections from one address leaves other clients unaffected.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use peage_tests::{bin, wait_for};
+use peage_tests::SinkProcess;
 
-struct Sink {
-    child: Child,
-    addr: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_sink(ip: &str) -> Sink {
+async fn start_sink(ip: &str) -> (SinkProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let addr = format!("{ip}:2626");
-    let child = Command::new(bin("peage"))
-        .args(["sink", "--listen", &addr, "--maildir"])
-        .arg(dir.path().join("mail"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let sink = SinkProcess::start(&format!("{ip}:2626"), &dir.path().join("mail"))
+        .await
         .unwrap();
-    let a = addr.clone();
-    wait_for("the sink listens", Duration::from_secs(20), || {
-        let a = a.clone();
-        async move { TcpStream::connect(&a).ok().map(|_| ()) }
-    })
-    .await
-    .unwrap();
-    Sink { child, addr, dir }
+    (sink, dir)
 }
 
 /// Sends one message with Python's smtplib, from `source_ip`.
@@ -61,19 +35,9 @@ print("refused:", refused)
         .unwrap()
 }
 
-fn maildir_messages(root: &std::path::Path, rcpt: &str) -> Vec<String> {
-    let dir = root.join("mail").join(rcpt).join("new");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn smtplib_delivers_into_a_maildir_per_recipient() {
-    let sink = start_sink("127.0.40.1").await;
+    let (sink, _dir) = start_sink("127.0.40.1").await;
     let body = "From: sender@client.example\r\nSubject: hello\r\n\r\nfirst line\r\n.dot line\r\n";
     let o = smtplib_send(
         &sink.addr,
@@ -83,7 +47,7 @@ async fn smtplib_delivers_into_a_maildir_per_recipient() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for rcpt in ["a@example.test", "b@example.test"] {
-        let msgs = maildir_messages(sink.dir.path(), rcpt);
+        let msgs = sink.messages(rcpt);
         assert_eq!(msgs.len(), 1, "{rcpt}");
         assert!(msgs[0].contains("Subject: hello"), "{}", msgs[0]);
         assert!(
@@ -96,7 +60,7 @@ async fn smtplib_delivers_into_a_maildir_per_recipient() {
 
 #[tokio::test]
 async fn a_thousand_connections_from_one_address_do_not_block_others() {
-    let sink = start_sink("127.0.41.1").await;
+    let (sink, _dir) = start_sink("127.0.41.1").await;
     // Phase 1: 1,000 connections from one address (127.0.0.1); past the per-address limit
     // each gets 421.
     let mut held = Vec::new();
@@ -131,6 +95,6 @@ async fn a_thousand_connections_from_one_address_do_not_block_others() {
         "Subject: x\r\n\r\nhi\r\n",
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(maildir_messages(sink.dir.path(), "c@example.test").len(), 1);
+    assert_eq!(sink.messages("c@example.test").len(), 1);
     drop(held);
 }

@@ -2,6 +2,8 @@
 //! table, and accepting a message — body fsynced here and on enough peers that a majority
 //! holds it, then the small record committed through Raft — before `250` is answered.
 
+pub mod delivery;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -35,6 +35,10 @@ pub enum Outcome {
     SpoolDone {
         remaining: u32,
     },
+    /// Leases renewed or messages taken over.
+    SpoolOwned {
+        changed: u32,
+    },
     /// The command was refused, the same way on every node (e.g. an undecodable payload).
     Refused(String),
 }
@@ -193,6 +197,8 @@ fn apply_command(
         }
         Some(command::Kind::SpoolPut(put)) => super::spool::apply_put(tx, put),
         Some(command::Kind::SpoolDone(done)) => super::spool::apply_done(tx, done),
+        Some(command::Kind::SpoolRenew(r)) => super::spool::apply_renew(tx, r),
+        Some(command::Kind::SpoolTakeover(t)) => super::spool::apply_takeover(tx, t),
         Some(command::Kind::DomainRemove(d)) => {
             let removed = tx.execute("DELETE FROM domains WHERE domain = ?1", [&d.domain])? > 0;
             changes.push(IndexChange::RouteRemove { domain: d.domain });

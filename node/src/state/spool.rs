@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use peage_proto::v1::{SpoolDone, SpoolPut};
+use peage_proto::v1::{SpoolDone, SpoolPut, SpoolRenew, SpoolTakeover};
 
 use super::apply::Outcome;
 
@@ -87,6 +87,33 @@ pub fn apply_done(tx: &Transaction<'_>, done: SpoolDone) -> rusqlite::Result<Out
     }
     Ok(Outcome::SpoolDone {
         remaining: rcpts.len() as u32,
+    })
+}
+
+pub fn apply_renew(tx: &Transaction<'_>, renew: SpoolRenew) -> rusqlite::Result<Outcome> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE spool SET lease_until_ms = ?3 WHERE queue_id = ?1 AND owner = ?2",
+    )?;
+    let mut renewed = 0u32;
+    for id in &renew.queue_ids {
+        renewed += stmt.execute(params![id, renew.owner as i64, renew.lease_until_ms])? as u32;
+    }
+    Ok(Outcome::SpoolOwned { changed: renewed })
+}
+
+pub fn apply_takeover(tx: &Transaction<'_>, t: SpoolTakeover) -> rusqlite::Result<Outcome> {
+    // Only if the message is still the old owner's: a late takeover changes nothing.
+    let changed = tx.execute(
+        "UPDATE spool SET owner = ?3, lease_until_ms = ?4 WHERE queue_id = ?1 AND owner = ?2",
+        params![
+            t.queue_id,
+            t.from_owner as i64,
+            t.to_owner as i64,
+            t.lease_until_ms
+        ],
+    )?;
+    Ok(Outcome::SpoolOwned {
+        changed: changed as u32,
     })
 }
 

@@ -1,0 +1,330 @@
+//! Delivery: each node delivers the messages it owns while its lease lasts (renewing it in
+//! one entry per round), retries with exponential backoff while the downstream refuses or is
+//! down, and — on the leader — takes over messages whose owner's lease has lapsed.
+//! At-least-once: `SpoolDone` is proposed only after the downstream's `250`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mail_send::smtp::message::Parameters;
+use mail_send::SmtpClientBuilder;
+use tokio::sync::watch;
+
+use peage_proto::v1::{command, SpoolDone, SpoolRenew, SpoolTakeover};
+
+use crate::admin::now_ms;
+use crate::cluster::Cluster;
+use crate::state::spool::SpooledMessage;
+
+/// Delivery timing.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub tick: Duration,
+    pub lease: Duration,
+    pub retry_first: Duration,
+    pub retry_max: Duration,
+    pub connect_timeout: Duration,
+    /// Named in our EHLO to the downstream.
+    pub helo_name: String,
+}
+
+/// Per-message retry state, local to the owner (a new owner starts afresh).
+#[derive(Default)]
+struct Backoff {
+    attempts: u32,
+    next_at_ms: i64,
+}
+
+/// What one attempt achieved for each recipient.
+#[derive(Debug, Default)]
+pub struct AttemptResult {
+    /// Accepted by the downstream, or refused permanently (5xx): done either way.
+    pub done: Vec<String>,
+    /// Refused permanently, with the reply; subset of `done` (bounces will come from here).
+    pub failed: Vec<(String, String)>,
+    /// Still to try, with why.
+    pub retry: Vec<(String, String)>,
+}
+
+/// Runs until `stop`: the delivery loop of this node.
+pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Receiver<bool>) {
+    let backoff: Arc<Mutex<HashMap<String, Backoff>>> = Arc::default();
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut tick = tokio::time::interval(config.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::smtp::session::stopped(&mut stop) => return,
+        }
+        let Ok(messages) = cluster.state().spooled().await else {
+            continue;
+        };
+        let me = cluster.id();
+        let now = now_ms();
+        let lease_ms = config.lease.as_millis() as i64;
+        let leads = cluster.metrics().current_leader == Some(me);
+        let mut renew = Vec::new();
+        for m in messages {
+            if m.owner == me {
+                if m.lease_until_ms <= now {
+                    // Our lease lapsed (we were cut off, or paused): the message may be
+                    // another node's by now, so do not deliver until renewed.
+                    renew.push(m.queue_id.clone());
+                    continue;
+                }
+                if m.lease_until_ms - now < lease_ms / 2 {
+                    renew.push(m.queue_id.clone());
+                }
+                let ready = {
+                    let b = backoff.lock().unwrap_or_else(|p| p.into_inner());
+                    b.get(&m.queue_id).is_none_or(|b| b.next_at_ms <= now)
+                };
+                let started = ready
+                    && in_flight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(m.queue_id.clone());
+                if started {
+                    let (cluster, config, backoff, in_flight) = (
+                        cluster.clone(),
+                        config.clone(),
+                        backoff.clone(),
+                        in_flight.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let id = m.queue_id.clone();
+                        deliver_and_record(&cluster, &config, m, &backoff).await;
+                        in_flight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&id);
+                    });
+                }
+            } else if leads && m.lease_until_ms <= now {
+                let takeover = SpoolTakeover {
+                    queue_id: m.queue_id.clone(),
+                    from_owner: m.owner,
+                    to_owner: me,
+                    lease_until_ms: now + lease_ms,
+                };
+                match cluster
+                    .propose(command::Kind::SpoolTakeover(takeover))
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(queue_id = %m.queue_id, from = m.owner, "took over delivery")
+                    }
+                    Err(e) => tracing::warn!(queue_id = %m.queue_id, error = %e, "takeover failed"),
+                }
+            }
+        }
+        if !renew.is_empty() {
+            let r = SpoolRenew {
+                owner: me,
+                queue_ids: renew,
+                lease_until_ms: now + lease_ms,
+            };
+            if let Err(e) = cluster.propose(command::Kind::SpoolRenew(r)).await {
+                tracing::debug!(error = %e, "lease renewal failed");
+            }
+        }
+    }
+}
+
+async fn deliver_and_record(
+    cluster: &Cluster,
+    config: &DeliveryConfig,
+    m: SpooledMessage,
+    backoff: &Mutex<HashMap<String, Backoff>>,
+) {
+    let result = attempt(cluster, config, &m).await;
+    if !result.done.is_empty() {
+        let done = SpoolDone {
+            queue_id: m.queue_id.clone(),
+            rcpt_to: result.done.clone(),
+        };
+        match cluster.propose(command::Kind::SpoolDone(done)).await {
+            Ok(_) => {
+                tracing::info!(queue_id = %m.queue_id, rcpts = ?result.done, failed = ?result.failed, "delivered")
+            }
+            // The downstream has it; a retry may deliver it twice (at-least-once).
+            Err(e) => {
+                tracing::warn!(queue_id = %m.queue_id, error = %e, "delivered but SpoolDone not committed")
+            }
+        }
+    }
+    let mut b = backoff.lock().unwrap_or_else(|p| p.into_inner());
+    if result.retry.is_empty() {
+        b.remove(&m.queue_id);
+    } else {
+        let entry = b.entry(m.queue_id.clone()).or_default();
+        entry.attempts += 1;
+        let delay = config
+            .retry_first
+            .saturating_mul(1u32 << entry.attempts.min(16).saturating_sub(1))
+            .min(config.retry_max);
+        entry.next_at_ms = now_ms() + delay.as_millis() as i64;
+        tracing::info!(queue_id = %m.queue_id, attempts = entry.attempts, retry_in_ms = delay.as_millis() as u64, why = ?result.retry, "delivery deferred");
+    }
+}
+
+/// The body, from this node's blob store or, failing that, from a holder (kept here then).
+async fn body_of(cluster: &Cluster, m: &SpooledMessage) -> Result<Vec<u8>, String> {
+    if let Ok(Some(b)) = cluster.blobs().get(&m.body_sha256).await {
+        return Ok(b);
+    }
+    let metrics = cluster.metrics();
+    let membership = metrics.membership_config.membership();
+    for h in &m.holders {
+        let Some(node) = membership.get_node(h) else {
+            continue;
+        };
+        if let Ok(b) = cluster
+            .peers()
+            .get_blob(&node.peer_addr, &m.body_sha256, Duration::from_secs(30))
+            .await
+        {
+            if crate::state::blobs::sha256_hex(&b) == m.body_sha256 {
+                let _ = cluster
+                    .blobs()
+                    .put(m.body_sha256.clone(), Arc::new(b.clone()))
+                    .await;
+                return Ok(b);
+            }
+        }
+    }
+    Err(format!("no holder of body {} reachable", m.body_sha256))
+}
+
+/// One delivery attempt of every remaining recipient, one SMTP transaction per route.
+async fn attempt(cluster: &Cluster, config: &DeliveryConfig, m: &SpooledMessage) -> AttemptResult {
+    let mut result = AttemptResult::default();
+    let body = match body_of(cluster, m).await {
+        Ok(b) => b,
+        Err(e) => {
+            result.retry = m.rcpt_to.iter().map(|r| (r.clone(), e.clone())).collect();
+            return result;
+        }
+    };
+    let mut by_route: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for rcpt in &m.rcpt_to {
+        let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
+        match cluster.state().route_for(domain) {
+            Some(route) => by_route.entry(route).or_default().push(rcpt.clone()),
+            None => result
+                .retry
+                .push((rcpt.clone(), format!("no route for {domain}"))),
+        }
+    }
+    for (route, rcpts) in by_route {
+        let r = send(config, &route, &m.mail_from, &rcpts, &body).await;
+        result.done.extend(r.done);
+        result.failed.extend(r.failed);
+        result.retry.extend(r.retry);
+    }
+    result
+}
+
+/// One SMTP transaction to `route` (smtp://HOST:PORT).
+pub async fn send(
+    config: &DeliveryConfig,
+    route: &str,
+    mail_from: &str,
+    rcpts: &[String],
+    body: &[u8],
+) -> AttemptResult {
+    let mut result = AttemptResult::default();
+    let all_retry = |why: String| AttemptResult {
+        retry: rcpts.iter().map(|r| (r.clone(), why.clone())).collect(),
+        ..Default::default()
+    };
+    let Some(hostport) = route.strip_prefix("smtp://") else {
+        return all_retry(format!("bad route {route}"));
+    };
+    let Some((host, port)) = hostport.rsplit_once(':') else {
+        return all_retry(format!("bad route {route}"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let Ok(port) = port.parse::<u16>() else {
+        return all_retry(format!("bad route {route}"));
+    };
+    let builder = match SmtpClientBuilder::new(host.to_owned(), port) {
+        Ok(b) => b,
+        Err(e) => return all_retry(format!("{route}: {e}")),
+    };
+    let mut client = match builder
+        .implicit_tls(false)
+        .helo_host(config.helo_name.clone())
+        .timeout(config.connect_timeout)
+        .connect_plain()
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return all_retry(format!("{route}: {e}")),
+    };
+    let params = Parameters::default();
+    if let Err(e) = client.mail_from(mail_from, &params).await {
+        return classify_all(rcpts, e);
+    }
+    let mut accepted = Vec::new();
+    for rcpt in rcpts {
+        match client.rcpt_to(rcpt, &params).await {
+            Ok(()) => accepted.push(rcpt.clone()),
+            Err(e) => {
+                let (permanent, why) = classify(&e);
+                if permanent {
+                    result.done.push(rcpt.clone());
+                    result.failed.push((rcpt.clone(), why));
+                } else {
+                    result.retry.push((rcpt.clone(), why));
+                }
+            }
+        }
+    }
+    if accepted.is_empty() {
+        let _ = client.rset().await;
+        return result;
+    }
+    match client.data(body).await {
+        Ok(_) => result.done.extend(accepted),
+        Err(e) => {
+            let (permanent, why) = classify(&e);
+            for r in accepted {
+                if permanent {
+                    result.done.push(r.clone());
+                    result.failed.push((r, why.clone()));
+                } else {
+                    result.retry.push((r, why.clone()));
+                }
+            }
+        }
+    }
+    let _ = client.quit().await;
+    result
+}
+
+/// A 5xx reply is permanent; everything else (4xx, I/O, timeouts) is retried.
+fn classify(e: &mail_send::Error) -> (bool, String) {
+    match e {
+        mail_send::Error::UnexpectedReply(r) => {
+            (r.code() >= 500, format!("{} {}", r.code(), r.message()))
+        }
+        other => (false, other.to_string()),
+    }
+}
+
+fn classify_all(rcpts: &[String], e: mail_send::Error) -> AttemptResult {
+    let (permanent, why) = classify(&e);
+    let mut r = AttemptResult::default();
+    for rcpt in rcpts {
+        if permanent {
+            r.done.push(rcpt.clone());
+            r.failed.push((rcpt.clone(), why.clone()));
+        } else {
+            r.retry.push((rcpt.clone(), why.clone()));
+        }
+    }
+    r
+}
