@@ -117,6 +117,37 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         });
     }
 
+    // The downstream the local configs route example.test to.
+    let sink_addr: SocketAddr = ([127, 0, 0, 1], 2626).into();
+    let maildir = dir.join("maildir");
+    let log_path = dir.join("sink.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    match Command::new(&exe)
+        .arg("sink")
+        .arg("--listen")
+        .arg(sink_addr.to_string())
+        .arg("--maildir")
+        .arg(&maildir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+    {
+        Ok(child) => sites.push(Site {
+            name: "sink".into(),
+            admin: sink_addr,
+            child,
+        }),
+        Err(e) => {
+            stop_all(&mut sites);
+            return Err(e).context("cannot start the sink");
+        }
+    }
+
     let deadline = Instant::now() + Duration::from_secs(30);
     for i in 0..sites.len() {
         let admin = sites[i].admin;
@@ -131,15 +162,20 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         "Péage local cluster is up (data and logs in {}):",
         dir.display()
     );
-    for s in &sites {
+    for s in sites.iter().filter(|s| s.name != "sink") {
         println!(
-            "  {:<8} admin http://{}  (log: {}/{}.log)",
+            "  {:<8} admin http://{}  smtp {}:2525  (log: {}/{}.log)",
             s.name,
             s.admin,
+            s.admin.ip(),
             dir.display(),
             s.name
         );
     }
+    println!(
+        "  sink     smtp {sink_addr} → {}/<recipient>/new/  (example.test is routed there)",
+        maildir.display()
+    );
     println!();
     println!("Admin token: {token}");
     println!();
@@ -154,8 +190,11 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     println!("  peagectl list add ip 203.0.113.0/24 --reason \"botnet\"");
     println!("  peagectl --addr http://127.0.0.3:50051 list check ip 203.0.113.7");
     println!("  peagectl list ls --json");
+    println!("  swaks --server 127.0.0.2:2525 --to bob@example.test   # or Python's smtplib");
+    println!("  peagectl queue ls");
+    println!("  ls {}/bob@example.test/new", maildir.display());
     println!();
-    println!("Ctrl-C stops all three nodes.");
+    println!("Ctrl-C stops the three nodes and the sink.");
 
     // Wait for Ctrl-C / SIGTERM, or for a node to die on its own.
     let exited = runtime.block_on(async {
