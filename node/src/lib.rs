@@ -9,6 +9,7 @@ pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod dev;
+pub mod filter;
 pub mod sink;
 pub mod smtp;
 pub mod spool;

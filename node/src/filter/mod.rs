@@ -1,0 +1,348 @@
+//! Checks that add named, scored symbols, and the verdict. `analyze` reads nothing but what
+//! it is handed (the envelope, the message bytes, a list lookup); the order of the checks
+//! is written out in it, top to bottom. Scores are data (`SCORES`); thresholds are policy.
+
+mod attachments;
+
+use std::net::IpAddr;
+
+use mail_parser::{MessageParser, MimeHeaders};
+
+use crate::state::lists::{normalize_probe, EntryKind, ListEntry, ListName};
+
+/// The GTUBE test string (its Péage-neutral form, as used by every spam filter).
+pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+/// Symbol names and their scores in milli-points (integers keep records deterministic).
+pub const SCORES: &[(&str, i64)] = &[
+    ("GTUBE", 1_000_000),
+    ("BLOCKLIST_IP", 20_000),
+    ("BLOCKLIST_HELO", 20_000),
+    ("BLOCKLIST_SENDER", 20_000),
+    ("BLOCKLIST_FROM_DOMAIN", 20_000),
+    ("BLOCKLIST_URL", 12_000),
+    ("ALLOWLIST", -20_000),
+    ("MISSING_FROM", 3_000),
+    ("MALFORMED_FROM", 3_000),
+    ("MISSING_DATE", 1_000),
+    ("MISSING_MESSAGE_ID", 1_500),
+    ("UNPARSABLE_MESSAGE", 3_000),
+    ("EXECUTABLE_ATTACHMENT", 10_000),
+    ("DOUBLE_EXTENSION", 3_000),
+    ("ARCHIVE_WITH_EXECUTABLE", 10_000),
+    ("MACRO_OFFICE_DOCUMENT", 6_000),
+];
+
+fn score_of(name: &str) -> i64 {
+    SCORES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, s)| *s)
+}
+
+/// One finding: a name from `SCORES`, its score, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symbol {
+    pub name: String,
+    pub score_milli: i64,
+    pub reason: String,
+}
+
+fn symbol(name: &str, reason: impl Into<String>) -> Symbol {
+    Symbol {
+        name: name.to_owned(),
+        score_milli: score_of(name),
+        reason: reason.into(),
+    }
+}
+
+/// What the filter is handed.
+pub struct FilterInput<'a> {
+    pub client_ip: IpAddr,
+    pub helo: &'a str,
+    /// Empty for the null sender.
+    pub mail_from: &'a str,
+    pub message: &'a [u8],
+}
+
+/// Looks values up in the cluster's block and allow lists (the local replica).
+pub trait ListLookup {
+    fn lookup(&self, kind: EntryKind, value: &str) -> Vec<ListEntry>;
+}
+
+impl ListLookup for crate::state::StateStore {
+    fn lookup(&self, kind: EntryKind, value: &str) -> Vec<ListEntry> {
+        match normalize_probe(kind, value) {
+            Ok(probe) => self.check(kind, &probe, crate::admin::now_ms()),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Deliver,
+    Quarantine,
+    Reject,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Deliver => "deliver",
+            Verdict::Quarantine => "quarantine",
+            Verdict::Reject => "reject",
+        }
+    }
+}
+
+/// Score thresholds, in milli-points; replicated policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub quarantine_at_milli: i64,
+    pub reject_at_milli: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            quarantine_at_milli: 6_000,
+            reject_at_milli: 15_000,
+        }
+    }
+}
+
+/// The total score and what it means under `policy`.
+pub fn verdict(symbols: &[Symbol], policy: &Policy) -> (Verdict, i64) {
+    let total: i64 = symbols.iter().map(|s| s.score_milli).sum();
+    let v = if total >= policy.reject_at_milli {
+        Verdict::Reject
+    } else if total >= policy.quarantine_at_milli {
+        Verdict::Quarantine
+    } else {
+        Verdict::Deliver
+    };
+    (v, total)
+}
+
+/// Formats milli-points as points (`1500` → `1.5`).
+pub fn points(milli: i64) -> String {
+    let sign = if milli < 0 { "-" } else { "" };
+    let m = milli.unsigned_abs();
+    let (int, frac) = (m / 1000, m % 1000);
+    if frac == 0 {
+        format!("{sign}{int}")
+    } else {
+        let f = format!("{frac:03}");
+        format!("{sign}{int}.{}", f.trim_end_matches('0'))
+    }
+}
+
+/// The X-Peage headers that delivered and quarantined mail carries.
+pub fn headers(verdict: Verdict, total: i64, symbols: &[Symbol]) -> String {
+    let list: Vec<String> = symbols
+        .iter()
+        .map(|s| format!("{}({})", s.name, points(s.score_milli)))
+        .collect();
+    format!(
+        "X-Peage-Verdict: {}\r\nX-Peage-Score: {}\r\nX-Peage-Symbols: {}\r\n",
+        verdict.as_str(),
+        points(total),
+        if list.is_empty() {
+            "none".into()
+        } else {
+            list.join(", ")
+        }
+    )
+}
+
+fn list_symbols(
+    lists: &dyn ListLookup,
+    kind: EntryKind,
+    value: &str,
+    block_name: &str,
+    what: &str,
+    out: &mut Vec<Symbol>,
+) {
+    if value.is_empty() {
+        return;
+    }
+    let found = lists.lookup(kind, value);
+    if let Some(e) = found.iter().find(|e| e.list == ListName::Allow) {
+        out.push(symbol(
+            "ALLOWLIST",
+            format!("{what} {value} is allow-listed ({})", e.value),
+        ));
+    }
+    if let Some(e) = found.iter().find(|e| e.list == ListName::Block) {
+        let why = if e.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", e.reason)
+        };
+        out.push(symbol(
+            block_name,
+            format!("{what} {value} is block-listed ({}){why}", e.value),
+        ));
+    }
+}
+
+/// Hosts of the http(s) URLs in a text, lower-cased, without duplicates.
+fn url_hosts(text: &str, out: &mut Vec<String>) {
+    let lower = text.to_ascii_lowercase();
+    for scheme in ["http://", "https://"] {
+        let mut rest = lower.as_str();
+        while let Some(i) = rest.find(scheme) {
+            rest = &rest[i + scheme.len()..];
+            let host: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                .collect();
+            let host = host.trim_end_matches('.').to_owned();
+            if !host.is_empty() && !out.contains(&host) && out.len() < 100 {
+                out.push(host);
+            }
+        }
+    }
+}
+
+/// Every check, in order. Never panics, whatever the bytes.
+pub fn analyze(input: &FilterInput<'_>, lists: &dyn ListLookup) -> Vec<Symbol> {
+    let mut out = Vec::new();
+
+    // 1. The connection and envelope against the lists.
+    list_symbols(
+        lists,
+        EntryKind::Ip,
+        &input.client_ip.to_string(),
+        "BLOCKLIST_IP",
+        "client IP",
+        &mut out,
+    );
+    list_symbols(
+        lists,
+        EntryKind::Domain,
+        input.helo,
+        "BLOCKLIST_HELO",
+        "HELO",
+        &mut out,
+    );
+    list_symbols(
+        lists,
+        EntryKind::Sender,
+        input.mail_from,
+        "BLOCKLIST_SENDER",
+        "sender",
+        &mut out,
+    );
+    if let Some((_, domain)) = input.mail_from.rsplit_once('@') {
+        list_symbols(
+            lists,
+            EntryKind::Domain,
+            domain,
+            "BLOCKLIST_SENDER",
+            "sender domain",
+            &mut out,
+        );
+    }
+
+    // 2. GTUBE, on the raw bytes (it must work even on unparsable mail).
+    if memchr_find(input.message, GTUBE.as_bytes()) {
+        out.push(symbol("GTUBE", "the GTUBE test string"));
+    }
+
+    // 3. Parse; everything after needs the structure.
+    let Some(msg) = MessageParser::default().parse(input.message) else {
+        out.push(symbol("UNPARSABLE_MESSAGE", "the message cannot be parsed"));
+        return dedup(out);
+    };
+
+    // 4. Header sanity and the From domain.
+    match msg.from().and_then(|a| a.first()) {
+        None => out.push(symbol("MISSING_FROM", "no From header")),
+        Some(addr) => match addr.address.as_deref().and_then(|a| a.rsplit_once('@')) {
+            Some((local, domain)) if !local.is_empty() && domain.contains('.') => {
+                list_symbols(
+                    lists,
+                    EntryKind::Domain,
+                    domain,
+                    "BLOCKLIST_FROM_DOMAIN",
+                    "From domain",
+                    &mut out,
+                );
+                list_symbols(
+                    lists,
+                    EntryKind::Sender,
+                    addr.address.as_deref().unwrap_or(""),
+                    "BLOCKLIST_SENDER",
+                    "From address",
+                    &mut out,
+                );
+            }
+            _ => out.push(symbol("MALFORMED_FROM", "the From address is malformed")),
+        },
+    }
+    if msg.date().is_none() {
+        out.push(symbol("MISSING_DATE", "no valid Date header"));
+    }
+    if msg.message_id().is_none() {
+        out.push(symbol("MISSING_MESSAGE_ID", "no Message-ID header"));
+    }
+
+    // 5. URL hosts in the text and HTML parts.
+    let mut hosts = Vec::new();
+    for i in 0..msg.text_body_count().min(20) {
+        if let Some(t) = msg.body_text(i) {
+            url_hosts(&t, &mut hosts);
+        }
+    }
+    for i in 0..msg.html_body_count().min(20) {
+        if let Some(h) = msg.body_html(i) {
+            url_hosts(&h, &mut hosts);
+        }
+    }
+    for h in &hosts {
+        let before = out.len();
+        list_symbols(
+            lists,
+            EntryKind::Url,
+            h,
+            "BLOCKLIST_URL",
+            "URL host",
+            &mut out,
+        );
+        if out.len() == before {
+            list_symbols(
+                lists,
+                EntryKind::Domain,
+                h,
+                "BLOCKLIST_URL",
+                "URL domain",
+                &mut out,
+            );
+        }
+    }
+
+    // 6. Attachments.
+    for part in msg.attachments().take(100) {
+        let name = part.attachment_name().unwrap_or("").to_owned();
+        attachments::check(&name, part.contents(), &mut |n, why| {
+            out.push(symbol(n, why))
+        });
+    }
+    dedup(out)
+}
+
+/// One symbol of each name: the first reason is kept.
+fn dedup(mut symbols: Vec<Symbol>) -> Vec<Symbol> {
+    let mut seen = std::collections::HashSet::new();
+    symbols.retain(|s| seen.insert(s.name.clone()));
+    symbols
+}
+
+fn memchr_find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests;

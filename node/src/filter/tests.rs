@@ -1,0 +1,229 @@
+//! Filter behaviour on constructed messages: each must (and must not) get given symbols.
+
+use super::*;
+use crate::state::lists::{ListEntry, ListName};
+
+/// A list lookup over a fixed set of entries.
+struct Fixed(Vec<ListEntry>);
+
+impl ListLookup for Fixed {
+    fn lookup(&self, kind: EntryKind, value: &str) -> Vec<ListEntry> {
+        let v = value.to_ascii_lowercase();
+        self.0
+            .iter()
+            .filter(|e| {
+                e.kind == kind
+                    && match kind {
+                        EntryKind::Domain => v == e.value || v.ends_with(&format!(".{}", e.value)),
+                        EntryKind::Ip => v == e.value.trim_end_matches("/32"),
+                        _ => v == e.value,
+                    }
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+fn entry(list: ListName, kind: EntryKind, value: &str) -> ListEntry {
+    ListEntry {
+        id: 1,
+        list,
+        kind,
+        value: value.into(),
+        reason: "test".into(),
+        author: "t".into(),
+        created_at_ms: 0,
+        expires_at_ms: None,
+    }
+}
+
+const GOOD_HEADERS: &str = "From: Alice <alice@client.example>\r\nTo: bob@example.test\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@client.example>\r\nSubject: hi\r\n";
+
+fn names(message: &[u8], lists: &Fixed) -> Vec<String> {
+    let input = FilterInput {
+        client_ip: "198.51.100.7".parse().unwrap(),
+        helo: "mail.client.example",
+        mail_from: "alice@client.example",
+        message,
+    };
+    analyze(&input, lists).into_iter().map(|s| s.name).collect()
+}
+
+fn mime_with_attachment(name: &str, content_b64: &str) -> Vec<u8> {
+    format!(
+        "{GOOD_HEADERS}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: application/octet-stream; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{content_b64}\r\n--b--\r\n"
+    )
+    .into_bytes()
+}
+
+/// A minimal ZIP holding one stored file (enough for a local file header).
+fn zip_with(inner: &str) -> Vec<u8> {
+    let mut z = b"PK\x03\x04".to_vec();
+    z.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // version, flags, method, time, date
+    z.extend_from_slice(&[0; 12]); // crc, sizes
+    z.extend_from_slice(&(inner.len() as u16).to_le_bytes());
+    z.extend_from_slice(&0u16.to_le_bytes());
+    z.extend_from_slice(inner.as_bytes());
+    z
+}
+
+fn b64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+#[test]
+fn clean_ham_gets_no_symbol_and_is_delivered() {
+    let msg = format!("{GOOD_HEADERS}\r\nHello, see https://www.example.org/page\r\n");
+    let n = names(msg.as_bytes(), &Fixed(vec![]));
+    assert!(n.is_empty(), "{n:?}");
+    let (v, total) = verdict(&[], &Policy::default());
+    assert_eq!((v, total), (Verdict::Deliver, 0));
+}
+
+#[test]
+fn gtube_is_rejected() {
+    let msg = format!("{GOOD_HEADERS}\r\n{GTUBE}\r\n");
+    let input = FilterInput {
+        client_ip: "198.51.100.7".parse().unwrap(),
+        helo: "x",
+        mail_from: "",
+        message: msg.as_bytes(),
+    };
+    let s = analyze(&input, &Fixed(vec![]));
+    assert_eq!(s[0].name, "GTUBE");
+    assert_eq!(verdict(&s, &Policy::default()).0, Verdict::Reject);
+}
+
+#[test]
+fn lists_apply_to_ip_helo_sender_from_and_url_hosts() {
+    let msg = format!("{GOOD_HEADERS}\r\nclick http://Evil.Example/login now\r\n");
+    for (e, expect) in [
+        (
+            entry(ListName::Block, EntryKind::Ip, "198.51.100.7/32"),
+            "BLOCKLIST_IP",
+        ),
+        (
+            entry(ListName::Block, EntryKind::Domain, "client.example"),
+            "BLOCKLIST_HELO",
+        ),
+        (
+            entry(ListName::Block, EntryKind::Sender, "alice@client.example"),
+            "BLOCKLIST_SENDER",
+        ),
+        (
+            entry(ListName::Block, EntryKind::Url, "evil.example"),
+            "BLOCKLIST_URL",
+        ),
+    ] {
+        let n = names(msg.as_bytes(), &Fixed(vec![e]));
+        assert!(n.contains(&expect.to_owned()), "{expect}: {n:?}");
+    }
+    // An allow-list entry offsets a block.
+    let n = names(
+        msg.as_bytes(),
+        &Fixed(vec![
+            entry(ListName::Block, EntryKind::Ip, "198.51.100.7/32"),
+            entry(ListName::Allow, EntryKind::Ip, "198.51.100.7/32"),
+        ]),
+    );
+    assert!(
+        n.contains(&"ALLOWLIST".to_owned()) && n.contains(&"BLOCKLIST_IP".to_owned()),
+        "{n:?}"
+    );
+}
+
+#[test]
+fn header_sanity() {
+    let n = names(b"Subject: x\r\n\r\nbody\r\n", &Fixed(vec![]));
+    for s in ["MISSING_FROM", "MISSING_DATE", "MISSING_MESSAGE_ID"] {
+        assert!(n.contains(&s.to_owned()), "{s}: {n:?}");
+    }
+    let n = names(b"From: not an address\r\n\r\nbody\r\n", &Fixed(vec![]));
+    assert!(n.contains(&"MALFORMED_FROM".to_owned()), "{n:?}");
+}
+
+#[test]
+fn dangerous_attachments_are_quarantined() {
+    let p = Policy::default();
+    let cases = [
+        (
+            mime_with_attachment("run.exe", &b64(b"MZ")),
+            "EXECUTABLE_ATTACHMENT",
+        ),
+        (
+            mime_with_attachment("invoice.pdf.exe", &b64(b"MZ")),
+            "DOUBLE_EXTENSION",
+        ),
+        (
+            mime_with_attachment("payload.zip", &b64(&zip_with("x/setup.js"))),
+            "ARCHIVE_WITH_EXECUTABLE",
+        ),
+        (
+            mime_with_attachment("report.docm", &b64(b"PK")),
+            "MACRO_OFFICE_DOCUMENT",
+        ),
+    ];
+    for (msg, expect) in cases {
+        let input = FilterInput {
+            client_ip: "198.51.100.7".parse().unwrap(),
+            helo: "x",
+            mail_from: "a@client.example",
+            message: &msg,
+        };
+        let s = analyze(&input, &Fixed(vec![]));
+        assert!(s.iter().any(|x| x.name == expect), "{expect}: {s:?}");
+        assert_eq!(verdict(&s, &p).0, Verdict::Quarantine, "{expect}: {s:?}");
+    }
+    // A harmless archive and a PDF are not flagged.
+    let msg = mime_with_attachment("photos.zip", &b64(&zip_with("a.jpg")));
+    let n = names(&msg, &Fixed(vec![]));
+    assert!(n.is_empty(), "{n:?}");
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut seed = 1u64;
+    for len in [0usize, 1, 7, 100, 5000] {
+        let mut bytes = Vec::with_capacity(len);
+        for _ in 0..len {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            bytes.push((seed >> 33) as u8);
+        }
+        names(&bytes, &Fixed(vec![]));
+    }
+    for evil in [
+        &b"Content-Type: multipart/mixed; boundary=\"\"\r\n\r\n--\r\n--\r\n"[..],
+        b"PK\x03\x04\xff\xff",
+        b"From: \"\xff\xfe <@>\r\n\r\n",
+    ] {
+        names(evil, &Fixed(vec![]));
+    }
+    assert!(attachments::zip_names(b"PK\x03\x04\x00").is_empty());
+}
+
+#[test]
+fn headers_and_points() {
+    assert_eq!(points(1500), "1.5");
+    assert_eq!(points(-20000), "-20");
+    let s = vec![symbol("MISSING_DATE", "x")];
+    assert_eq!(
+        headers(Verdict::Deliver, 1000, &s),
+        "X-Peage-Verdict: deliver\r\nX-Peage-Score: 1\r\nX-Peage-Symbols: MISSING_DATE(1)\r\n"
+    );
+}
