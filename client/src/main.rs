@@ -51,6 +51,23 @@ enum Cmd {
     /// Local domains and the downstream route of each (mail is accepted only for these).
     #[command(subcommand)]
     Domain(DomainCmd),
+    /// Score messages without storing them: every symbol, the total and the verdict.
+    Check {
+        /// Message files (RFC 5322), or directories of them.
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// Client IP to score with.
+        #[arg(long, default_value = "127.0.0.1")]
+        client_ip: String,
+        #[arg(long, default_value = "")]
+        helo: String,
+        /// Envelope sender to score with.
+        #[arg(long, default_value = "")]
+        from: String,
+    },
+    /// The filter's score thresholds.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// The spool: messages accepted and not yet delivered.
     #[command(subcommand)]
     Queue(QueueCmd),
@@ -79,6 +96,19 @@ enum NodeCmd {
     Promote { node_id: u64 },
     /// Remove a voter or learner.
     Remove { node_id: u64 },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// The current thresholds.
+    Show,
+    /// Change the thresholds (points): `policy set --quarantine 6 --reject 15`.
+    Set {
+        #[arg(long)]
+        quarantine: Option<f64>,
+        #[arg(long)]
+        reject: Option<f64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -550,6 +580,93 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 print_read_note(&r.read);
             }
         }
+        Cmd::Check {
+            paths,
+            client_ip,
+            helo,
+            from,
+        } => {
+            let mut files = Vec::new();
+            for p in paths {
+                if p.is_dir() {
+                    let mut entries: Vec<_> = std::fs::read_dir(&p)
+                        .map_err(|e| ClientError::InvalidArgument(format!("{}: {e}", p.display())))?
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.is_file())
+                        .collect();
+                    entries.sort();
+                    files.extend(entries);
+                } else {
+                    files.push(p);
+                }
+            }
+            for file in files {
+                let message = std::fs::read(&file).map_err(|e| {
+                    ClientError::InvalidArgument(format!("cannot read {}: {e}", file.display()))
+                })?;
+                let r = admin
+                    .check_message(CheckMessageRequest {
+                        message,
+                        client_ip: client_ip.clone(),
+                        helo: helo.clone(),
+                        mail_from: from.clone(),
+                    })
+                    .await
+                    .map_err(err)?
+                    .into_inner();
+                let points = |m: i64| m as f64 / 1000.0;
+                if cli.json {
+                    let symbols: Vec<Value> = r
+                        .symbols
+                        .iter()
+                        .map(|s| json!({"name": s.name, "score": points(s.score_milli), "reason": s.reason}))
+                        .collect();
+                    println!(
+                        "{}",
+                        json!({"file": file.display().to_string(), "verdict": r.verdict, "score": points(r.score_milli), "symbols": symbols})
+                    );
+                } else {
+                    println!(
+                        "{}: {} (score {})",
+                        file.display(),
+                        r.verdict,
+                        points(r.score_milli)
+                    );
+                    for s in &r.symbols {
+                        println!(
+                            "  {:<26} {:>8}  {}",
+                            s.name,
+                            points(s.score_milli),
+                            s.reason
+                        );
+                    }
+                }
+            }
+        }
+        Cmd::Policy(cmd) => {
+            let r = match cmd {
+                PolicyCmd::Show => admin.policy_get(PolicyGetRequest {}).await,
+                PolicyCmd::Set { quarantine, reject } => {
+                    admin
+                        .policy_set(PolicySetRequest {
+                            quarantine_at: quarantine.unwrap_or(0.0),
+                            reject_at: reject.unwrap_or(0.0),
+                        })
+                        .await
+                }
+            }
+            .map_err(err)?
+            .into_inner();
+            let (q, j) = (
+                r.quarantine_at_milli as f64 / 1000.0,
+                r.reject_at_milli as f64 / 1000.0,
+            );
+            if cli.json {
+                println!("{}", json!({"quarantine_at": q, "reject_at": j}));
+            } else {
+                println!("quarantine at score >= {q}, reject at score >= {j}");
+            }
+        }
         Cmd::Queue(QueueCmd::Ls) => {
             let r = admin
                 .queue_list(QueueListRequest { stale: cli.stale })
@@ -566,19 +683,21 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                             "size": m.size, "body_sha256": m.body_sha256, "holders": m.holders,
                             "owner": m.owner, "accepted_at_ms": m.accepted_at_ms,
                             "lease_until_ms": m.lease_until_ms,
+                            "verdict": m.verdict, "score": m.score_milli as f64 / 1000.0,
                         })
                     })
                     .collect();
                 println!("{}", json!({"messages": list, "read": read_json(&r.read)}));
             } else {
                 println!(
-                    "{:<16}  {:>9}  {:<5}  {:<28}  RECIPIENTS",
-                    "QUEUE ID", "SIZE", "OWNER", "FROM"
+                    "{:<16}  {:<10}  {:>9}  {:<5}  {:<28}  RECIPIENTS",
+                    "QUEUE ID", "VERDICT", "SIZE", "OWNER", "FROM"
                 );
                 for m in &r.messages {
                     println!(
-                        "{:<16}  {:>9}  {:<5}  {:<28}  {}",
+                        "{:<16}  {:<10}  {:>9}  {:<5}  {:<28}  {}",
                         m.queue_id,
+                        m.verdict,
                         m.size,
                         m.owner,
                         if m.mail_from.is_empty() {

@@ -78,9 +78,14 @@ pub async fn run(
         .build_v1()
         .context("cannot build the gRPC reflection service")?;
     let admin = tonic::transport::Server::builder()
-        .add_service(peage_proto::v1::admin_server::AdminServer::new(
-            admin::AdminService::new(cluster.clone(), &config),
-        ))
+        .add_service(
+            peage_proto::v1::admin_server::AdminServer::new(admin::AdminService::new(
+                cluster.clone(),
+                &config,
+            ))
+            // `check` carries whole messages.
+            .max_decoding_message_size(config.smtp.max_message_bytes + (1 << 20)),
+        )
         .add_service(reflection)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(admin_listener),

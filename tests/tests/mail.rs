@@ -82,7 +82,12 @@ async fn mail_to_each_site_is_queued_after_commit_with_its_body_on_a_majority() 
                     .join("blobs")
                     .join(&m.body_sha256[..2])
                     .join(&m.body_sha256);
-                assert_eq!(std::fs::read(&blob).unwrap(), HAM, "holder {h}");
+                let stored = std::fs::read(&blob).unwrap();
+                assert!(
+                    stored.starts_with(b"X-Peage-Verdict: deliver\r\n"),
+                    "holder {h}"
+                );
+                assert!(stored.ends_with(HAM), "holder {h}");
             }
         }
     }
@@ -276,4 +281,155 @@ async fn a_message_whose_accepting_node_is_killed_is_delivered_by_another_site()
     let msgs = sink.messages("bob@example.test");
     assert_eq!(msgs.len(), 1);
     assert!(msgs[0].contains("<ham-7@client.example>"), "{id}: {msgs:?}");
+}
+
+const GTUBE_MSG: &[u8] = b"From: s@spam.example\r\nTo: bob@example.test\r\nSubject: test\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <g@spam.example>\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
+
+/// A message with a ZIP attachment holding `setup.exe` (a stored local file header).
+fn zip_with_exe() -> Vec<u8> {
+    let mut zip = b"PK\x03\x04".to_vec();
+    zip.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    zip.extend_from_slice(&[0; 12]);
+    zip.extend_from_slice(&9u16.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    zip.extend_from_slice(b"setup.exe");
+    let b64: String = {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for c in zip.chunks(3) {
+            let n = (c[0] as u32) << 16
+                | (*c.get(1).unwrap_or(&0) as u32) << 8
+                | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..4 {
+                s.push(if i <= c.len() {
+                    T[(n >> (18 - 6 * i) & 63) as usize] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        s
+    };
+    format!(
+        "From: alice@client.example\r\nTo: bob@example.test\r\nSubject: invoice\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <zip@client.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: application/zip; name=\"invoice.zip\"\r\nContent-Disposition: attachment; filename=\"invoice.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn the_filter_rejects_quarantines_and_stamps_as_the_policy_says() {
+    let c = with_local_domain().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SinkProcess::start(&sink_addr(&c), dir.path())
+        .await
+        .unwrap();
+    let mut a = c.client(0).await.unwrap();
+    a.list_add(peage_tests::add_req(
+        EntryKind::Domain,
+        "blocked.example",
+        "spam source",
+    ))
+    .await
+    .unwrap();
+    let (host, port) = c.nodes[0].smtp_addr();
+
+    // GTUBE and a block-listed sender domain are rejected at DATA, with the reason.
+    let r = smtplib_send(
+        &host,
+        port,
+        "s@spam.example",
+        &["bob@example.test"],
+        GTUBE_MSG,
+    );
+    let (code, text) = r.data.clone().unwrap();
+    assert_eq!(code, 550, "{r:?}");
+    assert!(text.contains("GTUBE"), "{r:?}");
+    let r = smtplib_send(
+        &host,
+        port,
+        "x@mail.blocked.example",
+        &["bob@example.test"],
+        &ham(1),
+    );
+    let (code, text) = r.data.clone().unwrap();
+    assert_eq!(code, 550, "{r:?}");
+    assert!(text.contains("spam source"), "{r:?}");
+
+    // A ZIP holding an .exe is accepted but quarantined: held, never delivered.
+    let r = smtplib_send(
+        &host,
+        port,
+        "alice@client.example",
+        &["bob@example.test"],
+        &zip_with_exe(),
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+
+    // Ham is delivered, stamped with the verdict.
+    send_ham(&c, 1, 2);
+    wait_for(
+        "the ham reaches the sink",
+        Duration::from_secs(30),
+        || async { (sink.messages("bob@example.test").len() == 1).then_some(()) },
+    )
+    .await
+    .unwrap();
+    let delivered = &sink.messages("bob@example.test")[0];
+    assert!(
+        delivered.starts_with(
+            "X-Peage-Verdict: deliver\r\nX-Peage-Score: 0\r\nX-Peage-Symbols: none\r\n"
+        ),
+        "{delivered}"
+    );
+    let q = queue(&c, 2, false).await;
+    assert_eq!(q.len(), 1, "only the quarantined message stays: {q:?}");
+    assert_eq!(q[0].verdict, "quarantine");
+    assert!(
+        q[0].symbols
+            .iter()
+            .any(|s| s.name == "ARCHIVE_WITH_EXECUTABLE"),
+        "{q:?}"
+    );
+    assert_eq!(
+        sink.messages("bob@example.test").len(),
+        1,
+        "the quarantined message is not delivered"
+    );
+
+    // The policy is replicated: raising the quarantine threshold above the ZIP's score lets
+    // the next such message through.
+    a.policy_set(PolicySetRequest {
+        quarantine_at: 12.0,
+        reject_at: 20.0,
+    })
+    .await
+    .unwrap();
+    let mut b = c.client(2).await.unwrap();
+    let p = b
+        .policy_get(PolicyGetRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((p.quarantine_at_milli, p.reject_at_milli), (12_000, 20_000));
+    let e = a
+        .policy_set(PolicySetRequest {
+            quarantine_at: 30.0,
+            reject_at: 20.0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+
+    // check explains, without storing anything.
+    let r = b
+        .check_message(CheckMessageRequest {
+            message: GTUBE_MSG.to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.verdict, "reject");
+    assert_eq!(r.symbols[0].name, "GTUBE");
+    assert_eq!(queue(&c, 0, false).await.len(), 1);
 }

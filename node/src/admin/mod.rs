@@ -439,6 +439,108 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn check_message(
+        &self,
+        req: Request<CheckMessageRequest>,
+    ) -> Result<Response<CheckMessageReply>, Status> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        let r = req.into_inner();
+        let client_ip: std::net::IpAddr = if r.client_ip.is_empty() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            r.client_ip.parse().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "client_ip `{}` is not an IP address",
+                    r.client_ip
+                ))
+            })?
+        };
+        let state = self.cluster.state().clone();
+        let judgement = tokio::task::spawn_blocking(move || {
+            let input = crate::filter::FilterInput {
+                client_ip,
+                helo: &r.helo,
+                mail_from: &r.mail_from,
+                message: &r.message,
+            };
+            crate::filter::judge(&input, &state, &state.policy())
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the filter failed: {e}")))?;
+        Ok(Response::new(CheckMessageReply {
+            verdict: judgement.verdict.as_str().to_owned(),
+            score_milli: judgement.total_milli,
+            symbols: judgement
+                .symbols
+                .into_iter()
+                .map(|s| FilterSymbol {
+                    name: s.name,
+                    score_milli: s.score_milli,
+                    reason: s.reason,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn policy_get(
+        &self,
+        req: Request<PolicyGetRequest>,
+    ) -> Result<Response<PolicyReply>, Status> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        let p = self.cluster.state().policy();
+        Ok(Response::new(PolicyReply {
+            quarantine_at_milli: p.quarantine_at_milli,
+            reject_at_milli: p.reject_at_milli,
+        }))
+    }
+
+    async fn policy_set(
+        &self,
+        req: Request<PolicySetRequest>,
+    ) -> Result<Response<PolicyReply>, Status> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        let r = req.into_inner();
+        let current = self.cluster.state().policy();
+        let milli = |points: f64, current: i64, key: &str| -> Result<i64, Status> {
+            if points == 0.0 {
+                return Ok(current);
+            }
+            if !points.is_finite() || points.abs() > 1e9 {
+                return Err(Status::invalid_argument(format!(
+                    "{key} must be a finite number of points"
+                )));
+            }
+            Ok((points * 1000.0).round() as i64)
+        };
+        let q = milli(
+            r.quarantine_at,
+            current.quarantine_at_milli,
+            "quarantine_at",
+        )?;
+        let j = milli(r.reject_at, current.reject_at_milli, "reject_at")?;
+        if q >= j {
+            return Err(Status::invalid_argument(
+                "the quarantine threshold must be below the reject threshold",
+            ));
+        }
+        let set = PolicySet {
+            quarantine_at_milli: q,
+            reject_at_milli: j,
+        };
+        match self
+            .cluster
+            .propose(command::Kind::PolicySet(set))
+            .await
+            .map_err(write_status)?
+        {
+            (_, Outcome::PolicySet) => Ok(Response::new(PolicyReply {
+                quarantine_at_milli: q,
+                reject_at_milli: j,
+            })),
+            (_, other) => Err(write_status(WriteError::Refused(format!("{other:?}")))),
+        }
+    }
+
     async fn queue_list(
         &self,
         req: Request<QueueListRequest>,
@@ -466,6 +568,17 @@ impl Admin for AdminService {
                 owner: m.owner,
                 accepted_at_ms: m.accepted_at_ms,
                 lease_until_ms: m.lease_until_ms,
+                verdict: m.verdict,
+                score_milli: m.score_milli,
+                symbols: m
+                    .symbols
+                    .into_iter()
+                    .map(|(name, score_milli, reason)| FilterSymbol {
+                        name,
+                        score_milli,
+                        reason,
+                    })
+                    .collect(),
             })
             .collect();
         Ok(Response::new(QueueListReply {

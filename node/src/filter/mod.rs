@@ -125,6 +125,38 @@ pub fn verdict(symbols: &[Symbol], policy: &Policy) -> (Verdict, i64) {
     (v, total)
 }
 
+/// Everything the filter concluded about one message.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub symbols: Vec<Symbol>,
+    pub verdict: Verdict,
+    pub total_milli: i64,
+}
+
+impl Judgement {
+    /// The reason of the highest-scoring symbol: what a rejection says.
+    pub fn main_reason(&self) -> String {
+        self.symbols
+            .iter()
+            .max_by_key(|s| s.score_milli)
+            .map_or_else(
+                || "policy".to_owned(),
+                |s| format!("{} ({})", s.reason, s.name),
+            )
+    }
+}
+
+/// Runs every check and applies the policy.
+pub fn judge(input: &FilterInput<'_>, lists: &dyn ListLookup, policy: &Policy) -> Judgement {
+    let symbols = analyze(input, lists);
+    let (verdict, total_milli) = verdict(&symbols, policy);
+    Judgement {
+        symbols,
+        verdict,
+        total_milli,
+    }
+}
+
 /// Formats milli-points as points (`1500` → `1.5`).
 pub fn points(milli: i64) -> String {
     let sign = if milli < 0 { "-" } else { "" };

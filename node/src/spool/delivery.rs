@@ -66,7 +66,8 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Rece
         let lease_ms = config.lease.as_millis() as i64;
         let leads = cluster.metrics().current_leader == Some(me);
         let mut renew = Vec::new();
-        for m in messages {
+        // Quarantined messages wait for an operator, not for a delivery.
+        for m in messages.into_iter().filter(|m| !m.is_quarantined()) {
             if m.owner == me {
                 if m.lease_until_ms <= now {
                     // Our lease lapsed (we were cut off, or paused): the message may be

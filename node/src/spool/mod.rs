@@ -10,10 +10,11 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tracing::Instrument;
 
-use peage_proto::v1::{command, SpoolPut};
+use peage_proto::v1::{command, FilterSymbol, SpoolPut};
 
 use crate::admin::now_ms;
 use crate::cluster::{Cluster, WriteError};
+use crate::filter::{self, FilterInput, Judgement, Verdict};
 use crate::smtp::address::Recipient;
 use crate::smtp::{Acceptor, Envelope, Reply};
 use crate::state::blobs::sha256_hex;
@@ -48,9 +49,56 @@ impl NodeAcceptor {
         }
     }
 
+    /// Scores a message on the blocking pool (parsing is CPU work) against the local replica.
+    async fn judge(&self, envelope: &Envelope, message: Vec<u8>) -> (Judgement, Vec<u8>) {
+        let state = self.cluster.state().clone();
+        let (ip, helo, from) = (
+            envelope.client_ip,
+            envelope.helo.clone(),
+            envelope.mail_from.clone(),
+        );
+        let fallback = message.len();
+        let r = tokio::task::spawn_blocking(move || {
+            let input = FilterInput {
+                client_ip: ip,
+                helo: &helo,
+                mail_from: &from,
+                message: &message,
+            };
+            let j = filter::judge(&input, &state, &state.policy());
+            (j, message)
+        })
+        .await;
+        match r {
+            Ok(r) => r,
+            // The filter panicked (it must not): hold the message rather than lose or pass it.
+            Err(e) => {
+                tracing::error!(error = %e, "filter failed");
+                let symbols = vec![filter::Symbol {
+                    name: "FILTER_ERROR".into(),
+                    score_milli: 0,
+                    reason: "the filter failed on this message".into(),
+                }];
+                (
+                    Judgement {
+                        symbols,
+                        verdict: Verdict::Quarantine,
+                        total_milli: 0,
+                    },
+                    Vec::with_capacity(fallback),
+                )
+            }
+        }
+    }
+
     /// Stores the body on a majority of the voters (this node included), then commits the
     /// spool record; returns the queue id.
-    pub async fn enqueue(&self, envelope: Envelope, body: Vec<u8>) -> Result<String, EnqueueError> {
+    pub async fn enqueue(
+        &self,
+        envelope: Envelope,
+        body: Vec<u8>,
+        judgement: &Judgement,
+    ) -> Result<String, EnqueueError> {
         let me = self.cluster.id();
         let hash = sha256_hex(&body);
         let size = body.len() as u64;
@@ -115,6 +163,17 @@ impl NodeAcceptor {
             owner: me,
             accepted_at_ms,
             lease_until_ms: accepted_at_ms + self.lease.as_millis() as i64,
+            verdict: judgement.verdict.as_str().to_owned(),
+            score_milli: judgement.total_milli,
+            symbols: judgement
+                .symbols
+                .iter()
+                .map(|s| FilterSymbol {
+                    name: s.name.clone(),
+                    score_milli: s.score_milli,
+                    reason: s.reason.clone(),
+                })
+                .collect(),
         };
         match self.cluster.propose(command::Kind::SpoolPut(put)).await? {
             (_, Outcome::Spooled) => Ok(queue_id),
@@ -139,9 +198,24 @@ impl Acceptor for NodeAcceptor {
 
     async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
         let span = tracing::info_span!("accept", client = %envelope.client_ip);
-        match self.enqueue(envelope, message).instrument(span).await {
+        let (judgement, message) = self.judge(&envelope, message).await;
+        if judgement.verdict == Verdict::Reject {
+            tracing::info!(score = judgement.total_milli, symbols = ?judgement.symbols, "message rejected");
+            return Reply::new(550, format!("5.7.1 Rejected: {}", judgement.main_reason()));
+        }
+        // Delivered and quarantined copies both carry the verdict.
+        let mut body =
+            filter::headers(judgement.verdict, judgement.total_milli, &judgement.symbols)
+                .into_bytes();
+        body.extend_from_slice(&message);
+        drop(message);
+        match self
+            .enqueue(envelope, body, &judgement)
+            .instrument(span)
+            .await
+        {
             Ok(queue_id) => {
-                tracing::info!(queue_id = %queue_id, "message accepted");
+                tracing::info!(queue_id = %queue_id, verdict = judgement.verdict.as_str(), "message accepted");
                 Reply::new(250, format!("2.0.0 Ok: queued as {queue_id}"))
             }
             Err(e) => {

@@ -35,6 +35,7 @@ pub enum Outcome {
     SpoolDone {
         remaining: u32,
     },
+    PolicySet,
     /// Leases renewed or messages taken over.
     SpoolOwned {
         changed: u32,
@@ -59,6 +60,7 @@ pub enum IndexChange {
     RouteRemove {
         domain: String,
     },
+    Policy(crate::filter::Policy),
 }
 
 /// Applies one encoded `CommandBatch`. A payload that does not decode, or from a newer
@@ -199,6 +201,23 @@ fn apply_command(
         Some(command::Kind::SpoolDone(done)) => super::spool::apply_done(tx, done),
         Some(command::Kind::SpoolRenew(r)) => super::spool::apply_renew(tx, r),
         Some(command::Kind::SpoolTakeover(t)) => super::spool::apply_takeover(tx, t),
+        Some(command::Kind::PolicySet(p)) => {
+            if p.quarantine_at_milli >= p.reject_at_milli {
+                return Ok(Outcome::Refused(
+                    "the quarantine threshold must be below the reject threshold".into(),
+                ));
+            }
+            tx.execute(
+                "INSERT INTO policy (key, value) VALUES ('quarantine_at_milli', ?1), ('reject_at_milli', ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![p.quarantine_at_milli, p.reject_at_milli],
+            )?;
+            changes.push(IndexChange::Policy(crate::filter::Policy {
+                quarantine_at_milli: p.quarantine_at_milli,
+                reject_at_milli: p.reject_at_milli,
+            }));
+            Ok(Outcome::PolicySet)
+        }
         Some(command::Kind::DomainRemove(d)) => {
             let removed = tx.execute("DELETE FROM domains WHERE domain = ?1", [&d.domain])? > 0;
             changes.push(IndexChange::RouteRemove { domain: d.domain });

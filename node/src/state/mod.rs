@@ -55,6 +55,8 @@ struct Inner {
     lists: RwLock<ListIndex>,
     /// The routing table (it is small): relay control and delivery read it on every message.
     routes: RwLock<BTreeMap<String, DomainRoute>>,
+    /// The filter's thresholds, read on every message.
+    policy: RwLock<crate::filter::Policy>,
     /// The last applied log id and membership, readable without touching SQLite.
     applied: RwLock<(Option<LogId<NodeId>>, Membership)>,
 }
@@ -107,6 +109,7 @@ impl StateStore {
                 db: Mutex::new(conn),
                 lists: RwLock::new(ListIndex::default()),
                 routes: RwLock::new(BTreeMap::new()),
+                policy: RwLock::new(crate::filter::Policy::default()),
                 applied: RwLock::new(applied),
             }),
         };
@@ -158,6 +161,8 @@ impl StateStore {
         *self.inner.lists.write().unwrap_or_else(|p| p.into_inner()) = index;
         let routes = query_domains(&db).map_err(sm_err)?;
         *self.inner.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
+        let policy = query_policy(&db).map_err(sm_err)?;
+        *self.inner.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
         Ok(())
     }
 
@@ -169,6 +174,11 @@ impl StateStore {
             .unwrap_or_else(|p| p.into_inner())
             .get(domain)
             .map(|r| r.route.clone())
+    }
+
+    /// The filter's current thresholds.
+    pub fn policy(&self) -> crate::filter::Policy {
+        *self.inner.policy.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The whole routing table, by domain.
@@ -259,6 +269,7 @@ impl StateStore {
             for m in spool::query_all(&db).map_err(sm_err)? {
                 h.update(format!("{m:?}").as_bytes());
             }
+            h.update(format!("{:?}", query_policy(&db).map_err(sm_err)?).as_bytes());
             for (domain, r) in query_domains(&db).map_err(sm_err)? {
                 h.update(
                     format!(
@@ -403,6 +414,9 @@ impl StateStore {
                     IndexChange::RouteRemove { domain } => {
                         routes.remove(&domain);
                     }
+                    IndexChange::Policy(p) => {
+                        *self.inner.policy.write().unwrap_or_else(|e| e.into_inner()) = p;
+                    }
                 }
             }
         }
@@ -546,6 +560,20 @@ fn query_entries(
         out.push(e);
     }
     Ok(out)
+}
+
+fn query_policy(conn: &Connection) -> rusqlite::Result<crate::filter::Policy> {
+    let mut p = crate::filter::Policy::default();
+    let mut stmt = conn.prepare_cached("SELECT key, value FROM policy")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        match row? {
+            (k, v) if k == "quarantine_at_milli" => p.quarantine_at_milli = v,
+            (k, v) if k == "reject_at_milli" => p.reject_at_milli = v,
+            _ => {}
+        }
+    }
+    Ok(p)
 }
 
 fn query_domains(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute>> {

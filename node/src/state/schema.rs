@@ -42,6 +42,11 @@ const MIGRATIONS: &[&str] = &[
         accepted_at_ms INTEGER NOT NULL,
         lease_until_ms INTEGER NOT NULL
      );",
+    // 4: the filter's verdict on spooled messages, and the replicated policy.
+    "ALTER TABLE spool ADD COLUMN verdict TEXT NOT NULL DEFAULT 'deliver';
+     ALTER TABLE spool ADD COLUMN score_milli INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE spool ADD COLUMN symbols TEXT NOT NULL DEFAULT '[]';
+     CREATE TABLE policy (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
 ];
 
 /// The schema version this release writes.

@@ -20,6 +20,17 @@ pub struct SpooledMessage {
     pub owner: u64,
     pub accepted_at_ms: i64,
     pub lease_until_ms: i64,
+    /// "deliver" or "quarantine".
+    pub verdict: String,
+    pub score_milli: i64,
+    /// (name, score in milli-points, reason).
+    pub symbols: Vec<(String, i64, String)>,
+}
+
+impl SpooledMessage {
+    pub fn is_quarantined(&self) -> bool {
+        self.verdict == "quarantine"
+    }
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
@@ -38,8 +49,9 @@ pub fn apply_put(tx: &Transaction<'_>, put: SpoolPut) -> rusqlite::Result<Outcom
     }
     let inserted = tx.execute(
         "INSERT INTO spool (queue_id, mail_from, rcpt_to, client_ip, helo, body_sha256, size,
-                            holders, owner, accepted_at_ms, lease_until_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                            holders, owner, accepted_at_ms, lease_until_ms, verdict,
+                            score_milli, symbols)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (queue_id) DO NOTHING",
         params![
             put.queue_id,
@@ -53,6 +65,18 @@ pub fn apply_put(tx: &Transaction<'_>, put: SpoolPut) -> rusqlite::Result<Outcom
             put.owner as i64,
             put.accepted_at_ms,
             put.lease_until_ms,
+            if put.verdict.is_empty() {
+                "deliver"
+            } else {
+                put.verdict.as_str()
+            },
+            put.score_milli,
+            to_json(
+                &put.symbols
+                    .iter()
+                    .map(|s| (s.name.as_str(), s.score_milli, s.reason.as_str()))
+                    .collect::<Vec<_>>()
+            ),
         ],
     )?;
     if inserted == 0 {
@@ -121,7 +145,7 @@ pub fn apply_takeover(tx: &Transaction<'_>, t: SpoolTakeover) -> rusqlite::Resul
 pub fn query_all(conn: &Connection) -> rusqlite::Result<Vec<SpooledMessage>> {
     let mut stmt = conn.prepare_cached(
         "SELECT queue_id, mail_from, rcpt_to, client_ip, helo, body_sha256, size, holders,
-                owner, accepted_at_ms, lease_until_ms
+                owner, accepted_at_ms, lease_until_ms, verdict, score_milli, symbols
          FROM spool ORDER BY accepted_at_ms, queue_id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -137,6 +161,9 @@ pub fn query_all(conn: &Connection) -> rusqlite::Result<Vec<SpooledMessage>> {
             owner: r.get::<_, i64>(8)? as u64,
             accepted_at_ms: r.get(9)?,
             lease_until_ms: r.get(10)?,
+            verdict: r.get(11)?,
+            score_milli: r.get(12)?,
+            symbols: from_json(&r.get::<_, String>(13)?)?,
         })
     })?;
     rows.collect()
