@@ -71,6 +71,9 @@ enum Cmd {
     /// The spool: messages accepted and not yet delivered.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// Messages the filter held back, on every site.
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
     /// A hash of the replicated state, equal on nodes at the same applied index.
     Digest,
     /// Build a snapshot on the contacted node now.
@@ -113,8 +116,50 @@ enum PolicyCmd {
 
 #[derive(Subcommand)]
 enum QueueCmd {
-    /// Every queued message.
-    Ls,
+    /// Messages waiting for delivery.
+    Ls(MessageFilter),
+    /// Attempt delivery of a message now.
+    Retry { queue_id: String },
+    /// Remove a message from the queue (it will not be delivered).
+    Drop { queue_id: String },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCmd {
+    /// Held messages.
+    Ls(MessageFilter),
+    /// A held message: its record and headers (`--raw`: the whole message).
+    Show {
+        queue_id: String,
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Deliver a held message.
+    Release { queue_id: String },
+    /// Delete a held message.
+    Rm { queue_id: String },
+}
+
+#[derive(clap::Args)]
+struct MessageFilter {
+    /// Recipient contains this text.
+    #[arg(long, default_value = "")]
+    recipient: String,
+    /// Sender contains this text.
+    #[arg(long, default_value = "")]
+    sender: String,
+    /// Accepted within this long: 90s, 15m, 2h, 7d.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only this verdict (deliver, released, quarantine).
+    #[arg(long, default_value = "")]
+    verdict: String,
+    /// Messages per page (at most 1000).
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Continue after this token (printed after a full page).
+    #[arg(long, default_value = "")]
+    page_token: String,
 }
 
 #[derive(Subcommand)]
@@ -289,6 +334,91 @@ fn print_entries(entries: &[ListEntry]) {
             e.reason
         );
     }
+}
+
+fn message_json(m: &QueuedMessage) -> Value {
+    let symbols: Vec<Value> = m
+        .symbols
+        .iter()
+        .map(
+            |s| json!({"name": s.name, "score": s.score_milli as f64 / 1000.0, "reason": s.reason}),
+        )
+        .collect();
+    json!({
+        "queue_id": m.queue_id, "mail_from": m.mail_from, "rcpt_to": m.rcpt_to,
+        "size": m.size, "body_sha256": m.body_sha256, "holders": m.holders,
+        "owner": m.owner, "accepted_at_ms": m.accepted_at_ms,
+        "lease_until_ms": m.lease_until_ms, "verdict": m.verdict,
+        "score": m.score_milli as f64 / 1000.0, "symbols": symbols,
+    })
+}
+
+/// `queue ls` and `quarantine ls`.
+async fn list_messages(
+    admin: &mut Admin,
+    addr: &str,
+    f: &MessageFilter,
+    quarantine: bool,
+    json_out: bool,
+    stale: bool,
+) -> Result<(), ClientError> {
+    let since_ms = match &f.since {
+        None => 0,
+        Some(d) => {
+            let secs = parse_duration_secs(d).map_err(ClientError::InvalidArgument)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            now - secs as i64 * 1000
+        }
+    };
+    let r = admin
+        .queue_list(QueueListRequest {
+            stale,
+            quarantine,
+            recipient: f.recipient.clone(),
+            sender: f.sender.clone(),
+            since_ms,
+            verdict: f.verdict.clone(),
+            page_size: f.limit,
+            page_token: f.page_token.clone(),
+        })
+        .await
+        .map_err(|s| ClientError::from_status(addr, s))?
+        .into_inner();
+    if json_out {
+        let list: Vec<Value> = r.messages.iter().map(message_json).collect();
+        println!(
+            "{}",
+            json!({"messages": list, "next_page_token": r.next_page_token, "read": read_json(&r.read)})
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<16}  {:<10}  {:>7}  {:>9}  {:<5}  {:<28}  RECIPIENTS",
+        "QUEUE ID", "VERDICT", "SCORE", "SIZE", "OWNER", "FROM"
+    );
+    for m in &r.messages {
+        println!(
+            "{:<16}  {:<10}  {:>7}  {:>9}  {:<5}  {:<28}  {}",
+            m.queue_id,
+            m.verdict,
+            m.score_milli as f64 / 1000.0,
+            m.size,
+            m.owner,
+            if m.mail_from.is_empty() {
+                "<>"
+            } else {
+                &m.mail_from
+            },
+            m.rcpt_to.join(", ")
+        );
+    }
+    if !r.next_page_token.is_empty() {
+        println!("(more: --page-token {})", r.next_page_token);
+    }
+    print_read_note(&r.read);
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<(), ClientError> {
@@ -667,49 +797,87 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 println!("quarantine at score >= {q}, reject at score >= {j}");
             }
         }
-        Cmd::Queue(QueueCmd::Ls) => {
+        Cmd::Queue(QueueCmd::Ls(f)) => {
+            list_messages(&mut admin, &addr, &f, false, cli.json, cli.stale).await?
+        }
+        Cmd::Quarantine(QuarantineCmd::Ls(f)) => {
+            list_messages(&mut admin, &addr, &f, true, cli.json, cli.stale).await?
+        }
+        Cmd::Quarantine(QuarantineCmd::Show { queue_id, raw }) => {
             let r = admin
-                .queue_list(QueueListRequest { stale: cli.stale })
+                .message_show(MessageRef { queue_id })
                 .await
                 .map_err(err)?
                 .into_inner();
-            if cli.json {
-                let list: Vec<Value> = r
-                    .messages
-                    .iter()
-                    .map(|m| {
-                        json!({
-                            "queue_id": m.queue_id, "mail_from": m.mail_from, "rcpt_to": m.rcpt_to,
-                            "size": m.size, "body_sha256": m.body_sha256, "holders": m.holders,
-                            "owner": m.owner, "accepted_at_ms": m.accepted_at_ms,
-                            "lease_until_ms": m.lease_until_ms,
-                            "verdict": m.verdict, "score": m.score_milli as f64 / 1000.0,
-                        })
-                    })
-                    .collect();
-                println!("{}", json!({"messages": list, "read": read_json(&r.read)}));
+            let m = r.message.unwrap_or_default();
+            if raw {
+                use std::io::Write;
+                let _ = std::io::stdout().write_all(&r.body);
+            } else if cli.json {
+                println!("{}", message_json(&m));
             } else {
+                println!("queue id  {}", m.queue_id);
                 println!(
-                    "{:<16}  {:<10}  {:>9}  {:<5}  {:<28}  RECIPIENTS",
-                    "QUEUE ID", "VERDICT", "SIZE", "OWNER", "FROM"
+                    "verdict   {} (score {})",
+                    m.verdict,
+                    m.score_milli as f64 / 1000.0
                 );
-                for m in &r.messages {
+                println!(
+                    "from      {}",
+                    if m.mail_from.is_empty() {
+                        "<>"
+                    } else {
+                        &m.mail_from
+                    }
+                );
+                println!("to        {}", m.rcpt_to.join(", "));
+                println!("size      {} bytes", m.size);
+                for sym in &m.symbols {
                     println!(
-                        "{:<16}  {:<10}  {:>9}  {:<5}  {:<28}  {}",
-                        m.queue_id,
-                        m.verdict,
-                        m.size,
-                        m.owner,
-                        if m.mail_from.is_empty() {
-                            "<>"
-                        } else {
-                            &m.mail_from
-                        },
-                        m.rcpt_to.join(", ")
+                        "  {:<26} {:>8}  {}",
+                        sym.name,
+                        sym.score_milli as f64 / 1000.0,
+                        sym.reason
                     );
                 }
-                print_read_note(&r.read);
+                let text = String::from_utf8_lossy(&r.body);
+                let headers = text.split("\r\n\r\n").next().unwrap_or("");
+                println!("\n{headers}");
             }
+        }
+        Cmd::Quarantine(QuarantineCmd::Release { queue_id }) => {
+            let r = admin
+                .message_release(MessageRef {
+                    queue_id: queue_id.clone(),
+                })
+                .await
+                .map_err(err)?
+                .into_inner();
+            println!(
+                "released {queue_id} for delivery (log index {})",
+                r.log_index
+            );
+        }
+        Cmd::Quarantine(QuarantineCmd::Rm { queue_id })
+        | Cmd::Queue(QueueCmd::Drop { queue_id }) => {
+            let r = admin
+                .message_drop(MessageRef {
+                    queue_id: queue_id.clone(),
+                })
+                .await
+                .map_err(err)?
+                .into_inner();
+            println!("removed {queue_id} (log index {})", r.log_index);
+        }
+        Cmd::Queue(QueueCmd::Retry { queue_id }) => {
+            let r = admin
+                .message_retry(MessageRef {
+                    queue_id: queue_id.clone(),
+                })
+                .await
+                .map_err(err)?
+                .into_inner();
+            println!("retrying {queue_id} now (log index {})", r.log_index);
         }
         Cmd::Digest => {
             let r = admin

@@ -38,12 +38,24 @@ async fn with_local_domain() -> TestCluster {
 }
 
 async fn queue(c: &TestCluster, i: usize, stale: bool) -> Vec<QueuedMessage> {
+    list(c, i, stale, false).await
+}
+
+async fn quarantine(c: &TestCluster, i: usize) -> Vec<QueuedMessage> {
+    list(c, i, false, true).await
+}
+
+async fn list(c: &TestCluster, i: usize, stale: bool, quarantine: bool) -> Vec<QueuedMessage> {
     let mut a = c.client(i).await.unwrap();
-    a.queue_list(QueueListRequest { stale })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages
+    a.queue_list(QueueListRequest {
+        stale,
+        quarantine,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .messages
 }
 
 #[tokio::test]
@@ -148,10 +160,13 @@ async fn a_node_cut_off_from_the_majority_answers_451_and_queues_nothing() {
         async move {
             let mut a = c.client(leader).await.ok()?;
             Some(
-                a.queue_list(QueueListRequest { stale: true })
-                    .await
-                    .ok()?
-                    .into_inner(),
+                a.queue_list(QueueListRequest {
+                    stale: true,
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner(),
             )
         }
     })
@@ -381,7 +396,11 @@ async fn the_filter_rejects_quarantines_and_stamps_as_the_policy_says() {
         ),
         "{delivered}"
     );
-    let q = queue(&c, 2, false).await;
+    assert!(
+        queue(&c, 2, false).await.is_empty(),
+        "nothing waits for delivery"
+    );
+    let q = quarantine(&c, 2).await;
     assert_eq!(q.len(), 1, "only the quarantined message stays: {q:?}");
     assert_eq!(q[0].verdict, "quarantine");
     assert!(
@@ -431,5 +450,60 @@ async fn the_filter_rejects_quarantines_and_stamps_as_the_policy_says() {
         .into_inner();
     assert_eq!(r.verdict, "reject");
     assert_eq!(r.symbols[0].name, "GTUBE");
-    assert_eq!(queue(&c, 0, false).await.len(), 1);
+    assert_eq!(quarantine(&c, 0).await.len(), 1, "check stored nothing");
+
+    // Operators see the held message on any site and release it with peagectl.
+    let id = q[0].queue_id.clone();
+    let ctl = |node: usize, args: &[&str]| {
+        std::process::Command::new(peage_tests::bin("peagectl"))
+            .arg("--addr")
+            .arg(c.nodes[node].admin_url())
+            .arg("--token")
+            .arg(ADMIN_TOKEN)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = ctl(1, &["quarantine", "ls", "--json", "--recipient", "bob@"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["messages"][0]["queue_id"], id.as_str());
+    let o = ctl(1, &["quarantine", "show", &id, "--raw"]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("X-Peage-Verdict: quarantine\r\n"));
+    let o = ctl(1, &["quarantine", "release", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_for(
+        "the released message is delivered",
+        Duration::from_secs(30),
+        || async { (sink.messages("bob@example.test").len() == 2).then_some(()) },
+    )
+    .await
+    .unwrap();
+    assert!(quarantine(&c, 0).await.is_empty());
+    let o = ctl(0, &["quarantine", "rm", &id]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
+}
+
+#[tokio::test]
+async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
+    let c = with_local_domain().await;
+    let id = send_ham(&c, 0, 3);
+    let mut a = c.client(1).await.unwrap();
+    a.message_retry(MessageRef {
+        queue_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    a.message_drop(MessageRef {
+        queue_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(queue(&c, 2, false).await.is_empty());
+    let e = a
+        .message_drop(MessageRef { queue_id: id })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
 }

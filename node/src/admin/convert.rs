@@ -21,6 +21,33 @@ pub fn entry_to_proto(e: &ListEntry) -> WireEntry {
     }
 }
 
+pub fn queued_to_proto(m: crate::state::spool::SpooledMessage) -> peage_proto::v1::QueuedMessage {
+    peage_proto::v1::QueuedMessage {
+        queue_id: m.queue_id,
+        mail_from: m.mail_from,
+        rcpt_to: m.rcpt_to,
+        size: m.size,
+        body_sha256: m.body_sha256,
+        holders: m.holders,
+        owner: m.owner,
+        accepted_at_ms: m.accepted_at_ms,
+        lease_until_ms: m.lease_until_ms,
+        verdict: m.verdict,
+        score_milli: m.score_milli,
+        symbols: m
+            .symbols
+            .into_iter()
+            .map(
+                |(name, score_milli, reason)| peage_proto::v1::FilterSymbol {
+                    name,
+                    score_milli,
+                    reason,
+                },
+            )
+            .collect(),
+    }
+}
+
 pub fn read_info(node_id: u64, f: &Freshness) -> ReadInfo {
     ReadInfo {
         stale: f.stale,

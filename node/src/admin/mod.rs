@@ -18,12 +18,14 @@ use crate::state::lists::{self, EntryKind};
 use crate::state::routing;
 use crate::state::{ListFilter, Outcome};
 pub use auth::Tokens;
-use convert::{entry_to_proto, read_info, write_status};
+use convert::{entry_to_proto, queued_to_proto, read_info, write_status};
 
 pub struct AdminService {
     cluster: Cluster,
     tokens: Tokens,
     max_reason_bytes: usize,
+    /// The delivery lease a released message starts with.
+    lease: std::time::Duration,
 }
 
 impl AdminService {
@@ -32,6 +34,7 @@ impl AdminService {
             cluster,
             tokens: Tokens::new(&config.admin.tokens),
             max_reason_bytes: config.lists.max_reason_bytes,
+            lease: std::time::Duration::from_secs(config.spool.lease_secs),
         }
     }
 }
@@ -96,6 +99,39 @@ impl AdminService {
                 matched_index: matched.get(id).copied(),
             })
             .collect()
+    }
+
+    async fn find_message(&self, id: &str) -> Result<crate::state::spool::SpooledMessage, Status> {
+        self.cluster
+            .state()
+            .spooled()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .into_iter()
+            .find(|m| m.queue_id == id)
+            .ok_or_else(|| Status::not_found(format!("no message {id}")))
+    }
+
+    async fn message_action(
+        &self,
+        id: &str,
+        cmd: command::Kind,
+        what: &str,
+    ) -> Result<Response<MessageActionReply>, Status> {
+        if id.is_empty() || id.len() > 64 {
+            return Err(Status::invalid_argument(
+                "queue_id must be 1 to 64 characters",
+            ));
+        }
+        match self.cluster.propose(cmd).await.map_err(write_status)? {
+            (log_index, Outcome::SpoolChanged { found: true }) => {
+                Ok(Response::new(MessageActionReply { log_index }))
+            }
+            (_, Outcome::SpoolChanged { found: false }) => {
+                Err(Status::not_found(format!("no {what} {id}")))
+            }
+            (_, other) => Err(write_status(WriteError::Refused(format!("{other:?}")))),
+        }
     }
 
     async fn membership_change(&self, op: LeaderOp) -> Result<Response<MembershipReply>, Status> {
@@ -546,45 +582,117 @@ impl Admin for AdminService {
         req: Request<QueueListRequest>,
     ) -> Result<Response<QueueListReply>, Status> {
         self.tokens.authorize(&req, Role::ReadOnly)?;
+        let r = req.into_inner();
+        if r.page_size > 1000 {
+            return Err(Status::invalid_argument("page_size is at most 1000"));
+        }
+        let limit = if r.page_size == 0 {
+            100
+        } else {
+            r.page_size as usize
+        };
         let fresh = self
             .cluster
-            .read_barrier(req.into_inner().stale)
+            .read_barrier(r.stale)
             .await
             .map_err(write_status)?;
-        let messages = self
+        let (rcpt, sender) = (r.recipient.to_lowercase(), r.sender.to_lowercase());
+        let mut matching: Vec<_> = self
             .cluster
             .state()
             .spooled()
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .into_iter()
-            .map(|m| QueuedMessage {
-                queue_id: m.queue_id,
-                mail_from: m.mail_from,
-                rcpt_to: m.rcpt_to,
-                size: m.size,
-                body_sha256: m.body_sha256,
-                holders: m.holders,
-                owner: m.owner,
-                accepted_at_ms: m.accepted_at_ms,
-                lease_until_ms: m.lease_until_ms,
-                verdict: m.verdict,
-                score_milli: m.score_milli,
-                symbols: m
-                    .symbols
-                    .into_iter()
-                    .map(|(name, score_milli, reason)| FilterSymbol {
-                        name,
-                        score_milli,
-                        reason,
-                    })
-                    .collect(),
+            .filter(|m| m.is_quarantined() == r.quarantine)
+            .filter(|m| {
+                rcpt.is_empty() || m.rcpt_to.iter().any(|x| x.to_lowercase().contains(&rcpt))
             })
+            .filter(|m| sender.is_empty() || m.mail_from.to_lowercase().contains(&sender))
+            .filter(|m| m.accepted_at_ms >= r.since_ms)
+            .filter(|m| r.verdict.is_empty() || m.verdict == r.verdict)
+            .filter(|m| r.page_token.is_empty() || m.queue_id > r.page_token)
             .collect();
+        matching.sort_by(|a, b| a.queue_id.cmp(&b.queue_id));
+        let next_page_token = if matching.len() > limit {
+            matching.truncate(limit);
+            matching
+                .last()
+                .map(|m| m.queue_id.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         Ok(Response::new(QueueListReply {
-            messages,
+            messages: matching.into_iter().map(queued_to_proto).collect(),
             read: Some(read_info(self.cluster.id(), &fresh)),
+            next_page_token,
         }))
+    }
+
+    async fn message_show(
+        &self,
+        req: Request<MessageRef>,
+    ) -> Result<Response<MessageShowReply>, Status> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        let id = req.into_inner().queue_id;
+        self.cluster
+            .read_barrier(false)
+            .await
+            .map_err(write_status)?;
+        let m = self.find_message(&id).await?;
+        let body = crate::spool::delivery::body_of(&self.cluster, &m)
+            .await
+            .map_err(Status::unavailable)?;
+        Ok(Response::new(MessageShowReply {
+            message: Some(queued_to_proto(m)),
+            body,
+        }))
+    }
+
+    async fn message_release(
+        &self,
+        req: Request<MessageRef>,
+    ) -> Result<Response<MessageActionReply>, Status> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        let id = req.into_inner().queue_id;
+        let release = SpoolRelease {
+            queue_id: id.clone(),
+            owner: self.cluster.id(),
+            lease_until_ms: now_ms() + self.lease.as_millis() as i64,
+        };
+        self.message_action(
+            &id,
+            command::Kind::SpoolRelease(release),
+            "quarantined message",
+        )
+        .await
+    }
+
+    async fn message_drop(
+        &self,
+        req: Request<MessageRef>,
+    ) -> Result<Response<MessageActionReply>, Status> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        let id = req.into_inner().queue_id;
+        let drop = SpoolDrop {
+            queue_id: id.clone(),
+        };
+        self.message_action(&id, command::Kind::SpoolDrop(drop), "message")
+            .await
+    }
+
+    async fn message_retry(
+        &self,
+        req: Request<MessageRef>,
+    ) -> Result<Response<MessageActionReply>, Status> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        let id = req.into_inner().queue_id;
+        let retry = SpoolRetry {
+            queue_id: id.clone(),
+        };
+        self.message_action(&id, command::Kind::SpoolRetry(retry), "message")
+            .await
     }
 
     async fn state_digest(

@@ -34,6 +34,8 @@ pub struct DeliveryConfig {
 struct Backoff {
     attempts: u32,
     next_at_ms: i64,
+    /// The message's `retry_gen` when this was computed; a newer one means "retry now".
+    retry_gen: i64,
 }
 
 /// What one attempt achieved for each recipient.
@@ -80,7 +82,8 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Rece
                 }
                 let ready = {
                     let b = backoff.lock().unwrap_or_else(|p| p.into_inner());
-                    b.get(&m.queue_id).is_none_or(|b| b.next_at_ms <= now)
+                    b.get(&m.queue_id)
+                        .is_none_or(|b| b.next_at_ms <= now || b.retry_gen != m.retry_gen)
                 };
                 let started = ready
                     && in_flight
@@ -162,6 +165,7 @@ async fn deliver_and_record(
     } else {
         let entry = b.entry(m.queue_id.clone()).or_default();
         entry.attempts += 1;
+        entry.retry_gen = m.retry_gen;
         let delay = config
             .retry_first
             .saturating_mul(1u32 << entry.attempts.min(16).saturating_sub(1))
@@ -172,7 +176,7 @@ async fn deliver_and_record(
 }
 
 /// The body, from this node's blob store or, failing that, from a holder (kept here then).
-async fn body_of(cluster: &Cluster, m: &SpooledMessage) -> Result<Vec<u8>, String> {
+pub async fn body_of(cluster: &Cluster, m: &SpooledMessage) -> Result<Vec<u8>, String> {
     if let Ok(Some(b)) = cluster.blobs().get(&m.body_sha256).await {
         return Ok(b);
     }

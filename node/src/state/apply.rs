@@ -36,6 +36,10 @@ pub enum Outcome {
         remaining: u32,
     },
     PolicySet,
+    /// An operator's change to one message; `found` is false when no such message was.
+    SpoolChanged {
+        found: bool,
+    },
     /// Leases renewed or messages taken over.
     SpoolOwned {
         changed: u32,
@@ -201,6 +205,9 @@ fn apply_command(
         Some(command::Kind::SpoolDone(done)) => super::spool::apply_done(tx, done),
         Some(command::Kind::SpoolRenew(r)) => super::spool::apply_renew(tx, r),
         Some(command::Kind::SpoolTakeover(t)) => super::spool::apply_takeover(tx, t),
+        Some(command::Kind::SpoolRelease(r)) => super::spool::apply_release(tx, r),
+        Some(command::Kind::SpoolDrop(d)) => super::spool::apply_drop(tx, d),
+        Some(command::Kind::SpoolRetry(r)) => super::spool::apply_retry(tx, r),
         Some(command::Kind::PolicySet(p)) => {
             if p.quarantine_at_milli >= p.reject_at_milli {
                 return Ok(Outcome::Refused(

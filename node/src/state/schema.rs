@@ -47,6 +47,8 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE spool ADD COLUMN score_milli INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE spool ADD COLUMN symbols TEXT NOT NULL DEFAULT '[]';
      CREATE TABLE policy (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    // 5: operator-requested retries; the owner resets its backoff when this changes.
+    "ALTER TABLE spool ADD COLUMN retry_gen INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this release writes.

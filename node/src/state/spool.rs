@@ -2,7 +2,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use peage_proto::v1::{SpoolDone, SpoolPut, SpoolRenew, SpoolTakeover};
+use peage_proto::v1::{
+    SpoolDone, SpoolDrop, SpoolPut, SpoolRelease, SpoolRenew, SpoolRetry, SpoolTakeover,
+};
 
 use super::apply::Outcome;
 
@@ -25,6 +27,8 @@ pub struct SpooledMessage {
     pub score_milli: i64,
     /// (name, score in milli-points, reason).
     pub symbols: Vec<(String, i64, String)>,
+    /// Bumped by `queue retry`.
+    pub retry_gen: i64,
 }
 
 impl SpooledMessage {
@@ -141,11 +145,33 @@ pub fn apply_takeover(tx: &Transaction<'_>, t: SpoolTakeover) -> rusqlite::Resul
     })
 }
 
+pub fn apply_release(tx: &Transaction<'_>, r: SpoolRelease) -> rusqlite::Result<Outcome> {
+    let changed = tx.execute(
+        "UPDATE spool SET verdict = 'released', owner = ?2, lease_until_ms = ?3
+         WHERE queue_id = ?1 AND verdict = 'quarantine'",
+        params![r.queue_id, r.owner as i64, r.lease_until_ms],
+    )?;
+    Ok(Outcome::SpoolChanged { found: changed > 0 })
+}
+
+pub fn apply_drop(tx: &Transaction<'_>, d: SpoolDrop) -> rusqlite::Result<Outcome> {
+    let changed = tx.execute("DELETE FROM spool WHERE queue_id = ?1", [&d.queue_id])?;
+    Ok(Outcome::SpoolChanged { found: changed > 0 })
+}
+
+pub fn apply_retry(tx: &Transaction<'_>, r: SpoolRetry) -> rusqlite::Result<Outcome> {
+    let changed = tx.execute(
+        "UPDATE spool SET retry_gen = retry_gen + 1 WHERE queue_id = ?1",
+        [&r.queue_id],
+    )?;
+    Ok(Outcome::SpoolChanged { found: changed > 0 })
+}
+
 /// Every queued message, oldest first.
 pub fn query_all(conn: &Connection) -> rusqlite::Result<Vec<SpooledMessage>> {
     let mut stmt = conn.prepare_cached(
         "SELECT queue_id, mail_from, rcpt_to, client_ip, helo, body_sha256, size, holders,
-                owner, accepted_at_ms, lease_until_ms, verdict, score_milli, symbols
+                owner, accepted_at_ms, lease_until_ms, verdict, score_milli, symbols, retry_gen
          FROM spool ORDER BY accepted_at_ms, queue_id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -164,6 +190,7 @@ pub fn query_all(conn: &Connection) -> rusqlite::Result<Vec<SpooledMessage>> {
             verdict: r.get(11)?,
             score_milli: r.get(12)?,
             symbols: from_json(&r.get::<_, String>(13)?)?,
+            retry_gen: r.get(14)?,
         })
     })?;
     rows.collect()
