@@ -106,6 +106,45 @@ async fn mail_to_each_site_is_queued_after_commit_with_its_body_on_a_majority() 
 }
 
 #[tokio::test]
+async fn a_node_without_the_body_fetches_it_from_a_holder() {
+    let c = with_local_domain().await;
+    send_ham(&c, 0, 5);
+    let m = queue(&c, 0, false).await.remove(0);
+    wait_for("every node holds the body", Duration::from_secs(30), || {
+        let (c, m) = (&c, &m);
+        async move {
+            c.nodes
+                .iter()
+                .all(|n| {
+                    n.data_dir
+                        .join("blobs")
+                        .join(&m.body_sha256[..2])
+                        .join(&m.body_sha256)
+                        .exists()
+                })
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    // A copy lost on one node (a replaced disk) comes back from the others.
+    let lost = c.nodes[2]
+        .data_dir
+        .join("blobs")
+        .join(&m.body_sha256[..2])
+        .join(&m.body_sha256);
+    std::fs::remove_file(&lost).unwrap();
+    wait_for(
+        "the lost copy is fetched again",
+        Duration::from_secs(30),
+        || async { lost.exists().then_some(()) },
+    )
+    .await
+    .unwrap();
+    assert!(std::fs::read(&lost).unwrap().ends_with(&ham(5)));
+}
+
+#[tokio::test]
 async fn relay_attempts_are_refused_and_nothing_is_queued() {
     let c = with_local_domain().await;
     let (host, port) = c.nodes[1].smtp_addr();

@@ -53,6 +53,7 @@ pub struct AttemptResult {
 pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Receiver<bool>) {
     let backoff: Arc<Mutex<HashMap<String, Backoff>>> = Arc::default();
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let repairing: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut tick = tokio::time::interval(config.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -68,6 +69,29 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Rece
         let lease_ms = config.lease.as_millis() as i64;
         let leads = cluster.metrics().current_leader == Some(me);
         let mut renew = Vec::new();
+        // Repair: every node keeps a copy of every body it has a record for, so that any
+        // node can deliver or show it after holders are lost. One fetch at a time.
+        if let Some(m) = messages
+            .iter()
+            .find(|m| !cluster.blobs().has(&m.body_sha256))
+        {
+            let busy = !repairing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(m.body_sha256.clone());
+            if !busy {
+                let (cluster, m, repairing) = (cluster.clone(), m.clone(), repairing.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = body_of(&cluster, &m).await {
+                        tracing::debug!(queue_id = %m.queue_id, error = %e, "body repair failed");
+                    }
+                    repairing
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&m.body_sha256);
+                });
+            }
+        }
         // Quarantined messages wait for an operator, not for a delivery.
         for m in messages.into_iter().filter(|m| !m.is_quarantined()) {
             if m.owner == me {
