@@ -85,6 +85,11 @@ pub struct SpoolSection {
     pub retry_first_ms: u64,
     pub retry_max_secs: u64,
     pub connect_timeout_secs: u64,
+    /// smtp://HOST:PORT for mail to domains outside the routing table (DSNs to remote
+    /// senders): the outbound smarthost. Unset: such mail waits until a route exists.
+    pub bounce_route: Option<String>,
+    /// Messages still undelivered after this long are bounced.
+    pub retention_secs: u64,
     /// Routes proposed by the leader while the routing table is empty (a fresh cluster).
     pub seed_domains: Vec<SeedDomain>,
 }
@@ -106,6 +111,8 @@ impl Default for SpoolSection {
             retry_max_secs: 900,
             connect_timeout_secs: 30,
             seed_domains: Vec::new(),
+            bounce_route: None,
+            retention_secs: 5 * 86_400,
         }
     }
 }
@@ -364,6 +371,13 @@ impl Config {
                 "spool.delivery_tick_ms",
                 "delivery tick and retry delay must be > 0".into(),
             ));
+        }
+        if let Some(r) = &self.spool.bounce_route {
+            crate::state::routing::normalize_route(r)
+                .map_err(|e| invalid("spool.bounce_route", e.to_string()))?;
+        }
+        if self.spool.retention_secs == 0 {
+            return Err(invalid("spool.retention_secs", "must be > 0".into()));
         }
         for (i, d) in self.spool.seed_domains.iter().enumerate() {
             crate::state::routing::normalize_domain(&d.domain)

@@ -93,6 +93,11 @@ pub async fn run(
         );
     let peer = tokio::spawn(peer);
     let admin = tokio::spawn(admin);
+    let spooler = spool::Spooler::new(
+        cluster.clone(),
+        Duration::from_secs(config.spool.lease_secs),
+        Duration::from_millis(config.spool.body_timeout_ms),
+    );
     let delivery = tokio::spawn(spool::delivery::run(
         cluster.clone(),
         spool::delivery::DeliveryConfig {
@@ -106,6 +111,13 @@ pub async fn run(
                 .hostname
                 .clone()
                 .unwrap_or_else(|| format!("{}.peage", config.node.site)),
+            bounce_route: config
+                .spool
+                .bounce_route
+                .as_deref()
+                .and_then(|r| state::routing::normalize_route(r).ok()),
+            retention: Duration::from_secs(config.spool.retention_secs),
+            spooler: spooler.clone(),
         },
         stop_rx.clone(),
     ));
@@ -138,11 +150,7 @@ pub async fn run(
             max_connections: s.max_connections,
             max_per_ip: s.max_connections_per_ip,
         };
-        let acceptor = spool::NodeAcceptor::new(
-            cluster.clone(),
-            Duration::from_secs(config.spool.lease_secs),
-            Duration::from_millis(config.spool.body_timeout_ms),
-        );
+        let acceptor = spool::NodeAcceptor::new(spooler.clone());
         tokio::spawn(smtp::serve(
             listener,
             std::sync::Arc::new(session),

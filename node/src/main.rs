@@ -33,6 +33,9 @@ enum Command {
         /// Root of the per-recipient maildirs.
         #[arg(long)]
         maildir: PathBuf,
+        /// Refuse (550 5.1.1) recipients whose local part starts with this, to test bounces.
+        #[arg(long)]
+        refuse_prefix: Option<String>,
     },
     /// Start the local three-site cluster (Paris, Roubaix, Ariège on 127.0.0.1-3) as child
     /// processes, print the endpoints and a quick start; Ctrl-C stops everything.
@@ -89,7 +92,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Sink { listen, maildir } => {
+        Command::Sink {
+            listen,
+            maildir,
+            refuse_prefix,
+        } => {
             init_logging();
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
@@ -101,6 +108,7 @@ fn main() -> ExitCode {
             match runtime.block_on(peage_node::sink::run(
                 listen,
                 &maildir,
+                refuse_prefix,
                 peage_node::shutdown_signal(),
             )) {
                 Ok(()) => ExitCode::SUCCESS,

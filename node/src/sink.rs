@@ -18,13 +18,16 @@ use crate::smtp::{self, Acceptor, ConnectionLimits, Envelope, Reply, SessionConf
 pub struct MaildirSink {
     root: PathBuf,
     counter: AtomicU64,
+    /// Recipients whose local part starts with this are refused with 550 (to test bounces).
+    refuse_prefix: Option<String>,
 }
 
 impl MaildirSink {
-    pub fn new(root: &Path) -> MaildirSink {
+    pub fn new(root: &Path, refuse_prefix: Option<String>) -> MaildirSink {
         MaildirSink {
             root: root.to_owned(),
             counter: AtomicU64::new(0),
+            refuse_prefix,
         }
     }
 
@@ -53,8 +56,14 @@ impl MaildirSink {
 }
 
 impl Acceptor for MaildirSink {
-    fn check_recipient(&self, _rcpt: &Recipient) -> Result<(), Reply> {
-        Ok(())
+    fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
+        match &self.refuse_prefix {
+            Some(p) if rcpt.local.starts_with(p.as_str()) => Err(Reply::new(
+                550,
+                "5.1.1 No such user here (refused by --refuse-prefix)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
@@ -72,6 +81,7 @@ impl Acceptor for MaildirSink {
 pub async fn run(
     listen: SocketAddr,
     maildir: &Path,
+    refuse_prefix: Option<String>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(maildir)
@@ -90,7 +100,7 @@ pub async fn run(
         listener,
         config,
         ConnectionLimits::default(),
-        Arc::new(MaildirSink::new(maildir)),
+        Arc::new(MaildirSink::new(maildir, refuse_prefix)),
         stop_rx,
     ));
     shutdown.await;

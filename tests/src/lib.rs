@@ -210,6 +210,7 @@ commit_timeout_ms = {commit}
 sweep_interval_ms = {sweep}
 
 [spool]
+bounce_route = "smtp://{net}.200:2626"
 lease_secs = {lease}
 delivery_tick_ms = 100
 retry_first_ms = 200
@@ -231,6 +232,7 @@ role = "read-only"
             commit = t.commit_timeout_ms,
             sweep = t.sweep_interval_ms,
             lease = t.lease_secs,
+            net = self.net,
         );
         let config = self.dir.path().join(format!("node{id}.toml"));
         std::fs::write(&config, text)?;
@@ -404,7 +406,14 @@ impl SinkProcess {
     /// Starts a sink on `addr` storing under `maildir`; returns once it listens.
     pub async fn start(addr: &str, maildir: &Path) -> anyhow::Result<SinkProcess> {
         let child = Command::new(bin("peage"))
-            .args(["sink", "--listen", addr, "--maildir"])
+            .args([
+                "sink",
+                "--listen",
+                addr,
+                "--refuse-prefix",
+                "reject-",
+                "--maildir",
+            ])
             .arg(maildir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

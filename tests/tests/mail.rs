@@ -546,3 +546,58 @@ async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
 }
+
+#[tokio::test]
+async fn a_recipient_refused_downstream_is_bounced_to_the_sender_but_never_to_the_null_sender() {
+    let c = with_local_domain().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SinkProcess::start(&sink_addr(&c), dir.path())
+        .await
+        .unwrap();
+    let (host, port) = c.nodes[0].smtp_addr();
+
+    // One good and one refused recipient: the good one is delivered, the sender gets a DSN
+    // (through the bounce route, here the same sink) naming the refused one.
+    let r = smtplib_send(
+        &host,
+        port,
+        "alice@client.example",
+        &["bob@example.test", "reject-me@example.test"],
+        &ham(9),
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    wait_for(
+        "the DSN reaches the sender",
+        Duration::from_secs(30),
+        || async { (sink.messages("alice@client.example").len() == 1).then_some(()) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(sink.messages("bob@example.test").len(), 1);
+    let dsn = &sink.messages("alice@client.example")[0];
+    assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; reject-me@example.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
+    assert!(
+        dsn.contains("<ham-9@client.example>"),
+        "the original headers: {dsn}"
+    );
+
+    // From the null sender: refused downstream, dropped from the queue, no DSN.
+    let r = smtplib_send(&host, port, "", &["reject-too@example.test"], &ham(10));
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    wait_for("the queue drains", Duration::from_secs(30), || async {
+        queue(&c, 1, false).await.is_empty().then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        sink.messages("alice@client.example").len(),
+        1,
+        "no second DSN"
+    );
+    assert!(sink.messages("").is_empty());
+}

@@ -18,15 +18,22 @@ use crate::cluster::Cluster;
 use crate::state::spool::SpooledMessage;
 
 /// Delivery timing.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeliveryConfig {
     pub tick: Duration,
     pub lease: Duration,
     pub retry_first: Duration,
     pub retry_max: Duration,
     pub connect_timeout: Duration,
-    /// Named in our EHLO to the downstream.
+    /// Named in our EHLO to the downstream, and as the reporting MTA of DSNs.
     pub helo_name: String,
+    /// Where mail for domains outside the routing table goes (DSNs to remote senders):
+    /// the outbound smarthost. None: such mail waits for a route.
+    pub bounce_route: Option<String>,
+    /// Past this age, the remaining recipients are bounced.
+    pub retention: Duration,
+    /// Where DSNs are put.
+    pub spooler: super::Spooler,
 }
 
 /// Per-message retry state, local to the owner (a new owner starts afresh).
@@ -104,6 +111,35 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Rece
                 if m.lease_until_ms - now < lease_ms / 2 {
                     renew.push(m.queue_id.clone());
                 }
+                if now - m.accepted_at_ms > config.retention.as_millis() as i64 {
+                    let expired = in_flight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(m.queue_id.clone());
+                    if expired {
+                        let (cluster, config, in_flight) =
+                            (cluster.clone(), config.clone(), in_flight.clone());
+                        tokio::spawn(async move {
+                            let id = m.queue_id.clone();
+                            let why = "4.4.7 Delivery time expired: the message was held past the retention limit";
+                            let result = AttemptResult {
+                                done: m.rcpt_to.clone(),
+                                failed: m
+                                    .rcpt_to
+                                    .iter()
+                                    .map(|r| (r.clone(), why.to_owned()))
+                                    .collect(),
+                                retry: Vec::new(),
+                            };
+                            record(&cluster, &config, &m, result).await;
+                            in_flight
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&id);
+                        });
+                    }
+                    continue;
+                }
                 let ready = {
                     let b = backoff.lock().unwrap_or_else(|p| p.into_inner());
                     b.get(&m.queue_id)
@@ -168,6 +204,68 @@ async fn deliver_and_record(
     backoff: &Mutex<HashMap<String, Backoff>>,
 ) {
     let result = attempt(cluster, config, &m).await;
+    let retry = !result.retry.is_empty();
+    record(cluster, config, &m, result).await;
+    let mut b = backoff.lock().unwrap_or_else(|p| p.into_inner());
+    if !retry {
+        b.remove(&m.queue_id);
+    } else {
+        let entry = b.entry(m.queue_id.clone()).or_default();
+        entry.attempts += 1;
+        entry.retry_gen = m.retry_gen;
+        let delay = config
+            .retry_first
+            .saturating_mul(1u32 << entry.attempts.min(16).saturating_sub(1))
+            .min(config.retry_max);
+        entry.next_at_ms = now_ms() + delay.as_millis() as i64;
+        tracing::info!(queue_id = %m.queue_id, attempts = entry.attempts, retry_in_ms = delay.as_millis() as u64, "delivery deferred");
+    }
+}
+
+/// Bounces the failed recipients (a DSN to the sender, none for the null sender), then
+/// commits `SpoolDone` for the recipients that are finished.
+async fn record(
+    cluster: &Cluster,
+    config: &DeliveryConfig,
+    m: &SpooledMessage,
+    mut result: AttemptResult,
+) {
+    if !result.failed.is_empty() && !m.mail_from.is_empty() {
+        let bounced = match body_of(cluster, m).await {
+            Ok(body) => {
+                let dsn = super::dsn::build(
+                    &config.helo_name,
+                    m,
+                    &result.failed,
+                    &body,
+                    &super::dsn::rfc2822_ms(now_ms()),
+                );
+                let new = super::NewMessage {
+                    mail_from: String::new(),
+                    rcpt_to: vec![m.mail_from.clone()],
+                    client_ip: "127.0.0.1".into(),
+                    helo: config.helo_name.clone(),
+                    body: dsn,
+                    verdict: "deliver",
+                    score_milli: 0,
+                    symbols: Vec::new(),
+                };
+                config.spooler.enqueue(new).await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
+        };
+        match bounced {
+            Ok(dsn_id) => {
+                tracing::info!(queue_id = %m.queue_id, dsn = %dsn_id, "bounced to the sender")
+            }
+            Err(e) => {
+                // No DSN, no SpoolDone: the failed recipients stay and are bounced later.
+                tracing::warn!(queue_id = %m.queue_id, error = %e, "cannot queue the DSN yet");
+                let failed: Vec<String> = result.failed.iter().map(|(r, _)| r.clone()).collect();
+                result.done.retain(|r| !failed.contains(r));
+            }
+        }
+    }
     if !result.done.is_empty() {
         let done = SpoolDone {
             queue_id: m.queue_id.clone(),
@@ -182,20 +280,6 @@ async fn deliver_and_record(
                 tracing::warn!(queue_id = %m.queue_id, error = %e, "delivered but SpoolDone not committed")
             }
         }
-    }
-    let mut b = backoff.lock().unwrap_or_else(|p| p.into_inner());
-    if result.retry.is_empty() {
-        b.remove(&m.queue_id);
-    } else {
-        let entry = b.entry(m.queue_id.clone()).or_default();
-        entry.attempts += 1;
-        entry.retry_gen = m.retry_gen;
-        let delay = config
-            .retry_first
-            .saturating_mul(1u32 << entry.attempts.min(16).saturating_sub(1))
-            .min(config.retry_max);
-        entry.next_at_ms = now_ms() + delay.as_millis() as i64;
-        tracing::info!(queue_id = %m.queue_id, attempts = entry.attempts, retry_in_ms = delay.as_millis() as u64, why = ?result.retry, "delivery deferred");
     }
 }
 
@@ -240,7 +324,11 @@ async fn attempt(cluster: &Cluster, config: &DeliveryConfig, m: &SpooledMessage)
     let mut by_route: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for rcpt in &m.rcpt_to {
         let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
-        match cluster.state().route_for(domain) {
+        match cluster
+            .state()
+            .route_for(&domain.to_ascii_lowercase())
+            .or_else(|| config.bounce_route.clone())
+        {
             Some(route) => by_route.entry(route).or_default().push(rcpt.clone()),
             None => result
                 .retry
@@ -338,7 +426,13 @@ pub async fn send(
 fn classify(e: &mail_send::Error) -> (bool, String) {
     match e {
         mail_send::Error::UnexpectedReply(r) => {
-            (r.code() >= 500, format!("{} {}", r.code(), r.message()))
+            // Keep the enhanced status code (e.g. 5.1.1): DSNs report it.
+            let esc = if r.esc[0] > 0 {
+                format!(" {}.{}.{}", r.esc[0], r.esc[1], r.esc[2])
+            } else {
+                String::new()
+            };
+            (r.code() >= 500, format!("{}{esc} {}", r.code(), r.message()))
         }
         other => (false, other.to_string()),
     }

@@ -3,6 +3,7 @@
 //! holds it, then the small record committed through Raft — before `250` is answered.
 
 pub mod delivery;
+pub mod dsn;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +32,21 @@ pub enum EnqueueError {
     Commit(#[from] WriteError),
 }
 
-/// The node's acceptor: the SMTP session hands it recipients and messages.
-pub struct NodeAcceptor {
+/// A message to put in the spool (an accepted one, or a DSN the node writes itself).
+pub struct NewMessage {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub client_ip: String,
+    pub helo: String,
+    pub body: Vec<u8>,
+    pub verdict: &'static str,
+    pub score_milli: i64,
+    pub symbols: Vec<FilterSymbol>,
+}
+
+/// Puts messages in the replicated spool: body first (a majority fsyncs it), record last.
+#[derive(Clone)]
+pub struct Spooler {
     cluster: Cluster,
     /// How long the accepting node owns a message's delivery before another may take over.
     lease: Duration,
@@ -40,65 +54,28 @@ pub struct NodeAcceptor {
     body_timeout: Duration,
 }
 
-impl NodeAcceptor {
-    pub fn new(cluster: Cluster, lease: Duration, body_timeout: Duration) -> NodeAcceptor {
-        NodeAcceptor {
+impl Spooler {
+    pub fn new(cluster: Cluster, lease: Duration, body_timeout: Duration) -> Spooler {
+        Spooler {
             cluster,
             lease,
             body_timeout,
         }
     }
 
-    /// Scores a message on the blocking pool (parsing is CPU work) against the local replica.
-    async fn judge(&self, envelope: &Envelope, message: Vec<u8>) -> (Judgement, Vec<u8>) {
-        let state = self.cluster.state().clone();
-        let (ip, helo, from) = (
-            envelope.client_ip,
-            envelope.helo.clone(),
-            envelope.mail_from.clone(),
-        );
-        let fallback = message.len();
-        let r = tokio::task::spawn_blocking(move || {
-            let input = FilterInput {
-                client_ip: ip,
-                helo: &helo,
-                mail_from: &from,
-                message: &message,
-            };
-            let j = filter::judge(&input, &state, &state.policy());
-            (j, message)
-        })
-        .await;
-        match r {
-            Ok(r) => r,
-            // The filter panicked (it must not): hold the message rather than lose or pass it.
-            Err(e) => {
-                tracing::error!(error = %e, "filter failed");
-                let symbols = vec![filter::Symbol {
-                    name: "FILTER_ERROR".into(),
-                    score_milli: 0,
-                    reason: "the filter failed on this message".into(),
-                }];
-                (
-                    Judgement {
-                        symbols,
-                        verdict: Verdict::Quarantine,
-                        total_milli: 0,
-                    },
-                    Vec::with_capacity(fallback),
-                )
-            }
-        }
-    }
-
     /// Stores the body on a majority of the voters (this node included), then commits the
     /// spool record; returns the queue id.
-    pub async fn enqueue(
-        &self,
-        envelope: Envelope,
-        body: Vec<u8>,
-        judgement: &Judgement,
-    ) -> Result<String, EnqueueError> {
+    pub async fn enqueue(&self, new: NewMessage) -> Result<String, EnqueueError> {
+        let NewMessage {
+            mail_from,
+            rcpt_to,
+            client_ip,
+            helo,
+            body,
+            verdict,
+            score_milli,
+            symbols,
+        } = new;
         let me = self.cluster.id();
         let hash = sha256_hex(&body);
         let size = body.len() as u64;
@@ -153,31 +130,80 @@ impl NodeAcceptor {
         let accepted_at_ms = now_ms();
         let put = SpoolPut {
             queue_id: queue_id.clone(),
-            mail_from: envelope.mail_from,
-            rcpt_to: envelope.rcpt_to.iter().map(Recipient::address).collect(),
-            client_ip: envelope.client_ip.to_string(),
-            helo: envelope.helo,
+            mail_from,
+            rcpt_to,
+            client_ip,
+            helo,
             body_sha256: hash,
             size,
             holders,
             owner: me,
             accepted_at_ms,
             lease_until_ms: accepted_at_ms + self.lease.as_millis() as i64,
-            verdict: judgement.verdict.as_str().to_owned(),
-            score_milli: judgement.total_milli,
-            symbols: judgement
-                .symbols
-                .iter()
-                .map(|s| FilterSymbol {
-                    name: s.name.clone(),
-                    score_milli: s.score_milli,
-                    reason: s.reason.clone(),
-                })
-                .collect(),
+            verdict: verdict.to_owned(),
+            score_milli,
+            symbols,
         };
         match self.cluster.propose(command::Kind::SpoolPut(put)).await? {
             (_, Outcome::Spooled) => Ok(queue_id),
             (_, other) => Err(WriteError::Refused(format!("{other:?}")).into()),
+        }
+    }
+}
+
+/// The node's acceptor: the SMTP session hands it recipients and messages.
+pub struct NodeAcceptor {
+    cluster: Cluster,
+    spooler: Spooler,
+}
+
+impl NodeAcceptor {
+    pub fn new(spooler: Spooler) -> NodeAcceptor {
+        NodeAcceptor {
+            cluster: spooler.cluster.clone(),
+            spooler,
+        }
+    }
+
+    /// Scores a message on the blocking pool (parsing is CPU work) against the local replica.
+    async fn judge(&self, envelope: &Envelope, message: Vec<u8>) -> (Judgement, Vec<u8>) {
+        let state = self.cluster.state().clone();
+        let (ip, helo, from) = (
+            envelope.client_ip,
+            envelope.helo.clone(),
+            envelope.mail_from.clone(),
+        );
+        let fallback = message.len();
+        let r = tokio::task::spawn_blocking(move || {
+            let input = FilterInput {
+                client_ip: ip,
+                helo: &helo,
+                mail_from: &from,
+                message: &message,
+            };
+            let j = filter::judge(&input, &state, &state.policy());
+            (j, message)
+        })
+        .await;
+        match r {
+            Ok(r) => r,
+            // The filter panicked (it must not): hold the message rather than lose or pass it.
+            Err(e) => {
+                tracing::error!(error = %e, "filter failed");
+                let symbols = vec![filter::Symbol {
+                    name: "FILTER_ERROR".into(),
+                    score_milli: 0,
+                    reason: "the filter failed on this message".into(),
+                }];
+                (
+                    Judgement {
+                        symbols,
+                        verdict: Verdict::Quarantine,
+                        total_milli: 0,
+                    },
+                    Vec::with_capacity(fallback),
+                )
+            }
         }
     }
 }
@@ -209,11 +235,25 @@ impl Acceptor for NodeAcceptor {
                 .into_bytes();
         body.extend_from_slice(&message);
         drop(message);
-        match self
-            .enqueue(envelope, body, &judgement)
-            .instrument(span)
-            .await
-        {
+        let new = NewMessage {
+            mail_from: envelope.mail_from,
+            rcpt_to: envelope.rcpt_to.iter().map(Recipient::address).collect(),
+            client_ip: envelope.client_ip.to_string(),
+            helo: envelope.helo,
+            body,
+            verdict: judgement.verdict.as_str(),
+            score_milli: judgement.total_milli,
+            symbols: judgement
+                .symbols
+                .iter()
+                .map(|s| FilterSymbol {
+                    name: s.name.clone(),
+                    score_milli: s.score_milli,
+                    reason: s.reason.clone(),
+                })
+                .collect(),
+        };
+        match self.spooler.enqueue(new).instrument(span).await {
             Ok(queue_id) => {
                 tracing::info!(queue_id = %queue_id, verdict = judgement.verdict.as_str(), "message accepted");
                 Reply::new(250, format!("2.0.0 Ok: queued as {queue_id}"))
