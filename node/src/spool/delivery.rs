@@ -432,7 +432,10 @@ fn classify(e: &mail_send::Error) -> (bool, String) {
             } else {
                 String::new()
             };
-            (r.code() >= 500, format!("{}{esc} {}", r.code(), r.message()))
+            (
+                r.code() >= 500,
+                format!("{}{esc} {}", r.code(), r.message()),
+            )
         }
         other => (false, other.to_string()),
     }
