@@ -55,6 +55,9 @@ pub struct SmtpSection {
     pub data_timeout_secs: u64,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// PEM certificate chain and private key; with both, STARTTLS is offered.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for SmtpSection {
@@ -67,6 +70,8 @@ impl Default for SmtpSection {
             data_timeout_secs: 600,
             max_connections: 1000,
             max_connections_per_ip: 20,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -361,6 +366,12 @@ impl Config {
             return Err(invalid(
                 "smtp.command_timeout_secs",
                 "timeouts must be > 0".into(),
+            ));
+        }
+        if smtp.tls_cert.is_some() != smtp.tls_key.is_some() {
+            return Err(invalid(
+                "smtp.tls_cert",
+                "smtp.tls_cert and smtp.tls_key go together".into(),
             ));
         }
         if self.spool.lease_secs == 0 {

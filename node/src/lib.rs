@@ -33,6 +33,11 @@ pub async fn run(
     data_dir: &Path,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // TLS material and ports are checked before storage is touched.
+    let smtp_tls = match (&config.smtp.tls_cert, &config.smtp.tls_key) {
+        (Some(cert), Some(key)) => Some(smtp::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     // Bind before anything else, so a taken port is reported before storage is touched.
     let peer_listener = TcpListener::bind(config.listen.peer)
         .await
@@ -156,6 +161,7 @@ pub async fn run(
             std::sync::Arc::new(session),
             limits,
             std::sync::Arc::new(acceptor),
+            smtp_tls,
             stop_rx.clone(),
         ))
     });

@@ -101,6 +101,7 @@ pub async fn run(
         config,
         ConnectionLimits::default(),
         Arc::new(MaildirSink::new(maildir, refuse_prefix)),
+        None,
         stop_rx,
     ));
     shutdown.await;

@@ -6,7 +6,9 @@ Prints {"ehlo": [code, text], "mail": [...], "rcpt": [[...], ...], "data": [...]
 that did not happen is absent. Never raises on an SMTP refusal: the test reads the codes.
 """
 import json
+import os
 import smtplib
+import ssl
 import sys
 
 
@@ -18,6 +20,11 @@ def main():
     s = smtplib.SMTP(host, int(port), source_address=source, timeout=60)
     try:
         out["ehlo"] = list(s.ehlo("client.example"))
+        if os.environ.get("PEAGE_STARTTLS"):
+            # The test certificate is self-signed: encryption is what is tested here.
+            out["starttls"] = list(s.starttls(context=ssl._create_unverified_context()))
+            out["ehlo"] = list(s.ehlo("client.example"))
+            out["cipher"] = s.sock.cipher()[0]
         out["mail"] = list(s.mail(mail_from))
         out["rcpt"] = [list(s.rcpt(r)) for r in rcpts.split(",")]
         if any(code == 250 for code, _ in out["rcpt"]):
@@ -25,7 +32,7 @@ def main():
         s.quit()
     except smtplib.SMTPServerDisconnected as e:
         out["disconnected"] = str(e)
-    for k, v in out.items():
+    for k, v in list(out.items()):
         if isinstance(v, list) and len(v) == 2 and isinstance(v[1], bytes):
             out[k] = [v[0], v[1].decode("utf-8", "replace")]
     out["rcpt"] = [[c, t.decode("utf-8", "replace")] for c, t in out.get("rcpt", [])]

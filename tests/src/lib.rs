@@ -56,6 +56,8 @@ pub struct Tuning {
     pub sweep_interval_ms: u64,
     pub commit_timeout_ms: u64,
     pub lease_secs: u64,
+    /// Offer STARTTLS with a freshly generated self-signed certificate.
+    pub tls: bool,
 }
 
 impl Default for Tuning {
@@ -66,6 +68,7 @@ impl Default for Tuning {
             sweep_interval_ms: 200,
             commit_timeout_ms: 3000,
             lease_secs: 2,
+            tls: false,
         }
     }
 }
@@ -209,6 +212,7 @@ commit_timeout_ms = {commit}
 [lists]
 sweep_interval_ms = {sweep}
 
+{tls}
 [spool]
 bounce_route = "smtp://{net}.200:2626"
 lease_secs = {lease}
@@ -233,6 +237,7 @@ role = "read-only"
             sweep = t.sweep_interval_ms,
             lease = t.lease_secs,
             net = self.net,
+            tls = self.tls_section(id)?,
         );
         let config = self.dir.path().join(format!("node{id}.toml"));
         std::fs::write(&config, text)?;
@@ -246,6 +251,25 @@ role = "read-only"
             child: None,
         });
         Ok(self.nodes.len() - 1)
+    }
+
+    /// The `[smtp]` section with a self-signed certificate, when `tuning.tls` asks for it.
+    fn tls_section(&self, id: u64) -> anyhow::Result<String> {
+        if !self.tuning.tls {
+            return Ok(String::new());
+        }
+        let cert = rcgen::generate_simple_self_signed(vec![format!("{}.{id}", self.net)])?;
+        let (c, k) = (
+            self.dir.path().join(format!("cert{id}.pem")),
+            self.dir.path().join(format!("key{id}.pem")),
+        );
+        std::fs::write(&c, cert.cert.pem())?;
+        std::fs::write(&k, cert.signing_key.serialize_pem())?;
+        Ok(format!(
+            "[smtp]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            c.display(),
+            k.display()
+        ))
     }
 
     /// Starts (or restarts) node `i` from its data directory.
@@ -364,15 +388,33 @@ pub struct SmtpResult {
     pub rcpt: Vec<(u16, String)>,
     pub data: Option<(u16, String)>,
     pub disconnected: Option<String>,
+    pub starttls: Option<(u16, String)>,
+    pub cipher: Option<String>,
 }
 
 /// Sends one message with Python's smtplib (a real SMTP client).
 pub fn smtplib_send(host: &str, port: u16, from: &str, rcpts: &[&str], body: &[u8]) -> SmtpResult {
+    smtplib_send_with(host, port, from, rcpts, body, false)
+}
+
+/// `smtplib_send`, optionally after STARTTLS.
+pub fn smtplib_send_with(
+    host: &str,
+    port: u16,
+    from: &str,
+    rcpts: &[&str],
+    body: &[u8],
+    starttls: bool,
+) -> SmtpResult {
     let dir = tempfile::tempdir().expect("tempdir");
     let body_file = dir.path().join("body.eml");
     std::fs::write(&body_file, body).expect("write body");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/smtp_send.py");
-    let out = Command::new("python3")
+    let mut cmd = Command::new("python3");
+    if starttls {
+        cmd.env("PEAGE_STARTTLS", "1");
+    }
+    let out = cmd
         .arg(script)
         .arg(host)
         .arg(port.to_string())

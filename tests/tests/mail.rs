@@ -601,3 +601,50 @@ async fn a_recipient_refused_downstream_is_bounced_to_the_sender_but_never_to_th
     );
     assert!(sink.messages("").is_empty());
 }
+
+#[tokio::test]
+async fn starttls_is_offered_when_a_certificate_is_configured_and_mail_flows_inside_it() {
+    let c = TestCluster::start(Tuning {
+        tls: true,
+        ..Tuning::default()
+    })
+    .await
+    .unwrap();
+    let mut a = c.client(0).await.unwrap();
+    a.domain_set(DomainSetRequest {
+        domain: "example.test".into(),
+        route: format!("smtp://{}", sink_addr(&c)),
+    })
+    .await
+    .unwrap();
+    let (host, port) = c.nodes[2].smtp_addr();
+    wait_for(
+        "node 3 knows the domain",
+        Duration::from_secs(10),
+        || async {
+            let mut a = c.client(2).await.ok()?;
+            let r = a
+                .domain_list(DomainListRequest { stale: true })
+                .await
+                .ok()?
+                .into_inner();
+            (!r.domains.is_empty()).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let r = peage_tests::smtplib_send_with(
+        &host,
+        port,
+        "alice@client.example",
+        &["bob@example.test"],
+        &ham(11),
+        true,
+    );
+    assert_eq!(r.starttls.as_ref().map(|s| s.0), Some(220), "{r:?}");
+    assert!(
+        r.cipher.as_deref().is_some_and(|c| c.starts_with("TLS")),
+        "{r:?}"
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+}

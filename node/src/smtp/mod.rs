@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod session;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -76,6 +77,7 @@ pub async fn serve<A: Acceptor>(
     config: Arc<SessionConfig>,
     limits: ConnectionLimits,
     acceptor: Arc<A>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Mutex::new(Slots::default()));
@@ -100,11 +102,44 @@ pub async fn serve<A: Acceptor>(
             });
             continue;
         };
-        let (config, acceptor, shutdown) = (config.clone(), acceptor.clone(), shutdown.clone());
+        let (config, acceptor, shutdown, tls) = (
+            config.clone(),
+            acceptor.clone(),
+            shutdown.clone(),
+            tls.clone(),
+        );
         tokio::spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
-            if let Err(e) = session::serve(stream, ip, &config, &*acceptor, shutdown).await {
+            let offer = if tls.is_some() {
+                session::Tls::Offered
+            } else {
+                session::Tls::Unavailable
+            };
+            let ended =
+                session::serve(stream, ip, &config, &*acceptor, offer, shutdown.clone()).await;
+            let result = match (ended, tls) {
+                (Ok(session::Ended::StartTls(plain)), Some(tls)) => {
+                    // The handshake gets the command timeout: a client that stalls it
+                    // holds nothing but its own slot.
+                    match tokio::time::timeout(config.command_timeout, tls.accept(plain)).await {
+                        Ok(Ok(secure)) => session::serve(
+                            secure,
+                            ip,
+                            &config,
+                            &*acceptor,
+                            session::Tls::Active,
+                            shutdown,
+                        )
+                        .await
+                        .map(|_| ()),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(std::io::Error::other("TLS handshake timed out")),
+                    }
+                }
+                (r, _) => r.map(|_| ()),
+            };
+            if let Err(e) = result {
                 tracing::debug!(client = %ip, error = %e, "smtp session ended with an error");
             }
         });

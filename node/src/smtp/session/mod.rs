@@ -99,21 +99,45 @@ struct Transaction {
     body: Vec<u8>,
 }
 
-/// Runs a session to its end: QUIT, the client closing, a timeout, too many errors, or
-/// `shutdown` (answered with `421 4.3.0`).
+/// Where a session stands on TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain text, STARTTLS not configured.
+    Unavailable,
+    /// Plain text, STARTTLS offered.
+    Offered,
+    /// Inside TLS after STARTTLS: no banner, no second STARTTLS (RFC 3207).
+    Active,
+}
+
+/// How a session ended.
+pub enum Ended<S> {
+    Closed,
+    /// The client asked for STARTTLS and got `220`: the caller wraps the stream in TLS and
+    /// runs a new session with `Tls::Active`. Bytes pipelined after STARTTLS are dropped.
+    StartTls(S),
+}
+
+/// Runs a session to its end: QUIT, the client closing, a timeout, too many errors,
+/// STARTTLS, or `shutdown` (answered with `421 4.3.0`).
 pub async fn serve<S, A>(
     mut stream: S,
     client_ip: IpAddr,
     config: &SessionConfig,
     acceptor: &A,
+    tls: Tls,
     mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()>
+) -> std::io::Result<Ended<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     A: Acceptor,
 {
     let host = &config.hostname;
-    let mut out = format!("220 {host} {}\r\n", config.banner).into_bytes();
+    let mut out = if tls == Tls::Active {
+        Vec::new()
+    } else {
+        format!("220 {host} {}\r\n", config.banner).into_bytes()
+    };
     let mut requests = RequestReceiver::default();
     let mut mode = Mode::Command;
     let mut helo: Option<String> = None;
@@ -138,17 +162,17 @@ where
                     let r = Reply::new(421, format!("4.4.2 {host} timeout, closing connection"));
                     r.write_to(&mut out);
                     stream.write_all(&out).await?;
-                    return Ok(());
+                    return Ok(Ended::Closed);
                 }
             },
             _ = stopped(&mut shutdown) => {
                 Reply::new(421, format!("4.3.0 {host} shutting down, try again later")).write_to(&mut out);
                 stream.write_all(&out).await?;
-                return Ok(());
+                return Ok(Ended::Closed);
             }
         };
         if n == 0 {
-            return Ok(());
+            return Ok(Ended::Closed);
         }
         let mut bytes = buf[..n].iter();
         // Every command in the buffer is answered before the replies are flushed:
@@ -207,7 +231,7 @@ where
                                 Reply::new(421, format!("4.7.0 {host} too many errors"))
                                     .write_to(&mut out);
                                 stream.write_all(&out).await?;
-                                return Ok(());
+                                return Ok(Ended::Closed);
                             }
                             continue;
                         }
@@ -216,7 +240,7 @@ where
                         Request::Ehlo { host: client } => {
                             helo = Some(client.clone());
                             tx = Transaction::default();
-                            let lines = [
+                            let mut lines = vec![
                                 format!("{host} greets {client}"),
                                 "PIPELINING".into(),
                                 format!("SIZE {}", config.max_message_bytes),
@@ -224,6 +248,9 @@ where
                                 "ENHANCEDSTATUSCODES".into(),
                                 "SMTPUTF8".into(),
                             ];
+                            if tls == Tls::Offered {
+                                lines.push("STARTTLS".into());
+                            }
                             for (i, l) in lines.iter().enumerate() {
                                 let sep = if i + 1 == lines.len() { ' ' } else { '-' };
                                 out.extend_from_slice(format!("250{sep}{l}\r\n").as_bytes());
@@ -294,8 +321,23 @@ where
                                 .write_to(&mut out);
                             stream.write_all(&out).await?;
                             stream.flush().await?;
-                            return Ok(());
+                            return Ok(Ended::Closed);
                         }
+                        Request::StartTls => match tls {
+                            Tls::Offered => {
+                                Reply::new(220, "2.0.0 Ready to start TLS").write_to(&mut out);
+                                stream.write_all(&out).await?;
+                                stream.flush().await?;
+                                return Ok(Ended::StartTls(stream));
+                            }
+                            Tls::Active => {
+                                Reply::new(503, "5.5.1 TLS is already active").write_to(&mut out)
+                            }
+                            Tls::Unavailable => {
+                                Reply::new(502, "5.5.1 STARTTLS is not available here")
+                                    .write_to(&mut out)
+                            }
+                        },
                         Request::Vrfy { .. } | Request::Expn { .. } => {
                             Reply::new(502, "5.5.1 VRFY and EXPN are disabled").write_to(&mut out)
                         }

@@ -81,7 +81,15 @@ fn start(
     let (stop_tx, stop_rx) = watch::channel(false);
     let r = rec.clone();
     let task = tokio::spawn(async move {
-        let _ = serve(b, "192.0.2.10".parse().unwrap(), &config, &*r, stop_rx).await;
+        let _ = serve(
+            b,
+            "192.0.2.10".parse().unwrap(),
+            &config,
+            &*r,
+            Tls::Unavailable,
+            stop_rx,
+        )
+        .await;
     });
     (
         Client {
@@ -265,4 +273,22 @@ async fn too_many_errors_close_the_session() {
     }
     assert!(c.line().await.starts_with("421"));
     task.await.unwrap();
+}
+
+#[tokio::test]
+async fn starttls_is_refused_when_not_configured_and_not_advertised() {
+    let (mut c, _rec, _stop, _t) = start(SessionConfig::default());
+    c.line().await;
+    c.send(b"EHLO x\r\n").await;
+    let mut ehlo = String::new();
+    loop {
+        let mut buf = [0u8; 1024];
+        let n = c.io.read(&mut buf).await.unwrap();
+        ehlo.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if ehlo.contains("250 ") {
+            break;
+        }
+    }
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(c.cmd("STARTTLS").await.starts_with("502"));
 }
