@@ -275,6 +275,14 @@ async fn ham_sent_to_each_site_arrives_in_the_sink_exactly_once() {
             .count();
         assert_eq!(count, 1, "ham {n}");
     }
+    for m in &msgs {
+        assert!(
+            m.starts_with(
+                "X-Peage-Verdict: deliver\r\nX-Peage-Score: 0\r\nX-Peage-Symbols: none\r\n"
+            ),
+            "{m}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -522,6 +530,42 @@ async fn the_filter_rejects_quarantines_and_stamps_as_the_policy_says() {
     let o = ctl(0, &["quarantine", "rm", &id]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
+
+    // `check` on a directory, one JSON line per message.
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("a-gtube.eml"), GTUBE_MSG).unwrap();
+    std::fs::write(files.path().join("b-zip.eml"), zip_with_exe()).unwrap();
+    let o = ctl(0, &["check", "--json", files.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["verdict"], "reject");
+    assert_eq!(lines[0]["symbols"][0]["name"], "GTUBE");
+    // Under the raised policy (quarantine at 12) the ZIP's 10 points now pass.
+    assert_eq!(lines[1]["verdict"], "deliver");
+    assert_eq!(lines[1]["symbols"][0]["name"], "ARCHIVE_WITH_EXECUTABLE");
+
+    // Last: the client's own address on the block list; it is refused with the reason.
+    a.list_add(peage_tests::add_req(
+        EntryKind::Ip,
+        "127.0.0.1",
+        "compromised host",
+    ))
+    .await
+    .unwrap();
+    let r = smtplib_send(
+        &host,
+        port,
+        "alice@client.example",
+        &["bob@example.test"],
+        &ham(4),
+    );
+    let (code, text) = r.data.clone().unwrap();
+    assert_eq!(code, 550, "{r:?}");
+    assert!(text.contains("compromised host"), "{r:?}");
 }
 
 #[tokio::test]
@@ -647,4 +691,38 @@ async fn starttls_is_offered_when_a_certificate_is_configured_and_mail_flows_ins
         "{r:?}"
     );
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+}
+
+#[tokio::test]
+async fn recipients_on_different_routes_in_one_data_each_reach_their_server() {
+    let c = with_local_domain().await;
+    let other = format!("{}.201:2626", c.net);
+    let mut a = c.client(0).await.unwrap();
+    a.domain_set(DomainSetRequest {
+        domain: "other.test".into(),
+        route: format!("smtp://{other}"),
+    })
+    .await
+    .unwrap();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let s1 = SinkProcess::start(&sink_addr(&c), d1.path()).await.unwrap();
+    let s2 = SinkProcess::start(&other, d2.path()).await.unwrap();
+    // A linearizable read on node 3 first: it accepts for other.test only once it knows it.
+    let mut b = c.client(2).await.unwrap();
+    b.domain_list(DomainListRequest { stale: false })
+        .await
+        .unwrap();
+    let (host, port) = c.nodes[2].smtp_addr();
+    let r = smtplib_send(
+        &host,
+        port,
+        "alice@client.example",
+        &["bob@example.test", "carol@other.test"],
+        &ham(12),
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    wait_delivered(&c, &s1, 1, &[0, 1, 2]).await;
+    assert_eq!(s2.messages("carol@other.test").len(), 1);
+    assert!(s1.messages("carol@other.test").is_empty());
+    assert!(s2.messages("bob@example.test").is_empty());
 }

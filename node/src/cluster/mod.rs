@@ -231,6 +231,16 @@ impl Cluster {
         }
     }
 
+    /// Waits (up to the commit timeout) until this replica has applied `index`.
+    pub async fn wait_applied(&self, index: u64) -> bool {
+        self.inner
+            .raft
+            .wait(Some(self.inner.commit_timeout))
+            .applied_index_at_least(Some(index), "local apply")
+            .await
+            .is_ok()
+    }
+
     pub(crate) fn record_leader_contact(&self, commit_index: Option<u64>) {
         let mut c = self
             .inner
@@ -412,12 +422,11 @@ impl Cluster {
                     .await?
                     .0
             };
-            self.inner
-                .raft
-                .wait(Some(self.inner.commit_timeout))
-                .applied_index_at_least(Some(index), "linearizable read")
-                .await
-                .map_err(|_| WriteError::Timeout(self.inner.commit_timeout.as_millis() as u64))?;
+            if !self.wait_applied(index).await {
+                return Err(WriteError::Timeout(
+                    self.inner.commit_timeout.as_millis() as u64
+                ));
+            }
         }
         Ok(self.freshness(stale))
     }

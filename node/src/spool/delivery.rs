@@ -272,8 +272,11 @@ async fn record(
             rcpt_to: result.done.clone(),
         };
         match cluster.propose(command::Kind::SpoolDone(done)).await {
-            Ok(_) => {
-                tracing::info!(queue_id = %m.queue_id, rcpts = ?result.done, failed = ?result.failed, "delivered")
+            Ok((index, _)) => {
+                tracing::info!(queue_id = %m.queue_id, rcpts = ?result.done, failed = ?result.failed, "delivered");
+                // The commit is known on the leader; until this replica has applied it, the
+                // next round here would still see the message and send it again.
+                cluster.wait_applied(index).await;
             }
             // The downstream has it; a retry may deliver it twice (at-least-once).
             Err(e) => {

@@ -1,0 +1,24 @@
+//! The filter pipeline (MIME parsing, attachments, ZIP listing) on arbitrary messages.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use peage_node::filter::{judge, FilterInput, ListLookup, Policy};
+use peage_node::state::lists::{EntryKind, ListEntry};
+
+struct NoLists;
+
+impl ListLookup for NoLists {
+    fn lookup(&self, _: EntryKind, _: &str) -> Vec<ListEntry> {
+        Vec::new()
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let input = FilterInput {
+        client_ip: [198, 51, 100, 1].into(),
+        helo: "fuzz.example",
+        mail_from: "a@fuzz.example",
+        message: data,
+    };
+    let _ = judge(&input, &NoLists, &Policy::default());
+});

@@ -1,0 +1,51 @@
+//! The SMTP session on arbitrary client bytes: it must answer or close, never panic.
+#![no_main]
+
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use peage_node::smtp::address::Recipient;
+use peage_node::smtp::session::{serve, Tls};
+use peage_node::smtp::{Acceptor, Envelope, Reply, SessionConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct AcceptAll;
+
+impl Acceptor for AcceptAll {
+    fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
+        if rcpt.domain.ends_with(".test") {
+            Ok(())
+        } else {
+            Err(Reply::new(550, "5.7.1 no"))
+        }
+    }
+    async fn accept(&self, _: Envelope, _: Vec<u8>) -> Reply {
+        Reply::new(250, "2.0.0 ok")
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let config = SessionConfig {
+            max_message_bytes: 4096,
+            command_timeout: Duration::from_secs(5),
+            data_timeout: Duration::from_secs(5),
+            ..SessionConfig::default()
+        };
+        let session = tokio::spawn(async move {
+            let _ = serve(server, [192, 0, 2, 1].into(), &config, &AcceptAll, Tls::Unavailable, stop_rx).await;
+        });
+        let _ = client.write_all(data).await;
+        let _ = client.shutdown().await;
+        let mut sink = Vec::new();
+        let _ = client.read_to_end(&mut sink).await;
+        let _ = session.await;
+    });
+});
