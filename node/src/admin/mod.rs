@@ -112,18 +112,26 @@ impl AdminService {
             .ok_or_else(|| Status::not_found(format!("no message {id}")))
     }
 
+    /// An operator's change to one message (admin role): proposes `make(queue_id)`.
     async fn message_action(
         &self,
-        id: &str,
-        cmd: command::Kind,
+        req: Request<MessageRef>,
         what: &str,
+        make: impl FnOnce(String) -> command::Kind,
     ) -> Result<Response<MessageActionReply>, Status> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        let id = req.into_inner().queue_id;
         if id.is_empty() || id.len() > 64 {
             return Err(Status::invalid_argument(
                 "queue_id must be 1 to 64 characters",
             ));
         }
-        match self.cluster.propose(cmd).await.map_err(write_status)? {
+        match self
+            .cluster
+            .propose(make(id.clone()))
+            .await
+            .map_err(write_status)?
+        {
             (log_index, Outcome::SpoolChanged { found: true }) => {
                 Ok(Response::new(MessageActionReply { log_index }))
             }
@@ -654,18 +662,14 @@ impl Admin for AdminService {
         &self,
         req: Request<MessageRef>,
     ) -> Result<Response<MessageActionReply>, Status> {
-        self.tokens.authorize(&req, Role::Admin)?;
-        let id = req.into_inner().queue_id;
-        let release = SpoolRelease {
-            queue_id: id.clone(),
-            owner: self.cluster.id(),
-            lease_until_ms: now_ms() + self.lease.as_millis() as i64,
-        };
-        self.message_action(
-            &id,
-            command::Kind::SpoolRelease(release),
-            "quarantined message",
-        )
+        let (owner, lease_until_ms) = (self.cluster.id(), now_ms() + self.lease.as_millis() as i64);
+        self.message_action(req, "quarantined message", |queue_id| {
+            command::Kind::SpoolRelease(SpoolRelease {
+                queue_id,
+                owner,
+                lease_until_ms,
+            })
+        })
         .await
     }
 
@@ -673,26 +677,20 @@ impl Admin for AdminService {
         &self,
         req: Request<MessageRef>,
     ) -> Result<Response<MessageActionReply>, Status> {
-        self.tokens.authorize(&req, Role::Admin)?;
-        let id = req.into_inner().queue_id;
-        let drop = SpoolDrop {
-            queue_id: id.clone(),
-        };
-        self.message_action(&id, command::Kind::SpoolDrop(drop), "message")
-            .await
+        self.message_action(req, "message", |queue_id| {
+            command::Kind::SpoolDrop(SpoolDrop { queue_id })
+        })
+        .await
     }
 
     async fn message_retry(
         &self,
         req: Request<MessageRef>,
     ) -> Result<Response<MessageActionReply>, Status> {
-        self.tokens.authorize(&req, Role::Admin)?;
-        let id = req.into_inner().queue_id;
-        let retry = SpoolRetry {
-            queue_id: id.clone(),
-        };
-        self.message_action(&id, command::Kind::SpoolRetry(retry), "message")
-            .await
+        self.message_action(req, "message", |queue_id| {
+            command::Kind::SpoolRetry(SpoolRetry { queue_id })
+        })
+        .await
     }
 
     async fn state_digest(
