@@ -140,8 +140,10 @@ pub struct ListenSection {
     pub admin: SocketAddr,
     /// The peer gRPC service (Raft RPCs between nodes).
     pub peer: SocketAddr,
-    /// SMTP, reserved for the mail path.
+    /// SMTP, the MX.
     pub smtp: Option<SocketAddr>,
+    /// HTTP: `/metrics` (Prometheus text format) and `/healthz`.
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,6 +158,11 @@ pub struct ClusterSection {
     /// The initial voters. A node that joins later (as a learner) lists none.
     #[serde(default)]
     pub members: Vec<MemberConfig>,
+    /// Dial a peer through another address: `{ "PEER-ADDR" = "VIA-ADDR" }`, keyed by the
+    /// peer address the membership records. For NAT, and for the drill's fault-injecting
+    /// proxies between sites.
+    #[serde(default)]
+    pub peer_via: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

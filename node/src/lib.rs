@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod filter;
+pub mod metrics;
 pub mod sink;
 pub mod smtp;
 pub mod spool;
@@ -54,6 +55,14 @@ pub async fn run(
         ),
         None => None,
     };
+    let metrics_listener = match config.listen.metrics {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on listen.metrics {addr}"))?,
+        ),
+        None => None,
+    };
 
     let cluster = Cluster::start(&config, data_dir).await?;
     tracing::info!(
@@ -64,7 +73,10 @@ pub async fn run(
         "node started"
     );
 
+    // Two stages: the mail path stops first (sessions finish their replies, deliveries
+    // their commits) while Raft and the peer service still run; then the rest.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_mail_tx, stop_mail_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -98,6 +110,15 @@ pub async fn run(
         );
     let peer = tokio::spawn(peer);
     let admin = tokio::spawn(admin);
+    let metrics_http = match metrics_listener {
+        Some(listener) => Some(tokio::spawn(metrics::serve(
+            listener,
+            cluster.clone(),
+            metrics::install()?,
+            stop_rx.clone(),
+        ))),
+        None => None,
+    };
     let spooler = spool::Spooler::new(
         cluster.clone(),
         Duration::from_secs(config.spool.lease_secs),
@@ -124,17 +145,17 @@ pub async fn run(
             retention: Duration::from_secs(config.spool.retention_secs),
             spooler: spooler.clone(),
         },
-        stop_rx.clone(),
+        stop_mail_rx.clone(),
     ));
     let seeder = tokio::spawn(seed_domains(
         cluster.clone(),
         config.spool.seed_domains.clone(),
-        stop_rx.clone(),
+        stop_mail_rx.clone(),
     ));
     let sweeper = tokio::spawn(sweep_expired_entries(
         cluster.clone(),
         Duration::from_millis(config.lists.sweep_interval_ms),
-        stop_rx.clone(),
+        stop_mail_rx.clone(),
     ));
 
     let smtp = smtp_listener.map(|listener| {
@@ -162,12 +183,17 @@ pub async fn run(
             limits,
             std::sync::Arc::new(acceptor),
             smtp_tls,
-            stop_rx.clone(),
+            stop_mail_rx.clone(),
         ))
     });
 
     shutdown.await;
     tracing::info!("shutting down");
+    let _ = stop_mail_tx.send(true);
+    if let Some(smtp) = smtp {
+        let _ = smtp.await;
+    }
+    let _ = delivery.await;
     let _ = stop_tx.send(true);
     for task in [peer, admin] {
         match task.await {
@@ -177,10 +203,9 @@ pub async fn run(
         }
     }
     let _ = sweeper.await;
-    let _ = delivery.await;
     let _ = seeder.await;
-    if let Some(smtp) = smtp {
-        let _ = smtp.await;
+    if let Some(http) = metrics_http {
+        let _ = http.await;
     }
     cluster.shutdown().await;
     Ok(())

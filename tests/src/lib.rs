@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod corpus;
+pub mod drill;
+pub mod proxy;
+
 pub use peage_client::v1;
 use peage_client::{connect, Admin};
 
@@ -56,6 +60,11 @@ pub struct Tuning {
     pub sweep_interval_ms: u64,
     pub commit_timeout_ms: u64,
     pub lease_secs: u64,
+    /// How long an undeliverable message is held before it is bounced.
+    pub retention_secs: u64,
+    /// Dial every peer through a per-link address ([`TestCluster::link_addr`]) where a
+    /// proxy (the drill's) adds latency or cuts the link; nothing listens there otherwise.
+    pub proxied_peers: bool,
     /// Offer STARTTLS with a freshly generated self-signed certificate.
     pub tls: bool,
 }
@@ -68,6 +77,8 @@ impl Default for Tuning {
             sweep_interval_ms: 200,
             commit_timeout_ms: 3000,
             lease_secs: 2,
+            retention_secs: 5 * 86_400,
+            proxied_peers: false,
             tls: false,
         }
     }
@@ -95,6 +106,9 @@ impl Node {
     }
     pub fn smtp_addr(&self) -> (String, u16) {
         (self.ip.clone(), 2525)
+    }
+    pub fn metrics_addr(&self) -> String {
+        format!("{}:9090", self.ip)
     }
     pub fn is_running(&self) -> bool {
         self.child.is_some()
@@ -177,6 +191,29 @@ impl TestCluster {
             .collect()
     }
 
+    /// Where node `from` dials node `to` when peers are proxied: `to`'s address, one port
+    /// per caller, so each direction of each link can be cut or slowed on its own.
+    pub fn link_addr(&self, from: u64, to: u64) -> String {
+        format!("{}.{to}:{}", self.net, 51000 + from)
+    }
+
+    fn peer_via_toml(&self, from: u64) -> String {
+        if !self.tuning.proxied_peers {
+            return String::new();
+        }
+        let links: String = (1..=3)
+            .filter(|&to| to != from)
+            .map(|to| {
+                format!(
+                    "\"{}.{to}:50052\" = \"{}\"\n",
+                    self.net,
+                    self.link_addr(from, to)
+                )
+            })
+            .collect();
+        format!("[cluster.peer_via]\n{links}")
+    }
+
     /// Writes a node's config; `bootstrap` nodes are the three initial voters, others join
     /// later as learners.
     pub fn add_node_config(&mut self, id: u64, bootstrap: bool) -> anyhow::Result<usize> {
@@ -197,10 +234,11 @@ site = "{site}"
 admin = "{ip}:50051"
 peer = "{ip}:50052"
 smtp = "{ip}:2525"
+metrics = "{ip}:9090"
 
 [cluster]
 secret = "{SECRET}"
-{members}
+{members}{peer_via}
 [raft]
 heartbeat_interval_ms = 50
 election_timeout_min_ms = 300
@@ -216,6 +254,7 @@ sweep_interval_ms = {sweep}
 [spool]
 bounce_route = "smtp://{net}.200:2626"
 lease_secs = {lease}
+retention_secs = {retention}
 delivery_tick_ms = 100
 retry_first_ms = 200
 retry_max_secs = 2
@@ -236,6 +275,8 @@ role = "read-only"
             commit = t.commit_timeout_ms,
             sweep = t.sweep_interval_ms,
             lease = t.lease_secs,
+            retention = t.retention_secs,
+            peer_via = self.peer_via_toml(id),
             net = self.net,
             tls = self.tls_section(id)?,
         );
@@ -299,6 +340,22 @@ role = "read-only"
     /// SIGKILL, no chance to flush anything.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the node to exit (SIGKILL past `grace`).
+    pub fn stop(&mut self, i: usize, grace: Duration) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + grace;
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -491,6 +548,34 @@ pub fn read_maildir(root: &Path, rcpt: &str) -> Vec<String> {
         return Vec::new();
     };
     entries
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        // Lossy: real mail is not always UTF-8, and a skipped file would look like a loss.
+        .filter_map(|e| {
+            Some(String::from_utf8_lossy(&std::fs::read(e.ok()?.path()).ok()?).into_owned())
+        })
         .collect()
+}
+
+/// A plain HTTP/1.1 GET (the metrics endpoint): the status code and the body.
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await?;
+        anyhow::Ok(String::from_utf8_lossy(&raw).into_owned())
+    };
+    let text = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .context("no HTTP reply within 10 s")??;
+    let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status code")?;
+    Ok((status, body.to_owned()))
 }

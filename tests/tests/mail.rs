@@ -15,7 +15,11 @@ fn sink_addr(c: &TestCluster) -> String {
 }
 
 async fn with_local_domain() -> TestCluster {
-    let c = TestCluster::start(Tuning::default()).await.unwrap();
+    with_local_domain_tuned(Tuning::default()).await
+}
+
+async fn with_local_domain_tuned(tuning: Tuning) -> TestCluster {
+    let c = TestCluster::start(tuning).await.unwrap();
     let mut a = c.client(0).await.unwrap();
     a.domain_set(DomainSetRequest {
         domain: "example.test".into(),
@@ -644,6 +648,80 @@ async fn a_recipient_refused_downstream_is_bounced_to_the_sender_but_never_to_th
         "no second DSN"
     );
     assert!(sink.messages("").is_empty());
+}
+
+#[tokio::test]
+async fn a_message_held_past_the_retention_limit_is_bounced_with_4_4_7() {
+    let c = with_local_domain_tuned(Tuning {
+        retention_secs: 3,
+        ..Tuning::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SinkProcess::start(&sink_addr(&c), dir.path())
+        .await
+        .unwrap();
+    // held.test's server never answers (nothing listens there); the sender's DSN goes through
+    // the bounce route, which is the running sink.
+    let mut a = c.client(0).await.unwrap();
+    a.domain_set(DomainSetRequest {
+        domain: "held.test".into(),
+        route: format!("smtp://{}.201:2626", c.net),
+    })
+    .await
+    .unwrap();
+    wait_for(
+        "every node knows held.test",
+        Duration::from_secs(10),
+        || async {
+            for i in 0..3 {
+                let mut a = c.client(i).await.ok()?;
+                let r = a
+                    .domain_list(DomainListRequest { stale: true })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (r.domains.len() == 2).then_some(())?;
+            }
+            Some(())
+        },
+    )
+    .await
+    .unwrap();
+
+    let (host, port) = c.nodes[1].smtp_addr();
+    let r = smtplib_send(
+        &host,
+        port,
+        "alice@client.example",
+        &["carol@held.test"],
+        &ham(11),
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    // Young enough: held for retry, not bounced.
+    assert_eq!(queue(&c, 0, false).await.len(), 1);
+    assert!(sink.messages("alice@client.example").is_empty());
+
+    wait_for(
+        "the DSN for the expired message",
+        Duration::from_secs(30),
+        || async { (sink.messages("alice@client.example").len() == 1).then_some(()) },
+    )
+    .await
+    .unwrap();
+    let dsn = &sink.messages("alice@client.example")[0];
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; carol@held.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Status: 4.4.7"), "{dsn}");
+    assert!(dsn.contains("<ham-11@client.example>"), "{dsn}");
+    wait_for("the queue drains", Duration::from_secs(10), || async {
+        queue(&c, 2, false).await.is_empty().then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(sink.messages("carol@held.test").is_empty());
 }
 
 #[tokio::test]

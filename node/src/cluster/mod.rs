@@ -65,6 +65,15 @@ pub enum WriteError {
 /// Why a read could not be confirmed as up to date.
 pub type ReadError = WriteError;
 
+/// A forwarded operation and the wall-clock time (ms) after which the follower that sent
+/// it has given up: the leader then refuses it, so a request delayed in the network (a
+/// partition that heals) is not committed after its client was told it failed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Forwarded {
+    pub op: LeaderOp,
+    pub deadline_ms: i64,
+}
+
 /// An operation only the leader can carry out; followers forward it over the peer service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LeaderOp {
@@ -158,7 +167,10 @@ impl Cluster {
         }
         .validate()
         .context("invalid Raft settings")?;
-        let peers = network::PeerClients::new(config.cluster.secret.clone());
+        let peers = network::PeerClients::new(
+            config.cluster.secret.clone(),
+            config.cluster.peer_via.clone(),
+        );
         let raft = Raft::new(
             config.node.id,
             Arc::new(raft_config),
@@ -457,6 +469,15 @@ impl Cluster {
                 contact.at.map(|t| t.elapsed().as_millis() as u64)
             },
         }
+    }
+
+    /// Whether this node is part of a working majority: it knows a leader, and that leader's
+    /// contact (a majority's acknowledgement, on the leader itself) is recent enough.
+    pub fn in_quorum(&self) -> bool {
+        let f = self.freshness(true);
+        self.metrics().current_leader.is_some()
+            && f.millis_since_leader_contact
+                .is_some_and(|ms| Duration::from_millis(ms) <= self.inner.quorum_lost_after)
     }
 
     /// Matched log index per member, from the leader (here, or asked over the peer service).

@@ -23,7 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use peage_proto::v1::raft_peer_client::RaftPeerClient;
 use peage_proto::v1::{Blob, GetBlobRequest, RaftPayload, ReadIndexRequest};
 
-use super::{LeaderOp, LeaderOpDone, NodeId, PeageNode, TypeConfig, WriteError};
+use super::{Forwarded, LeaderOp, LeaderOpDone, NodeId, PeageNode, TypeConfig, WriteError};
 
 /// The metadata key peer calls carry the cluster secret in.
 pub const SECRET_HEADER: &str = "x-peage-cluster-secret";
@@ -47,6 +47,8 @@ type PeerClient = RaftPeerClient<InterceptedService<Channel, SecretInterceptor>>
 pub struct PeerClients {
     secret: SecretInterceptor,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Peer address → the address actually dialled (`cluster.peer_via`).
+    via: Arc<BTreeMap<String, String>>,
 }
 
 /// A failed peer call: the transport failed, or the peer answered with an error status.
@@ -63,12 +65,13 @@ pub enum PeerCallError {
 }
 
 impl PeerClients {
-    pub fn new(secret: String) -> PeerClients {
+    pub fn new(secret: String, via: BTreeMap<String, String>) -> PeerClients {
         let value = MetadataValue::try_from(secret.as_str())
             .unwrap_or_else(|_| MetadataValue::from_static("invalid-secret"));
         PeerClients {
             secret: SecretInterceptor(value),
             channels: Arc::default(),
+            via: Arc::new(via),
         }
     }
 
@@ -77,8 +80,9 @@ impl PeerClients {
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| PeerCallError::Transport(format!("bad peer address {addr}: {e}")))?
+                let dial = self.via.get(addr).map_or(addr, String::as_str);
+                let endpoint = Endpoint::from_shared(format!("http://{dial}"))
+                    .map_err(|e| PeerCallError::Transport(format!("bad peer address {dial}: {e}")))?
                     .connect_timeout(Duration::from_millis(500))
                     .tcp_nodelay(true);
                 let c = endpoint.connect_lazy();
@@ -127,8 +131,12 @@ impl PeerClients {
         op: LeaderOp,
         timeout: Duration,
     ) -> Result<LeaderOpDone, WriteError> {
+        let forwarded = Forwarded {
+            op,
+            deadline_ms: crate::admin::now_ms() + timeout.as_millis() as i64,
+        };
         let r: Result<Result<LeaderOpDone, WriteError>, PeerCallError> =
-            self.call(addr, Method::Forward, &op, timeout).await;
+            self.call(addr, Method::Forward, &forwarded, timeout).await;
         match r {
             Ok(result) => result,
             Err(PeerCallError::Timeout(t)) => Err(WriteError::Timeout(t.as_millis() as u64)),

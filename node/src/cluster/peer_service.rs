@@ -13,7 +13,7 @@ use peage_proto::v1::{
 use crate::state::blobs::BlobError;
 
 use super::network::{MAX_PEER_MESSAGE, SECRET_HEADER};
-use super::{Cluster, LeaderOp};
+use super::{Cluster, Forwarded, WriteError};
 
 pub struct PeerService {
     cluster: Cluster,
@@ -98,8 +98,17 @@ impl RaftPeer for PeerService {
     }
 
     async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let op: LeaderOp = decode(req)?;
-        encode(&self.cluster.lead(op).await)
+        let f: Forwarded = decode(req)?;
+        let late_ms = crate::admin::now_ms() - f.deadline_ms;
+        if late_ms >= 0 {
+            let refused: Result<super::LeaderOpDone, WriteError> = Err(WriteError::Timeout(0));
+            tracing::warn!(
+                late_ms,
+                "refused a forwarded write that arrived after its deadline"
+            );
+            return encode(&refused);
+        }
+        encode(&self.cluster.lead(f.op).await)
     }
 
     async fn put_blob(&self, req: Request<Blob>) -> Result<Response<PutBlobReply>, Status> {

@@ -83,7 +83,10 @@ async fn run(mut rx: mpsc::Receiver<(command::Kind, Reply)>, cluster: Cluster) {
                 commands,
             }
             .encode_to_vec();
-            match cluster.submit(LeaderOp::Commands(payload)).await {
+            let started = std::time::Instant::now();
+            let submitted = cluster.submit(LeaderOp::Commands(payload)).await;
+            crate::metrics::observe(crate::metrics::COMMIT_SECONDS, started.elapsed());
+            match submitted {
                 Ok(done) => {
                     let mut outcomes = done.outcome.0.into_iter();
                     for reply in replies {

@@ -70,8 +70,13 @@ fn take_slot(slots: &Arc<Mutex<Slots>>, ip: IpAddr, limits: ConnectionLimits) ->
     })
 }
 
-/// Accepts connections until `shutdown`; each session runs in its own task, so a slow or
-/// hostile client never holds up another.
+/// How long a stopping listener lets its sessions finish (a message being committed gets
+/// its reply; idle sessions are told `421` at once).
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Accepts connections until `shutdown`, then waits (up to a grace period) for the
+/// sessions in progress; each session runs in its own task, so a slow or hostile client
+/// never holds up another.
 pub async fn serve<A: Acceptor>(
     listener: TcpListener,
     config: Arc<SessionConfig>,
@@ -81,7 +86,9 @@ pub async fn serve<A: Acceptor>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Mutex::new(Slots::default()));
+    let mut sessions = tokio::task::JoinSet::new();
     loop {
+        while sessions.try_join_next().is_some() {}
         let (mut stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -91,7 +98,13 @@ pub async fn serve<A: Acceptor>(
                     continue;
                 }
             },
-            _ = session::stopped(&mut shutdown) => return,
+            _ = session::stopped(&mut shutdown) => {
+                let finish = async { while sessions.join_next().await.is_some() {} };
+                if tokio::time::timeout(STOP_GRACE, finish).await.is_err() {
+                    tracing::warn!("stopping with SMTP sessions still open");
+                }
+                return;
+            }
         };
         let ip = peer.ip();
         let Some(slot) = take_slot(&slots, ip, limits) else {
@@ -108,7 +121,8 @@ pub async fn serve<A: Acceptor>(
             shutdown.clone(),
             tls.clone(),
         );
-        tokio::spawn(async move {
+        metrics::counter!(crate::metrics::SMTP_SESSIONS).increment(1);
+        sessions.spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
             let offer = if tls.is_some() {

@@ -56,18 +56,32 @@ pub struct AttemptResult {
     pub retry: Vec<(String, String)>,
 }
 
+/// How long a graceful stop waits for delivery attempts in progress.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Runs until `stop`: the delivery loop of this node.
 pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Receiver<bool>) {
     let backoff: Arc<Mutex<HashMap<String, Backoff>>> = Arc::default();
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let uncommitted = Uncommitted::default();
     let repairing: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Attempts in progress; a graceful stop lets them finish and commit, so that a restart
+    // does not send again what the downstream already has.
+    let mut attempts = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(config.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = crate::smtp::session::stopped(&mut stop) => return,
+            _ = crate::smtp::session::stopped(&mut stop) => {
+                let finish = async { while attempts.join_next().await.is_some() {} };
+                if tokio::time::timeout(STOP_GRACE, finish).await.is_err() {
+                    tracing::warn!("stopping with delivery attempts still in progress");
+                }
+                return;
+            }
         }
+        while attempts.try_join_next().is_some() {}
         let Ok(messages) = cluster.state().spooled().await else {
             continue;
         };
@@ -117,9 +131,13 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Rece
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(m.queue_id.clone());
                     if expired {
-                        let (cluster, config, in_flight) =
-                            (cluster.clone(), config.clone(), in_flight.clone());
-                        tokio::spawn(async move {
+                        let (cluster, config, in_flight, uncommitted) = (
+                            cluster.clone(),
+                            config.clone(),
+                            in_flight.clone(),
+                            uncommitted.clone(),
+                        );
+                        attempts.spawn(async move {
                             let id = m.queue_id.clone();
                             let why = "4.4.7 Delivery time expired: the message was held past the retention limit";
                             let result = AttemptResult {
@@ -131,7 +149,7 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Rece
                                     .collect(),
                                 retry: Vec::new(),
                             };
-                            record(&cluster, &config, &m, result).await;
+                            record(&cluster, &config, &m, result, &uncommitted).await;
                             in_flight
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
@@ -151,15 +169,24 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Rece
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(m.queue_id.clone());
                 if started {
-                    let (cluster, config, backoff, in_flight) = (
+                    let (cluster, config, backoff, in_flight, uncommitted) = (
                         cluster.clone(),
                         config.clone(),
                         backoff.clone(),
                         in_flight.clone(),
+                        uncommitted.clone(),
                     );
-                    tokio::spawn(async move {
+                    attempts.spawn(async move {
                         let id = m.queue_id.clone();
-                        deliver_and_record(&cluster, &config, m, &backoff).await;
+                        // This round's list may predate a delivery that finished since:
+                        // look again, now that no other attempt can start.
+                        if let Some(done) = uncommitted.take(&id) {
+                            // Delivered already; only the commit is missing.
+                            commit_done(&cluster, done, &uncommitted).await;
+                        } else if let Some(current) = still_ours(&cluster, &config, &id).await {
+                            deliver_and_record(&cluster, &config, current, &backoff, &uncommitted)
+                                .await;
+                        }
                         in_flight
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
@@ -172,6 +199,7 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Rece
                     from_owner: m.owner,
                     to_owner: me,
                     lease_until_ms: now + lease_ms,
+                    now_ms: now,
                 };
                 match cluster
                     .propose(command::Kind::SpoolTakeover(takeover))
@@ -197,15 +225,29 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Rece
     }
 }
 
+/// The message as this replica has it now, if this node still owns it with enough lease
+/// left to start an attempt (a renewal comes first otherwise).
+async fn still_ours(
+    cluster: &Cluster,
+    config: &DeliveryConfig,
+    id: &str,
+) -> Option<SpooledMessage> {
+    let m = cluster.state().spooled_message(id).await.ok()??;
+    let left = m.lease_until_ms - now_ms();
+    (m.owner == cluster.id() && !m.is_quarantined() && left >= config.lease.as_millis() as i64 / 4)
+        .then_some(m)
+}
+
 async fn deliver_and_record(
     cluster: &Cluster,
     config: &DeliveryConfig,
     m: SpooledMessage,
     backoff: &Mutex<HashMap<String, Backoff>>,
+    uncommitted: &Uncommitted,
 ) {
     let result = attempt(cluster, config, &m).await;
     let retry = !result.retry.is_empty();
-    record(cluster, config, &m, result).await;
+    record(cluster, config, &m, result, uncommitted).await;
     let mut b = backoff.lock().unwrap_or_else(|p| p.into_inner());
     if !retry {
         b.remove(&m.queue_id);
@@ -229,7 +271,19 @@ async fn record(
     config: &DeliveryConfig,
     m: &SpooledMessage,
     mut result: AttemptResult,
+    uncommitted: &Uncommitted,
 ) {
+    for (outcome, n) in [
+        (
+            "delivered",
+            result.done.len().saturating_sub(result.failed.len()),
+        ),
+        ("failed", result.failed.len()),
+        ("deferred", result.retry.len()),
+    ] {
+        metrics::counter!(crate::metrics::DELIVERY_ATTEMPTS, "result" => outcome)
+            .increment(n as u64);
+    }
     if !result.failed.is_empty() && !m.mail_from.is_empty() {
         let bounced = match body_of(cluster, m).await {
             Ok(body) => {
@@ -267,21 +321,53 @@ async fn record(
         }
     }
     if !result.done.is_empty() {
+        tracing::info!(queue_id = %m.queue_id, rcpts = ?result.done, failed = ?result.failed, "delivered");
         let done = SpoolDone {
             queue_id: m.queue_id.clone(),
-            rcpt_to: result.done.clone(),
+            rcpt_to: result.done,
         };
-        match cluster.propose(command::Kind::SpoolDone(done)).await {
-            Ok((index, _)) => {
-                tracing::info!(queue_id = %m.queue_id, rcpts = ?result.done, failed = ?result.failed, "delivered");
-                // The commit is known on the leader; until this replica has applied it, the
-                // next round here would still see the message and send it again.
-                cluster.wait_applied(index).await;
+        commit_done(cluster, done, uncommitted).await;
+    }
+}
+
+/// `SpoolDone`s whose delivery happened but whose commit failed (no quorum for now): the
+/// next rounds retry the commit instead of the delivery. Lost if the node dies, and then
+/// the message is delivered again (at-least-once).
+#[derive(Clone, Default)]
+struct Uncommitted(Arc<Mutex<HashMap<String, SpoolDone>>>);
+
+impl Uncommitted {
+    fn take(&self, queue_id: &str) -> Option<SpoolDone> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(queue_id)
+    }
+
+    fn keep(&self, done: SpoolDone) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(&done.queue_id) {
+            Some(earlier) => earlier.rcpt_to.extend(done.rcpt_to),
+            None => {
+                map.insert(done.queue_id.clone(), done);
             }
-            // The downstream has it; a retry may deliver it twice (at-least-once).
-            Err(e) => {
-                tracing::warn!(queue_id = %m.queue_id, error = %e, "delivered but SpoolDone not committed")
-            }
+        }
+    }
+}
+
+async fn commit_done(cluster: &Cluster, done: SpoolDone, uncommitted: &Uncommitted) {
+    match cluster
+        .propose(command::Kind::SpoolDone(done.clone()))
+        .await
+    {
+        Ok((index, _)) => {
+            // The commit is known on the leader; until this replica has applied it, the
+            // next round here would still see the message and send it again.
+            cluster.wait_applied(index).await;
+        }
+        Err(e) => {
+            tracing::warn!(queue_id = %done.queue_id, error = %e, "delivered; SpoolDone not committed yet");
+            uncommitted.keep(done);
         }
     }
 }

@@ -225,6 +225,8 @@ impl Acceptor for NodeAcceptor {
     async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
         let span = tracing::info_span!("accept", client = %envelope.client_ip);
         let (judgement, message) = self.judge(&envelope, message).await;
+        metrics::counter!(crate::metrics::VERDICTS, "verdict" => judgement.verdict.as_str())
+            .increment(1);
         if judgement.verdict == Verdict::Reject {
             tracing::info!(score = judgement.total_milli, symbols = ?judgement.symbols, "message rejected");
             return Reply::new(550, format!("5.7.1 Rejected: {}", judgement.main_reason()));

@@ -234,6 +234,16 @@ impl StateStore {
             .await
     }
 
+    /// One message of the spool, as this replica has applied it.
+    pub async fn spooled_message(
+        &self,
+        queue_id: &str,
+    ) -> Result<Option<spool::SpooledMessage>, StorageError<NodeId>> {
+        let queue_id = queue_id.to_owned();
+        self.blocking(move |me| spool::query_one(&me.lock_db(), &queue_id).map_err(sm_err))
+            .await
+    }
+
     /// A canonical SHA-256 of the replicated data (not of the file): equal on every node
     /// that applied the same log.
     pub async fn digest(&self) -> Result<(String, u64, u64), StorageError<NodeId>> {
@@ -429,6 +439,7 @@ impl StateStore {
     }
 
     fn build_snapshot_blocking(&self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let started = std::time::Instant::now();
         let dir = self.snapshot_dir();
         let tmp = dir.join(format!("build-{}.tmp", rand::random::<u64>()));
         let meta = {
@@ -460,6 +471,8 @@ impl StateStore {
         let path = self.publish_snapshot(&meta, &tmp)?;
         let file = SnapshotFile::open_blocking(&path).map_err(snap_err)?;
         tracing::info!(snapshot = %meta.snapshot_id, bytes = file.len(), "snapshot built");
+        crate::metrics::observe(crate::metrics::SNAPSHOT_BUILD_SECONDS, started.elapsed());
+        metrics::gauge!(crate::metrics::SNAPSHOT_BYTES).set(file.len() as f64);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(file),

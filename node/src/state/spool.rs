@@ -130,14 +130,18 @@ pub fn apply_renew(tx: &Transaction<'_>, renew: SpoolRenew) -> rusqlite::Result<
 }
 
 pub fn apply_takeover(tx: &Transaction<'_>, t: SpoolTakeover) -> rusqlite::Result<Outcome> {
-    // Only if the message is still the old owner's: a late takeover changes nothing.
+    // Only if the message is still the old owner's and its lease had lapsed when the leader
+    // proposed this: an owner whose renewal was committed first keeps it, so two nodes never
+    // both hold a valid lease. (Entries written before `now_ms` existed carry 0.)
     let changed = tx.execute(
-        "UPDATE spool SET owner = ?3, lease_until_ms = ?4 WHERE queue_id = ?1 AND owner = ?2",
+        "UPDATE spool SET owner = ?3, lease_until_ms = ?4
+         WHERE queue_id = ?1 AND owner = ?2 AND (?5 = 0 OR lease_until_ms <= ?5)",
         params![
             t.queue_id,
             t.from_owner as i64,
             t.to_owner as i64,
-            t.lease_until_ms
+            t.lease_until_ms,
+            t.now_ms
         ],
     )?;
     Ok(Outcome::SpoolOwned {
@@ -167,31 +171,41 @@ pub fn apply_retry(tx: &Transaction<'_>, r: SpoolRetry) -> rusqlite::Result<Outc
     Ok(Outcome::SpoolChanged { found: changed > 0 })
 }
 
+const COLUMNS: &str = "queue_id, mail_from, rcpt_to, client_ip, helo, body_sha256, size, holders,
+    owner, accepted_at_ms, lease_until_ms, verdict, score_milli, symbols, retry_gen";
+
+fn spooled_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SpooledMessage> {
+    Ok(SpooledMessage {
+        queue_id: r.get(0)?,
+        mail_from: r.get(1)?,
+        rcpt_to: from_json(&r.get::<_, String>(2)?)?,
+        client_ip: r.get(3)?,
+        helo: r.get(4)?,
+        body_sha256: r.get(5)?,
+        size: r.get::<_, i64>(6)? as u64,
+        holders: from_json(&r.get::<_, String>(7)?)?,
+        owner: r.get::<_, i64>(8)? as u64,
+        accepted_at_ms: r.get(9)?,
+        lease_until_ms: r.get(10)?,
+        verdict: r.get(11)?,
+        score_milli: r.get(12)?,
+        symbols: from_json(&r.get::<_, String>(13)?)?,
+        retry_gen: r.get(14)?,
+    })
+}
+
 /// Every queued message, oldest first.
 pub fn query_all(conn: &Connection) -> rusqlite::Result<Vec<SpooledMessage>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT queue_id, mail_from, rcpt_to, client_ip, helo, body_sha256, size, holders,
-                owner, accepted_at_ms, lease_until_ms, verdict, score_milli, symbols, retry_gen
-         FROM spool ORDER BY accepted_at_ms, queue_id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(SpooledMessage {
-            queue_id: r.get(0)?,
-            mail_from: r.get(1)?,
-            rcpt_to: from_json(&r.get::<_, String>(2)?)?,
-            client_ip: r.get(3)?,
-            helo: r.get(4)?,
-            body_sha256: r.get(5)?,
-            size: r.get::<_, i64>(6)? as u64,
-            holders: from_json(&r.get::<_, String>(7)?)?,
-            owner: r.get::<_, i64>(8)? as u64,
-            accepted_at_ms: r.get(9)?,
-            lease_until_ms: r.get(10)?,
-            verdict: r.get(11)?,
-            score_milli: r.get(12)?,
-            symbols: from_json(&r.get::<_, String>(13)?)?,
-            retry_gen: r.get(14)?,
-        })
-    })?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM spool ORDER BY accepted_at_ms, queue_id"
+    ))?;
+    let rows = stmt.query_map([], spooled_row)?;
     rows.collect()
+}
+
+/// One message, if it is still in the spool.
+pub fn query_one(conn: &Connection, queue_id: &str) -> rusqlite::Result<Option<SpooledMessage>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM spool WHERE queue_id = ?1"))?
+        .query_row([queue_id], spooled_row)
+        .optional()
 }

@@ -52,45 +52,12 @@ enum Cmd {
 
 /// Every .eml under `dir` (and its subdirectories one level down), with CRLF line ends as
 /// SMTP carries them.
-fn load_corpus(dir: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let p = entry?.path();
-        if p.is_dir() {
-            for e in std::fs::read_dir(&p)? {
-                files.push(e?.path());
-            }
-        } else {
-            files.push(p);
-        }
-    }
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let raw = std::fs::read(&f)?;
-        let mut crlf = Vec::with_capacity(raw.len() + raw.len() / 40);
-        let mut prev = 0u8;
-        for &b in &raw {
-            if b == b'\n' && prev != b'\r' {
-                crlf.push(b'\r');
-            }
-            if b != 0 {
-                crlf.push(b);
-            }
-            prev = b;
-        }
-        out.push(crlf);
-    }
-    anyhow::ensure!(!out.is_empty(), "no messages under {}", dir.display());
-    Ok(out)
-}
-
 async fn smtp_bench(
     clients: Vec<usize>,
     seconds: u64,
     corpus: std::path::PathBuf,
 ) -> anyhow::Result<()> {
-    let messages = std::sync::Arc::new(load_corpus(&corpus)?);
+    let messages = std::sync::Arc::new(peage_tests::corpus::load(&corpus)?);
     let c = TestCluster::start(Tuning {
         snapshot_after_entries: 20_000,
         ..Tuning::default()
@@ -198,21 +165,8 @@ async fn smtp_bench(
     Ok(())
 }
 
-/// A list lookup with nothing in it: the filter's own cost.
-struct NoLists;
-
-impl peage_node::filter::ListLookup for NoLists {
-    fn lookup(
-        &self,
-        _: peage_node::state::lists::EntryKind,
-        _: &str,
-    ) -> Vec<peage_node::state::lists::ListEntry> {
-        Vec::new()
-    }
-}
-
 async fn filter_bench(corpus: std::path::PathBuf) -> anyhow::Result<()> {
-    let messages = load_corpus(&corpus)?;
+    let messages = peage_tests::corpus::load(&corpus)?;
     let bytes: usize = messages.iter().map(Vec::len).sum();
     let policy = peage_node::filter::Policy::default();
     let mut verdicts = std::collections::BTreeMap::new();
@@ -224,7 +178,7 @@ async fn filter_bench(corpus: std::path::PathBuf) -> anyhow::Result<()> {
             mail_from: "sender@bench.example",
             message: m,
         };
-        let j = peage_node::filter::judge(&input, &NoLists, &policy);
+        let j = peage_node::filter::judge(&input, &peage_tests::corpus::NoLists, &policy);
         *verdicts.entry(j.verdict.as_str()).or_insert(0) += 1;
     }
     let secs = start.elapsed().as_secs_f64();

@@ -31,6 +31,8 @@ impl Reply {
     }
 
     fn write_to(&self, out: &mut Vec<u8>) {
+        metrics::counter!(crate::metrics::SMTP_REPLIES, "code" => self.code.to_string())
+            .increment(1);
         out.extend_from_slice(format!("{} {}\r\n", self.code, self.text).as_bytes());
     }
 }

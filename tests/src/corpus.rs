@@ -1,0 +1,97 @@
+//! The mail corpus (../shared/corpus) as SMTP-ready messages, and the filter's verdict on
+//! each with empty lists and the default policy: what the benchmarks and drills send.
+
+use std::path::Path;
+
+use peage_node::filter::{judge, FilterInput, ListLookup, Policy};
+use peage_node::state::lists::{EntryKind, ListEntry};
+
+/// The corpus next to the project checkout.
+pub fn default_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/train")
+}
+
+/// Every file under `dir` (one level of subdirectories), sorted by path, with bare LF
+/// turned into CRLF and NUL bytes removed, as an MTA would send them.
+pub fn load(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                files.push(e?.path());
+            }
+        } else {
+            files.push(p);
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let raw = std::fs::read(&f)?;
+        let mut crlf = Vec::with_capacity(raw.len() + raw.len() / 40);
+        let mut prev = 0u8;
+        for &b in &raw {
+            if b == b'\n' && prev != b'\r' {
+                crlf.push(b'\r');
+            }
+            if b != 0 {
+                crlf.push(b);
+            }
+            prev = b;
+        }
+        out.push(crlf);
+    }
+    anyhow::ensure!(!out.is_empty(), "no messages under {}", dir.display());
+    Ok(out)
+}
+
+/// A list lookup with nothing in it: the filter's own cost and verdicts.
+pub struct NoLists;
+
+impl ListLookup for NoLists {
+    fn lookup(&self, _: EntryKind, _: &str) -> Vec<ListEntry> {
+        Vec::new()
+    }
+}
+
+/// The verdict a cluster with empty lists and the default policy gives `message`.
+pub fn expected_verdict(message: &[u8], mail_from: &str) -> &'static str {
+    let input = FilterInput {
+        client_ip: [198, 51, 100, 1].into(),
+        helo: "mail.load.example",
+        mail_from,
+        message,
+    };
+    judge(&input, &NoLists, &Policy::default()).verdict.as_str()
+}
+
+/// Where the corpus is: `$PEAGE_CORPUS`, else ../shared/corpus/train next to the checkout.
+pub fn locate() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("PEAGE_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(default_dir);
+    dir.is_dir().then_some(dir)
+}
+
+/// The corpus when it is there; otherwise (a clone away from ../shared) a small generated
+/// set of plain ham and GTUBE. Returns where the messages came from.
+pub fn load_or_generated() -> anyhow::Result<(String, Vec<Vec<u8>>)> {
+    if let Some(dir) = locate() {
+        return Ok((dir.display().to_string(), load(&dir)?));
+    }
+    let mut out = Vec::new();
+    for n in 0..60 {
+        let body = match n % 20 {
+            0 => "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X".to_owned(),
+            _ => format!("Hello, this is generated message {n}.\r\nSee you soon.\r\n"),
+        };
+        out.push(
+            format!(
+                "From: alice@client.example\r\nTo: drill@example.test\r\nSubject: generated {n}\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <gen-{n}@client.example>\r\n\r\n{body}"
+            )
+            .into_bytes(),
+        );
+    }
+    Ok(("generated (no corpus found)".into(), out))
+}

@@ -1,0 +1,532 @@
+//! Failover drills: a local three-site cluster with fault-injecting links between sites, a
+//! downstream sink and a steady SMTP load of corpus messages over the three MX; a scenario
+//! (site loss, leader loss, partition, downstream outage, rolling restart) runs under that
+//! load, then the invariant checker ([`check`]) says whether anything was lost.
+
+pub mod check;
+mod load;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::proxy::LinkProxy;
+use crate::v1::*;
+use crate::{wait_for, SinkProcess, TestCluster, Tuning};
+use check::{Counts, Holdings};
+
+/// The recipient every drill message goes to.
+pub const RECIPIENT: &str = "drill@example.test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// SIGKILL every process of one site under load, restart it later.
+    SiteLoss,
+    /// Repeatedly SIGKILL whichever node leads, restarting each.
+    LeaderLoss,
+    /// Cut one site's links to the other two, then heal.
+    Partition,
+    /// The downstream server stops for a while, then returns.
+    DownstreamOutage,
+    /// Each site restarted in turn (SIGTERM, then start).
+    RollingRestart,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 5] = [
+        Scenario::SiteLoss,
+        Scenario::LeaderLoss,
+        Scenario::Partition,
+        Scenario::DownstreamOutage,
+        Scenario::RollingRestart,
+    ];
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub scenario: Scenario,
+    /// How long the load runs; the fault starts at 30 % of it and heals at 60 %.
+    pub duration: Duration,
+    /// Messages per second over the three MX together.
+    pub rate: f64,
+    /// Stop after this many messages (0: no limit).
+    pub max_messages: u64,
+    /// One-way latency added to every link between sites.
+    pub latency: Duration,
+    /// The site hit by site-loss and partition (0 = paris, 1 = roubaix, 2 = ariege).
+    pub site: usize,
+    /// How long held mail gets to drain after the load stops.
+    pub drain_timeout: Duration,
+    /// The corpus; `None` finds it ([`crate::corpus::load_or_generated`]).
+    pub corpus: Option<PathBuf>,
+    /// Copy every node's log here at the end (`$PEAGE_DRILL_LOGS` in tests).
+    pub logs: Option<PathBuf>,
+}
+
+impl Options {
+    /// The short form CI runs.
+    pub fn short(scenario: Scenario) -> Options {
+        Options {
+            scenario,
+            duration: Duration::from_secs(12),
+            rate: 15.0,
+            max_messages: 0,
+            latency: Duration::from_millis(3),
+            site: 2,
+            drain_timeout: Duration::from_secs(60),
+            corpus: None,
+            logs: std::env::var_os("PEAGE_DRILL_LOGS").map(PathBuf::from),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub scenario: Scenario,
+    pub mode: String,
+    pub corpus: String,
+    pub duration_secs: f64,
+    pub rate: f64,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// The longest wait, over the faults, from a fault to the next `250`.
+    pub writes_resumed_ms: Option<u64>,
+    /// From the heal to an empty delivery queue on every node.
+    pub drained_ms: Option<u64>,
+    pub converged: bool,
+    pub state_sha256: String,
+    pub events: Vec<String>,
+    pub violations: Vec<String>,
+    /// Messages that arrived more than once.
+    pub duplicated_ids: Vec<u64>,
+    /// What clients were told instead of `250`, with how often.
+    pub refusals: BTreeMap<String, usize>,
+    pub passed: bool,
+}
+
+impl Report {
+    pub fn print(&self) {
+        let c = &self.counts;
+        println!(
+            "drill {:?}: {}",
+            self.scenario,
+            if self.passed { "PASSED" } else { "FAILED" }
+        );
+        println!("  mode:        {}", self.mode);
+        println!("  corpus:      {}", self.corpus);
+        println!(
+            "  load:        {:.1} s at {} msg/s",
+            self.duration_secs, self.rate
+        );
+        for e in &self.events {
+            println!("  event:       {e}");
+        }
+        println!(
+            "  sent {} | 250 {} | 4xx {} | 5xx {} (not explained by the verdict: {}) | unreachable {}",
+            c.sent, c.accepted_250, c.deferred_4xx, c.refused_5xx, c.fault_5xx, c.unreachable
+        );
+        println!(
+            "  delivered {} | quarantined {} | lost {} | duplicated {} | wrong verdict {} | kept without 250 {}",
+            c.delivered, c.quarantined, c.lost, c.duplicated, c.wrong_verdict, c.kept_without_250
+        );
+        let ms = |v: Option<u64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v} ms"));
+        println!("  writes resumed after: {}", ms(self.writes_resumed_ms));
+        println!("  held mail drained after: {}", ms(self.drained_ms));
+        println!(
+            "  states converged: {} ({})",
+            self.converged, self.state_sha256
+        );
+        if !self.duplicated_ids.is_empty() {
+            let ids: Vec<String> = self
+                .duplicated_ids
+                .iter()
+                .take(20)
+                .map(u64::to_string)
+                .collect();
+            println!("  duplicated ids: {}", ids.join(", "));
+        }
+        for (why, n) in &self.refusals {
+            println!("  not 250 ({n}×): {why}");
+        }
+        for v in &self.violations {
+            println!("  VIOLATION: {v}");
+        }
+    }
+}
+
+/// The local cluster under drill: nodes, links, sink.
+struct Stage {
+    cluster: TestCluster,
+    links: BTreeMap<(u64, u64), LinkProxy>,
+    sink: SinkProcess,
+    sink_dir: tempfile::TempDir,
+}
+
+impl Stage {
+    async fn start(latency: Duration) -> anyhow::Result<Stage> {
+        let mut cluster = TestCluster::configure(Tuning {
+            snapshot_after_entries: 20_000,
+            lease_secs: 3,
+            proxied_peers: true,
+            ..Tuning::default()
+        })?;
+        let mut links = BTreeMap::new();
+        for from in 1..=3u64 {
+            for to in (1..=3u64).filter(|&t| t != from) {
+                let target = cluster.nodes[to as usize - 1].peer_addr();
+                let proxy =
+                    LinkProxy::start(&cluster.link_addr(from, to), &target, latency).await?;
+                links.insert((from, to), proxy);
+            }
+        }
+        for i in 0..3 {
+            cluster.start_node(i)?;
+        }
+        cluster.wait_for_leader_everywhere().await?;
+        let sink_dir = tempfile::tempdir()?;
+        let sink = SinkProcess::start(&sink_addr(&cluster), sink_dir.path()).await?;
+        let mut a = cluster.client(0).await?;
+        a.domain_set(DomainSetRequest {
+            domain: "example.test".into(),
+            route: format!("smtp://{}", sink_addr(&cluster)),
+        })
+        .await?;
+        let index = a.status(StatusRequest {}).await?.into_inner().last_applied;
+        for i in 0..3 {
+            cluster.wait_applied(i, index).await?;
+        }
+        Ok(Stage {
+            cluster,
+            links,
+            sink,
+            sink_dir,
+        })
+    }
+
+    fn cut_site(&self, site: usize, cut: bool) {
+        let id = site as u64 + 1;
+        for ((from, to), link) in &self.links {
+            if *from == id || *to == id {
+                link.set_cut(cut);
+            }
+        }
+    }
+
+    /// Index of a running node in a working majority, to read from.
+    async fn reachable(&self) -> anyhow::Result<usize> {
+        wait_for(
+            "a node in the majority answers",
+            Duration::from_secs(30),
+            || async {
+                for i in 0..3 {
+                    if !self.cluster.nodes[i].is_running() {
+                        continue;
+                    }
+                    let Ok(mut a) = self.cluster.client(i).await else {
+                        continue;
+                    };
+                    if a.state_digest(StateDigestRequest { stale: false })
+                        .await
+                        .is_ok()
+                    {
+                        return Some(i);
+                    }
+                }
+                None
+            },
+        )
+        .await
+    }
+
+    async fn queued(&self, quarantine: bool) -> anyhow::Result<Vec<QueuedMessage>> {
+        let i = self.reachable().await?;
+        let mut a = self.cluster.client(i).await?;
+        let mut out = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let r = a
+                .queue_list(QueueListRequest {
+                    quarantine,
+                    page_size: 1000,
+                    page_token: page_token.clone(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            out.extend(r.messages);
+            if r.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            page_token = r.next_page_token;
+        }
+    }
+
+    /// Every node's digest of its state, once they all agree (or the last disagreement).
+    async fn converge(&self) -> (bool, String) {
+        let agreed = wait_for(
+            "every node has the same state",
+            Duration::from_secs(60),
+            || async {
+                let mut seen = BTreeSet::new();
+                for i in 0..3 {
+                    let mut a = self.cluster.client(i).await.ok()?;
+                    let d = a
+                        .state_digest(StateDigestRequest { stale: true })
+                        .await
+                        .ok()?
+                        .into_inner();
+                    seen.insert((d.applied_index, d.sha256));
+                }
+                (seen.len() == 1).then(|| seen.into_iter().next().map(|(_, h)| h))?
+            },
+        )
+        .await;
+        match agreed {
+            Ok(h) => (true, h),
+            Err(e) => (false, e.to_string()),
+        }
+    }
+
+    fn holdings_in_sink(&self) -> BTreeMap<u64, usize> {
+        let mut delivered = BTreeMap::new();
+        for m in crate::read_maildir(self.sink_dir.path(), RECIPIENT) {
+            if let Some(id) = load::drill_id(&m) {
+                *delivered.entry(id).or_insert(0) += 1;
+            }
+        }
+        delivered
+    }
+}
+
+fn sink_addr(c: &TestCluster) -> String {
+    format!("{}.200:2626", c.net)
+}
+
+/// Which isolation the drill used, and why.
+fn mode(latency: Duration) -> String {
+    format!(
+        "loopback addresses, one fault-injecting TCP proxy per direction of each link between sites ({} ms one way); netns not used",
+        latency.as_millis()
+    )
+}
+
+/// Runs one scenario from a fresh cluster to its report.
+pub async fn run(opts: &Options) -> anyhow::Result<Report> {
+    let (corpus_name, messages) = match &opts.corpus {
+        Some(dir) => (dir.display().to_string(), crate::corpus::load(dir)?),
+        None => crate::corpus::load_or_generated()?,
+    };
+    let mut stage = Stage::start(opts.latency).await?;
+    let started = Instant::now();
+    let load = load::Load::start(
+        &stage.cluster,
+        Arc::new(load::prepare(messages)),
+        opts.rate,
+        opts.duration,
+        opts.max_messages,
+    );
+    let fault_at = opts.duration.mul_f64(0.3);
+    let heal_at = opts.duration.mul_f64(0.6);
+    let mut events = Vec::new();
+    let mut fault_times = Vec::new();
+    let at = |t: Duration| async move { tokio::time::sleep_until((started + t).into()).await };
+
+    at(fault_at).await;
+    let heal_time;
+    match opts.scenario {
+        Scenario::SiteLoss => {
+            fault_times.push(Instant::now());
+            stage.cluster.kill(opts.site);
+            events.push(format!(
+                "{:.1} s: SIGKILL site {}",
+                secs(started),
+                site_name(opts.site)
+            ));
+            at(heal_at).await;
+            stage.cluster.start_node(opts.site)?;
+            heal_time = Instant::now();
+            events.push(format!(
+                "{:.1} s: site {} restarted",
+                secs(started),
+                site_name(opts.site)
+            ));
+        }
+        Scenario::LeaderLoss => {
+            while started.elapsed() < heal_at || fault_times.is_empty() {
+                let leader = stage.cluster.wait_for_leader_everywhere().await?;
+                fault_times.push(Instant::now());
+                stage.cluster.kill(leader);
+                events.push(format!(
+                    "{:.1} s: SIGKILL leader {}",
+                    secs(started),
+                    site_name(leader)
+                ));
+                stage.cluster.wait_for_leader_everywhere().await?;
+                stage.cluster.start_node(leader)?;
+                wait_in_quorum(&stage.cluster, leader).await?;
+                events.push(format!(
+                    "{:.1} s: {} back in the quorum",
+                    secs(started),
+                    site_name(leader)
+                ));
+            }
+            heal_time = Instant::now();
+        }
+        Scenario::Partition => {
+            fault_times.push(Instant::now());
+            stage.cut_site(opts.site, true);
+            events.push(format!(
+                "{:.1} s: site {} cut off",
+                secs(started),
+                site_name(opts.site)
+            ));
+            at(heal_at).await;
+            stage.cut_site(opts.site, false);
+            heal_time = Instant::now();
+            events.push(format!("{:.1} s: links healed", secs(started)));
+        }
+        Scenario::DownstreamOutage => {
+            stage.sink.stop();
+            events.push(format!("{:.1} s: downstream stopped", secs(started)));
+            at(heal_at).await;
+            stage.sink =
+                SinkProcess::start(&sink_addr(&stage.cluster), stage.sink_dir.path()).await?;
+            heal_time = Instant::now();
+            events.push(format!("{:.1} s: downstream back", secs(started)));
+        }
+        Scenario::RollingRestart => {
+            for i in 0..3 {
+                fault_times.push(Instant::now());
+                stage.cluster.stop(i, Duration::from_secs(15));
+                events.push(format!(
+                    "{:.1} s: {} stopped (SIGTERM)",
+                    secs(started),
+                    site_name(i)
+                ));
+                stage.cluster.start_node(i)?;
+                wait_in_quorum(&stage.cluster, i).await?;
+                events.push(format!(
+                    "{:.1} s: {} back in the quorum",
+                    secs(started),
+                    site_name(i)
+                ));
+            }
+            heal_time = Instant::now();
+        }
+    }
+    let sent = load.finish().await;
+    let duration_secs = secs(started);
+
+    // Drained: nothing left to deliver on any node.
+    let drained = wait_for("held mail drains", opts.drain_timeout, || async {
+        stage.queued(false).await.ok()?.is_empty().then_some(())
+    })
+    .await;
+    let drained_ms = drained.ok().map(|_| heal_time.elapsed().as_millis() as u64);
+    if drained_ms.is_none() {
+        events.push(format!(
+            "queue not empty {} s after the load stopped",
+            opts.drain_timeout.as_secs()
+        ));
+    }
+    let (converged, state_sha256) = stage.converge().await;
+    let quarantined = stage
+        .queued(true)
+        .await?
+        .iter()
+        .filter_map(|m| load::sender_id(&m.mail_from))
+        .collect();
+    let held = Holdings {
+        delivered: stage.holdings_in_sink(),
+        quarantined,
+    };
+    if let Some(dir) = &opts.logs {
+        let dir = dir.join(format!("{:?}", opts.scenario).to_lowercase());
+        std::fs::create_dir_all(&dir)?;
+        for (i, n) in stage.cluster.nodes.iter().enumerate() {
+            std::fs::write(
+                dir.join(format!("{}.log", n.site)),
+                stage.cluster.node_log(i),
+            )?;
+        }
+    }
+    let mut refusals = BTreeMap::new();
+    for s in &sent {
+        let why = match &s.sent.outcome {
+            check::SendOutcome::Accepted => continue,
+            check::SendOutcome::Deferred(code, text) | check::SendOutcome::Refused(code, text) => {
+                format!("{code} {text}")
+            }
+            check::SendOutcome::Unreachable(e) => format!("no reply: {e}"),
+        };
+        *refusals.entry(why.chars().take(120).collect()).or_insert(0) += 1;
+    }
+    let sent_records: Vec<check::Sent> = sent.iter().map(|s| s.sent.clone()).collect();
+    let check::Findings {
+        counts,
+        mut violations,
+        duplicated_ids,
+    } = check::check(&sent_records, &held);
+    if !converged {
+        violations.push(format!("states did not converge: {state_sha256}"));
+    }
+    if drained_ms.is_none() {
+        violations.push("held mail did not drain".into());
+    }
+    let writes_resumed_ms = fault_times
+        .iter()
+        .map(|&f| {
+            sent.iter()
+                .filter(|s| s.started >= f && s.sent.outcome == check::SendOutcome::Accepted)
+                .map(|s| s.finished.duration_since(f).as_millis() as u64)
+                .min()
+        })
+        .collect::<Option<Vec<u64>>>()
+        .and_then(|v| v.into_iter().max());
+    Ok(Report {
+        scenario: opts.scenario,
+        mode: mode(opts.latency),
+        corpus: corpus_name,
+        duration_secs,
+        rate: opts.rate,
+        passed: violations.is_empty(),
+        counts,
+        writes_resumed_ms,
+        drained_ms,
+        converged,
+        state_sha256,
+        events,
+        violations,
+        duplicated_ids,
+        refusals,
+    })
+}
+
+fn secs(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64()
+}
+
+fn site_name(i: usize) -> &'static str {
+    crate::SITES[i]
+}
+
+/// Waits until node `i` says it is part of a working majority (`/healthz`).
+async fn wait_in_quorum(c: &TestCluster, i: usize) -> anyhow::Result<()> {
+    let addr = c.nodes[i].metrics_addr();
+    wait_for(
+        &format!("{} rejoins the quorum", site_name(i)),
+        Duration::from_secs(60),
+        || {
+            let addr = addr.clone();
+            async move {
+                let (status, _) = crate::http_get(&addr, "/healthz").await.ok()?;
+                (status == 200).then_some(())
+            }
+        },
+    )
+    .await
+}

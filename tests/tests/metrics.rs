@@ -1,0 +1,130 @@
+//! Every node's HTTP endpoint: Prometheus metrics that move with the traffic, and a
+//! `/healthz` that tells whether the node is in a working majority.
+
+use std::time::Duration;
+
+use peage_tests::v1::*;
+use peage_tests::{http_get, smtplib_send, wait_for, TestCluster, Tuning};
+
+fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_the_mail_path_and_healthz_follows_the_quorum() {
+    let mut c = TestCluster::start(Tuning::default()).await.unwrap();
+    for i in 0..3 {
+        let (status, body) = http_get(&c.nodes[i].metrics_addr(), "/healthz")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("ok: in quorum"), "{body}");
+    }
+    let mut a = c.client(0).await.unwrap();
+    a.domain_set(DomainSetRequest {
+        domain: "example.test".into(),
+        route: format!("smtp://{}.200:2626", c.net),
+    })
+    .await
+    .unwrap();
+    let index = a
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .last_applied;
+    c.wait_applied(1, index).await.unwrap();
+
+    // One GTUBE (rejected) and one ham (queued; nothing listens downstream, so it stays).
+    let (host, port) = c.nodes[1].smtp_addr();
+    let gtube = b"From: a@client.example\r\nSubject: t\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
+    let r = smtplib_send(
+        &host,
+        port,
+        "a@client.example",
+        &["bob@example.test"],
+        gtube,
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(550), "{r:?}");
+    let ham = b"From: a@client.example\r\nTo: bob@example.test\r\nSubject: hi\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m1@client.example>\r\n\r\nHello.\r\n";
+    let r = smtplib_send(&host, port, "a@client.example", &["bob@example.test"], ham);
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+
+    let (status, m) = http_get(&c.nodes[1].metrics_addr(), "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(value(&m, "peage_smtp_sessions_total"), Some(2.0), "{m}");
+    assert_eq!(
+        value(&m, "peage_smtp_replies_total{code=\"550\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        value(&m, "peage_filter_verdicts_total{verdict=\"reject\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        value(&m, "peage_filter_verdicts_total{verdict=\"deliver\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        value(&m, "peage_spool_messages{state=\"queued\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        value(&m, "peage_raft_term").is_some_and(|t| t >= 1.0),
+        "{m}"
+    );
+    assert!(
+        value(&m, "peage_raft_applied_index").is_some_and(|i| i >= index as f64),
+        "{m}"
+    );
+    assert!(
+        value(&m, "peage_raft_commit_seconds_count").is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    assert!(
+        m.contains("peage_raft_commit_seconds_bucket{le=\"0.005\"}"),
+        "{m}"
+    );
+    // The delivery loop has tried, and deferred, the queued message.
+    wait_for(
+        "a deferred delivery is counted",
+        Duration::from_secs(20),
+        || async {
+            let (_, m) = http_get(&c.nodes[1].metrics_addr(), "/metrics")
+                .await
+                .ok()?;
+            value(&m, "peage_delivery_attempts_total{result=\"deferred\"}").filter(|n| *n >= 1.0)
+        },
+    )
+    .await
+    .unwrap();
+
+    // Alone, a node is out of the quorum and says so.
+    c.kill(0);
+    c.kill(2);
+    wait_for(
+        "node 2 reports no quorum",
+        Duration::from_secs(20),
+        || async {
+            let (status, body) = http_get(&c.nodes[1].metrics_addr(), "/healthz")
+                .await
+                .ok()?;
+            (status == 503 && body.starts_with("no quorum")).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let (_, m) = http_get(&c.nodes[1].metrics_addr(), "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(value(&m, "peage_raft_in_quorum"), Some(0.0), "{m}");
+}
