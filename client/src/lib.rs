@@ -40,6 +40,8 @@ pub enum ClientError {
     PermissionDenied { addr: String, message: String },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("the probe found failures (see the report above)")]
+    ProbeFailed,
     #[error("not found: {0}")]
     NotFound(String),
     #[error("cluster unavailable at {addr}: {message}")]

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use peage_client::v1::*;
 use peage_client::{connect, parse_duration_secs, Admin, ClientError};
 
+mod probe;
+
 #[derive(Parser)]
 #[command(
     name = "peagectl",
@@ -78,6 +80,35 @@ enum Cmd {
     Digest,
     /// Build a snapshot on the contacted node now.
     Snapshot,
+    /// Canary: send marked test messages to every MX and follow each through the admin API
+    /// until it is delivered or quarantined; report loss and latency per MX. Exits 1 when an
+    /// MX failed to accept or a message was not delivered in time.
+    #[command(
+        after_help = "Example:\n  peagectl probe --mx 127.0.0.1:2525,127.0.0.2:2525,127.0.0.3:2525 \\\n    --admin http://127.0.0.1:50051,http://127.0.0.2:50051 --rate 5 --duration 30s"
+    )]
+    Probe {
+        /// The MX to probe, HOST:PORT, comma-separated; messages go to each in turn.
+        #[arg(long, required = true, value_delimiter = ',')]
+        mx: Vec<String>,
+        /// Admin endpoints to follow messages through, tried in turn (default: --addr).
+        #[arg(long, value_delimiter = ',')]
+        admin: Vec<String>,
+        /// Messages per second over all MX together.
+        #[arg(long, default_value_t = 2.0)]
+        rate: f64,
+        /// How long to send, e.g. 30s or 5m.
+        #[arg(long, default_value = "30s")]
+        duration: String,
+        /// The recipient: an address of a local domain whose mailbox can take probes.
+        #[arg(long, default_value = "probe@example.test")]
+        rcpt: String,
+        /// The envelope sender's domain (the local part names the run and message).
+        #[arg(long, default_value = "probe.peage.invalid")]
+        sender_domain: String,
+        /// How long an accepted message has to be delivered or quarantined.
+        #[arg(long, default_value = "2m")]
+        follow_timeout: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -422,6 +453,37 @@ async fn list_messages(
 }
 
 async fn run(cli: Cli) -> Result<(), ClientError> {
+    if let Cmd::Probe {
+        mx,
+        admin,
+        rate,
+        duration,
+        rcpt,
+        sender_domain,
+        follow_timeout,
+    } = cli.command
+    {
+        let secs = |d: &str| parse_duration_secs(d).map_err(ClientError::InvalidArgument);
+        let options = probe::ProbeOptions {
+            mx,
+            admin: if admin.is_empty() {
+                vec![cli.addr]
+            } else {
+                admin
+            },
+            token: cli.token,
+            rate,
+            duration: std::time::Duration::from_secs(secs(&duration)?),
+            rcpt,
+            sender_domain,
+            follow_timeout: std::time::Duration::from_secs(secs(&follow_timeout)?),
+            json: cli.json,
+        };
+        return match probe::run(options).await? {
+            true => Ok(()),
+            false => Err(ClientError::ProbeFailed),
+        };
+    }
     let addr = cli.addr.clone();
     let mut admin: Admin = connect(&addr, cli.token.as_deref()).await?;
     let err = |s: tonic::Status| ClientError::from_status(&addr, s);
@@ -898,6 +960,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 print_read_note(&r.read);
             }
         }
+        Cmd::Probe { .. } => unreachable!("handled before connecting"),
         Cmd::Snapshot => {
             let r = admin
                 .trigger_snapshot(TriggerSnapshotRequest {})

@@ -447,10 +447,14 @@ async fn the_filter_rejects_quarantines_and_stamps_as_the_policy_says() {
         ),
         "{delivered}"
     );
-    assert!(
-        queue(&c, 2, false).await.is_empty(),
-        "nothing waits for delivery"
-    );
+    // The sink has it before SpoolDone is committed: wait for the commit.
+    wait_for(
+        "nothing waits for delivery",
+        Duration::from_secs(10),
+        || async { queue(&c, 2, false).await.is_empty().then_some(()) },
+    )
+    .await
+    .unwrap();
     let q = quarantine(&c, 2).await;
     assert_eq!(q.len(), 1, "only the quarantined message stays: {q:?}");
     assert_eq!(q[0].verdict, "quarantine");
@@ -531,6 +535,13 @@ async fn the_filter_rejects_quarantines_and_stamps_as_the_policy_says() {
     .await
     .unwrap();
     assert!(quarantine(&c, 0).await.is_empty());
+    wait_for(
+        "its SpoolDone is committed",
+        Duration::from_secs(10),
+        || async { queue(&c, 0, false).await.is_empty().then_some(()) },
+    )
+    .await
+    .unwrap();
     let o = ctl(0, &["quarantine", "rm", &id]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
