@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 
 pub mod corpus;
 pub mod drill;
+pub mod netns;
 pub mod proxy;
 
 pub use peage_client::v1;
@@ -120,6 +121,8 @@ pub struct TestCluster {
     pub net: String,
     pub nodes: Vec<Node>,
     pub tuning: Tuning,
+    /// Sites in their own network namespaces; dropped after the nodes are stopped.
+    pub sites_net: Option<netns::SiteNetwork>,
 }
 
 impl Drop for TestCluster {
@@ -164,13 +167,29 @@ impl TestCluster {
 
     /// Writes configs for three bootstrap voters without starting any.
     pub fn configure(tuning: Tuning) -> anyhow::Result<TestCluster> {
+        TestCluster::configure_on(tuning, false)
+    }
+
+    /// As [`TestCluster::configure`]; with `namespaces`, each site is a network namespace
+    /// of its own ([`netns`]) on a private /24 instead of loopback addresses.
+    pub fn configure_on(tuning: Tuning, namespaces: bool) -> anyhow::Result<TestCluster> {
         let dir = tempfile::tempdir()?;
-        let net = fresh_net();
+        let (net, sites_net) = if namespaces {
+            let n = NEXT_NET.fetch_add(1, Ordering::SeqCst);
+            let pid = std::process::id();
+            let net = format!("10.{}.{}", 200 + pid % 50, n % 250 + 1);
+            let tag = format!("pg{}x{n}", pid % 100_000);
+            let sites = netns::SiteNetwork::create(&net, &tag, &[1, 2, 3])?;
+            (net, Some(sites))
+        } else {
+            (fresh_net(), None)
+        };
         let mut cluster = TestCluster {
             dir,
             net,
             nodes: Vec::new(),
             tuning,
+            sites_net,
         };
         for id in 1..=3 {
             cluster.add_node_config(id, true)?;
@@ -194,7 +213,20 @@ impl TestCluster {
     /// Where node `from` dials node `to` when peers are proxied: `to`'s address, one port
     /// per caller, so each direction of each link can be cut or slowed on its own.
     pub fn link_addr(&self, from: u64, to: u64) -> String {
-        format!("{}.{to}:{}", self.net, 51000 + from)
+        match self.sites_net {
+            // The proxies run in the host's namespace, on the bridge.
+            Some(_) => format!("{}.254:{}", self.net, 51000 + 10 * from + to),
+            None => format!("{}.{to}:{}", self.net, 51000 + from),
+        }
+    }
+
+    /// The address the `n`th client connection comes from (each of several, as from many
+    /// MTAs, so the per-IP connection limit is not what a load measures).
+    pub fn client_source(&self, n: u64) -> String {
+        match self.sites_net {
+            Some(_) => format!("{}.{}", self.net, 100 + n % netns::CLIENT_SOURCES),
+            None => format!("{}.{}", self.net, 100 + n % 100),
+        }
     }
 
     fn peer_via_toml(&self, from: u64) -> String {
@@ -321,7 +353,17 @@ role = "read-only"
             .create(true)
             .append(true)
             .open(&n.log)?;
-        let child = Command::new(bin("peage"))
+        let mut command = match &self.sites_net {
+            Some(sites) => {
+                let mut c = Command::new("ip");
+                // `ip netns exec` execs the node: the child's pid is the node's.
+                c.args(["netns", "exec", &sites.namespace(n.id)])
+                    .arg(bin("peage"));
+                c
+            }
+            None => Command::new(bin("peage")),
+        };
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(&n.config)

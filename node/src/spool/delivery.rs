@@ -68,6 +68,7 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Rece
     // Attempts in progress; a graceful stop lets them finish and commit, so that a restart
     // does not send again what the downstream already has.
     let mut attempts = tokio::task::JoinSet::new();
+    let mut leading_since: Option<(u64, std::time::Instant)> = None;
     let mut tick = tokio::time::interval(config.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -88,7 +89,16 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Rece
         let me = cluster.id();
         let now = now_ms();
         let lease_ms = config.lease.as_millis() as i64;
-        let leads = cluster.metrics().current_leader == Some(me);
+        let m = cluster.metrics();
+        let leads = m.current_leader == Some(me);
+        // A new leader waits one lease before taking anything over: while there was no
+        // leader, live owners could not renew, and they get the time to do it now.
+        if !leads {
+            leading_since = None;
+        } else if leading_since.is_none_or(|(term, _)| term != m.current_term) {
+            leading_since = Some((m.current_term, std::time::Instant::now()));
+        }
+        let may_take_over = leading_since.is_some_and(|(_, t)| t.elapsed() >= config.lease);
         let mut renew = Vec::new();
         // Repair: every node keeps a copy of every body it has a record for, so that any
         // node can deliver or show it after holders are lost. One fetch at a time.
@@ -193,7 +203,7 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: watch::Rece
                             .remove(&id);
                     });
                 }
-            } else if leads && m.lease_until_ms <= now {
+            } else if may_take_over && m.lease_until_ms <= now {
                 let takeover = SpoolTakeover {
                     queue_id: m.queue_id.clone(),
                     from_owner: m.owner,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use peage_tests::drill::{self, Options, Scenario};
+use peage_tests::drill::{self, Isolation, Options, Scenario};
 
 /// Runs failover drills: a local three-site cluster, a downstream sink and a steady SMTP
 /// load of corpus messages over the three MX; the scenario runs under load; the report
@@ -18,6 +18,10 @@ struct Cli {
     /// The scenario, or `all` for each in turn (each on a fresh cluster).
     #[arg(value_parser = parse_scenarios)]
     scenario: ScenarioSet,
+    /// How sites are kept apart: network namespaces (root), loopback addresses, or auto
+    /// (namespaces where the machine allows them).
+    #[arg(long, value_enum, default_value = "auto")]
+    isolation: Isolation,
     /// How long the load runs, in seconds; the fault starts at 30 % and heals at 60 %.
     #[arg(long, default_value_t = 30)]
     duration: u64,
@@ -76,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
     for scenario in cli.scenario.0 {
         let opts = Options {
             scenario,
+            isolation: cli.isolation,
             duration: Duration::from_secs(cli.duration),
             rate: cli.rate,
             max_messages: cli.messages,

@@ -82,7 +82,7 @@ impl Load {
         max: u64,
     ) -> Load {
         let targets: Vec<(String, u16)> = cluster.nodes.iter().map(|n| n.smtp_addr()).collect();
-        let net = cluster.net.clone();
+        let sources: Vec<String> = (0..100).map(|n| cluster.client_source(n)).collect();
         let records: Arc<Mutex<Vec<SendRecord>>> = Arc::default();
         let out = records.clone();
         let pacer = tokio::spawn(async move {
@@ -95,8 +95,7 @@ impl Load {
                 tick.tick().await;
                 id += 1;
                 let (host, port) = targets[id as usize % targets.len()].clone();
-                // Each message from its own client address: the per-IP limit is not tested here.
-                let source = format!("{net}.{}", 100 + id % 100);
+                let source = sources[id as usize % sources.len()].clone();
                 let (messages, out) = (messages.clone(), out.clone());
                 tasks.push(tokio::spawn(async move {
                     let m = &messages[id as usize % messages.len()];

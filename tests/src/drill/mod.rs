@@ -46,9 +46,22 @@ impl Scenario {
     ];
 }
 
+/// How sites are kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Network namespaces where the machine allows it, else loopback.
+    Auto,
+    /// One network namespace per site, joined by veth links to a bridge (root only).
+    Netns,
+    /// Loopback addresses; partitions are cut in the link proxies.
+    Loopback,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub scenario: Scenario,
+    pub isolation: Isolation,
     /// How long the load runs; the fault starts at 30 % of it and heals at 60 %.
     pub duration: Duration,
     /// Messages per second over the three MX together.
@@ -72,6 +85,7 @@ impl Options {
     pub fn short(scenario: Scenario) -> Options {
         Options {
             scenario,
+            isolation: Isolation::Auto,
             duration: Duration::from_secs(12),
             rate: 15.0,
             max_messages: 0,
@@ -167,13 +181,14 @@ struct Stage {
 }
 
 impl Stage {
-    async fn start(latency: Duration) -> anyhow::Result<Stage> {
-        let mut cluster = TestCluster::configure(Tuning {
+    async fn start(latency: Duration, namespaces: bool) -> anyhow::Result<Stage> {
+        let tuning = Tuning {
             snapshot_after_entries: 20_000,
             lease_secs: 3,
             proxied_peers: true,
             ..Tuning::default()
-        })?;
+        };
+        let mut cluster = TestCluster::configure_on(tuning, namespaces)?;
         let mut links = BTreeMap::new();
         for from in 1..=3u64 {
             for to in (1..=3u64).filter(|&t| t != from) {
@@ -207,13 +222,17 @@ impl Stage {
         })
     }
 
-    fn cut_site(&self, site: usize, cut: bool) {
+    fn cut_site(&self, site: usize, cut: bool) -> anyhow::Result<()> {
         let id = site as u64 + 1;
+        if let Some(sites) = &self.cluster.sites_net {
+            return sites.set_link(id, !cut);
+        }
         for ((from, to), link) in &self.links {
             if *from == id || *to == id {
                 link.set_cut(cut);
             }
         }
+        Ok(())
     }
 
     /// Index of a running node in a working majority, to read from.
@@ -306,12 +325,20 @@ fn sink_addr(c: &TestCluster) -> String {
     format!("{}.200:2626", c.net)
 }
 
-/// Which isolation the drill used, and why.
-fn mode(latency: Duration) -> String {
-    format!(
-        "loopback addresses, one fault-injecting TCP proxy per direction of each link between sites ({} ms one way); netns not used",
-        latency.as_millis()
-    )
+/// What kept the sites apart in this run, for the report.
+fn mode(namespaces: bool, latency: Duration) -> String {
+    let ms = latency.as_millis();
+    if namespaces {
+        format!(
+            "netns: one network namespace per site, veth links to a bridge, partitions cut the link; \
+             {ms} ms one-way latency between sites from TCP proxies on the bridge (no tc netem in this kernel)"
+        )
+    } else {
+        format!(
+            "loopback: sites on 127.x addresses; one fault-injecting TCP proxy per direction of each \
+             link between sites ({ms} ms one way), partitions cut in the proxies"
+        )
+    }
 }
 
 /// Runs one scenario from a fresh cluster to its report.
@@ -320,7 +347,12 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         Some(dir) => (dir.display().to_string(), crate::corpus::load(dir)?),
         None => crate::corpus::load_or_generated()?,
     };
-    let mut stage = Stage::start(opts.latency).await?;
+    let namespaces = match opts.isolation {
+        Isolation::Netns => true,
+        Isolation::Loopback => false,
+        Isolation::Auto => crate::netns::available(),
+    };
+    let mut stage = Stage::start(opts.latency, namespaces).await?;
     let started = Instant::now();
     let load = load::Load::start(
         &stage.cluster,
@@ -378,14 +410,14 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         }
         Scenario::Partition => {
             fault_times.push(Instant::now());
-            stage.cut_site(opts.site, true);
+            stage.cut_site(opts.site, true)?;
             events.push(format!(
                 "{:.1} s: site {} cut off",
                 secs(started),
                 site_name(opts.site)
             ));
             at(heal_at).await;
-            stage.cut_site(opts.site, false);
+            stage.cut_site(opts.site, false)?;
             heal_time = Instant::now();
             events.push(format!("{:.1} s: links healed", secs(started)));
         }
@@ -489,7 +521,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         .and_then(|v| v.into_iter().max());
     Ok(Report {
         scenario: opts.scenario,
-        mode: mode(opts.latency),
+        mode: mode(namespaces, opts.latency),
         corpus: corpus_name,
         duration_secs,
         rate: opts.rate,
