@@ -254,6 +254,11 @@ impl Default for ListsSection {
     }
 }
 
+/// Marks the values the example configs (ops/sites) leave for the operator to fill in.
+const PLACEHOLDER: &str = "CHANGE-ME";
+const UNREPLACED: &str =
+    "still the example value (CHANGE-ME): generate one with `openssl rand -hex 32`";
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -290,6 +295,9 @@ impl Config {
                 "cluster.secret",
                 "must be at least 16 characters".into(),
             ));
+        }
+        if self.cluster.secret.contains(PLACEHOLDER) {
+            return Err(invalid("cluster.secret", UNREPLACED.into()));
         }
         let mut ids = HashSet::new();
         for (i, m) in self.cluster.members.iter().enumerate() {
@@ -349,6 +357,12 @@ impl Config {
                 return Err(invalid(
                     &format!("admin.tokens[{i}].token"),
                     "must be at least 16 characters".into(),
+                ));
+            }
+            if t.token.contains(PLACEHOLDER) {
+                return Err(invalid(
+                    &format!("admin.tokens[{i}].token"),
+                    UNREPLACED.into(),
                 ));
             }
             if !names.insert(&t.name) || !secrets.insert(&t.token) {
@@ -444,6 +458,31 @@ secret = "0123456789abcdef"
 bootstrap = true
 members = [{ id = 1, site = "paris", peer = "127.0.0.1:50052", admin = "127.0.0.1:50051" }]
 "#;
+
+    /// The production examples are complete, and refused until their secrets are replaced.
+    #[test]
+    fn the_site_examples_parse_once_their_secrets_are_set() {
+        for site in ["paris", "roubaix", "ariege"] {
+            let path = PathBuf::from(format!(
+                "{}/../ops/sites/{site}.toml",
+                env!("CARGO_MANIFEST_DIR")
+            ));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let e = Config::parse(&text, &path).unwrap_err().to_string();
+            assert!(
+                e.contains("cluster.secret") && e.contains("CHANGE-ME"),
+                "{e}"
+            );
+            let filled = text.replace("CHANGE-ME-", "site-");
+            let c = Config::parse(&filled, &path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.node.site, site);
+            assert_eq!(c.cluster.members.len(), 3);
+            let sites: HashSet<&str> = c.cluster.members.iter().map(|m| m.site.as_str()).collect();
+            assert_eq!(sites.len(), 3, "one voter per site");
+            assert!(c.smtp.tls_cert.is_some() && c.listen.metrics.is_some());
+            assert!(c.admin.tokens.iter().any(|t| t.role == Role::ReadOnly));
+        }
+    }
 
     #[test]
     fn good_config_parses_with_defaults() {

@@ -164,9 +164,10 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     );
     for s in sites.iter().filter(|s| s.name != "sink") {
         println!(
-            "  {:<8} admin http://{}  smtp {}:2525  (log: {}/{}.log)",
+            "  {:<8} admin http://{}  smtp {}:2525  metrics http://{}:9525/metrics  (log: {}/{}.log)",
             s.name,
             s.admin,
+            s.admin.ip(),
             s.admin.ip(),
             dir.display(),
             s.name
@@ -192,6 +193,7 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     println!("  peagectl list ls --json");
     println!("  swaks --server 127.0.0.2:2525 --to bob@example.test   # or Python's smtplib");
     println!("  peagectl queue ls");
+    println!("  peagectl probe --mx 127.0.0.1:2525,127.0.0.2:2525,127.0.0.3:2525 --duration 10s");
     println!("  ls {}/bob@example.test/new", maildir.display());
     println!();
     println!("Ctrl-C stops the three nodes and the sink.");

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dev;
 pub mod filter;
 pub mod metrics;
+pub mod restore;
 pub mod sink;
 pub mod smtp;
 pub mod spool;

@@ -1,10 +1,11 @@
 //! The `peage` binary: parses flags, loads the config, sets up logging, and hands over to
 //! the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use peage_node::config::Config;
 
 #[derive(Parser)]
 #[command(name = "peage", version, about = "Péage mail-filter cluster node")]
@@ -37,6 +38,20 @@ enum Command {
         #[arg(long)]
         refuse_prefix: Option<String>,
     },
+    /// Disaster recovery: found an empty data directory from a snapshot file copied off a
+    /// node (DATA_DIR/snapshots/snap-*.db), for this node's id. Restore every voter the
+    /// snapshot lists from the same file, each with its own config, then start them all.
+    Restore {
+        /// The node's TOML configuration (its node.id must be a voter in the snapshot).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The empty data directory to found; overrides node.data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The snapshot database file.
+        #[arg(long)]
+        snapshot: PathBuf,
+    },
     /// Start the local three-site cluster (Paris, Roubaix, Ariège on 127.0.0.1-3) as child
     /// processes, print the endpoints and a quick start; Ctrl-C stops everything.
     Dev {
@@ -57,73 +72,79 @@ fn init_logging() {
         .init();
 }
 
+/// The config and data directory of `run` and `restore`; exit status 2 on a bad config.
+fn node_setup(config: &Path, data_dir: Option<PathBuf>) -> Result<(Config, PathBuf), ExitCode> {
+    let config = Config::load(config).map_err(|e| {
+        eprintln!("peage: {e}");
+        ExitCode::from(2)
+    })?;
+    let Some(data_dir) = data_dir.or_else(|| config.node.data_dir.clone()) else {
+        eprintln!("peage: no data directory: pass --data-dir or set node.data_dir");
+        return Err(ExitCode::from(2));
+    };
+    Ok((config, data_dir))
+}
+
+/// Runs `task` on a fresh runtime; `what` names the command in errors.
+fn block_on<T>(
+    what: &str,
+    task: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Result<T, ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("{what}: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })?;
+    runtime.block_on(task).map_err(|e| {
+        eprintln!("{what}: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Run { config, data_dir } => {
-            let config = match peage_node::config::Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("peage: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let Some(data_dir) = data_dir.or_else(|| config.node.data_dir.clone()) else {
-                eprintln!("peage: no data directory: pass --data-dir or set node.data_dir");
-                return ExitCode::from(2);
-            };
+    let outcome = match cli.command {
+        Command::Run { config, data_dir } => node_setup(&config, data_dir).and_then(|(c, dir)| {
             init_logging();
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("peage: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(peage_node::run(
-                config,
-                &data_dir,
-                peage_node::shutdown_signal(),
-            )) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("peage: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+            block_on(
+                "peage",
+                peage_node::run(c, &dir, peage_node::shutdown_signal()),
+            )
+        }),
+        Command::Restore {
+            config,
+            data_dir,
+            snapshot,
+        } => node_setup(&config, data_dir).and_then(|(c, dir)| {
+            let summary = block_on(
+                "peage restore",
+                peage_node::restore::run(&c, &dir, &snapshot),
+            )?;
+            println!("{summary}");
+            Ok(())
+        }),
         Command::Sink {
             listen,
             maildir,
             refuse_prefix,
         } => {
             init_logging();
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("peage sink: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(peage_node::sink::run(
-                listen,
-                &maildir,
-                refuse_prefix,
-                peage_node::shutdown_signal(),
-            )) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("peage sink: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            block_on(
+                "peage sink",
+                peage_node::sink::run(
+                    listen,
+                    &maildir,
+                    refuse_prefix,
+                    peage_node::shutdown_signal(),
+                ),
+            )
         }
-        Command::Dev { dir } => match peage_node::dev::run(&dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("peage dev: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Dev { dir } => peage_node::dev::run(&dir).map_err(|e| {
+            eprintln!("peage dev: {e:#}");
+            ExitCode::FAILURE
+        }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
     }
 }

@@ -57,6 +57,10 @@ pub async fn serve(
     handle: PrometheusHandle,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    // Counters a dashboard plots from the start, before anything happened.
+    for name in [SMTP_SESSIONS, LEADER_CHANGES] {
+        metrics::counter!(name).absolute(0);
+    }
     tokio::spawn(count_leader_changes(cluster.clone(), stop.clone()));
     let app = Router::new()
         .route("/metrics", get(metrics))

@@ -608,3 +608,121 @@ async fn the_admin_port_serves_grpc_reflection() {
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"peage.v1.Admin".to_owned()), "{names:?}");
 }
+
+/// Disaster recovery: every site lost its data; the three nodes are refounded from one
+/// snapshot file with `peage restore`, elect a leader, hold the same state and take writes.
+#[tokio::test]
+async fn a_cluster_lost_everywhere_is_restored_from_a_snapshot_file() {
+    let mut c = TestCluster::start(Tuning::default()).await.unwrap();
+    let mut a = c.client(0).await.unwrap();
+    for i in 0..20 {
+        a.list_add(add_req(
+            EntryKind::Ip,
+            &format!("198.51.100.{i}"),
+            "restore test",
+        ))
+        .await
+        .unwrap();
+    }
+    let index = a
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .last_applied;
+    c.wait_applied(1, index).await.unwrap();
+    let snap = c
+        .client(1)
+        .await
+        .unwrap()
+        .trigger_snapshot(TriggerSnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let before = digest(&c, 1).await;
+    assert_eq!(before.applied_index, snap.snapshot_index);
+    let backup = std::fs::read_dir(c.nodes[1].data_dir.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "db"))
+        .expect("a snapshot database");
+    let saved = c.data_dir().join("backup.db");
+    std::fs::copy(&backup, &saved).unwrap();
+
+    // Every site is lost.
+    for i in 0..3 {
+        c.kill(i);
+        std::fs::remove_dir_all(&c.nodes[i].data_dir).unwrap();
+    }
+    let restore = |i: usize, file: &std::path::Path| {
+        std::process::Command::new(peage_tests::bin("peage"))
+            .arg("restore")
+            .arg("--config")
+            .arg(&c.nodes[i].config)
+            .arg("--data-dir")
+            .arg(&c.nodes[i].data_dir)
+            .arg("--snapshot")
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    // A file that is not a snapshot is refused and founds nothing.
+    let junk = c.data_dir().join("junk.db");
+    std::fs::write(&junk, b"not a database at all").unwrap();
+    let o = restore(0, &junk);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("junk.db"),
+        "{o:?}"
+    );
+    assert!(!c.nodes[0].data_dir.join("raft-log").exists());
+
+    for i in 0..3 {
+        let o = restore(i, &saved);
+        assert!(o.status.success(), "{o:?}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains(&format!("at log index {}", snap.snapshot_index)),
+            "{out}"
+        );
+    }
+    // Restoring over a node is refused.
+    let o = restore(0, &saved);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("empty data directory"),
+        "{o:?}"
+    );
+
+    for i in 0..3 {
+        c.start_node(i).unwrap();
+    }
+    let leader = c.wait_for_leader_everywhere().await.unwrap();
+    let reply = check(&c, leader, EntryKind::Ip, "198.51.100.7", false).await;
+    assert!(!reply.matches.is_empty(), "the restored entries match");
+    let mut a = c.client(leader).await.unwrap();
+    a.list_add(add_req(EntryKind::Ip, "203.0.113.99", "after the restore"))
+        .await
+        .unwrap();
+    let index = a
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .last_applied;
+    assert!(index > snap.snapshot_index);
+    for i in 0..3 {
+        c.wait_applied(i, index).await.unwrap();
+    }
+    let digests: Vec<String> = all_digests(&c).await;
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+    assert_ne!(digests[0], before.sha256, "the new write is in the state");
+}
+
+async fn all_digests(c: &TestCluster) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..3 {
+        out.push(digest(c, i).await.sha256);
+    }
+    out
+}

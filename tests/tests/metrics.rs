@@ -108,6 +108,37 @@ async fn metrics_count_the_mail_path_and_healthz_follows_the_quorum() {
     .await
     .unwrap();
 
+    // Every series the shipped dashboard and alerts use exists (a snapshot first, for the
+    // snapshot series).
+    c.client(1)
+        .await
+        .unwrap()
+        .trigger_snapshot(TriggerSnapshotRequest {})
+        .await
+        .unwrap();
+    let (_, m) = http_get(&c.nodes[1].metrics_addr(), "/metrics")
+        .await
+        .unwrap();
+    let ops = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops");
+    let mut used = std::collections::BTreeSet::new();
+    for file in ["grafana/peage-dashboard.json", "prometheus/alerts.yml"] {
+        let text = std::fs::read_to_string(format!("{ops}/{file}")).unwrap();
+        for (i, _) in text.match_indices("peage_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            used.insert(name);
+        }
+    }
+    assert!(used.len() >= 12, "{used:?}");
+    for name in &used {
+        let exported = m
+            .lines()
+            .any(|l| l.starts_with(name.as_str()) && l[name.len()..].starts_with([' ', '{']));
+        assert!(exported, "{name} is used by ops/ but not exported:\n{m}");
+    }
+
     // Alone, a node is out of the quorum and says so.
     c.kill(0);
     c.kill(2);

@@ -355,6 +355,32 @@ impl StateStore {
         Ok(db_path)
     }
 
+    /// Checks a snapshot file copied off a node (SQLite integrity, a log position, a
+    /// membership) and makes it this store's database: disaster recovery (`peage restore`).
+    pub fn restore_backup(&self, file: &Path) -> Result<(LogId<NodeId>, Membership), String> {
+        let found = StateStore::read_backup(file)?;
+        self.restore_from(file).map_err(|e| e.to_string())?;
+        Ok(found)
+    }
+
+    /// The log position and membership a snapshot file covers, once it is known to be an
+    /// intact Péage state database.
+    pub fn read_backup(file: &Path) -> Result<(LogId<NodeId>, Membership), String> {
+        let name = file.display();
+        let conn = Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| format!("cannot open {name}: {e}"))?;
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| format!("{name} is not a readable SQLite database: {e}"))?;
+        if check != "ok" {
+            return Err(format!("{name} is corrupt: {check}"));
+        }
+        let (last, membership) =
+            read_applied(&conn).map_err(|e| format!("{name} is not a Péage snapshot: {e}"))?;
+        let last = last.ok_or_else(|| format!("{name} covers no log entry: nothing to restore"))?;
+        Ok((last, membership))
+    }
+
     /// Replaces the database with a copy of a snapshot file (atomic rename) and reloads.
     fn restore_from(&self, snapshot_db: &Path) -> Result<(), StorageError<NodeId>> {
         let path = self.inner.dir.join(DB_FILE);
