@@ -63,6 +63,11 @@ pub struct Tuning {
     pub lease_secs: u64,
     /// How long an undeliverable message is held before it is bounced.
     pub retention_secs: u64,
+    /// Raft timing: heartbeat (also openraft's per-RPC timeout), minimum election timeout
+    /// (the maximum is twice it), and how long a leader may go without a majority.
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    pub quorum_lost_after_ms: u64,
     /// Dial every peer through a per-link address ([`TestCluster::link_addr`]) where a
     /// proxy (the drill's) adds latency or cuts the link; nothing listens there otherwise.
     pub proxied_peers: bool,
@@ -79,6 +84,9 @@ impl Default for Tuning {
             commit_timeout_ms: 3000,
             lease_secs: 2,
             retention_secs: 5 * 86_400,
+            heartbeat_ms: 50,
+            election_timeout_ms: 300,
+            quorum_lost_after_ms: 1000,
             proxied_peers: false,
             tls: false,
         }
@@ -178,7 +186,8 @@ impl TestCluster {
             let n = NEXT_NET.fetch_add(1, Ordering::SeqCst);
             let pid = std::process::id();
             let net = format!("10.{}.{}", 200 + pid % 50, n % 250 + 1);
-            let tag = format!("pg{}x{n}", pid % 100_000);
+            netns::remove_orphans();
+            let tag = format!("pg{pid}x{n}");
             let sites = netns::SiteNetwork::create(&net, &tag, &[1, 2, 3])?;
             (net, Some(sites))
         } else {
@@ -272,9 +281,10 @@ metrics = "{ip}:9090"
 secret = "{SECRET}"
 {members}{peer_via}
 [raft]
-heartbeat_interval_ms = 50
-election_timeout_min_ms = 300
-election_timeout_max_ms = 600
+heartbeat_interval_ms = {heartbeat}
+election_timeout_min_ms = {election}
+election_timeout_max_ms = {election_max}
+quorum_lost_after_ms = {quorum_lost}
 snapshot_after_entries = {snap}
 keep_entries_after_snapshot = {keep}
 commit_timeout_ms = {commit}
@@ -308,6 +318,10 @@ role = "read-only"
             sweep = t.sweep_interval_ms,
             lease = t.lease_secs,
             retention = t.retention_secs,
+            heartbeat = t.heartbeat_ms,
+            election = t.election_timeout_ms,
+            election_max = 2 * t.election_timeout_ms,
+            quorum_lost = t.quorum_lost_after_ms,
             peer_via = self.peer_via_toml(id),
             net = self.net,
             tls = self.tls_section(id)?,

@@ -48,6 +48,45 @@ pub fn available() -> bool {
     ok
 }
 
+/// Deletes what a drill or test killed before it could clean up left behind: namespaces,
+/// links and bridges tagged `pg{PID}x…` whose process is gone.
+pub fn remove_orphans() {
+    let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() else {
+        return;
+    };
+    let links = String::from_utf8_lossy(&out.stdout).into_owned();
+    let namespaces = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let dead = |name: &str| -> bool {
+        let Some(pid) = name
+            .strip_prefix("pg")
+            .and_then(|r| r.split('x').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            return false;
+        };
+        // SAFETY: kill(2) with signal 0 only checks whether the process exists.
+        unsafe { libc::kill(pid, 0) != 0 }
+    };
+    for ns in namespaces
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        if dead(ns) {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+    for link in links.lines().filter_map(|l| l.split(": ").nth(1)) {
+        let name = link.split('@').next().unwrap_or(link);
+        if dead(name) {
+            let _ = ip(&["link", "del", name]);
+        }
+    }
+}
+
 impl SiteNetwork {
     /// Creates the bridge and one namespace per site id on `net` (a /24 like `10.77.3`).
     pub fn create(net: &str, tag: &str, sites: &[u64]) -> anyhow::Result<SiteNetwork> {

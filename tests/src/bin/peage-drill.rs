@@ -68,8 +68,14 @@ fn parse_scenarios(s: &str) -> Result<ScenarioSet, String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() {
+    if let Err(e) = drills(Cli::parse()).await {
+        eprintln!("peage-drill: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+async fn drills(cli: Cli) -> anyhow::Result<()> {
     anyhow::ensure!(cli.rate > 0.0, "--rate must be above 0");
     anyhow::ensure!(cli.duration > 0, "--duration must be above 0");
     let site = ["paris", "roubaix", "ariege"]
@@ -90,7 +96,11 @@ async fn main() -> anyhow::Result<()> {
             corpus: cli.corpus.clone(),
             logs: cli.logs.clone(),
         };
-        let report = drill::run(&opts).await?;
+        // Ctrl-C or SIGTERM drops the drill: its nodes are killed, its namespaces removed.
+        let report = tokio::select! {
+            r = drill::run(&opts) => r?,
+            _ = interrupted() => anyhow::bail!("interrupted; the drill's cluster was stopped"),
+        };
         if cli.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
@@ -102,4 +112,17 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

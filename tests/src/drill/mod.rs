@@ -182,9 +182,16 @@ struct Stage {
 
 impl Stage {
     async fn start(latency: Duration, namespaces: bool) -> anyhow::Result<Stage> {
+        // Sites a WAN apart: the timing ops/README.md recommends between sites (the
+        // loopback timing livelocked a loaded 2-core machine: 50 ms per AppendEntries is
+        // too little once batches grow, and elections followed one another).
         let tuning = Tuning {
             snapshot_after_entries: 20_000,
-            lease_secs: 3,
+            lease_secs: 5,
+            heartbeat_ms: 150,
+            election_timeout_ms: 1000,
+            quorum_lost_after_ms: 3000,
+            commit_timeout_ms: 5000,
             proxied_peers: true,
             ..Tuning::default()
         };
