@@ -216,39 +216,12 @@ fn rand_u32() -> u32 {
 }
 
 fn message(run_id: &str, n: usize, sender: &str, rcpt: &str) -> Vec<u8> {
-    let date = httpdate_now();
+    // RFC 5322 accepts the "GMT" zone this writes.
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
     format!(
         "From: Péage probe <{sender}>\r\nTo: <{rcpt}>\r\nSubject: Peage probe {run_id} #{n}\r\nDate: {date}\r\nMessage-ID: <probe-{run_id}-{n}@peage-probe>\r\nX-Peage-Probe: {run_id} {n}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThis is a delivery probe sent by peagectl probe (run {run_id}, message {n}).\r\nIt can be deleted.\r\n"
     )
     .into_bytes()
-}
-
-/// RFC 5322 date for now, in UTC.
-fn httpdate_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    format!(
-        "{}, {day:02} {} {year} {h:02}:{m:02}:{s:02} +0000",
-        WEEKDAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize]
-    )
 }
 
 /// Sends one message; the queue id from the `250`, or what went wrong.

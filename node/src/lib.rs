@@ -41,27 +41,15 @@ pub async fn run(
         _ => None,
     };
     // Bind before anything else, so a taken port is reported before storage is touched.
-    let peer_listener = TcpListener::bind(config.listen.peer)
-        .await
-        .with_context(|| format!("cannot listen on listen.peer {}", config.listen.peer))?;
-    let admin_listener = TcpListener::bind(config.listen.admin)
-        .await
-        .with_context(|| format!("cannot listen on listen.admin {}", config.listen.admin))?;
-
-    let smtp_listener = match config.listen.smtp {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on listen.smtp {addr}"))?,
-        ),
+    let l = &config.listen;
+    let peer_listener = bind("listen.peer", l.peer).await?;
+    let admin_listener = bind("listen.admin", l.admin).await?;
+    let smtp_listener = match l.smtp {
+        Some(addr) => Some(bind("listen.smtp", addr).await?),
         None => None,
     };
-    let metrics_listener = match config.listen.metrics {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on listen.metrics {addr}"))?,
-        ),
+    let metrics_listener = match l.metrics {
+        Some(addr) => Some(bind("listen.metrics", addr).await?),
         None => None,
     };
 
@@ -210,6 +198,12 @@ pub async fn run(
     }
     cluster.shutdown().await;
     Ok(())
+}
+
+async fn bind(key: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {key} {addr}"))
 }
 
 /// On the leader, proposes a sweep whenever some list entry has expired. The leader writes

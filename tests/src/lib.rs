@@ -463,6 +463,28 @@ role = "read-only"
         .await
     }
 
+    /// Waits until every running node has applied what node `from` has; returns that index.
+    pub async fn sync_all(&self, from: usize) -> anyhow::Result<u64> {
+        let index = self.status(from).await?.last_applied;
+        for i in (0..self.nodes.len()).filter(|&i| self.nodes[i].is_running()) {
+            self.wait_applied(i, index).await?;
+        }
+        Ok(index)
+    }
+
+    /// Routes `domain` to `route` (smtp://HOST:PORT) and waits until every running node
+    /// knows it: before that, a node would refuse mail for the domain.
+    pub async fn route_domain(&self, domain: &str, route: &str) -> anyhow::Result<()> {
+        let mut a = self.client(0).await?;
+        a.domain_set(v1::DomainSetRequest {
+            domain: domain.into(),
+            route: route.into(),
+        })
+        .await?;
+        self.sync_all(0).await?;
+        Ok(())
+    }
+
     /// Waits until node `i` has applied at least `index`.
     pub async fn wait_applied(&self, i: usize, index: u64) -> anyhow::Result<()> {
         wait_for(

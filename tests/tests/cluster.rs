@@ -624,13 +624,7 @@ async fn a_cluster_lost_everywhere_is_restored_from_a_snapshot_file() {
         .await
         .unwrap();
     }
-    let index = a
-        .status(StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .last_applied;
-    c.wait_applied(1, index).await.unwrap();
+    c.sync_all(0).await.unwrap();
     let snap = c
         .client(1)
         .await
@@ -704,16 +698,8 @@ async fn a_cluster_lost_everywhere_is_restored_from_a_snapshot_file() {
     a.list_add(add_req(EntryKind::Ip, "203.0.113.99", "after the restore"))
         .await
         .unwrap();
-    let index = a
-        .status(StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .last_applied;
+    let index = c.sync_all(leader).await.unwrap();
     assert!(index > snap.snapshot_index);
-    for i in 0..3 {
-        c.wait_applied(i, index).await.unwrap();
-    }
     let digests: Vec<String> = all_digests(&c).await;
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
     assert_ne!(digests[0], before.sha256, "the new write is in the state");

@@ -20,23 +20,9 @@ async fn with_local_domain() -> TestCluster {
 
 async fn with_local_domain_tuned(tuning: Tuning) -> TestCluster {
     let c = TestCluster::start(tuning).await.unwrap();
-    let mut a = c.client(0).await.unwrap();
-    a.domain_set(DomainSetRequest {
-        domain: "example.test".into(),
-        route: format!("smtp://{}", sink_addr(&c)),
-    })
-    .await
-    .unwrap();
-    // Every node must know the domain before it accepts mail for it.
-    for i in 0..3 {
-        let mut a = c.client(i).await.unwrap();
-        let r = a
-            .domain_list(DomainListRequest { stale: false })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(r.domains.len(), 1);
-    }
+    c.route_domain("example.test", &format!("smtp://{}", sink_addr(&c)))
+        .await
+        .unwrap();
     let _ = ADMIN_TOKEN;
     c
 }
@@ -674,31 +660,9 @@ async fn a_message_held_past_the_retention_limit_is_bounced_with_4_4_7() {
         .unwrap();
     // held.test's server never answers (nothing listens there); the sender's DSN goes through
     // the bounce route, which is the running sink.
-    let mut a = c.client(0).await.unwrap();
-    a.domain_set(DomainSetRequest {
-        domain: "held.test".into(),
-        route: format!("smtp://{}.201:2626", c.net),
-    })
-    .await
-    .unwrap();
-    wait_for(
-        "every node knows held.test",
-        Duration::from_secs(10),
-        || async {
-            for i in 0..3 {
-                let mut a = c.client(i).await.ok()?;
-                let r = a
-                    .domain_list(DomainListRequest { stale: true })
-                    .await
-                    .ok()?
-                    .into_inner();
-                (r.domains.len() == 2).then_some(())?;
-            }
-            Some(())
-        },
-    )
-    .await
-    .unwrap();
+    c.route_domain("held.test", &format!("smtp://{}.201:2626", c.net))
+        .await
+        .unwrap();
 
     let (host, port) = c.nodes[1].smtp_addr();
     let r = smtplib_send(

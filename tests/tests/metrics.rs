@@ -23,20 +23,10 @@ async fn metrics_count_the_mail_path_and_healthz_follows_the_quorum() {
         assert_eq!(status, 200, "{body}");
         assert!(body.starts_with("ok: in quorum"), "{body}");
     }
-    let mut a = c.client(0).await.unwrap();
-    a.domain_set(DomainSetRequest {
-        domain: "example.test".into(),
-        route: format!("smtp://{}.200:2626", c.net),
-    })
-    .await
-    .unwrap();
-    let index = a
-        .status(StatusRequest {})
+    c.route_domain("example.test", &format!("smtp://{}.200:2626", c.net))
         .await
-        .unwrap()
-        .into_inner()
-        .last_applied;
-    c.wait_applied(1, index).await.unwrap();
+        .unwrap();
+    let index = c.sync_all(0).await.unwrap();
 
     // One GTUBE (rejected) and one ham (queued; nothing listens downstream, so it stays).
     let (host, port) = c.nodes[1].smtp_addr();

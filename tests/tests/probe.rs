@@ -3,7 +3,6 @@
 
 use std::process::{Command, Output};
 
-use peage_tests::v1::*;
 use peage_tests::{bin, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
 
 fn probe(c: &TestCluster, admin: &[usize]) -> (Output, serde_json::Value) {
@@ -58,22 +57,9 @@ async fn the_probe_follows_every_message_and_names_the_failing_site() {
     let sink = SinkProcess::start(&format!("{}.200:2626", c.net), dir.path())
         .await
         .unwrap();
-    let mut a = c.client(0).await.unwrap();
-    a.domain_set(DomainSetRequest {
-        domain: "example.test".into(),
-        route: format!("smtp://{}.200:2626", c.net),
-    })
-    .await
-    .unwrap();
-    let index = a
-        .status(StatusRequest {})
+    c.route_domain("example.test", &format!("smtp://{}.200:2626", c.net))
         .await
-        .unwrap()
-        .into_inner()
-        .last_applied;
-    for i in 0..3 {
-        c.wait_applied(i, index).await.unwrap();
-    }
+        .unwrap();
 
     let (o, report) = probe(&c, &[0, 1, 2]);
     assert!(o.status.success(), "{report}");

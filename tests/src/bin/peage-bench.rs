@@ -66,22 +66,8 @@ async fn smtp_bench(
     let sink_dir = tempfile::tempdir()?;
     let _sink =
         peage_tests::SinkProcess::start(&format!("{}.200:2626", c.net), sink_dir.path()).await?;
-    let mut a = c.client(0).await?;
-    a.domain_set(DomainSetRequest {
-        domain: "example.test".into(),
-        route: format!("smtp://{}.200:2626", c.net),
-    })
-    .await?;
-    c.wait_applied(
-        1,
-        a.status(StatusRequest {}).await?.into_inner().last_applied,
-    )
-    .await?;
-    c.wait_applied(
-        2,
-        a.status(StatusRequest {}).await?.into_inner().last_applied,
-    )
-    .await?;
+    c.route_domain("example.test", &format!("smtp://{}.200:2626", c.net))
+        .await?;
     println!(
         "corpus: {} messages from {}",
         messages.len(),

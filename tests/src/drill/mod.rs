@@ -9,7 +9,7 @@ mod load;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -109,7 +109,8 @@ pub struct Report {
     pub counts: Counts,
     /// The longest wait, over the faults, from a fault to the next `250`.
     pub writes_resumed_ms: Option<u64>,
-    /// From the heal to an empty delivery queue on every node.
+    /// From the heal to the delivery of the last message accepted before it (0 when all
+    /// were delivered by then); `None` when the queue did not empty in time.
     pub drained_ms: Option<u64>,
     pub converged: bool,
     pub state_sha256: String,
@@ -211,16 +212,9 @@ impl Stage {
         cluster.wait_for_leader_everywhere().await?;
         let sink_dir = tempfile::tempdir()?;
         let sink = SinkProcess::start(&sink_addr(&cluster), sink_dir.path()).await?;
-        let mut a = cluster.client(0).await?;
-        a.domain_set(DomainSetRequest {
-            domain: "example.test".into(),
-            route: format!("smtp://{}", sink_addr(&cluster)),
-        })
-        .await?;
-        let index = a.status(StatusRequest {}).await?.into_inner().last_applied;
-        for i in 0..3 {
-            cluster.wait_applied(i, index).await?;
-        }
+        cluster
+            .route_domain("example.test", &format!("smtp://{}", sink_addr(&cluster)))
+            .await?;
         Ok(Stage {
             cluster,
             links,
@@ -317,14 +311,24 @@ impl Stage {
         }
     }
 
-    fn holdings_in_sink(&self) -> BTreeMap<u64, usize> {
-        let mut delivered = BTreeMap::new();
-        for m in crate::read_maildir(self.sink_dir.path(), RECIPIENT) {
-            if let Some(id) = load::drill_id(&m) {
-                *delivered.entry(id).or_insert(0) += 1;
+    /// Copies in the sink per drill id, and when each id's first copy was stored.
+    fn holdings_in_sink(&self) -> (BTreeMap<u64, usize>, BTreeMap<u64, SystemTime>) {
+        let (mut copies, mut first) = (BTreeMap::new(), BTreeMap::<u64, SystemTime>::new());
+        let dir = self.sink_dir.path().join(RECIPIENT).join("new");
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let Ok(bytes) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            let Some(id) = load::drill_id(&String::from_utf8_lossy(&bytes)) else {
+                continue;
+            };
+            *copies.entry(id).or_insert(0) += 1;
+            if let Ok(at) = entry.metadata().and_then(|m| m.modified()) {
+                let t = first.entry(id).or_insert(at);
+                *t = (*t).min(at);
             }
         }
-        delivered
+        (copies, first)
     }
 }
 
@@ -465,8 +469,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         stage.queued(false).await.ok()?.is_empty().then_some(())
     })
     .await;
-    let drained_ms = drained.ok().map(|_| heal_time.elapsed().as_millis() as u64);
-    if drained_ms.is_none() {
+    let drained = drained.is_ok();
+    if !drained {
         events.push(format!(
             "queue not empty {} s after the load stopped",
             opts.drain_timeout.as_secs()
@@ -479,8 +483,19 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         .iter()
         .filter_map(|m| load::sender_id(&m.mail_from))
         .collect();
+    let (delivered, delivered_at) = stage.holdings_in_sink();
+    // Held mail: what was accepted before the heal; drained when its last copy arrived.
+    let heal_wall = SystemTime::now() - heal_time.elapsed();
+    let drained_ms = drained.then(|| {
+        sent.iter()
+            .filter(|s| s.finished <= heal_time && s.sent.outcome == check::SendOutcome::Accepted)
+            .filter_map(|s| delivered_at.get(&s.sent.id))
+            .filter_map(|at| at.duration_since(heal_wall).ok())
+            .max()
+            .map_or(0, |d| d.as_millis() as u64)
+    });
     let held = Holdings {
-        delivered: stage.holdings_in_sink(),
+        delivered,
         quarantined,
     };
     if let Some(dir) = &opts.logs {
