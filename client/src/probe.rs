@@ -59,7 +59,7 @@ pub async fn run(o: ProbeOptions) -> Result<bool, ClientError> {
             "--mx needs at least one HOST:PORT".into(),
         ));
     }
-    if !(o.rate > 0.0) {
+    if o.rate.is_nan() || o.rate <= 0.0 {
         return Err(ClientError::InvalidArgument(
             "--rate must be above 0".into(),
         ));

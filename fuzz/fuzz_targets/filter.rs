@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peage_node::filter::{judge, FilterInput, ListLookup, Policy};
-use peage_node::state::lists::{EntryKind, ListEntry};
+use peage_mail::filter::{judge, FilterInput, ListLookup, Policy};
+use peage_mail::lists::{EntryKind, ListEntry};
 
 struct NoLists;
 

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use peage_node::smtp::address::Recipient;
-use peage_node::smtp::session::{serve, Tls};
-use peage_node::smtp::{Acceptor, Envelope, Reply, SessionConfig};
+use peage_mail::smtp::address::Recipient;
+use peage_mail::smtp::session::{serve, Tls};
+use peage_mail::smtp::{Acceptor, Envelope, Reply, SessionConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct AcceptAll;

@@ -9,13 +9,13 @@ pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod dev;
-pub mod filter;
 pub mod metrics;
 pub mod restore;
 pub mod sink;
-pub mod smtp;
 pub mod spool;
 pub mod state;
+
+pub use peage_mail::{filter, smtp};
 
 use std::future::Future;
 use std::path::Path;

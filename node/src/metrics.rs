@@ -19,8 +19,7 @@ use tokio::sync::watch;
 
 use crate::cluster::Cluster;
 
-pub const SMTP_SESSIONS: &str = "peage_smtp_sessions_total";
-pub const SMTP_REPLIES: &str = "peage_smtp_replies_total";
+pub use peage_mail::smtp::{SMTP_REPLIES, SMTP_SESSIONS};
 pub const VERDICTS: &str = "peage_filter_verdicts_total";
 pub const DELIVERY_ATTEMPTS: &str = "peage_delivery_attempts_total";
 pub const LEADER_CHANGES: &str = "peage_raft_leader_changes_total";

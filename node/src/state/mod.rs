@@ -8,7 +8,7 @@
 
 pub mod apply;
 pub mod blobs;
-pub mod lists;
+pub use peage_mail::lists;
 pub mod routing;
 mod schema;
 mod snapshot_file;
@@ -713,6 +713,16 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             }))
         })
         .await
+    }
+}
+
+/// The filter looks lists up in this node's replica, never waiting on consensus.
+impl crate::filter::ListLookup for StateStore {
+    fn lookup(&self, kind: EntryKind, value: &str) -> Vec<ListEntry> {
+        match lists::normalize_probe(kind, value) {
+            Ok(probe) => self.check(kind, &probe, crate::admin::now_ms()),
+            Err(_) => Vec::new(),
+        }
     }
 }
 

@@ -112,6 +112,9 @@ pub struct Report {
     /// From the heal to the delivery of the last message accepted before it (0 when all
     /// were delivered by then); `None` when the queue did not empty in time.
     pub drained_ms: Option<u64>,
+    /// From the fault to the delivery of the last message accepted before it and still
+    /// undelivered then (the mail the fault held back: a dead site's, or the downstream's).
+    pub held_delivered_ms: Option<u64>,
     pub converged: bool,
     pub state_sha256: String,
     pub events: Vec<String>,
@@ -150,7 +153,11 @@ impl Report {
         );
         let ms = |v: Option<u64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v} ms"));
         println!("  writes resumed after: {}", ms(self.writes_resumed_ms));
-        println!("  held mail drained after: {}", ms(self.drained_ms));
+        println!(
+            "  held mail drained after: {} from the heal; mail held at the fault delivered after: {} from the fault",
+            ms(self.drained_ms),
+            ms(self.held_delivered_ms)
+        );
         println!(
             "  states converged: {} ({})",
             self.converged, self.state_sha256
@@ -379,6 +386,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let at = |t: Duration| async move { tokio::time::sleep_until((started + t).into()).await };
 
     at(fault_at).await;
+    let fault_time = Instant::now();
     let heal_time;
     match opts.scenario {
         Scenario::SiteLoss => {
@@ -485,15 +493,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         .collect();
     let (delivered, delivered_at) = stage.holdings_in_sink();
     // Held mail: what was accepted before the heal; drained when its last copy arrived.
-    let heal_wall = SystemTime::now() - heal_time.elapsed();
-    let drained_ms = drained.then(|| {
-        sent.iter()
-            .filter(|s| s.finished <= heal_time && s.sent.outcome == check::SendOutcome::Accepted)
-            .filter_map(|s| delivered_at.get(&s.sent.id))
-            .filter_map(|at| at.duration_since(heal_wall).ok())
-            .max()
-            .map_or(0, |d| d.as_millis() as u64)
-    });
+    let drained_ms = drained.then(|| last_delivery_after(&sent, &delivered_at, heal_time));
+    let held_delivered_ms = drained.then(|| last_delivery_after(&sent, &delivered_at, fault_time));
     let held = Holdings {
         delivered,
         quarantined,
@@ -551,6 +552,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         counts,
         writes_resumed_ms,
         drained_ms,
+        held_delivered_ms,
         converged,
         state_sha256,
         events,
@@ -558,6 +560,22 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         duplicated_ids,
         refusals,
     })
+}
+
+/// How long after `moment` the last message accepted before it was delivered (0 if all were
+/// delivered by then).
+fn last_delivery_after(
+    sent: &[load::SendRecord],
+    delivered_at: &BTreeMap<u64, SystemTime>,
+    moment: Instant,
+) -> u64 {
+    let wall = SystemTime::now() - moment.elapsed();
+    sent.iter()
+        .filter(|s| s.finished <= moment && s.sent.outcome == check::SendOutcome::Accepted)
+        .filter_map(|s| delivered_at.get(&s.sent.id))
+        .filter_map(|at| at.duration_since(wall).ok())
+        .max()
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn secs(since: Instant) -> f64 {

@@ -1,7 +1,7 @@
 //! Filter behaviour on constructed messages: each must (and must not) get given symbols.
 
 use super::*;
-use crate::state::lists::{ListEntry, ListName};
+use crate::lists::{ListEntry, ListName};
 
 /// A list lookup over a fixed set of entries.
 struct Fixed(Vec<ListEntry>);

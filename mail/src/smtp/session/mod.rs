@@ -31,8 +31,7 @@ impl Reply {
     }
 
     fn write_to(&self, out: &mut Vec<u8>) {
-        metrics::counter!(crate::metrics::SMTP_REPLIES, "code" => self.code.to_string())
-            .increment(1);
+        metrics::counter!(super::SMTP_REPLIES, "code" => self.code.to_string()).increment(1);
         out.extend_from_slice(format!("{} {}\r\n", self.code, self.text).as_bytes());
     }
 }
@@ -356,7 +355,7 @@ where
 }
 
 /// Completes once shutdown is signalled (or its sender is gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 

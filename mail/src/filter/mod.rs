@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use mail_parser::{MessageParser, MimeHeaders};
 
-use crate::state::lists::{normalize_probe, EntryKind, ListEntry, ListName};
+use crate::lists::{EntryKind, ListEntry, ListName};
 
 /// The GTUBE test string (its Péage-neutral form, as used by every spam filter).
 pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
@@ -68,15 +68,6 @@ pub struct FilterInput<'a> {
 /// Looks values up in the cluster's block and allow lists (the local replica).
 pub trait ListLookup {
     fn lookup(&self, kind: EntryKind, value: &str) -> Vec<ListEntry>;
-}
-
-impl ListLookup for crate::state::StateStore {
-    fn lookup(&self, kind: EntryKind, value: &str) -> Vec<ListEntry> {
-        match normalize_probe(kind, value) {
-            Ok(probe) => self.check(kind, &probe, crate::admin::now_ms()),
-            Err(_) => Vec::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

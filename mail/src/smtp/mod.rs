@@ -15,6 +15,10 @@ use tokio::sync::watch;
 
 pub use session::{Acceptor, Envelope, Reply, SessionConfig};
 
+/// Metric names (counters): connections given a session, and replies by code.
+pub const SMTP_SESSIONS: &str = "peage_smtp_sessions_total";
+pub const SMTP_REPLIES: &str = "peage_smtp_replies_total";
+
 /// Connection limits of a listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -121,7 +125,7 @@ pub async fn serve<A: Acceptor>(
             shutdown.clone(),
             tls.clone(),
         );
-        metrics::counter!(crate::metrics::SMTP_SESSIONS).increment(1);
+        metrics::counter!(SMTP_SESSIONS).increment(1);
         sessions.spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
