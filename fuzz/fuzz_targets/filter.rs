@@ -2,12 +2,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peage_mail::filter::{judge, FilterInput, ListLookup, Policy};
+use peage_mail::filter::{judge, FilterInput, Knowledge, Policy};
 use peage_mail::lists::{EntryKind, ListEntry};
 
 struct NoLists;
 
-impl ListLookup for NoLists {
+impl Knowledge for NoLists {
     fn lookup(&self, _: EntryKind, _: &str) -> Vec<ListEntry> {
         Vec::new()
     }

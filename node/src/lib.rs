@@ -9,6 +9,7 @@ pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod dev;
+pub mod eval;
 pub mod metrics;
 pub mod restore;
 pub mod sink;

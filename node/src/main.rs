@@ -52,6 +52,28 @@ enum Command {
         #[arg(long)]
         snapshot: PathBuf,
     },
+    /// Evaluate the filter with the classifier offline: k-fold cross-validation over a spam
+    /// and a ham directory (no cluster needed). Prints spam recall, ham false-positive rate,
+    /// precision, F1, a score histogram and the rates at other quarantine thresholds.
+    Eval {
+        /// Directory of spam messages (one RFC 5322 message per file).
+        #[arg(long)]
+        spam: PathBuf,
+        /// Directory of ham messages.
+        #[arg(long)]
+        ham: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// Quarantine threshold in points (default: the default policy's).
+        #[arg(long)]
+        quarantine_at: Option<f64>,
+        /// Reject threshold in points (default: the default policy's).
+        #[arg(long)]
+        reject_at: Option<f64>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start the local three-site cluster (Paris, Roubaix, Ariège on 127.0.0.1-3) as child
     /// processes, print the endpoints and a quick start; Ctrl-C stops everything.
     Dev {
@@ -137,6 +159,19 @@ fn main() -> ExitCode {
                     peage_node::shutdown_signal(),
                 ),
             )
+        }
+        Command::Eval {
+            spam,
+            ham,
+            folds,
+            quarantine_at,
+            reject_at,
+            json,
+        } => {
+            peage_node::eval::run(&spam, &ham, folds, quarantine_at, reject_at, json).map_err(|e| {
+                eprintln!("peage eval: {e:#}");
+                ExitCode::FAILURE
+            })
         }
         Command::Dev { dir } => peage_node::dev::run(&dir).map_err(|e| {
             eprintln!("peage dev: {e:#}");

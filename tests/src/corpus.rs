@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use peage_node::filter::{judge, FilterInput, ListLookup, Policy};
+use peage_node::filter::{judge, FilterInput, Knowledge, Policy};
 use peage_node::state::lists::{EntryKind, ListEntry};
 
 /// The corpus next to the project checkout.
@@ -49,7 +49,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
 /// A list lookup with nothing in it: the filter's own cost and verdicts.
 pub struct NoLists;
 
-impl ListLookup for NoLists {
+impl Knowledge for NoLists {
     fn lookup(&self, _: EntryKind, _: &str) -> Vec<ListEntry> {
         Vec::new()
     }
@@ -66,12 +66,18 @@ pub fn expected_verdict(message: &[u8], mail_from: &str) -> &'static str {
     judge(&input, &NoLists, &Policy::default()).verdict.as_str()
 }
 
-/// Where the corpus is: `$PEAGE_CORPUS`, else ../shared/corpus/train next to the checkout.
+/// Where the corpus is: `$PEAGE_CORPUS`, else `../shared/corpus/train` from the current
+/// directory (the repository root), else next to the checkout this was built from.
 pub fn locate() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("PEAGE_CORPUS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(default_dir);
-    dir.is_dir().then_some(dir)
+    if let Some(dir) = std::env::var_os("PEAGE_CORPUS") {
+        return Some(std::path::PathBuf::from(dir)).filter(|d| d.is_dir());
+    }
+    [
+        Path::new("../shared/corpus/train").to_path_buf(),
+        default_dir(),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir())
 }
 
 /// The corpus when it is there; otherwise (a clone away from ../shared) a small generated

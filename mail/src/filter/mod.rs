@@ -31,7 +31,30 @@ pub const SCORES: &[(&str, i64)] = &[
     ("DOUBLE_EXTENSION", 3_000),
     ("ARCHIVE_WITH_EXECUTABLE", 10_000),
     ("MACRO_OFFICE_DOCUMENT", 6_000),
+    // The classifier's bands (see `bayes_symbol`).
+    ("BAYES_99", 8_000),
+    ("BAYES_90", 4_500),
+    ("BAYES_70", 1_500),
+    ("BAYES_10", -1_000),
+    ("BAYES_00", -2_500),
 ];
+
+/// The classifier's spam probability as a symbol: strong evidence weighs most; the unsure
+/// middle (0.1–0.7) says nothing.
+fn bayes_symbol(p: f64) -> Option<Symbol> {
+    let name = match p {
+        p if p >= 0.99 => "BAYES_99",
+        p if p >= 0.90 => "BAYES_90",
+        p if p >= 0.70 => "BAYES_70",
+        p if p <= 0.01 => "BAYES_00",
+        p if p <= 0.10 => "BAYES_10",
+        _ => return None,
+    };
+    Some(symbol(
+        name,
+        format!("the classifier's spam probability is {p:.3}"),
+    ))
+}
 
 fn score_of(name: &str) -> i64 {
     SCORES
@@ -65,9 +88,14 @@ pub struct FilterInput<'a> {
     pub message: &'a [u8],
 }
 
-/// Looks values up in the cluster's block and allow lists (the local replica).
-pub trait ListLookup {
+/// What the filter consults besides the message: the cluster's block and allow lists and
+/// its learned statistics (the local replica's, never waiting on consensus).
+pub trait Knowledge {
     fn lookup(&self, kind: EntryKind, value: &str) -> Vec<ListEntry>;
+    /// The classifier's spam probability for these features; `None` while it is silent.
+    fn spam_probability(&self, _tokens: &[u64]) -> Option<f64> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +166,8 @@ impl Judgement {
 }
 
 /// Runs every check and applies the policy.
-pub fn judge(input: &FilterInput<'_>, lists: &dyn ListLookup, policy: &Policy) -> Judgement {
-    let symbols = analyze(input, lists);
+pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy) -> Judgement {
+    let symbols = analyze(input, knowledge);
     let (verdict, total_milli) = verdict(&symbols, policy);
     Judgement {
         symbols,
@@ -180,7 +208,7 @@ pub fn headers(verdict: Verdict, total: i64, symbols: &[Symbol]) -> String {
 }
 
 fn list_symbols(
-    lists: &dyn ListLookup,
+    knowledge: &dyn Knowledge,
     kind: EntryKind,
     value: &str,
     block_name: &str,
@@ -190,7 +218,7 @@ fn list_symbols(
     if value.is_empty() {
         return;
     }
-    let found = lists.lookup(kind, value);
+    let found = knowledge.lookup(kind, value);
     if let Some(e) = found.iter().find(|e| e.list == ListName::Allow) {
         out.push(symbol(
             "ALLOWLIST",
@@ -230,12 +258,12 @@ fn url_hosts(text: &str, out: &mut Vec<String>) {
 }
 
 /// Every check, in order. Never panics, whatever the bytes.
-pub fn analyze(input: &FilterInput<'_>, lists: &dyn ListLookup) -> Vec<Symbol> {
+pub fn analyze(input: &FilterInput<'_>, knowledge: &dyn Knowledge) -> Vec<Symbol> {
     let mut out = Vec::new();
 
     // 1. The connection and envelope against the lists.
     list_symbols(
-        lists,
+        knowledge,
         EntryKind::Ip,
         &input.client_ip.to_string(),
         "BLOCKLIST_IP",
@@ -243,7 +271,7 @@ pub fn analyze(input: &FilterInput<'_>, lists: &dyn ListLookup) -> Vec<Symbol> {
         &mut out,
     );
     list_symbols(
-        lists,
+        knowledge,
         EntryKind::Domain,
         input.helo,
         "BLOCKLIST_HELO",
@@ -251,7 +279,7 @@ pub fn analyze(input: &FilterInput<'_>, lists: &dyn ListLookup) -> Vec<Symbol> {
         &mut out,
     );
     list_symbols(
-        lists,
+        knowledge,
         EntryKind::Sender,
         input.mail_from,
         "BLOCKLIST_SENDER",
@@ -260,7 +288,7 @@ pub fn analyze(input: &FilterInput<'_>, lists: &dyn ListLookup) -> Vec<Symbol> {
     );
     if let Some((_, domain)) = input.mail_from.rsplit_once('@') {
         list_symbols(
-            lists,
+            knowledge,
             EntryKind::Domain,
             domain,
             "BLOCKLIST_SENDER",
@@ -286,7 +314,7 @@ pub fn analyze(input: &FilterInput<'_>, lists: &dyn ListLookup) -> Vec<Symbol> {
         Some(addr) => match addr.address.as_deref().and_then(|a| a.rsplit_once('@')) {
             Some((local, domain)) if !local.is_empty() && domain.contains('.') => {
                 list_symbols(
-                    lists,
+                    knowledge,
                     EntryKind::Domain,
                     domain,
                     "BLOCKLIST_FROM_DOMAIN",
@@ -294,7 +322,7 @@ pub fn analyze(input: &FilterInput<'_>, lists: &dyn ListLookup) -> Vec<Symbol> {
                     &mut out,
                 );
                 list_symbols(
-                    lists,
+                    knowledge,
                     EntryKind::Sender,
                     addr.address.as_deref().unwrap_or(""),
                     "BLOCKLIST_SENDER",
@@ -327,7 +355,7 @@ pub fn analyze(input: &FilterInput<'_>, lists: &dyn ListLookup) -> Vec<Symbol> {
     for h in &hosts {
         let before = out.len();
         list_symbols(
-            lists,
+            knowledge,
             EntryKind::Url,
             h,
             "BLOCKLIST_URL",
@@ -336,7 +364,7 @@ pub fn analyze(input: &FilterInput<'_>, lists: &dyn ListLookup) -> Vec<Symbol> {
         );
         if out.len() == before {
             list_symbols(
-                lists,
+                knowledge,
                 EntryKind::Domain,
                 h,
                 "BLOCKLIST_URL",
@@ -346,7 +374,13 @@ pub fn analyze(input: &FilterInput<'_>, lists: &dyn ListLookup) -> Vec<Symbol> {
         }
     }
 
-    // 6. Attachments.
+    // 6. What the cluster learned.
+    let tokens = crate::bayes::tokens_of(&msg);
+    if let Some(s) = knowledge.spam_probability(&tokens.0).and_then(bayes_symbol) {
+        out.push(s);
+    }
+
+    // 7. Attachments.
     for part in msg.attachments().take(100) {
         let name = part.attachment_name().unwrap_or("").to_owned();
         attachments::check(&name, part.contents(), &mut |n, why| {

@@ -6,7 +6,7 @@ use crate::lists::{ListEntry, ListName};
 /// A list lookup over a fixed set of entries.
 struct Fixed(Vec<ListEntry>);
 
-impl ListLookup for Fixed {
+impl Knowledge for Fixed {
     fn lookup(&self, kind: EntryKind, value: &str) -> Vec<ListEntry> {
         let v = value.to_ascii_lowercase();
         self.0

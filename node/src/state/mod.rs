@@ -717,7 +717,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
 }
 
 /// The filter looks lists up in this node's replica, never waiting on consensus.
-impl crate::filter::ListLookup for StateStore {
+impl crate::filter::Knowledge for StateStore {
     fn lookup(&self, kind: EntryKind, value: &str) -> Vec<ListEntry> {
         match lists::normalize_probe(kind, value) {
             Ok(probe) => self.check(kind, &probe, crate::admin::now_ms()),
