@@ -8,7 +8,42 @@ use serde_json::{json, Value};
 use peage_client::v1::*;
 use peage_client::{connect, parse_duration_secs, Admin, ClientError};
 
+mod learn;
 mod probe;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LearnClass {
+    Spam,
+    Ham,
+}
+
+impl LearnClass {
+    fn name(self) -> &'static str {
+        match self {
+            LearnClass::Spam => "spam",
+            LearnClass::Ham => "ham",
+        }
+    }
+}
+
+/// The files named, with each directory replaced by its files (sorted).
+fn message_files(paths: Vec<std::path::PathBuf>) -> Result<Vec<std::path::PathBuf>, ClientError> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(&p)
+                .map_err(|e| ClientError::InvalidArgument(format!("{}: {e}", p.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(p);
+        }
+    }
+    Ok(files)
+}
 
 #[derive(Parser)]
 #[command(
@@ -76,6 +111,21 @@ enum Cmd {
     /// Messages the filter held back, on every site.
     #[command(subcommand)]
     Quarantine(QuarantineCmd),
+    /// Teach the classifier messages as spam or ham, cluster-wide. Learning a message again
+    /// the same way changes nothing; learning it the other way moves it.
+    #[command(
+        after_help = "Examples:\n  peagectl learn spam ~/caught/*.eml\n  peagectl learn ham ./false-positives/"
+    )]
+    Learn {
+        /// spam or ham.
+        class: LearnClass,
+        /// Message files (RFC 5322), or directories of them.
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// Messages in flight at once.
+        #[arg(long, default_value_t = 8)]
+        jobs: usize,
+    },
     /// A hash of the replicated state, equal on nodes at the same applied index.
     Digest,
     /// Build a snapshot on the contacted node now.
@@ -165,8 +215,13 @@ enum QuarantineCmd {
         #[arg(long)]
         raw: bool,
     },
-    /// Deliver a held message.
-    Release { queue_id: String },
+    /// Deliver a held message, and teach the classifier it was ham (a false positive).
+    Release {
+        queue_id: String,
+        /// Do not learn it as ham (e.g. released to a spam trap for analysis).
+        #[arg(long)]
+        no_learn: bool,
+    },
     /// Delete a held message.
     Rm { queue_id: String },
 }
@@ -778,20 +833,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             helo,
             from,
         } => {
-            let mut files = Vec::new();
-            for p in paths {
-                if p.is_dir() {
-                    let mut entries: Vec<_> = std::fs::read_dir(&p)
-                        .map_err(|e| ClientError::InvalidArgument(format!("{}: {e}", p.display())))?
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.is_file())
-                        .collect();
-                    entries.sort();
-                    files.extend(entries);
-                } else {
-                    files.push(p);
-                }
-            }
+            let files = message_files(paths)?;
             for file in files {
                 let message = std::fs::read(&file).map_err(|e| {
                     ClientError::InvalidArgument(format!("cannot read {}: {e}", file.display()))
@@ -867,7 +909,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Cmd::Quarantine(QuarantineCmd::Show { queue_id, raw }) => {
             let r = admin
-                .message_show(MessageRef { queue_id })
+                .message_show(MessageRef {
+                    queue_id,
+                    ..Default::default()
+                })
                 .await
                 .map_err(err)?
                 .into_inner();
@@ -907,16 +952,22 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 println!("\n{headers}");
             }
         }
-        Cmd::Quarantine(QuarantineCmd::Release { queue_id }) => {
+        Cmd::Quarantine(QuarantineCmd::Release { queue_id, no_learn }) => {
             let r = admin
                 .message_release(MessageRef {
                     queue_id: queue_id.clone(),
+                    no_learn,
                 })
                 .await
                 .map_err(err)?
                 .into_inner();
+            let learned = match r.learned.as_str() {
+                "" => String::new(),
+                "unchanged" => "; already learned as ham".to_owned(),
+                change => format!("; learned as ham ({change})"),
+            };
             println!(
-                "released {queue_id} for delivery (log index {})",
+                "released {queue_id} for delivery (log index {}){learned}",
                 r.log_index
             );
         }
@@ -925,6 +976,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             let r = admin
                 .message_drop(MessageRef {
                     queue_id: queue_id.clone(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(err)?
@@ -935,6 +987,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             let r = admin
                 .message_retry(MessageRef {
                     queue_id: queue_id.clone(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(err)?
@@ -961,6 +1014,17 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Cmd::Probe { .. } => unreachable!("handled before connecting"),
+        Cmd::Learn { class, paths, jobs } => {
+            learn::run(
+                admin,
+                &addr,
+                class.name(),
+                message_files(paths)?,
+                jobs,
+                cli.json,
+            )
+            .await?
+        }
         Cmd::Snapshot => {
             let r = admin
                 .trigger_snapshot(TriggerSnapshotRequest {})

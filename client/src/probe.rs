@@ -281,6 +281,7 @@ async fn follow(
             let r = c
                 .message_show(MessageRef {
                     queue_id: queue_id.to_owned(),
+                    ..Default::default()
                 })
                 .await;
             match r {

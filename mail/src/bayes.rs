@@ -87,6 +87,10 @@ pub fn tokens_of(msg: &Message<'_>) -> Tokens {
     }
     for (name, value) in msg.headers_raw().take(200) {
         let name = name.to_ascii_lowercase();
+        if name.starts_with("x-peage-") {
+            // Ours (the verdict stamped on stored mail): not a feature of the message.
+            continue;
+        }
         // Which headers a message has says much about the software that wrote it.
         add("header:", &name);
         match name.as_str() {

@@ -576,17 +576,22 @@ async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
     let mut a = c.client(1).await.unwrap();
     a.message_retry(MessageRef {
         queue_id: id.clone(),
+        ..Default::default()
     })
     .await
     .unwrap();
     a.message_drop(MessageRef {
         queue_id: id.clone(),
+        ..Default::default()
     })
     .await
     .unwrap();
     assert!(queue(&c, 2, false).await.is_empty());
     let e = a
-        .message_drop(MessageRef { queue_id: id })
+        .message_drop(MessageRef {
+            queue_id: id,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);

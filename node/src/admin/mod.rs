@@ -133,11 +133,45 @@ impl AdminService {
             .map_err(write_status)?
         {
             (log_index, Outcome::SpoolChanged { found: true }) => {
-                Ok(Response::new(MessageActionReply { log_index }))
+                Ok(Response::new(MessageActionReply {
+                    log_index,
+                    learned: String::new(),
+                }))
             }
             (_, Outcome::SpoolChanged { found: false }) => {
                 Err(Status::not_found(format!("no {what} {id}")))
             }
+            (_, other) => Err(write_status(WriteError::Refused(format!("{other:?}")))),
+        }
+    }
+
+    /// Teaches the classifier `message` as `class`, through Raft; (log index, change,
+    /// fingerprint).
+    async fn learn_message(
+        &self,
+        message: &[u8],
+        class: peage_mail::bayes::Class,
+        author: String,
+    ) -> Result<(u64, crate::state::apply::LearnChange, String), Status> {
+        let body = message.to_vec();
+        let tokens = tokio::task::spawn_blocking(move || peage_mail::bayes::tokens(&body))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .ok_or_else(|| Status::invalid_argument("the message cannot be parsed"))?;
+        let fingerprint = tokens.fingerprint();
+        let learn = BayesLearn {
+            fingerprint: fingerprint.clone(),
+            class: class.as_str().to_owned(),
+            tokens: tokens.0,
+            author,
+        };
+        match self
+            .cluster
+            .propose(command::Kind::BayesLearn(learn))
+            .await
+            .map_err(write_status)?
+        {
+            (index, Outcome::Learned { change }) => Ok((index, change, fingerprint)),
             (_, other) => Err(write_status(WriteError::Refused(format!("{other:?}")))),
         }
     }
@@ -166,6 +200,8 @@ impl Admin for AdminService {
         if m.current_leader.is_none() {
             warnings.push("no leader is known: this node cannot reach a majority".into());
         }
+        let (learned_spam, learned_ham, learned_tokens, learned_table_bytes) =
+            self.cluster.state().bayes_counts();
         Ok(Response::new(StatusReply {
             node_id: self.cluster.id(),
             site: self.cluster.site().to_owned(),
@@ -180,6 +216,10 @@ impl Admin for AdminService {
             warnings,
             read: Some(read_info(self.cluster.id(), &self.cluster.freshness(true))),
             millis_since_quorum_ack: m.millis_since_quorum_ack,
+            learned_spam,
+            learned_ham,
+            learned_tokens,
+            learned_table_bytes,
         }))
     }
 
@@ -658,19 +698,65 @@ impl Admin for AdminService {
         }))
     }
 
+    /// Releases a quarantined message and, unless `no_learn`, teaches the classifier it was
+    /// ham: an operator's release is the correction of a false positive.
     async fn message_release(
         &self,
         req: Request<MessageRef>,
     ) -> Result<Response<MessageActionReply>, Status> {
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        let (queue_id, no_learn) = (req.get_ref().queue_id.clone(), req.get_ref().no_learn);
+        // The body first: once released, the message may be delivered and gone.
+        let body = if no_learn {
+            None
+        } else {
+            match self.find_message(&queue_id).await {
+                Ok(m) => crate::spool::delivery::body_of(&self.cluster, &m)
+                    .await
+                    .ok(),
+                Err(_) => None,
+            }
+        };
         let (owner, lease_until_ms) = (self.cluster.id(), now_ms() + self.lease.as_millis() as i64);
-        self.message_action(req, "quarantined message", |queue_id| {
-            command::Kind::SpoolRelease(SpoolRelease {
-                queue_id,
-                owner,
-                lease_until_ms,
+        let mut reply = self
+            .message_action(req, "quarantined message", |queue_id| {
+                command::Kind::SpoolRelease(SpoolRelease {
+                    queue_id,
+                    owner,
+                    lease_until_ms,
+                })
             })
-        })
-        .await
+            .await?;
+        if let Some(body) = body {
+            let (_, change, _) = self
+                .learn_message(&body, peage_mail::bayes::Class::Ham, author)
+                .await?;
+            reply.get_mut().learned = learn_change_name(change).to_owned();
+        }
+        Ok(reply)
+    }
+
+    async fn learn(&self, req: Request<LearnRequest>) -> Result<Response<LearnReply>, Status> {
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        let r = req.into_inner();
+        let class = peage_mail::bayes::Class::parse(&r.class).ok_or_else(|| {
+            Status::invalid_argument(format!("class must be spam or ham, not {:?}", r.class))
+        })?;
+        if r.message.is_empty() {
+            return Err(Status::invalid_argument("the message is empty"));
+        }
+        let (log_index, change, fingerprint) =
+            self.learn_message(&r.message, class, author).await?;
+        self.cluster.wait_applied(log_index).await;
+        let (spam_messages, ham_messages, tokens, _) = self.cluster.state().bayes_counts();
+        Ok(Response::new(LearnReply {
+            change: learn_change_name(change).to_owned(),
+            fingerprint,
+            log_index,
+            spam_messages,
+            ham_messages,
+            tokens,
+        }))
     }
 
     async fn message_drop(
@@ -746,5 +832,14 @@ impl Admin for AdminService {
         Ok(Response::new(TriggerSnapshotReply {
             snapshot_index: index,
         }))
+    }
+}
+
+fn learn_change_name(change: crate::state::apply::LearnChange) -> &'static str {
+    use crate::state::apply::LearnChange;
+    match change {
+        LearnChange::New => "new",
+        LearnChange::Unchanged => "unchanged",
+        LearnChange::Moved => "moved",
     }
 }

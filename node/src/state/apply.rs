@@ -44,8 +44,20 @@ pub enum Outcome {
     SpoolOwned {
         changed: u32,
     },
+    /// A message taught to the classifier: new, already known that way, or moved from
+    /// the other class.
+    Learned {
+        change: LearnChange,
+    },
     /// The command was refused, the same way on every node (e.g. an undecodable payload).
     Refused(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LearnChange {
+    New,
+    Unchanged,
+    Moved,
 }
 
 /// The outcome of every command of one log entry, in order.
@@ -65,6 +77,12 @@ pub enum IndexChange {
         domain: String,
     },
     Policy(crate::filter::Policy),
+    /// One message's tokens added to (+1) or taken from (-1) a class.
+    Bayes {
+        tokens: Vec<u64>,
+        class: peage_mail::bayes::Class,
+        delta: i32,
+    },
 }
 
 /// Applies one encoded `CommandBatch`. A payload that does not decode, or from a newer
@@ -225,6 +243,7 @@ fn apply_command(
             }));
             Ok(Outcome::PolicySet)
         }
+        Some(command::Kind::BayesLearn(l)) => super::bayes::apply_learn(tx, l, changes),
         Some(command::Kind::DomainRemove(d)) => {
             let removed = tx.execute("DELETE FROM domains WHERE domain = ?1", [&d.domain])? > 0;
             changes.push(IndexChange::RouteRemove { domain: d.domain });

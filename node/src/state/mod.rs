@@ -7,6 +7,7 @@
 //! before openraft may purge the entries it covers.
 
 pub mod apply;
+pub mod bayes;
 pub mod blobs;
 pub use peage_mail::lists;
 pub mod routing;
@@ -57,6 +58,8 @@ struct Inner {
     routes: RwLock<BTreeMap<String, DomainRoute>>,
     /// The filter's thresholds, read on every message.
     policy: RwLock<crate::filter::Policy>,
+    /// The classifier's counts, in step with `bayes_tokens` / `bayes_learned`.
+    bayes: RwLock<peage_mail::bayes::TokenTable>,
     /// The last applied log id and membership, readable without touching SQLite.
     applied: RwLock<(Option<LogId<NodeId>>, Membership)>,
 }
@@ -110,6 +113,7 @@ impl StateStore {
                 lists: RwLock::new(ListIndex::default()),
                 routes: RwLock::new(BTreeMap::new()),
                 policy: RwLock::new(crate::filter::Policy::default()),
+                bayes: RwLock::new(Default::default()),
                 applied: RwLock::new(applied),
             }),
         };
@@ -163,6 +167,8 @@ impl StateStore {
         *self.inner.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
         let policy = query_policy(&db).map_err(sm_err)?;
         *self.inner.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+        let table = bayes::load_table(&db).map_err(sm_err)?;
+        *self.inner.bayes.write().unwrap_or_else(|p| p.into_inner()) = table;
         Ok(())
     }
 
@@ -179,6 +185,18 @@ impl StateStore {
     /// The filter's current thresholds.
     pub fn policy(&self) -> crate::filter::Policy {
         *self.inner.policy.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the classifier has learned: (spam messages, ham messages, distinct tokens,
+    /// approximate bytes of the in-memory table).
+    pub fn bayes_counts(&self) -> (u64, u64, u64, u64) {
+        let t = self.inner.bayes.read().unwrap_or_else(|p| p.into_inner());
+        (
+            t.spam_messages,
+            t.ham_messages,
+            t.len() as u64,
+            t.approximate_bytes() as u64,
+        )
     }
 
     /// The whole routing table, by domain.
@@ -280,6 +298,7 @@ impl StateStore {
                 h.update(format!("{m:?}").as_bytes());
             }
             h.update(format!("{:?}", query_policy(&db).map_err(sm_err)?).as_bytes());
+            bayes::digest_rows(&db, &mut |row| h.update(row)).map_err(sm_err)?;
             for (domain, r) in query_domains(&db).map_err(sm_err)? {
                 h.update(
                     format!(
@@ -453,6 +472,16 @@ impl StateStore {
                     IndexChange::Policy(p) => {
                         *self.inner.policy.write().unwrap_or_else(|e| e.into_inner()) = p;
                     }
+                    IndexChange::Bayes {
+                        tokens,
+                        class,
+                        delta,
+                    } => self
+                        .inner
+                        .bayes
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .apply(&tokens, class, delta),
                 }
             }
         }
@@ -723,6 +752,13 @@ impl crate::filter::Knowledge for StateStore {
             Ok(probe) => self.check(kind, &probe, crate::admin::now_ms()),
             Err(_) => Vec::new(),
         }
+    }
+    fn spam_probability(&self, tokens: &[u64]) -> Option<f64> {
+        self.inner
+            .bayes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .spam_probability(tokens)
     }
 }
 

@@ -49,6 +49,19 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE policy (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
     // 5: operator-requested retries; the owner resets its backoff when this changes.
     "ALTER TABLE spool ADD COLUMN retry_gen INTEGER NOT NULL DEFAULT 0;",
+    // 6: the classifier: per-token counts, and each learned message (its class and tokens,
+    // so that learning it the other way can take its counts back).
+    "CREATE TABLE bayes_tokens (
+        token INTEGER PRIMARY KEY,
+        spam INTEGER NOT NULL,
+        ham INTEGER NOT NULL
+     );
+     CREATE TABLE bayes_learned (
+        fingerprint TEXT PRIMARY KEY,
+        class TEXT NOT NULL,
+        tokens BLOB NOT NULL,
+        author TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this release writes.

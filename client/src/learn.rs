@@ -1,0 +1,136 @@
+//! `peagectl learn spam|ham FILE|DIR…`: sends each message to the admin API's `Learn`, a few
+//! at a time, with a progress line on a terminal and a summary at the end.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use peage_client::v1::*;
+use peage_client::{Admin, ClientError};
+
+#[derive(Default)]
+struct Tally {
+    new: usize,
+    unchanged: usize,
+    moved: usize,
+    failed: Vec<(PathBuf, String)>,
+    last: Option<LearnReply>,
+}
+
+pub async fn run(
+    admin: Admin,
+    addr: &str,
+    class: &str,
+    files: Vec<PathBuf>,
+    jobs: usize,
+    json_out: bool,
+) -> Result<(), ClientError> {
+    if files.is_empty() {
+        return Err(ClientError::InvalidArgument(
+            "no message files given".into(),
+        ));
+    }
+    let total = files.len();
+    let progress = std::io::stderr().is_terminal() && !json_out;
+    let mut tally = Tally::default();
+    let mut pending = files.into_iter();
+    let mut running = JoinSet::new();
+    let mut done = 0usize;
+    loop {
+        while running.len() < jobs.max(1) {
+            let Some(file) = pending.next() else { break };
+            let mut admin = admin.clone();
+            let class = class.to_owned();
+            running.spawn(async move {
+                let outcome = match std::fs::read(&file) {
+                    Err(e) => Err(format!("cannot read: {e}")),
+                    Ok(message) => admin
+                        .learn(LearnRequest { message, class })
+                        .await
+                        .map(|r| r.into_inner())
+                        .map_err(|s| s.message().to_owned()),
+                };
+                (file, outcome)
+            });
+        }
+        let Some(finished) = running.join_next().await else {
+            break;
+        };
+        let Ok((file, outcome)) = finished else {
+            continue;
+        };
+        done += 1;
+        match outcome {
+            Ok(r) => {
+                match r.change.as_str() {
+                    "new" => tally.new += 1,
+                    "moved" => tally.moved += 1,
+                    _ => tally.unchanged += 1,
+                }
+                tally.last = Some(r);
+            }
+            Err(why) => {
+                // An unreachable cluster fails everything: stop at the first such error.
+                if tally.new + tally.moved + tally.unchanged == 0 && tally.failed.len() >= 3 {
+                    return Err(ClientError::Unavailable {
+                        addr: addr.to_owned(),
+                        message: why,
+                    });
+                }
+                tally.failed.push((file, why));
+            }
+        }
+        if progress {
+            eprint!("\rlearning {class}: {done}/{total}");
+            let _ = std::io::stderr().flush();
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    let known = tally.last.as_ref();
+    if json_out {
+        let failed: Vec<_> = tally
+            .failed
+            .iter()
+            .map(|(f, why)| json!({"file": f.display().to_string(), "error": why}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "class": class, "messages": total, "new": tally.new, "moved": tally.moved,
+                "unchanged": tally.unchanged, "failed": failed,
+                "cluster_spam": known.map(|r| r.spam_messages),
+                "cluster_ham": known.map(|r| r.ham_messages),
+                "cluster_tokens": known.map(|r| r.tokens),
+            })
+        );
+    } else {
+        println!(
+            "learned {total} message(s) as {class}: {} new, {} moved from the other class, {} already known, {} failed",
+            tally.new,
+            tally.moved,
+            tally.unchanged,
+            tally.failed.len()
+        );
+        for (f, why) in tally.failed.iter().take(20) {
+            println!("  failed: {}: {why}", f.display());
+        }
+        if let Some(r) = known {
+            println!(
+                "the cluster has learned {} spam and {} ham ({} distinct tokens)",
+                r.spam_messages, r.ham_messages, r.tokens
+            );
+        }
+    }
+    if tally.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(ClientError::InvalidArgument(format!(
+            "{} message(s) could not be learned",
+            tally.failed.len()
+        )))
+    }
+}

@@ -1,0 +1,311 @@
+//! The classifier learns as one cluster: `peagectl learn` through one node changes verdicts
+//! on the others, learning is idempotent and survives restarts, and releasing a false
+//! positive from quarantine teaches ham everywhere.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use peage_tests::v1::*;
+use peage_tests::{bin, smtplib_send, wait_for, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
+
+const SPAM_WORDS: &[&str] = &[
+    "cheap",
+    "pills",
+    "viagra",
+    "casino",
+    "winner",
+    "prize",
+    "mortgage",
+    "refinance",
+    "unsecured",
+    "credit",
+    "guaranteed",
+    "income",
+    "bonus",
+    "jackpot",
+    "lottery",
+    "pharmacy",
+];
+const HAM_WORDS: &[&str] = &[
+    "meeting",
+    "project",
+    "thursday",
+    "agenda",
+    "review",
+    "draft",
+    "budget",
+    "minutes",
+    "team",
+    "schedule",
+    "release",
+    "notes",
+    "planning",
+    "report",
+    "lunch",
+    "colleagues",
+];
+
+fn message(words: &[&str], n: usize, subject: &str) -> Vec<u8> {
+    let body: Vec<&str> = (0..40).map(|i| words[(i * 7 + n) % words.len()]).collect();
+    format!(
+        "From: Someone <s{n}@sender.example>\r\nTo: bob@example.test\r\nSubject: {subject} {n}\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m{n}.{subject}@sender.example>\r\n\r\n{} number{n}\r\n",
+        body.join(" ")
+    )
+    .into_bytes()
+}
+
+fn write_set(dir: &Path, words: &[&str], subject: &str, count: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for n in 0..count {
+        std::fs::write(dir.join(format!("{n:03}.eml")), message(words, n, subject)).unwrap();
+    }
+}
+
+fn peagectl(c: &TestCluster, node: usize, args: &[&str]) -> Output {
+    Command::new(bin("peagectl"))
+        .arg("--addr")
+        .arg(c.nodes[node].admin_url())
+        .env("PEAGE_TOKEN", ADMIN_TOKEN)
+        .args(args)
+        .output()
+        .expect("run peagectl")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn verdict(c: &TestCluster, node: usize, message: &[u8]) -> CheckMessageReply {
+    c.client(node)
+        .await
+        .unwrap()
+        .check_message(CheckMessageRequest {
+            message: message.to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn learned(c: &TestCluster, node: usize) -> (u64, u64, u64) {
+    let s = c.status(node).await.unwrap();
+    (s.learned_spam, s.learned_ham, s.learned_tokens)
+}
+
+#[tokio::test]
+async fn learning_through_one_node_changes_verdicts_everywhere_once_and_survives_restarts() {
+    let mut c = TestCluster::start(Tuning::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (spam_dir, ham_dir) = (dir.path().join("spam"), dir.path().join("ham"));
+    write_set(&spam_dir, SPAM_WORDS, "offer", 60);
+    write_set(&ham_dir, HAM_WORDS, "weekly", 60);
+    let probe = message(SPAM_WORDS, 1000, "offer");
+
+    // Nothing learned: the classifier is silent.
+    let before = verdict(&c, 1, &probe).await;
+    assert_eq!(before.verdict, "deliver");
+    assert!(
+        !before.symbols.iter().any(|s| s.name.starts_with("BAYES")),
+        "{before:?}"
+    );
+
+    let o = peagectl(&c, 0, &["learn", "spam", spam_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("60 new"), "{}", text(&o));
+    let o = peagectl(&c, 0, &["learn", "ham", ham_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("the cluster has learned 60 spam and 60 ham"),
+        "{}",
+        text(&o)
+    );
+    c.sync_all(0).await.unwrap();
+
+    // The other two sites use what Paris learned.
+    for node in [1, 2] {
+        let after = verdict(&c, node, &probe).await;
+        assert!(
+            after.symbols.iter().any(|s| s.name == "BAYES_99"),
+            "node {node}: {after:?}"
+        );
+        assert_eq!(after.verdict, "quarantine", "node {node}: {after:?}");
+        let ham = verdict(&c, node, &message(HAM_WORDS, 1000, "weekly")).await;
+        assert!(ham.symbols.iter().any(|s| s.name == "BAYES_00"), "{ham:?}");
+        assert_eq!(ham.verdict, "deliver");
+    }
+
+    // Learning the same messages again changes nothing.
+    let counts = learned(&c, 0).await;
+    assert_eq!((counts.0, counts.1), (60, 60));
+    let o = peagectl(&c, 2, &["learn", "spam", spam_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("0 new, 0 moved from the other class, 60 already known"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(learned(&c, 0).await, counts);
+
+    // Learning one of them the other way moves it.
+    let one = spam_dir.join("000.eml");
+    let o = peagectl(&c, 1, &["learn", "ham", one.to_str().unwrap()]);
+    assert!(text(&o).contains("1 moved"), "{}", text(&o));
+    c.sync_all(1).await.unwrap();
+    let moved = learned(&c, 0).await;
+    assert_eq!((moved.0, moved.1), (59, 61));
+
+    // A restarted node has the same counts and the same state.
+    c.kill(2);
+    c.start_node(2).unwrap();
+    let index = c.sync_all(0).await.unwrap();
+    c.wait_applied(2, index).await.unwrap();
+    assert_eq!(learned(&c, 2).await, moved);
+    let digest = |i: usize| {
+        let c = &c;
+        async move {
+            c.client(i)
+                .await
+                .unwrap()
+                .state_digest(StateDigestRequest { stale: true })
+                .await
+                .unwrap()
+                .into_inner()
+                .sha256
+        }
+    };
+    assert_eq!(digest(0).await, digest(2).await);
+
+    // Bad requests: an unknown class, an empty message.
+    let mut a = c.client(0).await.unwrap();
+    let e = a
+        .learn(LearnRequest {
+            message: probe.clone(),
+            class: "eggs".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let e = a
+        .learn(LearnRequest {
+            message: Vec::new(),
+            class: "spam".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn releasing_a_false_positive_teaches_ham_cluster_wide() {
+    let c = TestCluster::start(Tuning::default()).await.unwrap();
+    let sink_dir = tempfile::tempdir().unwrap();
+    let sink = SinkProcess::start(&format!("{}.200:2626", c.net), sink_dir.path())
+        .await
+        .unwrap();
+    c.route_domain("example.test", &format!("smtp://{}.200:2626", c.net))
+        .await
+        .unwrap();
+    let mut a = c.client(0).await.unwrap();
+    for n in 0..60 {
+        for (words, subject, class) in [(SPAM_WORDS, "offer", "spam"), (HAM_WORDS, "weekly", "ham")]
+        {
+            a.learn(LearnRequest {
+                message: message(words, n, subject),
+                class: class.into(),
+            })
+            .await
+            .unwrap();
+        }
+    }
+    c.sync_all(0).await.unwrap();
+
+    // A customer's legitimate offer looks like the spam learned so far: quarantined.
+    let fp = message(SPAM_WORDS, 500, "offer");
+    let (host, port) = c.nodes[1].smtp_addr();
+    let r = smtplib_send(
+        &host,
+        port,
+        "s500@sender.example",
+        &["bob@example.test"],
+        &fp,
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    let held = c
+        .client(1)
+        .await
+        .unwrap()
+        .queue_list(QueueListRequest {
+            quarantine: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(
+        held[0].symbols.iter().any(|s| s.name == "BAYES_99"),
+        "{held:?}"
+    );
+
+    // Released at Ariège: delivered, and learned as ham for every site.
+    let o = peagectl(&c, 2, &["quarantine", "release", &held[0].queue_id]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("learned as ham (new)"), "{}", text(&o));
+    wait_for(
+        "the released message is delivered",
+        Duration::from_secs(30),
+        || async { (sink.messages("bob@example.test").len() == 1).then_some(()) },
+    )
+    .await
+    .unwrap();
+    c.sync_all(2).await.unwrap();
+    for node in 0..3 {
+        assert_eq!(learned(&c, node).await.1, 61, "node {node}");
+    }
+    // Paris already knows it as ham: the same message learned there changes nothing.
+    let r = a
+        .learn(LearnRequest {
+            message: fp.clone(),
+            class: "ham".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.change, "unchanged");
+
+    // --no-learn releases without teaching.
+    let r = smtplib_send(
+        &host,
+        port,
+        "s501@sender.example",
+        &["bob@example.test"],
+        &message(SPAM_WORDS, 501, "offer"),
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    let id = c
+        .client(1)
+        .await
+        .unwrap()
+        .queue_list(QueueListRequest {
+            quarantine: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages[0]
+        .queue_id
+        .clone();
+    let o = peagectl(&c, 0, &["quarantine", "release", "--no-learn", &id]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("learned"), "{}", text(&o));
+    c.sync_all(0).await.unwrap();
+    assert_eq!(learned(&c, 0).await.1, 61);
+}
