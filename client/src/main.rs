@@ -577,6 +577,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                         "snapshot_index": s.snapshot_index,
                         "purged_index": s.purged_index,
                         "millis_since_quorum_ack": s.millis_since_quorum_ack,
+                        "learned_spam": s.learned_spam,
+                        "learned_ham": s.learned_ham,
+                        "learned_tokens": s.learned_tokens,
+                        "learned_table_bytes": s.learned_table_bytes,
                         "members": members,
                         "warnings": s.warnings,
                         "read": read_json(&s.read),
@@ -594,6 +598,13 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 println!(
                     "applied {}  last log {}  snapshot {}  purged {}",
                     s.last_applied, s.last_log_index, s.snapshot_index, s.purged_index
+                );
+                println!(
+                    "classifier: learned {} spam, {} ham; {} tokens, {:.1} MiB in memory",
+                    s.learned_spam,
+                    s.learned_ham,
+                    s.learned_tokens,
+                    s.learned_table_bytes as f64 / f64::from(1 << 20)
                 );
                 println!();
                 println!(

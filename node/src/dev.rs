@@ -19,6 +19,8 @@ struct Site {
     name: String,
     admin: SocketAddr,
     child: Child,
+    /// The command that starts it again by hand.
+    restart: String,
 }
 
 /// Sends SIGTERM, then SIGKILL to whatever has not exited after the grace period.
@@ -110,10 +112,16 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
                 return Err(e).context("cannot start a node");
             }
         };
+        let restart = format!(
+            "peage run --config {} --data-dir {}",
+            config_path.display(),
+            dir.join(&name).display()
+        );
         sites.push(Site {
             name,
             admin: config.listen.admin,
             child,
+            restart,
         });
     }
 
@@ -141,6 +149,10 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
             name: "sink".into(),
             admin: sink_addr,
             child,
+            restart: format!(
+                "peage sink --listen {sink_addr} --maildir {}",
+                maildir.display()
+            ),
         }),
         Err(e) => {
             stop_all(&mut sites);
@@ -198,19 +210,33 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     println!();
     println!("Ctrl-C stops the three nodes and the sink.");
 
-    // Wait for Ctrl-C / SIGTERM, or for a node to die on its own.
-    let exited = runtime.block_on(async {
+    // Until Ctrl-C / SIGTERM. A site that dies (or is killed for a failover rehearsal) is
+    // reported and the others keep running: that is what a drill on `peage dev` needs.
+    let mut reported = vec![false; sites.len()];
+    runtime.block_on(async {
         let mut poll = tokio::time::interval(Duration::from_millis(500));
         let signal = crate::shutdown_signal();
         tokio::pin!(signal);
         loop {
             tokio::select! {
-                _ = &mut signal => return None,
+                _ = &mut signal => return,
                 _ = poll.tick() => {
-                    for s in sites.iter_mut() {
-                        if let Ok(Some(status)) = s.child.try_wait() {
-                            return Some((s.name.clone(), status));
+                    for (i, s) in sites.iter_mut().enumerate() {
+                        if reported[i] {
+                            continue;
                         }
+                        if let Ok(Some(status)) = s.child.try_wait() {
+                            reported[i] = true;
+                            println!(
+                                "{} exited ({status}); the others keep running. Log: {}. Restart it with:\n  {}",
+                                s.name,
+                                dir.join(format!("{}.log", s.name)).display(),
+                                s.restart,
+                            );
+                        }
+                    }
+                    if reported.iter().all(|r| *r) {
+                        return;
                     }
                 }
             }
@@ -218,11 +244,5 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     });
     println!("stopping the nodes...");
     stop_all(&mut sites);
-    if let Some((name, status)) = exited {
-        bail!(
-            "node {name} exited ({status}); see {}",
-            dir.join(format!("{name}.log")).display()
-        );
-    }
     Ok(())
 }
