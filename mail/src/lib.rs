@@ -5,6 +5,7 @@
 
 pub mod bayes;
 pub mod eval;
+pub mod evidence;
 pub mod filter;
 pub mod lists;
 pub mod smtp;

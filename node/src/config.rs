@@ -41,6 +41,30 @@ pub struct Config {
     pub smtp: SmtpSection,
     #[serde(default)]
     pub spool: SpoolSection,
+    #[serde(default)]
+    pub evidence: EvidenceSection,
+}
+
+/// Reputation and bulk counting (`peage_mail::evidence`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceSection {
+    /// How often a node sends what it counted through Raft (one entry each time).
+    pub flush_ms: u64,
+    /// How often the leader scales every count down.
+    pub decay_every_secs: u64,
+    /// What a decay step keeps, per mille (900: counts lose a tenth per step).
+    pub keep_per_mille: u32,
+}
+
+impl Default for EvidenceSection {
+    fn default() -> Self {
+        EvidenceSection {
+            flush_ms: 1000,
+            decay_every_secs: 3600,
+            keep_per_mille: 900,
+        }
+    }
 }
 
 /// The SMTP listener (`listen.smtp`): identity and limits.
@@ -407,6 +431,19 @@ impl Config {
         if let Some(r) = &self.spool.bounce_route {
             crate::state::routing::normalize_route(r)
                 .map_err(|e| invalid("spool.bounce_route", e.to_string()))?;
+        }
+        let e = &self.evidence;
+        if e.flush_ms == 0 || e.decay_every_secs == 0 {
+            return Err(invalid(
+                "evidence.flush_ms",
+                "evidence.flush_ms and evidence.decay_every_secs must be > 0".into(),
+            ));
+        }
+        if e.keep_per_mille > 1000 {
+            return Err(invalid(
+                "evidence.keep_per_mille",
+                "must be at most 1000".into(),
+            ));
         }
         if self.spool.retention_secs == 0 {
             return Err(invalid("spool.retention_secs", "must be > 0".into()));

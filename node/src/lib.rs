@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod eval;
+pub mod evidence;
 pub mod metrics;
 pub mod restore;
 pub mod sink;
@@ -137,6 +138,17 @@ pub async fn run(
         },
         stop_mail_rx.clone(),
     ));
+    let recorder = evidence::Recorder::default();
+    let counting = tokio::spawn(evidence::run(
+        cluster.clone(),
+        recorder.clone(),
+        evidence::EvidenceConfig {
+            flush: Duration::from_millis(config.evidence.flush_ms),
+            decay_every: Duration::from_secs(config.evidence.decay_every_secs),
+            keep_per_mille: config.evidence.keep_per_mille,
+        },
+        stop_mail_rx.clone(),
+    ));
     let seeder = tokio::spawn(seed_domains(
         cluster.clone(),
         config.spool.seed_domains.clone(),
@@ -166,7 +178,7 @@ pub async fn run(
             max_connections: s.max_connections,
             max_per_ip: s.max_connections_per_ip,
         };
-        let acceptor = spool::NodeAcceptor::new(spooler.clone());
+        let acceptor = spool::NodeAcceptor::new(spooler.clone(), recorder.clone());
         tokio::spawn(smtp::serve(
             listener,
             std::sync::Arc::new(session),
@@ -184,6 +196,7 @@ pub async fn run(
         let _ = smtp.await;
     }
     let _ = delivery.await;
+    let _ = counting.await;
     let _ = stop_tx.send(true);
     for task in [peer, admin] {
         match task.await {

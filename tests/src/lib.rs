@@ -292,6 +292,9 @@ commit_timeout_ms = {commit}
 [lists]
 sweep_interval_ms = {sweep}
 
+[evidence]
+flush_ms = 200
+
 {tls}
 [spool]
 bounce_route = "smtp://{net}.200:2626"

@@ -37,6 +37,12 @@ pub const SCORES: &[(&str, i64)] = &[
     ("BAYES_70", 1_500),
     ("BAYES_10", -1_000),
     ("BAYES_00", -2_500),
+    // Cluster-wide evidence (see `crate::evidence`).
+    ("REPUTATION_BAD", 3_000),
+    ("REPUTATION_POOR", 1_000),
+    ("REPUTATION_GOOD", -1_000),
+    ("BULK_SOME", 1_000),
+    ("BULK_MANY", 2_500),
 ];
 
 /// The classifier's spam probability as a symbol: strong evidence weighs most; the unsure
@@ -96,6 +102,10 @@ pub trait Knowledge {
     fn spam_probability(&self, _tokens: &[u64]) -> Option<f64> {
         None
     }
+    /// What the cluster counted under a reputation or bulk key (`crate::evidence`).
+    fn evidence(&self, _key: &str) -> Option<crate::evidence::Evidence> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +160,8 @@ pub struct Judgement {
     pub symbols: Vec<Symbol>,
     pub verdict: Verdict,
     pub total_milli: i64,
+    /// The reputation and bulk keys the verdict is to be counted under.
+    pub evidence_keys: Vec<String>,
 }
 
 impl Judgement {
@@ -167,12 +179,13 @@ impl Judgement {
 
 /// Runs every check and applies the policy.
 pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy) -> Judgement {
-    let symbols = analyze(input, knowledge);
+    let (symbols, evidence_keys) = examine(input, knowledge);
     let (verdict, total_milli) = verdict(&symbols, policy);
     Judgement {
         symbols,
         verdict,
         total_milli,
+        evidence_keys,
     }
 }
 
@@ -259,7 +272,20 @@ fn url_hosts(text: &str, out: &mut Vec<String>) {
 
 /// Every check, in order. Never panics, whatever the bytes.
 pub fn analyze(input: &FilterInput<'_>, knowledge: &dyn Knowledge) -> Vec<Symbol> {
+    examine(input, knowledge).0
+}
+
+/// The checks, and the evidence keys the message is to be counted under.
+fn examine(input: &FilterInput<'_>, knowledge: &dyn Knowledge) -> (Vec<Symbol>, Vec<String>) {
     let mut out = Vec::new();
+    let mut keys = crate::evidence::reputation_keys(input.client_ip, input.mail_from, input.helo);
+    let known: Vec<(String, crate::evidence::Evidence)> = keys
+        .iter()
+        .filter_map(|k| Some((k.clone(), knowledge.evidence(k)?)))
+        .collect();
+    for (name, why) in crate::evidence::reputation_symbols(&known) {
+        out.push(symbol(name, why));
+    }
 
     // 1. The connection and envelope against the lists.
     list_symbols(
@@ -305,7 +331,7 @@ pub fn analyze(input: &FilterInput<'_>, knowledge: &dyn Knowledge) -> Vec<Symbol
     // 3. Parse; everything after needs the structure.
     let Some(msg) = MessageParser::default().parse(input.message) else {
         out.push(symbol("UNPARSABLE_MESSAGE", "the message cannot be parsed"));
-        return dedup(out);
+        return (dedup(out), keys);
     };
 
     // 4. Header sanity and the From domain.
@@ -380,14 +406,26 @@ pub fn analyze(input: &FilterInput<'_>, knowledge: &dyn Knowledge) -> Vec<Symbol
         out.push(s);
     }
 
-    // 7. Attachments.
+    // 7. Copies of the same text seen across the cluster.
+    let bulk = crate::evidence::bulk_keys(&msg);
+    let copies = bulk
+        .iter()
+        .filter_map(|k| knowledge.evidence(k))
+        .map(|e| e.total())
+        .fold(0.0, f64::max);
+    if let Some((name, why)) = crate::evidence::bulk_symbol(copies) {
+        out.push(symbol(name, why));
+    }
+    keys.extend(bulk);
+
+    // 8. Attachments.
     for part in msg.attachments().take(100) {
         let name = part.attachment_name().unwrap_or("").to_owned();
         attachments::check(&name, part.contents(), &mut |n, why| {
             out.push(symbol(n, why))
         });
     }
-    dedup(out)
+    (dedup(out), keys)
 }
 
 /// One symbol of each name: the first reason is kept.

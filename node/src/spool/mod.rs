@@ -155,13 +155,15 @@ impl Spooler {
 pub struct NodeAcceptor {
     cluster: Cluster,
     spooler: Spooler,
+    evidence: crate::evidence::Recorder,
 }
 
 impl NodeAcceptor {
-    pub fn new(spooler: Spooler) -> NodeAcceptor {
+    pub fn new(spooler: Spooler, evidence: crate::evidence::Recorder) -> NodeAcceptor {
         NodeAcceptor {
             cluster: spooler.cluster.clone(),
             spooler,
+            evidence,
         }
     }
 
@@ -200,6 +202,7 @@ impl NodeAcceptor {
                         symbols,
                         verdict: Verdict::Quarantine,
                         total_milli: 0,
+                        evidence_keys: Vec::new(),
                     },
                     Vec::with_capacity(fallback),
                 )
@@ -228,6 +231,8 @@ impl Acceptor for NodeAcceptor {
         metrics::counter!(crate::metrics::VERDICTS, "verdict" => judgement.verdict.as_str())
             .increment(1);
         if judgement.verdict == Verdict::Reject {
+            self.evidence
+                .count(&judgement.evidence_keys, judgement.verdict);
             tracing::info!(score = judgement.total_milli, symbols = ?judgement.symbols, "message rejected");
             return Reply::new(550, format!("5.7.1 Rejected: {}", judgement.main_reason()));
         }
@@ -257,6 +262,9 @@ impl Acceptor for NodeAcceptor {
         };
         match self.spooler.enqueue(new).instrument(span).await {
             Ok(queue_id) => {
+                // Counted once final: a 451 would bring the same message back.
+                self.evidence
+                    .count(&judgement.evidence_keys, judgement.verdict);
                 tracing::info!(queue_id = %queue_id, verdict = judgement.verdict.as_str(), "message accepted");
                 Reply::new(250, format!("2.0.0 Ok: queued as {queue_id}"))
             }

@@ -49,6 +49,10 @@ pub enum Outcome {
     Learned {
         change: LearnChange,
     },
+    /// Evidence counted, or decayed: how many keys remain.
+    Evidence {
+        keys: u64,
+    },
     /// The command was refused, the same way on every node (e.g. an undecodable payload).
     Refused(String),
 }
@@ -77,6 +81,13 @@ pub enum IndexChange {
         domain: String,
     },
     Policy(crate::filter::Policy),
+    /// Evidence counts added, per key: [ham, spam, reject] in thousandths.
+    EvidenceAdd(Vec<(String, [i64; 3])>),
+    /// Every count scaled by `keep_per_mille` / 1000, and keys below `drop_below` removed.
+    EvidenceDecay {
+        keep_per_mille: i64,
+        drop_below: i64,
+    },
     /// One message's tokens added to (+1) or taken from (-1) a class.
     Bayes {
         tokens: Vec<u64>,
@@ -244,6 +255,8 @@ fn apply_command(
             Ok(Outcome::PolicySet)
         }
         Some(command::Kind::BayesLearn(l)) => super::bayes::apply_learn(tx, l, changes),
+        Some(command::Kind::EvidenceAdd(a)) => super::evidence::apply_add(tx, a, changes),
+        Some(command::Kind::EvidenceDecay(d)) => super::evidence::apply_decay(tx, d, changes),
         Some(command::Kind::DomainRemove(d)) => {
             let removed = tx.execute("DELETE FROM domains WHERE domain = ?1", [&d.domain])? > 0;
             changes.push(IndexChange::RouteRemove { domain: d.domain });

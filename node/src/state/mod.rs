@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod bayes;
 pub mod blobs;
+pub mod evidence;
 pub use peage_mail::lists;
 pub mod routing;
 mod schema;
@@ -60,6 +61,8 @@ struct Inner {
     policy: RwLock<crate::filter::Policy>,
     /// The classifier's counts, in step with `bayes_tokens` / `bayes_learned`.
     bayes: RwLock<peage_mail::bayes::TokenTable>,
+    /// Reputation and bulk counts, in step with the `evidence` table.
+    evidence: RwLock<evidence::EvidenceTable>,
     /// The last applied log id and membership, readable without touching SQLite.
     applied: RwLock<(Option<LogId<NodeId>>, Membership)>,
 }
@@ -114,6 +117,7 @@ impl StateStore {
                 routes: RwLock::new(BTreeMap::new()),
                 policy: RwLock::new(crate::filter::Policy::default()),
                 bayes: RwLock::new(Default::default()),
+                evidence: RwLock::new(Default::default()),
                 applied: RwLock::new(applied),
             }),
         };
@@ -169,6 +173,12 @@ impl StateStore {
         *self.inner.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
         let table = bayes::load_table(&db).map_err(sm_err)?;
         *self.inner.bayes.write().unwrap_or_else(|p| p.into_inner()) = table;
+        let counted = evidence::load_table(&db).map_err(sm_err)?;
+        *self
+            .inner
+            .evidence
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = counted;
         Ok(())
     }
 
@@ -299,6 +309,7 @@ impl StateStore {
             }
             h.update(format!("{:?}", query_policy(&db).map_err(sm_err)?).as_bytes());
             bayes::digest_rows(&db, &mut |row| h.update(row)).map_err(sm_err)?;
+            evidence::digest_rows(&db, &mut |row| h.update(row)).map_err(sm_err)?;
             for (domain, r) in query_domains(&db).map_err(sm_err)? {
                 h.update(
                     format!(
@@ -482,6 +493,16 @@ impl StateStore {
                         .write()
                         .unwrap_or_else(|e| e.into_inner())
                         .apply(&tokens, class, delta),
+                    change @ (IndexChange::EvidenceAdd(_) | IndexChange::EvidenceDecay { .. }) => {
+                        evidence::follow(
+                            &mut self
+                                .inner
+                                .evidence
+                                .write()
+                                .unwrap_or_else(|e| e.into_inner()),
+                            change,
+                        )
+                    }
                 }
             }
         }
@@ -759,6 +780,14 @@ impl crate::filter::Knowledge for StateStore {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .spam_probability(tokens)
+    }
+    fn evidence(&self, key: &str) -> Option<peage_mail::evidence::Evidence> {
+        self.inner
+            .evidence
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map(evidence::as_evidence)
     }
 }
 

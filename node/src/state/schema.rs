@@ -62,6 +62,13 @@ const MIGRATIONS: &[&str] = &[
         tokens BLOB NOT NULL,
         author TEXT NOT NULL
      );",
+    // 7: reputation and bulk evidence, in thousandths of a message.
+    "CREATE TABLE evidence (
+        key TEXT PRIMARY KEY,
+        ham INTEGER NOT NULL,
+        spam INTEGER NOT NULL,
+        reject INTEGER NOT NULL
+     );",
 ];
 
 /// The schema version this release writes.
