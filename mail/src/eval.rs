@@ -12,6 +12,11 @@ use crate::lists::{EntryKind, ListEntry};
 /// Every file under `dir` (and one level of subdirectories), sorted by path, with bare LF
 /// made CRLF and NUL bytes dropped, as an MTA would send them.
 pub fn load_dir(dir: &Path) -> std::io::Result<Vec<Vec<u8>>> {
+    Ok(load_named(dir)?.into_iter().map(|(_, m)| m).collect())
+}
+
+/// As [`load_dir`], with each message's file name.
+pub fn load_named(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let p = entry?.path();
@@ -26,7 +31,7 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Vec<Vec<u8>>> {
     files.sort();
     let mut out = Vec::with_capacity(files.len());
     for f in files {
-        out.push(as_smtp(&std::fs::read(&f)?));
+        out.push((f.display().to_string(), as_smtp(&std::fs::read(&f)?)));
     }
     Ok(out)
 }
@@ -61,6 +66,8 @@ impl Knowledge for Learned<'_> {
 /// One held-out message's outcome.
 #[derive(Debug, Clone, Copy)]
 pub struct Scored {
+    /// Index in its class's list.
+    pub index: usize,
     pub spam: bool,
     /// The classifier's probability (`None` while it was silent).
     pub probability: Option<f64>,
@@ -95,6 +102,9 @@ pub struct Report {
     pub probability_histogram: Vec<(String, usize, usize)>,
     /// Recall and false positives at other quarantine thresholds, for choosing one.
     pub by_threshold: Vec<Rates>,
+    /// The held-out messages judged wrongly: (class, index in its class, score in points,
+    /// classifier probability).
+    pub errors: Vec<(String, usize, f64, Option<f64>)>,
     /// Tokens and approximate bytes of a table trained on every message.
     pub table_tokens: usize,
     pub table_bytes: usize,
@@ -131,6 +141,7 @@ pub fn cross_validate(spam: &[Vec<u8>], ham: &[Vec<u8>], folds: usize, policy: &
                 };
                 let j = judge(&input, &knowledge, policy);
                 scored.push(Scored {
+                    index: i,
                     spam: is_spam,
                     probability: table.spam_probability(&features[i].0),
                     total_milli: j.total_milli,
@@ -198,14 +209,15 @@ fn summarize(
             }
         })
         .collect();
-    const BANDS: [(f64, &str); 8] = [
+    const BANDS: [(f64, &str); 9] = [
         (0.01, "< 0.01"),
         (0.10, "0.01–0.10"),
         (0.30, "0.10–0.30"),
         (0.50, "0.30–0.50"),
         (0.70, "0.50–0.70"),
         (0.90, "0.70–0.90"),
-        (0.99, "0.90–0.99"),
+        (0.95, "0.90–0.95"),
+        (0.99, "0.95–0.99"),
         (f64::INFINITY, ">= 0.99"),
     ];
     let probability_histogram = BANDS
@@ -225,7 +237,21 @@ fn summarize(
             )
         })
         .collect();
+    let errors = scored
+        .iter()
+        .filter(|s| s.spam == (s.verdict == Verdict::Deliver))
+        .map(|s| {
+            let class = if s.spam { "spam" } else { "ham" };
+            (
+                class.to_owned(),
+                s.index,
+                s.total_milli as f64 / 1000.0,
+                s.probability,
+            )
+        })
+        .collect();
     Report {
+        errors,
         probability_histogram,
         folds,
         spam,

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use peage_mail::eval::{cross_validate, load_dir, Report};
+use peage_mail::eval::{cross_validate, load_named, Report};
 use peage_mail::filter::Policy;
 
 pub fn run(
@@ -13,10 +13,13 @@ pub fn run(
     quarantine_at: Option<f64>,
     reject_at: Option<f64>,
     json: bool,
+    show_errors: bool,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(folds >= 2, "--folds must be at least 2");
-    let load = |d: &Path| load_dir(d).with_context(|| format!("cannot read {}", d.display()));
-    let (spam, ham) = (load(spam_dir)?, load(ham_dir)?);
+    let load = |d: &Path| load_named(d).with_context(|| format!("cannot read {}", d.display()));
+    let (spam_named, ham_named) = (load(spam_dir)?, load(ham_dir)?);
+    let bodies = |v: &[(String, Vec<u8>)]| v.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>();
+    let (spam, ham) = (bodies(&spam_named), bodies(&ham_named));
     anyhow::ensure!(
         spam.len() >= folds && ham.len() >= folds,
         "need at least {folds} messages of each class (found {} spam, {} ham)",
@@ -39,6 +42,18 @@ pub fn run(
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print(&report, &policy);
+        if show_errors {
+            println!("  judged wrongly (class, file, score, classifier probability):");
+            for (class, i, score, p) in &report.errors {
+                let named = if class == "spam" {
+                    &spam_named
+                } else {
+                    &ham_named
+                };
+                let p = p.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"));
+                println!("    {class:<4}  {}  {score}  {p}", named[*i].0);
+            }
+        }
     }
     Ok(())
 }

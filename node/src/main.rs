@@ -73,6 +73,9 @@ enum Command {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also list every message judged wrongly (text output; JSON always has them).
+        #[arg(long)]
+        show_errors: bool,
     },
     /// Start the local three-site cluster (Paris, Roubaix, Ariège on 127.0.0.1-3) as child
     /// processes, print the endpoints and a quick start; Ctrl-C stops everything.
@@ -167,12 +170,20 @@ fn main() -> ExitCode {
             quarantine_at,
             reject_at,
             json,
-        } => {
-            peage_node::eval::run(&spam, &ham, folds, quarantine_at, reject_at, json).map_err(|e| {
-                eprintln!("peage eval: {e:#}");
-                ExitCode::FAILURE
-            })
-        }
+            show_errors,
+        } => peage_node::eval::run(
+            &spam,
+            &ham,
+            folds,
+            quarantine_at,
+            reject_at,
+            json,
+            show_errors,
+        )
+        .map_err(|e| {
+            eprintln!("peage eval: {e:#}");
+            ExitCode::FAILURE
+        }),
         Command::Dev { dir } => peage_node::dev::run(&dir).map_err(|e| {
             eprintln!("peage dev: {e:#}");
             ExitCode::FAILURE
