@@ -62,6 +62,8 @@ enum Command {
         /// Directory of ham messages.
         #[arg(long)]
         ham: PathBuf,
+        /// Number of folds: each message is held out once, judged by a classifier trained
+        /// on the others.
         #[arg(long, default_value_t = 5)]
         folds: usize,
         /// Quarantine threshold in points (default: the default policy's).

@@ -309,3 +309,51 @@ async fn releasing_a_false_positive_teaches_ham_cluster_wide() {
     c.sync_all(0).await.unwrap();
     assert_eq!(learned(&c, 0).await.1, 61);
 }
+
+/// `peage eval` cross-validates offline and reports the documented figures as JSON.
+#[test]
+fn peage_eval_cross_validates_and_reports_recall_and_false_positives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spam_dir, ham_dir) = (dir.path().join("spam"), dir.path().join("ham"));
+    // 5 folds of 80: each fold trains on 64 of each class, above the classifier's minimum.
+    write_set(&spam_dir, SPAM_WORDS, "offer", 80);
+    write_set(&ham_dir, HAM_WORDS, "weekly", 80);
+    let o = Command::new(bin("peage"))
+        .args(["eval", "--json", "--spam"])
+        .arg(&spam_dir)
+        .arg("--ham")
+        .arg(&ham_dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["folds"], 5);
+    assert_eq!(
+        (r["spam"].as_u64(), r["ham"].as_u64()),
+        (Some(80), Some(80))
+    );
+    assert_eq!(r["spam_recall"].as_f64(), Some(1.0), "{r}");
+    assert_eq!(r["ham_false_positive_rate"].as_f64(), Some(0.0), "{r}");
+    for key in [
+        "precision",
+        "f1",
+        "histogram",
+        "probability_histogram",
+        "by_threshold",
+        "errors",
+    ] {
+        assert!(!r[key].is_null(), "{key} missing: {r}");
+    }
+    // A folder that does not exist is a clear error.
+    let o = Command::new(bin("peage"))
+        .args(["eval", "--spam", "/nonexistent/spam", "--ham"])
+        .arg(&ham_dir)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("cannot read /nonexistent/spam"),
+        "{}",
+        text(&o)
+    );
+}
