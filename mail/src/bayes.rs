@@ -183,22 +183,8 @@ fn shouting(text: &str, emit: &mut dyn FnMut(&str)) {
 }
 
 fn url_hosts(text: &str) -> Vec<String> {
-    let lower = text.to_ascii_lowercase();
     let mut out = Vec::new();
-    for scheme in ["http://", "https://"] {
-        let mut rest = lower.as_str();
-        while let Some(i) = rest.find(scheme) {
-            rest = &rest[i + scheme.len()..];
-            let host: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
-                .collect();
-            let host = host.trim_end_matches('.').to_owned();
-            if !host.is_empty() && !out.contains(&host) && out.len() < 50 {
-                out.push(host);
-            }
-        }
-    }
+    crate::filter::url_hosts(text, &mut out);
     out
 }
 

@@ -11,37 +11,9 @@ pub fn default_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/train")
 }
 
-/// Every file under `dir` (one level of subdirectories), sorted by path, with bare LF
-/// turned into CRLF and NUL bytes removed, as an MTA would send them.
+/// Every message under `dir`, as an MTA would send it (`peage_mail::eval::load_dir`).
 pub fn load(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let p = entry?.path();
-        if p.is_dir() {
-            for e in std::fs::read_dir(&p)? {
-                files.push(e?.path());
-            }
-        } else {
-            files.push(p);
-        }
-    }
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let raw = std::fs::read(&f)?;
-        let mut crlf = Vec::with_capacity(raw.len() + raw.len() / 40);
-        let mut prev = 0u8;
-        for &b in &raw {
-            if b == b'\n' && prev != b'\r' {
-                crlf.push(b'\r');
-            }
-            if b != 0 {
-                crlf.push(b);
-            }
-            prev = b;
-        }
-        out.push(crlf);
-    }
+    let out = peage_mail::eval::load_dir(dir)?;
     anyhow::ensure!(!out.is_empty(), "no messages under {}", dir.display());
     Ok(out)
 }

@@ -475,6 +475,20 @@ role = "read-only"
         Ok(index)
     }
 
+    /// Every running node's state digest, once they all applied what node `from` has.
+    pub async fn digests(&self, from: usize) -> anyhow::Result<Vec<String>> {
+        self.sync_all(from).await?;
+        let mut out = Vec::new();
+        for i in (0..self.nodes.len()).filter(|&i| self.nodes[i].is_running()) {
+            let mut a = self.client(i).await?;
+            let d = a
+                .state_digest(v1::StateDigestRequest { stale: true })
+                .await?;
+            out.push(d.into_inner().sha256);
+        }
+        Ok(out)
+    }
+
     /// Routes `domain` to `route` (smtp://HOST:PORT) and waits until every running node
     /// knows it: before that, a node would refuse mail for the domain.
     pub async fn route_domain(&self, domain: &str, route: &str) -> anyhow::Result<()> {

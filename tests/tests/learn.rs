@@ -93,6 +93,20 @@ async fn verdict(c: &TestCluster, node: usize, message: &[u8]) -> CheckMessageRe
         .into_inner()
 }
 
+async fn quarantined(c: &TestCluster, node: usize) -> Vec<QueuedMessage> {
+    c.client(node)
+        .await
+        .unwrap()
+        .queue_list(QueueListRequest {
+            quarantine: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages
+}
+
 async fn learned(c: &TestCluster, node: usize) -> (u64, u64, u64) {
     let s = c.status(node).await.unwrap();
     (s.learned_spam, s.learned_ham, s.learned_tokens)
@@ -163,23 +177,9 @@ async fn learning_through_one_node_changes_verdicts_everywhere_once_and_survives
     // A restarted node has the same counts and the same state.
     c.kill(2);
     c.start_node(2).unwrap();
-    let index = c.sync_all(0).await.unwrap();
-    c.wait_applied(2, index).await.unwrap();
+    let digests = c.digests(0).await.unwrap();
     assert_eq!(learned(&c, 2).await, moved);
-    let digest = |i: usize| {
-        let c = &c;
-        async move {
-            c.client(i)
-                .await
-                .unwrap()
-                .state_digest(StateDigestRequest { stale: true })
-                .await
-                .unwrap()
-                .into_inner()
-                .sha256
-        }
-    };
-    assert_eq!(digest(0).await, digest(2).await);
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
 
     // Bad requests: an unknown class, an empty message.
     let mut a = c.client(0).await.unwrap();
@@ -236,18 +236,7 @@ async fn releasing_a_false_positive_teaches_ham_cluster_wide() {
         &fp,
     );
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
-    let held = c
-        .client(1)
-        .await
-        .unwrap()
-        .queue_list(QueueListRequest {
-            quarantine: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages;
+    let held = quarantined(&c, 1).await;
     assert_eq!(held.len(), 1, "{held:?}");
     assert!(
         held[0].symbols.iter().any(|s| s.name == "BAYES_99"),
@@ -289,20 +278,7 @@ async fn releasing_a_false_positive_teaches_ham_cluster_wide() {
         &message(SPAM_WORDS, 501, "offer"),
     );
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
-    let id = c
-        .client(1)
-        .await
-        .unwrap()
-        .queue_list(QueueListRequest {
-            quarantine: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages[0]
-        .queue_id
-        .clone();
+    let id = quarantined(&c, 1).await[0].queue_id.clone();
     let o = peagectl(&c, 0, &["quarantine", "release", "--no-learn", &id]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("learned"), "{}", text(&o));

@@ -252,7 +252,7 @@ fn list_symbols(
 }
 
 /// Hosts of the http(s) URLs in a text, lower-cased, without duplicates.
-fn url_hosts(text: &str, out: &mut Vec<String>) {
+pub(crate) fn url_hosts(text: &str, out: &mut Vec<String>) {
     let lower = text.to_ascii_lowercase();
     for scheme in ["http://", "https://"] {
         let mut rest = lower.as_str();
