@@ -145,6 +145,29 @@ impl SiteNetwork {
         format!("{}-site{id}", self.tag)
     }
 
+    /// Delays every packet into each site by `latency` with tc netem on the site links
+    /// (so `latency` one way between any two sites); the error says why not (a kernel
+    /// without sch_netem answers "Specified qdisc kind is unknown").
+    pub fn add_latency(&self, latency: std::time::Duration) -> anyhow::Result<()> {
+        let delay = format!("{}us", latency.as_micros());
+        for &id in &self.sites {
+            let link = self.host_link(id);
+            Command::new("tc")
+                .arg("-V")
+                .output()
+                .context("tc (iproute2) is not installed")?;
+            let out = Command::new("tc")
+                .args([
+                    "qdisc", "add", "dev", &link, "root", "netem", "delay", &delay,
+                ])
+                .output()?;
+            if !out.status.success() {
+                bail!("tc netem: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+        }
+        Ok(())
+    }
+
     /// Cuts (`up = false`) or restores site `id`'s only link.
     pub fn set_link(&self, id: u64, up: bool) -> anyhow::Result<()> {
         ip(&[

@@ -183,6 +183,8 @@ impl Report {
 /// The local cluster under drill: nodes, links, sink.
 struct Stage {
     cluster: TestCluster,
+    /// Where the latency between sites comes from, for the report.
+    latency_source: String,
     links: BTreeMap<(u64, u64), LinkProxy>,
     sink: SinkProcess,
     sink_dir: tempfile::TempDir,
@@ -204,12 +206,20 @@ impl Stage {
             ..Tuning::default()
         };
         let mut cluster = TestCluster::configure_on(tuning, namespaces)?;
+        // tc netem on the site links where the kernel has it; the proxies' delay otherwise.
+        let (proxy_latency, latency_source) = match &cluster.sites_net {
+            Some(sites) => match sites.add_latency(latency) {
+                Ok(()) => (Duration::ZERO, "tc netem on the site links".to_owned()),
+                Err(e) => (latency, format!("the TCP proxies ({e})")),
+            },
+            None => (latency, "the TCP proxies".to_owned()),
+        };
         let mut links = BTreeMap::new();
         for from in 1..=3u64 {
             for to in (1..=3u64).filter(|&t| t != from) {
                 let target = cluster.nodes[to as usize - 1].peer_addr();
                 let proxy =
-                    LinkProxy::start(&cluster.link_addr(from, to), &target, latency).await?;
+                    LinkProxy::start(&cluster.link_addr(from, to), &target, proxy_latency).await?;
                 links.insert((from, to), proxy);
             }
         }
@@ -224,6 +234,7 @@ impl Stage {
             .await?;
         Ok(Stage {
             cluster,
+            latency_source,
             links,
             sink,
             sink_dir,
@@ -343,18 +354,18 @@ fn sink_addr(c: &TestCluster) -> String {
     format!("{}.200:2626", c.net)
 }
 
-/// What kept the sites apart in this run, for the report.
-fn mode(namespaces: bool, latency: Duration) -> String {
+/// What kept the sites apart in this run, and where the latency came from, for the report.
+fn mode(namespaces: bool, latency: Duration, source: &str) -> String {
     let ms = latency.as_millis();
     if namespaces {
         format!(
             "netns: one network namespace per site, veth links to a bridge, partitions cut the link; \
-             {ms} ms one-way latency between sites from TCP proxies on the bridge (no tc netem in this kernel)"
+             {ms} ms one-way latency between sites from {source}"
         )
     } else {
         format!(
             "loopback: sites on 127.x addresses; one fault-injecting TCP proxy per direction of each \
-             link between sites ({ms} ms one way), partitions cut in the proxies"
+             link between sites, partitions cut in the proxies; {ms} ms one-way latency from {source}"
         )
     }
 }
@@ -544,7 +555,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         .and_then(|v| v.into_iter().max());
     Ok(Report {
         scenario: opts.scenario,
-        mode: mode(namespaces, opts.latency),
+        mode: mode(namespaces, opts.latency, &stage.latency_source),
         corpus: corpus_name,
         duration_secs,
         rate: opts.rate,
