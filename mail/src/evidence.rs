@@ -69,20 +69,31 @@ pub fn bulk_keys(msg: &Message<'_>) -> Vec<String> {
             text.push(' ');
         }
     }
-    let words: Vec<String> = text
+    // Each word hashed once; a shingle is the hash of its words' hashes.
+    let words: Vec<u64> = text
         .split(|c: char| !c.is_alphabetic())
         .filter(|w| w.chars().count() >= 2)
         .take(2000)
-        .map(str::to_lowercase)
+        .map(|w| xxhash_rust::xxh3::xxh3_64(w.to_lowercase().as_bytes()))
         .collect();
     if words.len() < BULK_MIN_WORDS {
         return Vec::new();
     }
+    let shingles: Vec<[u8; 8 * SHINGLE_WORDS]> = words
+        .windows(SHINGLE_WORDS)
+        .map(|w| {
+            let mut bytes = [0u8; 8 * SHINGLE_WORDS];
+            for (i, h) in w.iter().enumerate() {
+                bytes[i * 8..i * 8 + 8].copy_from_slice(&h.to_le_bytes());
+            }
+            bytes
+        })
+        .collect();
     (0..BULK_HASHES)
         .map(|seed| {
-            let min = words
-                .windows(SHINGLE_WORDS)
-                .map(|w| xxhash_rust::xxh3::xxh3_64_with_seed(w.join(" ").as_bytes(), seed))
+            let min = shingles
+                .iter()
+                .map(|b| xxhash_rust::xxh3::xxh3_64_with_seed(b, seed))
                 .min()
                 .unwrap_or(0);
             format!("bulk:{seed}:{min:016x}")
