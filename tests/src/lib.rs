@@ -475,18 +475,37 @@ role = "read-only"
         Ok(index)
     }
 
-    /// Every running node's state digest, once they all applied what node `from` has.
+    /// Every running node's state digest, read when they have all applied the same index
+    /// (at least what node `from` has): background entries (lease renewals, evidence
+    /// flushes) keep moving the index, so the reads are retried until they line up.
     pub async fn digests(&self, from: usize) -> anyhow::Result<Vec<String>> {
         self.sync_all(from).await?;
-        let mut out = Vec::new();
-        for i in (0..self.nodes.len()).filter(|&i| self.nodes[i].is_running()) {
-            let mut a = self.client(i).await?;
-            let d = a
-                .state_digest(v1::StateDigestRequest { stale: true })
-                .await?;
-            out.push(d.into_inner().sha256);
-        }
-        Ok(out)
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_running())
+            .collect();
+        wait_for(
+            "digests at one applied index",
+            Duration::from_secs(30),
+            || {
+                let running = running.clone();
+                async move {
+                    let mut seen = Vec::new();
+                    for i in running {
+                        let mut a = self.client(i).await.ok()?;
+                        let d = a
+                            .state_digest(v1::StateDigestRequest { stale: true })
+                            .await
+                            .ok()?
+                            .into_inner();
+                        seen.push((d.applied_index, d.sha256));
+                    }
+                    seen.windows(2)
+                        .all(|w| w[0].0 == w[1].0)
+                        .then(|| seen.into_iter().map(|(_, h)| h).collect())
+                }
+            },
+        )
+        .await
     }
 
     /// Routes `domain` to `route` (smtp://HOST:PORT) and waits until every running node
