@@ -508,6 +508,19 @@ role = "read-only"
         .await
     }
 
+    /// The cluster's downstream: a `peage sink` on `{net}.200:2626` with its own maildir.
+    pub async fn start_sink(&self) -> anyhow::Result<SinkProcess> {
+        let dir = tempfile::tempdir()?;
+        let mut sink = SinkProcess::start(&self.sink_addr(), dir.path()).await?;
+        sink._owned_dir = Some(dir);
+        Ok(sink)
+    }
+
+    /// Where the cluster's downstream listens: an address of the cluster's own /24.
+    pub fn sink_addr(&self) -> String {
+        format!("{}.200:2626", self.net)
+    }
+
     /// Routes `domain` to `route` (smtp://HOST:PORT) and waits until every running node
     /// knows it: before that, a node would refuse mail for the domain.
     pub async fn route_domain(&self, domain: &str, route: &str) -> anyhow::Result<()> {
@@ -607,6 +620,8 @@ pub struct SinkProcess {
     child: Option<Child>,
     pub addr: String,
     pub maildir: PathBuf,
+    /// The maildir's temporary directory, when the sink made its own.
+    _owned_dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for SinkProcess {
@@ -635,6 +650,7 @@ impl SinkProcess {
             child: Some(child),
             addr: addr.to_owned(),
             maildir: maildir.to_owned(),
+            _owned_dir: None,
         };
         wait_for("the sink listens", Duration::from_secs(20), || async {
             std::net::TcpStream::connect(addr).ok().map(|_| ())

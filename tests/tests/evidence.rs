@@ -50,7 +50,7 @@ async fn symbols(
 #[tokio::test]
 async fn reputation_and_bulk_counted_at_one_site_score_at_the_others() {
     let c = TestCluster::start(Tuning::default()).await.unwrap();
-    c.route_domain("example.test", &format!("smtp://{}.200:2626", c.net))
+    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
         .await
         .unwrap();
     let (host, port) = c.nodes[0].smtp_addr();

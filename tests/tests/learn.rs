@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use peage_tests::v1::*;
-use peage_tests::{bin, smtplib_send, wait_for, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
+use peage_tests::{bin, smtplib_send, wait_for, TestCluster, Tuning, ADMIN_TOKEN};
 
 const SPAM_WORDS: &[&str] = &[
     "cheap",
@@ -204,11 +204,8 @@ async fn learning_through_one_node_changes_verdicts_everywhere_once_and_survives
 #[tokio::test]
 async fn releasing_a_false_positive_teaches_ham_cluster_wide() {
     let c = TestCluster::start(Tuning::default()).await.unwrap();
-    let sink_dir = tempfile::tempdir().unwrap();
-    let sink = SinkProcess::start(&format!("{}.200:2626", c.net), sink_dir.path())
-        .await
-        .unwrap();
-    c.route_domain("example.test", &format!("smtp://{}.200:2626", c.net))
+    let sink = c.start_sink().await.unwrap();
+    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
         .await
         .unwrap();
     let mut a = c.client(0).await.unwrap();

@@ -9,18 +9,13 @@ use peage_tests::{smtplib_send, wait_for, SinkProcess, TestCluster, Tuning, ADMI
 
 const HAM: &[u8] = b"From: alice@client.example\r\nTo: bob@example.test\r\nSubject: hello\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@client.example>\r\n\r\nHello Bob.\r\n";
 
-/// Where a cluster's downstream sink listens: an address of the cluster's own /24.
-fn sink_addr(c: &TestCluster) -> String {
-    format!("{}.200:2626", c.net)
-}
-
 async fn with_local_domain() -> TestCluster {
     with_local_domain_tuned(Tuning::default()).await
 }
 
 async fn with_local_domain_tuned(tuning: Tuning) -> TestCluster {
     let c = TestCluster::start(tuning).await.unwrap();
-    c.route_domain("example.test", &format!("smtp://{}", sink_addr(&c)))
+    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
         .await
         .unwrap();
     let _ = ADMIN_TOKEN;
@@ -248,10 +243,7 @@ async fn wait_delivered(c: &TestCluster, sink: &SinkProcess, n: usize, survivors
 #[tokio::test]
 async fn ham_sent_to_each_site_arrives_in_the_sink_exactly_once() {
     let c = with_local_domain().await;
-    let dir = tempfile::tempdir().unwrap();
-    let sink = SinkProcess::start(&sink_addr(&c), dir.path())
-        .await
-        .unwrap();
+    let sink = c.start_sink().await.unwrap();
     for i in 0..3 {
         send_ham(&c, i, i);
     }
@@ -309,10 +301,7 @@ async fn with_the_downstream_down_mail_is_held_then_delivered_when_it_returns() 
     assert_eq!(q.len(), 1, "held while the downstream is down");
     assert_eq!(q[0].queue_id, id);
 
-    let dir = tempfile::tempdir().unwrap();
-    let sink = SinkProcess::start(&sink_addr(&c), dir.path())
-        .await
-        .unwrap();
+    let sink = c.start_sink().await.unwrap();
     wait_delivered(&c, &sink, 1, &[0, 1, 2]).await;
     assert_eq!(sink.messages("bob@example.test").len(), 1);
 }
@@ -324,10 +313,7 @@ async fn a_message_whose_accepting_node_is_killed_is_delivered_by_another_site()
     let owner_idx = 2;
     let id = send_ham(&c, owner_idx, 7);
     c.kill(owner_idx);
-    let dir = tempfile::tempdir().unwrap();
-    let sink = SinkProcess::start(&sink_addr(&c), dir.path())
-        .await
-        .unwrap();
+    let sink = c.start_sink().await.unwrap();
     // Its lease (2 s) lapses; the leader takes the message over and delivers it.
     wait_delivered(&c, &sink, 1, &[0, 1]).await;
     let msgs = sink.messages("bob@example.test");
@@ -371,10 +357,7 @@ fn zip_with_exe() -> Vec<u8> {
 #[tokio::test]
 async fn the_filter_rejects_quarantines_and_stamps_as_the_policy_says() {
     let c = with_local_domain().await;
-    let dir = tempfile::tempdir().unwrap();
-    let sink = SinkProcess::start(&sink_addr(&c), dir.path())
-        .await
-        .unwrap();
+    let sink = c.start_sink().await.unwrap();
     let mut a = c.client(0).await.unwrap();
     a.list_add(peage_tests::add_req(
         EntryKind::Domain,
@@ -600,10 +583,7 @@ async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
 #[tokio::test]
 async fn a_recipient_refused_downstream_is_bounced_to_the_sender_but_never_to_the_null_sender() {
     let c = with_local_domain().await;
-    let dir = tempfile::tempdir().unwrap();
-    let sink = SinkProcess::start(&sink_addr(&c), dir.path())
-        .await
-        .unwrap();
+    let sink = c.start_sink().await.unwrap();
     let (host, port) = c.nodes[0].smtp_addr();
 
     // One good and one refused recipient: the good one is delivered, the sender gets a DSN
@@ -659,10 +639,7 @@ async fn a_message_held_past_the_retention_limit_is_bounced_with_4_4_7() {
         ..Tuning::default()
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let sink = SinkProcess::start(&sink_addr(&c), dir.path())
-        .await
-        .unwrap();
+    let sink = c.start_sink().await.unwrap();
     // held.test's server never answers (nothing listens there); the sender's DSN goes through
     // the bounce route, which is the running sink.
     c.route_domain("held.test", &format!("smtp://{}.201:2626", c.net))
@@ -715,7 +692,7 @@ async fn starttls_is_offered_when_a_certificate_is_configured_and_mail_flows_ins
     let mut a = c.client(0).await.unwrap();
     a.domain_set(DomainSetRequest {
         domain: "example.test".into(),
-        route: format!("smtp://{}", sink_addr(&c)),
+        route: format!("smtp://{}", c.sink_addr()),
     })
     .await
     .unwrap();
@@ -763,7 +740,7 @@ async fn recipients_on_different_routes_in_one_data_each_reach_their_server() {
     .await
     .unwrap();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let s1 = SinkProcess::start(&sink_addr(&c), d1.path()).await.unwrap();
+    let s1 = SinkProcess::start(&c.sink_addr(), d1.path()).await.unwrap();
     let s2 = SinkProcess::start(&other, d2.path()).await.unwrap();
     // A linearizable read on node 3 first: it accepts for other.test only once it knows it.
     let mut b = c.client(2).await.unwrap();

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use peage_tests::{bin, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
+use peage_tests::{bin, TestCluster, Tuning, ADMIN_TOKEN};
 
 fn probe(c: &TestCluster, admin: &[usize]) -> (Output, serde_json::Value) {
     let mx: Vec<String> = c
@@ -53,11 +53,8 @@ fn mx_report<'a>(
 #[tokio::test]
 async fn the_probe_follows_every_message_and_names_the_failing_site() {
     let mut c = TestCluster::start(Tuning::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sink = SinkProcess::start(&format!("{}.200:2626", c.net), dir.path())
-        .await
-        .unwrap();
-    c.route_domain("example.test", &format!("smtp://{}.200:2626", c.net))
+    let sink = c.start_sink().await.unwrap();
+    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
         .await
         .unwrap();
 

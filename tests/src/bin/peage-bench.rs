@@ -64,9 +64,8 @@ async fn smtp_bench(
     })
     .await?;
     let sink_dir = tempfile::tempdir()?;
-    let _sink =
-        peage_tests::SinkProcess::start(&format!("{}.200:2626", c.net), sink_dir.path()).await?;
-    c.route_domain("example.test", &format!("smtp://{}.200:2626", c.net))
+    let _sink = peage_tests::SinkProcess::start(&c.sink_addr(), sink_dir.path()).await?;
+    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
         .await?;
     println!(
         "corpus: {} messages from {}",

@@ -6,7 +6,7 @@
 pub mod check;
 mod load;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -228,9 +228,9 @@ impl Stage {
         }
         cluster.wait_for_leader_everywhere().await?;
         let sink_dir = tempfile::tempdir()?;
-        let sink = SinkProcess::start(&sink_addr(&cluster), sink_dir.path()).await?;
+        let sink = SinkProcess::start(&cluster.sink_addr(), sink_dir.path()).await?;
         cluster
-            .route_domain("example.test", &format!("smtp://{}", sink_addr(&cluster)))
+            .route_domain("example.test", &format!("smtp://{}", cluster.sink_addr()))
             .await?;
         Ok(Stage {
             cluster,
@@ -305,26 +305,16 @@ impl Stage {
 
     /// Every node's digest of its state, once they all agree (or the last disagreement).
     async fn converge(&self) -> (bool, String) {
-        let agreed = wait_for(
-            "every node has the same state",
-            Duration::from_secs(60),
-            || async {
-                let mut seen = BTreeSet::new();
-                for i in 0..3 {
-                    let mut a = self.cluster.client(i).await.ok()?;
-                    let d = a
-                        .state_digest(StateDigestRequest { stale: true })
-                        .await
-                        .ok()?
-                        .into_inner();
-                    seen.insert((d.applied_index, d.sha256));
-                }
-                (seen.len() == 1).then(|| seen.into_iter().next().map(|(_, h)| h))?
-            },
-        )
-        .await;
-        match agreed {
-            Ok(h) => (true, h),
+        let digests = match self.reachable().await {
+            Ok(from) => self.cluster.digests(from).await,
+            Err(e) => Err(e),
+        };
+        match digests {
+            Ok(d) if d.windows(2).all(|w| w[0] == w[1]) => (true, d[0].clone()),
+            Ok(d) => (
+                false,
+                format!("different states at one applied index: {d:?}"),
+            ),
             Err(e) => (false, e.to_string()),
         }
     }
@@ -348,10 +338,6 @@ impl Stage {
         }
         (copies, first)
     }
-}
-
-fn sink_addr(c: &TestCluster) -> String {
-    format!("{}.200:2626", c.net)
 }
 
 /// What kept the sites apart in this run, and where the latency came from, for the report.
@@ -456,7 +442,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             events.push(format!("{:.1} s: downstream stopped", secs(started)));
             at(heal_at).await;
             stage.sink =
-                SinkProcess::start(&sink_addr(&stage.cluster), stage.sink_dir.path()).await?;
+                SinkProcess::start(&stage.cluster.sink_addr(), stage.sink_dir.path()).await?;
             heal_time = Instant::now();
             events.push(format!("{:.1} s: downstream back", secs(started)));
         }
