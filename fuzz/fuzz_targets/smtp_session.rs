@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use peage_mail::smtp::address::Recipient;
-use peage_mail::smtp::session::{serve, Tls};
-use peage_mail::smtp::{Acceptor, Envelope, Reply, SessionConfig};
+use peage_mail::shutdown::Shutdown;
+use peage_mail::smtp::connection::serve;
+use peage_mail::smtp::{Acceptor, Envelope, Reply, SessionConfig, Tls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct AcceptAll;
@@ -32,7 +33,6 @@ fuzz_target!(|data: &[u8]| {
         .expect("runtime");
     rt.block_on(async {
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
         let config = SessionConfig {
             max_message_bytes: 4096,
             command_timeout: Duration::from_secs(5),
@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
             ..SessionConfig::default()
         };
         let session = tokio::spawn(async move {
-            let _ = serve(server, [192, 0, 2, 1].into(), &config, &AcceptAll, Tls::Unavailable, stop_rx).await;
+            let _ = serve(server, [192, 0, 2, 1].into(), &config, &AcceptAll, Tls::Unavailable, Shutdown::never()).await;
         });
         let _ = client.write_all(data).await;
         let _ = client.shutdown().await;

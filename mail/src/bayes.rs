@@ -184,7 +184,7 @@ fn shouting(text: &str, emit: &mut dyn FnMut(&str)) {
 
 fn url_hosts(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    crate::filter::url_hosts(text, &mut out);
+    crate::urls::url_hosts(text, &mut out);
     out
 }
 

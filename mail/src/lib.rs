@@ -1,11 +1,17 @@
 //! Péage's mail front, kept free of Raft and storage so that it can be fuzzed and tested on
-//! its own: the ESMTP session and listener (`smtp`), the filter pipeline (`filter`), and the
-//! block/allow list index the filter consults (`lists`). The node plugs its replicated
-//! state in through `smtp::Acceptor` and `filter::Knowledge`.
+//! its own: the ESMTP server (`smtp`), the filter pipeline (`filter`) and what it consults
+//! (`lists`, `bayes`, `evidence`, `urls`), and the offline evaluation (`eval`). The node
+//! plugs its replicated state in through `smtp::Acceptor` and `filter::Knowledge`.
+//!
+//! It also holds the two primitives the node shares with it, at the bottom of both:
+//! `shutdown` (one signal fanned out to every task) and `sync` (locks that survive a panic).
 
 pub mod bayes;
 pub mod eval;
 pub mod evidence;
 pub mod filter;
 pub mod lists;
+pub mod shutdown;
 pub mod smtp;
+pub mod sync;
+pub mod urls;

@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use peage_mail::filter::Verdict;
+use peage_mail::shutdown::Shutdown;
+use peage_mail::sync::lock;
 use peage_proto::v1::{command, EvidenceAdd, EvidenceCount, EvidenceDecay};
-use tokio::sync::watch;
 
+use crate::clock::now_ms;
 use crate::cluster::Cluster;
-use crate::filter::Verdict;
 
 /// Keys waiting for the next flush; past this many, new ones wait for a later message.
 const MAX_PENDING_KEYS: usize = 100_000;
@@ -34,7 +36,7 @@ impl Recorder {
             Verdict::Quarantine => 1,
             Verdict::Reject => 2,
         };
-        let mut pending = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = lock(&self.0);
         for k in keys {
             if pending.len() >= MAX_PENDING_KEYS && !pending.contains_key(k) {
                 continue;
@@ -44,12 +46,12 @@ impl Recorder {
     }
 
     fn take(&self) -> HashMap<String, [i64; 3]> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *lock(&self.0))
     }
 
     /// Puts counts back after a failed flush, so nothing counted is lost.
     fn restore(&self, counts: HashMap<String, [i64; 3]>) {
-        let mut pending = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = lock(&self.0);
         for (k, c) in counts {
             if pending.len() >= MAX_PENDING_KEYS && !pending.contains_key(&k) {
                 continue;
@@ -63,19 +65,14 @@ impl Recorder {
 }
 
 /// Flushes this node's counts, and on the leader proposes decay steps, until `stop`.
-pub async fn run(
-    cluster: Cluster,
-    recorder: Recorder,
-    config: EvidenceConfig,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(cluster: Cluster, recorder: Recorder, config: EvidenceConfig, mut stop: Shutdown) {
     let mut tick = tokio::time::interval(config.flush);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_decay = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = crate::smtp::session::stopped(&mut stop) => return,
+            _ = stop.wait() => return,
         }
         let pending = recorder.take();
         if !pending.is_empty() {
@@ -94,13 +91,13 @@ pub async fn run(
                 recorder.restore(pending);
             }
         }
-        let leads = cluster.metrics().current_leader == Some(cluster.id());
+        let leads = cluster.leads();
         if leads && last_decay.elapsed() >= config.decay_every {
             let decay = EvidenceDecay {
                 keep_per_mille: config.keep_per_mille,
                 // Forget keys worth less than a tenth of a message.
                 drop_below_milli: 100,
-                now_ms: crate::admin::now_ms(),
+                now_ms: now_ms(),
             };
             match cluster.propose(command::Kind::EvidenceDecay(decay)).await {
                 Ok(_) => last_decay = Instant::now(),

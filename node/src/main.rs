@@ -134,7 +134,7 @@ fn main() -> ExitCode {
             init_logging();
             block_on(
                 "peage",
-                peage_node::run(c, &dir, peage_node::shutdown_signal()),
+                peage_node::run(c, &dir, peage_node::shutdown::signal()),
             )
         }),
         Command::Restore {
@@ -144,7 +144,7 @@ fn main() -> ExitCode {
         } => node_setup(&config, data_dir).and_then(|(c, dir)| {
             let summary = block_on(
                 "peage restore",
-                peage_node::restore::run(&c, &dir, &snapshot),
+                peage_node::tools::restore::run(&c, &dir, &snapshot),
             )?;
             println!("{summary}");
             Ok(())
@@ -157,11 +157,11 @@ fn main() -> ExitCode {
             init_logging();
             block_on(
                 "peage sink",
-                peage_node::sink::run(
+                peage_node::tools::sink::run(
                     listen,
                     &maildir,
                     refuse_prefix,
-                    peage_node::shutdown_signal(),
+                    peage_node::shutdown::signal(),
                 ),
             )
         }
@@ -173,7 +173,7 @@ fn main() -> ExitCode {
             reject_at,
             json,
             show_errors,
-        } => peage_node::eval::run(
+        } => peage_node::tools::eval::run(
             &spam,
             &ham,
             folds,
@@ -186,7 +186,7 @@ fn main() -> ExitCode {
             eprintln!("peage eval: {e:#}");
             ExitCode::FAILURE
         }),
-        Command::Dev { dir } => peage_node::dev::run(&dir).map_err(|e| {
+        Command::Dev { dir } => peage_node::tools::dev::run(&dir).map_err(|e| {
             eprintln!("peage dev: {e:#}");
             ExitCode::FAILURE
         }),

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use peage_node::filter::{judge, FilterInput, Knowledge, Policy};
-use peage_node::state::lists::{EntryKind, ListEntry};
+use peage_mail::filter::{judge, FilterInput, Knowledge, Policy};
+use peage_mail::lists::{EntryKind, ListEntry};
 
 /// The corpus next to the project checkout.
 pub fn default_dir() -> std::path::PathBuf {

@@ -46,7 +46,11 @@ fn names(message: &[u8], lists: &Fixed) -> Vec<String> {
         mail_from: "alice@client.example",
         message,
     };
-    analyze(&input, lists).into_iter().map(|s| s.name).collect()
+    judge(&input, lists, &Policy::default())
+        .symbols
+        .into_iter()
+        .map(|s| s.name)
+        .collect()
 }
 
 fn mime_with_attachment(name: &str, content_b64: &str) -> Vec<u8> {
@@ -103,7 +107,7 @@ fn gtube_is_rejected() {
         mail_from: "",
         message: msg.as_bytes(),
     };
-    let s = analyze(&input, &Fixed(vec![]));
+    let s = judge(&input, &Fixed(vec![]), &Policy::default()).symbols;
     assert_eq!(s[0].name, "GTUBE");
     assert_eq!(verdict(&s, &Policy::default()).0, Verdict::Reject);
 }
@@ -184,7 +188,7 @@ fn dangerous_attachments_are_quarantined() {
             mail_from: "a@client.example",
             message: &msg,
         };
-        let s = analyze(&input, &Fixed(vec![]));
+        let s = judge(&input, &Fixed(vec![]), &Policy::default()).symbols;
         assert!(s.iter().any(|x| x.name == expect), "{expect}: {s:?}");
         assert_eq!(verdict(&s, &p).0, Verdict::Quarantine, "{expect}: {s:?}");
     }

@@ -3,8 +3,8 @@
 
 use tonic::{Request, Status};
 
-use crate::cluster::peer_service::constant_time_eq;
 use crate::config::{Role, TokenConfig};
+use crate::secret::constant_time_eq;
 
 #[derive(Clone)]
 pub struct Tokens {

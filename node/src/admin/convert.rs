@@ -1,12 +1,16 @@
-//! Conversions between domain types and peage.v1 wire types, and the one mapping of
-//! cluster errors to gRPC status codes.
+//! Conversions between domain types and peage.v1 wire types, one per message, and the one
+//! mapping of cluster and storage failures to gRPC status codes.
 
+use openraft::StorageError;
 use tonic::Status;
 
-use peage_proto::v1::{ListEntry as WireEntry, ReadInfo};
+use peage_mail::lists::ListEntry;
+use peage_proto::v1::{FilterSymbol, ListEntry as WireEntry, QueuedMessage, ReadInfo};
 
-use crate::cluster::{Freshness, WriteError};
-use crate::state::lists::ListEntry;
+use crate::cluster::error::{Unavailable, WriteError};
+use crate::cluster::Freshness;
+use crate::state::spool::SpooledMessage;
+use crate::types::{NodeId, Outcome};
 
 pub fn entry_to_proto(e: &ListEntry) -> WireEntry {
     WireEntry {
@@ -21,8 +25,8 @@ pub fn entry_to_proto(e: &ListEntry) -> WireEntry {
     }
 }
 
-pub fn queued_to_proto(m: crate::state::spool::SpooledMessage) -> peage_proto::v1::QueuedMessage {
-    peage_proto::v1::QueuedMessage {
+pub fn queued_to_proto(m: SpooledMessage) -> QueuedMessage {
+    QueuedMessage {
         queue_id: m.queue_id,
         mail_from: m.mail_from,
         rcpt_to: m.rcpt_to,
@@ -37,18 +41,16 @@ pub fn queued_to_proto(m: crate::state::spool::SpooledMessage) -> peage_proto::v
         symbols: m
             .symbols
             .into_iter()
-            .map(
-                |(name, score_milli, reason)| peage_proto::v1::FilterSymbol {
-                    name,
-                    score_milli,
-                    reason,
-                },
-            )
+            .map(|(name, score_milli, reason)| FilterSymbol {
+                name,
+                score_milli,
+                reason,
+            })
             .collect(),
     }
 }
 
-pub fn read_info(node_id: u64, f: &Freshness) -> ReadInfo {
+pub fn read_info(node_id: NodeId, f: &Freshness) -> ReadInfo {
     ReadInfo {
         stale: f.stale,
         node_id,
@@ -59,14 +61,26 @@ pub fn read_info(node_id: u64, f: &Freshness) -> ReadInfo {
     }
 }
 
-/// "Could not confirm" is UNAVAILABLE (retry, perhaps elsewhere); a refused change is
-/// FAILED_PRECONDITION; anything else is INTERNAL.
+/// "Could not confirm" is UNAVAILABLE: retry, perhaps elsewhere.
+pub fn unavailable_status(e: Unavailable) -> Status {
+    Status::unavailable(e.to_string())
+}
+
+/// A refused change is FAILED_PRECONDITION; a broken node INTERNAL.
 pub fn write_status(e: WriteError) -> Status {
     match e {
-        WriteError::NoQuorum(_) | WriteError::LeaderUnreachable { .. } | WriteError::Timeout(_) => {
-            Status::unavailable(e.to_string())
-        }
+        WriteError::Unavailable(u) => unavailable_status(u),
         WriteError::Refused(_) => Status::failed_precondition(e.to_string()),
-        WriteError::Internal(_) => Status::internal(e.to_string()),
+        WriteError::NodeBroken(_) => Status::internal(e.to_string()),
     }
+}
+
+/// An outcome the request did not expect: the refusal apply gave, most likely.
+pub fn outcome_status(outcome: Outcome) -> Status {
+    write_status(WriteError::from(outcome))
+}
+
+/// The local database failed under a read.
+pub fn storage_status(e: StorageError<NodeId>) -> Status {
+    Status::internal(e.to_string())
 }

@@ -12,7 +12,7 @@ use openraft::{
 };
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
-use super::{NodeId, TypeConfig};
+use crate::types::{NodeId, TypeConfig};
 
 const CF_LOGS: &str = "logs";
 const CF_META: &str = "meta";

@@ -23,7 +23,12 @@ use tonic::transport::{Channel, Endpoint};
 use peage_proto::v1::raft_peer_client::RaftPeerClient;
 use peage_proto::v1::{Blob, GetBlobRequest, RaftPayload, ReadIndexRequest};
 
-use super::{Forwarded, LeaderOp, LeaderOpDone, NodeId, PeageNode, TypeConfig, WriteError};
+use peage_mail::sync::lock;
+
+use super::error::{Unavailable, WriteError};
+use super::protocol::{Committed, Forwarded, WriteOp};
+use crate::clock::now_ms;
+use crate::types::{NodeId, PeageNode, TypeConfig};
 
 /// The metadata key peer calls carry the cluster secret in.
 pub const SECRET_HEADER: &str = "x-peage-cluster-secret";
@@ -76,7 +81,7 @@ impl PeerClients {
     }
 
     fn client(&self, addr: &str) -> Result<PeerClient, PeerCallError> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let mut channels = lock(&self.channels);
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
@@ -128,23 +133,26 @@ impl PeerClients {
         &self,
         leader: NodeId,
         addr: &str,
-        op: LeaderOp,
+        op: WriteOp,
         timeout: Duration,
-    ) -> Result<LeaderOpDone, WriteError> {
+    ) -> Result<Committed, WriteError> {
         let forwarded = Forwarded {
             op,
-            deadline_ms: crate::admin::now_ms() + timeout.as_millis() as i64,
+            deadline_ms: now_ms() + timeout.as_millis() as i64,
         };
-        let r: Result<Result<LeaderOpDone, WriteError>, PeerCallError> =
+        let r: Result<Result<Committed, WriteError>, PeerCallError> =
             self.call(addr, Method::Forward, &forwarded, timeout).await;
         match r {
             Ok(result) => result,
-            Err(PeerCallError::Timeout(t)) => Err(WriteError::Timeout(t.as_millis() as u64)),
-            Err(e) => Err(WriteError::LeaderUnreachable {
+            Err(PeerCallError::Timeout(t)) => {
+                Err(Unavailable::Timeout(t.as_millis() as u64).into())
+            }
+            Err(e) => Err(Unavailable::LeaderUnreachable {
                 leader,
                 addr: addr.to_owned(),
                 reason: e.to_string(),
-            }),
+            }
+            .into()),
         }
     }
 
@@ -193,8 +201,8 @@ impl PeerClients {
         leader: NodeId,
         addr: &str,
         timeout: Duration,
-    ) -> Result<(u64, BTreeMap<NodeId, u64>), WriteError> {
-        let unreachable = |reason: String| WriteError::LeaderUnreachable {
+    ) -> Result<(u64, BTreeMap<NodeId, u64>), Unavailable> {
+        let unreachable = |reason: String| Unavailable::LeaderUnreachable {
             leader,
             addr: addr.to_owned(),
             reason,
@@ -202,7 +210,7 @@ impl PeerClients {
         let mut client = self.client(addr).map_err(|e| unreachable(e.to_string()))?;
         let reply = tokio::time::timeout(timeout, client.read_index(ReadIndexRequest {}))
             .await
-            .map_err(|_| WriteError::Timeout(timeout.as_millis() as u64))?;
+            .map_err(|_| Unavailable::Timeout(timeout.as_millis() as u64))?;
         match reply {
             Ok(r) => {
                 let r = r.into_inner();
@@ -214,7 +222,7 @@ impl PeerClients {
             Err(s) if s.code() == tonic::Code::Unavailable && s.message().contains("transport") => {
                 Err(unreachable(s.message().to_owned()))
             }
-            Err(s) => Err(WriteError::NoQuorum(s.message().to_owned())),
+            Err(s) => Err(Unavailable::NoQuorum(s.message().to_owned())),
         }
     }
 }

@@ -10,21 +10,17 @@ use peage_proto::v1::{
     Blob, GetBlobRequest, MatchedIndex, PutBlobReply, RaftPayload, ReadIndexReply, ReadIndexRequest,
 };
 
-use crate::state::blobs::BlobError;
-
+use super::error::{Unavailable, WriteError};
 use super::network::{MAX_PEER_MESSAGE, SECRET_HEADER};
-use super::{Cluster, Forwarded, WriteError};
+use super::protocol::{Committed, Forwarded};
+use super::Cluster;
+use crate::blobs::BlobError;
+use crate::clock::now_ms;
+use crate::secret::constant_time_eq;
+use crate::types::TypeConfig;
 
 pub struct PeerService {
     cluster: Cluster,
-}
-
-/// Compares in time independent of where the first difference is.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The peer service wrapped in the check of the cluster secret.
@@ -79,7 +75,7 @@ impl RaftPeer for PeerService {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc: openraft::raft::AppendEntriesRequest<super::TypeConfig> = decode(req)?;
+        let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode(req)?;
         self.cluster
             .record_leader_contact(rpc.leader_commit.map(|l| l.index));
         encode(&self.cluster.raft().append_entries(rpc).await)
@@ -99,16 +95,16 @@ impl RaftPeer for PeerService {
 
     async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let f: Forwarded = decode(req)?;
-        let late_ms = crate::admin::now_ms() - f.deadline_ms;
+        let late_ms = now_ms() - f.deadline_ms;
         if late_ms >= 0 {
-            let refused: Result<super::LeaderOpDone, WriteError> = Err(WriteError::Timeout(0));
+            let refused: Result<Committed, WriteError> = Err(Unavailable::Timeout(0).into());
             tracing::warn!(
                 late_ms,
                 "refused a forwarded write that arrived after its deadline"
             );
             return encode(&refused);
         }
-        encode(&self.cluster.lead(f.op).await)
+        encode(&self.cluster.write_here(f.op).await)
     }
 
     async fn put_blob(&self, req: Request<Blob>) -> Result<Response<PutBlobReply>, Status> {

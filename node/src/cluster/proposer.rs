@@ -1,21 +1,32 @@
 //! Group commit: concurrent writers' commands are gathered into one `CommandBatch` per Raft
 //! entry, so throughput comes from batching rather than one log flush per write.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use peage_mail::sync::lock;
 use peage_proto::v1::{command, Command, CommandBatch};
 
-use super::{Cluster, LeaderOp, WriteError};
-use crate::state::{Outcome, COMMAND_VERSION};
+use super::error::WriteError;
+use super::protocol::{Committed, WriteOp};
+use crate::metrics::{observe, COMMIT_SECONDS};
+use crate::types::{Outcome, COMMAND_VERSION};
 
 /// Most commands gathered into one entry; keeps entries well under the replication RPC's
 /// size and time budget.
 const MAX_BATCH: usize = 256;
 /// Batches in flight at once; while they commit, the next ones fill up.
 const MAX_IN_FLIGHT: usize = 4;
+
+/// Where the proposer sends each gathered batch: the cluster's write path (here on the
+/// leader, forwarded to it elsewhere).
+pub trait Writer: Clone + Send + Sync + 'static {
+    fn write(&self, op: WriteOp) -> impl Future<Output = Result<Committed, WriteError>> + Send;
+}
 
 type Reply = oneshot::Sender<Result<(u64, Outcome), WriteError>>;
 
@@ -36,25 +47,24 @@ impl Default for Proposer {
 }
 
 impl Proposer {
-    pub fn start(&self, cluster: Cluster) {
-        let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(rx) = rx {
-            tokio::spawn(run(rx, cluster));
+    /// Starts the task that gathers and writes batches; later calls do nothing.
+    pub fn start(&self, writer: impl Writer) {
+        if let Some(rx) = lock(&self.rx).take() {
+            tokio::spawn(run(rx, writer));
         }
     }
 
+    /// Hands one command to the next batch; returns its log index and outcome once the
+    /// batch is committed and applied.
     pub async fn propose(&self, cmd: command::Kind) -> Result<(u64, Outcome), WriteError> {
         let (reply, wait) = oneshot::channel();
-        self.tx
-            .send((cmd, reply))
-            .await
-            .map_err(|_| WriteError::Internal("the proposer has stopped".into()))?;
-        wait.await
-            .map_err(|_| WriteError::Internal("the proposer dropped the request".into()))?
+        let stopped = || WriteError::NodeBroken("the proposer has stopped".into());
+        self.tx.send((cmd, reply)).await.map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<(command::Kind, Reply)>, cluster: Cluster) {
+async fn run(mut rx: mpsc::Receiver<(command::Kind, Reply)>, writer: impl Writer) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         // Wait for a free slot first, so commands pile up into a bigger batch meanwhile.
@@ -71,37 +81,42 @@ async fn run(mut rx: mpsc::Receiver<(command::Kind, Reply)>, cluster: Cluster) {
                 Err(_) => break,
             }
         }
-        let cluster = cluster.clone();
+        let writer = writer.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let (commands, replies): (Vec<_>, Vec<_>) = batch
-                .into_iter()
-                .map(|(kind, reply)| (Command { kind: Some(kind) }, reply))
-                .unzip();
-            let payload = CommandBatch {
-                version: COMMAND_VERSION,
-                commands,
-            }
-            .encode_to_vec();
-            let started = std::time::Instant::now();
-            let submitted = cluster.submit(LeaderOp::Commands(payload)).await;
-            crate::metrics::observe(crate::metrics::COMMIT_SECONDS, started.elapsed());
-            match submitted {
-                Ok(done) => {
-                    let mut outcomes = done.outcome.0.into_iter();
-                    for reply in replies {
-                        let outcome = outcomes
-                            .next()
-                            .unwrap_or_else(|| Outcome::Refused("no outcome for command".into()));
-                        let _ = reply.send(Ok((done.log_index, outcome)));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-            }
+            write_batch(&writer, batch).await;
         });
+    }
+}
+
+/// Writes one batch as one entry and answers each of its callers.
+async fn write_batch(writer: &impl Writer, batch: Vec<(command::Kind, Reply)>) {
+    let (commands, replies): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|(kind, reply)| (Command { kind: Some(kind) }, reply))
+        .unzip();
+    let payload = CommandBatch {
+        version: COMMAND_VERSION,
+        commands,
+    }
+    .encode_to_vec();
+    let started = Instant::now();
+    let written = writer.write(WriteOp::Commands(payload)).await;
+    observe(COMMIT_SECONDS, started.elapsed());
+    match written {
+        Ok(done) => {
+            let mut outcomes = done.outcome.0.into_iter();
+            for reply in replies {
+                let outcome = outcomes
+                    .next()
+                    .unwrap_or_else(|| Outcome::Refused("no outcome for command".into()));
+                let _ = reply.send(Ok((done.log_index, outcome)));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
     }
 }

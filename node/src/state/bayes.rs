@@ -5,7 +5,8 @@ use peage_mail::bayes::{Class, TokenTable};
 use peage_proto::v1::BayesLearn;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::apply::{IndexChange, LearnChange, Outcome};
+use super::knowledge::IndexChange;
+use crate::types::{LearnChange, Outcome};
 
 fn tokens_blob(tokens: &[u64]) -> Vec<u8> {
     tokens.iter().flat_map(|t| t.to_le_bytes()).collect()

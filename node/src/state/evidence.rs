@@ -1,17 +1,13 @@
 //! Reputation and bulk evidence in the replicated state: counts added by every node's
 //! flushes and scaled down by the leader's decay steps, in integers (thousandths of a
-//! message) so that every replica computes the same numbers; and the in-memory copy the
-//! filter reads.
-
-use std::collections::HashMap;
+//! message) so that every replica computes the same numbers. The in-memory copy the filter
+//! reads follows them in `knowledge`.
 
 use peage_proto::v1::{EvidenceAdd, EvidenceDecay};
 use rusqlite::{params, Connection, Transaction};
 
-use super::apply::{IndexChange, Outcome};
-
-/// Per key: [ham, spam, reject] in thousandths of a message.
-pub type EvidenceTable = HashMap<String, [i64; 3]>;
+use super::knowledge::{EvidenceTable, IndexChange};
+use crate::types::Outcome;
 
 /// The longest key kept; longer ones (a hostile HELO) are refused, the same way everywhere.
 const MAX_KEY: usize = 300;
@@ -70,32 +66,6 @@ pub fn apply_decay(
     })
 }
 
-/// The in-memory table follows a committed change with the same integer arithmetic.
-pub fn follow(table: &mut EvidenceTable, change: IndexChange) {
-    match change {
-        IndexChange::EvidenceAdd(added) => {
-            for (key, counts) in added {
-                let e = table.entry(key).or_insert([0; 3]);
-                for (a, b) in e.iter_mut().zip(counts) {
-                    *a += b;
-                }
-            }
-        }
-        IndexChange::EvidenceDecay {
-            keep_per_mille,
-            drop_below,
-        } => {
-            table.retain(|_, e| {
-                for n in e.iter_mut() {
-                    *n = *n * keep_per_mille / 1000;
-                }
-                e.iter().sum::<i64>() >= drop_below
-            });
-        }
-        _ => {}
-    }
-}
-
 pub fn load_table(conn: &Connection) -> rusqlite::Result<EvidenceTable> {
     let mut stmt = conn.prepare("SELECT key, ham, spam, reject FROM evidence")?;
     let rows = stmt.query_map([], |r| {
@@ -119,12 +89,4 @@ pub fn digest_rows(conn: &Connection, out: &mut dyn FnMut(&[u8])) -> rusqlite::R
         .as_bytes());
     }
     Ok(())
-}
-
-pub fn as_evidence(counts: &[i64; 3]) -> peage_mail::evidence::Evidence {
-    peage_mail::evidence::Evidence {
-        ham: counts[0] as f64 / 1000.0,
-        spam: counts[1] as f64 / 1000.0,
-        reject: counts[2] as f64 / 1000.0,
-    }
 }

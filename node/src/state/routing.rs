@@ -1,7 +1,16 @@
-//! The routing table's values: local domains and their downstream routes
-//! (`smtp://HOST:PORT`), validated and normalised before they are proposed.
+//! The routing table: local domains and their downstream routes (`smtp://HOST:PORT`),
+//! validated and normalised before they are proposed, applied (`DomainSet`,
+//! `DomainRemove`) and read back.
 
-use super::lists::{normalize_entry, EntryKind, InvalidValue};
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use peage_mail::lists::{normalize_entry, EntryKind, InvalidValue};
+use peage_proto::v1::{DomainRemove, DomainSet};
+
+use super::knowledge::{DomainRoute, IndexChange};
+use crate::types::Outcome;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidRoute {
@@ -49,6 +58,76 @@ pub fn normalize_route(route: &str) -> Result<String, InvalidRoute> {
         .filter(|p| *p > 0)
         .ok_or_else(|| InvalidRoute::Port(r.to_owned()))?;
     Ok(format!("smtp://{host}:{port}"))
+}
+
+pub fn apply_set(
+    tx: &Transaction<'_>,
+    d: DomainSet,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
+    let existed = tx
+        .query_row(
+            "SELECT 1 FROM domains WHERE domain = ?1",
+            [&d.domain],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    tx.execute(
+        "INSERT INTO domains (domain, route, author, created_at_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (domain) DO UPDATE SET route = excluded.route,
+           author = excluded.author, created_at_ms = excluded.created_at_ms",
+        params![d.domain, d.route, d.author, d.created_at_ms],
+    )?;
+    changes.push(IndexChange::RouteSet {
+        domain: d.domain,
+        route: DomainRoute {
+            route: d.route,
+            author: d.author,
+            created_at_ms: d.created_at_ms,
+        },
+    });
+    Ok(Outcome::DomainSet { created: !existed })
+}
+
+pub fn apply_remove(
+    tx: &Transaction<'_>,
+    d: DomainRemove,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
+    let removed = tx.execute("DELETE FROM domains WHERE domain = ?1", [&d.domain])? > 0;
+    changes.push(IndexChange::RouteRemove { domain: d.domain });
+    Ok(Outcome::DomainRemoved { removed })
+}
+
+/// The whole table, by domain.
+pub fn query(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT domain, route, author, created_at_ms FROM domains ORDER BY domain",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            DomainRoute {
+                route: r.get(1)?,
+                author: r.get(2)?,
+                created_at_ms: r.get(3)?,
+            },
+        ))
+    })?;
+    rows.collect()
+}
+
+/// Every route in domain order, for the state digest.
+pub fn digest_rows(conn: &Connection, out: &mut dyn FnMut(&[u8])) -> rusqlite::Result<()> {
+    for (domain, r) in query(conn)? {
+        out(format!(
+            "domain:{domain}:{}:{}:{}",
+            r.route, r.author, r.created_at_ms
+        )
+        .as_bytes());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

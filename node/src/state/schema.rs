@@ -1,9 +1,14 @@
 //! The state database's schema, versioned from the first table: migration N brings
-//! `PRAGMA user_version` from N-1 to N, inside one transaction.
+//! `PRAGMA user_version` from N-1 to N, inside one transaction. Also the `meta` rows every
+//! applied batch writes (the last applied log id and the membership), and the JSON that
+//! list-valued columns hold.
 
 use std::path::Path;
 
-use rusqlite::Connection;
+use openraft::LogId;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::types::{Membership, NodeId};
 
 const MIGRATIONS: &[&str] = &[
     // 1: metadata (last applied log id, membership) and the block/allow lists.
@@ -98,6 +103,50 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// The last applied log id and membership, as the database holds them.
+pub fn read_applied(conn: &Connection) -> rusqlite::Result<(Option<LogId<NodeId>>, Membership)> {
+    let get = |key: &str| -> rusqlite::Result<Option<String>> {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+    };
+    let last = match get("last_applied")? {
+        Some(s) => from_json(&s)?,
+        None => None,
+    };
+    let membership = match get("membership")? {
+        Some(s) => from_json(&s)?,
+        None => Membership::default(),
+    };
+    Ok((last, membership))
+}
+
+/// Records, in the apply transaction, what the batch brought the database up to.
+pub fn write_applied(
+    tx: &Transaction<'_>,
+    last: &Option<LogId<NodeId>>,
+    membership: &Membership,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('last_applied', ?1), ('membership', ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![to_json(last), to_json(membership)],
+    )?;
+    Ok(())
+}
+
+/// Log ids, memberships and lists of strings and numbers are plain data: serialising them
+/// to JSON cannot fail.
+pub fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serialises to JSON")
+}
+
+/// A JSON column read back; a row that does not parse is a conversion error, not a panic.
+pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 #[cfg(test)]

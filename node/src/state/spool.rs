@@ -1,4 +1,5 @@
-//! The replicated spool's rows: applying `SpoolPut` / `SpoolDone`, and reading the queue.
+//! The replicated spool's rows: applying `SpoolPut`, `SpoolDone` and the lease and
+//! operator commands, and reading the queue.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
@@ -6,7 +7,8 @@ use peage_proto::v1::{
     SpoolDone, SpoolDrop, SpoolPut, SpoolRelease, SpoolRenew, SpoolRetry, SpoolTakeover,
 };
 
-use super::apply::Outcome;
+use super::schema::{from_json, to_json};
+use crate::types::Outcome;
 
 /// One queued message, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,16 +37,6 @@ impl SpooledMessage {
     pub fn is_quarantined(&self) -> bool {
         self.verdict == "quarantine"
     }
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("lists of strings and numbers serialise to JSON")
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
 }
 
 pub fn apply_put(tx: &Transaction<'_>, put: SpoolPut) -> rusqlite::Result<Outcome> {
@@ -208,4 +200,12 @@ pub fn query_one(conn: &Connection, queue_id: &str) -> rusqlite::Result<Option<S
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM spool WHERE queue_id = ?1"))?
         .query_row([queue_id], spooled_row)
         .optional()
+}
+
+/// Every message, oldest first, for the state digest.
+pub fn digest_rows(conn: &Connection, out: &mut dyn FnMut(&[u8])) -> rusqlite::Result<()> {
+    for m in query_all(conn)? {
+        out(format!("{m:?}").as_bytes());
+    }
+    Ok(())
 }

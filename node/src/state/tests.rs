@@ -10,9 +10,12 @@ use peage_proto::v1::{
     command, Command, CommandBatch, DomainRemove, DomainSet, ListAdd, ListRemove, ListSweep,
 };
 
+use peage_mail::filter::Knowledge;
+use peage_mail::lists::EntryKind;
+
+use super::digest::StateDigest;
 use super::*;
-use crate::cluster::LogPayload;
-use apply::LearnChange;
+use crate::types::{LearnChange, LogPayload, Outcome, TypeConfig, COMMAND_VERSION};
 
 fn entry(index: u64, commands: Vec<command::Kind>) -> Entry<TypeConfig> {
     let batch = CommandBatch {
@@ -88,8 +91,16 @@ async fn same_log_same_state_whatever_the_batching() {
     let mut sb = StateStore::open(b.path()).unwrap();
     apply_all(&mut sa, &log, 1).await;
     apply_all(&mut sb, &log, 17).await;
-    let (da, ia, na) = sa.digest().await.unwrap();
-    let (db, ib, nb) = sb.digest().await.unwrap();
+    let StateDigest {
+        sha256: da,
+        applied_index: ia,
+        list_entries: na,
+    } = sa.digest().await.unwrap();
+    let StateDigest {
+        sha256: db,
+        applied_index: ib,
+        list_entries: nb,
+    } = sb.digest().await.unwrap();
     assert_eq!((ia, ib), (300, 300));
     assert!(na > 0, "the workload should leave some entries");
     assert_eq!((da, na), (db, nb));
@@ -98,7 +109,10 @@ async fn same_log_same_state_whatever_the_batching() {
     let other = tempfile::tempdir().unwrap();
     let mut sc = StateStore::open(other.path()).unwrap();
     apply_all(&mut sc, &workload(8, 300), 10).await;
-    assert_ne!(sc.digest().await.unwrap().0, sa.digest().await.unwrap().0);
+    assert_ne!(
+        sc.digest().await.unwrap().sha256,
+        sa.digest().await.unwrap().sha256
+    );
 }
 
 #[tokio::test]
@@ -128,26 +142,29 @@ async fn snapshot_round_trip_and_restart() {
     apply_all(&mut dst, &log[120..], 30).await;
     assert_eq!(dst.digest().await.unwrap(), src.digest().await.unwrap());
     assert!(
-        !src.domains().is_empty(),
+        !src.indexes().domains().is_empty(),
         "the workload should leave local domains"
     );
-    assert_eq!(dst.domains(), src.domains());
+    assert_eq!(dst.indexes().domains(), src.indexes().domains());
     for v in ["d3.example", "sub.d5.example"] {
         assert_eq!(
-            dst.check(EntryKind::Domain, v, 0),
-            src.check(EntryKind::Domain, v, 0)
+            dst.indexes().check(EntryKind::Domain, v, 0),
+            src.indexes().check(EntryKind::Domain, v, 0)
         );
     }
 
     // Reopening from disk gives the same state and the same index.
     let before = dst.digest().await.unwrap();
-    let routes = dst.domains();
-    let probe = dst.check(EntryKind::Ip, "10.3.1.1", 0);
+    let routes = dst.indexes().domains();
+    let probe = dst.indexes().check(EntryKind::Ip, "10.3.1.1", 0);
     drop(dst);
     let reopened = StateStore::open(b.path()).unwrap();
     assert_eq!(reopened.digest().await.unwrap(), before);
-    assert_eq!(reopened.check(EntryKind::Ip, "10.3.1.1", 0), probe);
-    assert_eq!(reopened.domains(), routes);
+    assert_eq!(
+        reopened.indexes().check(EntryKind::Ip, "10.3.1.1", 0),
+        probe
+    );
+    assert_eq!(reopened.indexes().domains(), routes);
 }
 
 #[tokio::test]
@@ -227,18 +244,20 @@ async fn evidence_decays_and_learning_moves_identically_in_memory_and_on_disk() 
         }]
     );
     // 10 messages halved; 0.15 halved is 0.075, under a tenth: forgotten.
-    use crate::filter::Knowledge;
-    let e = store.evidence("sender:a.example").unwrap();
+    let e = store.indexes().evidence("sender:a.example").unwrap();
     assert_eq!((e.spam, e.total()), (5.0, 5.0));
-    assert!(store.evidence("net:x").is_none());
-    assert_eq!(store.bayes_counts().0, 0, "f1 moved to ham");
-    assert_eq!(store.bayes_counts().1, 2);
+    assert!(store.indexes().evidence("net:x").is_none());
+    assert_eq!(store.indexes().bayes_counts().0, 0, "f1 moved to ham");
+    assert_eq!(store.indexes().bayes_counts().1, 2);
     let before = store.digest().await.unwrap();
     drop(store);
     // Reopened from disk: the same tables, the same digest.
     let store = StateStore::open(dir.path()).unwrap();
-    assert_eq!(store.evidence("sender:a.example").unwrap().spam, 5.0);
-    assert!(store.evidence("net:x").is_none());
-    assert_eq!(store.bayes_counts().1, 2);
+    assert_eq!(
+        store.indexes().evidence("sender:a.example").unwrap().spam,
+        5.0
+    );
+    assert!(store.indexes().evidence("net:x").is_none());
+    assert_eq!(store.indexes().bayes_counts().1, 2);
     assert_eq!(store.digest().await.unwrap(), before);
 }

@@ -153,17 +153,17 @@ async fn smtp_bench(
 async fn filter_bench(corpus: std::path::PathBuf) -> anyhow::Result<()> {
     let messages = peage_tests::corpus::load(&corpus)?;
     let bytes: usize = messages.iter().map(Vec::len).sum();
-    let policy = peage_node::filter::Policy::default();
+    let policy = peage_mail::filter::Policy::default();
     let mut verdicts = std::collections::BTreeMap::new();
     let start = Instant::now();
     for m in &messages {
-        let input = peage_node::filter::FilterInput {
+        let input = peage_mail::filter::FilterInput {
             client_ip: "198.51.100.1".parse()?,
             helo: "mail.bench.example",
             mail_from: "sender@bench.example",
             message: m,
         };
-        let j = peage_node::filter::judge(&input, &peage_tests::corpus::NoLists, &policy);
+        let j = peage_mail::filter::judge(&input, &peage_tests::corpus::NoLists, &policy);
         *verdicts.entry(j.verdict.as_str()).or_insert(0) += 1;
     }
     let secs = start.elapsed().as_secs_f64();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::check::{SendOutcome, Sent};
-use crate::TestCluster;
+use crate::cluster::TestCluster;
 
 const ID_HEADER: &str = "X-Peage-Drill-Id";
 /// A client gives up on a message after this long without a final reply.

@@ -13,9 +13,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use peage_client::v1::*;
+
+use crate::cluster::{TestCluster, Tuning, SITES};
+use crate::http::http_get;
 use crate::proxy::LinkProxy;
-use crate::v1::*;
-use crate::{wait_for, SinkProcess, TestCluster, Tuning};
+use crate::sink::SinkProcess;
+use crate::wait::wait_for;
 use check::{Counts, Holdings};
 
 /// The recipient every drill message goes to.
@@ -580,7 +584,7 @@ fn secs(since: Instant) -> f64 {
 }
 
 fn site_name(i: usize) -> &'static str {
-    crate::SITES[i]
+    SITES[i]
 }
 
 /// Waits until node `i` says it is part of a working majority (`/healthz`).
@@ -592,7 +596,7 @@ async fn wait_in_quorum(c: &TestCluster, i: usize) -> anyhow::Result<()> {
         || {
             let addr = addr.clone();
             async move {
-                let (status, _) = crate::http_get(&addr, "/healthz").await.ok()?;
+                let (status, _) = http_get(&addr, "/healthz").await.ok()?;
                 (status == 200).then_some(())
             }
         },

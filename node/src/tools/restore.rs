@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use openraft::storage::RaftLogStorage;
 
+use crate::blobs::BlobStore;
 use crate::cluster::log_store::LogStore;
 use crate::config::Config;
 use crate::state::StateStore;
@@ -39,8 +40,7 @@ pub async fn run(config: &Config, data_dir: &Path, snapshot: &Path) -> anyhow::R
         .restore_backup(snapshot)
         .map_err(|e| anyhow::anyhow!(e))?;
     let spooled = state.spooled().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let blobs = crate::state::blobs::BlobStore::open(&data_dir.join("blobs"))
-        .context("cannot open the blob store")?;
+    let blobs = BlobStore::open(&data_dir.join("blobs")).context("cannot open the blob store")?;
     let missing = spooled
         .iter()
         .filter(|m| !blobs.has(&m.body_sha256))

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
+use super::address::Recipient;
+use super::connection::serve;
 use super::*;
+use crate::shutdown::Trigger;
 
 /// Accepts recipients at `example.test` only and records what it is handed.
 #[derive(Default)]
@@ -68,17 +71,10 @@ impl Client {
     }
 }
 
-fn start(
-    config: SessionConfig,
-) -> (
-    Client,
-    Arc<Recorder>,
-    watch::Sender<bool>,
-    tokio::task::JoinHandle<()>,
-) {
+fn start(config: SessionConfig) -> (Client, Arc<Recorder>, Trigger, tokio::task::JoinHandle<()>) {
     let (a, b) = tokio::io::duplex(1 << 20);
     let rec = Arc::new(Recorder::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = Trigger::new();
     let r = rec.clone();
     let task = tokio::spawn(async move {
         let _ = serve(
@@ -255,7 +251,7 @@ async fn a_slow_client_is_timed_out() {
 async fn shutdown_answers_421_and_ends_the_session() {
     let (mut c, _rec, stop, task) = start(SessionConfig::default());
     c.line().await;
-    stop.send(true).unwrap();
+    stop.fire();
     assert!(c.line().await.starts_with("421 4.3.0"));
     task.await.unwrap();
 }

@@ -8,7 +8,9 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use peage_client::v1::*;
-use peage_client::{Admin, ClientError};
+use peage_client::ClientError;
+
+use super::Ctx;
 
 #[derive(Default)]
 struct Tally {
@@ -20,13 +22,13 @@ struct Tally {
 }
 
 pub async fn run(
-    admin: Admin,
-    addr: &str,
+    ctx: &mut Ctx,
     class: &str,
     files: Vec<PathBuf>,
     jobs: usize,
-    json_out: bool,
 ) -> Result<(), ClientError> {
+    let admin = ctx.admin().await?.clone();
+    let (addr, json_out) = (ctx.addr.as_str(), ctx.json);
     if files.is_empty() {
         return Err(ClientError::InvalidArgument(
             "no message files given".into(),
@@ -90,6 +92,18 @@ pub async fn run(
     if progress {
         eprintln!();
     }
+    print_summary(&tally, class, total, json_out);
+    if tally.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(ClientError::InvalidArgument(format!(
+            "{} message(s) could not be learned",
+            tally.failed.len()
+        )))
+    }
+}
+
+fn print_summary(tally: &Tally, class: &str, total: usize, json_out: bool) {
     let known = tally.last.as_ref();
     if json_out {
         let failed: Vec<_> = tally
@@ -124,13 +138,5 @@ pub async fn run(
                 r.spam_messages, r.ham_messages, r.tokens
             );
         }
-    }
-    if tally.failed.is_empty() {
-        Ok(())
-    } else {
-        Err(ClientError::InvalidArgument(format!(
-            "{} message(s) could not be learned",
-            tally.failed.len()
-        )))
     }
 }

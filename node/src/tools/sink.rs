@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use crate::smtp::address::Recipient;
-use crate::smtp::{self, Acceptor, ConnectionLimits, Envelope, Reply, SessionConfig};
+use peage_mail::shutdown::Trigger;
+use peage_mail::smtp::address::Recipient;
+use peage_mail::smtp::{self, Acceptor, ConnectionLimits, Envelope, Reply, SessionConfig};
 
 /// Accepts every well-formed recipient and writes each message once per recipient.
 pub struct MaildirSink {
@@ -90,7 +90,7 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, maildir = %maildir.display(), "sink listening");
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop, stopped) = Trigger::new();
     let config = Arc::new(SessionConfig {
         hostname: "peage-sink".into(),
         banner: "ESMTP Péage test sink".into(),
@@ -102,10 +102,10 @@ pub async fn run(
         ConnectionLimits::default(),
         Arc::new(MaildirSink::new(maildir, refuse_prefix)),
         None,
-        stop_rx,
+        stopped,
     ));
     shutdown.await;
-    let _ = stop_tx.send(true);
+    stop.fire();
     let _ = server.await;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The snapshot data openraft streams in chunks: a database file plus its path, so a
-//! received snapshot can be fsynced and renamed into place.
+//! received snapshot can be fsynced and renamed into place. It stands on the ground floor
+//! because openraft's type config (`types`) names it.
 
 use std::io;
 use std::path::{Path, PathBuf};

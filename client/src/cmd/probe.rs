@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use peage_client::v1::*;
-use peage_client::{connect, Admin, ClientError};
+use peage_client::{connect, parse_duration_secs, Admin, ClientError};
 
-pub struct ProbeOptions {
+use super::Ctx;
+use crate::cli::ProbeArgs;
+
+struct ProbeOptions {
     pub mx: Vec<String>,
     pub admin: Vec<String>,
     pub token: Option<String>,
@@ -51,9 +54,34 @@ struct MxStats {
     to_delivery: Vec<Duration>,
 }
 
+/// `peagectl probe`: fails (exit 1) unless every MX accepted every message and every
+/// accepted one was delivered or quarantined.
+pub async fn run(ctx: &Ctx, args: ProbeArgs) -> Result<(), ClientError> {
+    let secs = |d: &str| parse_duration_secs(d).map_err(ClientError::InvalidArgument);
+    let options = ProbeOptions {
+        mx: args.mx,
+        admin: if args.admin.is_empty() {
+            vec![ctx.addr.clone()]
+        } else {
+            args.admin
+        },
+        token: ctx.token.clone(),
+        rate: args.rate,
+        duration: Duration::from_secs(secs(&args.duration)?),
+        rcpt: args.rcpt,
+        sender_domain: args.sender_domain,
+        follow_timeout: Duration::from_secs(secs(&args.follow_timeout)?),
+        json: ctx.json,
+    };
+    match probe(options).await? {
+        true => Ok(()),
+        false => Err(ClientError::ProbeFailed),
+    }
+}
+
 /// Runs the probe; `Ok(true)` when every MX accepted every message and every accepted one
 /// was delivered or quarantined.
-pub async fn run(o: ProbeOptions) -> Result<bool, ClientError> {
+async fn probe(o: ProbeOptions) -> Result<bool, ClientError> {
     if o.mx.is_empty() {
         return Err(ClientError::InvalidArgument(
             "--mx needs at least one HOST:PORT".into(),

@@ -1,0 +1,297 @@
+//! The command-line grammar of `peagectl` (clap): global options, every command and its
+//! arguments, with the help an operator reads.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::wire;
+use peage_client::v1::{EntryKind, ListName};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LearnClass {
+    Spam,
+    Ham,
+}
+
+impl LearnClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            LearnClass::Spam => "spam",
+            LearnClass::Ham => "ham",
+        }
+    }
+}
+
+/// The files named, with each directory replaced by its files (sorted).
+#[derive(Parser)]
+#[command(
+    name = "peagectl",
+    version,
+    about = "Drive a Péage mail-filter cluster through any node's admin API",
+    after_help = "Examples:\n  peagectl status\n  peagectl list add ip 203.0.113.0/24 --reason \"botnet\"\n  peagectl list check ip 203.0.113.7\n  peagectl --stale list ls --kind domain --json"
+)]
+pub struct Cli {
+    /// Admin endpoint of any node.
+    #[arg(
+        long,
+        env = "PEAGE_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    pub addr: String,
+    /// Bearer token (admin or read-only).
+    #[arg(long, env = "PEAGE_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of tables (reads).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Answer reads from the contacted node's replica without asking the leader; the reply
+    /// says how far behind it may be.
+    #[arg(long, global = true)]
+    pub stale: bool,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// The contacted node's view: role, term, leader, members, placement warnings.
+    Status,
+    /// Cluster membership.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Block and allow lists.
+    #[command(subcommand)]
+    List(ListCmd),
+    /// Local domains and the downstream route of each (mail is accepted only for these).
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Score messages without storing them: every symbol, the total and the verdict.
+    Check {
+        /// Message files (RFC 5322), or directories of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Client IP to score with.
+        #[arg(long, default_value = "127.0.0.1")]
+        client_ip: String,
+        #[arg(long, default_value = "")]
+        helo: String,
+        /// Envelope sender to score with.
+        #[arg(long, default_value = "")]
+        from: String,
+    },
+    /// The filter's score thresholds.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// The spool: messages accepted and not yet delivered.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+    /// Messages the filter held back, on every site.
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
+    /// Teach the classifier messages as spam or ham, cluster-wide. Learning a message again
+    /// the same way changes nothing; learning it the other way moves it.
+    #[command(
+        after_help = "Examples:\n  peagectl learn spam ~/caught/*.eml\n  peagectl learn ham ./false-positives/"
+    )]
+    Learn {
+        /// spam or ham.
+        class: LearnClass,
+        /// Message files (RFC 5322), or directories of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Messages in flight at once.
+        #[arg(long, default_value_t = 8)]
+        jobs: usize,
+    },
+    /// A hash of the replicated state, equal on nodes at the same applied index.
+    Digest,
+    /// Build a snapshot on the contacted node now.
+    Snapshot,
+    /// Canary: send marked test messages to every MX and follow each through the admin API
+    /// until it is delivered or quarantined; report loss and latency per MX. Exits 1 when an
+    /// MX failed to accept or a message was not delivered in time.
+    #[command(
+        after_help = "Example:\n  peagectl probe --mx 127.0.0.1:2525,127.0.0.2:2525,127.0.0.3:2525 \\\n    --admin http://127.0.0.1:50051,http://127.0.0.2:50051 --rate 5 --duration 30s"
+    )]
+    Probe(ProbeArgs),
+}
+
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// Add a node as a learner (it receives the log or a snapshot, but does not vote).
+    Add {
+        node_id: u64,
+        /// Its peer (Raft) address, IP:PORT.
+        #[arg(long)]
+        peer: String,
+        /// Its admin address, IP:PORT.
+        #[arg(long)]
+        admin: String,
+        /// Its site.
+        #[arg(long)]
+        site: String,
+    },
+    /// Make a learner a voter.
+    Promote { node_id: u64 },
+    /// Remove a voter or learner.
+    Remove { node_id: u64 },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCmd {
+    /// The current thresholds.
+    Show,
+    /// Change the thresholds (points): `policy set --quarantine 6 --reject 15`.
+    Set {
+        #[arg(long)]
+        quarantine: Option<f64>,
+        #[arg(long)]
+        reject: Option<f64>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum QueueCmd {
+    /// Messages waiting for delivery.
+    Ls(MessageFilter),
+    /// Attempt delivery of a message now.
+    Retry { queue_id: String },
+    /// Remove a message from the queue (it will not be delivered).
+    Drop { queue_id: String },
+}
+
+#[derive(Subcommand)]
+pub enum QuarantineCmd {
+    /// Held messages.
+    Ls(MessageFilter),
+    /// A held message: its record and headers (`--raw`: the whole message).
+    Show {
+        queue_id: String,
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Deliver a held message, and teach the classifier it was ham (a false positive).
+    Release {
+        queue_id: String,
+        /// Do not learn it as ham (e.g. released to a spam trap for analysis).
+        #[arg(long)]
+        no_learn: bool,
+    },
+    /// Delete a held message.
+    Rm { queue_id: String },
+}
+
+#[derive(clap::Args)]
+pub struct MessageFilter {
+    /// Recipient contains this text.
+    #[arg(long, default_value = "")]
+    pub recipient: String,
+    /// Sender contains this text.
+    #[arg(long, default_value = "")]
+    pub sender: String,
+    /// Accepted within this long: 90s, 15m, 2h, 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only this verdict (deliver, released, quarantine).
+    #[arg(long, default_value = "")]
+    pub verdict: String,
+    /// Messages per page (at most 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Continue after this token (printed after a full page).
+    #[arg(long, default_value = "")]
+    pub page_token: String,
+}
+
+#[derive(Subcommand)]
+pub enum DomainCmd {
+    /// Accept mail for DOMAIN and relay it to ROUTE: `domain add example.test --route smtp://10.0.0.5:25`.
+    Add {
+        domain: String,
+        /// smtp://HOST:PORT of the downstream mail server.
+        #[arg(long)]
+        route: String,
+    },
+    /// Stop accepting mail for DOMAIN.
+    Rm { domain: String },
+    /// The routing table.
+    Ls,
+}
+
+#[derive(Subcommand)]
+pub enum ListCmd {
+    /// Add (or replace) an entry: `list add ip 203.0.113.0/24 --reason "botnet"`.
+    Add {
+        #[arg(value_parser = wire::entry_kind())]
+        kind: EntryKind,
+        /// IP or CIDR, domain (matches subdomains), sender address, or URL/host.
+        value: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Expire after this long: 90s, 15m, 2h, 7d.
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long, value_parser = wire::list_name(), default_value = "block")]
+        list: ListName,
+    },
+    /// Remove an entry.
+    Rm {
+        #[arg(value_parser = wire::entry_kind())]
+        kind: EntryKind,
+        value: String,
+        #[arg(long, value_parser = wire::list_name(), default_value = "block")]
+        list: ListName,
+    },
+    /// List entries, optionally filtered.
+    Ls {
+        #[arg(long, value_parser = wire::list_name())]
+        list: Option<ListName>,
+        #[arg(long, value_parser = wire::entry_kind())]
+        kind: Option<EntryKind>,
+        /// Only values containing this text.
+        #[arg(long, default_value = "")]
+        contains: String,
+        /// Entries per page (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Continue after this token (printed after a full page).
+        #[arg(long, default_value_t = 0)]
+        page_token: u64,
+        /// Fetch every page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The entries (of both lists) that match a value.
+    Check {
+        #[arg(value_parser = wire::entry_kind())]
+        kind: EntryKind,
+        value: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct ProbeArgs {
+    /// The MX to probe, HOST:PORT, comma-separated; messages go to each in turn.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub mx: Vec<String>,
+    /// Admin endpoints to follow messages through, tried in turn (default: --addr).
+    #[arg(long, value_delimiter = ',')]
+    pub admin: Vec<String>,
+    /// Messages per second over all MX together.
+    #[arg(long, default_value_t = 2.0)]
+    pub rate: f64,
+    /// How long to send, e.g. 30s or 5m.
+    #[arg(long, default_value = "30s")]
+    pub duration: String,
+    /// The recipient: an address of a local domain whose mailbox can take probes.
+    #[arg(long, default_value = "probe@example.test")]
+    pub rcpt: String,
+    /// The envelope sender's domain (the local part names the run and message).
+    #[arg(long, default_value = "probe.peage.invalid")]
+    pub sender_domain: String,
+    /// How long an accepted message has to be delivered or quarantined.
+    #[arg(long, default_value = "2m")]
+    pub follow_timeout: String,
+}

@@ -1,0 +1,178 @@
+//! Symbols and what they weigh: the names and scores (`SCORES`, data, not code), the
+//! replicated thresholds (`Policy`), the verdict they give, and the `X-Peage-*` headers
+//! that carry it.
+
+/// The GTUBE test string (its Péage-neutral form, as used by every spam filter).
+pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+/// Symbol names and their scores in milli-points (integers keep records deterministic).
+pub const SCORES: &[(&str, i64)] = &[
+    ("GTUBE", 1_000_000),
+    ("BLOCKLIST_IP", 20_000),
+    ("BLOCKLIST_HELO", 20_000),
+    ("BLOCKLIST_SENDER", 20_000),
+    ("BLOCKLIST_FROM_DOMAIN", 20_000),
+    ("BLOCKLIST_URL", 12_000),
+    ("ALLOWLIST", -20_000),
+    ("MISSING_FROM", 3_000),
+    ("MALFORMED_FROM", 3_000),
+    ("MISSING_DATE", 1_000),
+    ("MISSING_MESSAGE_ID", 1_500),
+    ("UNPARSABLE_MESSAGE", 3_000),
+    ("EXECUTABLE_ATTACHMENT", 10_000),
+    ("DOUBLE_EXTENSION", 3_000),
+    ("ARCHIVE_WITH_EXECUTABLE", 10_000),
+    ("MACRO_OFFICE_DOCUMENT", 6_000),
+    // The classifier's bands (see `bayes_symbol`).
+    ("BAYES_99", 8_000),
+    ("BAYES_90", 4_500),
+    ("BAYES_70", 1_500),
+    ("BAYES_10", -1_000),
+    ("BAYES_00", -2_500),
+    // Cluster-wide evidence (see `crate::evidence`).
+    ("REPUTATION_BAD", 3_000),
+    ("REPUTATION_POOR", 1_000),
+    ("REPUTATION_GOOD", -1_000),
+    ("BULK_SOME", 1_000),
+    ("BULK_MANY", 2_500),
+];
+
+/// The classifier's spam probability as a symbol: strong evidence weighs most; the unsure
+/// middle (0.1–0.7) says nothing.
+pub(super) fn bayes_symbol(p: f64) -> Option<Symbol> {
+    let name = match p {
+        p if p >= 0.99 => "BAYES_99",
+        p if p >= 0.90 => "BAYES_90",
+        p if p >= 0.70 => "BAYES_70",
+        p if p <= 0.01 => "BAYES_00",
+        p if p <= 0.10 => "BAYES_10",
+        _ => return None,
+    };
+    Some(symbol(
+        name,
+        format!("the classifier's spam probability is {p:.3}"),
+    ))
+}
+
+fn score_of(name: &str) -> i64 {
+    SCORES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, s)| *s)
+}
+
+/// One finding: a name from `SCORES`, its score, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symbol {
+    pub name: String,
+    pub score_milli: i64,
+    pub reason: String,
+}
+
+pub(super) fn symbol(name: &str, reason: impl Into<String>) -> Symbol {
+    Symbol {
+        name: name.to_owned(),
+        score_milli: score_of(name),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Deliver,
+    Quarantine,
+    Reject,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Deliver => "deliver",
+            Verdict::Quarantine => "quarantine",
+            Verdict::Reject => "reject",
+        }
+    }
+}
+
+/// Score thresholds, in milli-points; replicated policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub quarantine_at_milli: i64,
+    pub reject_at_milli: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            quarantine_at_milli: 6_000,
+            reject_at_milli: 15_000,
+        }
+    }
+}
+
+/// The total score and what it means under `policy`.
+pub fn verdict(symbols: &[Symbol], policy: &Policy) -> (Verdict, i64) {
+    let total: i64 = symbols.iter().map(|s| s.score_milli).sum();
+    let v = if total >= policy.reject_at_milli {
+        Verdict::Reject
+    } else if total >= policy.quarantine_at_milli {
+        Verdict::Quarantine
+    } else {
+        Verdict::Deliver
+    };
+    (v, total)
+}
+
+/// Everything the filter concluded about one message.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub symbols: Vec<Symbol>,
+    pub verdict: Verdict,
+    pub total_milli: i64,
+    /// The reputation and bulk keys the verdict is to be counted under.
+    pub evidence_keys: Vec<String>,
+}
+
+impl Judgement {
+    /// The reason of the highest-scoring symbol: what a rejection says.
+    pub fn main_reason(&self) -> String {
+        self.symbols
+            .iter()
+            .max_by_key(|s| s.score_milli)
+            .map_or_else(
+                || "policy".to_owned(),
+                |s| format!("{} ({})", s.reason, s.name),
+            )
+    }
+}
+
+/// Formats milli-points as points (`1500` → `1.5`).
+pub fn points(milli: i64) -> String {
+    let sign = if milli < 0 { "-" } else { "" };
+    let m = milli.unsigned_abs();
+    let (int, frac) = (m / 1000, m % 1000);
+    if frac == 0 {
+        format!("{sign}{int}")
+    } else {
+        let f = format!("{frac:03}");
+        format!("{sign}{int}.{}", f.trim_end_matches('0'))
+    }
+}
+
+/// The X-Peage headers that delivered and quarantined mail carries.
+pub fn headers(verdict: Verdict, total: i64, symbols: &[Symbol]) -> String {
+    let list: Vec<String> = symbols
+        .iter()
+        .map(|s| format!("{}({})", s.name, points(s.score_milli)))
+        .collect();
+    format!(
+        "X-Peage-Verdict: {}\r\nX-Peage-Score: {}\r\nX-Peage-Symbols: {}\r\n",
+        verdict.as_str(),
+        points(total),
+        if list.is_empty() {
+            "none".into()
+        } else {
+            list.join(", ")
+        }
+    )
+}

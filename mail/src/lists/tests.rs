@@ -1,0 +1,111 @@
+//! List values normalised and refused, and the index's lookups: CIDR matching,
+//! subdomains, expiry, and the bloom-fronted sets through growth and removals.
+
+use super::*;
+
+fn entry(id: u64, kind: EntryKind, value: &str, expires: Option<i64>) -> ListEntry {
+    ListEntry {
+        id,
+        list: ListName::Block,
+        kind,
+        value: normalize_entry(kind, value).unwrap(),
+        reason: String::new(),
+        author: "t".into(),
+        created_at_ms: 0,
+        expires_at_ms: expires,
+    }
+}
+
+#[test]
+fn normalises_and_rejects() {
+    assert_eq!(
+        normalize_entry(EntryKind::Ip, "203.0.113.0/24").unwrap(),
+        "203.0.113.0/24"
+    );
+    assert_eq!(
+        normalize_entry(EntryKind::Ip, "2001:DB8::/32").unwrap(),
+        "2001:db8::/32"
+    );
+    assert_eq!(
+        normalize_entry(EntryKind::Ip, "198.51.100.7").unwrap(),
+        "198.51.100.7/32"
+    );
+    assert!(matches!(
+        normalize_entry(EntryKind::Ip, "203.0.113.7/24"),
+        Err(InvalidValue::HostBits { .. })
+    ));
+    assert!(normalize_entry(EntryKind::Ip, "300.1.1.1/8").is_err());
+    assert!(normalize_entry(EntryKind::Ip, "10.0.0.0/33").is_err());
+    assert_eq!(
+        normalize_entry(EntryKind::Domain, "Bad.Example.").unwrap(),
+        "bad.example"
+    );
+    assert!(normalize_entry(EntryKind::Domain, "bad..example").is_err());
+    assert!(normalize_entry(EntryKind::Domain, "  ").is_err());
+    assert_eq!(
+        normalize_entry(EntryKind::Sender, "Spammer@Bad.Example").unwrap(),
+        "spammer@bad.example"
+    );
+    assert!(normalize_entry(EntryKind::Sender, "no-at-sign").is_err());
+    assert_eq!(
+        normalize_entry(EntryKind::Url, "https://u@Evil.Example:8443/x?y").unwrap(),
+        "evil.example"
+    );
+    assert_eq!(
+        normalize_entry(EntryKind::Url, "http://[2001:db8::1]/").unwrap(),
+        "2001:db8::1"
+    );
+}
+
+#[test]
+fn cidr_lookup_matches_inside_networks_only() {
+    let mut idx = ListIndex::default();
+    idx.upsert(entry(1, EntryKind::Ip, "203.0.113.0/24", None));
+    idx.upsert(entry(2, EntryKind::Ip, "203.0.0.0/16", None));
+    idx.upsert(entry(3, EntryKind::Ip, "2001:db8::/32", None));
+    let ids = |idx: &ListIndex, p: &str| -> Vec<u64> {
+        idx.check(EntryKind::Ip, p, 0)
+            .into_iter()
+            .map(|e| e.id)
+            .collect()
+    };
+    assert_eq!(ids(&idx, "203.0.113.7"), vec![1, 2]);
+    assert_eq!(ids(&idx, "203.0.5.1"), vec![2]);
+    assert_eq!(ids(&idx, "198.51.100.1"), Vec::<u64>::new());
+    assert_eq!(ids(&idx, "2001:db8:1::5"), vec![3]);
+    assert_eq!(ids(&idx, "2001:db9::5"), Vec::<u64>::new());
+    idx.remove(1);
+    assert_eq!(ids(&idx, "203.0.113.7"), vec![2]);
+}
+
+#[test]
+fn domain_matches_subdomains_and_expiry_stops_matching() {
+    let mut idx = ListIndex::default();
+    idx.upsert(entry(1, EntryKind::Domain, "bad.example", None));
+    idx.upsert(entry(2, EntryKind::Domain, "tmp.example", Some(100)));
+    assert_eq!(idx.check(EntryKind::Domain, "a.b.bad.example", 0).len(), 1);
+    assert_eq!(idx.check(EntryKind::Domain, "notbad.example", 0).len(), 0);
+    assert_eq!(idx.check(EntryKind::Domain, "tmp.example", 99).len(), 1);
+    assert_eq!(idx.check(EntryKind::Domain, "tmp.example", 100).len(), 0);
+    assert!(idx.has_expired(100));
+    assert!(!idx.has_expired(99));
+}
+
+#[test]
+fn bloomed_set_survives_growth_and_removals() {
+    let mut idx = ListIndex::default();
+    for i in 0..5000u64 {
+        idx.upsert(entry(
+            i,
+            EntryKind::Sender,
+            &format!("u{i}@x.example"),
+            None,
+        ));
+    }
+    for i in 0..4000u64 {
+        idx.remove(i);
+    }
+    assert_eq!(idx.check(EntryKind::Sender, "u10@x.example", 0).len(), 0);
+    assert_eq!(idx.check(EntryKind::Sender, "u4500@x.example", 0).len(), 1);
+    assert_eq!(idx.len(), 1000);
+}

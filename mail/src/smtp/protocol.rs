@@ -1,0 +1,93 @@
+//! The vocabulary of the SMTP front: replies, the envelope, what a session hands messages
+//! to (`Acceptor`), a session's limits, where it stands on TLS, and the metric names.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::address::Recipient;
+
+/// Metric names (counters): connections given a session, and replies by code.
+pub const SMTP_SESSIONS: &str = "peage_smtp_sessions_total";
+pub const SMTP_REPLIES: &str = "peage_smtp_replies_total";
+
+/// An SMTP reply: code and text (the text carries the enhanced status code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn new(code: u16, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            text: text.into(),
+        }
+    }
+
+    /// Appends the reply to what the session writes next, and counts it.
+    pub(super) fn write_to(&self, out: &mut Vec<u8>) {
+        metrics::counter!(SMTP_REPLIES, "code" => self.code.to_string()).increment(1);
+        out.extend_from_slice(format!("{} {}\r\n", self.code, self.text).as_bytes());
+    }
+}
+
+/// The envelope of one message.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub client_ip: IpAddr,
+    pub helo: String,
+    /// Empty for the null sender (`MAIL FROM:<>`).
+    pub mail_from: String,
+    pub rcpt_to: Vec<Recipient>,
+}
+
+/// What the session hands recipients and messages to: the node's filter and spool, or the
+/// test sink's maildir.
+pub trait Acceptor: Send + Sync + 'static {
+    /// Whether this recipient may be accepted (relay control); `Err` is the reply.
+    fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply>;
+    /// Takes a complete message; the reply is the answer to the final dot.
+    fn accept(&self, envelope: Envelope, message: Vec<u8>) -> impl Future<Output = Reply> + Send;
+}
+
+/// Limits and identity of a session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Named in the banner and the EHLO reply.
+    pub hostname: String,
+    /// The rest of the banner, e.g. the site.
+    pub banner: String,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    /// Bad commands tolerated before the session is closed.
+    pub max_errors: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            hostname: "localhost".into(),
+            banner: "ESMTP Péage".into(),
+            max_message_bytes: 25 * 1024 * 1024,
+            max_recipients: 100,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            max_errors: 10,
+        }
+    }
+}
+
+/// Where a session stands on TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain text, STARTTLS not configured.
+    Unavailable,
+    /// Plain text, STARTTLS offered.
+    Offered,
+    /// Inside TLS after STARTTLS: no banner, no second STARTTLS (RFC 3207).
+    Active,
+}

@@ -1,0 +1,73 @@
+//! Teaching the classifier through Raft: a message's features are computed here (apply
+//! never parses mail) and proposed as one `BayesLearn`.
+
+use tonic::{Request, Response, Status};
+
+use peage_mail::bayes::Class;
+use peage_proto::v1::{command, BayesLearn, LearnReply, LearnRequest};
+
+use super::convert::outcome_status;
+use super::service::AdminService;
+use super::validate::invalid;
+use crate::config::Role;
+use crate::types::{LearnChange, Outcome};
+
+/// What learning one message did.
+pub struct Learned {
+    pub log_index: u64,
+    pub change: LearnChange,
+    pub fingerprint: String,
+}
+
+/// Teaches the classifier `message` as `class`, through Raft.
+pub async fn learn_message(
+    svc: &AdminService,
+    message: &[u8],
+    class: Class,
+    author: String,
+) -> Result<Learned, Status> {
+    let body = message.to_vec();
+    let tokens = tokio::task::spawn_blocking(move || peage_mail::bayes::tokens(&body))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .ok_or_else(|| invalid("the message cannot be parsed"))?;
+    let fingerprint = tokens.fingerprint();
+    let learn = BayesLearn {
+        fingerprint: fingerprint.clone(),
+        class: class.as_str().to_owned(),
+        tokens: tokens.0,
+        author,
+    };
+    match svc.propose(command::Kind::BayesLearn(learn)).await? {
+        (log_index, Outcome::Learned { change }) => Ok(Learned {
+            log_index,
+            change,
+            fingerprint,
+        }),
+        (_, other) => Err(outcome_status(other)),
+    }
+}
+
+pub async fn learn(
+    svc: &AdminService,
+    req: Request<LearnRequest>,
+) -> Result<Response<LearnReply>, Status> {
+    let author = svc.tokens.authorize(&req, Role::Admin)?;
+    let r = req.into_inner();
+    let class = Class::parse(&r.class)
+        .ok_or_else(|| invalid(format!("class must be spam or ham, not {:?}", r.class)))?;
+    if r.message.is_empty() {
+        return Err(invalid("the message is empty"));
+    }
+    let learned = learn_message(svc, &r.message, class, author).await?;
+    svc.cluster.wait_applied(learned.log_index).await;
+    let (spam_messages, ham_messages, tokens, _) = svc.cluster.state().indexes().bayes_counts();
+    Ok(Response::new(LearnReply {
+        change: learned.change.as_str().to_owned(),
+        fingerprint: learned.fingerprint,
+        log_index: learned.log_index,
+        spam_messages,
+        ham_messages,
+        tokens,
+    }))
+}

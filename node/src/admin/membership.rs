@@ -1,0 +1,148 @@
+//! Status and membership: what the contacted node sees (role, term, leader, members,
+//! placement warnings, what the classifier learned), and adding, promoting and removing
+//! nodes through the leader.
+
+use std::collections::BTreeSet;
+
+use tonic::{Request, Response, Status};
+
+use peage_proto::v1::{
+    AddLearnerRequest, Member, MembershipReply, PromoteVoterRequest, RemoveNodeRequest,
+    StatusReply, StatusRequest,
+};
+
+use super::convert::{read_info, write_status};
+use super::service::AdminService;
+use super::validate::{invalid, node_addr};
+use crate::cluster::placement::{placement_warnings, role_name};
+use crate::cluster::protocol::WriteOp;
+use crate::config::Role;
+use crate::types::PeageNode;
+
+async fn members(svc: &AdminService, with_matched: bool) -> Vec<Member> {
+    let m = svc.cluster.metrics();
+    let matched = if with_matched {
+        svc.cluster.matched_indexes().await
+    } else {
+        Default::default()
+    };
+    let membership = m.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .map(|(id, node)| Member {
+            node_id: *id,
+            site: node.site.clone(),
+            peer_addr: node.peer_addr.clone(),
+            admin_addr: node.admin_addr.clone(),
+            voter: voters.contains(id),
+            matched_index: matched.get(id).copied(),
+        })
+        .collect()
+}
+
+pub async fn status(
+    svc: &AdminService,
+    req: Request<StatusRequest>,
+) -> Result<Response<StatusReply>, Status> {
+    svc.tokens.authorize(&req, Role::ReadOnly)?;
+    let m = svc.cluster.metrics();
+    let members = members(svc, true).await;
+    let voters: Vec<(u64, String)> = members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| (m.node_id, m.site.clone()))
+        .collect();
+    let mut warnings = placement_warnings(&voters);
+    if m.current_leader.is_none() {
+        warnings.push("no leader is known: this node cannot reach a majority".into());
+    }
+    let (learned_spam, learned_ham, learned_tokens, learned_table_bytes) =
+        svc.cluster.state().indexes().bayes_counts();
+    Ok(Response::new(StatusReply {
+        node_id: svc.cluster.id(),
+        site: svc.cluster.site().to_owned(),
+        role: role_name(m.state).to_owned(),
+        leader_id: m.current_leader,
+        term: m.current_term,
+        last_applied: m.last_applied.map_or(0, |l| l.index),
+        last_log_index: m.last_log_index.unwrap_or(0),
+        snapshot_index: m.snapshot.map_or(0, |l| l.index),
+        purged_index: m.purged.map_or(0, |l| l.index),
+        members,
+        warnings,
+        read: Some(read_info(svc.cluster.id(), &svc.cluster.freshness(true))),
+        millis_since_quorum_ack: m.millis_since_quorum_ack,
+        learned_spam,
+        learned_ham,
+        learned_tokens,
+        learned_table_bytes,
+    }))
+}
+
+async fn change(svc: &AdminService, op: WriteOp) -> Result<Response<MembershipReply>, Status> {
+    let done = svc.cluster.write(op).await.map_err(write_status)?;
+    Ok(Response::new(MembershipReply {
+        log_index: done.log_index,
+        members: members(svc, false).await,
+    }))
+}
+
+pub async fn add_learner(
+    svc: &AdminService,
+    req: Request<AddLearnerRequest>,
+) -> Result<Response<MembershipReply>, Status> {
+    svc.tokens.authorize(&req, Role::Admin)?;
+    let r = req.into_inner();
+    if r.node_id == 0 {
+        return Err(invalid("node_id must be 1 or more"));
+    }
+    node_addr("peer_addr", &r.peer_addr)?;
+    node_addr("admin_addr", &r.admin_addr)?;
+    if r.site.trim().is_empty() {
+        return Err(invalid("site must not be empty"));
+    }
+    let metrics = svc.cluster.metrics();
+    if metrics
+        .membership_config
+        .membership()
+        .get_node(&r.node_id)
+        .is_some()
+    {
+        return Err(Status::already_exists(format!(
+            "node {} is already a member",
+            r.node_id
+        )));
+    }
+    let node = PeageNode {
+        site: r.site,
+        peer_addr: r.peer_addr,
+        admin_addr: r.admin_addr,
+    };
+    change(
+        svc,
+        WriteOp::AddLearner {
+            id: r.node_id,
+            node,
+        },
+    )
+    .await
+}
+
+pub async fn promote_voter(
+    svc: &AdminService,
+    req: Request<PromoteVoterRequest>,
+) -> Result<Response<MembershipReply>, Status> {
+    svc.tokens.authorize(&req, Role::Admin)?;
+    let id = req.into_inner().node_id;
+    change(svc, WriteOp::Promote { id }).await
+}
+
+pub async fn remove_node(
+    svc: &AdminService,
+    req: Request<RemoveNodeRequest>,
+) -> Result<Response<MembershipReply>, Status> {
+    svc.tokens.authorize(&req, Role::Admin)?;
+    let id = req.into_inner().node_id;
+    change(svc, WriteOp::Remove { id }).await
+}

@@ -1,0 +1,166 @@
+//! The spool and the quarantine as operators see them: listing with filters and pages,
+//! showing a message with its body, and acting on one (release, drop, retry).
+
+use tonic::{Request, Response, Status};
+
+use peage_mail::bayes::Class;
+use peage_proto::v1::{
+    command, MessageActionReply, MessageRef, MessageShowReply, QueueListReply, QueueListRequest,
+    SpoolDrop, SpoolRelease, SpoolRetry,
+};
+
+use super::convert::{outcome_status, queued_to_proto, storage_status, unavailable_status};
+use super::learn::learn_message;
+use super::service::AdminService;
+use super::validate;
+use crate::clock::now_ms;
+use crate::config::Role;
+use crate::spool::bodies::body_of;
+use crate::state::spool::SpooledMessage;
+use crate::types::Outcome;
+
+pub async fn list(
+    svc: &AdminService,
+    req: Request<QueueListRequest>,
+) -> Result<Response<QueueListReply>, Status> {
+    svc.tokens.authorize(&req, Role::ReadOnly)?;
+    let r = req.into_inner();
+    let limit = validate::page_size(r.page_size)? as usize;
+    let read = svc.read_barrier(r.stale).await?;
+    let (rcpt, sender) = (r.recipient.to_lowercase(), r.sender.to_lowercase());
+    let mut matching: Vec<_> = svc
+        .cluster
+        .state()
+        .spooled()
+        .await
+        .map_err(storage_status)?
+        .into_iter()
+        .filter(|m| m.is_quarantined() == r.quarantine)
+        .filter(|m| rcpt.is_empty() || m.rcpt_to.iter().any(|x| x.to_lowercase().contains(&rcpt)))
+        .filter(|m| sender.is_empty() || m.mail_from.to_lowercase().contains(&sender))
+        .filter(|m| m.accepted_at_ms >= r.since_ms)
+        .filter(|m| r.verdict.is_empty() || m.verdict == r.verdict)
+        .filter(|m| r.page_token.is_empty() || m.queue_id > r.page_token)
+        .collect();
+    matching.sort_by(|a, b| a.queue_id.cmp(&b.queue_id));
+    let next_page_token = if matching.len() > limit {
+        matching.truncate(limit);
+        matching
+            .last()
+            .map(|m| m.queue_id.clone())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(Response::new(QueueListReply {
+        messages: matching.into_iter().map(queued_to_proto).collect(),
+        read: Some(read),
+        next_page_token,
+    }))
+}
+
+async fn find(svc: &AdminService, id: &str) -> Result<SpooledMessage, Status> {
+    svc.cluster
+        .state()
+        .spooled_message(id)
+        .await
+        .map_err(storage_status)?
+        .ok_or_else(|| Status::not_found(format!("no message {id}")))
+}
+
+pub async fn show(
+    svc: &AdminService,
+    req: Request<MessageRef>,
+) -> Result<Response<MessageShowReply>, Status> {
+    svc.tokens.authorize(&req, Role::ReadOnly)?;
+    let id = req.into_inner().queue_id;
+    svc.cluster
+        .read_barrier(false)
+        .await
+        .map_err(unavailable_status)?;
+    let m = find(svc, &id).await?;
+    let body = body_of(&svc.cluster, &m)
+        .await
+        .map_err(Status::unavailable)?;
+    Ok(Response::new(MessageShowReply {
+        message: Some(queued_to_proto(m)),
+        body,
+    }))
+}
+
+/// An operator's change to one message (admin role): proposes `make(queue_id)`.
+async fn act(
+    svc: &AdminService,
+    req: Request<MessageRef>,
+    what: &str,
+    make: impl FnOnce(String) -> command::Kind,
+) -> Result<Response<MessageActionReply>, Status> {
+    svc.tokens.authorize(&req, Role::Admin)?;
+    let id = req.into_inner().queue_id;
+    validate::queue_id(&id)?;
+    match svc.propose(make(id.clone())).await? {
+        (log_index, Outcome::SpoolChanged { found: true }) => {
+            Ok(Response::new(MessageActionReply {
+                log_index,
+                learned: String::new(),
+            }))
+        }
+        (_, Outcome::SpoolChanged { found: false }) => {
+            Err(Status::not_found(format!("no {what} {id}")))
+        }
+        (_, other) => Err(outcome_status(other)),
+    }
+}
+
+/// Releases a quarantined message and, unless `no_learn`, teaches the classifier it was
+/// ham: an operator's release is the correction of a false positive.
+pub async fn release(
+    svc: &AdminService,
+    req: Request<MessageRef>,
+) -> Result<Response<MessageActionReply>, Status> {
+    let author = svc.tokens.authorize(&req, Role::Admin)?;
+    let (queue_id, no_learn) = (req.get_ref().queue_id.clone(), req.get_ref().no_learn);
+    // The body first: once released, the message may be delivered and gone.
+    let body = if no_learn {
+        None
+    } else {
+        match find(svc, &queue_id).await {
+            Ok(m) => body_of(&svc.cluster, &m).await.ok(),
+            Err(_) => None,
+        }
+    };
+    let (owner, lease_until_ms) = (svc.cluster.id(), now_ms() + svc.lease.as_millis() as i64);
+    let mut reply = act(svc, req, "quarantined message", |queue_id| {
+        command::Kind::SpoolRelease(SpoolRelease {
+            queue_id,
+            owner,
+            lease_until_ms,
+        })
+    })
+    .await?;
+    if let Some(body) = body {
+        let learned = learn_message(svc, &body, Class::Ham, author).await?;
+        reply.get_mut().learned = learned.change.as_str().to_owned();
+    }
+    Ok(reply)
+}
+
+pub async fn remove(
+    svc: &AdminService,
+    req: Request<MessageRef>,
+) -> Result<Response<MessageActionReply>, Status> {
+    act(svc, req, "message", |queue_id| {
+        command::Kind::SpoolDrop(SpoolDrop { queue_id })
+    })
+    .await
+}
+
+pub async fn retry(
+    svc: &AdminService,
+    req: Request<MessageRef>,
+) -> Result<Response<MessageActionReply>, Status> {
+    act(svc, req, "message", |queue_id| {
+        command::Kind::SpoolRetry(SpoolRetry { queue_id })
+    })
+    .await
+}

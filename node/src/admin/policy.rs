@@ -1,0 +1,81 @@
+//! The filter's policy (its score thresholds), and scoring a message without storing it.
+
+use tonic::{Request, Response, Status};
+
+use peage_proto::v1::{
+    command, CheckMessageReply, CheckMessageRequest, PolicyGetRequest, PolicyReply, PolicySet,
+    PolicySetRequest,
+};
+
+use super::convert::outcome_status;
+use super::service::AdminService;
+use super::validate::{self, invalid};
+use crate::config::Role;
+use crate::judge::{judge, wire_symbols, Judged};
+use crate::types::Outcome;
+
+pub async fn get(
+    svc: &AdminService,
+    req: Request<PolicyGetRequest>,
+) -> Result<Response<PolicyReply>, Status> {
+    svc.tokens.authorize(&req, Role::ReadOnly)?;
+    let p = svc.cluster.state().indexes().policy();
+    Ok(Response::new(PolicyReply {
+        quarantine_at_milli: p.quarantine_at_milli,
+        reject_at_milli: p.reject_at_milli,
+    }))
+}
+
+pub async fn set(
+    svc: &AdminService,
+    req: Request<PolicySetRequest>,
+) -> Result<Response<PolicyReply>, Status> {
+    svc.tokens.authorize(&req, Role::Admin)?;
+    let r = req.into_inner();
+    let current = svc.cluster.state().indexes().policy();
+    let q = validate::threshold(
+        r.quarantine_at,
+        current.quarantine_at_milli,
+        "quarantine_at",
+    )?;
+    let j = validate::threshold(r.reject_at, current.reject_at_milli, "reject_at")?;
+    if q >= j {
+        return Err(invalid(
+            "the quarantine threshold must be below the reject threshold",
+        ));
+    }
+    let set = PolicySet {
+        quarantine_at_milli: q,
+        reject_at_milli: j,
+    };
+    match svc.propose(command::Kind::PolicySet(set)).await? {
+        (_, Outcome::PolicySet) => Ok(Response::new(PolicyReply {
+            quarantine_at_milli: q,
+            reject_at_milli: j,
+        })),
+        (_, other) => Err(outcome_status(other)),
+    }
+}
+
+/// Every symbol, the total and the verdict the local replica gives a message.
+pub async fn check_message(
+    svc: &AdminService,
+    req: Request<CheckMessageRequest>,
+) -> Result<Response<CheckMessageReply>, Status> {
+    svc.tokens.authorize(&req, Role::ReadOnly)?;
+    let r = req.into_inner();
+    let judged = Judged {
+        client_ip: validate::client_ip(&r.client_ip)?,
+        helo: r.helo,
+        mail_from: r.mail_from,
+        message: r.message,
+    };
+    let (judgement, _) = judge(svc.cluster.state(), judged)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(CheckMessageReply {
+        verdict: judgement.verdict.as_str().to_owned(),
+        score_milli: judgement.total_milli,
+        symbols: wire_symbols(&judgement.symbols),
+    }))
+}

@@ -1,0 +1,50 @@
+//! The admin service's handle and what every request shares: the cluster, the tokens, the
+//! limits of what may be written, and the two ways of reaching the cluster (a proposal, a
+//! read barrier) with their failures already worded as gRPC statuses.
+
+use std::time::Duration;
+
+use tonic::Status;
+
+use peage_proto::v1::{command, ReadInfo};
+
+use super::auth::Tokens;
+use super::convert::{read_info, unavailable_status, write_status};
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::types::Outcome;
+
+pub struct AdminService {
+    pub(super) cluster: Cluster,
+    pub(super) tokens: Tokens,
+    /// Longest `reason` a list entry may carry.
+    pub(super) max_reason_bytes: usize,
+    /// The delivery lease a released message starts with.
+    pub(super) lease: Duration,
+}
+
+impl AdminService {
+    pub fn new(cluster: Cluster, config: &Config) -> AdminService {
+        AdminService {
+            cluster,
+            tokens: Tokens::new(&config.admin.tokens),
+            max_reason_bytes: config.lists.max_reason_bytes,
+            lease: Duration::from_secs(config.spool.lease_secs),
+        }
+    }
+
+    /// Proposes `command`; its log index and outcome once committed.
+    pub(super) async fn propose(&self, command: command::Kind) -> Result<(u64, Outcome), Status> {
+        self.cluster.propose(command).await.map_err(write_status)
+    }
+
+    /// Waits for a linearizable read (or none, when `stale`); what the reply says of it.
+    pub(super) async fn read_barrier(&self, stale: bool) -> Result<ReadInfo, Status> {
+        let fresh = self
+            .cluster
+            .read_barrier(stale)
+            .await
+            .map_err(unavailable_status)?;
+        Ok(read_info(self.cluster.id(), &fresh))
+    }
+}

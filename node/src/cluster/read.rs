@@ -1,0 +1,124 @@
+//! The read path: a linearizable read barrier (the leader confirms its leadership with a
+//! quorum, then this replica waits until it has applied that index), or a stale read that
+//! says how far behind this replica may be; quorum health for `/healthz` and status.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+
+use peage_mail::sync::lock;
+
+use super::error::Unavailable;
+use super::write::leader_peer_addr;
+use super::{Cluster, Freshness};
+use crate::types::NodeId;
+
+impl Cluster {
+    /// Notes an AppendEntries or snapshot from the leader, and the commit index it carried.
+    pub(crate) fn record_leader_contact(&self, commit_index: Option<u64>) {
+        let mut c = lock(&self.inner.leader_contact);
+        c.at = Some(Instant::now());
+        if let Some(i) = commit_index {
+            c.commit_index = c.commit_index.max(i);
+        }
+    }
+
+    /// The index a linearizable read must see, confirmed by a quorum (leader only).
+    pub(crate) async fn leader_read_index(&self) -> Result<u64, Unavailable> {
+        let m = self.metrics();
+        self.check_leader_quorum(&m)?;
+        let timeout = self.inner.commit_timeout;
+        match tokio::time::timeout(timeout, self.inner.raft.get_read_log_id()).await {
+            Err(_) => Err(Unavailable::Timeout(timeout.as_millis() as u64)),
+            Ok(Err(e)) => Err(Unavailable::NoQuorum(e.to_string())),
+            Ok(Ok((read, applied))) => Ok(read.max(applied).map_or(0, |l| l.index)),
+        }
+    }
+
+    /// Waits until this node's replica reflects everything committed before the call
+    /// (linearizable), or answers at once from the local replica (`stale`).
+    pub async fn read_barrier(&self, stale: bool) -> Result<Freshness, Unavailable> {
+        if !stale {
+            let m = self.wait_for_leader().await?;
+            let Some(leader) = m.current_leader else {
+                return Err(Unavailable::NoQuorum("no leader is known".into()));
+            };
+            let index = if leader == self.inner.id {
+                self.leader_read_index().await?
+            } else {
+                let addr = leader_peer_addr(&m, leader)?;
+                self.inner
+                    .peers
+                    .read_index(leader, &addr, self.inner.commit_timeout)
+                    .await?
+                    .0
+            };
+            if !self.wait_applied(index).await {
+                return Err(Unavailable::Timeout(
+                    self.inner.commit_timeout.as_millis() as u64
+                ));
+            }
+        }
+        Ok(self.freshness(stale))
+    }
+
+    /// How far this replica may be behind, from what the leader last told it.
+    pub fn freshness(&self, stale: bool) -> Freshness {
+        let applied_index = self.inner.state.applied_index();
+        let m = self.metrics();
+        let contact = lock(&self.inner.leader_contact);
+        let leads = m.current_leader == Some(self.inner.id) && m.state == ServerState::Leader;
+        Freshness {
+            stale,
+            applied_index,
+            known_commit_index: if leads {
+                applied_index
+            } else {
+                contact.commit_index.max(applied_index)
+            },
+            // On the leader, "contact" is the last acknowledgement from a majority: an
+            // isolated leader's replica grows stale from then on.
+            millis_since_leader_contact: if leads {
+                m.millis_since_quorum_ack
+            } else {
+                contact.at.map(|t| t.elapsed().as_millis() as u64)
+            },
+        }
+    }
+
+    /// Whether this node is part of a working majority: it knows a leader, and that leader's
+    /// contact (a majority's acknowledgement, on the leader itself) is recent enough.
+    pub fn in_quorum(&self) -> bool {
+        let f = self.freshness(true);
+        self.metrics().current_leader.is_some()
+            && f.millis_since_leader_contact
+                .is_some_and(|ms| Duration::from_millis(ms) <= self.inner.quorum_lost_after)
+    }
+
+    /// Matched log index per member, from the leader (here, or asked over the peer service).
+    pub async fn matched_indexes(&self) -> BTreeMap<NodeId, u64> {
+        let m = self.metrics();
+        if let Some(repl) = &m.replication {
+            return repl
+                .iter()
+                .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
+                .collect();
+        }
+        let Some(leader) = m.current_leader else {
+            return BTreeMap::new();
+        };
+        let Ok(addr) = leader_peer_addr(&m, leader) else {
+            return BTreeMap::new();
+        };
+        match self
+            .inner
+            .peers
+            .read_index(leader, &addr, Duration::from_secs(1))
+            .await
+        {
+            Ok((_, matched)) => matched,
+            Err(_) => BTreeMap::new(),
+        }
+    }
+}

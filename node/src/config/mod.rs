@@ -1,0 +1,325 @@
+//! The node's configuration: one TOML file, parsed into typed sections and validated
+//! (`validate`) before any port is bound. Every error names the key it is about; unknown
+//! keys are errors. The types serialise too, so tests write configs from them.
+
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::PeageNode;
+
+/// Why a configuration could not be used. Each message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config {path}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeSection,
+    pub listen: ListenSection,
+    pub cluster: ClusterSection,
+    #[serde(default)]
+    pub raft: RaftSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
+    pub lists: ListsSection,
+    #[serde(default)]
+    pub smtp: SmtpSection,
+    #[serde(default)]
+    pub spool: SpoolSection,
+    #[serde(default)]
+    pub evidence: EvidenceSection,
+}
+
+/// Reputation and bulk counting (`peage_mail::evidence`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceSection {
+    /// How often a node sends what it counted through Raft (one entry each time).
+    pub flush_ms: u64,
+    /// How often the leader scales every count down.
+    pub decay_every_secs: u64,
+    /// What a decay step keeps, per mille (900: counts lose a tenth per step).
+    pub keep_per_mille: u32,
+}
+
+impl Default for EvidenceSection {
+    fn default() -> Self {
+        EvidenceSection {
+            flush_ms: 1000,
+            decay_every_secs: 3600,
+            keep_per_mille: 900,
+        }
+    }
+}
+
+/// The SMTP listener (`listen.smtp`): identity and limits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSection {
+    /// Named in the banner and EHLO reply; defaults to `<site>.peage`.
+    pub hostname: Option<String>,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub command_timeout_secs: u64,
+    pub data_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// PEM certificate chain and private key; with both, STARTTLS is offered.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        SmtpSection {
+            hostname: None,
+            max_message_bytes: 25 * 1024 * 1024,
+            max_recipients: 100,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSection {
+    /// How long the accepting node owns a message's delivery before another node may take
+    /// it over.
+    pub lease_secs: u64,
+    /// How long a peer gets to fsync a message body.
+    pub body_timeout_ms: u64,
+    /// How often each node looks at the spool for deliveries, renewals and takeovers.
+    pub delivery_tick_ms: u64,
+    /// First retry delay after a temporary failure; it doubles up to `retry_max_secs`.
+    pub retry_first_ms: u64,
+    pub retry_max_secs: u64,
+    pub connect_timeout_secs: u64,
+    /// smtp://HOST:PORT for mail to domains outside the routing table (DSNs to remote
+    /// senders): the outbound smarthost. Unset: such mail waits until a route exists.
+    pub bounce_route: Option<String>,
+    /// Messages still undelivered after this long are bounced.
+    pub retention_secs: u64,
+    /// Routes proposed by the leader while the routing table is empty (a fresh cluster).
+    pub seed_domains: Vec<SeedDomain>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedDomain {
+    pub domain: String,
+    pub route: String,
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        SpoolSection {
+            lease_secs: 60,
+            body_timeout_ms: 5000,
+            delivery_tick_ms: 500,
+            retry_first_ms: 5000,
+            retry_max_secs: 900,
+            connect_timeout_secs: 30,
+            seed_domains: Vec::new(),
+            bounce_route: None,
+            retention_secs: 5 * 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Raft node id, unique in the cluster, never reused for another machine.
+    pub id: u64,
+    /// The site (data centre) this node runs in; used to warn about unsafe placement.
+    pub site: String,
+    /// Where the Raft log, the state database and snapshots live; `--data-dir` overrides it.
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// The admin gRPC API (peagectl).
+    pub admin: SocketAddr,
+    /// The peer gRPC service (Raft RPCs between nodes).
+    pub peer: SocketAddr,
+    /// SMTP, the MX.
+    pub smtp: Option<SocketAddr>,
+    /// HTTP: `/metrics` (Prometheus text format) and `/healthz`.
+    pub metrics: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Shared by every node; peer calls without it are refused.
+    pub secret: String,
+    /// When true and the node's storage is empty, the node initialises the cluster with
+    /// `members`. Every initial member may do so: they all write the same first entry.
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// The initial voters. A node that joins later (as a learner) lists none.
+    #[serde(default)]
+    pub members: Vec<MemberConfig>,
+    /// Dial a peer through another address: `{ "PEER-ADDR" = "VIA-ADDR" }`, keyed by the
+    /// peer address the membership records. For NAT, and for the drill's fault-injecting
+    /// proxies between sites.
+    #[serde(default)]
+    pub peer_via: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: u64,
+    pub site: String,
+    pub peer: String,
+    pub admin: String,
+}
+
+/// Raft timing. Defaults suit loopback; a WAN wants an election timeout of at least 20 RTT
+/// and a heartbeat of at least 100 ms (see ops/README.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSection {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and purge the log it covers) after this many applied entries.
+    pub snapshot_after_entries: u64,
+    /// Entries kept in the log behind a snapshot, so lagging followers need no snapshot.
+    pub keep_entries_after_snapshot: u64,
+    pub snapshot_chunk_bytes: u64,
+    /// Per-chunk timeout of snapshot transfer; openraft's 200 ms default loops forever on big
+    /// snapshots over a WAN.
+    pub install_snapshot_timeout_ms: u64,
+    /// How long a write waits for its commit before the client gets UNAVAILABLE.
+    pub commit_timeout_ms: u64,
+    /// A leader that has not heard from a majority for this long refuses writes at once
+    /// (openraft 0.9 has no check-quorum, so an isolated leader still believes it leads).
+    pub quorum_lost_after_ms: u64,
+}
+
+impl Default for RaftSection {
+    fn default() -> Self {
+        RaftSection {
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            snapshot_after_entries: 5000,
+            keep_entries_after_snapshot: 1000,
+            snapshot_chunk_bytes: 1 << 20,
+            install_snapshot_timeout_ms: 5000,
+            commit_timeout_ms: 5000,
+            quorum_lost_after_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Recorded as the author of the writes made with this token.
+    pub name: String,
+    pub token: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Admin,
+    ReadOnly,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListsSection {
+    /// How often the leader looks for expired list entries to sweep.
+    pub sweep_interval_ms: u64,
+    /// Longest accepted `reason`, in bytes.
+    pub max_reason_bytes: usize,
+}
+
+impl Default for ListsSection {
+    fn default() -> Self {
+        ListsSection {
+            sweep_interval_ms: 1000,
+            max_reason_bytes: 1024,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// The initial members as Raft nodes, keyed by id.
+    pub fn initial_members(&self) -> BTreeMap<u64, PeageNode> {
+        self.cluster
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    PeageNode {
+                        site: m.site.clone(),
+                        peer_addr: m.peer.clone(),
+                        admin_addr: m.admin.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

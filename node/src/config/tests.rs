@@ -1,0 +1,84 @@
+//! The config parses with its defaults, refuses unknown keys and bad values naming the
+//! key, and the shipped examples (local and production sites) are valid.
+
+use std::collections::HashSet;
+
+use super::*;
+
+const GOOD: &str = r#"
+[node]
+id = 1
+site = "paris"
+[listen]
+admin = "127.0.0.1:50051"
+peer = "127.0.0.1:50052"
+[cluster]
+secret = "0123456789abcdef"
+bootstrap = true
+members = [{ id = 1, site = "paris", peer = "127.0.0.1:50052", admin = "127.0.0.1:50051" }]
+"#;
+
+/// The production examples are complete, and refused until their secrets are replaced.
+#[test]
+fn the_site_examples_parse_once_their_secrets_are_set() {
+    for site in ["paris", "roubaix", "ariege"] {
+        let path = PathBuf::from(format!(
+            "{}/../ops/sites/{site}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let e = Config::parse(&text, &path).unwrap_err().to_string();
+        assert!(
+            e.contains("cluster.secret") && e.contains("CHANGE-ME"),
+            "{e}"
+        );
+        let filled = text.replace("CHANGE-ME-", "site-");
+        let c = Config::parse(&filled, &path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.node.site, site);
+        assert_eq!(c.cluster.members.len(), 3);
+        let sites: HashSet<&str> = c.cluster.members.iter().map(|m| m.site.as_str()).collect();
+        assert_eq!(sites.len(), 3, "one voter per site");
+        assert!(c.smtp.tls_cert.is_some() && c.listen.metrics.is_some());
+        assert!(c.admin.tokens.iter().any(|t| t.role == Role::ReadOnly));
+    }
+}
+
+#[test]
+fn good_config_parses_with_defaults() {
+    let c = Config::parse(GOOD, Path::new("x.toml")).unwrap();
+    assert_eq!(c.node.site, "paris");
+    assert_eq!(c.raft.commit_timeout_ms, 5000);
+}
+
+#[test]
+fn unknown_key_is_reported() {
+    let text = GOOD.replace("[listen]", "[listen]\nadmn = 1");
+    let e = Config::parse(&text, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("admn"), "{e}");
+}
+
+#[test]
+fn errors_name_the_key() {
+    let text = GOOD.replace("0123456789abcdef", "short");
+    let e = Config::parse(&text, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cluster.secret"), "{e}");
+    let text = GOOD.replace(
+        "peer = \"127.0.0.1:50052\", admin",
+        "peer = \"nowhere\", admin",
+    );
+    let e = Config::parse(&text, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cluster.members[0].peer"), "{e}");
+}
+
+#[test]
+fn embedded_local_configs_are_valid() {
+    for (name, text) in crate::tools::dev::LOCAL_CONFIGS {
+        Config::parse(text, Path::new(name)).unwrap();
+    }
+}

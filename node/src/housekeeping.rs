@@ -1,0 +1,73 @@
+//! What the leader proposes on its own, on a timer: sweeping expired list entries, and
+//! seeding the configured routes into a fresh cluster. The leader writes the time into
+//! each entry, so apply never reads a clock.
+
+use std::time::Duration;
+
+use peage_mail::shutdown::Shutdown;
+use peage_proto::v1::{command, DomainSet, ListSweep};
+
+use crate::clock::now_ms;
+use crate::cluster::Cluster;
+use crate::config::SeedDomain;
+use crate::state::routing::{normalize_domain, normalize_route};
+
+/// On the leader, proposes a sweep whenever some list entry has expired.
+pub async fn sweep_expired_entries(cluster: Cluster, every: Duration, mut stop: Shutdown) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait() => return,
+        }
+        let now = now_ms();
+        if !cluster.leads() || !cluster.state().indexes().has_expired(now) {
+            continue;
+        }
+        let sweep = ListSweep { now_ms: now };
+        match cluster.propose(command::Kind::ListSweep(sweep)).await {
+            Ok((index, outcome)) => {
+                tracing::info!(log_index = index, ?outcome, "expired list entries swept")
+            }
+            Err(e) => tracing::warn!(error = %e, "sweep of expired list entries failed"),
+        }
+    }
+}
+
+/// On the leader of a fresh cluster (empty routing table), proposes the configured seed
+/// routes once; the local dev cluster uses it to route example.test to its sink.
+pub async fn seed_domains(cluster: Cluster, seeds: Vec<SeedDomain>, mut stop: Shutdown) {
+    if seeds.is_empty() {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait() => return,
+        }
+        if !cluster.state().indexes().domains().is_empty() {
+            return;
+        }
+        if !cluster.leads() {
+            continue;
+        }
+        for seed in &seeds {
+            let (Ok(domain), Ok(route)) =
+                (normalize_domain(&seed.domain), normalize_route(&seed.route))
+            else {
+                continue;
+            };
+            let set = DomainSet {
+                domain,
+                route,
+                author: "config".into(),
+                created_at_ms: now_ms(),
+            };
+            if let Err(e) = cluster.propose(command::Kind::DomainSet(set)).await {
+                tracing::warn!(error = %e, "seeding a route failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! One node's life: bind every listener (so a taken port is reported before storage is
+//! touched), start the cluster, serve the peer and admin APIs, run the mail path and the
+//! background tasks, and stop in two stages on the shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use peage_mail::shutdown::{Shutdown, Trigger};
+use peage_mail::smtp::{self, ConnectionLimits, SessionConfig};
+use peage_proto::v1::admin_server::AdminServer;
+
+use crate::admin::AdminService;
+use crate::cluster::{peer_service, Cluster};
+use crate::config::Config;
+use crate::evidence::{self, EvidenceConfig, Recorder};
+use crate::spool::acceptor::NodeAcceptor;
+use crate::spool::delivery::send::Downstream;
+use crate::spool::delivery::{self, DeliveryConfig};
+use crate::spool::Spooler;
+use crate::state::routing::normalize_route;
+use crate::{health, housekeeping, metrics};
+
+/// The sockets a node serves, bound before anything else starts.
+struct Listeners {
+    peer: TcpListener,
+    admin: TcpListener,
+    smtp: Option<TcpListener>,
+    metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let l = &config.listen;
+        Ok(Listeners {
+            peer: bind("listen.peer", l.peer).await?,
+            admin: bind("listen.admin", l.admin).await?,
+            smtp: bind_optional("listen.smtp", l.smtp).await?,
+            metrics: bind_optional("listen.metrics", l.metrics).await?,
+        })
+    }
+}
+
+async fn bind(key: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {key} {addr}"))
+}
+
+async fn bind_optional(key: &str, addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        Some(addr) => Ok(Some(bind(key, addr).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The name the node gives itself in SMTP: the configured one, or `<site>.peage`.
+fn hostname(config: &Config) -> String {
+    config
+        .smtp
+        .hostname
+        .clone()
+        .unwrap_or_else(|| format!("{}.peage", config.node.site))
+}
+
+/// Runs one node until `shutdown` completes, then stops its listeners and Raft.
+pub async fn run(
+    config: Config,
+    data_dir: &Path,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    // TLS material and ports are checked before storage is touched.
+    let smtp_tls = match (&config.smtp.tls_cert, &config.smtp.tls_key) {
+        (Some(cert), Some(key)) => Some(smtp::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let listeners = Listeners::bind(&config).await?;
+    let cluster = Cluster::start(&config, data_dir).await?;
+    tracing::info!(
+        node_id = config.node.id,
+        site = %config.node.site,
+        admin = %config.listen.admin,
+        peer = %config.listen.peer,
+        "node started"
+    );
+
+    // Two stages: the mail path stops first (sessions finish their replies, deliveries
+    // their commits) while Raft and the peer service still run; then the rest.
+    let (stop_core, core) = Trigger::new();
+    let (stop_mail, mail) = Trigger::new();
+    let apis = serve_apis(&cluster, &config, listeners.peer, listeners.admin, &core)?;
+    let metrics_http = match listeners.metrics {
+        Some(listener) => Some(tokio::spawn(health::serve(
+            listener,
+            cluster.clone(),
+            metrics::install()?,
+            core.clone(),
+        ))),
+        None => None,
+    };
+    let mail_path = start_mail_path(&cluster, &config, listeners.smtp, smtp_tls, &mail);
+    let leader_tasks = [
+        tokio::spawn(housekeeping::seed_domains(
+            cluster.clone(),
+            config.spool.seed_domains.clone(),
+            mail.clone(),
+        )),
+        tokio::spawn(housekeeping::sweep_expired_entries(
+            cluster.clone(),
+            Duration::from_millis(config.lists.sweep_interval_ms),
+            mail.clone(),
+        )),
+    ];
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    stop_mail.fire();
+    for task in mail_path {
+        let _ = task.await;
+    }
+    stop_core.fire();
+    for task in apis {
+        match task.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "listener stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "listener task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    for task in leader_tasks {
+        let _ = task.await;
+    }
+    if let Some(http) = metrics_http {
+        let _ = http.await;
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
+
+type ApiTask = JoinHandle<Result<(), tonic::transport::Error>>;
+
+/// The peer service (Raft RPCs, forwarded writes, bodies) and the admin API with gRPC
+/// reflection, until `stop`.
+fn serve_apis(
+    cluster: &Cluster,
+    config: &Config,
+    peer: TcpListener,
+    admin: TcpListener,
+    stop: &Shutdown,
+) -> anyhow::Result<[ApiTask; 2]> {
+    let peer = tonic::transport::Server::builder()
+        .add_service(peer_service::server(
+            cluster.clone(),
+            config.cluster.secret.clone(),
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(peer), stop.clone().until_fired());
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(peage_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the gRPC reflection service")?;
+    let admin_service = AdminServer::new(AdminService::new(cluster.clone(), config))
+        // `check` carries whole messages.
+        .max_decoding_message_size(config.smtp.max_message_bytes + (1 << 20));
+    let admin = tonic::transport::Server::builder()
+        .add_service(admin_service)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(admin), stop.clone().until_fired());
+    Ok([tokio::spawn(peer), tokio::spawn(admin)])
+}
+
+/// SMTP, delivery and evidence counting, until `stop`; their tasks, in the order they
+/// are to be awaited when stopping (sessions first, so their replies are committed).
+fn start_mail_path(
+    cluster: &Cluster,
+    config: &Config,
+    smtp_listener: Option<TcpListener>,
+    smtp_tls: Option<smtp::tls::TlsAcceptor>,
+    stop: &Shutdown,
+) -> Vec<JoinHandle<()>> {
+    let spool = &config.spool;
+    let spooler = Spooler::new(
+        cluster.clone(),
+        Duration::from_secs(spool.lease_secs),
+        Duration::from_millis(spool.body_timeout_ms),
+    );
+    let recorder = Recorder::default();
+    let mut tasks = Vec::new();
+    if let Some(listener) = smtp_listener {
+        let s = &config.smtp;
+        let session = SessionConfig {
+            hostname: hostname(config),
+            banner: format!("ESMTP Péage node {} ({})", config.node.id, config.node.site),
+            max_message_bytes: s.max_message_bytes,
+            max_recipients: s.max_recipients,
+            command_timeout: Duration::from_secs(s.command_timeout_secs),
+            data_timeout: Duration::from_secs(s.data_timeout_secs),
+            max_errors: 10,
+        };
+        let limits = ConnectionLimits {
+            max_connections: s.max_connections,
+            max_per_ip: s.max_connections_per_ip,
+        };
+        let acceptor = NodeAcceptor::new(spooler.clone(), recorder.clone());
+        tasks.push(tokio::spawn(smtp::serve(
+            listener,
+            Arc::new(session),
+            limits,
+            Arc::new(acceptor),
+            smtp_tls,
+            stop.clone(),
+        )));
+    }
+    let delivery = DeliveryConfig {
+        tick: Duration::from_millis(spool.delivery_tick_ms),
+        lease: Duration::from_secs(spool.lease_secs),
+        retry_first: Duration::from_millis(spool.retry_first_ms),
+        retry_max: Duration::from_secs(spool.retry_max_secs),
+        downstream: Downstream {
+            helo_name: hostname(config),
+            connect_timeout: Duration::from_secs(spool.connect_timeout_secs),
+            bounce_route: spool
+                .bounce_route
+                .as_deref()
+                .and_then(|r| normalize_route(r).ok()),
+        },
+        retention: Duration::from_secs(spool.retention_secs),
+        spooler,
+    };
+    tasks.push(tokio::spawn(delivery::run(
+        cluster.clone(),
+        delivery,
+        stop.clone(),
+    )));
+    let e = &config.evidence;
+    let counting = EvidenceConfig {
+        flush: Duration::from_millis(e.flush_ms),
+        decay_every: Duration::from_secs(e.decay_every_secs),
+        keep_per_mille: e.keep_per_mille,
+    };
+    tasks.push(tokio::spawn(evidence::run(
+        cluster.clone(),
+        recorder,
+        counting,
+        stop.clone(),
+    )));
+    tasks
+}

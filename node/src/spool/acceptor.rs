@@ -1,0 +1,116 @@
+//! The node's `Acceptor`, what the SMTP session hands recipients and messages to: relay
+//! control against the replica's routing table, the filter's verdict, rejection at DATA,
+//! and accepted mail put in the spool before `250`.
+
+use tracing::Instrument;
+
+use peage_mail::filter::{self, Judgement, Symbol, Verdict};
+use peage_mail::smtp::address::Recipient;
+use peage_mail::smtp::{Acceptor, Envelope, Reply};
+
+use super::{NewMessage, Spooler};
+use crate::evidence::Recorder;
+use crate::judge::{judge, wire_symbols, Judged};
+use crate::metrics::VERDICTS;
+
+pub struct NodeAcceptor {
+    spooler: Spooler,
+    /// Where final verdicts are counted as reputation and bulk evidence.
+    evidence: Recorder,
+}
+
+impl NodeAcceptor {
+    pub fn new(spooler: Spooler, evidence: Recorder) -> NodeAcceptor {
+        NodeAcceptor { spooler, evidence }
+    }
+
+    /// Judges against the local replica; should the filter fail (it must not), the message
+    /// is held for an operator rather than passed or lost.
+    async fn judge(&self, envelope: &Envelope, message: Vec<u8>) -> (Judgement, Vec<u8>) {
+        let fallback = message.len();
+        let judged = Judged {
+            client_ip: envelope.client_ip,
+            helo: envelope.helo.clone(),
+            mail_from: envelope.mail_from.clone(),
+            message,
+        };
+        match judge(self.spooler.cluster().state(), judged).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "filter failed");
+                let symbols = vec![Symbol {
+                    name: "FILTER_ERROR".into(),
+                    score_milli: 0,
+                    reason: "the filter failed on this message".into(),
+                }];
+                let judgement = Judgement {
+                    symbols,
+                    verdict: Verdict::Quarantine,
+                    total_milli: 0,
+                    evidence_keys: Vec::new(),
+                };
+                (judgement, Vec::with_capacity(fallback))
+            }
+        }
+    }
+}
+
+impl Acceptor for NodeAcceptor {
+    fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
+        let routes = self.spooler.cluster().state().indexes();
+        match routes.route_for(&rcpt.domain) {
+            Some(_) => Ok(()),
+            None => Err(Reply::new(
+                550,
+                format!(
+                    "5.7.1 Relaying denied: {} is not a local domain",
+                    rcpt.domain
+                ),
+            )),
+        }
+    }
+
+    async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
+        let span = tracing::info_span!("accept", client = %envelope.client_ip);
+        let (judgement, message) = self.judge(&envelope, message).await;
+        metrics::counter!(VERDICTS, "verdict" => judgement.verdict.as_str()).increment(1);
+        if judgement.verdict == Verdict::Reject {
+            self.evidence
+                .count(&judgement.evidence_keys, judgement.verdict);
+            tracing::info!(score = judgement.total_milli, symbols = ?judgement.symbols, "message rejected");
+            return Reply::new(550, format!("5.7.1 Rejected: {}", judgement.main_reason()));
+        }
+        // Delivered and quarantined copies both carry the verdict.
+        let mut body =
+            filter::headers(judgement.verdict, judgement.total_milli, &judgement.symbols)
+                .into_bytes();
+        body.extend_from_slice(&message);
+        drop(message);
+        let new = NewMessage {
+            mail_from: envelope.mail_from,
+            rcpt_to: envelope.rcpt_to.iter().map(Recipient::address).collect(),
+            client_ip: envelope.client_ip.to_string(),
+            helo: envelope.helo,
+            body,
+            verdict: judgement.verdict.as_str(),
+            score_milli: judgement.total_milli,
+            symbols: wire_symbols(&judgement.symbols),
+        };
+        match self.spooler.enqueue(new).instrument(span).await {
+            Ok(queue_id) => {
+                // Counted once final: a 451 would bring the same message back.
+                self.evidence
+                    .count(&judgement.evidence_keys, judgement.verdict);
+                tracing::info!(queue_id = %queue_id, verdict = judgement.verdict.as_str(), "message accepted");
+                Reply::new(250, format!("2.0.0 Ok: queued as {queue_id}"))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "message not accepted");
+                Reply::new(
+                    451,
+                    format!("4.4.1 Not accepted, try again or another MX: {e}"),
+                )
+            }
+        }
+    }
+}

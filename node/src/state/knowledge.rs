@@ -1,0 +1,203 @@
+//! The in-memory indexes rebuilt from the state machine — list lookups, the routing table,
+//! the policy, the classifier's counts, reputation and bulk evidence — kept in step with
+//! every committed apply, and the filter's `Knowledge` over them. Filtering and relay
+//! control read these, never SQLite and never consensus.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use peage_mail::bayes::{Class, TokenTable};
+use peage_mail::evidence::Evidence;
+use peage_mail::filter::{Knowledge, Policy};
+use peage_mail::lists::{normalize_probe, EntryKind, ListEntry, ListIndex};
+use peage_mail::sync::{into_inner, read, write};
+
+use crate::clock::now_ms;
+
+/// A local domain's entry in the routing table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRoute {
+    /// smtp://HOST:PORT
+    pub route: String,
+    pub author: String,
+    pub created_at_ms: i64,
+}
+
+/// Evidence per key: [ham, spam, reject] in thousandths of a message.
+pub type EvidenceTable = HashMap<String, [i64; 3]>;
+
+/// A change the in-memory indexes must follow once the transaction is committed.
+#[derive(Debug)]
+pub enum IndexChange {
+    Upsert(ListEntry),
+    Remove(u64),
+    RouteSet {
+        domain: String,
+        route: DomainRoute,
+    },
+    RouteRemove {
+        domain: String,
+    },
+    Policy(Policy),
+    /// Evidence counts added, per key: [ham, spam, reject] in thousandths.
+    EvidenceAdd(Vec<(String, [i64; 3])>),
+    /// Every count scaled by `keep_per_mille` / 1000, and keys below `drop_below` removed.
+    EvidenceDecay {
+        keep_per_mille: i64,
+        drop_below: i64,
+    },
+    /// One message's tokens added to (+1) or taken from (-1) a class.
+    Bayes {
+        tokens: Vec<u64>,
+        class: Class,
+        delta: i32,
+    },
+}
+
+/// Everything the filter and relay control look up, each behind its own lock so that
+/// readers of one never wait for a writer of another.
+#[derive(Default)]
+pub struct Indexes {
+    /// Lookups for filtering and `list check`.
+    lists: RwLock<ListIndex>,
+    /// The routing table (it is small): relay control and delivery read it on every message.
+    routes: RwLock<BTreeMap<String, DomainRoute>>,
+    /// The filter's thresholds, read on every message.
+    policy: RwLock<Policy>,
+    /// The classifier's counts, in step with `bayes_tokens` / `bayes_learned`.
+    bayes: RwLock<TokenTable>,
+    /// Reputation and bulk counts, in step with the `evidence` table.
+    evidence: RwLock<EvidenceTable>,
+}
+
+impl Indexes {
+    /// Indexes holding what was loaded from the database.
+    pub(super) fn new(
+        lists: ListIndex,
+        routes: BTreeMap<String, DomainRoute>,
+        policy: Policy,
+        bayes: TokenTable,
+        evidence: EvidenceTable,
+    ) -> Indexes {
+        Indexes {
+            lists: RwLock::new(lists),
+            routes: RwLock::new(routes),
+            policy: RwLock::new(policy),
+            bayes: RwLock::new(bayes),
+            evidence: RwLock::new(evidence),
+        }
+    }
+
+    /// Takes everything `fresh` holds (after a restore from a snapshot).
+    pub(super) fn replace_with(&self, fresh: Indexes) {
+        *write(&self.lists) = into_inner(fresh.lists);
+        *write(&self.routes) = into_inner(fresh.routes);
+        *write(&self.policy) = into_inner(fresh.policy);
+        *write(&self.bayes) = into_inner(fresh.bayes);
+        *write(&self.evidence) = into_inner(fresh.evidence);
+    }
+
+    /// Follows the changes of one committed apply, with the same arithmetic as SQLite's.
+    pub(super) fn follow(&self, changes: Vec<IndexChange>) {
+        for change in changes {
+            match change {
+                IndexChange::Upsert(e) => write(&self.lists).upsert(e),
+                IndexChange::Remove(id) => write(&self.lists).remove(id),
+                IndexChange::RouteSet { domain, route } => {
+                    write(&self.routes).insert(domain, route);
+                }
+                IndexChange::RouteRemove { domain } => {
+                    write(&self.routes).remove(&domain);
+                }
+                IndexChange::Policy(p) => *write(&self.policy) = p,
+                IndexChange::Bayes {
+                    tokens,
+                    class,
+                    delta,
+                } => write(&self.bayes).apply(&tokens, class, delta),
+                IndexChange::EvidenceAdd(added) => add_evidence(&mut write(&self.evidence), added),
+                IndexChange::EvidenceDecay {
+                    keep_per_mille,
+                    drop_below,
+                } => decay_evidence(&mut write(&self.evidence), keep_per_mille, drop_below),
+            }
+        }
+    }
+
+    /// The route of a local domain (already lower-case), or None: not ours to accept.
+    pub fn route_for(&self, domain: &str) -> Option<String> {
+        read(&self.routes).get(domain).map(|r| r.route.clone())
+    }
+
+    /// The whole routing table, by domain.
+    pub fn domains(&self) -> BTreeMap<String, DomainRoute> {
+        read(&self.routes).clone()
+    }
+
+    /// The filter's current thresholds.
+    pub fn policy(&self) -> Policy {
+        *read(&self.policy)
+    }
+
+    /// What the classifier has learned: (spam messages, ham messages, distinct tokens,
+    /// approximate bytes of the in-memory table).
+    pub fn bayes_counts(&self) -> (u64, u64, u64, u64) {
+        let t = read(&self.bayes);
+        (
+            t.spam_messages,
+            t.ham_messages,
+            t.len() as u64,
+            t.approximate_bytes() as u64,
+        )
+    }
+
+    /// The live entries matching a normalised probe value.
+    pub fn check(&self, kind: EntryKind, probe: &str, now_ms: i64) -> Vec<ListEntry> {
+        read(&self.lists).check(kind, probe, now_ms)
+    }
+
+    /// Whether any list entry has expired at `now_ms`.
+    pub fn has_expired(&self, now_ms: i64) -> bool {
+        read(&self.lists).has_expired(now_ms)
+    }
+}
+
+/// The filter looks lists up in this node's replica, never waiting on consensus.
+impl Knowledge for Indexes {
+    fn lookup(&self, kind: EntryKind, value: &str) -> Vec<ListEntry> {
+        match normalize_probe(kind, value) {
+            Ok(probe) => self.check(kind, &probe, now_ms()),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn spam_probability(&self, tokens: &[u64]) -> Option<f64> {
+        read(&self.bayes).spam_probability(tokens)
+    }
+
+    fn evidence(&self, key: &str) -> Option<Evidence> {
+        read(&self.evidence).get(key).map(|counts| Evidence {
+            ham: counts[0] as f64 / 1000.0,
+            spam: counts[1] as f64 / 1000.0,
+            reject: counts[2] as f64 / 1000.0,
+        })
+    }
+}
+
+fn add_evidence(table: &mut EvidenceTable, added: Vec<(String, [i64; 3])>) {
+    for (key, counts) in added {
+        let e = table.entry(key).or_insert([0; 3]);
+        for (a, b) in e.iter_mut().zip(counts) {
+            *a += b;
+        }
+    }
+}
+
+fn decay_evidence(table: &mut EvidenceTable, keep_per_mille: i64, drop_below: i64) {
+    table.retain(|_, e| {
+        for n in e.iter_mut() {
+            *n = *n * keep_per_mille / 1000;
+        }
+        e.iter().sum::<i64>() >= drop_below
+    });
+}

@@ -1,0 +1,46 @@
+//! The filter's replicated thresholds: applying `PolicySet` and reading the policy back.
+
+use rusqlite::{params, Connection, Transaction};
+
+use peage_mail::filter::Policy;
+use peage_proto::v1::PolicySet;
+
+use super::knowledge::IndexChange;
+use crate::types::Outcome;
+
+pub fn apply_set(
+    tx: &Transaction<'_>,
+    p: PolicySet,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
+    if p.quarantine_at_milli >= p.reject_at_milli {
+        return Ok(Outcome::Refused(
+            "the quarantine threshold must be below the reject threshold".into(),
+        ));
+    }
+    tx.execute(
+        "INSERT INTO policy (key, value) VALUES ('quarantine_at_milli', ?1), ('reject_at_milli', ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![p.quarantine_at_milli, p.reject_at_milli],
+    )?;
+    changes.push(IndexChange::Policy(Policy {
+        quarantine_at_milli: p.quarantine_at_milli,
+        reject_at_milli: p.reject_at_milli,
+    }));
+    Ok(Outcome::PolicySet)
+}
+
+/// The policy as stored; the defaults for keys never set.
+pub fn query(conn: &Connection) -> rusqlite::Result<Policy> {
+    let mut p = Policy::default();
+    let mut stmt = conn.prepare_cached("SELECT key, value FROM policy")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        match row? {
+            (k, v) if k == "quarantine_at_milli" => p.quarantine_at_milli = v,
+            (k, v) if k == "reject_at_milli" => p.reject_at_milli = v,
+            _ => {}
+        }
+    }
+    Ok(p)
+}

@@ -1,0 +1,158 @@
+//! A test node's configuration, written with the node's own config types (serialised to
+//! TOML), so a change to the config is a compile error here rather than a node that
+//! refuses to start.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use peage_node::config::{
+    AdminSection, ClusterSection, Config, EvidenceSection, ListenSection, ListsSection,
+    MemberConfig, NodeSection, RaftSection, Role, SmtpSection, SpoolSection, TokenConfig,
+};
+
+use super::{TestCluster, ADMIN_TOKEN, READ_TOKEN, SECRET, SITES};
+
+/// Where node `id` of a cluster on `net` listens: admin, peer, SMTP and metrics.
+fn node_addr(net: &str, id: u64, port: u16) -> String {
+    format!("{net}.{id}:{port}")
+}
+
+fn parse<T: std::str::FromStr>(addr: String) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    addr.parse().expect("test addresses are well formed")
+}
+
+impl TestCluster {
+    /// The three initial voters, one per site.
+    fn initial_members(&self) -> Vec<MemberConfig> {
+        (1..=3)
+            .map(|id| MemberConfig {
+                id,
+                site: SITES[id as usize - 1].to_owned(),
+                peer: node_addr(&self.net, id, 50052),
+                admin: node_addr(&self.net, id, 50051),
+            })
+            .collect()
+    }
+
+    /// With proxied peers, where node `from` dials each other voter.
+    fn peer_via(&self, from: u64) -> BTreeMap<String, String> {
+        if !self.tuning.proxied_peers {
+            return BTreeMap::new();
+        }
+        (1..=3)
+            .filter(|&to| to != from)
+            .map(|to| (node_addr(&self.net, to, 50052), self.link_addr(from, to)))
+            .collect()
+    }
+
+    /// Writes node `id`'s config to `path`, as TOML checked by parsing it back the way the
+    /// node will.
+    pub(super) fn write_node_config(
+        &self,
+        id: u64,
+        site: &str,
+        bootstrap: bool,
+        path: &Path,
+    ) -> anyhow::Result<()> {
+        let config = self.node_config(id, site, bootstrap)?;
+        let text = toml::to_string(&config)?;
+        Config::parse(&text, path)?;
+        std::fs::write(path, text)?;
+        Ok(())
+    }
+
+    /// Node `id`'s config; `bootstrap` nodes are the three initial voters, others join
+    /// later as learners.
+    fn node_config(&self, id: u64, site: &str, bootstrap: bool) -> anyhow::Result<Config> {
+        let t = &self.tuning;
+        let ip = format!("{}.{id}", self.net);
+        Ok(Config {
+            node: NodeSection {
+                id,
+                site: site.to_owned(),
+                data_dir: None,
+            },
+            listen: ListenSection {
+                admin: parse(format!("{ip}:50051")),
+                peer: parse(format!("{ip}:50052")),
+                smtp: Some(parse(format!("{ip}:2525"))),
+                metrics: Some(parse(format!("{ip}:9090"))),
+            },
+            cluster: ClusterSection {
+                secret: SECRET.into(),
+                bootstrap,
+                members: if bootstrap {
+                    self.initial_members()
+                } else {
+                    Vec::new()
+                },
+                peer_via: self.peer_via(id),
+            },
+            raft: RaftSection {
+                heartbeat_interval_ms: t.heartbeat_ms,
+                election_timeout_min_ms: t.election_timeout_ms,
+                election_timeout_max_ms: 2 * t.election_timeout_ms,
+                quorum_lost_after_ms: t.quorum_lost_after_ms,
+                snapshot_after_entries: t.snapshot_after_entries,
+                keep_entries_after_snapshot: t.keep_entries_after_snapshot,
+                commit_timeout_ms: t.commit_timeout_ms,
+                ..RaftSection::default()
+            },
+            admin: AdminSection {
+                tokens: vec![
+                    token("test-admin", ADMIN_TOKEN, Role::Admin),
+                    token("test-reader", READ_TOKEN, Role::ReadOnly),
+                ],
+            },
+            lists: ListsSection {
+                sweep_interval_ms: t.sweep_interval_ms,
+                ..ListsSection::default()
+            },
+            smtp: self.smtp_section(id)?,
+            spool: SpoolSection {
+                bounce_route: Some(format!("smtp://{}.200:2626", self.net)),
+                lease_secs: t.lease_secs,
+                retention_secs: t.retention_secs,
+                delivery_tick_ms: 100,
+                retry_first_ms: 200,
+                retry_max_secs: 2,
+                connect_timeout_secs: 5,
+                ..SpoolSection::default()
+            },
+            evidence: EvidenceSection {
+                flush_ms: 200,
+                ..EvidenceSection::default()
+            },
+        })
+    }
+
+    /// The SMTP section: with a self-signed certificate when `tuning.tls` asks for it.
+    fn smtp_section(&self, id: u64) -> anyhow::Result<SmtpSection> {
+        if !self.tuning.tls {
+            return Ok(SmtpSection::default());
+        }
+        let cert = rcgen::generate_simple_self_signed(vec![format!("{}.{id}", self.net)])?;
+        let (c, k) = (
+            self.dir.path().join(format!("cert{id}.pem")),
+            self.dir.path().join(format!("key{id}.pem")),
+        );
+        std::fs::write(&c, cert.cert.pem())?;
+        std::fs::write(&k, cert.signing_key.serialize_pem())?;
+        Ok(SmtpSection {
+            tls_cert: Some(c),
+            tls_key: Some(k),
+            ..SmtpSection::default()
+        })
+    }
+}
+
+fn token(name: &str, token: &str, role: Role) -> TokenConfig {
+    TokenConfig {
+        name: name.into(),
+        token: token.into(),
+        role,
+    }
+}

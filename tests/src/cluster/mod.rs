@@ -1,0 +1,321 @@
+//! A test cluster: real `peage` processes on their own loopback addresses (or one network
+//! namespace per site), in temporary directories, started, stopped with SIGTERM or killed
+//! with SIGKILL on demand, and always stopped on drop. `config` writes their configs,
+//! `waits` the conditions tests wait for.
+
+mod config;
+mod waits;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use peage_client::v1;
+use peage_client::{connect, Admin};
+
+use crate::binaries::bin;
+use crate::netns;
+use crate::sink::SinkProcess;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const READ_TOKEN: &str = "test-read-only-token-0123456789";
+pub const SECRET: &str = "test-cluster-secret-0123456789";
+pub const SITES: [&str; 4] = ["paris", "roubaix", "ariege", "lyon"];
+
+static NEXT_NET: AtomicU32 = AtomicU32::new(0);
+
+/// A /24 of loopback addresses no other cluster of this test run uses.
+fn fresh_net() -> String {
+    let n = NEXT_NET.fetch_add(1, Ordering::SeqCst);
+    let pid = std::process::id();
+    format!("127.{}.{}", 10 + (pid % 200), n % 250 + 1)
+}
+
+/// Raft and list settings for a test cluster.
+#[derive(Clone)]
+pub struct Tuning {
+    pub snapshot_after_entries: u64,
+    pub keep_entries_after_snapshot: u64,
+    pub sweep_interval_ms: u64,
+    pub commit_timeout_ms: u64,
+    pub lease_secs: u64,
+    /// How long an undeliverable message is held before it is bounced.
+    pub retention_secs: u64,
+    /// Raft timing: heartbeat (also openraft's per-RPC timeout), minimum election timeout
+    /// (the maximum is twice it), and how long a leader may go without a majority.
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    pub quorum_lost_after_ms: u64,
+    /// Dial every peer through a per-link address ([`TestCluster::link_addr`]) where a
+    /// proxy (the drill's) adds latency or cuts the link; nothing listens there otherwise.
+    pub proxied_peers: bool,
+    /// Offer STARTTLS with a freshly generated self-signed certificate.
+    pub tls: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            snapshot_after_entries: 5000,
+            keep_entries_after_snapshot: 1000,
+            sweep_interval_ms: 200,
+            commit_timeout_ms: 3000,
+            lease_secs: 2,
+            retention_secs: 5 * 86_400,
+            heartbeat_ms: 50,
+            election_timeout_ms: 300,
+            quorum_lost_after_ms: 1000,
+            proxied_peers: false,
+            tls: false,
+        }
+    }
+}
+
+pub struct Node {
+    pub id: u64,
+    pub site: String,
+    pub ip: String,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn admin_url(&self) -> String {
+        format!("http://{}:50051", self.ip)
+    }
+    pub fn peer_addr(&self) -> String {
+        format!("{}:50052", self.ip)
+    }
+    pub fn admin_addr(&self) -> String {
+        format!("{}:50051", self.ip)
+    }
+    pub fn smtp_addr(&self) -> (String, u16) {
+        (self.ip.clone(), 2525)
+    }
+    pub fn metrics_addr(&self) -> String {
+        format!("{}:9090", self.ip)
+    }
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub net: String,
+    pub nodes: Vec<Node>,
+    pub tuning: Tuning,
+    /// Sites in their own network namespaces; dropped after the nodes are stopped.
+    pub sites_net: Option<netns::SiteNetwork>,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+impl TestCluster {
+    /// Writes configs for three bootstrap voters (one per site) and starts them.
+    pub async fn start(tuning: Tuning) -> anyhow::Result<TestCluster> {
+        let mut cluster = TestCluster::configure(tuning)?;
+        for i in 0..3 {
+            cluster.start_node(i)?;
+        }
+        cluster.wait_for_leader_everywhere().await?;
+        Ok(cluster)
+    }
+
+    /// Writes configs for three bootstrap voters without starting any.
+    pub fn configure(tuning: Tuning) -> anyhow::Result<TestCluster> {
+        TestCluster::configure_on(tuning, false)
+    }
+
+    /// As [`TestCluster::configure`]; with `namespaces`, each site is a network namespace
+    /// of its own ([`netns`]) on a private /24 instead of loopback addresses.
+    pub fn configure_on(tuning: Tuning, namespaces: bool) -> anyhow::Result<TestCluster> {
+        let dir = tempfile::tempdir()?;
+        let (net, sites_net) = if namespaces {
+            let n = NEXT_NET.fetch_add(1, Ordering::SeqCst);
+            let pid = std::process::id();
+            let net = format!("10.{}.{}", 200 + pid % 50, n % 250 + 1);
+            netns::remove_orphans();
+            let tag = format!("pg{pid}x{n}");
+            let sites = netns::SiteNetwork::create(&net, &tag, &[1, 2, 3])?;
+            (net, Some(sites))
+        } else {
+            (fresh_net(), None)
+        };
+        let mut cluster = TestCluster {
+            dir,
+            net,
+            nodes: Vec::new(),
+            tuning,
+            sites_net,
+        };
+        for id in 1..=3 {
+            cluster.add_node_config(id, true)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Where node `from` dials node `to` when peers are proxied: `to`'s address, one port
+    /// per caller, so each direction of each link can be cut or slowed on its own.
+    pub fn link_addr(&self, from: u64, to: u64) -> String {
+        match self.sites_net {
+            // The proxies run in the host's namespace, on the bridge.
+            Some(_) => format!("{}.254:{}", self.net, 51000 + 10 * from + to),
+            None => format!("{}.{to}:{}", self.net, 51000 + from),
+        }
+    }
+
+    /// The address the `n`th client connection comes from (each of several, as from many
+    /// MTAs, so the per-IP connection limit is not what a load measures).
+    pub fn client_source(&self, n: u64) -> String {
+        match self.sites_net {
+            Some(_) => format!("{}.{}", self.net, 100 + n % netns::CLIENT_SOURCES),
+            None => format!("{}.{}", self.net, 100 + n % 100),
+        }
+    }
+
+    /// Writes a node's config; `bootstrap` nodes are the three initial voters, others join
+    /// later as learners.
+    pub fn add_node_config(&mut self, id: u64, bootstrap: bool) -> anyhow::Result<usize> {
+        let site = SITES[(id as usize - 1) % SITES.len()].to_owned();
+        let config = self.dir.path().join(format!("node{id}.toml"));
+        self.write_node_config(id, &site, bootstrap, &config)?;
+        self.nodes.push(Node {
+            id,
+            site,
+            ip: format!("{}.{id}", self.net),
+            config,
+            data_dir: self.dir.path().join(format!("data{id}")),
+            log: self.dir.path().join(format!("node{id}.log")),
+            child: None,
+        });
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Starts (or restarts) node `i` from its data directory.
+    pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let n = &mut self.nodes[i];
+        assert!(n.child.is_none(), "node {} is already running", n.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)?;
+        let mut command = match &self.sites_net {
+            Some(sites) => {
+                let mut c = Command::new("ip");
+                // `ip netns exec` execs the node: the child's pid is the node's.
+                c.args(["netns", "exec", &sites.namespace(n.id)])
+                    .arg(bin("peage"));
+                c
+            }
+            None => Command::new(bin("peage")),
+        };
+        let child = command
+            .arg("run")
+            .arg("--config")
+            .arg(&n.config)
+            .arg("--data-dir")
+            .arg(&n.data_dir)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn peage")?;
+        n.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the node to exit (SIGKILL past `grace`).
+    pub fn stop(&mut self, i: usize, grace: Duration) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + grace;
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn node_log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    pub async fn client(&self, i: usize) -> anyhow::Result<Admin> {
+        Ok(connect(&self.nodes[i].admin_url(), Some(ADMIN_TOKEN)).await?)
+    }
+
+    pub async fn client_with(&self, i: usize, token: Option<&str>) -> anyhow::Result<Admin> {
+        Ok(connect(&self.nodes[i].admin_url(), token).await?)
+    }
+
+    pub async fn status(&self, i: usize) -> anyhow::Result<v1::StatusReply> {
+        let mut c = self.client(i).await?;
+        Ok(c.status(v1::StatusRequest {}).await?.into_inner())
+    }
+
+    /// The cluster's downstream: a `peage sink` on `{net}.200:2626` with its own maildir.
+    pub async fn start_sink(&self) -> anyhow::Result<SinkProcess> {
+        SinkProcess::start_in_temp_dir(&self.sink_addr()).await
+    }
+
+    /// Where the cluster's downstream listens: an address of the cluster's own /24.
+    pub fn sink_addr(&self) -> String {
+        format!("{}.200:2626", self.net)
+    }
+
+    /// Routes `domain` to `route` (smtp://HOST:PORT) and waits until every running node
+    /// knows it: before that, a node would refuse mail for the domain.
+    pub async fn route_domain(&self, domain: &str, route: &str) -> anyhow::Result<()> {
+        let mut a = self.client(0).await?;
+        a.domain_set(v1::DomainSetRequest {
+            domain: domain.into(),
+            route: route.into(),
+        })
+        .await?;
+        self.sync_all(0).await?;
+        Ok(())
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A list entry request for tests.
+pub fn add_req(kind: v1::EntryKind, value: &str, reason: &str) -> v1::ListAddRequest {
+    v1::ListAddRequest {
+        list: v1::ListName::Block as i32,
+        kind: kind as i32,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+        ttl_secs: None,
+    }
+}

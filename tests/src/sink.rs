@@ -1,0 +1,86 @@
+//! A `peage sink` process as the cluster's downstream, and the maildirs it writes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::binaries::bin;
+use crate::wait::wait_for;
+
+/// A `peage sink` process (the downstream mail server), stopped on drop.
+pub struct SinkProcess {
+    child: Option<Child>,
+    pub addr: String,
+    pub maildir: PathBuf,
+    /// The maildir's temporary directory, when the sink made its own.
+    _owned_dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for SinkProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl SinkProcess {
+    /// Starts a sink on `addr` storing under `maildir`; returns once it listens.
+    pub async fn start(addr: &str, maildir: &Path) -> anyhow::Result<SinkProcess> {
+        let child = Command::new(bin("peage"))
+            .args([
+                "sink",
+                "--listen",
+                addr,
+                "--refuse-prefix",
+                "reject-",
+                "--maildir",
+            ])
+            .arg(maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let sink = SinkProcess {
+            child: Some(child),
+            addr: addr.to_owned(),
+            maildir: maildir.to_owned(),
+            _owned_dir: None,
+        };
+        wait_for("the sink listens", Duration::from_secs(20), || async {
+            std::net::TcpStream::connect(addr).ok().map(|_| ())
+        })
+        .await?;
+        Ok(sink)
+    }
+
+    /// Starts a sink on `addr` with a maildir in a temporary directory of its own.
+    pub async fn start_in_temp_dir(addr: &str) -> anyhow::Result<SinkProcess> {
+        let dir = tempfile::tempdir()?;
+        let mut sink = SinkProcess::start(addr, dir.path()).await?;
+        sink._owned_dir = Some(dir);
+        Ok(sink)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The messages stored for `rcpt`.
+    pub fn messages(&self, rcpt: &str) -> Vec<String> {
+        read_maildir(&self.maildir, rcpt)
+    }
+}
+
+/// The messages in `root/<rcpt>/new`.
+pub fn read_maildir(root: &Path, rcpt: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(root.join(rcpt).join("new")) else {
+        return Vec::new();
+    };
+    entries
+        // Lossy: real mail is not always UTF-8, and a skipped file would look like a loss.
+        .filter_map(|e| {
+            Some(String::from_utf8_lossy(&std::fs::read(e.ok()?.path()).ok()?).into_owned())
+        })
+        .collect()
+}

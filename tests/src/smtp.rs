@@ -1,0 +1,56 @@
+//! Python's smtplib as a real SMTP client (`tests/py/smtp_send.py`): what it saw at each
+//! step of sending one message, optionally after STARTTLS.
+
+use std::process::Command;
+
+/// What Python's smtplib saw, step by step (see tests/py/smtp_send.py).
+#[derive(Debug, serde::Deserialize)]
+pub struct SmtpResult {
+    pub ehlo: Option<(u16, String)>,
+    pub mail: Option<(u16, String)>,
+    #[serde(default)]
+    pub rcpt: Vec<(u16, String)>,
+    pub data: Option<(u16, String)>,
+    pub disconnected: Option<String>,
+    pub starttls: Option<(u16, String)>,
+    pub cipher: Option<String>,
+}
+
+/// Sends one message with Python's smtplib (a real SMTP client).
+pub fn smtplib_send(host: &str, port: u16, from: &str, rcpts: &[&str], body: &[u8]) -> SmtpResult {
+    smtplib_send_with(host, port, from, rcpts, body, false)
+}
+
+/// `smtplib_send`, optionally after STARTTLS.
+pub fn smtplib_send_with(
+    host: &str,
+    port: u16,
+    from: &str,
+    rcpts: &[&str],
+    body: &[u8],
+    starttls: bool,
+) -> SmtpResult {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body_file = dir.path().join("body.eml");
+    std::fs::write(&body_file, body).expect("write body");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/smtp_send.py");
+    let mut cmd = Command::new("python3");
+    if starttls {
+        cmd.env("PEAGE_STARTTLS", "1");
+    }
+    let out = cmd
+        .arg(script)
+        .arg(host)
+        .arg(port.to_string())
+        .arg(from)
+        .arg(rcpts.join(","))
+        .arg(&body_file)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "smtp_send.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("smtp_send.py prints JSON")
+}
