@@ -25,12 +25,9 @@ pub enum EntryKind {
 }
 
 impl ListName {
+    pub const ALL: [ListName; 2] = [ListName::Block, ListName::Allow];
     pub fn from_i32(v: i32) -> Option<ListName> {
-        match v {
-            1 => Some(ListName::Block),
-            2 => Some(ListName::Allow),
-            _ => None,
-        }
+        ListName::ALL.into_iter().find(|l| *l as i32 == v)
     }
     pub fn as_str(self) -> &'static str {
         match self {

@@ -54,3 +54,11 @@ pub fn smtplib_send_with(
     );
     serde_json::from_slice(&out.stdout).expect("smtp_send.py prints JSON")
 }
+
+impl crate::cluster::TestCluster {
+    /// Sends one message with smtplib to node `node`'s SMTP port.
+    pub fn smtp_send(&self, node: usize, from: &str, rcpts: &[&str], body: &[u8]) -> SmtpResult {
+        let (host, port) = self.nodes[node].smtp_addr();
+        smtplib_send(&host, port, from, rcpts, body)
+    }
+}

@@ -29,39 +29,7 @@ async fn peagectl_status_lists_and_errors() {
     let c = TestCluster::start(Tuning::default()).await.unwrap();
     let addr = c.nodes[1].admin_url();
 
-    // status --json: one object with the documented fields.
-    let o = peagectl(&addr, ADMIN_TOKEN, &["status", "--json"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let s: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status --json is JSON");
-    for key in [
-        "node_id",
-        "site",
-        "role",
-        "leader_id",
-        "term",
-        "last_applied",
-        "members",
-    ] {
-        assert!(s.get(key).is_some(), "missing {key}: {s}");
-    }
-    assert_eq!(s["node_id"], 2);
-    assert_eq!(s["site"], "roubaix");
-    assert!(["leader", "follower", "learner", "candidate"].contains(&s["role"].as_str().unwrap()));
-    let members = s["members"].as_array().unwrap();
-    assert_eq!(members.len(), 3);
-    for m in members {
-        for key in ["node_id", "site", "addr", "voter", "matched_index"] {
-            assert!(m.get(key).is_some(), "member missing {key}: {m}");
-        }
-        assert_eq!(m["voter"], true);
-    }
-
-    // The human table names every site.
-    let o = peagectl(&addr, ADMIN_TOKEN, &["status"]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    for site in ["paris", "roubaix", "ariege"] {
-        assert!(out.contains(site), "{out}");
-    }
+    status_as_json_and_as_a_table(&addr);
 
     // list add / check / ls, as in the README.
     let o = peagectl(
@@ -145,6 +113,44 @@ async fn peagectl_status_lists_and_errors() {
         "{}",
         text(&o)
     );
+}
+
+/// `status --json` is one object with the documented fields; the human table names every
+/// site.
+fn status_as_json_and_as_a_table(addr: &str) {
+    // status --json: one object with the documented fields.
+    let o = peagectl(addr, ADMIN_TOKEN, &["status", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status --json is JSON");
+    for key in [
+        "node_id",
+        "site",
+        "role",
+        "leader_id",
+        "term",
+        "last_applied",
+        "members",
+    ] {
+        assert!(s.get(key).is_some(), "missing {key}: {s}");
+    }
+    assert_eq!(s["node_id"], 2);
+    assert_eq!(s["site"], "roubaix");
+    assert!(["leader", "follower", "learner", "candidate"].contains(&s["role"].as_str().unwrap()));
+    let members = s["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    for m in members {
+        for key in ["node_id", "site", "addr", "voter", "matched_index"] {
+            assert!(m.get(key).is_some(), "member missing {key}: {m}");
+        }
+        assert_eq!(m["voter"], true);
+    }
+
+    // The human table names every site.
+    let o = peagectl(addr, ADMIN_TOKEN, &["status"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for site in ["paris", "roubaix", "ariege"] {
+        assert!(out.contains(site), "{out}");
+    }
 }
 
 #[test]

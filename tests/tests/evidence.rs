@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use peage_tests::v1::*;
-use peage_tests::{smtplib_send, wait_for, TestCluster, Tuning};
+use peage_tests::{wait_for, TestCluster, Tuning};
 
 const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 
@@ -53,7 +53,6 @@ async fn reputation_and_bulk_counted_at_one_site_score_at_the_others() {
     c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
         .await
         .unwrap();
-    let (host, port) = c.nodes[0].smtp_addr();
 
     // Before: nothing known about spammy.example, nor about the campaign.
     let clean = mail("y@spammy.example", 0, "Hello, a plain note.");
@@ -65,9 +64,8 @@ async fn reputation_and_bulk_counted_at_one_site_score_at_the_others() {
 
     // Paris rejects eleven messages from spammy.example …
     for n in 0..11 {
-        let r = smtplib_send(
-            &host,
-            port,
+        let r = c.smtp_send(
+            0,
             "x@spammy.example",
             &["bob@example.test"],
             &mail("x@spammy.example", n, GTUBE),
@@ -80,13 +78,7 @@ async fn reputation_and_bulk_counted_at_one_site_score_at_the_others() {
         .enumerate()
     {
         let body = mail("shop@sender.example", n + 20, &campaign(name, n + 20));
-        let r = smtplib_send(
-            &host,
-            port,
-            "shop@sender.example",
-            &["bob@example.test"],
-            &body,
-        );
+        let r = c.smtp_send(0, "shop@sender.example", &["bob@example.test"], &body);
         assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
     }
 

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use peage_tests::v1::*;
-use peage_tests::{bin, smtplib_send, wait_for, TestCluster, Tuning, ADMIN_TOKEN};
+use peage_tests::{bin, wait_for, TestCluster, Tuning, ADMIN_TOKEN};
 
 const SPAM_WORDS: &[&str] = &[
     "cheap",
@@ -224,14 +224,7 @@ async fn releasing_a_false_positive_teaches_ham_cluster_wide() {
 
     // A customer's legitimate offer looks like the spam learned so far: quarantined.
     let fp = message(SPAM_WORDS, 500, "offer");
-    let (host, port) = c.nodes[1].smtp_addr();
-    let r = smtplib_send(
-        &host,
-        port,
-        "s500@sender.example",
-        &["bob@example.test"],
-        &fp,
-    );
+    let r = c.smtp_send(1, "s500@sender.example", &["bob@example.test"], &fp);
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
     let held = quarantined(&c, 1).await;
     assert_eq!(held.len(), 1, "{held:?}");
@@ -267,9 +260,8 @@ async fn releasing_a_false_positive_teaches_ham_cluster_wide() {
     assert_eq!(r.change, "unchanged");
 
     // --no-learn releases without teaching.
-    let r = smtplib_send(
-        &host,
-        port,
+    let r = c.smtp_send(
+        1,
         "s501@sender.example",
         &["bob@example.test"],
         &message(SPAM_WORDS, 501, "offer"),

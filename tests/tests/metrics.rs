@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use peage_tests::v1::*;
-use peage_tests::{http_get, smtplib_send, wait_for, TestCluster, Tuning};
+use peage_tests::{http_get, wait_for, TestCluster, Tuning};
 
 fn value(metrics: &str, series: &str) -> Option<f64> {
     metrics
@@ -29,18 +29,11 @@ async fn metrics_count_the_mail_path_and_healthz_follows_the_quorum() {
     let index = c.sync_all(0).await.unwrap();
 
     // One GTUBE (rejected) and one ham (queued; nothing listens downstream, so it stays).
-    let (host, port) = c.nodes[1].smtp_addr();
     let gtube = b"From: a@client.example\r\nSubject: t\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
-    let r = smtplib_send(
-        &host,
-        port,
-        "a@client.example",
-        &["bob@example.test"],
-        gtube,
-    );
+    let r = c.smtp_send(1, "a@client.example", &["bob@example.test"], gtube);
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(550), "{r:?}");
     let ham = b"From: a@client.example\r\nTo: bob@example.test\r\nSubject: hi\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m1@client.example>\r\n\r\nHello.\r\n";
-    let r = smtplib_send(&host, port, "a@client.example", &["bob@example.test"], ham);
+    let r = c.smtp_send(1, "a@client.example", &["bob@example.test"], ham);
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
 
     let (status, m) = http_get(&c.nodes[1].metrics_addr(), "/metrics")
@@ -98,8 +91,32 @@ async fn metrics_count_the_mail_path_and_healthz_follows_the_quorum() {
     .await
     .unwrap();
 
-    // Every series the shipped dashboard and alerts use exists (a snapshot first, for the
-    // snapshot series).
+    every_series_ops_uses_is_exported(&c).await;
+
+    // Alone, a node is out of the quorum and says so.
+    c.kill(0);
+    c.kill(2);
+    wait_for(
+        "node 2 reports no quorum",
+        Duration::from_secs(20),
+        || async {
+            let (status, body) = http_get(&c.nodes[1].metrics_addr(), "/healthz")
+                .await
+                .ok()?;
+            (status == 503 && body.starts_with("no quorum")).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let (_, m) = http_get(&c.nodes[1].metrics_addr(), "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(value(&m, "peage_raft_in_quorum"), Some(0.0), "{m}");
+}
+
+/// Every series the shipped dashboard and alerts use exists (a snapshot first, for the
+/// snapshot series).
+async fn every_series_ops_uses_is_exported(c: &TestCluster) {
     c.client(1)
         .await
         .unwrap()
@@ -128,24 +145,4 @@ async fn metrics_count_the_mail_path_and_healthz_follows_the_quorum() {
             .any(|l| l.starts_with(name.as_str()) && l[name.len()..].starts_with([' ', '{']));
         assert!(exported, "{name} is used by ops/ but not exported:\n{m}");
     }
-
-    // Alone, a node is out of the quorum and says so.
-    c.kill(0);
-    c.kill(2);
-    wait_for(
-        "node 2 reports no quorum",
-        Duration::from_secs(20),
-        || async {
-            let (status, body) = http_get(&c.nodes[1].metrics_addr(), "/healthz")
-                .await
-                .ok()?;
-            (status == 503 && body.starts_with("no quorum")).then_some(())
-        },
-    )
-    .await
-    .unwrap();
-    let (_, m) = http_get(&c.nodes[1].metrics_addr(), "/metrics")
-        .await
-        .unwrap();
-    assert_eq!(value(&m, "peage_raft_in_quorum"), Some(0.0), "{m}");
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 use peage_client::v1::CheckMessageRequest;
 use peage_client::ClientError;
 
-use super::{message_files, Ctx};
+use super::context::{message_files, Ctx};
 use crate::output::{points, print_json, print_symbols, symbols_json};
 
 pub async fn run(

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use peage_client::v1::{DomainListRequest, DomainRemoveRequest, DomainSetRequest};
 use peage_client::ClientError;
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::cli::DomainCmd;
 use crate::output::{print_json, print_read_note, read_json};
 

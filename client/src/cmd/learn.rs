@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use peage_client::v1::*;
 use peage_client::ClientError;
 
-use super::Ctx;
+use super::context::Ctx;
 
 #[derive(Default)]
 struct Tally {

@@ -7,7 +7,7 @@ use peage_client::v1::{
 };
 use peage_client::{parse_duration_secs, ClientError};
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::cli::ListCmd;
 use crate::output::{
     entries_json, entry_json, print_entries, print_json, print_read_note, read_json,

@@ -5,7 +5,7 @@ use serde_json::json;
 use peage_client::v1::{StateDigestRequest, TriggerSnapshotRequest};
 use peage_client::ClientError;
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::output::{print_json, print_read_note, read_json};
 
 pub async fn digest(ctx: &mut Ctx) -> Result<(), ClientError> {

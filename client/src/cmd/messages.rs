@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use peage_client::v1::{MessageRef, QueueListRequest, QueuedMessage};
 use peage_client::{parse_duration_secs, ClientError};
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::cli::{MessageFilter, QuarantineCmd, QueueCmd};
 use crate::output::{
     message_json, points, print_json, print_read_note, print_symbols, read_json, sender,

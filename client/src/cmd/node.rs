@@ -3,7 +3,7 @@
 use peage_client::v1::{AddLearnerRequest, PromoteVoterRequest, RemoveNodeRequest};
 use peage_client::ClientError;
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::cli::NodeCmd;
 
 pub async fn run(ctx: &mut Ctx, cmd: NodeCmd) -> Result<(), ClientError> {

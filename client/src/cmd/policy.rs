@@ -5,7 +5,7 @@ use serde_json::json;
 use peage_client::v1::{PolicyGetRequest, PolicySetRequest};
 use peage_client::ClientError;
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::cli::PolicyCmd;
 use crate::output::{points, print_json};
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use peage_client::v1::*;
 use peage_client::{connect, parse_duration_secs, Admin, ClientError};
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::cli::ProbeArgs;
 
 struct ProbeOptions {

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use peage_client::v1::{StatusReply, StatusRequest};
 use peage_client::ClientError;
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::output::{print_json, read_json};
 
 pub async fn run(ctx: &mut Ctx) -> Result<(), ClientError> {

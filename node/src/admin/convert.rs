@@ -84,3 +84,37 @@ pub fn outcome_status(outcome: Outcome) -> Status {
 pub fn storage_status(e: StorageError<NodeId>) -> Status {
     Status::internal(e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use peage_mail::lists::{EntryKind, ListName};
+    use peage_proto::v1;
+
+    /// The mail front's list enums carry the peage.v1 numbers and words: each one is the
+    /// proto's value of the same number, named the same (`ENTRY_KIND_IP` is `ip`).
+    #[test]
+    fn list_enums_match_the_proto() {
+        for kind in EntryKind::ALL {
+            let wire = v1::EntryKind::try_from(kind as i32).expect("a peage.v1 entry kind");
+            let word = format!("ENTRY_KIND_{}", kind.as_str().to_ascii_uppercase());
+            assert_eq!(wire.as_str_name(), word);
+        }
+        for list in ListName::ALL {
+            let wire = v1::ListName::try_from(list as i32).expect("a peage.v1 list name");
+            let word = format!("LIST_NAME_{}", list.as_str().to_ascii_uppercase());
+            assert_eq!(wire.as_str_name(), word);
+        }
+        let known = (1..)
+            .take_while(|i| v1::EntryKind::try_from(*i).is_ok())
+            .count();
+        assert_eq!(
+            known,
+            EntryKind::ALL.len(),
+            "every proto entry kind is known here"
+        );
+        let known = (1..)
+            .take_while(|i| v1::ListName::try_from(*i).is_ok())
+            .count();
+        assert_eq!(known, ListName::ALL.len(), "every proto list is known here");
+    }
+}

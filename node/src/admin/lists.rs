@@ -1,7 +1,7 @@
 //! The block and allow lists: adding (with a reason and an expiry), removing, listing by
 //! page and checking a value, on any node.
 
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use peage_mail::lists::{normalize_probe, ListEntry};
 use peage_proto::v1::{
@@ -13,16 +13,15 @@ use super::convert::{entry_to_proto, outcome_status, storage_status};
 use super::service::AdminService;
 use super::validate;
 use crate::clock::now_ms;
-use crate::config::Role;
 use crate::state::list_entries::ListFilter;
 use crate::types::Outcome;
 
 pub async fn add(
     svc: &AdminService,
-    req: Request<ListAddRequest>,
-) -> Result<Response<ListAddReply>, Status> {
-    let author = svc.tokens.authorize(&req, Role::Admin)?;
-    let r = req.into_inner();
+    author: String,
+    req: ListAddRequest,
+) -> Result<ListAddReply, Status> {
+    let r = req;
     let (list, kind, value) = validate::entry(r.list, r.kind, &r.value)?;
     validate::reason(&r.reason, svc.max_reason_bytes)?;
     let created_at_ms = now_ms();
@@ -48,22 +47,18 @@ pub async fn add(
                 created_at_ms,
                 expires_at_ms,
             };
-            Ok(Response::new(ListAddReply {
+            Ok(ListAddReply {
                 entry: Some(entry_to_proto(&entry)),
                 created,
                 log_index,
-            }))
+            })
         }
         (_, other) => Err(outcome_status(other)),
     }
 }
 
-pub async fn remove(
-    svc: &AdminService,
-    req: Request<ListRemoveRequest>,
-) -> Result<Response<ListRemoveReply>, Status> {
-    svc.tokens.authorize(&req, Role::Admin)?;
-    let r = req.into_inner();
+pub async fn remove(svc: &AdminService, req: ListRemoveRequest) -> Result<ListRemoveReply, Status> {
+    let r = req;
     let (list, kind, value) = validate::entry(r.list, r.kind, &r.value)?;
     let rm = ListRemove {
         list: list as i32,
@@ -76,19 +71,13 @@ pub async fn remove(
             kind.as_str(),
             list.as_str()
         ))),
-        (log_index, Outcome::ListRemoved { removed }) => {
-            Ok(Response::new(ListRemoveReply { removed, log_index }))
-        }
+        (log_index, Outcome::ListRemoved { removed }) => Ok(ListRemoveReply { removed, log_index }),
         (_, other) => Err(outcome_status(other)),
     }
 }
 
-pub async fn query(
-    svc: &AdminService,
-    req: Request<ListQueryRequest>,
-) -> Result<Response<ListQueryReply>, Status> {
-    svc.tokens.authorize(&req, Role::ReadOnly)?;
-    let r = req.into_inner();
+pub async fn query(svc: &AdminService, req: ListQueryRequest) -> Result<ListQueryReply, Status> {
+    let r = req;
     let list = validate::optional(r.list, validate::list)?;
     let kind = validate::optional(r.kind, validate::kind)?;
     let limit = validate::page_size(r.page_size)?;
@@ -107,26 +96,22 @@ pub async fn query(
         .list_entries(filter)
         .await
         .map_err(storage_status)?;
-    Ok(Response::new(ListQueryReply {
+    Ok(ListQueryReply {
         entries: page.entries.iter().map(entry_to_proto).collect(),
         next_page_token: page.next_after,
         read: Some(read),
-    }))
+    })
 }
 
-pub async fn check(
-    svc: &AdminService,
-    req: Request<ListCheckRequest>,
-) -> Result<Response<ListCheckReply>, Status> {
-    svc.tokens.authorize(&req, Role::ReadOnly)?;
-    let r = req.into_inner();
+pub async fn check(svc: &AdminService, req: ListCheckRequest) -> Result<ListCheckReply, Status> {
+    let r = req;
     let kind = validate::kind(r.kind)?;
     let probe = normalize_probe(kind, &r.value).map_err(|e| validate::invalid(e.to_string()))?;
     let read = svc.read_barrier(r.stale).await?;
     let matches = svc.cluster.state().indexes().check(kind, &probe, now_ms());
-    Ok(Response::new(ListCheckReply {
+    Ok(ListCheckReply {
         matches: matches.iter().map(entry_to_proto).collect(),
         normalized: probe,
         read: Some(read),
-    }))
+    })
 }

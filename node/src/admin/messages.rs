@@ -1,7 +1,7 @@
 //! The spool and the quarantine as operators see them: listing with filters and pages,
 //! showing a message with its body, and acting on one (release, drop, retry).
 
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use peage_mail::bayes::Class;
 use peage_proto::v1::{
@@ -14,17 +14,12 @@ use super::learn::learn_message;
 use super::service::AdminService;
 use super::validate;
 use crate::clock::now_ms;
-use crate::config::Role;
 use crate::spool::bodies::body_of;
 use crate::state::spool::SpooledMessage;
 use crate::types::Outcome;
 
-pub async fn list(
-    svc: &AdminService,
-    req: Request<QueueListRequest>,
-) -> Result<Response<QueueListReply>, Status> {
-    svc.tokens.authorize(&req, Role::ReadOnly)?;
-    let r = req.into_inner();
+pub async fn list(svc: &AdminService, req: QueueListRequest) -> Result<QueueListReply, Status> {
+    let r = req;
     let limit = validate::page_size(r.page_size)? as usize;
     let read = svc.read_barrier(r.stale).await?;
     let (rcpt, sender) = (r.recipient.to_lowercase(), r.sender.to_lowercase());
@@ -52,11 +47,11 @@ pub async fn list(
     } else {
         String::new()
     };
-    Ok(Response::new(QueueListReply {
+    Ok(QueueListReply {
         messages: matching.into_iter().map(queued_to_proto).collect(),
         read: Some(read),
         next_page_token,
-    }))
+    })
 }
 
 async fn find(svc: &AdminService, id: &str) -> Result<SpooledMessage, Status> {
@@ -68,12 +63,8 @@ async fn find(svc: &AdminService, id: &str) -> Result<SpooledMessage, Status> {
         .ok_or_else(|| Status::not_found(format!("no message {id}")))
 }
 
-pub async fn show(
-    svc: &AdminService,
-    req: Request<MessageRef>,
-) -> Result<Response<MessageShowReply>, Status> {
-    svc.tokens.authorize(&req, Role::ReadOnly)?;
-    let id = req.into_inner().queue_id;
+pub async fn show(svc: &AdminService, req: MessageRef) -> Result<MessageShowReply, Status> {
+    let id = req.queue_id;
     svc.cluster
         .read_barrier(false)
         .await
@@ -82,29 +73,25 @@ pub async fn show(
     let body = body_of(&svc.cluster, &m)
         .await
         .map_err(Status::unavailable)?;
-    Ok(Response::new(MessageShowReply {
+    Ok(MessageShowReply {
         message: Some(queued_to_proto(m)),
         body,
-    }))
+    })
 }
 
-/// An operator's change to one message (admin role): proposes `make(queue_id)`.
+/// An operator's change to one message: proposes `make(queue_id)`.
 async fn act(
     svc: &AdminService,
-    req: Request<MessageRef>,
+    id: String,
     what: &str,
     make: impl FnOnce(String) -> command::Kind,
-) -> Result<Response<MessageActionReply>, Status> {
-    svc.tokens.authorize(&req, Role::Admin)?;
-    let id = req.into_inner().queue_id;
+) -> Result<MessageActionReply, Status> {
     validate::queue_id(&id)?;
     match svc.propose(make(id.clone())).await? {
-        (log_index, Outcome::SpoolChanged { found: true }) => {
-            Ok(Response::new(MessageActionReply {
-                log_index,
-                learned: String::new(),
-            }))
-        }
+        (log_index, Outcome::SpoolChanged { found: true }) => Ok(MessageActionReply {
+            log_index,
+            learned: String::new(),
+        }),
         (_, Outcome::SpoolChanged { found: false }) => {
             Err(Status::not_found(format!("no {what} {id}")))
         }
@@ -116,10 +103,10 @@ async fn act(
 /// ham: an operator's release is the correction of a false positive.
 pub async fn release(
     svc: &AdminService,
-    req: Request<MessageRef>,
-) -> Result<Response<MessageActionReply>, Status> {
-    let author = svc.tokens.authorize(&req, Role::Admin)?;
-    let (queue_id, no_learn) = (req.get_ref().queue_id.clone(), req.get_ref().no_learn);
+    author: String,
+    req: MessageRef,
+) -> Result<MessageActionReply, Status> {
+    let (queue_id, no_learn) = (req.queue_id, req.no_learn);
     // The body first: once released, the message may be delivered and gone.
     let body = if no_learn {
         None
@@ -130,7 +117,7 @@ pub async fn release(
         }
     };
     let (owner, lease_until_ms) = (svc.cluster.id(), now_ms() + svc.lease.as_millis() as i64);
-    let mut reply = act(svc, req, "quarantined message", |queue_id| {
+    let mut reply = act(svc, queue_id, "quarantined message", |queue_id| {
         command::Kind::SpoolRelease(SpoolRelease {
             queue_id,
             owner,
@@ -140,26 +127,20 @@ pub async fn release(
     .await?;
     if let Some(body) = body {
         let learned = learn_message(svc, &body, Class::Ham, author).await?;
-        reply.get_mut().learned = learned.change.as_str().to_owned();
+        reply.learned = learned.change.as_str().to_owned();
     }
     Ok(reply)
 }
 
-pub async fn remove(
-    svc: &AdminService,
-    req: Request<MessageRef>,
-) -> Result<Response<MessageActionReply>, Status> {
-    act(svc, req, "message", |queue_id| {
+pub async fn remove(svc: &AdminService, req: MessageRef) -> Result<MessageActionReply, Status> {
+    act(svc, req.queue_id, "message", |queue_id| {
         command::Kind::SpoolDrop(SpoolDrop { queue_id })
     })
     .await
 }
 
-pub async fn retry(
-    svc: &AdminService,
-    req: Request<MessageRef>,
-) -> Result<Response<MessageActionReply>, Status> {
-    act(svc, req, "message", |queue_id| {
+pub async fn retry(svc: &AdminService, req: MessageRef) -> Result<MessageActionReply, Status> {
+    act(svc, req.queue_id, "message", |queue_id| {
         command::Kind::SpoolRetry(SpoolRetry { queue_id })
     })
     .await

@@ -2,7 +2,8 @@
 //! (`validate`), one room per concern (`membership`, `lists`, `routing`, `policy`,
 //! `messages`, `learn`, `maintenance`), and the wire conversions and status mapping
 //! (`convert`). Writes go through the cluster (forwarded to the leader); reads wait for a
-//! linearizable barrier unless `stale` is asked for. This file only dispatches.
+//! linearizable barrier unless `stale` is asked for. This file only dispatches, and says which
+//! role each call needs: every request is authorised here, before its room sees it.
 
 mod auth;
 mod convert;
@@ -23,98 +24,126 @@ use peage_proto::v1::*;
 
 pub use service::AdminService;
 
+use crate::config::Role;
+
 type Reply<T> = Result<Response<T>, Status>;
+
+fn answer<T>(reply: Result<T, Status>) -> Reply<T> {
+    reply.map(Response::new)
+}
 
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn status(&self, req: Request<StatusRequest>) -> Reply<StatusReply> {
-        membership::status(self, req).await
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(membership::status(self, req.into_inner()).await)
     }
 
     async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Reply<MembershipReply> {
-        membership::add_learner(self, req).await
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(membership::add_learner(self, req.into_inner()).await)
     }
 
     async fn promote_voter(&self, req: Request<PromoteVoterRequest>) -> Reply<MembershipReply> {
-        membership::promote_voter(self, req).await
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(membership::promote_voter(self, req.into_inner()).await)
     }
 
     async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Reply<MembershipReply> {
-        membership::remove_node(self, req).await
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(membership::remove_node(self, req.into_inner()).await)
     }
 
     async fn list_add(&self, req: Request<ListAddRequest>) -> Reply<ListAddReply> {
-        lists::add(self, req).await
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        answer(lists::add(self, author, req.into_inner()).await)
     }
 
     async fn list_remove(&self, req: Request<ListRemoveRequest>) -> Reply<ListRemoveReply> {
-        lists::remove(self, req).await
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(lists::remove(self, req.into_inner()).await)
     }
 
     async fn list_query(&self, req: Request<ListQueryRequest>) -> Reply<ListQueryReply> {
-        lists::query(self, req).await
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(lists::query(self, req.into_inner()).await)
     }
 
     async fn list_check(&self, req: Request<ListCheckRequest>) -> Reply<ListCheckReply> {
-        lists::check(self, req).await
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(lists::check(self, req.into_inner()).await)
     }
 
     async fn domain_set(&self, req: Request<DomainSetRequest>) -> Reply<DomainSetReply> {
-        routing::set(self, req).await
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        answer(routing::set(self, author, req.into_inner()).await)
     }
 
     async fn domain_remove(&self, req: Request<DomainRemoveRequest>) -> Reply<DomainRemoveReply> {
-        routing::remove(self, req).await
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(routing::remove(self, req.into_inner()).await)
     }
 
     async fn domain_list(&self, req: Request<DomainListRequest>) -> Reply<DomainListReply> {
-        routing::list(self, req).await
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(routing::list(self, req.into_inner()).await)
     }
 
     async fn check_message(&self, req: Request<CheckMessageRequest>) -> Reply<CheckMessageReply> {
-        policy::check_message(self, req).await
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(policy::check_message(self, req.into_inner()).await)
     }
 
     async fn policy_get(&self, req: Request<PolicyGetRequest>) -> Reply<PolicyReply> {
-        policy::get(self, req).await
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(policy::get(self, req.into_inner()).await)
     }
 
     async fn policy_set(&self, req: Request<PolicySetRequest>) -> Reply<PolicyReply> {
-        policy::set(self, req).await
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(policy::set(self, req.into_inner()).await)
     }
 
     async fn queue_list(&self, req: Request<QueueListRequest>) -> Reply<QueueListReply> {
-        messages::list(self, req).await
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(messages::list(self, req.into_inner()).await)
     }
 
     async fn message_show(&self, req: Request<MessageRef>) -> Reply<MessageShowReply> {
-        messages::show(self, req).await
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(messages::show(self, req.into_inner()).await)
     }
 
     async fn message_release(&self, req: Request<MessageRef>) -> Reply<MessageActionReply> {
-        messages::release(self, req).await
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        answer(messages::release(self, author, req.into_inner()).await)
     }
 
     async fn message_drop(&self, req: Request<MessageRef>) -> Reply<MessageActionReply> {
-        messages::remove(self, req).await
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(messages::remove(self, req.into_inner()).await)
     }
 
     async fn message_retry(&self, req: Request<MessageRef>) -> Reply<MessageActionReply> {
-        messages::retry(self, req).await
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(messages::retry(self, req.into_inner()).await)
     }
 
     async fn learn(&self, req: Request<LearnRequest>) -> Reply<LearnReply> {
-        learn::learn(self, req).await
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        answer(learn::learn(self, author, req.into_inner()).await)
     }
 
     async fn state_digest(&self, req: Request<StateDigestRequest>) -> Reply<StateDigestReply> {
-        maintenance::state_digest(self, req).await
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(maintenance::state_digest(self, req.into_inner()).await)
     }
 
     async fn trigger_snapshot(
         &self,
         req: Request<TriggerSnapshotRequest>,
     ) -> Reply<TriggerSnapshotReply> {
-        maintenance::trigger_snapshot(self, req).await
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(maintenance::trigger_snapshot(self, req.into_inner()).await)
     }
 }

@@ -1,7 +1,7 @@
 //! The routing table: which domains are local (mail for them is accepted) and the
 //! downstream route of each.
 
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use peage_proto::v1::{
     command, Domain, DomainListReply, DomainListRequest, DomainRemove, DomainRemoveReply,
@@ -12,16 +12,15 @@ use super::convert::outcome_status;
 use super::service::AdminService;
 use super::validate::invalid;
 use crate::clock::now_ms;
-use crate::config::Role;
 use crate::state::routing::{normalize_domain, normalize_route};
 use crate::types::Outcome;
 
 pub async fn set(
     svc: &AdminService,
-    req: Request<DomainSetRequest>,
-) -> Result<Response<DomainSetReply>, Status> {
-    let author = svc.tokens.authorize(&req, Role::Admin)?;
-    let r = req.into_inner();
+    author: String,
+    req: DomainSetRequest,
+) -> Result<DomainSetReply, Status> {
+    let r = req;
     let domain = normalize_domain(&r.domain).map_err(|e| invalid(e.to_string()))?;
     let route = normalize_route(&r.route).map_err(|e| invalid(e.to_string()))?;
     let set = DomainSet {
@@ -31,7 +30,7 @@ pub async fn set(
         created_at_ms: now_ms(),
     };
     match svc.propose(command::Kind::DomainSet(set.clone())).await? {
-        (log_index, Outcome::DomainSet { created }) => Ok(Response::new(DomainSetReply {
+        (log_index, Outcome::DomainSet { created }) => Ok(DomainSetReply {
             domain: Some(Domain {
                 domain: set.domain,
                 route: set.route,
@@ -40,23 +39,22 @@ pub async fn set(
             }),
             created,
             log_index,
-        })),
+        }),
         (_, other) => Err(outcome_status(other)),
     }
 }
 
 pub async fn remove(
     svc: &AdminService,
-    req: Request<DomainRemoveRequest>,
-) -> Result<Response<DomainRemoveReply>, Status> {
-    svc.tokens.authorize(&req, Role::Admin)?;
-    let domain = normalize_domain(&req.into_inner().domain).map_err(|e| invalid(e.to_string()))?;
+    req: DomainRemoveRequest,
+) -> Result<DomainRemoveReply, Status> {
+    let domain = normalize_domain(&req.domain).map_err(|e| invalid(e.to_string()))?;
     let rm = DomainRemove {
         domain: domain.clone(),
     };
     match svc.propose(command::Kind::DomainRemove(rm)).await? {
         (log_index, Outcome::DomainRemoved { removed: true }) => {
-            Ok(Response::new(DomainRemoveReply { log_index }))
+            Ok(DomainRemoveReply { log_index })
         }
         (_, Outcome::DomainRemoved { removed: false }) => Err(Status::not_found(format!(
             "`{domain}` is not a local domain"
@@ -65,12 +63,8 @@ pub async fn remove(
     }
 }
 
-pub async fn list(
-    svc: &AdminService,
-    req: Request<DomainListRequest>,
-) -> Result<Response<DomainListReply>, Status> {
-    svc.tokens.authorize(&req, Role::ReadOnly)?;
-    let read = svc.read_barrier(req.into_inner().stale).await?;
+pub async fn list(svc: &AdminService, req: DomainListRequest) -> Result<DomainListReply, Status> {
+    let read = svc.read_barrier(req.stale).await?;
     let domains = svc
         .cluster
         .state()
@@ -84,8 +78,8 @@ pub async fn list(
             created_at_ms: r.created_at_ms,
         })
         .collect();
-    Ok(Response::new(DomainListReply {
+    Ok(DomainListReply {
         domains,
         read: Some(read),
-    }))
+    })
 }

@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use peage_mail::sync::lock;
+
 use super::check::{SendOutcome, Sent};
 use crate::cluster::TestCluster;
 
@@ -115,7 +117,7 @@ impl Load {
                         started,
                         finished: Instant::now(),
                     };
-                    out.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+                    lock(&out).push(record);
                 }));
             }
             tasks
@@ -130,8 +132,7 @@ impl Load {
                 let _ = t.await;
             }
         }
-        let mut records =
-            std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut records = std::mem::take(&mut *lock(&self.records));
         records.sort_by_key(|r| r.sent.id);
         records
     }
@@ -155,7 +156,7 @@ async fn send(host: &str, port: u16, source: &str, id: u64, body: &[u8]) -> Send
         Ok(c) => c,
         Err(e) => return classify(e),
     };
-    let rcpt = [super::RECIPIENT.to_owned()];
+    let rcpt = [super::options::RECIPIENT.to_owned()];
     let body = marked(id, body);
     let message = mail_send::smtp::message::Message::new(sender(id), rcpt, body.as_slice());
     let outcome = match client.send(message).await {

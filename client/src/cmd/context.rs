@@ -1,0 +1,58 @@
+//! What every command gets: the options of the command line, a connection to the node at
+//! `--addr` made on first use, and the message files a command names.
+
+use std::path::PathBuf;
+
+use peage_client::{connect, Admin, ClientError};
+
+pub struct Ctx {
+    pub addr: String,
+    pub token: Option<String>,
+    pub json: bool,
+    pub stale: bool,
+    admin: Option<Admin>,
+}
+
+impl Ctx {
+    pub fn new(addr: String, token: Option<String>, json: bool, stale: bool) -> Ctx {
+        Ctx {
+            addr,
+            token,
+            json,
+            stale,
+            admin: None,
+        }
+    }
+
+    /// The admin client, connected on first use.
+    pub async fn admin(&mut self) -> Result<&mut Admin, ClientError> {
+        if self.admin.is_none() {
+            self.admin = Some(connect(&self.addr, self.token.as_deref()).await?);
+        }
+        Ok(self.admin.as_mut().expect("connected just above"))
+    }
+
+    /// A failed call, worded with the address it went to.
+    pub fn failed(&self, status: tonic::Status) -> ClientError {
+        ClientError::from_status(&self.addr, status)
+    }
+}
+
+/// The files named, with each directory replaced by its files (sorted).
+pub fn message_files(paths: Vec<PathBuf>) -> Result<Vec<PathBuf>, ClientError> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(&p)
+                .map_err(|e| ClientError::InvalidArgument(format!("{}: {e}", p.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(p);
+        }
+    }
+    Ok(files)
+}

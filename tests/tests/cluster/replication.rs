@@ -1,0 +1,256 @@
+//! Replication: an entry written anywhere is seen everywhere, through leader loss, in
+//! any start order, and a random workload leaves identical states.
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use tonic::Code;
+
+use peage_tests::v1::*;
+use peage_tests::{add_req, wait_for, TestCluster, Tuning};
+
+use super::{check, digest};
+
+#[tokio::test]
+async fn an_entry_written_through_any_node_is_visible_on_all_three() {
+    let c = TestCluster::start(Tuning::default()).await.unwrap();
+    let leader = c.wait_for_leader_everywhere().await.unwrap();
+    let follower = (leader + 1) % 3;
+
+    // Phase 1: writes through a follower (forwarded) and through the leader.
+    let mut a = c.client(follower).await.unwrap();
+    a.list_add(add_req(EntryKind::Ip, "203.0.113.0/24", "botnet"))
+        .await
+        .unwrap();
+    let mut a = c.client(leader).await.unwrap();
+    let added = a
+        .list_add(add_req(EntryKind::Domain, "Bad.Example.", "phishing"))
+        .await
+        .unwrap()
+        .into_inner();
+    let entry = added.entry.unwrap();
+    assert_eq!(entry.value, "bad.example");
+    assert_eq!(entry.author, "test-admin");
+
+    // Phase 2: linearizable reads on every node see both.
+    for i in 0..3 {
+        let r = check(&c, i, EntryKind::Ip, "203.0.113.7", false).await;
+        assert_eq!(r.matches.len(), 1, "node {i}: {r:?}");
+        assert_eq!(r.matches[0].value, "203.0.113.0/24");
+        assert!(!r.read.unwrap().stale);
+        let r = check(&c, i, EntryKind::Domain, "mail.bad.example", false).await;
+        assert_eq!(r.matches.len(), 1, "node {i}: {r:?}");
+        let r = check(&c, i, EntryKind::Ip, "198.51.100.1", false).await;
+        assert!(r.matches.is_empty());
+    }
+
+    // Phase 3: removal propagates too.
+    let mut a = c.client((leader + 2) % 3).await.unwrap();
+    a.list_remove(ListRemoveRequest {
+        list: ListName::Block as i32,
+        kind: EntryKind::Ip as i32,
+        value: "203.0.113.0/24".into(),
+    })
+    .await
+    .unwrap();
+    for i in 0..3 {
+        let r = check(&c, i, EntryKind::Ip, "203.0.113.7", false).await;
+        assert!(r.matches.is_empty(), "node {i}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn leader_killed_new_leader_elected_and_the_old_one_catches_up() {
+    let mut c = TestCluster::start(Tuning::default()).await.unwrap();
+    let old = c.wait_for_leader_everywhere().await.unwrap();
+    let mut a = c.client(old).await.unwrap();
+    a.list_add(add_req(EntryKind::Sender, "a@spam.example", "before"))
+        .await
+        .unwrap();
+
+    // Phase 1: SIGKILL the leader; the two others elect a new one and take writes.
+    c.kill(old);
+    let new = c.wait_for_leader_everywhere().await.unwrap();
+    assert_ne!(new, old);
+    let writer = (0..3).find(|i| *i != old).unwrap();
+    let a = c.client(writer).await.unwrap();
+    let r = wait_for(
+        "a write succeeds after the leader's death",
+        Duration::from_secs(20),
+        || {
+            let mut a = a.clone();
+            async move {
+                a.list_add(add_req(EntryKind::Sender, "b@spam.example", "after"))
+                    .await
+                    .ok()
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let index = r.into_inner().log_index;
+
+    // Phase 2: the killed node restarts from its data directory and catches up.
+    c.start_node(old).unwrap();
+    c.wait_applied(old, index).await.unwrap();
+    for v in ["a@spam.example", "b@spam.example"] {
+        let r = check(&c, old, EntryKind::Sender, v, true).await;
+        assert_eq!(r.matches.len(), 1, "{v} on the restarted node: {r:?}");
+    }
+    let log = c.node_log(old);
+    assert_eq!(
+        log.matches("initialising the cluster").count(),
+        1,
+        "a restarted node must not bootstrap again:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn nodes_started_one_by_one_in_any_order_form_one_cluster() {
+    let mut c = TestCluster::configure(Tuning::default()).unwrap();
+    // Ariège alone cannot elect itself: no leader until a second node comes.
+    c.start_node(2).unwrap();
+    let s = wait_for("ariege answers status", Duration::from_secs(20), || {
+        let c = &c;
+        async move { c.status(2).await.ok() }
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.leader_id, None, "{s:?}");
+    let mut a = c.client(2).await.unwrap();
+    let mut req = tonic::Request::new(add_req(EntryKind::Domain, "early.example", "x"));
+    req.set_timeout(Duration::from_secs(20));
+    let e = a.list_add(req).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+
+    // Then Roubaix, then Paris: one leader for all three, and writes go through.
+    c.start_node(1).unwrap();
+    c.start_node(0).unwrap();
+    c.wait_for_leader_everywhere().await.unwrap();
+    wait_for(
+        "a write succeeds once a majority is up",
+        Duration::from_secs(20),
+        || {
+            let mut a = a.clone();
+            async move {
+                a.list_add(add_req(EntryKind::Domain, "later.example", "x"))
+                    .await
+                    .ok()
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let s = c.status(0).await.unwrap();
+    assert_eq!(s.members.iter().filter(|m| m.voter).count(), 3, "{s:?}");
+}
+
+#[tokio::test]
+async fn random_workload_with_a_snapshot_in_the_middle_leaves_identical_states() {
+    let mut c = TestCluster::start(Tuning {
+        snapshot_after_entries: 5000,
+        sweep_interval_ms: 100,
+        ..Tuning::default()
+    })
+    .await
+    .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(c.client(i).await.unwrap());
+    }
+    for step in 0..150 {
+        let node = rng.random_range(0..3);
+        let kind = [
+            EntryKind::Ip,
+            EntryKind::Domain,
+            EntryKind::Sender,
+            EntryKind::Url,
+        ][rng.random_range(0..4)];
+        let value = match kind {
+            EntryKind::Ip => format!("10.{}.0.0/16", rng.random_range(0..30)),
+            EntryKind::Domain => format!("d{}.example", rng.random_range(0..30)),
+            EntryKind::Sender => format!("u{}@x.example", rng.random_range(0..30)),
+            _ => format!("https://h{}.example/x", rng.random_range(0..30)),
+        };
+        let a = &mut clients[node];
+        if rng.random_bool(0.7) {
+            let mut req = add_req(kind, &value, &format!("step {step}"));
+            // Some entries expire during the run, so leader sweeps are part of the log.
+            req.ttl_secs = rng.random_bool(0.3).then_some(1);
+            a.list_add(req).await.unwrap();
+        } else {
+            let r = a
+                .list_remove(ListRemoveRequest {
+                    list: ListName::Block as i32,
+                    kind: kind as i32,
+                    value,
+                })
+                .await;
+            if let Err(e) = r {
+                assert_eq!(e.code(), Code::NotFound, "{e:?}");
+            }
+        }
+        if step == 75 {
+            // A snapshot in the middle, on a follower, and a restart from it.
+            let leader = c.wait_for_leader_everywhere().await.unwrap();
+            let f = (leader + 1) % 3;
+            let mut fa = c.client(f).await.unwrap();
+            let snap = fa
+                .trigger_snapshot(TriggerSnapshotRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(snap.snapshot_index > 0);
+            c.kill(f);
+            c.start_node(f).unwrap();
+            clients[f] = wait_for(
+                "the restarted node answers",
+                Duration::from_secs(20),
+                || {
+                    let c = &c;
+                    async move { c.client(f).await.ok() }
+                },
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    // Every 1 s entry has expired by now; wait for the sweeps, then for equal applied indexes.
+    let leader = c.wait_for_leader_everywhere().await.unwrap();
+    wait_for("expired entries are swept", Duration::from_secs(20), || {
+        let c = &c;
+        async move {
+            let mut a = c.client(leader).await.ok()?;
+            let page = a
+                .list_query(ListQueryRequest {
+                    page_size: 1000,
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner();
+            page.entries
+                .iter()
+                .all(|e| e.expires_at_ms.is_none())
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    let target = c.status(leader).await.unwrap().last_applied;
+    let mut digests = Vec::new();
+    for i in 0..3 {
+        c.wait_applied(i, target).await.unwrap();
+        let d = digest(&c, i).await;
+        digests.push((d.applied_index, d.sha256, d.list_entries));
+    }
+    assert!(
+        digests[0].2 > 0,
+        "the workload should leave entries: {digests:?}"
+    );
+    assert!(
+        digests.iter().all(|d| d == &digests[0]),
+        "states differ: {digests:?}"
+    );
+}

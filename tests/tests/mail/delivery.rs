@@ -1,0 +1,212 @@
+//! Delivery: exactly once to the sink, held while the downstream is down, taken over from
+//! a dead node, bounced when refused or too old, split by route.
+use std::time::Duration;
+
+use peage_tests::v1::*;
+use peage_tests::{wait_for, SinkProcess, Tuning};
+
+use super::{ham, queue, send_ham, wait_delivered, with_local_domain, with_local_domain_tuned};
+
+#[tokio::test]
+async fn ham_sent_to_each_site_arrives_in_the_sink_exactly_once() {
+    let c = with_local_domain().await;
+    let sink = c.start_sink().await.unwrap();
+    for i in 0..3 {
+        send_ham(&c, i, i);
+    }
+    wait_delivered(&c, &sink, 3, &[0, 1, 2]).await;
+    let msgs = sink.messages("bob@example.test");
+    assert_eq!(msgs.len(), 3, "exactly once each");
+    for n in 0..3 {
+        let count = msgs
+            .iter()
+            .filter(|m| m.contains(&format!("<ham-{n}@client.example>")))
+            .count();
+        assert_eq!(count, 1, "ham {n}");
+    }
+    for m in &msgs {
+        assert!(
+            m.starts_with(
+                "X-Peage-Verdict: deliver\r\nX-Peage-Score: 0\r\nX-Peage-Symbols: none\r\n"
+            ),
+            "{m}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_the_downstream_down_mail_is_held_then_delivered_when_it_returns() {
+    let c = with_local_domain().await;
+    let id = send_ham(&c, 1, 0);
+    // Several delivery rounds fail (nothing listens): the message stays queued.
+    let leader = c.wait_for_leader_everywhere().await.unwrap();
+    let mut a = c.client(leader).await.unwrap();
+    let start = a
+        .state_digest(StateDigestRequest { stale: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .applied_index;
+    wait_for(
+        "a few renewals or retries go by",
+        Duration::from_secs(30),
+        || {
+            let mut a = a.clone();
+            async move {
+                let d = a
+                    .state_digest(StateDigestRequest { stale: false })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (d.applied_index >= start + 2).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let q = queue(&c, 0, false).await;
+    assert_eq!(q.len(), 1, "held while the downstream is down");
+    assert_eq!(q[0].queue_id, id);
+
+    let sink = c.start_sink().await.unwrap();
+    wait_delivered(&c, &sink, 1, &[0, 1, 2]).await;
+    assert_eq!(sink.messages("bob@example.test").len(), 1);
+}
+
+#[tokio::test]
+async fn a_message_whose_accepting_node_is_killed_is_delivered_by_another_site() {
+    let mut c = with_local_domain().await;
+    // The downstream is down, so the accepting node cannot deliver before it dies.
+    let owner_idx = 2;
+    let id = send_ham(&c, owner_idx, 7);
+    c.kill(owner_idx);
+    let sink = c.start_sink().await.unwrap();
+    // Its lease (2 s) lapses; the leader takes the message over and delivers it.
+    wait_delivered(&c, &sink, 1, &[0, 1]).await;
+    let msgs = sink.messages("bob@example.test");
+    assert_eq!(msgs.len(), 1);
+    assert!(msgs[0].contains("<ham-7@client.example>"), "{id}: {msgs:?}");
+}
+
+#[tokio::test]
+async fn a_recipient_refused_downstream_is_bounced_to_the_sender_but_never_to_the_null_sender() {
+    let c = with_local_domain().await;
+    let sink = c.start_sink().await.unwrap();
+
+    // One good and one refused recipient: the good one is delivered, the sender gets a DSN
+    // (through the bounce route, here the same sink) naming the refused one.
+    let r = c.smtp_send(
+        0,
+        "alice@client.example",
+        &["bob@example.test", "reject-me@example.test"],
+        &ham(9),
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    wait_for(
+        "the DSN reaches the sender",
+        Duration::from_secs(30),
+        || async { (sink.messages("alice@client.example").len() == 1).then_some(()) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(sink.messages("bob@example.test").len(), 1);
+    let dsn = &sink.messages("alice@client.example")[0];
+    assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; reject-me@example.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
+    assert!(
+        dsn.contains("<ham-9@client.example>"),
+        "the original headers: {dsn}"
+    );
+
+    // From the null sender: refused downstream, dropped from the queue, no DSN.
+    let r = c.smtp_send(0, "", &["reject-too@example.test"], &ham(10));
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    wait_for("the queue drains", Duration::from_secs(30), || async {
+        queue(&c, 1, false).await.is_empty().then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        sink.messages("alice@client.example").len(),
+        1,
+        "no second DSN"
+    );
+    assert!(sink.messages("").is_empty());
+}
+
+#[tokio::test]
+async fn a_message_held_past_the_retention_limit_is_bounced_with_4_4_7() {
+    let c = with_local_domain_tuned(Tuning {
+        retention_secs: 3,
+        ..Tuning::default()
+    })
+    .await;
+    let sink = c.start_sink().await.unwrap();
+    // held.test's server never answers (nothing listens there); the sender's DSN goes through
+    // the bounce route, which is the running sink.
+    c.route_domain("held.test", &format!("smtp://{}.201:2626", c.net))
+        .await
+        .unwrap();
+    let r = c.smtp_send(1, "alice@client.example", &["carol@held.test"], &ham(11));
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    // Young enough: held for retry, not bounced.
+    assert_eq!(queue(&c, 0, false).await.len(), 1);
+    assert!(sink.messages("alice@client.example").is_empty());
+
+    wait_for(
+        "the DSN for the expired message",
+        Duration::from_secs(30),
+        || async { (sink.messages("alice@client.example").len() == 1).then_some(()) },
+    )
+    .await
+    .unwrap();
+    let dsn = &sink.messages("alice@client.example")[0];
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; carol@held.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Status: 4.4.7"), "{dsn}");
+    assert!(dsn.contains("<ham-11@client.example>"), "{dsn}");
+    wait_for("the queue drains", Duration::from_secs(10), || async {
+        queue(&c, 2, false).await.is_empty().then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(sink.messages("carol@held.test").is_empty());
+}
+
+#[tokio::test]
+async fn recipients_on_different_routes_in_one_data_each_reach_their_server() {
+    let c = with_local_domain().await;
+    let other = format!("{}.201:2626", c.net);
+    let mut a = c.client(0).await.unwrap();
+    a.domain_set(DomainSetRequest {
+        domain: "other.test".into(),
+        route: format!("smtp://{other}"),
+    })
+    .await
+    .unwrap();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let s1 = SinkProcess::start(&c.sink_addr(), d1.path()).await.unwrap();
+    let s2 = SinkProcess::start(&other, d2.path()).await.unwrap();
+    // A linearizable read on node 3 first: it accepts for other.test only once it knows it.
+    let mut b = c.client(2).await.unwrap();
+    b.domain_list(DomainListRequest { stale: false })
+        .await
+        .unwrap();
+    let r = c.smtp_send(
+        2,
+        "alice@client.example",
+        &["bob@example.test", "carol@other.test"],
+        &ham(12),
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    wait_delivered(&c, &s1, 1, &[0, 1, 2]).await;
+    assert_eq!(s2.messages("carol@other.test").len(), 1);
+    assert!(s1.messages("carol@other.test").is_empty());
+    assert!(s2.messages("bob@example.test").is_empty());
+}

@@ -1,0 +1,83 @@
+//! The mail path with a real SMTP client (Python's smtplib) against real nodes: relay
+//! control, `250` only after the body is on a majority and the record is committed, and
+//! `451` with nothing queued when the node cannot reach a majority; delivery, bounces and
+//! the filter's verdicts.
+
+mod acceptance;
+mod delivery;
+mod filtering;
+
+use std::time::Duration;
+
+use peage_tests::v1::*;
+use peage_tests::{wait_for, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
+
+pub const HAM: &[u8] = b"From: alice@client.example\r\nTo: bob@example.test\r\nSubject: hello\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@client.example>\r\n\r\nHello Bob.\r\n";
+
+pub async fn with_local_domain() -> TestCluster {
+    with_local_domain_tuned(Tuning::default()).await
+}
+
+pub async fn with_local_domain_tuned(tuning: Tuning) -> TestCluster {
+    let c = TestCluster::start(tuning).await.unwrap();
+    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
+        .await
+        .unwrap();
+    let _ = ADMIN_TOKEN;
+    c
+}
+
+pub async fn queue(c: &TestCluster, i: usize, stale: bool) -> Vec<QueuedMessage> {
+    list(c, i, stale, false).await
+}
+
+pub async fn quarantine(c: &TestCluster, i: usize) -> Vec<QueuedMessage> {
+    list(c, i, false, true).await
+}
+
+pub async fn list(c: &TestCluster, i: usize, stale: bool, quarantine: bool) -> Vec<QueuedMessage> {
+    let mut a = c.client(i).await.unwrap();
+    a.queue_list(QueueListRequest {
+        stale,
+        quarantine,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .messages
+}
+
+pub fn ham(n: usize) -> Vec<u8> {
+    format!(
+        "From: alice@client.example\r\nTo: bob@example.test\r\nSubject: ham {n}\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <ham-{n}@client.example>\r\n\r\nHello Bob, number {n}.\r\n"
+    )
+    .into_bytes()
+}
+
+pub fn send_ham(c: &TestCluster, node: usize, n: usize) -> String {
+    let r = c.smtp_send(node, "alice@client.example", &["bob@example.test"], &ham(n));
+    let (code, text) = r.data.clone().unwrap_or_default();
+    assert_eq!(code, 250, "node {node}: {r:?}");
+    text.rsplit(' ').next().unwrap().to_owned()
+}
+
+pub async fn wait_delivered(c: &TestCluster, sink: &SinkProcess, n: usize, survivors: &[usize]) {
+    wait_for(
+        &format!("{n} messages in the sink and empty queues"),
+        Duration::from_secs(60),
+        || async {
+            if sink.messages("bob@example.test").len() < n {
+                return None;
+            }
+            for i in survivors {
+                if !queue(c, *i, false).await.is_empty() {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await
+    .unwrap();
+}
