@@ -66,6 +66,15 @@ impl SinkProcess {
         }
     }
 
+    /// Waits until exactly `n` messages are stored for `rcpt`; fails naming `reason`.
+    pub async fn wait_for_messages(&self, rcpt: &str, n: usize, reason: &str, timeout: Duration) {
+        wait_for(reason, timeout, || async {
+            (self.messages(rcpt).len() == n).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
     /// The messages stored for `rcpt`.
     pub fn messages(&self, rcpt: &str) -> Vec<String> {
         read_maildir(&self.maildir, rcpt)

@@ -47,6 +47,21 @@ async fn symbols(
         .collect()
 }
 
+/// The symbols `check` gives, once they include `wanted` (within 20 s: evidence is
+/// flushed through Raft every 200 ms in tests).
+async fn symbols_once_they_include<F, Fut>(reason: &str, wanted: &str, check: F) -> Vec<String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
+    wait_for(reason, Duration::from_secs(20), || async {
+        let s = check().await;
+        s.iter().any(|n| n == wanted).then_some(s)
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn reputation_and_bulk_counted_at_one_site_score_at_the_others() {
     let c = TestCluster::start(Tuning::default()).await.unwrap();
@@ -83,20 +98,10 @@ async fn reputation_and_bulk_counted_at_one_site_score_at_the_others() {
     }
 
     // Ariège now distrusts the sender domain, whatever the client network.
-    let s = wait_for(
-        "Ariège knows spammy.example",
-        Duration::from_secs(20),
-        || {
-            let clean = clean.clone();
-            let c = &c;
-            async move {
-                let s = symbols(c, 2, "y@spammy.example", "198.51.100.9", clean).await;
-                s.iter().any(|n| n == "REPUTATION_BAD").then_some(s)
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let s = symbols_once_they_include("Ariège knows spammy.example", "REPUTATION_BAD", || {
+        symbols(&c, 2, "y@spammy.example", "198.51.100.9", clean.clone())
+    })
+    .await;
     assert!(s.contains(&"REPUTATION_BAD".to_owned()), "{s:?}");
     let other = symbols(
         &c,
@@ -112,20 +117,10 @@ async fn reputation_and_bulk_counted_at_one_site_score_at_the_others() {
     );
 
     // Roubaix sees a seventh copy of the campaign as bulk.
-    let s = wait_for(
-        "Roubaix knows the campaign",
-        Duration::from_secs(20),
-        || {
-            let probe = probe.clone();
-            let c = &c;
-            async move {
-                let s = symbols(c, 1, "shop@sender.example", "198.51.100.9", probe).await;
-                s.iter().any(|n| n == "BULK_SOME").then_some(s)
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let s = symbols_once_they_include("Roubaix knows the campaign", "BULK_SOME", || {
+        symbols(&c, 1, "shop@sender.example", "198.51.100.9", probe.clone())
+    })
+    .await;
     assert!(s.contains(&"BULK_SOME".to_owned()), "{s:?}");
     let unrelated = mail("shop@sender.example", 98, "Hi team, the minutes of yesterday's planning meeting are attached; please send corrections before Thursday so that we can publish them on the wiki.");
     let s = symbols(&c, 1, "shop@sender.example", "198.51.100.9", unrelated).await;

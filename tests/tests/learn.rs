@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use peage_tests::v1::*;
-use peage_tests::{bin, wait_for, TestCluster, Tuning, ADMIN_TOKEN};
+use peage_tests::{bin, TestCluster, Tuning, ADMIN_TOKEN};
 
 const SPAM_WORDS: &[&str] = &[
     "cheap",
@@ -237,13 +237,13 @@ async fn releasing_a_false_positive_teaches_ham_cluster_wide() {
     let o = peagectl(&c, 2, &["quarantine", "release", &held[0].queue_id]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("learned as ham (new)"), "{}", text(&o));
-    wait_for(
+    sink.wait_for_messages(
+        "bob@example.test",
+        1,
         "the released message is delivered",
         Duration::from_secs(30),
-        || async { (sink.messages("bob@example.test").len() == 1).then_some(()) },
     )
-    .await
-    .unwrap();
+    .await;
     c.sync_all(2).await.unwrap();
     for node in 0..3 {
         assert_eq!(learned(&c, node).await.1, 61, "node {node}");

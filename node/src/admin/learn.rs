@@ -50,9 +50,8 @@ pub async fn learn_message(
 pub async fn learn(
     svc: &AdminService,
     author: String,
-    req: LearnRequest,
+    r: LearnRequest,
 ) -> Result<LearnReply, Status> {
-    let r = req;
     let class = Class::parse(&r.class)
         .ok_or_else(|| invalid(format!("class must be spam or ham, not {:?}", r.class)))?;
     if r.message.is_empty() {

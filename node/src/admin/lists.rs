@@ -19,9 +19,8 @@ use crate::types::Outcome;
 pub async fn add(
     svc: &AdminService,
     author: String,
-    req: ListAddRequest,
+    r: ListAddRequest,
 ) -> Result<ListAddReply, Status> {
-    let r = req;
     let (list, kind, value) = validate::entry(r.list, r.kind, &r.value)?;
     validate::reason(&r.reason, svc.max_reason_bytes)?;
     let created_at_ms = now_ms();
@@ -57,8 +56,7 @@ pub async fn add(
     }
 }
 
-pub async fn remove(svc: &AdminService, req: ListRemoveRequest) -> Result<ListRemoveReply, Status> {
-    let r = req;
+pub async fn remove(svc: &AdminService, r: ListRemoveRequest) -> Result<ListRemoveReply, Status> {
     let (list, kind, value) = validate::entry(r.list, r.kind, &r.value)?;
     let rm = ListRemove {
         list: list as i32,
@@ -76,8 +74,7 @@ pub async fn remove(svc: &AdminService, req: ListRemoveRequest) -> Result<ListRe
     }
 }
 
-pub async fn query(svc: &AdminService, req: ListQueryRequest) -> Result<ListQueryReply, Status> {
-    let r = req;
+pub async fn query(svc: &AdminService, r: ListQueryRequest) -> Result<ListQueryReply, Status> {
     let list = validate::optional(r.list, validate::list)?;
     let kind = validate::optional(r.kind, validate::kind)?;
     let limit = validate::page_size(r.page_size)?;
@@ -103,8 +100,7 @@ pub async fn query(svc: &AdminService, req: ListQueryRequest) -> Result<ListQuer
     })
 }
 
-pub async fn check(svc: &AdminService, req: ListCheckRequest) -> Result<ListCheckReply, Status> {
-    let r = req;
+pub async fn check(svc: &AdminService, r: ListCheckRequest) -> Result<ListCheckReply, Status> {
     let kind = validate::kind(r.kind)?;
     let probe = normalize_probe(kind, &r.value).map_err(|e| validate::invalid(e.to_string()))?;
     let read = svc.read_barrier(r.stale).await?;

@@ -85,9 +85,8 @@ async fn change(svc: &AdminService, op: WriteOp) -> Result<MembershipReply, Stat
 
 pub async fn add_learner(
     svc: &AdminService,
-    req: AddLearnerRequest,
+    r: AddLearnerRequest,
 ) -> Result<MembershipReply, Status> {
-    let r = req;
     if r.node_id == 0 {
         return Err(invalid("node_id must be 1 or more"));
     }

@@ -18,8 +18,7 @@ use crate::spool::bodies::body_of;
 use crate::state::spool::SpooledMessage;
 use crate::types::Outcome;
 
-pub async fn list(svc: &AdminService, req: QueueListRequest) -> Result<QueueListReply, Status> {
-    let r = req;
+pub async fn list(svc: &AdminService, r: QueueListRequest) -> Result<QueueListReply, Status> {
     let limit = validate::page_size(r.page_size)? as usize;
     let read = svc.read_barrier(r.stale).await?;
     let (rcpt, sender) = (r.recipient.to_lowercase(), r.sender.to_lowercase());

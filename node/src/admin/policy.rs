@@ -21,8 +21,7 @@ pub async fn get(svc: &AdminService, _: PolicyGetRequest) -> Result<PolicyReply,
     })
 }
 
-pub async fn set(svc: &AdminService, req: PolicySetRequest) -> Result<PolicyReply, Status> {
-    let r = req;
+pub async fn set(svc: &AdminService, r: PolicySetRequest) -> Result<PolicyReply, Status> {
     let current = svc.cluster.state().indexes().policy();
     let q = validate::threshold(
         r.quarantine_at,
@@ -51,9 +50,8 @@ pub async fn set(svc: &AdminService, req: PolicySetRequest) -> Result<PolicyRepl
 /// Every symbol, the total and the verdict the local replica gives a message.
 pub async fn check_message(
     svc: &AdminService,
-    req: CheckMessageRequest,
+    r: CheckMessageRequest,
 ) -> Result<CheckMessageReply, Status> {
-    let r = req;
     let judged = Judged {
         client_ip: validate::client_ip(&r.client_ip)?,
         helo: r.helo,

@@ -18,9 +18,8 @@ use crate::types::Outcome;
 pub async fn set(
     svc: &AdminService,
     author: String,
-    req: DomainSetRequest,
+    r: DomainSetRequest,
 ) -> Result<DomainSetReply, Status> {
-    let r = req;
     let domain = normalize_domain(&r.domain).map_err(|e| invalid(e.to_string()))?;
     let route = normalize_route(&r.route).map_err(|e| invalid(e.to_string()))?;
     let set = DomainSet {

@@ -102,13 +102,13 @@ async fn a_recipient_refused_downstream_is_bounced_to_the_sender_but_never_to_th
         &ham(9),
     );
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
-    wait_for(
+    sink.wait_for_messages(
+        "alice@client.example",
+        1,
         "the DSN reaches the sender",
         Duration::from_secs(30),
-        || async { (sink.messages("alice@client.example").len() == 1).then_some(()) },
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(sink.messages("bob@example.test").len(), 1);
     let dsn = &sink.messages("alice@client.example")[0];
     assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
@@ -157,13 +157,13 @@ async fn a_message_held_past_the_retention_limit_is_bounced_with_4_4_7() {
     assert_eq!(queue(&c, 0, false).await.len(), 1);
     assert!(sink.messages("alice@client.example").is_empty());
 
-    wait_for(
+    sink.wait_for_messages(
+        "alice@client.example",
+        1,
         "the DSN for the expired message",
         Duration::from_secs(30),
-        || async { (sink.messages("alice@client.example").len() == 1).then_some(()) },
     )
-    .await
-    .unwrap();
+    .await;
     let dsn = &sink.messages("alice@client.example")[0];
     assert!(
         dsn.contains("Final-Recipient: rfc822; carol@held.test"),

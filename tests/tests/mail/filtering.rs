@@ -18,22 +18,9 @@ fn zip_with_exe() -> Vec<u8> {
     zip.extend_from_slice(&9u16.to_le_bytes());
     zip.extend_from_slice(&0u16.to_le_bytes());
     zip.extend_from_slice(b"setup.exe");
-    let b64: String = {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut s = String::new();
-        for c in zip.chunks(3) {
-            let n = (c[0] as u32) << 16
-                | (*c.get(1).unwrap_or(&0) as u32) << 8
-                | *c.get(2).unwrap_or(&0) as u32;
-            for i in 0..4 {
-                s.push(if i <= c.len() {
-                    T[(n >> (18 - 6 * i) & 63) as usize] as char
-                } else {
-                    '='
-                });
-            }
-        }
-        s
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&zip)
     };
     format!(
         "From: alice@client.example\r\nTo: bob@example.test\r\nSubject: invoice\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <zip@client.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: application/zip; name=\"invoice.zip\"\r\nContent-Disposition: attachment; filename=\"invoice.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
@@ -96,13 +83,13 @@ async fn quarantined_held_and_ham_stamped(c: &TestCluster, sink: &SinkProcess) -
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
 
     send_ham(c, 1, 2);
-    wait_for(
+    sink.wait_for_messages(
+        "bob@example.test",
+        1,
         "the ham reaches the sink",
         Duration::from_secs(30),
-        || async { (sink.messages("bob@example.test").len() == 1).then_some(()) },
     )
-    .await
-    .unwrap();
+    .await;
     let delivered = &sink.messages("bob@example.test")[0];
     assert!(
         delivered.starts_with(
@@ -200,13 +187,13 @@ async fn released_by_an_operator_and_checked_with_peagectl(
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("X-Peage-Verdict: quarantine\r\n"));
     let o = peagectl(c, 1, &["quarantine", "release", id]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    wait_for(
+    sink.wait_for_messages(
+        "bob@example.test",
+        2,
         "the released message is delivered",
         Duration::from_secs(30),
-        || async { (sink.messages("bob@example.test").len() == 2).then_some(()) },
     )
-    .await
-    .unwrap();
+    .await;
     assert!(quarantine(c, 0).await.is_empty());
     wait_for(
         "its SpoolDone is committed",
