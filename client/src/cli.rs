@@ -141,14 +141,20 @@ pub enum NodeCmd {
 
 #[derive(Subcommand)]
 pub enum PolicyCmd {
-    /// The current thresholds.
+    /// The current thresholds and quarantine retention.
     Show,
-    /// Change the thresholds (points): `policy set --quarantine 6 --reject 15`.
+    /// Change the thresholds (points) or how long quarantined messages are kept:
+    /// `policy set --quarantine 6 --reject 15`, `policy set --quarantine-retention 30d`.
     Set {
+        /// Quarantine at this score or more.
         #[arg(long)]
         quarantine: Option<f64>,
+        /// Reject at this score or more.
         #[arg(long)]
         reject: Option<f64>,
+        /// Remove quarantined messages this long after they arrived: 90s, 15m, 2h, 7d.
+        #[arg(long)]
+        quarantine_retention: Option<String>,
     },
 }
 

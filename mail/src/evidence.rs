@@ -47,15 +47,27 @@ pub fn reputation_keys(client_ip: IpAddr, mail_from: &str, helo: &str) -> Vec<St
         }
     }];
     if let Some((_, domain)) = mail_from.rsplit_once('@') {
-        if !domain.is_empty() {
-            keys.push(format!("sender:{}", domain.to_ascii_lowercase()));
+        if let Some(domain) = host_key(domain) {
+            keys.push(format!("sender:{domain}"));
         }
     }
-    let helo = helo.trim().trim_end_matches('.').to_ascii_lowercase();
-    if !helo.is_empty() {
+    if let Some(helo) = host_key(helo) {
         keys.push(format!("helo:{helo}"));
     }
     keys
+}
+
+/// The longest evidence key: what any key of ours can be (a 253-character host name and its
+/// prefix), and what apply refuses beyond, the same way on every node.
+pub const MAX_KEY_BYTES: usize = 300;
+
+/// A host name (or address literal) as a key: trimmed, lower-cased, without its trailing dot;
+/// `None` for anything no host is called, so a client cannot make keys of its choosing.
+fn host_key(name: &str) -> Option<String> {
+    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '[' | ']' | ':' | '_');
+    (!name.is_empty() && name.len() <= 253 && name.chars().all(allowed)).then_some(name)
 }
 
 /// The bulk keys of a message: for each of a few hash functions, the smallest hash over
@@ -200,6 +212,25 @@ mod tests {
         );
         let k = reputation_keys("2001:db8:1:2:3::4".parse().unwrap(), "", "");
         assert_eq!(k, ["net:2001:db8:1:2::/64"]);
+    }
+
+    #[test]
+    fn a_client_cannot_make_keys_of_its_choosing() {
+        let huge = "x".repeat(4000);
+        let k = reputation_keys("192.0.2.1".parse().unwrap(), &format!("a@{huge}"), &huge);
+        assert_eq!(k, ["net:192.0.2.0/24"]);
+        let k = reputation_keys("192.0.2.1".parse().unwrap(), "a@b c", "evil helo\r\n");
+        assert_eq!(k, ["net:192.0.2.0/24"]);
+        let k = reputation_keys("192.0.2.1".parse().unwrap(), "", "[192.0.2.1]");
+        assert_eq!(k, ["net:192.0.2.0/24", "helo:[192.0.2.1]"]);
+        let longest = format!("{}.example", "a".repeat(245));
+        for key in reputation_keys(
+            "192.0.2.1".parse().unwrap(),
+            &format!("a@{longest}"),
+            &longest,
+        ) {
+            assert!(key.len() <= MAX_KEY_BYTES, "{key}");
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The content-addressed blob store beside the state database: message bodies, named by
-//! their SHA-256, immutable, written to a temporary file, fsynced and renamed into place.
+//! their SHA-256, immutable, written to a temporary file, fsynced and renamed into place;
+//! read back only when they still match their name; swept once no record needs them.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -40,9 +43,22 @@ fn check_hash(hash: &str) -> Result<(), BlobError> {
     }
 }
 
+/// What a sweep removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub files: u64,
+    pub bytes: u64,
+}
+
 impl BlobStore {
+    /// Opens the store; temporary files a crash left behind (no write is in progress
+    /// before the store is open) are removed.
     pub fn open(dir: &Path) -> std::io::Result<BlobStore> {
-        std::fs::create_dir_all(dir.join("tmp"))?;
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp)?;
+        for entry in std::fs::read_dir(&tmp)?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
         Ok(BlobStore {
             dir: Arc::new(dir.to_owned()),
         })
@@ -57,14 +73,22 @@ impl BlobStore {
     }
 
     /// Stores `bytes` under `hash` (which it must match) durably: when this returns, the
-    /// blob survives a crash. Storing an existing blob is a no-op.
+    /// blob survives a crash. Storing an existing blob marks it as just written (a new
+    /// message with the same content needs it: the sweep's grace starts again) and makes
+    /// sure its directory entry is durable (another writer may not have synced it yet).
     pub fn put_blocking(&self, hash: &str, bytes: &[u8]) -> Result<(), BlobError> {
         check_hash(hash)?;
         if sha256_hex(bytes) != hash {
             return Err(BlobError::Mismatch(hash.to_owned()));
         }
         let dest = self.path(hash);
+        let parent = dest.parent().expect("blob paths have a parent");
         if dest.exists() {
+            std::fs::File::options()
+                .write(true)
+                .open(&dest)?
+                .set_modified(SystemTime::now())?;
+            std::fs::File::open(parent)?.sync_all()?;
             return Ok(());
         }
         let tmp = self
@@ -76,8 +100,11 @@ impl BlobStore {
             f.write_all(bytes)?;
             f.sync_all()?;
         }
-        let parent = dest.parent().expect("blob paths have a parent");
-        std::fs::create_dir_all(parent)?;
+        if !parent.exists() {
+            std::fs::create_dir_all(parent)?;
+            // A new shard directory is durable only once the store's directory is.
+            std::fs::File::open(self.dir.as_path())?.sync_all()?;
+        }
         std::fs::rename(&tmp, &dest)?;
         // The rename is durable only once the directory is.
         std::fs::File::open(parent)?.sync_all()?;
@@ -91,13 +118,83 @@ impl BlobStore {
             .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
     }
 
+    /// The body stored under `hash`, if there is one and it still matches its hash: a file
+    /// damaged on disk is removed and reported as missing, so it is fetched again from a
+    /// holder rather than delivered or served corrupt.
     pub async fn get(&self, hash: &str) -> Result<Option<Vec<u8>>, BlobError> {
         check_hash(hash)?;
-        match tokio::fs::read(self.path(hash)).await {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+        let path = self.path(hash);
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let (hash, checked) = (hash.to_owned(), bytes);
+        let intact = tokio::task::spawn_blocking(move || {
+            let ok = sha256_hex(&checked) == hash;
+            (ok, checked)
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?;
+        match intact {
+            (true, bytes) => Ok(Some(bytes)),
+            (false, _) => {
+                tracing::error!(path = %path.display(), "a stored body does not match its hash; removed");
+                let _ = tokio::fs::remove_file(&path).await;
+                Ok(None)
+            }
         }
+    }
+}
+
+impl BlobStore {
+    /// Removes the bodies not in `keep` that were last written more than `grace` ago, and
+    /// temporary files as old. `keep` must come from a current replica, and `grace` must
+    /// outlast the time from a body's write to its record's commit: a body written for a
+    /// message whose record is not committed yet is younger than that.
+    pub fn sweep_blocking(
+        &self,
+        keep: &HashSet<String>,
+        grace: Duration,
+    ) -> std::io::Result<Swept> {
+        let before = SystemTime::now() - grace;
+        let mut swept = Swept::default();
+        for shard in std::fs::read_dir(self.dir.as_path())?.flatten() {
+            let shard = shard.path();
+            if !shard.is_dir() {
+                continue;
+            }
+            let temporary = shard.file_name().is_some_and(|n| n == "tmp");
+            for entry in std::fs::read_dir(&shard)?.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !temporary && keep.contains(&name) {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.modified().is_ok_and(|m| m < before)
+                    && std::fs::remove_file(entry.path()).is_ok()
+                {
+                    swept.files += 1;
+                    swept.bytes += meta.len();
+                }
+            }
+        }
+        Ok(swept)
+    }
+
+    /// How many bodies and bytes the store holds.
+    pub fn usage_blocking(&self) -> std::io::Result<Swept> {
+        let mut usage = Swept::default();
+        for shard in std::fs::read_dir(self.dir.as_path())?.flatten() {
+            if !shard.path().is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(shard.path())?.flatten() {
+                usage.files += 1;
+                usage.bytes += entry.metadata().map_or(0, |m| m.len());
+            }
+        }
+        Ok(usage)
     }
 }
 
@@ -124,5 +221,47 @@ mod tests {
             Err(BlobError::BadHash(_))
         ));
         assert!(store.get(&sha256_hex(b"absent")).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_keeps_what_is_referenced_or_young_and_a_corrupt_body_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let (kept, young, old) = (b"kept".to_vec(), b"young".to_vec(), b"old".to_vec());
+        for b in [&kept, &young, &old] {
+            store.put(sha256_hex(b), Arc::new(b.clone())).await.unwrap();
+        }
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        for b in [&kept, &old] {
+            let path = store.path(&sha256_hex(b));
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+        let keep = HashSet::from([sha256_hex(&kept)]);
+        let swept = store
+            .sweep_blocking(&keep, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(swept, Swept { files: 1, bytes: 3 });
+        assert!(store.has(&sha256_hex(&kept)) && store.has(&sha256_hex(&young)));
+        assert!(!store.has(&sha256_hex(&old)));
+        // Putting an old body again makes it young: a new message needs it.
+        store
+            .put(sha256_hex(&old), Arc::new(old.clone()))
+            .await
+            .unwrap();
+        let swept = store
+            .sweep_blocking(&keep, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(swept.files, 0);
+        // A body damaged on disk is not served, and is gone.
+        let h = sha256_hex(&young);
+        std::fs::write(store.path(&h), b"damaged").unwrap();
+        assert!(store.get(&h).await.unwrap().is_none());
+        assert!(!store.has(&h));
+        assert_eq!(store.usage_blocking().unwrap().files, 2);
     }
 }

@@ -64,6 +64,52 @@ impl Recorder {
     }
 }
 
+/// Most keys in one `EvidenceAdd`: with keys of at most `MAX_KEY_BYTES`, an entry stays far
+/// below the replication RPC's size budget however many keys clients made up.
+const KEYS_PER_ENTRY: usize = 1000;
+
+/// The counts as entries of at most `KEYS_PER_ENTRY` keys.
+fn entries(pending: HashMap<String, [i64; 3]>) -> Vec<EvidenceAdd> {
+    let counts: Vec<EvidenceCount> = pending
+        .into_iter()
+        .map(|(key, c)| EvidenceCount {
+            key,
+            ham_milli: c[0],
+            spam_milli: c[1],
+            reject_milli: c[2],
+        })
+        .collect();
+    counts
+        .chunks(KEYS_PER_ENTRY)
+        .map(|chunk| EvidenceAdd {
+            counts: chunk.to_vec(),
+        })
+        .collect()
+}
+
+/// Proposes what was counted since the last flush; what cannot be committed now is kept
+/// for the next flush.
+async fn flush(cluster: &Cluster, recorder: &Recorder) {
+    let mut adds = entries(recorder.take()).into_iter();
+    while let Some(add) = adds.next() {
+        if let Err(e) = cluster
+            .propose(command::Kind::EvidenceAdd(add.clone()))
+            .await
+        {
+            tracing::debug!(error = %e, "evidence flush failed; kept for the next one");
+            for kept in std::iter::once(add).chain(adds) {
+                recorder.restore(
+                    kept.counts
+                        .into_iter()
+                        .map(|c| (c.key, [c.ham_milli, c.spam_milli, c.reject_milli]))
+                        .collect(),
+                );
+            }
+            return;
+        }
+    }
+}
+
 /// Flushes this node's counts, and on the leader proposes decay steps, until `stop`.
 pub async fn run(cluster: Cluster, recorder: Recorder, config: EvidenceConfig, mut stop: Shutdown) {
     let mut tick = tokio::time::interval(config.flush);
@@ -74,23 +120,7 @@ pub async fn run(cluster: Cluster, recorder: Recorder, config: EvidenceConfig, m
             _ = tick.tick() => {}
             _ = stop.wait() => return,
         }
-        let pending = recorder.take();
-        if !pending.is_empty() {
-            let counts = pending
-                .iter()
-                .map(|(key, c)| EvidenceCount {
-                    key: key.clone(),
-                    ham_milli: c[0],
-                    spam_milli: c[1],
-                    reject_milli: c[2],
-                })
-                .collect();
-            let add = EvidenceAdd { counts };
-            if let Err(e) = cluster.propose(command::Kind::EvidenceAdd(add)).await {
-                tracing::debug!(error = %e, "evidence flush failed; kept for the next one");
-                recorder.restore(pending);
-            }
-        }
+        flush(&cluster, &recorder).await;
         let leads = cluster.leads();
         if leads && last_decay.elapsed() >= config.decay_every {
             let decay = EvidenceDecay {
@@ -106,5 +136,33 @@ pub async fn run(cluster: Cluster, recorder: Recorder, config: EvidenceConfig, m
         } else if !leads {
             last_decay = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use peage_mail::evidence::MAX_KEY_BYTES;
+
+    use super::*;
+
+    /// However many keys hostile clients made up, each entry stays under a bound far below
+    /// the peer service's message limit, and nothing counted is left out.
+    #[test]
+    fn a_flush_of_many_long_keys_is_split_into_bounded_entries() {
+        let pending: HashMap<String, [i64; 3]> = (0..100_000)
+            .map(|i| {
+                (
+                    format!("helo:{i:0>width$}", width = MAX_KEY_BYTES - 5),
+                    [0, 0, 1000],
+                )
+            })
+            .collect();
+        let adds = entries(pending);
+        assert_eq!(adds.len(), 100);
+        let biggest = adds.iter().map(|a| a.encoded_len()).max().unwrap();
+        assert!(biggest < 512 * 1024, "{biggest} bytes");
+        assert_eq!(adds.iter().map(|a| a.counts.len()).sum::<usize>(), 100_000);
     }
 }

@@ -1,19 +1,21 @@
-//! What the leader proposes on its own, on a timer: sweeping expired list entries, and
-//! seeding the configured routes into a fresh cluster. The leader writes the time into
+//! What the leader proposes on its own, on a timer: sweeping expired list entries, removing
+//! quarantined messages past the policy's retention, and seeding the configured routes
+//! into a fresh cluster. The leader writes the time into
 //! each entry, so apply never reads a clock.
 
 use std::time::Duration;
 
 use peage_mail::shutdown::Shutdown;
-use peage_proto::v1::{command, DomainSet, ListSweep};
+use peage_proto::v1::{command, DomainSet, ListSweep, QuarantineExpire};
 
 use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crate::config::SeedDomain;
 use crate::state::routing::{normalize_domain, normalize_route};
 
-/// On the leader, proposes a sweep whenever some list entry has expired.
-pub async fn sweep_expired_entries(cluster: Cluster, every: Duration, mut stop: Shutdown) {
+/// On the leader, each `every`: a sweep whenever some list entry has expired, and an expiry
+/// whenever a quarantined message has outlived the policy's retention.
+pub async fn sweep_expired(cluster: Cluster, every: Duration, mut stop: Shutdown) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -21,17 +23,54 @@ pub async fn sweep_expired_entries(cluster: Cluster, every: Duration, mut stop: 
             _ = tick.tick() => {}
             _ = stop.wait() => return,
         }
-        let now = now_ms();
-        if !cluster.leads() || !cluster.state().indexes().has_expired(now) {
+        if !cluster.leads() {
             continue;
         }
-        let sweep = ListSweep { now_ms: now };
-        match cluster.propose(command::Kind::ListSweep(sweep)).await {
-            Ok((index, outcome)) => {
-                tracing::info!(log_index = index, ?outcome, "expired list entries swept")
-            }
-            Err(e) => tracing::warn!(error = %e, "sweep of expired list entries failed"),
+        sweep_list_entries(&cluster).await;
+        expire_quarantine(&cluster).await;
+    }
+}
+
+async fn sweep_list_entries(cluster: &Cluster) {
+    let now = now_ms();
+    if !cluster.state().indexes().has_expired(now) {
+        return;
+    }
+    let sweep = ListSweep { now_ms: now };
+    match cluster.propose(command::Kind::ListSweep(sweep)).await {
+        Ok((index, outcome)) => {
+            tracing::info!(log_index = index, ?outcome, "expired list entries swept")
         }
+        Err(e) => tracing::warn!(error = %e, "sweep of expired list entries failed"),
+    }
+}
+
+async fn expire_quarantine(cluster: &Cluster) {
+    let retention = cluster.state().indexes().policy().quarantine_retention_ms;
+    let before = now_ms().saturating_sub(retention);
+    match cluster.state().quarantined_before(before).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look for expired quarantine");
+            return;
+        }
+    }
+    let expire = QuarantineExpire {
+        accepted_before_ms: before,
+    };
+    match cluster
+        .propose(command::Kind::QuarantineExpire(expire))
+        .await
+    {
+        Ok((index, outcome)) => {
+            tracing::info!(
+                log_index = index,
+                ?outcome,
+                "quarantine past its retention removed"
+            )
+        }
+        Err(e) => tracing::warn!(error = %e, "quarantine expiry failed"),
     }
 }
 

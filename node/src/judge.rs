@@ -37,7 +37,7 @@ pub async fn judge(
             message: &judged.message,
         };
         let indexes = state.indexes();
-        let j = filter::judge(&input, indexes, &indexes.policy());
+        let j = filter::judge(&input, indexes, &indexes.policy().filter);
         (j, judged.message)
     })
     .await

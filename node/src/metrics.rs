@@ -19,6 +19,8 @@ pub const SNAPSHOT_BUILD_SECONDS: &str = "peage_snapshot_build_seconds";
 pub const SNAPSHOT_BYTES: &str = "peage_snapshot_bytes";
 pub const SPOOL_MESSAGES: &str = "peage_spool_messages";
 pub const SPOOL_OLDEST_AGE_SECONDS: &str = "peage_spool_oldest_age_seconds";
+pub const BLOBS_DELETED: &str = "peage_blobs_deleted_total";
+pub const BLOB_BYTES: &str = "peage_blob_bytes";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

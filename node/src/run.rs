@@ -24,6 +24,7 @@ use crate::evidence::{self, EvidenceConfig, Recorder};
 use crate::spool::acceptor::NodeAcceptor;
 use crate::spool::delivery::send::Downstream;
 use crate::spool::delivery::{self, DeliveryConfig};
+use crate::spool::janitor::{self, JanitorConfig};
 use crate::spool::Spooler;
 use crate::state::routing::normalize_route;
 use crate::{health, housekeeping, metrics};
@@ -112,7 +113,7 @@ pub async fn run(
             config.spool.seed_domains.clone(),
             mail.clone(),
         )),
-        tokio::spawn(housekeeping::sweep_expired_entries(
+        tokio::spawn(housekeeping::sweep_expired(
             cluster.clone(),
             Duration::from_millis(config.lists.sweep_interval_ms),
             mail.clone(),
@@ -174,7 +175,7 @@ fn serve_apis(
     Ok([tokio::spawn(peer), tokio::spawn(admin)])
 }
 
-/// SMTP, delivery and evidence counting, until `stop`; their tasks, in the order they
+/// SMTP, delivery, body cleanup and evidence counting, until `stop`; their tasks, in the order they
 /// are to be awaited when stopping (sessions first, so their replies are committed).
 fn start_mail_path(
     cluster: &Cluster,
@@ -235,6 +236,15 @@ fn start_mail_path(
     tasks.push(tokio::spawn(delivery::run(
         cluster.clone(),
         delivery,
+        stop.clone(),
+    )));
+    let janitor = JanitorConfig {
+        every: Duration::from_secs(spool.body_sweep_secs),
+        grace: Duration::from_secs(spool.body_grace_secs),
+    };
+    tasks.push(tokio::spawn(janitor::run(
+        cluster.clone(),
+        janitor,
         stop.clone(),
     )));
     let e = &config.evidence;

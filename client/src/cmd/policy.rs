@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use peage_client::v1::{PolicyGetRequest, PolicySetRequest};
-use peage_client::ClientError;
+use peage_client::{parse_duration_secs, ClientError};
 
 use super::context::Ctx;
 use crate::cli::PolicyCmd;
@@ -13,20 +13,41 @@ pub async fn run(ctx: &mut Ctx, cmd: PolicyCmd) -> Result<(), ClientError> {
     let admin = ctx.admin().await?;
     let reply = match cmd {
         PolicyCmd::Show => admin.policy_get(PolicyGetRequest {}).await,
-        PolicyCmd::Set { quarantine, reject } => {
+        PolicyCmd::Set {
+            quarantine,
+            reject,
+            quarantine_retention,
+        } => {
+            let retention = quarantine_retention
+                .map(|d| parse_duration_secs(&d))
+                .transpose()
+                .map_err(ClientError::InvalidArgument)?;
             let set = PolicySetRequest {
                 quarantine_at: quarantine.unwrap_or(0.0),
                 reject_at: reject.unwrap_or(0.0),
+                quarantine_retention_secs: retention.unwrap_or(0),
             };
             admin.policy_set(set).await
         }
     };
     let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
     let (q, j) = (points(r.quarantine_at_milli), points(r.reject_at_milli));
+    let kept = r.quarantine_retention_secs;
     if ctx.json {
-        print_json(json!({"quarantine_at": q, "reject_at": j}));
+        print_json(json!({"quarantine_at": q, "reject_at": j, "quarantine_retention_secs": kept}));
     } else {
         println!("quarantine at score >= {q}, reject at score >= {j}");
+        println!("quarantined messages kept {}", human_duration(kept));
     }
     Ok(())
+}
+
+/// Seconds as the largest whole unit operators type: `30d`, `12h`, `90s`.
+fn human_duration(secs: u64) -> String {
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs >= size && secs.is_multiple_of(size) {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
 }

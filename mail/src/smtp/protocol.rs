@@ -46,6 +46,11 @@ pub struct Envelope {
 /// What the session hands recipients and messages to: the node's filter and spool, or the
 /// test sink's maildir.
 pub trait Acceptor: Send + Sync + 'static {
+    /// Whether a transaction may start now; `Err` is the reply to MAIL FROM (a node that
+    /// cannot accept anything says so before the client sends the message).
+    fn check_sender(&self, _mail_from: &str) -> Result<(), Reply> {
+        Ok(())
+    }
     /// Whether this recipient may be accepted (relay control); `Err` is the reply.
     fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply>;
     /// Takes a complete message; the reply is the answer to the final dot.

@@ -247,6 +247,8 @@ impl<'a, A: Acceptor> Session<'a, A> {
                     self.config.max_message_bytes
                 ),
             )
+        } else if let Err(reply) = self.acceptor.check_sender(&from.address) {
+            reply
         } else {
             self.tx.mail_from = Some(from.address);
             Reply::new(250, "2.1.0 Sender OK")

@@ -15,9 +15,18 @@ use crate::shutdown::Trigger;
 #[derive(Default)]
 struct Recorder {
     messages: Mutex<Vec<(Envelope, Vec<u8>)>>,
+    /// Refuse every transaction at MAIL FROM, as a node without a majority does.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Acceptor for Recorder {
+    fn check_sender(&self, _mail_from: &str) -> Result<(), Reply> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Reply::new(451, "4.4.1 closed"));
+        }
+        Ok(())
+    }
+
     fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
         if rcpt.domain == "example.test" {
             Ok(())
@@ -287,4 +296,22 @@ async fn starttls_is_refused_when_not_configured_and_not_advertised() {
     }
     assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
     assert!(c.cmd("STARTTLS").await.starts_with("502"));
+}
+
+#[tokio::test]
+async fn an_acceptor_that_cannot_take_mail_refuses_at_mail_from() {
+    let (mut c, rec, _stop, _t) = start(SessionConfig::default());
+    c.line().await;
+    c.cmd("EHLO x").await;
+    rec.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@sender.example>").await,
+        "451 4.4.1 closed"
+    );
+    assert!(c.cmd("RCPT TO:<bob@example.test>").await.starts_with("503"));
+    rec.closed.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(c
+        .cmd("MAIL FROM:<a@sender.example>")
+        .await
+        .starts_with("250"));
 }

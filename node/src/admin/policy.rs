@@ -1,4 +1,5 @@
-//! The filter's policy (its score thresholds), and scoring a message without storing it.
+//! The replicated policy (the filter's score thresholds, how long quarantine is kept), and
+//! scoring a message without storing it.
 
 use tonic::Status;
 
@@ -11,38 +12,45 @@ use super::convert::outcome_status;
 use super::service::AdminService;
 use super::validate::{self, invalid};
 use crate::judge::{judge, wire_symbols, Judged};
+use crate::state::ClusterPolicy;
 use crate::types::Outcome;
 
+fn reply(p: &ClusterPolicy) -> PolicyReply {
+    PolicyReply {
+        quarantine_at_milli: p.filter.quarantine_at_milli,
+        reject_at_milli: p.filter.reject_at_milli,
+        quarantine_retention_secs: (p.quarantine_retention_ms / 1000) as u64,
+    }
+}
+
 pub async fn get(svc: &AdminService, _: PolicyGetRequest) -> Result<PolicyReply, Status> {
-    let p = svc.cluster.state().indexes().policy();
-    Ok(PolicyReply {
-        quarantine_at_milli: p.quarantine_at_milli,
-        reject_at_milli: p.reject_at_milli,
-    })
+    Ok(reply(&svc.cluster.state().indexes().policy()))
 }
 
 pub async fn set(svc: &AdminService, r: PolicySetRequest) -> Result<PolicyReply, Status> {
     let current = svc.cluster.state().indexes().policy();
     let q = validate::threshold(
         r.quarantine_at,
-        current.quarantine_at_milli,
+        current.filter.quarantine_at_milli,
         "quarantine_at",
     )?;
-    let j = validate::threshold(r.reject_at, current.reject_at_milli, "reject_at")?;
+    let j = validate::threshold(r.reject_at, current.filter.reject_at_milli, "reject_at")?;
     if q >= j {
         return Err(invalid(
             "the quarantine threshold must be below the reject threshold",
         ));
     }
+    let retention_ms = validate::retention(r.quarantine_retention_secs)?;
     let set = PolicySet {
         quarantine_at_milli: q,
         reject_at_milli: j,
+        quarantine_retention_ms: retention_ms,
     };
     match svc.propose(command::Kind::PolicySet(set)).await? {
-        (_, Outcome::PolicySet) => Ok(PolicyReply {
-            quarantine_at_milli: q,
-            reject_at_milli: j,
-        }),
+        (log_index, Outcome::PolicySet) => {
+            svc.cluster.wait_applied(log_index).await;
+            Ok(reply(&svc.cluster.state().indexes().policy()))
+        }
         (_, other) => Err(outcome_status(other)),
     }
 }

@@ -124,3 +124,16 @@ pub fn threshold(points: f64, current: i64, key: &str) -> Result<i64, Status> {
     }
     Ok((points * 1000.0).round() as i64)
 }
+
+/// Longest quarantine retention accepted: ten years.
+const MAX_RETENTION_SECS: u64 = 3650 * 86_400;
+
+/// A quarantine retention in seconds as milliseconds; 0 keeps the current one.
+pub fn retention(secs: u64) -> Result<i64, Status> {
+    if secs > MAX_RETENTION_SECS {
+        return Err(invalid(format!(
+            "quarantine_retention_secs is at most {MAX_RETENTION_SECS} (ten years)"
+        )));
+    }
+    Ok(secs as i64 * 1000)
+}

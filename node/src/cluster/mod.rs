@@ -42,6 +42,9 @@ pub struct Freshness {
 struct LeaderContact {
     at: Option<Instant>,
     commit_index: u64,
+    /// The commit index the first contact since this node started carried: until the
+    /// replica has applied it, it may not know what the cluster knew when it started.
+    first_commit_index: Option<u64>,
 }
 
 /// A cheap-to-clone handle on this node's membership of the cluster.

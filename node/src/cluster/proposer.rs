@@ -19,6 +19,9 @@ use crate::types::{Outcome, COMMAND_VERSION};
 /// Most commands gathered into one entry; keeps entries well under the replication RPC's
 /// size and time budget.
 const MAX_BATCH: usize = 256;
+/// Most bytes of commands gathered into one entry (a single larger command goes alone):
+/// entries stay well under the peer service's message limit and the replication RPC's time.
+const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Batches in flight at once; while they commit, the next ones fill up.
 const MAX_IN_FLIGHT: usize = 4;
 
@@ -66,20 +69,31 @@ impl Proposer {
 
 async fn run(mut rx: mpsc::Receiver<(command::Kind, Reply)>, writer: impl Writer) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // A command that did not fit in the previous batch opens the next one.
+    let mut carried = None;
     loop {
         // Wait for a free slot first, so commands pile up into a bigger batch meanwhile.
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
-        let Some(first) = rx.recv().await else {
-            return;
+        let first = match carried.take() {
+            Some(item) => item,
+            None => match rx.recv().await {
+                Some(item) => item,
+                None => return,
+            },
         };
+        let mut bytes = first.0.encoded_len();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
+            let Ok(item) = rx.try_recv() else { break };
+            let size = item.0.encoded_len();
+            if bytes + size > MAX_BATCH_BYTES {
+                carried = Some(item);
+                break;
             }
+            bytes += size;
+            batch.push(item);
         }
         let writer = writer.clone();
         tokio::spawn(async move {

@@ -14,6 +14,10 @@ use super::write::leader_peer_addr;
 use super::{Cluster, Freshness};
 use crate::types::NodeId;
 
+/// How many committed entries a follower may have left to apply and still count as current:
+/// a moment's lag under load, not a catch-up.
+const FAR_BEHIND: u64 = 1000;
+
 impl Cluster {
     /// Notes an AppendEntries or snapshot from the leader, and the commit index it carried.
     pub(crate) fn record_leader_contact(&self, commit_index: Option<u64>) {
@@ -21,6 +25,7 @@ impl Cluster {
         c.at = Some(Instant::now());
         if let Some(i) = commit_index {
             c.commit_index = c.commit_index.max(i);
+            c.first_commit_index.get_or_insert(i);
         }
     }
 
@@ -94,6 +99,26 @@ impl Cluster {
         self.metrics().current_leader.is_some()
             && f.millis_since_leader_contact
                 .is_some_and(|ms| Duration::from_millis(ms) <= self.inner.quorum_lost_after)
+    }
+
+    /// Whether this replica knows what the cluster knows, so that what it does not know (a
+    /// domain missing from its routing table) is not known to the cluster either: it is in
+    /// a working majority, has applied what the leader had committed when this node started,
+    /// and is not far behind now. A leader knows once it has applied an entry of its own term.
+    pub fn is_current(&self) -> bool {
+        if !self.in_quorum() {
+            return false;
+        }
+        let m = self.metrics();
+        if m.current_leader == Some(self.inner.id) {
+            return m
+                .last_applied
+                .is_some_and(|l| l.leader_id.term == m.current_term);
+        }
+        let applied = self.inner.state.applied_index();
+        let contact = lock(&self.inner.leader_contact);
+        let started = contact.first_commit_index.is_some_and(|i| applied >= i);
+        started && contact.commit_index.saturating_sub(applied) <= FAR_BEHIND
     }
 
     /// Matched log index per member, from the leader (here, or asked over the peer service).

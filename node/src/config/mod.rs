@@ -126,6 +126,12 @@ pub struct SpoolSection {
     pub retention_secs: u64,
     /// Routes proposed by the leader while the routing table is empty (a fresh cluster).
     pub seed_domains: Vec<SeedDomain>,
+    /// How often each node removes the bodies no record references any more.
+    pub body_sweep_secs: u64,
+    /// How long such a body is kept after it was last written: at least twice
+    /// `body_timeout_ms` plus `raft.commit_timeout_ms`, the time a new message's body may
+    /// wait for its record.
+    pub body_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -147,6 +153,8 @@ impl Default for SpoolSection {
             seed_domains: Vec::new(),
             bounce_route: None,
             retention_secs: 5 * 86_400,
+            body_sweep_secs: 60,
+            body_grace_secs: 600,
         }
     }
 }

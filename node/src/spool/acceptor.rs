@@ -56,18 +56,42 @@ impl NodeAcceptor {
 }
 
 impl Acceptor for NodeAcceptor {
+    /// A node outside a working majority could store nothing: it says so at once, before
+    /// the client sends the message, and the client tries another MX.
+    fn check_sender(&self, _mail_from: &str) -> Result<(), Reply> {
+        if self.spooler.cluster().in_quorum() {
+            return Ok(());
+        }
+        Err(Reply::new(
+            451,
+            "4.4.1 This node cannot reach a majority of the cluster; try again or another MX",
+        ))
+    }
+
+    /// Relay control against the local replica's routing table. A domain it does not know is
+    /// refused for good (550) only when the replica is current; otherwise the sender is told
+    /// to come back (451), so a node that has just started never bounces real mail.
     fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
-        let routes = self.spooler.cluster().state().indexes();
-        match routes.route_for(&rcpt.domain) {
-            Some(_) => Ok(()),
-            None => Err(Reply::new(
-                550,
+        let cluster = self.spooler.cluster();
+        if cluster.state().indexes().route_for(&rcpt.domain).is_some() {
+            return Ok(());
+        }
+        if !cluster.is_current() {
+            return Err(Reply::new(
+                451,
                 format!(
-                    "5.7.1 Relaying denied: {} is not a local domain",
+                    "4.3.0 Cannot confirm {} yet, this node is catching up; try again later",
                     rcpt.domain
                 ),
-            )),
+            ));
         }
+        Err(Reply::new(
+            550,
+            format!(
+                "5.7.1 Relaying denied: {} is not a local domain",
+                rcpt.domain
+            ),
+        ))
     }
 
     async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {

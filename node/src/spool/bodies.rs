@@ -14,8 +14,11 @@ use crate::types::NodeId;
 
 /// Where a body is held once `replicate` returns, and how many holders a majority needs.
 pub struct Copies {
-    /// This node first, then the peers that fsynced it; sorted.
+    /// This node and the peers that fsynced it; sorted.
     pub holders: Vec<NodeId>,
+    /// How many of the holders are voters.
+    pub voters_holding: usize,
+    /// How many voters make a majority.
     pub needed: usize,
 }
 
@@ -34,6 +37,8 @@ pub async fn replicate(
     let voters: Vec<NodeId> = membership.voter_ids().collect();
     let needed = voters.len() / 2 + 1;
     let mut holders = vec![me];
+    // A learner holds the body too, but only voters make the majority that must keep it.
+    let mut voters_holding = usize::from(voters.contains(&me));
     let mut pending = FuturesUnordered::new();
     for id in voters.iter().copied().filter(|id| *id != me) {
         let Some(node) = membership.get_node(&id) else {
@@ -50,9 +55,12 @@ pub async fn replicate(
             (id, r)
         });
     }
-    while holders.len() < needed {
+    while voters_holding < needed {
         match pending.next().await {
-            Some((id, Ok(()))) => holders.push(id),
+            Some((id, Ok(()))) => {
+                holders.push(id);
+                voters_holding += 1;
+            }
             Some((id, Err(e))) => {
                 tracing::warn!(peer = id, error = %e, "peer did not take a body")
             }
@@ -60,7 +68,11 @@ pub async fn replicate(
         }
     }
     holders.sort_unstable();
-    Ok(Copies { holders, needed })
+    Ok(Copies {
+        holders,
+        voters_holding,
+        needed,
+    })
 }
 
 /// The body, from this node's blob store or, failing that, from a holder (kept here then).

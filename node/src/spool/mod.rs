@@ -1,12 +1,14 @@
 //! The replicated spool: putting a message in it — body fsynced here and on enough peers
 //! that a majority holds it (`bodies`), then the small record committed through Raft —
 //! before `250` is answered. The SMTP front hands messages over through `acceptor`;
-//! `delivery` takes them out; `dsn` writes the bounces.
+//! `delivery` takes them out; `dsn` writes the bounces; `janitor` removes the bodies nothing
+//! needs any more.
 
 pub mod acceptor;
 pub mod bodies;
 pub mod delivery;
 pub mod dsn;
+pub mod janitor;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +26,7 @@ use crate::types::Outcome;
 pub enum EnqueueError {
     #[error("cannot store the message body: {0}")]
     LocalBody(String),
-    #[error("only {held} of the {needed} nodes needed hold the message body")]
+    #[error("only {held} of the {needed} voters needed hold the message body")]
     NoPeerForBody { held: usize, needed: usize },
     #[error("{0}")]
     Commit(#[from] WriteError),
@@ -73,9 +75,9 @@ impl Spooler {
         let copies = bodies::replicate(&self.cluster, &hash, Arc::new(new.body), self.body_timeout)
             .await
             .map_err(|e| EnqueueError::LocalBody(e.to_string()))?;
-        if copies.holders.len() < copies.needed {
+        if copies.voters_holding < copies.needed {
             return Err(EnqueueError::NoPeerForBody {
-                held: copies.holders.len(),
+                held: copies.voters_holding,
                 needed: copies.needed,
             });
         }

@@ -62,6 +62,7 @@ fn apply_command(
         Kind::SpoolRelease(r) => spool::apply_release(tx, r),
         Kind::SpoolDrop(d) => spool::apply_drop(tx, d),
         Kind::SpoolRetry(r) => spool::apply_retry(tx, r),
+        Kind::QuarantineExpire(e) => spool::apply_expire_quarantine(tx, e),
         Kind::BayesLearn(l) => bayes::apply_learn(tx, l, changes),
         Kind::EvidenceAdd(a) => evidence::apply_add(tx, a, changes),
         Kind::EvidenceDecay(d) => evidence::apply_decay(tx, d, changes),

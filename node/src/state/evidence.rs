@@ -3,14 +3,12 @@
 //! message) so that every replica computes the same numbers. The in-memory copy the filter
 //! reads follows them in `knowledge`.
 
+use peage_mail::evidence::MAX_KEY_BYTES;
 use peage_proto::v1::{EvidenceAdd, EvidenceDecay};
 use rusqlite::{params, Connection, Transaction};
 
 use super::knowledge::{EvidenceTable, IndexChange};
 use crate::types::Outcome;
-
-/// The longest key kept; longer ones (a hostile HELO) are refused, the same way everywhere.
-const MAX_KEY: usize = 300;
 
 fn key_count(tx: &Transaction<'_>) -> rusqlite::Result<u64> {
     tx.query_row("SELECT COUNT(*) FROM evidence", [], |r| r.get::<_, i64>(0))
@@ -30,7 +28,7 @@ pub fn apply_add(
     let mut added = Vec::new();
     for c in add.counts {
         let counts = [c.ham_milli, c.spam_milli, c.reject_milli];
-        if c.key.is_empty() || c.key.len() > MAX_KEY || counts.iter().any(|n| *n < 0) {
+        if c.key.is_empty() || c.key.len() > MAX_KEY_BYTES || counts.iter().any(|n| *n < 0) {
             continue;
         }
         upsert.execute(params![c.key, counts[0], counts[1], counts[2]])?;

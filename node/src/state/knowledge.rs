@@ -23,6 +23,25 @@ pub struct DomainRoute {
     pub created_at_ms: i64,
 }
 
+/// The replicated policy: the filter's thresholds, and how long quarantine is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterPolicy {
+    pub filter: Policy,
+    pub quarantine_retention_ms: i64,
+}
+
+impl Default for ClusterPolicy {
+    fn default() -> Self {
+        ClusterPolicy {
+            filter: Policy::default(),
+            quarantine_retention_ms: DEFAULT_QUARANTINE_RETENTION_MS,
+        }
+    }
+}
+
+/// Quarantined messages are kept 30 days unless the policy says otherwise.
+pub const DEFAULT_QUARANTINE_RETENTION_MS: i64 = 30 * 86_400 * 1000;
+
 /// Evidence per key: [ham, spam, reject] in thousandths of a message.
 pub type EvidenceTable = HashMap<String, [i64; 3]>;
 
@@ -38,7 +57,7 @@ pub enum IndexChange {
     RouteRemove {
         domain: String,
     },
-    Policy(Policy),
+    Policy(ClusterPolicy),
     /// Evidence counts added, per key: [ham, spam, reject] in thousandths.
     EvidenceAdd(Vec<(String, [i64; 3])>),
     /// Every count scaled by `keep_per_mille` / 1000, and keys below `drop_below` removed.
@@ -62,8 +81,8 @@ pub struct Indexes {
     lists: RwLock<ListIndex>,
     /// The routing table (it is small): relay control and delivery read it on every message.
     routes: RwLock<BTreeMap<String, DomainRoute>>,
-    /// The filter's thresholds, read on every message.
-    policy: RwLock<Policy>,
+    /// The filter's thresholds (read on every message) and the quarantine's retention.
+    policy: RwLock<ClusterPolicy>,
     /// The classifier's counts, in step with `bayes_tokens` / `bayes_learned`.
     bayes: RwLock<TokenTable>,
     /// Reputation and bulk counts, in step with the `evidence` table.
@@ -75,7 +94,7 @@ impl Indexes {
     pub(super) fn new(
         lists: ListIndex,
         routes: BTreeMap<String, DomainRoute>,
-        policy: Policy,
+        policy: ClusterPolicy,
         bayes: TokenTable,
         evidence: EvidenceTable,
     ) -> Indexes {
@@ -134,8 +153,8 @@ impl Indexes {
         read(&self.routes).clone()
     }
 
-    /// The filter's current thresholds.
-    pub fn policy(&self) -> Policy {
+    /// The current policy.
+    pub fn policy(&self) -> ClusterPolicy {
         *read(&self.policy)
     }
 

@@ -33,7 +33,7 @@ use peage_mail::lists::ListIndex;
 use peage_mail::sync::{lock, read, write};
 
 use crate::types::{Membership, NodeId};
-pub use knowledge::{DomainRoute, Indexes};
+pub use knowledge::{ClusterPolicy, DomainRoute, Indexes};
 
 const DB_FILE: &str = "state.sqlite";
 const SNAPSHOT_DIR: &str = "snapshots";
@@ -71,6 +71,7 @@ impl StateStore {
     /// the database is restored from that snapshot.
     pub fn open(dir: &Path) -> Result<StateStore, StorageError<NodeId>> {
         std::fs::create_dir_all(dir.join(SNAPSHOT_DIR)).map_err(sm_err)?;
+        remove_leftovers(dir);
         let conn = schema::open(&dir.join(DB_FILE)).map_err(sm_err)?;
         let applied = schema::read_applied(&conn).map_err(sm_err)?;
         let store = StateStore {
@@ -141,6 +142,22 @@ impl StateStore {
         );
         self.inner.indexes.replace_with(fresh);
         Ok(())
+    }
+}
+
+/// Files a crash left behind in the middle of building, receiving or installing a
+/// snapshot: nothing of the kind is in progress before the store is open.
+fn remove_leftovers(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join("state.sqlite.tmp"));
+    let Ok(entries) = std::fs::read_dir(dir.join(SNAPSHOT_DIR)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("build-") || name.starts_with("recv-") || name.ends_with(".meta.tmp") {
+            tracing::info!(file = %name, "removing a snapshot file left by a crash");
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -1,11 +1,12 @@
-//! The filter's replicated thresholds: applying `PolicySet` and reading the policy back.
+//! The replicated policy — the filter's thresholds, the quarantine's retention: applying
+//! `PolicySet` and reading the policy back.
 
 use rusqlite::{params, Connection, Transaction};
 
 use peage_mail::filter::Policy;
 use peage_proto::v1::PolicySet;
 
-use super::knowledge::IndexChange;
+use super::knowledge::{ClusterPolicy, IndexChange};
 use crate::types::Outcome;
 
 pub fn apply_set(
@@ -18,27 +19,41 @@ pub fn apply_set(
             "the quarantine threshold must be below the reject threshold".into(),
         ));
     }
+    if p.quarantine_retention_ms < 0 {
+        return Ok(Outcome::Refused(
+            "the quarantine retention cannot be negative".into(),
+        ));
+    }
+    let retention = match p.quarantine_retention_ms {
+        0 => query(tx)?.quarantine_retention_ms,
+        ms => ms,
+    };
     tx.execute(
-        "INSERT INTO policy (key, value) VALUES ('quarantine_at_milli', ?1), ('reject_at_milli', ?2)
+        "INSERT INTO policy (key, value) VALUES ('quarantine_at_milli', ?1), ('reject_at_milli', ?2),
+           ('quarantine_retention_ms', ?3)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![p.quarantine_at_milli, p.reject_at_milli],
+        params![p.quarantine_at_milli, p.reject_at_milli, retention],
     )?;
-    changes.push(IndexChange::Policy(Policy {
-        quarantine_at_milli: p.quarantine_at_milli,
-        reject_at_milli: p.reject_at_milli,
+    changes.push(IndexChange::Policy(ClusterPolicy {
+        filter: Policy {
+            quarantine_at_milli: p.quarantine_at_milli,
+            reject_at_milli: p.reject_at_milli,
+        },
+        quarantine_retention_ms: retention,
     }));
     Ok(Outcome::PolicySet)
 }
 
 /// The policy as stored; the defaults for keys never set.
-pub fn query(conn: &Connection) -> rusqlite::Result<Policy> {
-    let mut p = Policy::default();
+pub fn query(conn: &Connection) -> rusqlite::Result<ClusterPolicy> {
+    let mut p = ClusterPolicy::default();
     let mut stmt = conn.prepare_cached("SELECT key, value FROM policy")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     for row in rows {
         match row? {
-            (k, v) if k == "quarantine_at_milli" => p.quarantine_at_milli = v,
-            (k, v) if k == "reject_at_milli" => p.reject_at_milli = v,
+            (k, v) if k == "quarantine_at_milli" => p.filter.quarantine_at_milli = v,
+            (k, v) if k == "reject_at_milli" => p.filter.reject_at_milli = v,
+            (k, v) if k == "quarantine_retention_ms" => p.quarantine_retention_ms = v,
             _ => {}
         }
     }

@@ -1,6 +1,8 @@
 //! The state machine's read API over SQLite, on the blocking pool: pages of list entries
 //! and the spool. Lookups that must never wait go through `knowledge` instead.
 
+use std::collections::HashSet;
+
 use openraft::StorageError;
 
 use super::list_entries::{self, ListFilter, ListPage};
@@ -17,6 +19,18 @@ impl StateStore {
     /// Every message in the spool, oldest first.
     pub async fn spooled(&self) -> Result<Vec<SpooledMessage>, StorageError<NodeId>> {
         self.blocking(|me| spool::query_all(&me.lock_db()).map_err(sm_err))
+            .await
+    }
+
+    /// Whether a quarantined message was accepted before `before_ms`.
+    pub async fn quarantined_before(&self, before_ms: i64) -> Result<bool, StorageError<NodeId>> {
+        self.blocking(move |me| spool::quarantined_before(&me.lock_db(), before_ms).map_err(sm_err))
+            .await
+    }
+
+    /// The body hashes the spool's records reference.
+    pub async fn body_hashes(&self) -> Result<HashSet<String>, StorageError<NodeId>> {
+        self.blocking(|me| spool::query_body_hashes(&me.lock_db()).map_err(sm_err))
             .await
     }
 

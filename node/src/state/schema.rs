@@ -74,6 +74,8 @@ const MIGRATIONS: &[&str] = &[
         spam INTEGER NOT NULL,
         reject INTEGER NOT NULL
      );",
+    // 8: finding quarantined messages past their retention without reading the spool.
+    "CREATE INDEX spool_by_verdict_and_age ON spool (verdict, accepted_at_ms);",
 ];
 
 /// The schema version this release writes.

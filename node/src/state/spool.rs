@@ -1,10 +1,13 @@
 //! The replicated spool's rows: applying `SpoolPut`, `SpoolDone` and the lease and
 //! operator commands, and reading the queue.
 
+use std::collections::HashSet;
+
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use peage_proto::v1::{
-    SpoolDone, SpoolDrop, SpoolPut, SpoolRelease, SpoolRenew, SpoolRetry, SpoolTakeover,
+    QuarantineExpire, SpoolDone, SpoolDrop, SpoolPut, SpoolRelease, SpoolRenew, SpoolRetry,
+    SpoolTakeover,
 };
 
 use super::schema::{from_json, to_json};
@@ -163,6 +166,20 @@ pub fn apply_retry(tx: &Transaction<'_>, r: SpoolRetry) -> rusqlite::Result<Outc
     Ok(Outcome::SpoolChanged { found: changed > 0 })
 }
 
+/// Removes the quarantined messages accepted before the leader's cut-off.
+pub fn apply_expire_quarantine(
+    tx: &Transaction<'_>,
+    e: QuarantineExpire,
+) -> rusqlite::Result<Outcome> {
+    let removed = tx.execute(
+        "DELETE FROM spool WHERE verdict = 'quarantine' AND accepted_at_ms < ?1",
+        [e.accepted_before_ms],
+    )?;
+    Ok(Outcome::Swept {
+        removed: removed as u32,
+    })
+}
+
 const COLUMNS: &str = "queue_id, mail_from, rcpt_to, client_ip, helo, body_sha256, size, holders,
     owner, accepted_at_ms, lease_until_ms, verdict, score_milli, symbols, retry_gen";
 
@@ -192,6 +209,23 @@ pub fn query_all(conn: &Connection) -> rusqlite::Result<Vec<SpooledMessage>> {
         "SELECT {COLUMNS} FROM spool ORDER BY accepted_at_ms, queue_id"
     ))?;
     let rows = stmt.query_map([], spooled_row)?;
+    rows.collect()
+}
+
+/// Whether a quarantined message was accepted before `before_ms`.
+pub fn quarantined_before(conn: &Connection, before_ms: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM spool WHERE verdict = 'quarantine' AND accepted_at_ms < ?1 LIMIT 1",
+    )?
+    .query_row([before_ms], |_| Ok(()))
+    .optional()
+    .map(|found| found.is_some())
+}
+
+/// Every body hash the spool references.
+pub fn query_body_hashes(conn: &Connection) -> rusqlite::Result<HashSet<String>> {
+    let mut stmt = conn.prepare_cached("SELECT DISTINCT body_sha256 FROM spool")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
     rows.collect()
 }
 

@@ -120,6 +120,11 @@ impl TestCluster {
                 retry_first_ms: 200,
                 retry_max_secs: 2,
                 connect_timeout_secs: 5,
+                body_timeout_ms: t.body_timeout_ms,
+                body_sweep_secs: 1,
+                body_grace_secs: t.body_grace_secs.unwrap_or_else(|| {
+                    (2 * (t.body_timeout_ms + t.commit_timeout_ms)).div_ceil(1000)
+                }),
                 ..SpoolSection::default()
             },
             evidence: EvidenceSection {

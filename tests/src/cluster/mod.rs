@@ -54,6 +54,10 @@ pub struct Tuning {
     pub proxied_peers: bool,
     /// Offer STARTTLS with a freshly generated self-signed certificate.
     pub tls: bool,
+    /// How long peers get to fsync a body.
+    pub body_timeout_ms: u64,
+    /// How long an unreferenced body is kept (None: the least the config allows).
+    pub body_grace_secs: Option<u64>,
 }
 
 impl Default for Tuning {
@@ -70,6 +74,8 @@ impl Default for Tuning {
             quorum_lost_after_ms: 1000,
             proxied_peers: false,
             tls: false,
+            body_timeout_ms: 5000,
+            body_grace_secs: None,
         }
     }
 }
@@ -302,6 +308,33 @@ impl TestCluster {
         .await?;
         self.sync_all(0).await?;
         Ok(())
+    }
+
+    /// Adds node `id` as a learner: writes its config, starts it, and has node `through`
+    /// add it to the membership. Returns its index in `nodes`.
+    pub async fn add_learner(&mut self, id: u64, through: usize) -> anyhow::Result<usize> {
+        let i = self.add_node_config(id, false)?;
+        self.start_node(i)?;
+        let n = &self.nodes[i];
+        let add = v1::AddLearnerRequest {
+            node_id: id,
+            peer_addr: n.peer_addr(),
+            admin_addr: n.admin_addr(),
+            site: n.site.clone(),
+        };
+        self.client(through).await?.add_learner(add).await?;
+        Ok(i)
+    }
+
+    /// The message bodies node `i` holds (files of its blob store, temporary ones aside).
+    pub fn blob_files(&self, i: usize) -> Vec<PathBuf> {
+        let root = self.nodes[i].data_dir.join("blobs");
+        let shards = std::fs::read_dir(root).into_iter().flatten().flatten();
+        shards
+            .filter(|s| s.file_name() != "tmp")
+            .flat_map(|s| std::fs::read_dir(s.path()).into_iter().flatten().flatten())
+            .map(|f| f.path())
+            .collect()
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -1,5 +1,6 @@
 //! Membership and recovery: a learner added after compaction gets a snapshot; a cluster
 //! lost everywhere is restored from a snapshot file.
+
 use std::time::Duration;
 
 use peage_tests::v1::*;
@@ -36,17 +37,7 @@ async fn a_learner_added_after_compaction_gets_a_snapshot_and_becomes_a_voter() 
     .unwrap();
 
     // Phase 2: a fourth node joins as a learner; it can only catch up from a snapshot.
-    let i4 = c.add_node_config(4, false).unwrap();
-    c.start_node(i4).unwrap();
-    let (peer, admin) = (c.nodes[i4].peer_addr(), c.nodes[i4].admin_addr());
-    a.add_learner(AddLearnerRequest {
-        node_id: 4,
-        peer_addr: peer,
-        admin_addr: admin,
-        site: "lyon".into(),
-    })
-    .await
-    .unwrap();
+    let i4 = c.add_learner(4, leader).await.unwrap();
     let target = c.status(leader).await.unwrap().last_applied;
     c.wait_applied(i4, target).await.unwrap();
     let s4 = c.status(i4).await.unwrap();

@@ -1,5 +1,6 @@
 //! What a cluster refuses: writes without a majority, bad admin requests, peer calls
 //! without the secret; and what it offers standard tools (gRPC reflection).
+
 use std::time::{Duration, Instant};
 
 use tonic::Code;

@@ -1,5 +1,6 @@
 //! Replication: an entry written anywhere is seen everywhere, through leader loss, in
 //! any start order, and a random workload leaves identical states.
+
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};

@@ -1,9 +1,11 @@
 //! Accepting mail: queued after commit with the body on a majority, bodies fetched from a
 //! holder, relay attempts refused, `451` without a majority, STARTTLS.
+
 use std::time::Duration;
 
+use peage_tests::proxy::LinkProxy;
 use peage_tests::v1::*;
-use peage_tests::{wait_for, TestCluster, Tuning};
+use peage_tests::{add_req, http_get, wait_for, TestCluster, Tuning};
 
 use super::{ham, queue, send_ham, with_local_domain, HAM};
 
@@ -124,8 +126,14 @@ async fn a_node_cut_off_from_the_majority_answers_451_and_queues_nothing() {
             c.kill(i);
         }
     }
+    // Until the node notices it is alone it refuses at DATA (the body finds no peer), then
+    // at MAIL FROM: a 451 either way, never a 250.
     let r = c.smtp_send(leader, "alice@client.example", &["bob@example.test"], HAM);
-    let (code, text) = r.data.clone().expect("DATA was answered");
+    let (code, text) = match (&r.mail, &r.data) {
+        (Some((451, text)), _) => (451, text.clone()),
+        (_, Some(data)) => data.clone(),
+        _ => panic!("neither MAIL nor DATA answered 451: {r:?}"),
+    };
     assert_eq!(code, 451, "{r:?}");
     assert!(text.starts_with("4.4."), "{r:?}");
     let q = wait_for("a stale read answers", Duration::from_secs(10), || {
@@ -193,4 +201,131 @@ async fn starttls_is_offered_when_a_certificate_is_configured_and_mail_flows_ins
         "{r:?}"
     );
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+}
+
+/// A node that knows it cannot reach a majority refuses at MAIL FROM: the client does not
+/// send a message it could not store.
+#[tokio::test]
+async fn a_node_that_knows_it_is_alone_answers_451_at_mail_from() {
+    let mut c = with_local_domain().await;
+    c.kill(0);
+    c.kill(1);
+    let alone = c.nodes[2].metrics_addr();
+    wait_for("node 3 reports no quorum", Duration::from_secs(20), || {
+        let alone = alone.clone();
+        async move {
+            let (status, _) = http_get(&alone, "/healthz").await.ok()?;
+            (status == 503).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    let r = c.smtp_send(2, "alice@client.example", &["bob@example.test"], HAM);
+    let (code, text) = r.mail.clone().expect("MAIL was answered");
+    assert_eq!(code, 451, "{r:?}");
+    assert!(text.starts_with("4.4.1"), "{r:?}");
+    assert!(r.data.is_none(), "no message was sent: {r:?}");
+}
+
+/// A node that has just started, and has yet to learn a domain the cluster routed while it
+/// was down, answers 451 for it (try again), never 550: a permanent refusal would make the
+/// sending MTA bounce real mail. Its links are slowed so that catching up takes seconds
+/// during which it hears from the leader but lags behind. Once caught up it accepts the
+/// domain, and still refuses domains nobody routed.
+// The link proxies run on the test's runtime, beside blocking smtplib calls: more than one
+// worker keeps them moving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_has_just_started_answers_451_never_550_until_it_catches_up() {
+    // WAN timing: a replication RPC gets the heartbeat interval, more than a round trip.
+    let tuning = Tuning {
+        proxied_peers: true,
+        heartbeat_ms: 400,
+        election_timeout_ms: 2000,
+        quorum_lost_after_ms: 4000,
+        commit_timeout_ms: 8000,
+        ..Tuning::default()
+    };
+    let mut c = TestCluster::configure(tuning).unwrap();
+    let mut links = Vec::new();
+    for (from, to) in [(1, 2), (2, 1), (1, 3), (3, 1), (2, 3), (3, 2)] {
+        let slow = if from == 3 || to == 3 { 150 } else { 0 };
+        let target = c.nodes[to as usize - 1].peer_addr();
+        let latency = Duration::from_millis(slow);
+        links.push(
+            LinkProxy::start(&c.link_addr(from, to), &target, latency)
+                .await
+                .unwrap(),
+        );
+    }
+    for i in 0..3 {
+        c.start_node(i).unwrap();
+    }
+    c.wait_for_leader_everywhere().await.unwrap();
+    c.kill(2);
+    c.wait_for_leader_everywhere().await.unwrap();
+    // While Ariège is down: a backlog, then a new local domain at its end.
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..16 {
+        let mut a = c.client(w % 2).await.unwrap();
+        writers.spawn(async move {
+            for i in 0..150 {
+                let sender = format!("s{w}-{i}@x.example");
+                a.list_add(add_req(EntryKind::Sender, &sender, "load"))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    let mut a = c.client(0).await.unwrap();
+    a.domain_set(DomainSetRequest {
+        domain: "late.test".into(),
+        route: format!("smtp://{}", c.sink_addr()),
+    })
+    .await
+    .unwrap();
+    c.start_node(2).unwrap();
+    let mut replies = Vec::new();
+    let accepted = wait_for("Ariège accepts late.test", Duration::from_secs(90), || {
+        let r = c.smtp_send(2, "alice@client.example", &["bob@late.test"], HAM);
+        // RCPT counts only after MAIL was accepted (smtplib sends it anyway: 503).
+        let mail = r.mail.as_ref().map_or(0, |(code, _)| *code);
+        let rcpt = r.rcpt.first().map_or(0, |(code, _)| *code);
+        replies.push((mail, rcpt, format!("{r:?}")));
+        assert!(
+            mail < 500 && !(mail == 250 && rcpt >= 500),
+            "a permanent refusal: {replies:#?}"
+        );
+        async move { (rcpt == 250).then_some(()) }
+    })
+    .await;
+    assert!(accepted.is_ok(), "{accepted:?}: {replies:#?}");
+    let at_rcpt = replies
+        .iter()
+        .filter(|(m, r, _)| *m == 250 && *r == 451)
+        .count();
+    eprintln!(
+        "{} attempts before 250; {at_rcpt} answered 451 at RCPT",
+        replies.len() - 1
+    );
+    let r = c.smtp_send(2, "alice@client.example", &["x@nowhere.example"], HAM);
+    assert_eq!(r.rcpt.first().map(|(code, _)| *code), Some(550), "{r:?}");
+}
+
+/// A learner takes mail like any node, but only voters make the majority that holds a
+/// body: the learner's own copy does not count.
+#[tokio::test]
+async fn mail_accepted_by_a_learner_has_its_body_on_a_majority_of_voters() {
+    let mut c = with_local_domain().await;
+    let i4 = c.add_learner(4, 0).await.unwrap();
+    c.sync_all(0).await.unwrap();
+    let r = c.smtp_send(i4, "alice@client.example", &["bob@example.test"], HAM);
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    let voters_holding = (0..3).filter(|&i| !c.blob_files(i).is_empty()).count();
+    assert!(
+        voters_holding >= 2,
+        "only {voters_holding} voters hold the body"
+    );
 }

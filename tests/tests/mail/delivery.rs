@@ -1,5 +1,6 @@
 //! Delivery: exactly once to the sink, held while the downstream is down, taken over from
 //! a dead node, bounced when refused or too old, split by route.
+
 use std::time::Duration;
 
 use peage_tests::v1::*;
@@ -209,4 +210,35 @@ async fn recipients_on_different_routes_in_one_data_each_reach_their_server() {
     assert_eq!(s2.messages("carol@other.test").len(), 1);
     assert!(s1.messages("carol@other.test").is_empty());
     assert!(s2.messages("bob@example.test").is_empty());
+}
+
+/// Once a message is delivered its body is removed from every node (after the grace a body
+/// gets in case a new message with the same content is on its way), and a node that was
+/// down meanwhile catches up and removes it too.
+#[tokio::test]
+async fn a_delivered_message_leaves_no_body_on_any_node() {
+    let mut c = with_local_domain_tuned(Tuning {
+        body_timeout_ms: 1000,
+        ..Tuning::default()
+    })
+    .await;
+    let sink = c.start_sink().await.unwrap();
+    c.kill(2);
+    c.wait_for_leader_everywhere().await.unwrap();
+    for node in 0..2 {
+        send_ham(&c, node, 30 + node);
+    }
+    wait_delivered(&c, &sink, 2, &[0, 1]).await;
+    c.start_node(2).unwrap();
+    let swept = wait_for(
+        "no body left on any node",
+        Duration::from_secs(60),
+        || async {
+            let left: Vec<_> = (0..3).flat_map(|i| c.blob_files(i)).collect();
+            left.is_empty().then_some(())
+        },
+    )
+    .await;
+    let left: Vec<_> = (0..3).flat_map(|i| c.blob_files(i)).collect();
+    assert!(swept.is_ok(), "bodies left: {left:?}");
 }

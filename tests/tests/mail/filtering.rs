@@ -1,12 +1,13 @@
 //! The filter on the mail path: rejected, quarantined and stamped as the policy says;
 //! held messages dropped or retried by operators.
+
 use std::time::Duration;
 
 use peage_client::Admin;
 use peage_tests::v1::*;
-use peage_tests::{wait_for, SinkProcess, TestCluster, ADMIN_TOKEN};
+use peage_tests::{wait_for, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
 
-use super::{ham, quarantine, queue, send_ham, with_local_domain};
+use super::{ham, quarantine, queue, send_ham, with_local_domain, with_local_domain_tuned};
 
 const GTUBE_MSG: &[u8] = b"From: s@spam.example\r\nTo: bob@example.test\r\nSubject: test\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <g@spam.example>\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
 
@@ -128,6 +129,7 @@ async fn policy_replicated_and_check_stores_nothing(c: &TestCluster, a: &mut Adm
     a.policy_set(PolicySetRequest {
         quarantine_at: 12.0,
         reject_at: 20.0,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -142,6 +144,7 @@ async fn policy_replicated_and_check_stores_nothing(c: &TestCluster, a: &mut Adm
         .policy_set(PolicySetRequest {
             quarantine_at: 30.0,
             reject_at: 20.0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -249,4 +252,52 @@ async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
+}
+
+/// Quarantine is kept as long as the replicated policy says, then removed from every node
+/// by the leader's expiry, body included.
+#[tokio::test]
+async fn a_quarantined_message_past_its_retention_is_removed_everywhere() {
+    let c = with_local_domain_tuned(Tuning {
+        body_timeout_ms: 1000,
+        ..Tuning::default()
+    })
+    .await;
+    let mut a = c.client(0).await.unwrap();
+    let p = a
+        .policy_set(PolicySetRequest {
+            quarantine_retention_secs: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.quarantine_retention_secs, 3);
+    assert_eq!(p.quarantine_at_milli, 6_000, "the thresholds are kept");
+    let r = c.smtp_send(
+        1,
+        "alice@client.example",
+        &["bob@example.test"],
+        &zip_with_exe(),
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    let removed = wait_for(
+        "the quarantine is empty everywhere",
+        Duration::from_secs(30),
+        || async {
+            for i in 0..3 {
+                if !quarantine(&c, i).await.is_empty() {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    assert!(removed.is_ok(), "{removed:?}");
+    let swept = wait_for("no body left", Duration::from_secs(60), || async {
+        (0..3).all(|i| c.blob_files(i).is_empty()).then_some(())
+    })
+    .await;
+    assert!(swept.is_ok(), "{swept:?}");
 }
