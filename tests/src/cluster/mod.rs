@@ -58,6 +58,8 @@ pub struct Tuning {
     pub body_timeout_ms: u64,
     /// How long an unreferenced body is kept (None: the least the config allows).
     pub body_grace_secs: Option<u64>,
+    /// The first wait after a failed delivery (it doubles, up to 2 s or this if longer).
+    pub retry_first_ms: u64,
 }
 
 impl Default for Tuning {
@@ -76,6 +78,7 @@ impl Default for Tuning {
             tls: false,
             body_timeout_ms: 5000,
             body_grace_secs: None,
+            retry_first_ms: 200,
         }
     }
 }

@@ -329,3 +329,42 @@ async fn mail_accepted_by_a_learner_has_its_body_on_a_majority_of_voters() {
         "only {voters_holding} voters hold the body"
     );
 }
+
+/// `250` comes only after the record is committed and the body is durable on a majority:
+/// every node is SIGKILLed right after each `250`, and once they are back every message
+/// they acknowledged is still queued.
+#[tokio::test]
+async fn every_acknowledged_message_survives_killing_every_node_right_after_its_250() {
+    let mut c = with_local_domain().await;
+    let mut acknowledged = Vec::new();
+    for n in 0..5 {
+        let id = send_ham(&c, n % 3, 40 + n);
+        for i in 0..3 {
+            c.kill(i);
+        }
+        acknowledged.push(id);
+        for i in 0..3 {
+            c.start_node(i).unwrap();
+        }
+        c.wait_for_leader_everywhere().await.unwrap();
+        let queued: Vec<String> = wait_for("a node answers", Duration::from_secs(30), || async {
+            let mut a = c.client(n % 3).await.ok()?;
+            let r = a.queue_list(QueueListRequest::default()).await.ok()?;
+            Some(
+                r.into_inner()
+                    .messages
+                    .into_iter()
+                    .map(|m| m.queue_id)
+                    .collect(),
+            )
+        })
+        .await
+        .unwrap();
+        for id in &acknowledged {
+            assert!(
+                queued.contains(id),
+                "{id} was acknowledged and is gone: {queued:?}"
+            );
+        }
+    }
+}

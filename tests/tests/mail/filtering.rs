@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use peage_client::Admin;
 use peage_tests::v1::*;
-use peage_tests::{wait_for, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
+use peage_tests::{http_get, wait_for, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
 
 use super::{ham, quarantine, queue, send_ham, with_local_domain, with_local_domain_tuned};
 
@@ -226,10 +226,34 @@ async fn released_by_an_operator_and_checked_with_peagectl(
     assert_eq!(lines[1]["symbols"][0]["name"], "ARCHIVE_WITH_EXECUTABLE");
 }
 
+/// `queue retry` makes the owner try now, not when its backoff says: with a first retry
+/// 30 s after a failure, the message is delivered within seconds of the downstream's return
+/// once retried. `queue drop` removes a held message everywhere.
 #[tokio::test]
 async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
-    let c = with_local_domain().await;
+    let c = with_local_domain_tuned(Tuning {
+        retry_first_ms: 30_000,
+        ..Tuning::default()
+    })
+    .await;
     let id = send_ham(&c, 0, 3);
+    let metrics = c.nodes[0].metrics_addr();
+    wait_for(
+        "a failed attempt (no downstream)",
+        Duration::from_secs(20),
+        || {
+            let metrics = metrics.clone();
+            async move {
+                let (_, m) = http_get(&metrics, "/metrics").await.ok()?;
+                m.contains("peage_delivery_attempts_total{result=\"deferred\"} 1")
+                    .then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let mut sink = c.start_sink().await.unwrap();
+    let retried = std::time::Instant::now();
     let mut a = c.client(1).await.unwrap();
     a.message_retry(MessageRef {
         queue_id: id.clone(),
@@ -237,16 +261,33 @@ async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
     })
     .await
     .unwrap();
+    sink.wait_for_messages(
+        "bob@example.test",
+        1,
+        "the retried message is delivered",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        retried.elapsed() < Duration::from_secs(25),
+        "delivered only when the backoff allowed it"
+    );
+
+    sink.stop();
+    let held = send_ham(&c, 2, 4);
     a.message_drop(MessageRef {
-        queue_id: id.clone(),
+        queue_id: held.clone(),
         ..Default::default()
     })
     .await
     .unwrap();
-    assert!(queue(&c, 2, false).await.is_empty());
+    for node in 0..3 {
+        let left = queue(&c, node, false).await;
+        assert!(left.iter().all(|m| m.queue_id != held), "{left:?}");
+    }
     let e = a
         .message_drop(MessageRef {
-            queue_id: id,
+            queue_id: held,
             ..Default::default()
         })
         .await
