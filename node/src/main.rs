@@ -37,6 +37,9 @@ enum Command {
         /// Refuse (550 5.1.1) recipients whose local part starts with this, to test bounces.
         #[arg(long)]
         refuse_prefix: Option<String>,
+        /// Connections one client address may hold at once; more are told 421.
+        #[arg(long, default_value_t = 20)]
+        max_connections_per_ip: usize,
     },
     /// Disaster recovery: found an empty data directory from a snapshot file copied off a
     /// node (DATA_DIR/snapshots/snap-*.db), for this node's id. Restore every voter the
@@ -153,14 +156,19 @@ fn main() -> ExitCode {
             listen,
             maildir,
             refuse_prefix,
+            max_connections_per_ip,
         } => {
             init_logging();
+            let options = peage_node::tools::sink::SinkOptions {
+                refuse_prefix,
+                max_connections_per_ip,
+            };
             block_on(
                 "peage sink",
                 peage_node::tools::sink::run(
                     listen,
                     &maildir,
-                    refuse_prefix,
+                    options,
                     peage_node::shutdown::signal(),
                 ),
             )

@@ -13,6 +13,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub use peage_mail::smtp::{SMTP_REPLIES, SMTP_SESSIONS};
 pub const VERDICTS: &str = "peage_filter_verdicts_total";
 pub const DELIVERY_ATTEMPTS: &str = "peage_delivery_attempts_total";
+pub const DELIVERY_THROTTLED: &str = "peage_delivery_throttled_total";
 pub const LEADER_CHANGES: &str = "peage_raft_leader_changes_total";
 pub const COMMIT_SECONDS: &str = "peage_raft_commit_seconds";
 pub const SNAPSHOT_BUILD_SECONDS: &str = "peage_snapshot_build_seconds";

@@ -22,7 +22,7 @@ use crate::cluster::{peer_service, Cluster};
 use crate::config::Config;
 use crate::evidence::{self, EvidenceConfig, Recorder};
 use crate::spool::acceptor::NodeAcceptor;
-use crate::spool::delivery::send::Downstream;
+use crate::spool::delivery::send::{Downstream, RouteLimits};
 use crate::spool::delivery::{self, DeliveryConfig};
 use crate::spool::janitor::{self, JanitorConfig};
 use crate::spool::Spooler;
@@ -225,6 +225,7 @@ fn start_mail_path(
         downstream: Downstream {
             helo_name: hostname(config),
             connect_timeout: Duration::from_secs(spool.connect_timeout_secs),
+            per_route: RouteLimits::new(spool.max_connections_per_route),
             bounce_route: spool
                 .bounce_route
                 .as_deref()

@@ -25,6 +25,15 @@ impl Drop for SinkProcess {
 impl SinkProcess {
     /// Starts a sink on `addr` storing under `maildir`; returns once it listens.
     pub async fn start(addr: &str, maildir: &Path) -> anyhow::Result<SinkProcess> {
+        SinkProcess::start_with(addr, maildir, 20).await
+    }
+
+    /// As `start`, taking at most `per_ip` connections from one client address at once.
+    pub async fn start_with(
+        addr: &str,
+        maildir: &Path,
+        per_ip: usize,
+    ) -> anyhow::Result<SinkProcess> {
         let child = Command::new(bin("peage"))
             .args([
                 "sink",
@@ -32,6 +41,8 @@ impl SinkProcess {
                 addr,
                 "--refuse-prefix",
                 "reject-",
+                "--max-connections-per-ip",
+                &per_ip.to_string(),
                 "--maildir",
             ])
             .arg(maildir)
@@ -51,10 +62,11 @@ impl SinkProcess {
         Ok(sink)
     }
 
-    /// Starts a sink on `addr` with a maildir in a temporary directory of its own.
-    pub async fn start_in_temp_dir(addr: &str) -> anyhow::Result<SinkProcess> {
+    /// Starts a sink on `addr` with a maildir in a temporary directory of its own, taking at
+    /// most `per_ip` connections from one client address at once.
+    pub async fn start_in_temp_dir(addr: &str, per_ip: usize) -> anyhow::Result<SinkProcess> {
         let dir = tempfile::tempdir()?;
-        let mut sink = SinkProcess::start(addr, dir.path()).await?;
+        let mut sink = SinkProcess::start_with(addr, dir.path(), per_ip).await?;
         sink._owned_dir = Some(dir);
         Ok(sink)
     }

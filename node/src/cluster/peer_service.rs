@@ -12,7 +12,7 @@ use peage_proto::v1::{
 
 use super::error::{Unavailable, WriteError};
 use super::network::{MAX_PEER_MESSAGE, SECRET_HEADER};
-use super::protocol::{Committed, Forwarded};
+use super::protocol::{Committed, Forwarded, WriteOp};
 use super::Cluster;
 use crate::blobs::BlobError;
 use crate::clock::now_ms;
@@ -104,7 +104,11 @@ impl RaftPeer for PeerService {
             );
             return encode(&refused);
         }
-        encode(&self.cluster.write_here(f.op).await)
+        let written = match f.op {
+            WriteOp::Commands(batch) => self.cluster.write_forwarded(batch).await,
+            op => self.cluster.write_here(op).await,
+        };
+        encode(&written)
     }
 
     async fn put_blob(&self, req: Request<Blob>) -> Result<Response<PutBlobReply>, Status> {

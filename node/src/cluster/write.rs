@@ -1,7 +1,8 @@
 //! The write path, one verb per depth: `propose` hands a command to the group-commit
-//! proposer; the proposer `write`s each batch here on the leader or forwards it there;
-//! the leader's `write_here` checks it still leads with a live quorum and bounds the wait;
-//! `raft_write` is the openraft call.
+//! proposer; the proposer `write`s each batch here on the leader or forwards it there (where
+//! `write_forwarded` feeds its commands to the leader's own proposer); the leader's
+//! `write_here` checks it still leads with a live quorum and bounds the wait; `raft_write`
+//! is the openraft call.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -9,13 +10,15 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, RaftMetrics};
 
-use peage_proto::v1::command;
+use prost::Message;
+
+use peage_proto::v1::{command, CommandBatch};
 
 use super::error::{Unavailable, WriteError};
 use super::proposer::Writer;
 use super::protocol::{Committed, WriteOp};
 use super::Cluster;
-use crate::types::{LogPayload, NodeId, Outcome, PeageNode};
+use crate::types::{BatchOutcome, LogPayload, NodeId, Outcome, PeageNode, COMMAND_VERSION};
 
 impl Cluster {
     /// Proposes one command through the group-commit proposer; returns its log index and
@@ -59,6 +62,44 @@ impl Cluster {
                 Err(Unavailable::Timeout(timeout.as_millis() as u64).into())
             }
         }
+    }
+
+    /// A batch a follower forwarded: its commands join this leader's own group commit, so
+    /// that more MX make bigger entries rather than more of them. The reply carries each
+    /// command's outcome in order; a command that fails fails the batch (its sender tells
+    /// its callers the write may or may not have happened, as for any unconfirmed write).
+    pub(crate) async fn write_forwarded(&self, payload: Vec<u8>) -> Result<Committed, WriteError> {
+        let m = self.metrics();
+        if m.current_leader != Some(self.inner.id) {
+            return Err(Unavailable::NotLeader {
+                node: self.inner.id,
+                leader: m.current_leader,
+            }
+            .into());
+        }
+        self.check_leader_quorum(&m)?;
+        let batch = match CommandBatch::decode(payload.as_slice()) {
+            Ok(b) if b.version <= COMMAND_VERSION => b,
+            // What this node cannot read goes to the log as it came: apply refuses it the
+            // same way on every node.
+            _ => return self.write_here(WriteOp::Commands(payload)).await,
+        };
+        let proposals = batch.commands.into_iter().map(|c| async move {
+            match c.kind {
+                Some(kind) => self.propose(kind).await,
+                None => Ok((0, Outcome::Refused("empty command".into()))),
+            }
+        });
+        let mut committed = Committed {
+            log_index: 0,
+            outcome: BatchOutcome(Vec::new()),
+        };
+        for proposed in futures::future::join_all(proposals).await {
+            let (index, outcome) = proposed?;
+            committed.log_index = committed.log_index.max(index);
+            committed.outcome.0.push(outcome);
+        }
+        Ok(committed)
     }
 
     async fn raft_write(&self, op: WriteOp) -> Result<Committed, WriteError> {

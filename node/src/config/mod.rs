@@ -119,6 +119,9 @@ pub struct SpoolSection {
     pub retry_first_ms: u64,
     pub retry_max_secs: u64,
     pub connect_timeout_secs: u64,
+    /// Connections each node opens to one downstream route at once (Postfix's default
+    /// per-destination concurrency is 20).
+    pub max_connections_per_route: usize,
     /// smtp://HOST:PORT for mail to domains outside the routing table (DSNs to remote
     /// senders): the outbound smarthost. Unset: such mail waits until a route exists.
     pub bounce_route: Option<String>,
@@ -150,6 +153,7 @@ impl Default for SpoolSection {
             retry_first_ms: 5000,
             retry_max_secs: 900,
             connect_timeout_secs: 30,
+            max_connections_per_route: 20,
             seed_domains: Vec::new(),
             bounce_route: None,
             retention_secs: 5 * 86_400,

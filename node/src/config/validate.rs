@@ -140,6 +140,11 @@ impl Config {
         let (spool, e) = (&self.spool, &self.evidence);
         ensure(spool.lease_secs != 0, "spool.lease_secs", "must be > 0")?;
         ensure(
+            spool.max_connections_per_route != 0,
+            "spool.max_connections_per_route",
+            "must be > 0",
+        )?;
+        ensure(
             spool.delivery_tick_ms != 0 && spool.retry_first_ms != 0,
             "spool.delivery_tick_ms",
             "delivery tick and retry delay must be > 0",

@@ -22,8 +22,8 @@ pub struct Copies {
     pub needed: usize,
 }
 
-/// Stores `body` under `hash` here (fsynced), then on peers until a majority of the voters
-/// holds it; the others repair themselves later by fetching.
+/// Stores `body` under `hash` here and, at the same time, on peers until a majority of the
+/// voters holds it (each copy fsynced); the others repair themselves later by fetching.
 pub async fn replicate(
     cluster: &Cluster,
     hash: &str,
@@ -31,14 +31,12 @@ pub async fn replicate(
     timeout: Duration,
 ) -> Result<Copies, BlobError> {
     let me = cluster.id();
-    cluster.blobs().put(hash.to_owned(), body.clone()).await?;
     let m = cluster.metrics();
     let membership = m.membership_config.membership();
     let voters: Vec<NodeId> = membership.voter_ids().collect();
     let needed = voters.len() / 2 + 1;
-    let mut holders = vec![me];
     // A learner holds the body too, but only voters make the majority that must keep it.
-    let mut voters_holding = usize::from(voters.contains(&me));
+    let local_vote = usize::from(voters.contains(&me));
     let mut pending = FuturesUnordered::new();
     for id in voters.iter().copied().filter(|id| *id != me) {
         let Some(node) = membership.get_node(&id) else {
@@ -55,18 +53,26 @@ pub async fn replicate(
             (id, r)
         });
     }
-    while voters_holding < needed {
-        match pending.next().await {
-            Some((id, Ok(()))) => {
-                holders.push(id);
-                voters_holding += 1;
+    let peers_needed = needed.saturating_sub(local_vote);
+    let on_peers = async {
+        let mut holding = Vec::new();
+        while holding.len() < peers_needed {
+            match pending.next().await {
+                Some((id, Ok(()))) => holding.push(id),
+                Some((id, Err(e))) => {
+                    tracing::warn!(peer = id, error = %e, "peer did not take a body")
+                }
+                None => break,
             }
-            Some((id, Err(e))) => {
-                tracing::warn!(peer = id, error = %e, "peer did not take a body")
-            }
-            None => break,
         }
-    }
+        holding
+    };
+    let here = cluster.blobs().put(hash.to_owned(), body.clone());
+    let (here, on_peers) = tokio::join!(here, on_peers);
+    here?;
+    let voters_holding = local_vote + on_peers.len();
+    let mut holders = on_peers;
+    holders.push(me);
     holders.sort_unstable();
     Ok(Copies {
         holders,

@@ -77,11 +77,19 @@ impl Acceptor for MaildirSink {
     }
 }
 
+/// How the sink behaves towards its clients.
+pub struct SinkOptions {
+    /// Recipients whose local part starts with this are refused with 550.
+    pub refuse_prefix: Option<String>,
+    /// Connections one client address may hold at once (more get `421`).
+    pub max_connections_per_ip: usize,
+}
+
 /// Runs the sink until `shutdown` completes.
 pub async fn run(
     listen: SocketAddr,
     maildir: &Path,
-    refuse_prefix: Option<String>,
+    options: SinkOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(maildir)
@@ -99,8 +107,11 @@ pub async fn run(
     let server = tokio::spawn(smtp::serve(
         listener,
         config,
-        ConnectionLimits::default(),
-        Arc::new(MaildirSink::new(maildir, refuse_prefix)),
+        ConnectionLimits {
+            max_per_ip: options.max_connections_per_ip,
+            ..ConnectionLimits::default()
+        },
+        Arc::new(MaildirSink::new(maildir, options.refuse_prefix)),
         None,
         stopped,
     ));

@@ -120,6 +120,7 @@ impl TestCluster {
                 retry_first_ms: t.retry_first_ms,
                 retry_max_secs: t.retry_first_ms.div_ceil(1000).max(2),
                 connect_timeout_secs: 5,
+                max_connections_per_route: t.max_connections_per_route,
                 body_timeout_ms: t.body_timeout_ms,
                 body_sweep_secs: 1,
                 body_grace_secs: t.body_grace_secs.unwrap_or_else(|| {

@@ -60,6 +60,8 @@ pub struct Tuning {
     pub body_grace_secs: Option<u64>,
     /// The first wait after a failed delivery (it doubles, up to 2 s or this if longer).
     pub retry_first_ms: u64,
+    /// Connections each node opens to one downstream at once.
+    pub max_connections_per_route: usize,
 }
 
 impl Default for Tuning {
@@ -79,6 +81,7 @@ impl Default for Tuning {
             body_timeout_ms: 5000,
             body_grace_secs: None,
             retry_first_ms: 200,
+            max_connections_per_route: 20,
         }
     }
 }
@@ -292,7 +295,12 @@ impl TestCluster {
 
     /// The cluster's downstream: a `peage sink` on `{net}.200:2626` with its own maildir.
     pub async fn start_sink(&self) -> anyhow::Result<SinkProcess> {
-        SinkProcess::start_in_temp_dir(&self.sink_addr()).await
+        SinkProcess::start_in_temp_dir(&self.sink_addr(), 20).await
+    }
+
+    /// As `start_sink`, taking at most `per_ip` connections from each node at once.
+    pub async fn start_sink_limited(&self, per_ip: usize) -> anyhow::Result<SinkProcess> {
+        SinkProcess::start_in_temp_dir(&self.sink_addr(), per_ip).await
     }
 
     /// Where the cluster's downstream listens: an address of the cluster's own /24.
@@ -304,12 +312,17 @@ impl TestCluster {
     /// knows it: before that, a node would refuse mail for the domain.
     pub async fn route_domain(&self, domain: &str, route: &str) -> anyhow::Result<()> {
         let mut a = self.client(0).await?;
-        a.domain_set(v1::DomainSetRequest {
-            domain: domain.into(),
-            route: route.into(),
-        })
-        .await?;
-        self.sync_all(0).await?;
+        let set = a
+            .domain_set(v1::DomainSetRequest {
+                domain: domain.into(),
+                route: route.into(),
+            })
+            .await?
+            .into_inner();
+        // The write's own index: node 0 itself may not have applied it when it answers.
+        for i in (0..self.nodes.len()).filter(|&i| self.nodes[i].is_running()) {
+            self.wait_applied(i, set.log_index).await?;
+        }
         Ok(())
     }
 

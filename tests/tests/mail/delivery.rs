@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use peage_tests::v1::*;
-use peage_tests::{wait_for, SinkProcess, Tuning};
+use peage_tests::{http_get, wait_for, SinkProcess, Tuning};
 
 use super::{ham, queue, send_ham, wait_delivered, with_local_domain, with_local_domain_tuned};
 
@@ -245,4 +245,35 @@ async fn a_delivered_message_leaves_no_body_on_any_node() {
     .await;
     let left: Vec<_> = (0..3).flat_map(|i| c.blob_files(i)).collect();
     assert!(swept.is_ok(), "bodies left: {left:?}");
+}
+
+/// A downstream that takes 5 connections per client still gets every message, and never
+/// has to refuse one: each node opens at most as many connections to a route as its
+/// `max_connections_per_route` (5 here), and the others wait for a free one.
+#[tokio::test]
+async fn a_downstream_that_takes_five_connections_per_client_is_never_flooded() {
+    let c = with_local_domain_tuned(Tuning {
+        max_connections_per_route: 5,
+        ..Tuning::default()
+    })
+    .await;
+    let mut sink = c.start_sink_limited(5).await.unwrap();
+    sink.stop();
+    // Held while the downstream is away, so that delivery starts with many at once.
+    for n in 0..45 {
+        send_ham(&c, n % 3, 100 + n);
+    }
+    let sink = c.start_sink_limited(5).await.unwrap();
+    wait_delivered(&c, &sink, 45, &[0, 1, 2]).await;
+    for i in 0..3 {
+        let (_, m) = http_get(&c.nodes[i].metrics_addr(), "/metrics")
+            .await
+            .unwrap();
+        assert!(m.contains("peage_delivery_attempts_total"), "{m}");
+        let busy = m
+            .lines()
+            .find(|l| l.starts_with("peage_delivery_throttled_total "))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        assert_eq!(busy, None, "node {i} was told 421 by the downstream:\n{m}");
+    }
 }

@@ -218,14 +218,17 @@ async fn deliver_and_record(
     local: &Local,
 ) {
     let result = attempt(cluster, &config.downstream, &m).await;
-    let retry = !result.retry.is_empty();
+    let (retry, throttled) = (!result.retry.is_empty(), result.throttled);
     record(cluster, config, &m, result, &local.uncommitted).await;
     let mut b = lock(&local.backoff);
     if !retry {
         b.remove(&m.queue_id);
     } else {
         let entry = b.entry(m.queue_id.clone()).or_default();
-        entry.attempts += 1;
+        // A busy downstream is not the message's failure: its backoff does not grow.
+        if !throttled || entry.attempts == 0 {
+            entry.attempts += 1;
+        }
         entry.retry_gen = m.retry_gen;
         let delay = retry_delay(config.retry_first, config.retry_max, entry.attempts);
         entry.next_at_ms = now_ms() + delay.as_millis() as i64;

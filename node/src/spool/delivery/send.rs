@@ -2,17 +2,23 @@
 //! SMTP transaction (mail-send) per route, and each reply classed as done (2xx), failed for
 //! good (5xx) or to retry (4xx, I/O, timeouts).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use peage_mail::sync::lock;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use mail_send::smtp::message::Parameters;
 use mail_send::SmtpClientBuilder;
 
 use crate::cluster::Cluster;
+use crate::metrics::DELIVERY_THROTTLED;
 use crate::spool::bodies::body_of;
 use crate::state::spool::SpooledMessage;
 
-/// How this node introduces itself to downstreams, and how long it waits for them.
+/// How this node introduces itself to downstreams, how long it waits for them, and how
+/// many connections it opens to each at once.
 #[derive(Clone)]
 pub struct Downstream {
     /// Named in our EHLO to the downstream, and as the reporting MTA of DSNs.
@@ -21,6 +27,34 @@ pub struct Downstream {
     /// Where mail for domains outside the routing table goes (DSNs to remote senders):
     /// the outbound smarthost. None: such mail waits for a route.
     pub bounce_route: Option<String>,
+    /// Connections open to each route at once: attempts past it wait for one to finish
+    /// rather than meet the downstream's own per-client limit (a 421 and a backoff).
+    pub per_route: RouteLimits,
+}
+
+/// One connection budget per route, made on first use.
+#[derive(Clone)]
+pub struct RouteLimits {
+    max: usize,
+    routes: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl RouteLimits {
+    pub fn new(max_per_route: usize) -> RouteLimits {
+        RouteLimits {
+            max: max_per_route,
+            routes: Arc::default(),
+        }
+    }
+
+    /// Waits for a connection slot to `route`; the slot is freed when the permit drops.
+    async fn slot(&self, route: &str) -> Option<OwnedSemaphorePermit> {
+        let budget = lock(&self.routes)
+            .entry(route.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.max)))
+            .clone();
+        budget.acquire_owned().await.ok()
+    }
 }
 
 /// What one attempt achieved for each recipient.
@@ -32,6 +66,9 @@ pub struct AttemptResult {
     pub failed: Vec<(String, String)>,
     /// Still to try, with why.
     pub retry: Vec<(String, String)>,
+    /// The downstream said it was busy (`421`): the route wants fewer connections, the
+    /// message is not to blame, and its backoff does not grow.
+    pub throttled: bool,
 }
 
 impl AttemptResult {
@@ -40,7 +77,7 @@ impl AttemptResult {
         AttemptResult {
             done: rcpts.to_vec(),
             failed: rcpts.iter().map(|r| (r.clone(), why.to_owned())).collect(),
-            retry: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -63,6 +100,7 @@ impl AttemptResult {
 
     /// One recipient as `e` says.
     fn by_reply(&mut self, rcpt: &str, e: &mail_send::Error) {
+        self.throttled |= is_busy(e);
         let (permanent, why) = classify(e);
         if permanent {
             self.done.push(rcpt.to_owned());
@@ -118,6 +156,9 @@ pub async fn send(
 ) -> AttemptResult {
     let mut result = AttemptResult::default();
     let all_retry = |why: String| AttemptResult::all_retry(rcpts, &why);
+    let Some(_slot) = downstream.per_route.slot(route).await else {
+        return all_retry(format!("{route}: no connection slot"));
+    };
     let Some(hostport) = route.strip_prefix("smtp://") else {
         return all_retry(format!("bad route {route}"));
     };
@@ -140,7 +181,11 @@ pub async fn send(
         .await
     {
         Ok(c) => c,
-        Err(e) => return all_retry(format!("{route}: {e}")),
+        Err(e) => {
+            let mut r = all_retry(format!("{route}: {e}"));
+            r.throttled = is_busy(&e);
+            return r;
+        }
     };
     let params = Parameters::default();
     if let Err(e) = client.mail_from(mail_from, &params).await {
@@ -167,6 +212,16 @@ pub async fn send(
     }
     let _ = client.quit().await;
     result
+}
+
+/// Whether the downstream said it is busy (`421`, at the greeting or later); counted, so
+/// that an operator sees a route that wants fewer connections.
+fn is_busy(e: &mail_send::Error) -> bool {
+    let busy = matches!(e, mail_send::Error::UnexpectedReply(r) if r.code() == 421);
+    if busy {
+        metrics::counter!(DELIVERY_THROTTLED).increment(1);
+    }
+    busy
 }
 
 /// A 5xx reply is permanent; everything else (4xx, I/O, timeouts) is retried.
