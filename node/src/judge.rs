@@ -1,4 +1,4 @@
-//! The filter run against this node's replica: on the blocking pool (parsing is CPU work),
+//! The filter run against this node's replica: through the CPU gate (parsing is CPU work),
 //! reading the local indexes, never waiting on consensus (promise 4); and its symbols as
 //! wire types. The SMTP acceptor and the admin `check` both judge through here.
 
@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use peage_mail::filter::{self, FilterInput, Judgement, Symbol};
 use peage_proto::v1::FilterSymbol;
 
+use crate::cpu;
 use crate::state::StateStore;
 
 /// What is judged: the envelope's part in the checks, and the message.
@@ -29,7 +30,7 @@ pub async fn judge(
     judged: Judged,
 ) -> Result<(Judgement, Vec<u8>), FilterFailed> {
     let state = state.clone();
-    tokio::task::spawn_blocking(move || {
+    cpu::run(move || {
         let input = FilterInput {
             client_ip: judged.client_ip,
             helo: &judged.helo,

@@ -9,6 +9,7 @@
 // The ground floor: the vocabulary and primitives every layer shares.
 pub mod blobs;
 pub mod clock;
+pub mod cpu;
 pub mod metrics;
 pub mod secret;
 pub mod shutdown;

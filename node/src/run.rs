@@ -156,6 +156,11 @@ fn serve_apis(
     stop: &Shutdown,
 ) -> anyhow::Result<[ApiTask; 2]> {
     let peer = tonic::transport::Server::builder()
+        // The callers are this cluster's nodes. Their cancelled calls (openraft drops an append
+        // that outlives the heartbeat interval; a write's caller gives up at its deadline) pile
+        // up as reset streams when the node is busy, and h2's default of 20 then closes the
+        // whole connection, failing every call on it.
+        .http2_max_pending_accept_reset_streams(Some(peer_service::MAX_PENDING_RESETS))
         .add_service(peer_service::server(
             cluster.clone(),
             config.cluster.secret.clone(),

@@ -26,7 +26,7 @@ pub async fn learn_message(
     author: String,
 ) -> Result<Learned, Status> {
     let body = message.to_vec();
-    let tokens = tokio::task::spawn_blocking(move || peage_mail::bayes::tokens(&body))
+    let tokens = crate::cpu::run(move || peage_mail::bayes::tokens(&body))
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .ok_or_else(|| invalid("the message cannot be parsed"))?;

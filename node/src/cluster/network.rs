@@ -47,11 +47,23 @@ impl tonic::service::Interceptor for SecretInterceptor {
 
 type PeerClient = RaftPeerClient<InterceptedService<Channel, SecretInterceptor>>;
 
-/// One lazily connected channel per peer address, shared by every caller.
+/// Which connection to a peer a call travels on. Raft's own traffic has a connection of its
+/// own so that it never queues behind message bodies, and so that the streams openraft
+/// cancels (an append that outlives the heartbeat interval) are never counted against the
+/// connection that carries the mail, or the reverse.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Lane {
+    /// AppendEntries, Vote, InstallSnapshot.
+    Consensus,
+    /// Forwarded writes, read-index, bodies.
+    Mail,
+}
+
+/// One lazily connected channel per peer address and lane, shared by every caller.
 #[derive(Clone)]
 pub struct PeerClients {
     secret: SecretInterceptor,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<HashMap<(String, Lane), Channel>>>,
     /// Peer address → the address actually dialled (`cluster.peer_via`).
     via: Arc<BTreeMap<String, String>>,
 }
@@ -80,9 +92,10 @@ impl PeerClients {
         }
     }
 
-    fn client(&self, addr: &str) -> Result<PeerClient, PeerCallError> {
+    fn client(&self, addr: &str, lane: Lane) -> Result<PeerClient, PeerCallError> {
         let mut channels = lock(&self.channels);
-        let channel = match channels.get(addr) {
+        let key = (addr.to_owned(), lane);
+        let channel = match channels.get(&key) {
             Some(c) => c.clone(),
             None => {
                 let dial = self.via.get(addr).map_or(addr, String::as_str);
@@ -91,7 +104,7 @@ impl PeerClients {
                     .connect_timeout(Duration::from_millis(500))
                     .tcp_nodelay(true);
                 let c = endpoint.connect_lazy();
-                channels.insert(addr.to_owned(), c.clone());
+                channels.insert(key, c.clone());
                 c
             }
         };
@@ -110,7 +123,7 @@ impl PeerClients {
         timeout: Duration,
     ) -> Result<Resp, PeerCallError> {
         let data = bincode::serialize(req).map_err(|e| PeerCallError::Decode(e.to_string()))?;
-        let mut client = self.client(addr)?;
+        let mut client = self.client(addr, method.lane())?;
         let payload = RaftPayload { data };
         let fut = async move {
             match method {
@@ -164,7 +177,7 @@ impl PeerClients {
         data: Vec<u8>,
         timeout: Duration,
     ) -> Result<(), PeerCallError> {
-        let mut client = self.client(addr)?;
+        let mut client = self.client(addr, Lane::Mail)?;
         let req = Blob {
             sha256: sha256.to_owned(),
             data,
@@ -183,7 +196,7 @@ impl PeerClients {
         sha256: &str,
         timeout: Duration,
     ) -> Result<Vec<u8>, PeerCallError> {
-        let mut client = self.client(addr)?;
+        let mut client = self.client(addr, Lane::Mail)?;
         let req = GetBlobRequest {
             sha256: sha256.to_owned(),
         };
@@ -207,7 +220,9 @@ impl PeerClients {
             addr: addr.to_owned(),
             reason,
         };
-        let mut client = self.client(addr).map_err(|e| unreachable(e.to_string()))?;
+        let mut client = self
+            .client(addr, Lane::Mail)
+            .map_err(|e| unreachable(e.to_string()))?;
         let reply = tokio::time::timeout(timeout, client.read_index(ReadIndexRequest {}))
             .await
             .map_err(|_| Unavailable::Timeout(timeout.as_millis() as u64))?;
@@ -242,6 +257,15 @@ enum Method {
     Vote,
     InstallSnapshot,
     Forward,
+}
+
+impl Method {
+    fn lane(self) -> Lane {
+        match self {
+            Method::AppendEntries | Method::Vote | Method::InstallSnapshot => Lane::Consensus,
+            Method::Forward => Lane::Mail,
+        }
+    }
 }
 
 /// Hands openraft one `PeerNetwork` per target.

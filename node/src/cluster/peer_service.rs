@@ -23,6 +23,9 @@ pub struct PeerService {
     cluster: Cluster,
 }
 
+/// Reset streams a peer connection may have waiting before h2 closes it (its default is 20).
+pub const MAX_PENDING_RESETS: usize = 1024;
+
 /// The peer service wrapped in the check of the cluster secret.
 pub fn server(
     cluster: Cluster,
