@@ -22,7 +22,8 @@ use crate::cluster::{peer_service, Cluster};
 use crate::config::Config;
 use crate::evidence::{self, EvidenceConfig, Recorder};
 use crate::spool::acceptor::NodeAcceptor;
-use crate::spool::delivery::send::{Downstream, RouteLimits};
+use crate::spool::delivery::connections::Connections;
+use crate::spool::delivery::send::Downstream;
 use crate::spool::delivery::{self, DeliveryConfig};
 use crate::spool::janitor::{self, JanitorConfig};
 use crate::spool::Spooler;
@@ -159,8 +160,10 @@ fn serve_apis(
         // The callers are this cluster's nodes. Their cancelled calls (openraft drops an append
         // that outlives the heartbeat interval; a write's caller gives up at its deadline) pile
         // up as reset streams when the node is busy, and h2's default of 20 then closes the
-        // whole connection, failing every call on it.
-        .http2_max_pending_accept_reset_streams(Some(peer_service::MAX_PENDING_RESETS))
+        // whole connection, failing every call on it; likewise its lifetime count of late
+        // frames for streams it no longer remembers.
+        .http2_max_pending_accept_reset_streams(Some(peer_service::MAX_RESET_STREAMS))
+        .http2_max_local_error_reset_streams(None)
         .add_service(peer_service::server(
             cluster.clone(),
             config.cluster.secret.clone(),
@@ -230,7 +233,8 @@ fn start_mail_path(
         downstream: Downstream {
             helo_name: hostname(config),
             connect_timeout: Duration::from_secs(spool.connect_timeout_secs),
-            per_route: RouteLimits::new(spool.max_connections_per_route),
+            bind_address: spool.bind_address,
+            connections: Connections::new(spool.max_connections_per_route),
             bounce_route: spool
                 .bounce_route
                 .as_deref()

@@ -107,7 +107,7 @@ impl Cluster {
         let raft = Raft::new(
             config.node.id,
             Arc::new(raft_config),
-            NetworkFactory::new(peers.clone()),
+            NetworkFactory::new(config.node.id, peers.clone()),
             log,
             state.clone(),
         )

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -102,7 +102,15 @@ impl PeerClients {
                 let endpoint = Endpoint::from_shared(format!("http://{dial}"))
                     .map_err(|e| PeerCallError::Transport(format!("bad peer address {dial}: {e}")))?
                     .connect_timeout(Duration::from_millis(500))
-                    .tcp_nodelay(true);
+                    .tcp_nodelay(true)
+                    // Cancelling a call resets its stream, and cancelling is routine here
+                    // (openraft drops an append that outlives the heartbeat interval). h2
+                    // remembers 10 reset streams by default; the peer's late reply to a
+                    // forgotten one counts as an error, and after 1,024 of those over the
+                    // connection's life h2 closes it with every call on it. Remember more, and
+                    // do not count: the other end is one of our own nodes.
+                    .http2_max_concurrent_reset_streams(super::peer_service::MAX_RESET_STREAMS)
+                    .http2_max_local_error_reset_streams(None);
                 let c = endpoint.connect_lazy();
                 channels.insert(key, c.clone());
                 c
@@ -260,6 +268,14 @@ enum Method {
 }
 
 impl Method {
+    fn rpc_type(self) -> RPCTypes {
+        match self {
+            Method::AppendEntries | Method::Forward => RPCTypes::AppendEntries,
+            Method::Vote => RPCTypes::Vote,
+            Method::InstallSnapshot => RPCTypes::InstallSnapshot,
+        }
+    }
+
     fn lane(self) -> Lane {
         match self {
             Method::AppendEntries | Method::Vote | Method::InstallSnapshot => Lane::Consensus,
@@ -270,12 +286,13 @@ impl Method {
 
 /// Hands openraft one `PeerNetwork` per target.
 pub struct NetworkFactory {
+    me: NodeId,
     clients: PeerClients,
 }
 
 impl NetworkFactory {
-    pub fn new(clients: PeerClients) -> NetworkFactory {
-        NetworkFactory { clients }
+    pub fn new(me: NodeId, clients: PeerClients) -> NetworkFactory {
+        NetworkFactory { me, clients }
     }
 }
 
@@ -284,6 +301,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &PeageNode) -> PeerNetwork {
         PeerNetwork {
+            me: self.me,
             target,
             addr: node.peer_addr.clone(),
             clients: self.clients.clone(),
@@ -292,6 +310,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 }
 
 pub struct PeerNetwork {
+    me: NodeId,
     target: NodeId,
     addr: String,
     clients: PeerClients,
@@ -316,7 +335,16 @@ impl PeerNetwork {
         match r {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
-            Err(e @ (PeerCallError::Transport(_) | PeerCallError::Timeout(_))) => {
+            // A slow reply is not a dead peer: openraft backs off for 500 ms after
+            // `Unreachable`, which stalled replication to a follower that was merely busy
+            // (an append outliving the heartbeat interval under load).
+            Err(PeerCallError::Timeout(timeout)) => Err(RPCError::Timeout(Timeout {
+                action: method.rpc_type(),
+                id: self.me,
+                target: self.target,
+                timeout,
+            })),
+            Err(e @ PeerCallError::Transport(_)) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),

@@ -125,6 +125,9 @@ pub struct SpoolSection {
     /// smtp://HOST:PORT for mail to domains outside the routing table (DSNs to remote
     /// senders): the outbound smarthost. Unset: such mail waits until a route exists.
     pub bounce_route: Option<String>,
+    /// The source address of connections to downstreams (Postfix's `smtp_bind_address`);
+    /// unset: the OS chooses. Downstreams count their per-client limits by this address.
+    pub bind_address: Option<std::net::IpAddr>,
     /// Messages still undelivered after this long are bounced.
     pub retention_secs: u64,
     /// Routes proposed by the leader while the routing table is empty (a fresh cluster).
@@ -156,6 +159,7 @@ impl Default for SpoolSection {
             max_connections_per_route: 20,
             seed_domains: Vec::new(),
             bounce_route: None,
+            bind_address: None,
             retention_secs: 5 * 86_400,
             body_sweep_secs: 60,
             body_grace_secs: 600,

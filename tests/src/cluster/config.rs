@@ -114,6 +114,8 @@ impl TestCluster {
             smtp: self.smtp_section(id)?,
             spool: SpoolSection {
                 bounce_route: Some(format!("smtp://{}.200:2626", self.net)),
+                // Each node delivers from its own address, as each site would.
+                bind_address: Some(format!("{}.{id}", self.net).parse()?),
                 lease_secs: t.lease_secs,
                 retention_secs: t.retention_secs,
                 delivery_tick_ms: 100,

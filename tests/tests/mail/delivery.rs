@@ -274,6 +274,17 @@ async fn a_downstream_that_takes_five_connections_per_client_is_never_flooded() 
             .lines()
             .find(|l| l.starts_with("peage_delivery_throttled_total "))
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
-        assert_eq!(busy, None, "node {i} was told 421 by the downstream:\n{m}");
+        let deferred: Vec<String> = c
+            .node_log(i)
+            .lines()
+            .filter(|l| l.contains("deferred") || l.contains("421"))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(
+            busy,
+            None,
+            "node {i} was told 421 by the downstream:\n{}",
+            deferred.join("\n")
+        );
     }
 }

@@ -4,8 +4,9 @@
 //! At-least-once: `SpoolDone` is proposed only after the downstream's `250`.
 //!
 //! Each round reads the spool, lets `plan` decide, and carries the decisions out here;
-//! `send` talks to the downstream.
+//! `send` talks to the downstream over `connections`.
 
+pub mod connections;
 pub mod plan;
 pub mod send;
 
@@ -218,12 +219,11 @@ async fn deliver_and_record(
     local: &Local,
 ) {
     let result = attempt(cluster, &config.downstream, &m).await;
-    let (retry, throttled) = (!result.retry.is_empty(), result.throttled);
+    let throttled = result.throttled;
+    let why = result.retry.first().map(|(_, why)| why.clone());
     record(cluster, config, &m, result, &local.uncommitted).await;
     let mut b = lock(&local.backoff);
-    if !retry {
-        b.remove(&m.queue_id);
-    } else {
+    if let Some(why) = why {
         let entry = b.entry(m.queue_id.clone()).or_default();
         // A busy downstream is not the message's failure: its backoff does not grow.
         if !throttled || entry.attempts == 0 {
@@ -232,7 +232,9 @@ async fn deliver_and_record(
         entry.retry_gen = m.retry_gen;
         let delay = retry_delay(config.retry_first, config.retry_max, entry.attempts);
         entry.next_at_ms = now_ms() + delay.as_millis() as i64;
-        tracing::info!(queue_id = %m.queue_id, attempts = entry.attempts, retry_in_ms = delay.as_millis() as u64, "delivery deferred");
+        tracing::info!(queue_id = %m.queue_id, attempts = entry.attempts, retry_in_ms = delay.as_millis() as u64, %why, "delivery deferred");
+    } else {
+        b.remove(&m.queue_id);
     }
 }
 

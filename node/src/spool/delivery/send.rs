@@ -2,16 +2,13 @@
 //! SMTP transaction (mail-send) per route, and each reply classed as done (2xx), failed for
 //! good (5xx) or to retry (4xx, I/O, timeouts).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::Duration;
-
-use peage_mail::sync::lock;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use mail_send::smtp::message::Parameters;
 use mail_send::SmtpClientBuilder;
 
+use super::connections::{Connections, SmtpConnection};
 use crate::cluster::Cluster;
 use crate::metrics::DELIVERY_THROTTLED;
 use crate::spool::bodies::body_of;
@@ -24,37 +21,14 @@ pub struct Downstream {
     /// Named in our EHLO to the downstream, and as the reporting MTA of DSNs.
     pub helo_name: String,
     pub connect_timeout: Duration,
+    /// The source address of connections to downstreams; None: the OS chooses.
+    pub bind_address: Option<std::net::IpAddr>,
     /// Where mail for domains outside the routing table goes (DSNs to remote senders):
     /// the outbound smarthost. None: such mail waits for a route.
     pub bounce_route: Option<String>,
-    /// Connections open to each route at once: attempts past it wait for one to finish
-    /// rather than meet the downstream's own per-client limit (a 421 and a backoff).
-    pub per_route: RouteLimits,
-}
-
-/// One connection budget per route, made on first use.
-#[derive(Clone)]
-pub struct RouteLimits {
-    max: usize,
-    routes: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
-}
-
-impl RouteLimits {
-    pub fn new(max_per_route: usize) -> RouteLimits {
-        RouteLimits {
-            max: max_per_route,
-            routes: Arc::default(),
-        }
-    }
-
-    /// Waits for a connection slot to `route`; the slot is freed when the permit drops.
-    async fn slot(&self, route: &str) -> Option<OwnedSemaphorePermit> {
-        let budget = lock(&self.routes)
-            .entry(route.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.max)))
-            .clone();
-        budget.acquire_owned().await.ok()
-    }
+    /// Connections open to each route at once (attempts past it wait for one to finish
+    /// rather than meet the downstream's own per-client limit), and the idle ones reused.
+    pub connections: Connections,
 }
 
 /// What one attempt achieved for each recipient.
@@ -146,7 +120,8 @@ pub async fn attempt(
     result
 }
 
-/// One SMTP transaction to `route` (smtp://HOST:PORT).
+/// One SMTP transaction to `route` (smtp://HOST:PORT), on a connection left open by an
+/// earlier one when there is a live one, else on a new one.
 pub async fn send(
     downstream: &Downstream,
     route: &str,
@@ -154,64 +129,123 @@ pub async fn send(
     rcpts: &[String],
     body: &[u8],
 ) -> AttemptResult {
-    let mut result = AttemptResult::default();
     let all_retry = |why: String| AttemptResult::all_retry(rcpts, &why);
-    let Some(_slot) = downstream.per_route.slot(route).await else {
+    let Some(checkout) = downstream.connections.checkout(route).await else {
         return all_retry(format!("{route}: no connection slot"));
     };
-    let Some(hostport) = route.strip_prefix("smtp://") else {
-        return all_retry(format!("bad route {route}"));
+    let reused = match checkout.reuse() {
+        // RSET both ends whatever state the last transaction left and shows the server
+        // has not closed the connection meanwhile.
+        Some(mut c) => c.rset().await.is_ok().then_some(c),
+        None => None,
     };
-    let Some((host, port)) = hostport.rsplit_once(':') else {
-        return all_retry(format!("bad route {route}"));
+    let mut client = match reused {
+        Some(c) => c,
+        None => match connect(downstream, route).await {
+            Ok(c) => c,
+            Err(refused) => {
+                if refused.busy {
+                    // The connections we keep idle hold the downstream's slots.
+                    checkout.close_idle();
+                }
+                let mut r = all_retry(refused.why);
+                r.throttled = refused.busy;
+                return r;
+            }
+        },
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let Ok(port) = port.parse::<u16>() else {
-        return all_retry(format!("bad route {route}"));
-    };
-    let builder = match SmtpClientBuilder::new(host.to_owned(), port) {
-        Ok(b) => b,
-        Err(e) => return all_retry(format!("{route}: {e}")),
-    };
-    let mut client = match builder
+    let (result, clean) = transaction(&mut client, mail_from, rcpts, body).await;
+    if clean {
+        checkout.keep(client);
+    } else {
+        let _ = client.quit().await;
+    }
+    result
+}
+
+/// Why a connection could not be made, and whether the downstream said it was busy.
+struct NotConnected {
+    why: String,
+    busy: bool,
+}
+
+/// A new connection to `route`, greeted and EHLO'd.
+async fn connect(downstream: &Downstream, route: &str) -> Result<SmtpConnection, NotConnected> {
+    let (host, port) = parse_route(route).ok_or_else(|| NotConnected {
+        why: format!("bad route {route}"),
+        busy: false,
+    })?;
+    let mut builder = SmtpClientBuilder::new_with_tls_connector(
+        host.to_owned(),
+        port,
+        downstream.connections.tls(),
+    );
+    if let Some(ip) = downstream.bind_address {
+        builder = builder.local_ip(ip);
+    }
+    builder
         .implicit_tls(false)
         .helo_host(downstream.helo_name.clone())
         .timeout(downstream.connect_timeout)
         .connect_plain()
         .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            let mut r = all_retry(format!("{route}: {e}"));
-            r.throttled = is_busy(&e);
-            return r;
-        }
-    };
+        .map_err(|e| NotConnected {
+            why: format!("{route}: {e}"),
+            busy: is_busy(&e),
+        })
+}
+
+/// HOST and PORT of `smtp://HOST:PORT` (HOST may be a bracketed IPv6 address).
+fn parse_route(route: &str) -> Option<(&str, u16)> {
+    let (host, port) = route.strip_prefix("smtp://")?.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host, port.parse().ok()?))
+}
+
+/// MAIL, RCPT for each recipient, DATA; and whether the session is clean for another
+/// transaction (every reply arrived, none was a transport error or a closing 421).
+async fn transaction(
+    client: &mut SmtpConnection,
+    mail_from: &str,
+    rcpts: &[String],
+    body: &[u8],
+) -> (AttemptResult, bool) {
+    let mut result = AttemptResult::default();
     let params = Parameters::default();
     if let Err(e) = client.mail_from(mail_from, &params).await {
-        return AttemptResult::all_by_reply(rcpts, &e);
+        let clean = is_reply(&e);
+        return (AttemptResult::all_by_reply(rcpts, &e), clean);
     }
     let mut accepted = Vec::new();
+    let mut clean = true;
     for rcpt in rcpts {
         match client.rcpt_to(rcpt, &params).await {
             Ok(()) => accepted.push(rcpt.clone()),
-            Err(e) => result.by_reply(rcpt, &e),
+            Err(e) => {
+                clean &= is_reply(&e);
+                result.by_reply(rcpt, &e);
+            }
         }
     }
     if accepted.is_empty() {
-        let _ = client.rset().await;
-        return result;
+        return (result, clean);
     }
     match client.data(body).await {
         Ok(_) => result.done.extend(accepted),
         Err(e) => {
+            clean &= is_reply(&e);
             for r in &accepted {
                 result.by_reply(r, &e);
             }
         }
     }
-    let _ = client.quit().await;
-    result
+    (result, clean)
+}
+
+/// Whether `e` is an ordinary reply after which the session goes on (not an I/O error, a
+/// timeout, or a 421, which closes the session).
+fn is_reply(e: &mail_send::Error) -> bool {
+    matches!(e, mail_send::Error::UnexpectedReply(r) if r.code() != 421)
 }
 
 /// Whether the downstream said it is busy (`421`, at the greeting or later); counted, so
@@ -240,5 +274,123 @@ fn classify(e: &mail_send::Error) -> (bool, String) {
             )
         }
         other => (false, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A minimal SMTP server: counts connections and messages, and closes each connection
+    /// after `per_connection` messages (0: never).
+    struct FakeServer {
+        route: String,
+        connections: Arc<AtomicUsize>,
+        messages: Arc<AtomicUsize>,
+    }
+
+    async fn fake_server(per_connection: usize) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let route = format!("smtp://{}", listener.local_addr().unwrap());
+        let (connections, messages) =
+            (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
+        let (c, m) = (Arc::clone(&connections), Arc::clone(&messages));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(session(stream, m.clone(), per_connection));
+            }
+        });
+        FakeServer {
+            route,
+            connections,
+            messages,
+        }
+    }
+
+    async fn session(stream: tokio::net::TcpStream, messages: Arc<AtomicUsize>, limit: usize) {
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let (mut in_data, mut here) = (false, 0);
+        write.write_all(b"220 fake ESMTP\r\n").await.unwrap();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let reply: &[u8] = if in_data {
+                if line != "." {
+                    continue;
+                }
+                in_data = false;
+                messages.fetch_add(1, Ordering::SeqCst);
+                here += 1;
+                b"250 2.0.0 queued\r\n"
+            } else if line.starts_with("EHLO") {
+                b"250-fake\r\n250 8BITMIME\r\n"
+            } else if line == "DATA" {
+                in_data = true;
+                b"354 go on\r\n"
+            } else if line == "QUIT" {
+                b"221 bye\r\n"
+            } else {
+                b"250 ok\r\n"
+            };
+            write.write_all(reply).await.unwrap();
+            if line == "QUIT" || (limit > 0 && here == limit && !in_data) {
+                return;
+            }
+        }
+    }
+
+    fn downstream() -> Downstream {
+        Downstream {
+            helo_name: "test.example".into(),
+            connect_timeout: Duration::from_secs(5),
+            bind_address: None,
+            bounce_route: None,
+            connections: Connections::new(2),
+        }
+    }
+
+    async fn send_n(d: &Downstream, route: &str, n: usize) {
+        for i in 0..n {
+            let rcpts = vec![format!("user{i}@example.test")];
+            let r = send(d, route, "a@x.test", &rcpts, b"Subject: t\r\n\r\nhello\r\n").await;
+            assert_eq!(r.done, rcpts, "message {i}: {r:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_to_one_route_share_a_connection() {
+        let server = fake_server(0).await;
+        let d = downstream();
+        send_n(&d, &server.route, 5).await;
+        assert_eq!(server.messages.load(Ordering::SeqCst), 5);
+        assert_eq!(
+            server.connections.load(Ordering::SeqCst),
+            1,
+            "one connection for five"
+        );
+        assert_eq!(
+            d.connections.idle(&server.route),
+            1,
+            "kept for the next message"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced_without_failing_a_message() {
+        let server = fake_server(2).await;
+        let d = downstream();
+        send_n(&d, &server.route, 5).await;
+        assert_eq!(server.messages.load(Ordering::SeqCst), 5);
+        assert_eq!(
+            server.connections.load(Ordering::SeqCst),
+            3,
+            "two messages per connection"
+        );
     }
 }
