@@ -16,6 +16,8 @@ pub const DELIVERY_ATTEMPTS: &str = "peage_delivery_attempts_total";
 pub const DELIVERY_THROTTLED: &str = "peage_delivery_throttled_total";
 pub const LEADER_CHANGES: &str = "peage_raft_leader_changes_total";
 pub const COMMIT_SECONDS: &str = "peage_raft_commit_seconds";
+/// Time to the 250 by stage: `filter`, `body` (a majority fsynced it), `commit` (the record).
+pub const ACCEPT_STAGE_SECONDS: &str = "peage_accept_stage_seconds";
 pub const SNAPSHOT_BUILD_SECONDS: &str = "peage_snapshot_build_seconds";
 pub const SNAPSHOT_BYTES: &str = "peage_snapshot_bytes";
 pub const SPOOL_MESSAGES: &str = "peage_spool_messages";
@@ -42,4 +44,9 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 /// Observes a duration under `name` (seconds).
 pub fn observe(name: &'static str, took: Duration) {
     metrics::histogram!(name).record(took.as_secs_f64());
+}
+
+/// Observes the time since `since` under `name`, labelled `stage`.
+pub fn observe_stage(name: &'static str, stage: &'static str, since: std::time::Instant) {
+    metrics::histogram!(name, "stage" => stage).record(since.elapsed().as_secs_f64());
 }

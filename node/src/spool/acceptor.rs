@@ -2,6 +2,8 @@
 //! control against the replica's routing table, the filter's verdict, rejection at DATA,
 //! and accepted mail put in the spool before `250`.
 
+use std::time::Instant;
+
 use tracing::Instrument;
 
 use peage_mail::filter::{self, Judgement, Symbol, Verdict};
@@ -11,7 +13,7 @@ use peage_mail::smtp::{Acceptor, Envelope, Reply};
 use super::{NewMessage, Spooler};
 use crate::evidence::Recorder;
 use crate::judge::{judge, wire_symbols, Judged};
-use crate::metrics::VERDICTS;
+use crate::metrics::{observe_stage, ACCEPT_STAGE_SECONDS, VERDICTS};
 
 pub struct NodeAcceptor {
     spooler: Spooler,
@@ -96,7 +98,9 @@ impl Acceptor for NodeAcceptor {
 
     async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
         let span = tracing::info_span!("accept", client = %envelope.client_ip);
+        let started = Instant::now();
         let (judgement, message) = self.judge(&envelope, message).await;
+        observe_stage(ACCEPT_STAGE_SECONDS, "filter", started);
         metrics::counter!(VERDICTS, "verdict" => judgement.verdict.as_str()).increment(1);
         if judgement.verdict == Verdict::Reject {
             self.evidence

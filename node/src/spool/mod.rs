@@ -11,7 +11,7 @@ pub mod dsn;
 pub mod janitor;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use peage_proto::v1::{command, FilterSymbol, SpoolPut};
 
@@ -19,6 +19,7 @@ use crate::blobs::sha256_hex;
 use crate::clock::now_ms;
 use crate::cluster::error::WriteError;
 use crate::cluster::Cluster;
+use crate::metrics::{observe_stage, ACCEPT_STAGE_SECONDS};
 use crate::types::Outcome;
 
 /// Why a message could not be accepted; each maps to a `451` the sender retries.
@@ -70,6 +71,7 @@ impl Spooler {
     /// Stores the body on a majority of the voters (this node included), then commits the
     /// spool record; returns the queue id.
     pub async fn enqueue(&self, new: NewMessage) -> Result<String, EnqueueError> {
+        let started = Instant::now();
         let hash = sha256_hex(&new.body);
         let size = new.body.len() as u64;
         let copies = bodies::replicate(&self.cluster, &hash, Arc::new(new.body), self.body_timeout)
@@ -81,6 +83,8 @@ impl Spooler {
                 needed: copies.needed,
             });
         }
+        observe_stage(ACCEPT_STAGE_SECONDS, "body", started);
+        let started = Instant::now();
         let queue_id = format!("{:016X}", rand::random::<u64>());
         let accepted_at_ms = now_ms();
         let put = SpoolPut {
@@ -99,7 +103,9 @@ impl Spooler {
             score_milli: new.score_milli,
             symbols: new.symbols,
         };
-        match self.cluster.propose(command::Kind::SpoolPut(put)).await? {
+        let committed = self.cluster.propose(command::Kind::SpoolPut(put)).await;
+        observe_stage(ACCEPT_STAGE_SECONDS, "commit", started);
+        match committed? {
             (_, Outcome::Spooled) => Ok(queue_id),
             (_, other) => Err(WriteError::from(other).into()),
         }
