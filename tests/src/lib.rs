@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod corpus;
 pub mod drill;
 pub mod http;
+pub mod mta;
 pub mod netns;
 pub mod proxy;
 pub mod sink;

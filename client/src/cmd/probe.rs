@@ -266,6 +266,8 @@ async fn send(mx: &str, sender: &str, rcpt: &str, body: Vec<u8>) -> Result<Strin
         .connect_plain()
         .await
         .map_err(describe)?;
+    // The probe times its message: without this the end of data waits for a delayed ACK.
+    client.stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let msg = mail_send::smtp::message::Message::new(sender, [rcpt], body.as_slice());
     let reply = client.send(msg).await.map_err(describe)?;
     let _ = client.quit().await;

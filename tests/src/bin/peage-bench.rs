@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 use peage_tests::v1::*;
-use peage_tests::{add_req, TestCluster, Tuning};
+use peage_tests::{add_req, mta, TestCluster, Tuning};
 
 #[derive(Parser)]
 #[command(about = "Péage cluster benchmarks (start their own local cluster)")]
@@ -88,14 +88,14 @@ async fn smtp_bench(
                 let (mut soft, mut hard) = (0u64, 0u64);
                 let mut i = t * 7919;
                 while Instant::now() < deadline {
-                    let Ok(mut client) = mail_send::SmtpClientBuilder::new(host.clone(), port)
-                        .expect("valid host")
-                        .implicit_tls(false)
-                        .helo_host("bench.example")
-                        .local_ip(source)
-                        .connect_plain()
-                        .await
-                    else {
+                    let connecting = mta::connect(
+                        &host,
+                        port,
+                        source,
+                        "bench.example",
+                        Duration::from_secs(60),
+                    );
+                    let Ok(mut client) = connecting.await else {
                         soft += 1;
                         continue;
                     };

@@ -142,16 +142,7 @@ async fn send(host: &str, port: u16, source: &str, id: u64, body: &[u8]) -> Send
     let Ok(source) = source.parse() else {
         return SendOutcome::Unreachable(format!("bad source address {source}"));
     };
-    let Ok(builder) = mail_send::SmtpClientBuilder::new(host.to_owned(), port) else {
-        return SendOutcome::Unreachable(format!("bad MX host {host}"));
-    };
-    let client = builder
-        .implicit_tls(false)
-        .helo_host("mail.load.example")
-        .local_ip(source)
-        .timeout(SEND_TIMEOUT)
-        .connect_plain()
-        .await;
+    let client = crate::mta::connect(host, port, source, "mail.load.example", SEND_TIMEOUT).await;
     let mut client = match client {
         Ok(c) => c,
         Err(e) => return classify(e),
