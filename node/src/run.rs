@@ -18,7 +18,7 @@ use peage_mail::smtp::{self, ConnectionLimits, SessionConfig};
 use peage_proto::v1::admin_server::AdminServer;
 
 use crate::admin::AdminService;
-use crate::cluster::{peer_service, Cluster};
+use crate::cluster::{network, peer_service, Cluster};
 use crate::config::Config;
 use crate::evidence::{self, EvidenceConfig, Recorder};
 use crate::spool::acceptor::NodeAcceptor;
@@ -162,7 +162,7 @@ fn serve_apis(
         // up as reset streams when the node is busy, and h2's default of 20 then closes the
         // whole connection, failing every call on it; likewise its lifetime count of late
         // frames for streams it no longer remembers.
-        .http2_max_pending_accept_reset_streams(Some(peer_service::MAX_RESET_STREAMS))
+        .http2_max_pending_accept_reset_streams(Some(network::MAX_RESET_STREAMS))
         .http2_max_local_error_reset_streams(None)
         .add_service(peer_service::server(
             cluster.clone(),

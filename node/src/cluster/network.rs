@@ -35,6 +35,11 @@ pub const SECRET_HEADER: &str = "x-peage-cluster-secret";
 /// Raft batches and snapshot chunks must fit; tonic's default of 4 MiB is too small.
 pub const MAX_PEER_MESSAGE: usize = 64 << 20;
 
+/// Reset streams a peer connection may have waiting, or remembered, before h2 closes it or
+/// counts late frames for them as errors (its defaults are 20 and 10): callers cancel calls
+/// routinely (see below), and the peer port is reached over private links only.
+pub const MAX_RESET_STREAMS: usize = 1024;
+
 #[derive(Clone)]
 pub struct SecretInterceptor(MetadataValue<tonic::metadata::Ascii>);
 
@@ -109,7 +114,7 @@ impl PeerClients {
                     // forgotten one counts as an error, and after 1,024 of those over the
                     // connection's life h2 closes it with every call on it. Remember more, and
                     // do not count: the other end is one of our own nodes.
-                    .http2_max_concurrent_reset_streams(super::peer_service::MAX_RESET_STREAMS)
+                    .http2_max_concurrent_reset_streams(MAX_RESET_STREAMS)
                     .http2_max_local_error_reset_streams(None);
                 let c = endpoint.connect_lazy();
                 channels.insert(key, c.clone());

@@ -23,11 +23,6 @@ pub struct PeerService {
     cluster: Cluster,
 }
 
-/// Reset streams a peer connection may have waiting, or remembered, before h2 closes it or
-/// counts late frames for them as errors (its defaults are 20 and 10): callers cancel calls
-/// routinely (see `network`), and the peer port is reached over private links only.
-pub const MAX_RESET_STREAMS: usize = 1024;
-
 /// The peer service wrapped in the check of the cluster secret.
 pub fn server(
     cluster: Cluster,
