@@ -84,16 +84,13 @@ async fn record_gauges(cluster: &Cluster) {
     if let Some(s) = m.snapshot {
         metrics::gauge!("peage_snapshot_last_index").set(s.index as f64);
     }
-    if let Ok(spooled) = cluster.state().spooled().await {
-        let now = now_ms();
-        let (quarantined, queued): (Vec<_>, Vec<_>) =
-            spooled.iter().partition(|m| m.is_quarantined());
-        metrics::gauge!(SPOOL_MESSAGES, "state" => "queued").set(queued.len() as f64);
-        metrics::gauge!(SPOOL_MESSAGES, "state" => "quarantined").set(quarantined.len() as f64);
-        let oldest = queued.iter().map(|m| m.accepted_at_ms).min();
-        metrics::gauge!(SPOOL_OLDEST_AGE_SECONDS)
-            .set(oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0));
-    }
+    let spool = cluster.state().spool().counts();
+    metrics::gauge!(SPOOL_MESSAGES, "state" => "queued").set(spool.queued as f64);
+    metrics::gauge!(SPOOL_MESSAGES, "state" => "quarantined").set(spool.quarantined as f64);
+    let age_ms = spool
+        .oldest_queued_at_ms
+        .map_or(0, |t| (now_ms() - t).max(0));
+    metrics::gauge!(SPOOL_OLDEST_AGE_SECONDS).set(age_ms as f64 / 1000.0);
 }
 
 async fn count_leader_changes(cluster: Cluster, mut stop: Shutdown) {

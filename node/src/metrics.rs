@@ -14,6 +14,9 @@ pub use peage_mail::smtp::{SMTP_REPLIES, SMTP_SESSIONS};
 pub const VERDICTS: &str = "peage_filter_verdicts_total";
 pub const DELIVERY_ATTEMPTS: &str = "peage_delivery_attempts_total";
 pub const DELIVERY_THROTTLED: &str = "peage_delivery_throttled_total";
+/// Takeover and hand-off commands committed (`how`), and the messages they moved.
+pub const DELIVERY_MOVE_COMMANDS: &str = "peage_delivery_move_commands_total";
+pub const DELIVERY_MOVED: &str = "peage_delivery_moved_total";
 pub const LEADER_CHANGES: &str = "peage_raft_leader_changes_total";
 pub const COMMIT_SECONDS: &str = "peage_raft_commit_seconds";
 /// Time to the 250 by stage: `filter`, `body` (a majority fsynced it), `commit` (the record).

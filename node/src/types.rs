@@ -19,8 +19,9 @@ pub struct PeageNode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogPayload(pub Vec<u8>);
 
-/// The format of `CommandBatch` this release writes and understands.
-pub const COMMAND_VERSION: u32 = 1;
+/// The format of `CommandBatch` this release writes and understands (2: takeovers of many
+/// messages in one command, hand-offs).
+pub const COMMAND_VERSION: u32 = 2;
 
 /// What applying one command did; returned to the proposer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

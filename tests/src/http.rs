@@ -1,4 +1,4 @@
-//! A plain HTTP/1.1 GET, enough for `/metrics` and `/healthz`.
+//! A plain HTTP/1.1 GET, enough for `/metrics` and `/healthz`, and reading a metric.
 
 use std::time::Duration;
 
@@ -27,4 +27,13 @@ pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
         .and_then(|c| c.parse().ok())
         .context("no status code")?;
     Ok((status, body.to_owned()))
+}
+
+/// The value of one series (`name` or `name{labels}`, as Prometheus prints it) in a
+/// `/metrics` text.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }

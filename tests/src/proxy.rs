@@ -1,7 +1,9 @@
 //! A fault-injecting TCP proxy for one direction of one link between sites: it adds a fixed
 //! one-way latency to every byte, and when cut it holds every byte back until healed
-//! (connections stay open and silent, as across a WAN partition; nothing is reset).
+//! (connections stay open and silent, as across a WAN partition; nothing is reset). In front
+//! of a downstream, it can also turn one site away.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +21,34 @@ pub struct LinkProxy {
 impl LinkProxy {
     /// Listens on `listen` and forwards each connection to `target`, `latency` later.
     pub async fn start(listen: &str, target: &str, latency: Duration) -> anyhow::Result<LinkProxy> {
+        LinkProxy::spawn(listen, target, latency, None).await
+    }
+
+    /// Forwards connections to `target` at once, but closes those coming from `refused`
+    /// as soon as they are accepted: a downstream that one site cannot reach.
+    pub async fn start_refusing(
+        listen: &str,
+        target: &str,
+        refused: IpAddr,
+    ) -> anyhow::Result<LinkProxy> {
+        LinkProxy::spawn(listen, target, Duration::ZERO, Some(refused)).await
+    }
+
+    async fn spawn(
+        listen: &str,
+        target: &str,
+        latency: Duration,
+        refused: Option<IpAddr>,
+    ) -> anyhow::Result<LinkProxy> {
         let listener = TcpListener::bind(listen).await?;
         let (cut, cut_rx) = watch::channel(false);
         let target: Arc<str> = target.into();
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
-            while let Ok((client, _)) = listener.accept().await {
+            while let Ok((client, from)) = listener.accept().await {
+                if Some(from.ip()) == refused {
+                    continue;
+                }
                 let (target, cut_rx) = (target.clone(), cut_rx.clone());
                 connections.spawn(async move {
                     let mut healed = cut_rx.clone();

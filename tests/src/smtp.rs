@@ -56,6 +56,50 @@ pub fn smtplib_send_with(
 }
 
 impl crate::cluster::TestCluster {
+    /// Sends every one of `bodies` from `from` to `rcpt` into node `node`, over `sessions`
+    /// SMTP sessions at once from the cluster's client addresses (mail-send, as sending
+    /// MTAs would); each session sends its share one message after another. Fails on the
+    /// first message that is not accepted.
+    pub async fn send_all(
+        &self,
+        node: usize,
+        from: &str,
+        rcpt: &str,
+        bodies: Vec<Vec<u8>>,
+        sessions: usize,
+    ) -> anyhow::Result<()> {
+        let (host, port) = self.nodes[node].smtp_addr();
+        let sessions = sessions.max(1);
+        let mut shares: Vec<Vec<Vec<u8>>> = vec![Vec::new(); sessions];
+        for (i, body) in bodies.into_iter().enumerate() {
+            shares[i % sessions].push(body);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (n, share) in shares.into_iter().enumerate() {
+            let source: std::net::IpAddr = self.client_source(n as u64).parse()?;
+            let (host, from, rcpt) = (host.clone(), from.to_owned(), rcpt.to_owned());
+            tasks.spawn(async move {
+                let timeout = std::time::Duration::from_secs(30);
+                let mut client =
+                    crate::mta::connect(&host, port, source, "mta.client.example", timeout).await?;
+                for body in share {
+                    let message = mail_send::smtp::message::Message::new(
+                        from.as_str(),
+                        [rcpt.as_str()],
+                        body.as_slice(),
+                    );
+                    client.send(message).await?;
+                }
+                let _ = client.quit().await;
+                anyhow::Ok(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        Ok(())
+    }
+
     /// Sends one message with smtplib to node `node`'s SMTP port.
     pub fn smtp_send(&self, node: usize, from: &str, rcpts: &[&str], body: &[u8]) -> SmtpResult {
         let (host, port) = self.nodes[node].smtp_addr();

@@ -6,12 +6,7 @@ use std::time::Duration;
 use peage_tests::v1::*;
 use peage_tests::{http_get, wait_for, TestCluster, Tuning};
 
-fn value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
+use peage_tests::metric_value as value;
 
 #[tokio::test]
 async fn metrics_count_the_mail_path_and_healthz_follows_the_quorum() {

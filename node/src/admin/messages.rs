@@ -1,6 +1,8 @@
 //! The spool and the quarantine as operators see them: listing with filters and pages,
 //! showing a message with its body, and acting on one (release, drop, retry).
 
+use std::sync::Arc;
+
 use tonic::Status;
 
 use peage_mail::bayes::Class;
@@ -9,7 +11,7 @@ use peage_proto::v1::{
     SpoolDrop, SpoolRelease, SpoolRetry,
 };
 
-use super::convert::{outcome_status, queued_to_proto, storage_status, unavailable_status};
+use super::convert::{outcome_status, queued_to_proto, unavailable_status};
 use super::learn::learn_message;
 use super::service::AdminService;
 use super::validate;
@@ -25,9 +27,8 @@ pub async fn list(svc: &AdminService, r: QueueListRequest) -> Result<QueueListRe
     let mut matching: Vec<_> = svc
         .cluster
         .state()
-        .spooled()
-        .await
-        .map_err(storage_status)?
+        .spool()
+        .all()
         .into_iter()
         .filter(|m| m.is_quarantined() == r.quarantine)
         .filter(|m| rcpt.is_empty() || m.rcpt_to.iter().any(|x| x.to_lowercase().contains(&rcpt)))
@@ -47,7 +48,10 @@ pub async fn list(svc: &AdminService, r: QueueListRequest) -> Result<QueueListRe
         String::new()
     };
     Ok(QueueListReply {
-        messages: matching.into_iter().map(queued_to_proto).collect(),
+        messages: matching
+            .into_iter()
+            .map(|m| queued_to_proto(Arc::unwrap_or_clone(m)))
+            .collect(),
         read: Some(read),
         next_page_token,
     })
@@ -56,9 +60,9 @@ pub async fn list(svc: &AdminService, r: QueueListRequest) -> Result<QueueListRe
 async fn find(svc: &AdminService, id: &str) -> Result<SpooledMessage, Status> {
     svc.cluster
         .state()
-        .spooled_message(id)
-        .await
-        .map_err(storage_status)?
+        .spool()
+        .get(id)
+        .map(Arc::unwrap_or_clone)
         .ok_or_else(|| Status::not_found(format!("no message {id}")))
 }
 

@@ -131,21 +131,11 @@ mod tests {
     #[test]
     fn a_dsn_names_each_failed_recipient_with_its_status() {
         let m = SpooledMessage {
-            queue_id: "ABC".into(),
             mail_from: "alice@client.example".into(),
             rcpt_to: vec![],
-            client_ip: "192.0.2.1".into(),
-            helo: "x".into(),
-            body_sha256: String::new(),
-            size: 0,
             holders: vec![],
-            owner: 1,
-            accepted_at_ms: 0,
-            lease_until_ms: 0,
-            verdict: "deliver".into(),
-            score_milli: 0,
-            symbols: vec![],
-            retry_gen: 0,
+            size: 0,
+            ..SpooledMessage::example("ABC", 1)
         };
         let dsn = build(
             "paris.peage",

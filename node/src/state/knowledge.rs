@@ -71,6 +71,8 @@ pub enum IndexChange {
         class: Class,
         delta: i32,
     },
+    /// A spool row written or removed: the spool index reads it again before the commit.
+    SpoolRow(String),
 }
 
 /// Everything the filter and relay control look up, each behind its own lock so that
@@ -139,6 +141,8 @@ impl Indexes {
                     keep_per_mille,
                     drop_below,
                 } => decay_evidence(&mut write(&self.evidence), keep_per_mille, drop_below),
+                // The spool index follows rows, read inside the transaction (`machine`).
+                IndexChange::SpoolRow(_) => {}
             }
         }
     }

@@ -8,6 +8,10 @@ use openraft::{
     StorageIOError, StoredMembership,
 };
 
+use std::collections::BTreeSet;
+
+use super::knowledge::IndexChange;
+use super::spool::{self, SpooledMessage};
 use super::{apply, schema, sm_err, snap_err, StateStore};
 use crate::snapshot_file::SnapshotFile;
 use crate::types::{BatchOutcome, Membership, NodeId, SnapshotInfo, TypeConfig};
@@ -22,6 +26,7 @@ impl StateStore {
         let mut changes = Vec::new();
         let mut results = Vec::with_capacity(entries.len());
         let (mut last, mut membership) = self.applied();
+        let spool_rows;
         {
             let mut db = self.lock_db();
             let tx = db.transaction().map_err(sm_err)?;
@@ -41,12 +46,33 @@ impl StateStore {
                 }
             }
             schema::write_applied(&tx, &last, &membership).map_err(sm_err)?;
+            spool_rows = read_spool_rows(&tx, &mut changes).map_err(sm_err)?;
             tx.commit().map_err(sm_err)?;
         }
         self.indexes().follow(changes);
+        self.spool().follow(spool_rows);
         self.set_applied((last, membership));
         Ok(results)
     }
+}
+
+/// The spool rows this apply wrote or removed, as they end up: each read once, whatever
+/// number of commands touched it.
+fn read_spool_rows(
+    tx: &rusqlite::Transaction<'_>,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Vec<(String, Option<SpooledMessage>)>> {
+    let touched: BTreeSet<String> = changes
+        .extract_if(.., |c| matches!(c, IndexChange::SpoolRow(_)))
+        .filter_map(|c| match c {
+            IndexChange::SpoolRow(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    touched
+        .into_iter()
+        .map(|id| Ok((id.clone(), spool::query_one(tx, &id)?)))
+        .collect()
 }
 
 /// Builds snapshots from a clone of the store handle.

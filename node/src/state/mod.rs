@@ -7,7 +7,7 @@
 //! database before openraft may purge the entries it covers (`snapshot`). Each table family
 //! (`list_entries`, `routing`, `policy`, `spool`, `bayes`, `evidence`) owns its commands'
 //! apply and its reads; `apply` dispatches to them, `knowledge` holds the indexes the
-//! filter reads, `queries` and `digest` the read API.
+//! filter reads, `spool_index` the spool in memory, `queries` and `digest` the read API.
 
 mod apply;
 mod bayes;
@@ -22,6 +22,7 @@ pub mod routing;
 mod schema;
 mod snapshot;
 pub mod spool;
+mod spool_index;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -34,6 +35,7 @@ use peage_mail::sync::{lock, read, write};
 
 use crate::types::{Membership, NodeId};
 pub use knowledge::{ClusterPolicy, DomainRoute, Indexes};
+pub use spool_index::{Lapsed, SpoolCounts, SpoolIndex};
 
 const DB_FILE: &str = "state.sqlite";
 const SNAPSHOT_DIR: &str = "snapshots";
@@ -51,6 +53,8 @@ struct Inner {
     db: Mutex<Connection>,
     /// What filtering, relay control and `list check` read, kept in step with every apply.
     indexes: Indexes,
+    /// The spool's rows, kept in step with every apply like `indexes`.
+    spool: SpoolIndex,
     /// The last applied log id and membership, readable without touching SQLite.
     applied: RwLock<(Option<LogId<NodeId>>, Membership)>,
 }
@@ -79,6 +83,7 @@ impl StateStore {
                 dir: dir.to_owned(),
                 db: Mutex::new(conn),
                 indexes: Indexes::default(),
+                spool: SpoolIndex::default(),
                 applied: RwLock::new(applied),
             }),
         };
@@ -114,6 +119,11 @@ impl StateStore {
         &self.inner.indexes
     }
 
+    /// The spool in memory: what delivery, `/metrics` and the queue listing read.
+    pub fn spool(&self) -> &SpoolIndex {
+        &self.inner.spool
+    }
+
     /// Runs `f` on the blocking pool: SQLite calls block.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -141,6 +151,9 @@ impl StateStore {
             evidence::load_table(&db).map_err(sm_err)?,
         );
         self.inner.indexes.replace_with(fresh);
+        self.inner
+            .spool
+            .replace(spool::query_all(&db).map_err(sm_err)?);
         Ok(())
     }
 }

@@ -6,19 +6,13 @@ use std::collections::HashSet;
 use openraft::StorageError;
 
 use super::list_entries::{self, ListFilter, ListPage};
-use super::spool::{self, SpooledMessage};
+use super::spool;
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
 
 impl StateStore {
     pub async fn list_entries(&self, filter: ListFilter) -> Result<ListPage, StorageError<NodeId>> {
         self.blocking(move |me| list_entries::page(&me.lock_db(), &filter).map_err(sm_err))
-            .await
-    }
-
-    /// Every message in the spool, oldest first.
-    pub async fn spooled(&self) -> Result<Vec<SpooledMessage>, StorageError<NodeId>> {
-        self.blocking(|me| spool::query_all(&me.lock_db()).map_err(sm_err))
             .await
     }
 
@@ -31,16 +25,6 @@ impl StateStore {
     /// The body hashes the spool's records reference.
     pub async fn body_hashes(&self) -> Result<HashSet<String>, StorageError<NodeId>> {
         self.blocking(|me| spool::query_body_hashes(&me.lock_db()).map_err(sm_err))
-            .await
-    }
-
-    /// One message of the spool, as this replica has applied it.
-    pub async fn spooled_message(
-        &self,
-        queue_id: &str,
-    ) -> Result<Option<SpooledMessage>, StorageError<NodeId>> {
-        let queue_id = queue_id.to_owned();
-        self.blocking(move |me| spool::query_one(&me.lock_db(), &queue_id).map_err(sm_err))
             .await
     }
 }

@@ -76,6 +76,8 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 8: finding quarantined messages past their retention without reading the spool.
     "CREATE INDEX spool_by_verdict_and_age ON spool (verdict, accepted_at_ms);",
+    // 9: how often an owner whose attempts kept failing handed a message to another node.
+    "ALTER TABLE spool ADD COLUMN handoffs INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this release writes.

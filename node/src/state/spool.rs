@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use peage_proto::v1::{
-    QuarantineExpire, SpoolDone, SpoolDrop, SpoolPut, SpoolRelease, SpoolRenew, SpoolRetry,
-    SpoolTakeover,
+    QuarantineExpire, SpoolDone, SpoolDrop, SpoolHandOff, SpoolPut, SpoolRelease, SpoolRenew,
+    SpoolRetry, SpoolTakeover,
 };
 
+use super::knowledge::IndexChange;
 use super::schema::{from_json, to_json};
 use crate::types::Outcome;
 
@@ -34,15 +35,44 @@ pub struct SpooledMessage {
     pub symbols: Vec<(String, i64, String)>,
     /// Bumped by `queue retry`.
     pub retry_gen: i64,
+    /// Times an owner whose attempts kept failing handed it to another node.
+    pub handoffs: u32,
 }
 
 impl SpooledMessage {
     pub fn is_quarantined(&self) -> bool {
         self.verdict == "quarantine"
     }
+
+    /// A message to `b@example.test` owned by `owner`, for unit tests to adjust.
+    #[cfg(test)]
+    pub fn example(queue_id: &str, owner: u64) -> SpooledMessage {
+        SpooledMessage {
+            queue_id: queue_id.into(),
+            mail_from: "a@x.test".into(),
+            rcpt_to: vec!["b@example.test".into()],
+            client_ip: "192.0.2.1".into(),
+            helo: "x".into(),
+            body_sha256: String::new(),
+            size: 1,
+            holders: vec![owner],
+            owner,
+            accepted_at_ms: 0,
+            lease_until_ms: 0,
+            verdict: "deliver".into(),
+            score_milli: 0,
+            symbols: Vec::new(),
+            retry_gen: 0,
+            handoffs: 0,
+        }
+    }
 }
 
-pub fn apply_put(tx: &Transaction<'_>, put: SpoolPut) -> rusqlite::Result<Outcome> {
+pub fn apply_put(
+    tx: &Transaction<'_>,
+    put: SpoolPut,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
     if put.rcpt_to.is_empty() {
         return Ok(Outcome::Refused("spool record without recipients".into()));
     }
@@ -53,7 +83,7 @@ pub fn apply_put(tx: &Transaction<'_>, put: SpoolPut) -> rusqlite::Result<Outcom
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (queue_id) DO NOTHING",
         params![
-            put.queue_id,
+            &put.queue_id,
             put.mail_from,
             to_json(&put.rcpt_to),
             put.client_ip,
@@ -84,10 +114,15 @@ pub fn apply_put(tx: &Transaction<'_>, put: SpoolPut) -> rusqlite::Result<Outcom
             put.queue_id
         )));
     }
+    changes.push(IndexChange::SpoolRow(put.queue_id));
     Ok(Outcome::Spooled)
 }
 
-pub fn apply_done(tx: &Transaction<'_>, done: SpoolDone) -> rusqlite::Result<Outcome> {
+pub fn apply_done(
+    tx: &Transaction<'_>,
+    done: SpoolDone,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
     let rcpts: Option<String> = tx
         .query_row(
             "SELECT rcpt_to FROM spool WHERE queue_id = ?1",
@@ -108,80 +143,138 @@ pub fn apply_done(tx: &Transaction<'_>, done: SpoolDone) -> rusqlite::Result<Out
             params![done.queue_id, to_json(&rcpts)],
         )?;
     }
+    changes.push(IndexChange::SpoolRow(done.queue_id));
     Ok(Outcome::SpoolDone {
         remaining: rcpts.len() as u32,
     })
 }
 
-pub fn apply_renew(tx: &Transaction<'_>, renew: SpoolRenew) -> rusqlite::Result<Outcome> {
+pub fn apply_renew(
+    tx: &Transaction<'_>,
+    renew: SpoolRenew,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
     let mut stmt = tx.prepare_cached(
         "UPDATE spool SET lease_until_ms = ?3 WHERE queue_id = ?1 AND owner = ?2",
     )?;
     let mut renewed = 0u32;
-    for id in &renew.queue_ids {
-        renewed += stmt.execute(params![id, renew.owner as i64, renew.lease_until_ms])? as u32;
+    for id in renew.queue_ids {
+        if stmt.execute(params![id, renew.owner as i64, renew.lease_until_ms])? > 0 {
+            renewed += 1;
+            changes.push(IndexChange::SpoolRow(id));
+        }
     }
     Ok(Outcome::SpoolOwned { changed: renewed })
 }
 
-pub fn apply_takeover(tx: &Transaction<'_>, t: SpoolTakeover) -> rusqlite::Result<Outcome> {
+pub fn apply_takeover(
+    tx: &Transaction<'_>,
+    t: SpoolTakeover,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
     // Only if the message is still the old owner's and its lease had lapsed when the leader
     // proposed this: an owner whose renewal was committed first keeps it, so two nodes never
     // both hold a valid lease. (Entries written before `now_ms` existed carry 0.)
-    let changed = tx.execute(
+    let mut stmt = tx.prepare_cached(
         "UPDATE spool SET owner = ?3, lease_until_ms = ?4
          WHERE queue_id = ?1 AND owner = ?2 AND (?5 = 0 OR lease_until_ms <= ?5)",
-        params![
-            t.queue_id,
-            t.from_owner as i64,
-            t.to_owner as i64,
-            t.lease_until_ms,
-            t.now_ms
-        ],
     )?;
-    Ok(Outcome::SpoolOwned {
-        changed: changed as u32,
-    })
+    let mut changed = 0u32;
+    let ids = (!t.queue_id.is_empty()).then_some(t.queue_id);
+    for id in ids.into_iter().chain(t.queue_ids) {
+        let (from, to) = (t.from_owner as i64, t.to_owner as i64);
+        if stmt.execute(params![id, from, to, t.lease_until_ms, t.now_ms])? > 0 {
+            changed += 1;
+            changes.push(IndexChange::SpoolRow(id));
+        }
+    }
+    Ok(Outcome::SpoolOwned { changed })
 }
 
-pub fn apply_release(tx: &Transaction<'_>, r: SpoolRelease) -> rusqlite::Result<Outcome> {
+/// Moves the messages `from_owner` still owns (and that are not held in quarantine) to
+/// `to_owner`, counting the hand-off on each.
+pub fn apply_hand_off(
+    tx: &Transaction<'_>,
+    h: SpoolHandOff,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE spool SET owner = ?3, lease_until_ms = ?4, handoffs = handoffs + 1
+         WHERE queue_id = ?1 AND owner = ?2 AND verdict != 'quarantine'",
+    )?;
+    let mut changed = 0u32;
+    for id in h.queue_ids {
+        let (from, to) = (h.from_owner as i64, h.to_owner as i64);
+        if stmt.execute(params![id, from, to, h.lease_until_ms])? > 0 {
+            changed += 1;
+            changes.push(IndexChange::SpoolRow(id));
+        }
+    }
+    Ok(Outcome::SpoolOwned { changed })
+}
+
+pub fn apply_release(
+    tx: &Transaction<'_>,
+    r: SpoolRelease,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
     let changed = tx.execute(
         "UPDATE spool SET verdict = 'released', owner = ?2, lease_until_ms = ?3
          WHERE queue_id = ?1 AND verdict = 'quarantine'",
         params![r.queue_id, r.owner as i64, r.lease_until_ms],
     )?;
-    Ok(Outcome::SpoolChanged { found: changed > 0 })
+    Ok(changed_row(changed, r.queue_id, changes))
 }
 
-pub fn apply_drop(tx: &Transaction<'_>, d: SpoolDrop) -> rusqlite::Result<Outcome> {
+pub fn apply_drop(
+    tx: &Transaction<'_>,
+    d: SpoolDrop,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
     let changed = tx.execute("DELETE FROM spool WHERE queue_id = ?1", [&d.queue_id])?;
-    Ok(Outcome::SpoolChanged { found: changed > 0 })
+    Ok(changed_row(changed, d.queue_id, changes))
 }
 
-pub fn apply_retry(tx: &Transaction<'_>, r: SpoolRetry) -> rusqlite::Result<Outcome> {
+pub fn apply_retry(
+    tx: &Transaction<'_>,
+    r: SpoolRetry,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
     let changed = tx.execute(
         "UPDATE spool SET retry_gen = retry_gen + 1 WHERE queue_id = ?1",
         [&r.queue_id],
     )?;
-    Ok(Outcome::SpoolChanged { found: changed > 0 })
+    Ok(changed_row(changed, r.queue_id, changes))
+}
+
+/// The outcome of an operator's command on one message, noting the row for the index.
+fn changed_row(changed: usize, queue_id: String, changes: &mut Vec<IndexChange>) -> Outcome {
+    if changed > 0 {
+        changes.push(IndexChange::SpoolRow(queue_id));
+    }
+    Outcome::SpoolChanged { found: changed > 0 }
 }
 
 /// Removes the quarantined messages accepted before the leader's cut-off.
 pub fn apply_expire_quarantine(
     tx: &Transaction<'_>,
     e: QuarantineExpire,
+    changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<Outcome> {
-    let removed = tx.execute(
-        "DELETE FROM spool WHERE verdict = 'quarantine' AND accepted_at_ms < ?1",
-        [e.accepted_before_ms],
-    )?;
-    Ok(Outcome::Swept {
-        removed: removed as u32,
-    })
+    let expired: Vec<String> = tx
+        .prepare_cached(
+            "DELETE FROM spool WHERE verdict = 'quarantine' AND accepted_at_ms < ?1
+             RETURNING queue_id",
+        )?
+        .query_map([e.accepted_before_ms], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let removed = expired.len() as u32;
+    changes.extend(expired.into_iter().map(IndexChange::SpoolRow));
+    Ok(Outcome::Swept { removed })
 }
 
 const COLUMNS: &str = "queue_id, mail_from, rcpt_to, client_ip, helo, body_sha256, size, holders,
-    owner, accepted_at_ms, lease_until_ms, verdict, score_milli, symbols, retry_gen";
+    owner, accepted_at_ms, lease_until_ms, verdict, score_milli, symbols, retry_gen, handoffs";
 
 fn spooled_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SpooledMessage> {
     Ok(SpooledMessage {
@@ -200,6 +293,7 @@ fn spooled_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SpooledMessage> {
         score_milli: r.get(12)?,
         symbols: from_json(&r.get::<_, String>(13)?)?,
         retry_gen: r.get(14)?,
+        handoffs: r.get(15)?,
     })
 }
 

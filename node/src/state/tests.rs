@@ -1,6 +1,8 @@
 //! Properties of the state machine: determinism (same log, same state) and the snapshot
 //! round trip (a node built from a snapshot equals the node that made it).
 
+use std::sync::Arc;
+
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use prost::Message;
@@ -36,8 +38,8 @@ fn entry(index: u64, commands: Vec<command::Kind>) -> Entry<TypeConfig> {
 fn other_command(rng: &mut rand::rngs::StdRng, i: u64) -> command::Kind {
     use peage_proto::v1::{
         BayesLearn, EvidenceAdd, EvidenceCount, EvidenceDecay, FilterSymbol, PolicySet,
-        QuarantineExpire, SpoolDone, SpoolDrop, SpoolPut, SpoolRelease, SpoolRenew, SpoolRetry,
-        SpoolTakeover,
+        QuarantineExpire, SpoolDone, SpoolDrop, SpoolHandOff, SpoolPut, SpoolRelease, SpoolRenew,
+        SpoolRetry, SpoolTakeover,
     };
     let now = i as i64 * 1000;
     let queue_id = format!("q{}", rng.random_range(0..30));
@@ -72,12 +74,21 @@ fn other_command(rng: &mut rand::rngs::StdRng, i: u64) -> command::Kind {
             queue_ids: vec![queue_id, format!("q{}", rng.random_range(0..30))],
             lease_until_ms: now + 5000,
         }),
-        5 => command::Kind::SpoolTakeover(SpoolTakeover {
+        5 if rng.random_bool(0.5) => command::Kind::SpoolTakeover(SpoolTakeover {
             queue_id,
+            queue_ids: (0..rng.random_range(0..4))
+                .map(|_| format!("q{}", rng.random_range(0..30)))
+                .collect(),
             from_owner: owner,
             to_owner: owner % 3 + 1,
             lease_until_ms: now + 5000,
             now_ms: now,
+        }),
+        5 => command::Kind::SpoolHandOff(SpoolHandOff {
+            queue_ids: vec![queue_id, format!("q{}", rng.random_range(0..30))],
+            from_owner: owner,
+            to_owner: owner % 3 + 1,
+            lease_until_ms: now + 5000,
         }),
         6 => command::Kind::SpoolRelease(SpoolRelease {
             queue_id,
@@ -205,7 +216,16 @@ async fn same_log_same_state_whatever_the_batching() {
     } = sb.digest().await.unwrap();
     assert_eq!((ia, ib), (300, 300));
     assert!(na > 0, "the workload should leave some entries");
-    let spooled = sa.spooled().await.unwrap();
+    let spooled = spool::query_all(&sa.lock_db()).unwrap();
+    for store in [&sa, &sb] {
+        let in_memory: Vec<_> = store
+            .spool()
+            .all()
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect();
+        assert_eq!(in_memory, spooled, "the spool index follows every apply");
+    }
     assert!(
         !spooled.is_empty(),
         "the workload should leave messages in the spool"

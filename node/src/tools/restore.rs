@@ -39,7 +39,7 @@ pub async fn run(config: &Config, data_dir: &Path, snapshot: &Path) -> anyhow::R
     let (last, membership) = state
         .restore_backup(snapshot)
         .map_err(|e| anyhow::anyhow!(e))?;
-    let spooled = state.spooled().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let spooled = state.spool().all();
     let blobs = BlobStore::open(&data_dir.join("blobs")).context("cannot open the blob store")?;
     let missing = spooled
         .iter()

@@ -303,6 +303,14 @@ impl TestCluster {
         SinkProcess::start_in_temp_dir(&self.sink_addr(), per_ip).await
     }
 
+    /// One series (`name` or `name{labels}`) of node `i`'s `/metrics`; None when absent.
+    pub async fn metric(&self, i: usize, series: &str) -> Option<f64> {
+        let (_, text) = crate::http::http_get(&self.nodes[i].metrics_addr(), "/metrics")
+            .await
+            .ok()?;
+        crate::http::metric_value(&text, series)
+    }
+
     /// Where the cluster's downstream listens: an address of the cluster's own /24.
     pub fn sink_addr(&self) -> String {
         format!("{}.200:2626", self.net)

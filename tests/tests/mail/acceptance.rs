@@ -7,11 +7,17 @@ use peage_tests::proxy::LinkProxy;
 use peage_tests::v1::*;
 use peage_tests::{add_req, http_get, wait_for, TestCluster, Tuning};
 
-use super::{ham, queue, send_ham, with_local_domain, HAM};
+use super::{ham, queue, send_ham, with_local_domain, with_local_domain_tuned, HAM};
 
 #[tokio::test]
 async fn mail_to_each_site_is_queued_after_commit_with_its_body_on_a_majority() {
-    let c = with_local_domain().await;
+    // Nothing listens downstream: one failed attempt each, then a wait longer than the test,
+    // so that each message is still with the node that accepted it (no hand-off).
+    let c = with_local_domain_tuned(Tuning {
+        retry_first_ms: 600_000,
+        ..Tuning::default()
+    })
+    .await;
     let mut ids = Vec::new();
     for i in 0..3 {
         let r = c.smtp_send(i, "alice@client.example", &["bob@example.test"], HAM);

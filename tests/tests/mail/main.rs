@@ -6,6 +6,7 @@
 mod acceptance;
 mod delivery;
 mod filtering;
+mod handover;
 
 use std::time::Duration;
 

@@ -7,7 +7,9 @@
 //! `send` talks to the downstream over `connections`.
 
 pub mod connections;
+mod ownership;
 pub mod plan;
+mod repair;
 pub mod send;
 
 use std::collections::{HashMap, HashSet};
@@ -18,7 +20,7 @@ use tokio::task::JoinSet;
 
 use peage_mail::shutdown::Shutdown;
 use peage_mail::sync::lock;
-use peage_proto::v1::{command, SpoolDone, SpoolRenew, SpoolTakeover};
+use peage_proto::v1::{command, SpoolDone};
 
 use crate::clock::now_ms;
 use crate::cluster::Cluster;
@@ -26,12 +28,13 @@ use crate::metrics::DELIVERY_ATTEMPTS;
 use crate::spool::bodies::body_of;
 use crate::spool::{dsn, NewMessage, Spooler};
 use crate::state::spool::SpooledMessage;
-use plan::{plan, retry_delay, Backoff, Round, TakeoverGate, View};
+use plan::{plan, retry_delay, ripe, Backoff, Round, TakeoverGate, View};
 use send::{attempt, AttemptResult, Downstream};
 
 /// Delivery timing and where bounces go.
 #[derive(Clone)]
 pub struct DeliveryConfig {
+    /// The longest wait between rounds; new work and due times start one sooner.
     pub tick: Duration,
     pub lease: Duration,
     pub retry_first: Duration,
@@ -52,45 +55,52 @@ struct Local {
     backoff: Arc<Mutex<HashMap<String, Backoff>>>,
     in_flight: Arc<Mutex<HashSet<String>>>,
     uncommitted: Uncommitted,
-    /// Bodies being fetched from a holder.
-    repairing: Arc<Mutex<HashSet<String>>>,
 }
 
-/// Runs until `stop`: the delivery loop of this node.
+/// Runs until `stop`: the delivery loop of this node. A round starts when the spool index
+/// says a message became someone's work, when one of ours is due, or after `tick`.
 pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: Shutdown) {
     let local = Local::default();
     // Attempts in progress; a graceful stop lets them finish and commit, so that a restart
     // does not send again what the downstream already has.
     let mut attempts = JoinSet::new();
     let mut gate = TakeoverGate::default();
-    let mut tick = tokio::time::interval(config.tick);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let repair = tokio::spawn(repair::run(cluster.clone(), config.tick, stop.clone()));
+    let mut next_round = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(next_round) => {}
+            _ = cluster.state().spool().new_work() => {}
             _ = stop.wait() => {
                 let finish = async { while attempts.join_next().await.is_some() {} };
                 if tokio::time::timeout(STOP_GRACE, finish).await.is_err() {
                     tracing::warn!("stopping with delivery attempts still in progress");
                 }
+                let _ = repair.await;
                 return;
             }
         }
         while attempts.try_join_next().is_some() {}
-        let Ok(messages) = cluster.state().spooled().await else {
-            continue;
-        };
         let m = cluster.metrics();
         let leads = m.current_leader == Some(cluster.id());
         let may_take_over = gate.may_take_over(leads, m.current_term, Instant::now(), config.lease);
-        repair_one_body(&cluster, &messages, &local);
         let now = now_ms();
+        let spool = cluster.state().spool();
+        let lease_ms = config.lease.as_millis() as i64;
+        let mut messages = spool.owned_by(cluster.id());
+        if may_take_over {
+            messages.extend(ripe(
+                spool.lapsed_elsewhere(cluster.id(), now),
+                now,
+                lease_ms,
+            ));
+        }
         let round = {
             let (backoff, in_flight) = (lock(&local.backoff), lock(&local.in_flight));
             let view = View {
                 me: cluster.id(),
                 now_ms: now,
-                lease_ms: config.lease.as_millis() as i64,
+                lease_ms,
                 retention_ms: config.retention.as_millis() as i64,
                 may_take_over,
                 backoff: &backoff,
@@ -98,29 +108,12 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: Shutdown) {
             };
             plan(messages, &view)
         };
+        let wait = round.next_due_ms.map_or(config.tick, |due| {
+            Duration::from_millis((due - now).max(0) as u64).min(config.tick)
+        });
+        next_round = tokio::time::Instant::now() + wait;
         carry_out(&cluster, &config, &local, round, &mut attempts).await;
     }
-}
-
-/// Every node keeps a copy of every body it has a record for, so that any node can deliver
-/// or show it after holders are lost: one missing body is fetched at a time.
-fn repair_one_body(cluster: &Cluster, messages: &[SpooledMessage], local: &Local) {
-    let Some(m) = messages
-        .iter()
-        .find(|m| !cluster.blobs().has(&m.body_sha256))
-    else {
-        return;
-    };
-    if !lock(&local.repairing).insert(m.body_sha256.clone()) {
-        return;
-    }
-    let (cluster, m, repairing) = (cluster.clone(), m.clone(), local.repairing.clone());
-    tokio::spawn(async move {
-        if let Err(e) = body_of(&cluster, &m).await {
-            tracing::debug!(queue_id = %m.queue_id, error = %e, "body repair failed");
-        }
-        lock(&repairing).remove(&m.body_sha256);
-    });
 }
 
 /// Starts the round's bounces and attempts, proposes its takeovers and renewals.
@@ -131,7 +124,7 @@ async fn carry_out(
     round: Round,
     attempts: &mut JoinSet<()>,
 ) {
-    let (me, now) = (cluster.id(), now_ms());
+    let lease_ms = config.lease.as_millis() as i64;
     for m in round.expire {
         let why = "4.4.7 Delivery time expired: the message was held past the retention limit";
         let result = AttemptResult::all_failed(&m.rcpt_to, why);
@@ -141,7 +134,7 @@ async fn carry_out(
         });
     }
     for m in round.attempt {
-        let id = m.queue_id;
+        let id = m.queue_id.clone();
         spawn_tracked(attempts, local, id.clone(), {
             let (cluster, config, local) = (cluster.clone(), config.clone(), local.clone());
             async move {
@@ -150,38 +143,16 @@ async fn carry_out(
                 if let Some(done) = local.uncommitted.take(&id) {
                     // Delivered already; only the commit is missing.
                     commit_done(&cluster, done, &local.uncommitted).await;
-                } else if let Some(current) = still_ours(&cluster, &config, &id).await {
-                    deliver_and_record(&cluster, &config, current, &local).await;
+                } else if let Some(current) = still_ours(&cluster, &config, &id) {
+                    deliver_and_record(&cluster, &config, &current, &local).await;
                 }
             }
         });
     }
-    for m in round.take_over {
-        let takeover = SpoolTakeover {
-            queue_id: m.queue_id.clone(),
-            from_owner: m.owner,
-            to_owner: me,
-            lease_until_ms: now + config.lease.as_millis() as i64,
-            now_ms: now,
-        };
-        match cluster
-            .propose(command::Kind::SpoolTakeover(takeover))
-            .await
-        {
-            Ok(_) => tracing::info!(queue_id = %m.queue_id, from = m.owner, "took over delivery"),
-            Err(e) => tracing::warn!(queue_id = %m.queue_id, error = %e, "takeover failed"),
-        }
+    if !round.take_over.is_empty() {
+        ownership::take_over(cluster, round.take_over, lease_ms).await;
     }
-    if !round.renew.is_empty() {
-        let r = SpoolRenew {
-            owner: me,
-            queue_ids: round.renew,
-            lease_until_ms: now + config.lease.as_millis() as i64,
-        };
-        if let Err(e) = cluster.propose(command::Kind::SpoolRenew(r)).await {
-            tracing::debug!(error = %e, "lease renewal failed");
-        }
-    }
+    ownership::renew(cluster, round.renew, lease_ms).await;
 }
 
 /// Runs `work` for a message marked in flight until it ends.
@@ -201,12 +172,8 @@ fn spawn_tracked(
 
 /// The message as this replica has it now, if this node still owns it with enough lease
 /// left to start an attempt (a renewal comes first otherwise).
-async fn still_ours(
-    cluster: &Cluster,
-    config: &DeliveryConfig,
-    id: &str,
-) -> Option<SpooledMessage> {
-    let m = cluster.state().spooled_message(id).await.ok()??;
+fn still_ours(cluster: &Cluster, config: &DeliveryConfig, id: &str) -> Option<Arc<SpooledMessage>> {
+    let m = cluster.state().spool().get(id)?;
     let left = m.lease_until_ms - now_ms();
     (m.owner == cluster.id() && !m.is_quarantined() && left >= config.lease.as_millis() as i64 / 4)
         .then_some(m)
@@ -215,15 +182,19 @@ async fn still_ours(
 async fn deliver_and_record(
     cluster: &Cluster,
     config: &DeliveryConfig,
-    m: SpooledMessage,
+    m: &SpooledMessage,
     local: &Local,
 ) {
-    let result = attempt(cluster, &config.downstream, &m).await;
+    let result = attempt(cluster, &config.downstream, m).await;
     let throttled = result.throttled;
     let why = result.retry.first().map(|(_, why)| why.clone());
-    record(cluster, config, &m, result, &local.uncommitted).await;
-    let mut b = lock(&local.backoff);
-    if let Some(why) = why {
+    record(cluster, config, m, result, &local.uncommitted).await;
+    let Some(why) = why else {
+        lock(&local.backoff).remove(&m.queue_id);
+        return;
+    };
+    let attempts = {
+        let mut b = lock(&local.backoff);
         let entry = b.entry(m.queue_id.clone()).or_default();
         // A busy downstream is not the message's failure: its backoff does not grow.
         if !throttled || entry.attempts == 0 {
@@ -233,8 +204,13 @@ async fn deliver_and_record(
         let delay = retry_delay(config.retry_first, config.retry_max, entry.attempts);
         entry.next_at_ms = now_ms() + delay.as_millis() as i64;
         tracing::info!(queue_id = %m.queue_id, attempts = entry.attempts, retry_in_ms = delay.as_millis() as u64, %why, "delivery deferred");
-    } else {
-        b.remove(&m.queue_id);
+        entry.attempts
+    };
+    if attempts >= ownership::HAND_OFF_AFTER
+        && !throttled
+        && ownership::hand_off(cluster, m, config.lease.as_millis() as i64).await
+    {
+        lock(&local.backoff).remove(&m.queue_id);
     }
 }
 

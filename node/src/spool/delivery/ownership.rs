@@ -1,0 +1,137 @@
+//! Who delivers a message: the owner renews its leases in one entry per round; the leader
+//! takes over the lapsed leases of others, a whole owner's queue in one command; an owner
+//! whose attempts at a message keep failing hands it to another node, whose path to the
+//! downstream may work.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use peage_proto::v1::{command, SpoolHandOff, SpoolRenew, SpoolTakeover};
+
+use crate::clock::now_ms;
+use crate::cluster::Cluster;
+use crate::metrics::{DELIVERY_MOVED, DELIVERY_MOVE_COMMANDS};
+use crate::state::spool::SpooledMessage;
+use crate::types::{NodeId, Outcome};
+
+/// Most messages one renewal or takeover names: a thousand ids stay far below the entry
+/// size limit (tens of KiB) while a whole queue moves or renews in a few entries.
+pub const MAX_IDS_PER_COMMAND: usize = 1000;
+
+/// Failed attempts at one owner before it hands the message over.
+pub const HAND_OFF_AFTER: u32 = 3;
+
+/// Extends this node's leases on `queue_ids`, a thousand per command, together.
+pub async fn renew(cluster: &Cluster, queue_ids: Vec<String>, lease_ms: i64) {
+    let lease_until_ms = now_ms() + lease_ms;
+    let renewals = queue_ids.chunks(MAX_IDS_PER_COMMAND).map(|ids| {
+        let r = SpoolRenew {
+            owner: cluster.id(),
+            queue_ids: ids.to_vec(),
+            lease_until_ms,
+        };
+        async move {
+            if let Err(e) = cluster.propose(command::Kind::SpoolRenew(r)).await {
+                tracing::debug!(error = %e, "lease renewal failed");
+            }
+        }
+    });
+    futures::future::join_all(renewals).await;
+}
+
+/// Takes the lapsed messages over for this (leading) node: one command per previous owner
+/// and thousand messages, proposed together so that they share entries.
+pub async fn take_over(cluster: &Cluster, lapsed: Vec<Arc<SpooledMessage>>, lease_ms: i64) {
+    let mut by_owner: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
+    for m in lapsed {
+        by_owner
+            .entry(m.owner)
+            .or_default()
+            .push(m.queue_id.clone());
+    }
+    let now = now_ms();
+    let commands = by_owner.into_iter().flat_map(|(from, ids)| {
+        let chunks: Vec<Vec<String>> = ids.chunks(MAX_IDS_PER_COMMAND).map(<[_]>::to_vec).collect();
+        chunks.into_iter().map(move |queue_ids| {
+            (
+                from,
+                SpoolTakeover {
+                    queue_id: String::new(),
+                    queue_ids,
+                    from_owner: from,
+                    to_owner: cluster.id(),
+                    lease_until_ms: now + lease_ms,
+                    now_ms: now,
+                },
+            )
+        })
+    });
+    let proposals = commands.map(|(from, t)| async move {
+        let asked = t.queue_ids.len();
+        let result = cluster.propose(command::Kind::SpoolTakeover(t)).await;
+        match counted("takeover", result) {
+            Ok(moved) => tracing::info!(from, asked, moved, "took over delivery"),
+            Err(e) => tracing::warn!(from, asked, error = %e, "takeover failed"),
+        }
+    });
+    futures::future::join_all(proposals).await;
+}
+
+/// Hands `m` to another node after `HAND_OFF_AFTER` failures here: the leader (known to be
+/// in touch with a majority) when that is not this node, else the next voter. Each message
+/// is handed off at most once per other voter, so a downstream that is down for every site
+/// leaves it with its last owner's backoff. Returns whether it was handed off.
+pub async fn hand_off(cluster: &Cluster, m: &SpooledMessage, lease_ms: i64) -> bool {
+    let me = cluster.id();
+    let metrics = cluster.metrics();
+    let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+    if m.handoffs as usize + 1 >= voters.len() {
+        return false;
+    }
+    let next_voter = voters
+        .iter()
+        .copied()
+        .find(|v| *v > me)
+        .or(voters.first().copied());
+    let Some(to) = metrics
+        .current_leader
+        .filter(|l| *l != me)
+        .or(next_voter.filter(|v| *v != me))
+    else {
+        return false;
+    };
+    let h = SpoolHandOff {
+        from_owner: me,
+        to_owner: to,
+        queue_ids: vec![m.queue_id.clone()],
+        lease_until_ms: now_ms() + lease_ms,
+    };
+    match counted(
+        "hand_off",
+        cluster.propose(command::Kind::SpoolHandOff(h)).await,
+    ) {
+        Ok(moved) => {
+            tracing::info!(queue_id = %m.queue_id, to, "handed over after repeated failures");
+            moved > 0
+        }
+        Err(e) => {
+            tracing::warn!(queue_id = %m.queue_id, to, error = %e, "hand-off failed");
+            false
+        }
+    }
+}
+
+/// Counts a move command and the messages it moved.
+fn counted(
+    how: &'static str,
+    result: Result<(u64, Outcome), crate::cluster::error::WriteError>,
+) -> Result<u32, crate::cluster::error::WriteError> {
+    let (_, outcome) = result?;
+    metrics::counter!(DELIVERY_MOVE_COMMANDS, "how" => how).increment(1);
+    let moved = match outcome {
+        Outcome::SpoolOwned { changed } => changed,
+        _ => 0,
+    };
+    metrics::counter!(DELIVERY_MOVED, "how" => how).increment(u64::from(moved));
+    Ok(moved)
+}

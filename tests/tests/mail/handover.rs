@@ -1,0 +1,101 @@
+//! Who delivers: a dead node's whole queue taken over in a few entries, and a message
+//! handed from a site that cannot reach the downstream to one that can.
+
+use std::time::Duration;
+
+use peage_tests::proxy::LinkProxy;
+use peage_tests::{wait_for, TestCluster, Tuning};
+
+use super::{ham, send_ham, wait_delivered};
+
+/// A node accepts 1,000 messages while the way to the downstream is cut (its attempts hang,
+/// none fails) and is killed; the leader takes them over in one or a few commands (not one
+/// per message) and, once the way is open again, delivers every one.
+#[tokio::test]
+async fn a_dead_nodes_thousand_messages_are_taken_over_in_a_few_entries() {
+    let mut c = TestCluster::start(Tuning::default()).await.unwrap();
+    let sink = c.start_sink().await.unwrap();
+    let gate_addr = format!("{}.201:2627", c.net);
+    let gate = LinkProxy::start(&gate_addr, &c.sink_addr(), Duration::ZERO)
+        .await
+        .unwrap();
+    gate.set_cut(true);
+    c.route_domain("example.test", &format!("smtp://{gate_addr}"))
+        .await
+        .unwrap();
+    let leader = c.wait_for_leader_everywhere().await.unwrap();
+    let doomed = (leader + 1) % 3;
+    let bodies = (0..1000).map(|n| ham(1000 + n)).collect();
+    c.send_all(
+        doomed,
+        "alice@client.example",
+        "bob@example.test",
+        bodies,
+        8,
+    )
+    .await
+    .unwrap();
+    c.kill(doomed);
+    let moved = wait_for(
+        "the leader takes the dead node's queue over",
+        Duration::from_secs(60),
+        || {
+            let c = &c;
+            async move {
+                c.metric(leader, "peage_delivery_moved_total{how=\"takeover\"}")
+                    .await
+                    .filter(|n| *n >= 1000.0)
+            }
+        },
+    )
+    .await;
+    assert_eq!(moved.ok(), Some(1000.0), "every message, once");
+    let commands = c
+        .metric(
+            leader,
+            "peage_delivery_move_commands_total{how=\"takeover\"}",
+        )
+        .await
+        .unwrap_or(0.0);
+    eprintln!("taken over: 1000 messages in {commands} takeover command(s)");
+    assert!(
+        commands <= 5.0,
+        "1,000 messages took {commands} takeover commands"
+    );
+    gate.set_cut(false);
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != doomed).collect();
+    wait_delivered(&c, &sink, 1000, &survivors).await;
+    assert_eq!(sink.messages("bob@example.test").len(), 1000, "each once");
+}
+
+/// The downstream turns Paris away (as if Paris's path to it were broken) but takes the
+/// other sites: a message accepted at Paris is handed over after a few failed attempts
+/// and delivered from another site.
+#[tokio::test]
+async fn an_owner_whose_route_fails_hands_its_message_to_a_site_that_delivers_it() {
+    let c = TestCluster::start(Tuning::default()).await.unwrap();
+    let sink = c.start_sink().await.unwrap();
+    let gate_addr = format!("{}.201:2627", c.net);
+    let paris = format!("{}.1", c.net).parse().unwrap();
+    let _gate = LinkProxy::start_refusing(&gate_addr, &c.sink_addr(), paris)
+        .await
+        .unwrap();
+    c.route_domain("example.test", &format!("smtp://{gate_addr}"))
+        .await
+        .unwrap();
+    let id = send_ham(&c, 0, 41);
+    wait_delivered(&c, &sink, 1, &[0, 1, 2]).await;
+    let handed = wait_for("Paris counts its hand-off", Duration::from_secs(10), || {
+        let c = &c;
+        async move {
+            c.metric(0, "peage_delivery_moved_total{how=\"hand_off\"}")
+                .await
+                .filter(|n| *n >= 1.0)
+        }
+    })
+    .await;
+    let log = c.node_log(0);
+    assert_eq!(handed.ok(), Some(1.0), "{id}: Paris's log:\n{log}");
+    assert!(log.contains("handed over after repeated failures"), "{log}");
+    assert_eq!(sink.messages("bob@example.test").len(), 1);
+}
