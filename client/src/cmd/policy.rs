@@ -10,9 +10,13 @@ use crate::cli::PolicyCmd;
 use crate::output::{points, print_json};
 
 pub async fn run(ctx: &mut Ctx, cmd: PolicyCmd) -> Result<(), ClientError> {
+    let stale = ctx.stale;
     let admin = ctx.admin().await?;
     let reply = match cmd {
-        PolicyCmd::Show => admin.policy_get(PolicyGetRequest {}).await,
+        PolicyCmd::Show => {
+            let get = PolicyGetRequest { stale };
+            admin.policy_get(get).await
+        }
         PolicyCmd::Set {
             quarantine,
             reject,

@@ -20,11 +20,17 @@ fn reply(p: &ClusterPolicy) -> PolicyReply {
         quarantine_at_milli: p.filter.quarantine_at_milli,
         reject_at_milli: p.filter.reject_at_milli,
         quarantine_retention_secs: (p.quarantine_retention_ms / 1000) as u64,
+        read: None,
     }
 }
 
-pub async fn get(svc: &AdminService, _: PolicyGetRequest) -> Result<PolicyReply, Status> {
-    Ok(reply(&svc.cluster.state().indexes().policy()))
+/// The policy as of a read barrier (linearizable unless `stale`), like every read.
+pub async fn get(svc: &AdminService, r: PolicyGetRequest) -> Result<PolicyReply, Status> {
+    let read = svc.read_barrier(r.stale).await?;
+    Ok(PolicyReply {
+        read: Some(read),
+        ..reply(&svc.cluster.state().indexes().policy())
+    })
 }
 
 pub async fn set(svc: &AdminService, r: PolicySetRequest) -> Result<PolicyReply, Status> {

@@ -247,7 +247,7 @@ impl Default for RaftSection {
         RaftSection {
             heartbeat_interval_ms: 50,
             election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
+            election_timeout_max_ms: 400,
             snapshot_after_entries: 5000,
             keep_entries_after_snapshot: 1000,
             snapshot_chunk_bytes: 1 << 20,

@@ -94,7 +94,7 @@ impl TestCluster {
             raft: RaftSection {
                 heartbeat_interval_ms: t.heartbeat_ms,
                 election_timeout_min_ms: t.election_timeout_ms,
-                election_timeout_max_ms: 2 * t.election_timeout_ms,
+                election_timeout_max_ms: t.election_timeout_ms * 4 / 3,
                 quorum_lost_after_ms: t.quorum_lost_after_ms,
                 snapshot_after_entries: t.snapshot_after_entries,
                 keep_entries_after_snapshot: t.keep_entries_after_snapshot,

@@ -44,8 +44,9 @@ pub struct Tuning {
     pub lease_secs: u64,
     /// How long an undeliverable message is held before it is bounced.
     pub retention_secs: u64,
-    /// Raft timing: heartbeat (also openraft's per-RPC timeout), minimum election timeout
-    /// (the maximum is twice it), and how long a leader may go without a majority.
+    /// Raft timing: heartbeat (also openraft's per-RPC timeout), election timeout (a third
+    /// more at most, as in ops/local and ops/sites), and how long a leader may go without a
+    /// majority.
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
     pub quorum_lost_after_ms: u64,
@@ -114,6 +115,15 @@ impl Node {
     }
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The node's resident memory in bytes (VmRSS), while it runs.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 }
 

@@ -9,7 +9,7 @@ mod load;
 mod options;
 mod report;
 mod scenarios;
-mod stage;
+pub mod stage;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -32,7 +32,7 @@ impl Stage {
             snapshot_after_entries: 20_000,
             lease_secs: 5,
             heartbeat_ms: 150,
-            election_timeout_ms: 1000,
+            election_timeout_ms: 750,
             quorum_lost_after_ms: 3000,
             commit_timeout_ms: 5000,
             proxied_peers: true,

@@ -135,7 +135,7 @@ async fn policy_replicated_and_check_stores_nothing(c: &TestCluster, a: &mut Adm
     .unwrap();
     let mut b = c.client(2).await.unwrap();
     let p = b
-        .policy_get(PolicyGetRequest {})
+        .policy_get(PolicyGetRequest { stale: false })
         .await
         .unwrap()
         .into_inner();

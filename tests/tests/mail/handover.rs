@@ -13,7 +13,13 @@ use super::{ham, send_ham, wait_delivered};
 /// per message) and, once the way is open again, delivers every one.
 #[tokio::test]
 async fn a_dead_nodes_thousand_messages_are_taken_over_in_a_few_entries() {
-    let mut c = TestCluster::start(Tuning::default()).await.unwrap();
+    // A loaded test machine may take seconds to commit: no 451 for a slow commit here.
+    let mut c = TestCluster::start(Tuning {
+        commit_timeout_ms: 15_000,
+        ..Tuning::default()
+    })
+    .await
+    .unwrap();
     let sink = c.start_sink().await.unwrap();
     let gate_addr = format!("{}.201:2627", c.net);
     let gate = LinkProxy::start(&gate_addr, &c.sink_addr(), Duration::ZERO)
