@@ -109,3 +109,105 @@ fn bloomed_set_survives_growth_and_removals() {
     assert_eq!(idx.check(EntryKind::Sender, "u4500@x.example", 0).len(), 1);
     assert_eq!(idx.len(), 1000);
 }
+
+#[test]
+fn one_value_on_both_lists_and_entries_come_back_whole() {
+    let mut idx = ListIndex::default();
+    let allow = ListEntry {
+        list: ListName::Allow,
+        reason: "partner — ünïcode".into(),
+        author: "ops".into(),
+        created_at_ms: 7,
+        ..entry(1, EntryKind::Sender, "a@x.example", None)
+    };
+    let block = entry(2, EntryKind::Sender, "a@x.example", Some(50));
+    idx.upsert(allow.clone());
+    idx.upsert(block.clone());
+    let found = idx.check(EntryKind::Sender, "a@x.example", 0);
+    assert_eq!(found, [allow.clone(), block]);
+    assert!(!idx.has_expired(49));
+    assert!(idx.has_expired(50));
+    assert_eq!(
+        idx.check(EntryKind::Sender, "a@x.example", 50),
+        std::slice::from_ref(&allow)
+    );
+    idx.remove(2);
+    assert_eq!(idx.check(EntryKind::Sender, "a@x.example", 0), [allow]);
+    assert!(!idx.has_expired(1_000));
+    assert!(idx.check(EntryKind::Sender, "b@x.example", 0).is_empty());
+}
+
+type Matcher = Box<dyn Fn(&ListEntry) -> bool>;
+
+/// Random upserts, updates and removals on a few thousand ids: every lookup answers what a
+/// plain scan of the entries would.
+#[test]
+fn the_index_answers_like_a_plain_scan() {
+    let mut seed = 7u64;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let value = |kind: EntryKind, i: u64| match kind {
+        EntryKind::Ip => format!("10.{i}.0.0/16"),
+        EntryKind::Domain => format!("d{i}.example"),
+        EntryKind::Sender => format!("u{i}@x.example"),
+        EntryKind::Url => format!("h{i}.example"),
+    };
+    let mut idx = ListIndex::default();
+    let mut model = std::collections::BTreeMap::new();
+    for step in 0..20_000i64 {
+        let id = next(3000);
+        if next(4) == 0 {
+            idx.remove(id);
+            model.remove(&id);
+            continue;
+        }
+        let kind = EntryKind::ALL[next(4) as usize];
+        let e = ListEntry {
+            list: ListName::ALL[next(2) as usize],
+            reason: format!("r{step}"),
+            created_at_ms: step,
+            ..entry(
+                id,
+                kind,
+                &value(kind, next(50)),
+                (next(3) == 0).then(|| next(100) as i64),
+            )
+        };
+        idx.upsert(e.clone());
+        model.insert(id, e);
+    }
+    assert_eq!(idx.len(), model.len());
+    let now = 50;
+    assert_eq!(
+        idx.has_expired(now),
+        model.values().any(|e| !e.is_live(now))
+    );
+    let mut found = 0;
+    for kind in EntryKind::ALL {
+        for i in 0..50 {
+            let (probe, matches): (String, Matcher) = match kind {
+                EntryKind::Ip => (
+                    format!("10.{i}.1.1"),
+                    Box::new(move |e| e.value == format!("10.{i}.0.0/16")),
+                ),
+                EntryKind::Domain => (
+                    format!("a.d{i}.example"),
+                    Box::new(move |e| e.value == format!("d{i}.example")),
+                ),
+                _ => (value(kind, i), Box::new(move |e| e.value == value(kind, i))),
+            };
+            let probe = normalize_probe(kind, &probe).unwrap();
+            let expected: Vec<ListEntry> = (model.values())
+                .filter(|e| e.kind == kind && e.is_live(now) && matches(e))
+                .cloned()
+                .collect();
+            found += expected.len();
+            assert_eq!(idx.check(kind, &probe, now), expected, "{kind:?} {probe}");
+        }
+    }
+    assert!(found > 100, "the lookups should meet entries: {found}");
+}

@@ -152,8 +152,10 @@ async fn a_message_held_past_the_retention_limit_is_bounced_with_4_4_7() {
     c.route_domain("held.test", &format!("smtp://{}.201:2626", c.net))
         .await
         .unwrap();
-    let r = c.smtp_send(1, "alice@client.example", &["carol@held.test"], &ham(11));
+    // Taken before sending: the node's acceptance time comes after it, so the bounce cannot
+    // reach the sink before this plus the retention.
     let accepted = std::time::Instant::now();
+    let r = c.smtp_send(1, "alice@client.example", &["carol@held.test"], &ham(11));
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
 
     sink.wait_for_messages(
