@@ -1,10 +1,14 @@
-//! Benchmarks of the cluster core on a local three-node cluster of real processes:
-//! `admin` (write throughput and commit latency by number of concurrent writers) and
-//! `failover` (SIGKILL the leader → first successful write). Results go to BENCHMARKS.md.
+//! Benchmarks on a local three-node cluster of real processes: `admin` (write throughput
+//! and commit latency by number of concurrent writers), `failover` (SIGKILL the leader →
+//! first 250 at another site), `smtp` (time to 250), `filter`, `memory` and `soak`.
+//! Results go to BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+
+mod memory;
+mod soak;
 
 use peage_tests::drill::stage::Stage;
 use peage_tests::v1::*;
@@ -52,6 +56,17 @@ enum Cmd {
         #[arg(long, default_value = "../shared/corpus/train")]
         corpus: std::path::PathBuf,
     },
+    /// A long run: many messages over the three MX, then the drain; throughput by tenth,
+    /// node memory, and disk before and after.
+    Soak {
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 32)]
+        clients: u64,
+        /// Bytes per message.
+        #[arg(long, default_value_t = 5000)]
+        size: usize,
+    },
     /// Node memory: learns the corpus, then writes list entries through the admin API and
     /// prints each node's resident memory (VmRSS) as they grow.
     Memory {
@@ -64,75 +79,6 @@ enum Cmd {
         #[arg(long, default_value = "../shared/corpus/train")]
         corpus: std::path::PathBuf,
     },
-}
-
-/// Each node's VmRSS in MB, and the time so far.
-fn print_rss(c: &TestCluster, what: &str, started: Instant) {
-    let rss: Vec<String> = (c.nodes.iter())
-        .map(|n| {
-            n.rss_bytes()
-                .map_or("-".into(), |b| format!("{:.0}", b as f64 / 1e6))
-        })
-        .collect();
-    println!(
-        "| {what} | {} | {:.0} s |",
-        rss.join(" | "),
-        started.elapsed().as_secs_f64()
-    );
-}
-
-async fn memory_bench(
-    entries: u64,
-    writers: u64,
-    corpus: std::path::PathBuf,
-) -> anyhow::Result<()> {
-    let c = TestCluster::start(Tuning {
-        snapshot_after_entries: 20_000,
-        ..Tuning::default()
-    })
-    .await?;
-    let started = Instant::now();
-    println!("| after | node 1 MB | node 2 MB | node 3 MB | time |");
-    println!("|---|---:|---:|---:|---:|");
-    print_rss(&c, "start", started);
-    let mut learner = c.client(0).await?;
-    for class in ["spam", "ham"] {
-        for message in peage_tests::corpus::load(&corpus.join(class))? {
-            let req = LearnRequest {
-                message,
-                class: class.into(),
-            };
-            learner.learn(req).await?;
-        }
-    }
-    print_rss(&c, "learning the corpus", started);
-    let step = (entries / 10).max(1);
-    let mut written = 0;
-    while written < entries {
-        let batch = step.min(entries - written);
-        let mut tasks = tokio::task::JoinSet::new();
-        for w in 0..writers {
-            let mut client = c.client((w % 3) as usize).await?;
-            let first = written;
-            tasks.spawn(async move {
-                let mut n = w;
-                while n < batch {
-                    let v = format!("u{}@memory{}.example", first + n, (first + n) % 1000);
-                    client
-                        .list_add(add_req(EntryKind::Sender, &v, "memory bench"))
-                        .await?;
-                    n += writers;
-                }
-                anyhow::Ok(())
-            });
-        }
-        while let Some(done) = tasks.join_next().await {
-            done??;
-        }
-        written += batch;
-        print_rss(&c, &format!("{written} list entries"), started);
-    }
-    Ok(())
 }
 
 /// Every .eml under `dir` (and its subdirectories one level down), with CRLF line ends as
@@ -432,6 +378,11 @@ async fn main() -> anyhow::Result<()> {
             entries,
             writers,
             corpus,
-        } => memory_bench(entries, writers, corpus).await,
+        } => memory::memory_bench(entries, writers, corpus).await,
+        Cmd::Soak {
+            messages,
+            clients,
+            size,
+        } => soak::soak_bench(messages, clients, size).await,
     }
 }
