@@ -11,7 +11,10 @@ use tokio::net::TcpListener;
 
 use crate::clock::now_ms;
 use crate::cluster::Cluster;
-use crate::metrics::{LEADER_CHANGES, SMTP_SESSIONS, SPOOL_MESSAGES, SPOOL_OLDEST_AGE_SECONDS};
+use crate::metrics::{
+    CLOCK_OFFSET_MS, CLOCK_OFFSET_UNCERTAINTY_MS, LEADER_CHANGES, SMTP_SESSIONS, SPOOL_MESSAGES,
+    SPOOL_OLDEST_AGE_SECONDS,
+};
 
 #[derive(Clone)]
 struct Scrape {
@@ -91,6 +94,8 @@ async fn record_gauges(cluster: &Cluster) {
         .oldest_queued_at_ms
         .map_or(0, |t| (now_ms() - t).max(0));
     metrics::gauge!(SPOOL_OLDEST_AGE_SECONDS).set(age_ms as f64 / 1000.0);
+    metrics::gauge!(CLOCK_OFFSET_MS).set(cluster.leader_clock_offset_ms() as f64);
+    metrics::gauge!(CLOCK_OFFSET_UNCERTAINTY_MS).set(cluster.leader_clock_uncertainty_ms() as f64);
 }
 
 async fn count_leader_changes(cluster: Cluster, mut stop: Shutdown) {

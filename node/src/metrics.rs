@@ -27,6 +27,9 @@ pub const SPOOL_MESSAGES: &str = "peage_spool_messages";
 pub const SPOOL_OLDEST_AGE_SECONDS: &str = "peage_spool_oldest_age_seconds";
 pub const BLOBS_DELETED: &str = "peage_blobs_deleted_total";
 pub const BLOB_BYTES: &str = "peage_blob_bytes";
+/// The leader's clock minus this node's, as last measured, and how far off that may be.
+pub const CLOCK_OFFSET_MS: &str = "peage_clock_offset_ms";
+pub const CLOCK_OFFSET_UNCERTAINTY_MS: &str = "peage_clock_offset_uncertainty_ms";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -18,7 +18,7 @@ use peage_mail::smtp::{self, ConnectionLimits, SessionConfig};
 use peage_proto::v1::admin_server::AdminServer;
 
 use crate::admin::AdminService;
-use crate::cluster::{network, peer_service, Cluster};
+use crate::cluster::{leader_clock, network, peer_service, Cluster};
 use crate::config::Config;
 use crate::evidence::{self, EvidenceConfig, Recorder};
 use crate::spool::acceptor::NodeAcceptor;
@@ -29,6 +29,9 @@ use crate::spool::janitor::{self, JanitorConfig};
 use crate::spool::Spooler;
 use crate::state::routing::normalize_route;
 use crate::{health, housekeeping, metrics};
+
+/// How often a follower measures its offset from the leader's clock.
+const LEADER_CLOCK_EVERY: Duration = Duration::from_secs(5);
 
 /// The sockets a node serves, bound before anything else starts.
 struct Listeners {
@@ -253,6 +256,11 @@ fn start_mail_path(
     tasks.push(tokio::spawn(delivery::run(
         cluster.clone(),
         delivery,
+        stop.clone(),
+    )));
+    tasks.push(tokio::spawn(leader_clock::watch(
+        cluster.clone(),
+        LEADER_CLOCK_EVERY,
         stop.clone(),
     )));
     let janitor = JanitorConfig {

@@ -72,6 +72,19 @@ async fn metrics_count_the_mail_path_and_healthz_follows_the_quorum() {
         m.contains("peage_raft_commit_seconds_bucket{le=\"0.005\"}"),
         "{m}"
     );
+    // Every node measures its offset from the leader's clock (here, all one clock): within
+    // the measurement's uncertainty of zero; the leader reports zero.
+    for i in 0..3 {
+        let offset = c.metric(i, "peage_clock_offset_ms").await;
+        let uncertainty = c.metric(i, "peage_clock_offset_uncertainty_ms").await;
+        let (Some(offset), Some(uncertainty)) = (offset, uncertainty) else {
+            panic!("node {i} exports no clock offset");
+        };
+        assert!(
+            offset.abs() <= uncertainty + 1.0,
+            "node {i}: offset {offset} ms ± {uncertainty} ms from the same clock"
+        );
+    }
     // The delivery loop has tried, and deferred, the queued message.
     wait_for(
         "a deferred delivery is counted",

@@ -15,7 +15,6 @@ use super::convert::{outcome_status, queued_to_proto, unavailable_status};
 use super::learn::learn_message;
 use super::service::AdminService;
 use super::validate;
-use crate::clock::now_ms;
 use crate::spool::bodies::body_of;
 use crate::state::spool::SpooledMessage;
 use crate::types::Outcome;
@@ -119,7 +118,8 @@ pub async fn release(
             Err(_) => None,
         }
     };
-    let (owner, lease_until_ms) = (svc.cluster.id(), now_ms() + svc.lease.as_millis() as i64);
+    let lease_until_ms = svc.cluster.leader_now_ms() + svc.lease.as_millis() as i64;
+    let owner = svc.cluster.id();
     let mut reply = act(svc, queue_id, "quarantined message", |queue_id| {
         command::Kind::SpoolRelease(SpoolRelease {
             queue_id,

@@ -3,7 +3,9 @@
 //! or stale) and changes membership; the RocksDB log store, the peer network over tonic
 //! (client `network`, server `peer_service`, messages `protocol`) and the proposer.
 
+mod clock_offset;
 pub mod error;
+pub mod leader_clock;
 pub mod log_store;
 pub mod network;
 pub mod peer_service;
@@ -23,6 +25,7 @@ use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::state::StateStore;
 use crate::types::{NodeId, PeageNode, TypeConfig};
+use clock_offset::LeaderClock;
 use network::{NetworkFactory, PeerClients};
 use proposer::Proposer;
 
@@ -65,6 +68,8 @@ struct ClusterInner {
     proposer: Proposer,
     /// Tells stale reads how far behind the leader this node may be.
     leader_contact: Mutex<LeaderContact>,
+    /// This node's offset from the leader's clock, which leases are judged by.
+    leader_clock: LeaderClock,
     commit_timeout: Duration,
     quorum_lost_after: Duration,
 }
@@ -124,6 +129,7 @@ impl Cluster {
                 peers,
                 proposer: Proposer::default(),
                 leader_contact: Mutex::new(LeaderContact::default()),
+                leader_clock: LeaderClock::default(),
                 commit_timeout: Duration::from_millis(r.commit_timeout_ms),
                 quorum_lost_after: Duration::from_millis(r.quorum_lost_after_ms),
             }),

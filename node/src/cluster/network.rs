@@ -32,6 +32,16 @@ use crate::types::{NodeId, PeageNode, TypeConfig};
 
 /// The metadata key peer calls carry the cluster secret in.
 pub const SECRET_HEADER: &str = "x-peage-cluster-secret";
+/// A leader's answer to a read-index call.
+pub struct LeaderRead {
+    pub index: u64,
+    pub matched: BTreeMap<NodeId, u64>,
+    /// Our clock when the call went out and when the answer came, and the leader's between.
+    pub sent_ms: i64,
+    pub leader_now_ms: i64,
+    pub received_ms: i64,
+}
+
 /// Raft batches and snapshot chunks must fit; tonic's default of 4 MiB is too small.
 pub const MAX_PEER_MESSAGE: usize = 64 << 20;
 
@@ -220,14 +230,14 @@ impl PeerClients {
         Ok(reply.into_inner().data)
     }
 
-    /// Asks the leader for the index a linearizable read must wait for, and its view of
-    /// each member's replication.
+    /// Asks the leader for the index a linearizable read must wait for, its view of each
+    /// member's replication, and its clock.
     pub async fn read_index(
         &self,
         leader: NodeId,
         addr: &str,
         timeout: Duration,
-    ) -> Result<(u64, BTreeMap<NodeId, u64>), Unavailable> {
+    ) -> Result<LeaderRead, Unavailable> {
         let unreachable = |reason: String| Unavailable::LeaderUnreachable {
             leader,
             addr: addr.to_owned(),
@@ -236,16 +246,20 @@ impl PeerClients {
         let mut client = self
             .client(addr, Lane::Mail)
             .map_err(|e| unreachable(e.to_string()))?;
+        let sent_ms = now_ms();
         let reply = tokio::time::timeout(timeout, client.read_index(ReadIndexRequest {}))
             .await
             .map_err(|_| Unavailable::Timeout(timeout.as_millis() as u64))?;
         match reply {
             Ok(r) => {
                 let r = r.into_inner();
-                Ok((
-                    r.index,
-                    r.matched.iter().map(|m| (m.node_id, m.index)).collect(),
-                ))
+                Ok(LeaderRead {
+                    index: r.index,
+                    matched: r.matched.iter().map(|m| (m.node_id, m.index)).collect(),
+                    sent_ms,
+                    leader_now_ms: r.leader_now_ms,
+                    received_ms: now_ms(),
+                })
             }
             Err(s) if s.code() == tonic::Code::Unavailable && s.message().contains("transport") => {
                 Err(unreachable(s.message().to_owned()))

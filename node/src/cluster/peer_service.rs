@@ -149,6 +149,10 @@ impl RaftPeer for PeerService {
                 index: l.map_or(0, |l| l.index),
             })
             .collect();
-        Ok(Response::new(ReadIndexReply { index, matched }))
+        Ok(Response::new(ReadIndexReply {
+            index,
+            matched,
+            leader_now_ms: now_ms(),
+        }))
     }
 }

@@ -10,6 +10,7 @@ use openraft::ServerState;
 use peage_mail::sync::lock;
 
 use super::error::Unavailable;
+use super::network::LeaderRead;
 use super::write::leader_peer_addr;
 use super::{Cluster, Freshness};
 use crate::types::NodeId;
@@ -53,11 +54,13 @@ impl Cluster {
                 self.leader_read_index().await?
             } else {
                 let addr = leader_peer_addr(&m, leader)?;
-                self.inner
+                let read = self
+                    .inner
                     .peers
                     .read_index(leader, &addr, self.inner.commit_timeout)
-                    .await?
-                    .0
+                    .await?;
+                self.record_leader_clock(&read);
+                read.index
             };
             if !self.wait_applied(index).await {
                 return Err(Unavailable::Timeout(
@@ -142,8 +145,16 @@ impl Cluster {
             .read_index(leader, &addr, Duration::from_secs(1))
             .await
         {
-            Ok((_, matched)) => matched,
+            Ok(read) => {
+                self.record_leader_clock(&read);
+                read.matched
+            }
             Err(_) => BTreeMap::new(),
         }
+    }
+
+    /// Notes the leader's clock a read-index answer carried.
+    pub(super) fn record_leader_clock(&self, read: &LeaderRead) {
+        (self.inner.leader_clock).record(read.sent_ms, read.leader_now_ms, read.received_ms);
     }
 }

@@ -98,7 +98,8 @@ impl Spooler {
             holders: copies.holders,
             owner: self.cluster.id(),
             accepted_at_ms,
-            lease_until_ms: accepted_at_ms + self.lease.as_millis() as i64,
+            // Leases are judged by the leader's clock.
+            lease_until_ms: self.cluster.leader_now_ms() + self.lease.as_millis() as i64,
             verdict: new.verdict.to_owned(),
             score_milli: new.score_milli,
             symbols: new.symbols,

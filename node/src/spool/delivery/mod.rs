@@ -84,7 +84,8 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: Shutdown) {
         let m = cluster.metrics();
         let leads = m.current_leader == Some(cluster.id());
         let may_take_over = gate.may_take_over(leads, m.current_term, Instant::now(), config.lease);
-        let now = now_ms();
+        // Leases are judged by the leader's clock: ours, corrected by the measured offset.
+        let now = cluster.leader_now_ms();
         let spool = cluster.state().spool();
         let lease_ms = config.lease.as_millis() as i64;
         let mut messages = spool.owned_by(cluster.id());
@@ -171,10 +172,11 @@ fn spawn_tracked(
 }
 
 /// The message as this replica has it now, if this node still owns it with enough lease
-/// left to start an attempt (a renewal comes first otherwise).
+/// left, by the leader's clock and less the uncertainty of our reading of it, to start an
+/// attempt (a renewal comes first otherwise).
 fn still_ours(cluster: &Cluster, config: &DeliveryConfig, id: &str) -> Option<Arc<SpooledMessage>> {
     let m = cluster.state().spool().get(id)?;
-    let left = m.lease_until_ms - now_ms();
+    let left = m.lease_until_ms - cluster.leader_now_ms() - cluster.leader_clock_uncertainty_ms();
     (m.owner == cluster.id() && !m.is_quarantined() && left >= config.lease.as_millis() as i64 / 4)
         .then_some(m)
 }
@@ -202,7 +204,7 @@ async fn deliver_and_record(
         }
         entry.retry_gen = m.retry_gen;
         let delay = retry_delay(config.retry_first, config.retry_max, entry.attempts);
-        entry.next_at_ms = now_ms() + delay.as_millis() as i64;
+        entry.next_at_ms = cluster.leader_now_ms() + delay.as_millis() as i64;
         tracing::info!(queue_id = %m.queue_id, attempts = entry.attempts, retry_in_ms = delay.as_millis() as u64, %why, "delivery deferred");
         entry.attempts
     };

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use peage_proto::v1::{command, SpoolHandOff, SpoolRenew, SpoolTakeover};
 
-use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crate::metrics::{DELIVERY_MOVED, DELIVERY_MOVE_COMMANDS};
 use crate::state::spool::SpooledMessage;
@@ -23,7 +22,7 @@ pub const HAND_OFF_AFTER: u32 = 3;
 
 /// Extends this node's leases on `queue_ids`, a thousand per command, together.
 pub async fn renew(cluster: &Cluster, queue_ids: Vec<String>, lease_ms: i64) {
-    let lease_until_ms = now_ms() + lease_ms;
+    let lease_until_ms = cluster.leader_now_ms() + lease_ms;
     let renewals = queue_ids.chunks(MAX_IDS_PER_COMMAND).map(|ids| {
         let r = SpoolRenew {
             owner: cluster.id(),
@@ -49,7 +48,7 @@ pub async fn take_over(cluster: &Cluster, lapsed: Vec<Arc<SpooledMessage>>, leas
             .or_default()
             .push(m.queue_id.clone());
     }
-    let now = now_ms();
+    let now = cluster.leader_now_ms();
     let commands = by_owner.into_iter().flat_map(|(from, ids)| {
         let chunks: Vec<Vec<String>> = ids.chunks(MAX_IDS_PER_COMMAND).map(<[_]>::to_vec).collect();
         chunks.into_iter().map(move |queue_ids| {
@@ -104,7 +103,7 @@ pub async fn hand_off(cluster: &Cluster, m: &SpooledMessage, lease_ms: i64) -> b
         from_owner: me,
         to_owner: to,
         queue_ids: vec![m.queue_id.clone()],
-        lease_until_ms: now_ms() + lease_ms,
+        lease_until_ms: cluster.leader_now_ms() + lease_ms,
     };
     match counted(
         "hand_off",

@@ -1,0 +1,78 @@
+//! The leader's clock as this node can tell it. Leases are judged against the leader's wall
+//! clock (the leader proposes a takeover once a lease has ended by its clock), so every node
+//! reads lease time through `Cluster::leader_now_ms`: each follower measures its offset from
+//! the leader with every read-index call (the leader puts its clock in the reply), at least
+//! every few seconds, and delivery adds the measurement's uncertainty to its safety margin.
+//! Exported as `peage_clock_offset_ms` and `peage_clock_offset_uncertainty_ms`.
+
+use std::time::Duration;
+
+use peage_mail::shutdown::Shutdown;
+
+use super::write::leader_peer_addr;
+use super::Cluster;
+use crate::clock::now_ms;
+
+/// An offset past this is worth an operator's look: leases lean on the margin it eats.
+const WARN_OFFSET_MS: i64 = 1000;
+
+impl Cluster {
+    /// Now by the leader's clock, as well as this node can tell (its own clock on the
+    /// leader).
+    pub fn leader_now_ms(&self) -> i64 {
+        if self.leads() {
+            return now_ms();
+        }
+        now_ms() + self.inner.leader_clock.offset_ms()
+    }
+
+    /// How far `leader_now_ms` may be off (0 on the leader).
+    pub fn leader_clock_uncertainty_ms(&self) -> i64 {
+        if self.leads() {
+            return 0;
+        }
+        self.inner.leader_clock.uncertainty_ms()
+    }
+
+    pub fn leader_clock_offset_ms(&self) -> i64 {
+        if self.leads() {
+            return 0;
+        }
+        self.inner.leader_clock.offset_ms()
+    }
+
+    /// Asks the leader for its clock (a read-index call) when this node follows one.
+    async fn measure_leader_clock(&self) {
+        let m = self.metrics();
+        let Some(leader) = m.current_leader.filter(|l| *l != self.inner.id) else {
+            return;
+        };
+        let Ok(addr) = leader_peer_addr(&m, leader) else {
+            return;
+        };
+        let _ = self
+            .inner
+            .peers
+            .read_index(leader, &addr, Duration::from_secs(1))
+            .await
+            .map(|read| self.record_leader_clock(&read));
+    }
+}
+
+/// Runs until `stop`: measures the leader's clock every `every`, and warns when it is far.
+pub async fn watch(cluster: Cluster, every: Duration, mut stop: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait() => return,
+        }
+        cluster.measure_leader_clock().await;
+        let offset = cluster.leader_clock_offset_ms();
+        if offset.abs() > WARN_OFFSET_MS {
+            tracing::warn!(
+                offset_ms = offset,
+                "this node's clock is far from the leader's: check NTP"
+            );
+        }
+    }
+}
