@@ -223,6 +223,34 @@ mod tests {
         assert!(store.get(&sha256_hex(b"absent")).await.unwrap().is_none());
     }
 
+    /// Sessions accepting the same content at once (a campaign, a mailing list) all store
+    /// it: every writer succeeds, into a shard directory none of them found, the body is
+    /// whole, there is one file and no temporary file is left.
+    #[test]
+    fn concurrent_writers_of_one_body_into_a_new_shard_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let body = vec![b'x'; 200_000];
+        let h = sha256_hex(&body);
+        std::thread::scope(|s| {
+            let writers: Vec<_> = (0..16)
+                .map(|_| s.spawn(|| store.put_blocking(&h, &body)))
+                .collect();
+            for w in writers {
+                w.join().unwrap().unwrap();
+            }
+        });
+        let shard = dir.path().join(&h[..2]);
+        let files: Vec<_> = std::fs::read_dir(&shard).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(std::fs::read(store.path(&h)).unwrap(), body);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+
     #[tokio::test]
     async fn a_sweep_keeps_what_is_referenced_or_young_and_a_corrupt_body_is_gone() {
         let dir = tempfile::tempdir().unwrap();
