@@ -44,15 +44,7 @@ impl Cluster {
     /// Carries out `op` on this node if it leads with a live quorum; never forwards, so a
     /// forwarded operation cannot bounce between nodes.
     pub(crate) async fn write_here(&self, op: WriteOp) -> Result<Committed, WriteError> {
-        let m = self.metrics();
-        if m.current_leader != Some(self.inner.id) {
-            return Err(Unavailable::NotLeader {
-                node: self.inner.id,
-                leader: m.current_leader,
-            }
-            .into());
-        }
-        self.check_leader_quorum(&m)?;
+        self.check_leads_with_quorum()?;
         let timeout = self.inner.commit_timeout;
         match tokio::time::timeout(timeout, self.raft_write(op)).await {
             Ok(r) => r,
@@ -69,15 +61,7 @@ impl Cluster {
     /// command's outcome in order; a command that fails fails the batch (its sender tells
     /// its callers the write may or may not have happened, as for any unconfirmed write).
     pub(crate) async fn write_forwarded(&self, payload: Vec<u8>) -> Result<Committed, WriteError> {
-        let m = self.metrics();
-        if m.current_leader != Some(self.inner.id) {
-            return Err(Unavailable::NotLeader {
-                node: self.inner.id,
-                leader: m.current_leader,
-            }
-            .into());
-        }
-        self.check_leader_quorum(&m)?;
+        self.check_leads_with_quorum()?;
         let batch = match CommandBatch::decode(payload.as_slice()) {
             Ok(b) if b.version <= COMMAND_VERSION => b,
             // What this node cannot read goes to the log as it came: apply refuses it the
@@ -134,6 +118,18 @@ impl Cluster {
             }
             Err(RaftError::Fatal(f)) => Err(WriteError::NodeBroken(f.to_string())),
         }
+    }
+
+    /// Refuses unless this node leads and has heard from a majority lately.
+    fn check_leads_with_quorum(&self) -> Result<(), Unavailable> {
+        let m = self.metrics();
+        if m.current_leader != Some(self.inner.id) {
+            return Err(Unavailable::NotLeader {
+                node: self.inner.id,
+                leader: m.current_leader,
+            });
+        }
+        self.check_leader_quorum(&m)
     }
 
     /// Refuses at once when this node, as leader, has not heard from a majority lately.
