@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, ToSql, Transaction};
 
 use peage_proto::v1::{
     QuarantineExpire, SpoolDone, SpoolDrop, SpoolHandOff, SpoolPut, SpoolRelease, SpoolRenew,
@@ -151,20 +151,12 @@ pub fn apply_done(
 
 pub fn apply_renew(
     tx: &Transaction<'_>,
-    renew: SpoolRenew,
+    r: SpoolRenew,
     changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<Outcome> {
-    let mut stmt = tx.prepare_cached(
-        "UPDATE spool SET lease_until_ms = ?3 WHERE queue_id = ?1 AND owner = ?2",
-    )?;
-    let mut renewed = 0u32;
-    for id in renew.queue_ids {
-        if stmt.execute(params![id, renew.owner as i64, renew.lease_until_ms])? > 0 {
-            renewed += 1;
-            changes.push(IndexChange::SpoolRow(id));
-        }
-    }
-    Ok(Outcome::SpoolOwned { changed: renewed })
+    let sql = "UPDATE spool SET lease_until_ms = ?3 WHERE queue_id = ?1 AND owner = ?2";
+    let rest = params![r.owner as i64, r.lease_until_ms];
+    update_each(tx, sql, r.queue_ids, rest, changes)
 }
 
 pub fn apply_takeover(
@@ -175,20 +167,12 @@ pub fn apply_takeover(
     // Only if the message is still the old owner's and its lease had lapsed when the leader
     // proposed this: an owner whose renewal was committed first keeps it, so two nodes never
     // both hold a valid lease. (Entries written before `now_ms` existed carry 0.)
-    let mut stmt = tx.prepare_cached(
-        "UPDATE spool SET owner = ?3, lease_until_ms = ?4
-         WHERE queue_id = ?1 AND owner = ?2 AND (?5 = 0 OR lease_until_ms <= ?5)",
-    )?;
-    let mut changed = 0u32;
+    let sql = "UPDATE spool SET owner = ?3, lease_until_ms = ?4
+               WHERE queue_id = ?1 AND owner = ?2 AND (?5 = 0 OR lease_until_ms <= ?5)";
+    let (from, to) = (t.from_owner as i64, t.to_owner as i64);
+    let rest = params![from, to, t.lease_until_ms, t.now_ms];
     let ids = (!t.queue_id.is_empty()).then_some(t.queue_id);
-    for id in ids.into_iter().chain(t.queue_ids) {
-        let (from, to) = (t.from_owner as i64, t.to_owner as i64);
-        if stmt.execute(params![id, from, to, t.lease_until_ms, t.now_ms])? > 0 {
-            changed += 1;
-            changes.push(IndexChange::SpoolRow(id));
-        }
-    }
-    Ok(Outcome::SpoolOwned { changed })
+    update_each(tx, sql, ids.into_iter().chain(t.queue_ids), rest, changes)
 }
 
 /// Moves the messages `from_owner` still owns (and that are not held in quarantine) to
@@ -198,14 +182,29 @@ pub fn apply_hand_off(
     h: SpoolHandOff,
     changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<Outcome> {
-    let mut stmt = tx.prepare_cached(
-        "UPDATE spool SET owner = ?3, lease_until_ms = ?4, handoffs = handoffs + 1
-         WHERE queue_id = ?1 AND owner = ?2 AND verdict != 'quarantine'",
-    )?;
+    let sql = "UPDATE spool SET owner = ?3, lease_until_ms = ?4, handoffs = handoffs + 1
+               WHERE queue_id = ?1 AND owner = ?2 AND verdict != 'quarantine'";
+    let (from, to) = (h.from_owner as i64, h.to_owner as i64);
+    let rest = params![from, to, h.lease_until_ms];
+    update_each(tx, sql, h.queue_ids, rest, changes)
+}
+
+/// Runs `sql` once per queue id (bound as `?1`, `rest` after it), noting each row it
+/// changed for the index; the outcome counts them.
+fn update_each(
+    tx: &Transaction<'_>,
+    sql: &str,
+    ids: impl IntoIterator<Item = String>,
+    rest: &[&dyn ToSql],
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
+    let mut stmt = tx.prepare_cached(sql)?;
     let mut changed = 0u32;
-    for id in h.queue_ids {
-        let (from, to) = (h.from_owner as i64, h.to_owner as i64);
-        if stmt.execute(params![id, from, to, h.lease_until_ms])? > 0 {
+    for id in ids {
+        let bound: Vec<&dyn ToSql> = std::iter::once(&id as &dyn ToSql)
+            .chain(rest.iter().copied())
+            .collect();
+        if stmt.execute(bound.as_slice())? > 0 {
             changed += 1;
             changes.push(IndexChange::SpoolRow(id));
         }
