@@ -1,9 +1,10 @@
 //! The spool in memory, per owner: what delivery, `/metrics` and the queue listing read
 //! without touching SQLite. It follows every applied spool row (read again inside the
 //! apply transaction) and is rebuilt from the table at open and after a snapshot install;
-//! it wakes the delivery loop when a message becomes someone's work.
+//! it wakes a node's delivery loop when a message becomes that node's work.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
@@ -17,8 +18,11 @@ use crate::types::NodeId;
 #[derive(Default)]
 pub struct SpoolIndex {
     rows: RwLock<Rows>,
-    /// Notified when a message is added, changes owner, verdict or retry generation.
+    /// Notified when a message of the watched owner's is added, or becomes its work (new
+    /// owner, verdict or retry generation): other nodes' messages do not wake it.
     new_work: Notify,
+    /// The owner whose delivery loop waits on `new_work` (0 until one does: any owner).
+    watched: AtomicU64,
 }
 
 #[derive(Default)]
@@ -110,7 +114,7 @@ impl SpoolIndex {
             for (queue_id, now) in changed {
                 let before = rows.remove(&queue_id);
                 if let Some(m) = now {
-                    woken |= is_new_work(before.as_deref(), &m);
+                    woken |= is_new_work(before.as_deref(), &m) && self.is_watched(m.owner);
                     rows.insert(m);
                 }
             }
@@ -120,9 +124,15 @@ impl SpoolIndex {
         }
     }
 
-    /// Resolves when new work may have arrived since the last call returned.
-    pub async fn new_work(&self) {
+    /// Resolves when new work for `owner` may have arrived since the last call returned.
+    pub async fn new_work_for(&self, owner: NodeId) {
+        self.watched.store(owner, Ordering::Relaxed);
         self.new_work.notified().await
+    }
+
+    fn is_watched(&self, owner: NodeId) -> bool {
+        let watched = self.watched.load(Ordering::Relaxed);
+        watched == 0 || watched == owner
     }
 
     pub fn get(&self, queue_id: &str) -> Option<Arc<SpooledMessage>> {
@@ -183,6 +193,8 @@ impl SpoolIndex {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn message(id: &str, owner: NodeId, accepted_at_ms: i64, verdict: &str) -> SpooledMessage {
@@ -254,19 +266,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_new_owner_is_woken_but_a_renewal_is_not_work() {
+    async fn a_new_owner_is_woken_but_a_renewal_or_another_owners_mail_is_not() {
         let index = SpoolIndex::default();
         index.replace(vec![message("a", 1, 0, "deliver")]);
-        index.new_work().await; // the replace
+        index.new_work_for(2).await; // the replace
         let mut renewed = message("a", 1, 0, "deliver");
         renewed.lease_until_ms = 9_000;
         index.follow(vec![("a".into(), Some(renewed))]);
-        let quiet =
-            tokio::time::timeout(std::time::Duration::from_millis(50), index.new_work()).await;
-        assert!(quiet.is_err(), "a renewal woke the delivery loop");
+        index.follow(vec![("b".into(), Some(message("b", 1, 0, "deliver")))]);
+        let quiet = tokio::time::timeout(Duration::from_millis(50), index.new_work_for(2)).await;
+        assert!(
+            quiet.is_err(),
+            "node 2's loop woke for a renewal or node 1's mail"
+        );
         index.follow(vec![("a".into(), Some(message("a", 2, 0, "deliver")))]);
-        tokio::time::timeout(std::time::Duration::from_secs(5), index.new_work())
+        tokio::time::timeout(Duration::from_secs(5), index.new_work_for(2))
             .await
-            .expect("a takeover wakes the delivery loop");
+            .expect("a takeover by node 2 wakes its delivery loop");
     }
 }

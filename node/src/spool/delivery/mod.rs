@@ -58,7 +58,7 @@ struct Local {
 }
 
 /// Runs until `stop`: the delivery loop of this node. A round starts when the spool index
-/// says a message became someone's work, when one of ours is due, or after `tick`.
+/// says a message became ours to deliver, when one of ours is due, or after `tick`.
 pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: Shutdown) {
     let local = Local::default();
     // Attempts in progress; a graceful stop lets them finish and commit, so that a restart
@@ -70,7 +70,7 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: Shutdown) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next_round) => {}
-            _ = cluster.state().spool().new_work() => {}
+            _ = cluster.state().spool().new_work_for(cluster.id()) => {}
             _ = stop.wait() => {
                 let finish = async { while attempts.join_next().await.is_some() {} };
                 if tokio::time::timeout(STOP_GRACE, finish).await.is_err() {
