@@ -48,13 +48,8 @@ async fn sweep_list_entries(cluster: &Cluster) {
 async fn expire_quarantine(cluster: &Cluster) {
     let retention = cluster.state().indexes().policy().quarantine_retention_ms;
     let before = now_ms().saturating_sub(retention);
-    match cluster.state().quarantined_before(before).await {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot look for expired quarantine");
-            return;
-        }
+    if !cluster.state().spool().quarantined_before(before) {
+        return;
     }
     let expire = QuarantineExpire {
         accepted_before_ms: before,

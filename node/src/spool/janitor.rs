@@ -40,7 +40,7 @@ async fn sweep_once(cluster: &Cluster, grace: Duration) -> anyhow::Result<()> {
     if !cluster.is_current() {
         return Ok(());
     }
-    let keep: HashSet<String> = cluster.state().body_hashes().await?;
+    let keep: HashSet<String> = cluster.state().spool().body_hashes();
     // Checked again: a record committed while the list was read is still in it, but a
     // replica that lost the majority meanwhile may have missed newer ones.
     if !cluster.is_current() {

@@ -1,8 +1,5 @@
 //! The replicated spool's rows: applying `SpoolPut`, `SpoolDone` and the lease and
 //! operator commands, and reading the queue.
-
-use std::collections::HashSet;
-
 use rusqlite::{params, Connection, OptionalExtension, ToSql, Transaction};
 
 use peage_proto::v1::{
@@ -302,23 +299,6 @@ pub fn query_all(conn: &Connection) -> rusqlite::Result<Vec<SpooledMessage>> {
         "SELECT {COLUMNS} FROM spool ORDER BY accepted_at_ms, queue_id"
     ))?;
     let rows = stmt.query_map([], spooled_row)?;
-    rows.collect()
-}
-
-/// Whether a quarantined message was accepted before `before_ms`.
-pub fn quarantined_before(conn: &Connection, before_ms: i64) -> rusqlite::Result<bool> {
-    conn.prepare_cached(
-        "SELECT 1 FROM spool WHERE verdict = 'quarantine' AND accepted_at_ms < ?1 LIMIT 1",
-    )?
-    .query_row([before_ms], |_| Ok(()))
-    .optional()
-    .map(|found| found.is_some())
-}
-
-/// Every body hash the spool references.
-pub fn query_body_hashes(conn: &Connection) -> rusqlite::Result<HashSet<String>> {
-    let mut stmt = conn.prepare_cached("SELECT DISTINCT body_sha256 FROM spool")?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
     rows.collect()
 }
 

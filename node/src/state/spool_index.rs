@@ -3,7 +3,7 @@
 //! apply transaction) and is rebuilt from the table at open and after a snapshot install;
 //! it wakes a node's delivery loop when a message becomes that node's work.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -32,7 +32,8 @@ struct Rows {
     by_owner: HashMap<NodeId, BTreeSet<(i64, String)>>,
     /// Messages waiting for delivery (not quarantined), by acceptance time.
     queued_by_age: BTreeSet<(i64, String)>,
-    quarantined: usize,
+    /// Quarantined messages, by acceptance time (retention is judged on it).
+    quarantined_by_age: BTreeSet<(i64, String)>,
 }
 
 /// Another owner's messages whose lease has ended.
@@ -56,7 +57,8 @@ pub struct SpoolCounts {
 impl Rows {
     fn insert(&mut self, m: SpooledMessage) {
         if m.is_quarantined() {
-            self.quarantined += 1;
+            self.quarantined_by_age
+                .insert((m.accepted_at_ms, m.queue_id.clone()));
         } else {
             self.by_owner
                 .entry(m.owner)
@@ -71,7 +73,8 @@ impl Rows {
     fn remove(&mut self, queue_id: &str) -> Option<Arc<SpooledMessage>> {
         let m = self.by_id.remove(queue_id)?;
         if m.is_quarantined() {
-            self.quarantined -= 1;
+            self.quarantined_by_age
+                .remove(&(m.accepted_at_ms, m.queue_id.clone()));
             return Some(m);
         }
         let key = (m.lease_until_ms, m.queue_id.clone());
@@ -181,11 +184,25 @@ impl SpoolIndex {
         by_age.into_values().cloned().collect()
     }
 
+    /// Whether a quarantined message was accepted before `before_ms`.
+    pub fn quarantined_before(&self, before_ms: i64) -> bool {
+        let rows = read(&self.rows);
+        rows.quarantined_by_age
+            .first()
+            .is_some_and(|(at, _)| *at < before_ms)
+    }
+
+    /// Every body hash a message in the spool references.
+    pub fn body_hashes(&self) -> HashSet<String> {
+        let rows = read(&self.rows);
+        rows.by_id.values().map(|m| m.body_sha256.clone()).collect()
+    }
+
     pub fn counts(&self) -> SpoolCounts {
         let rows = read(&self.rows);
         SpoolCounts {
             queued: rows.queued_by_age.len(),
-            quarantined: rows.quarantined,
+            quarantined: rows.quarantined_by_age.len(),
             oldest_queued_at_ms: rows.queued_by_age.first().map(|(at, _)| *at),
         }
     }
@@ -229,6 +246,8 @@ mod tests {
             .lapsed_elsewhere(2, 1_000)
             .iter()
             .all(|l| l.owner == 1));
+        assert!(index.quarantined_before(6) && !index.quarantined_before(5));
+        assert_eq!(index.body_hashes().len(), 1, "the examples share one body");
         assert_eq!(
             index.counts(),
             SpoolCounts {
@@ -255,6 +274,7 @@ mod tests {
         assert!(index.owned_by(2).is_empty());
         assert!(index.get("a").is_none());
         assert_eq!(index.get("b").unwrap().lease_until_ms, 500);
+        assert!(!index.quarantined_before(1_000), "released");
         assert_eq!(
             index.counts(),
             SpoolCounts {
