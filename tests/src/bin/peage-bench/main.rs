@@ -168,13 +168,9 @@ async fn smtp_bench(
             soft += s;
             hard += h;
         }
-        let secs = started.elapsed().as_secs_f64();
-        all.sort();
+        let (rate, p50, p99) = rate_and_percentiles(&mut all, started.elapsed());
         println!(
-            "| {n} | {:.1} | {:.1} | {:.1} | {} | {soft} | {hard} |",
-            all.len() as f64 / secs,
-            percentile(&all, 0.5).as_secs_f64() * 1000.0,
-            percentile(&all, 0.99).as_secs_f64() * 1000.0,
+            "| {n} | {rate:.1} | {p50:.1} | {p99:.1} | {} | {soft} | {hard} |",
             all.len()
         );
     }
@@ -227,6 +223,13 @@ async fn filter_bench(corpus: std::path::PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Operations per second over `elapsed`, and the p50 and p99 latencies in ms (sorts `all`).
+fn rate_and_percentiles(all: &mut [Duration], elapsed: Duration) -> (f64, f64, f64) {
+    all.sort();
+    let ms = |p| percentile(all, p).as_secs_f64() * 1000.0;
+    (all.len() as f64 / elapsed.as_secs_f64(), ms(0.5), ms(0.99))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -276,14 +279,8 @@ async fn admin_bench(writers: Vec<usize>, seconds: u64) -> anyhow::Result<()> {
             all.extend(lat);
             errors += e;
         }
-        let elapsed = started.elapsed().as_secs_f64();
-        all.sort();
-        println!(
-            "| {w} | {:.0} | {:.1} | {:.1} | {errors} |",
-            all.len() as f64 / elapsed,
-            percentile(&all, 0.5).as_secs_f64() * 1000.0,
-            percentile(&all, 0.99).as_secs_f64() * 1000.0,
-        );
+        let (rate, p50, p99) = rate_and_percentiles(&mut all, started.elapsed());
+        println!("| {w} | {rate:.0} | {p50:.1} | {p99:.1} | {errors} |");
     }
     Ok(())
 }
