@@ -32,7 +32,7 @@ impl Cluster {
 
     /// The index a linearizable read must see, confirmed by a quorum (leader only).
     pub(crate) async fn leader_read_index(&self) -> Result<u64, Unavailable> {
-        let m = self.metrics();
+        let m = self.leader_metrics_once_acknowledged().await;
         self.check_leader_quorum(&m)?;
         let timeout = self.inner.commit_timeout;
         match tokio::time::timeout(timeout, self.inner.raft.get_read_log_id()).await {
@@ -86,9 +86,12 @@ impl Cluster {
                 contact.commit_index.max(applied_index)
             },
             // On the leader, "contact" is the last acknowledgement from a majority: an
-            // isolated leader's replica grows stale from then on.
+            // isolated leader's replica grows stale from then on. A leader elected a moment
+            // ago has none yet; until its first one, the last word from the previous leader
+            // stands (a majority has just voted for it, so it is no less in touch).
             millis_since_leader_contact: if leads {
                 m.millis_since_quorum_ack
+                    .or_else(|| contact.at.map(|t| t.elapsed().as_millis() as u64))
             } else {
                 contact.at.map(|t| t.elapsed().as_millis() as u64)
             },

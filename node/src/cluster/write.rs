@@ -44,7 +44,7 @@ impl Cluster {
     /// Carries out `op` on this node if it leads with a live quorum; never forwards, so a
     /// forwarded operation cannot bounce between nodes.
     pub(crate) async fn write_here(&self, op: WriteOp) -> Result<Committed, WriteError> {
-        self.check_leads_with_quorum()?;
+        self.check_leads_with_quorum().await?;
         let timeout = self.inner.commit_timeout;
         match tokio::time::timeout(timeout, self.raft_write(op)).await {
             Ok(r) => r,
@@ -61,7 +61,7 @@ impl Cluster {
     /// command's outcome in order; a command that fails fails the batch (its sender tells
     /// its callers the write may or may not have happened, as for any unconfirmed write).
     pub(crate) async fn write_forwarded(&self, payload: Vec<u8>) -> Result<Committed, WriteError> {
-        self.check_leads_with_quorum()?;
+        self.check_leads_with_quorum().await?;
         let batch = match CommandBatch::decode(payload.as_slice()) {
             Ok(b) if b.version <= COMMAND_VERSION => b,
             // What this node cannot read goes to the log as it came: apply refuses it the
@@ -121,8 +121,8 @@ impl Cluster {
     }
 
     /// Refuses unless this node leads and has heard from a majority lately.
-    fn check_leads_with_quorum(&self) -> Result<(), Unavailable> {
-        let m = self.metrics();
+    async fn check_leads_with_quorum(&self) -> Result<(), Unavailable> {
+        let m = self.leader_metrics_once_acknowledged().await;
         if m.current_leader != Some(self.inner.id) {
             return Err(Unavailable::NotLeader {
                 node: self.inner.id,
@@ -130,6 +130,27 @@ impl Cluster {
             });
         }
         self.check_leader_quorum(&m)
+    }
+
+    /// The metrics, after waiting (at most `quorum_lost_after`) for a leader elected a
+    /// moment ago to hear its first acknowledgements: the majority that just voted for it
+    /// answers within a heartbeat, and refusing mail in that gap would be a needless 451.
+    pub(super) async fn leader_metrics_once_acknowledged(&self) -> RaftMetrics<NodeId, PeageNode> {
+        let m = self.metrics();
+        let id = self.inner.id;
+        if m.current_leader != Some(id) || m.millis_since_quorum_ack.is_some() {
+            return m;
+        }
+        let waited = self
+            .inner
+            .raft
+            .wait(Some(self.inner.quorum_lost_after))
+            .metrics(
+                move |m| m.current_leader != Some(id) || m.millis_since_quorum_ack.is_some(),
+                "a new leader's first acknowledgement from a majority",
+            )
+            .await;
+        waited.unwrap_or_else(|_| self.metrics())
     }
 
     /// Refuses at once when this node, as leader, has not heard from a majority lately.
