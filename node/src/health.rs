@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crate::metrics::{
-    CLOCK_OFFSET_MS, CLOCK_OFFSET_UNCERTAINTY_MS, LEADER_CHANGES, SMTP_SESSIONS, SPOOL_MESSAGES,
-    SPOOL_OLDEST_AGE_SECONDS,
+    BODY_JOURNAL_BODIES, BODY_JOURNAL_SYNCS, CLOCK_OFFSET_MS, CLOCK_OFFSET_UNCERTAINTY_MS,
+    LEADER_CHANGES, SMTP_SESSIONS, SPOOL_MESSAGES, SPOOL_OLDEST_AGE_SECONDS,
 };
 
 #[derive(Clone)]
@@ -94,6 +94,9 @@ async fn record_gauges(cluster: &Cluster) {
         .oldest_queued_at_ms
         .map_or(0, |t| (now_ms() - t).max(0));
     metrics::gauge!(SPOOL_OLDEST_AGE_SECONDS).set(age_ms as f64 / 1000.0);
+    let (syncs, bodies) = cluster.blobs().journal_totals();
+    metrics::counter!(BODY_JOURNAL_SYNCS).absolute(syncs);
+    metrics::counter!(BODY_JOURNAL_BODIES).absolute(bodies);
     metrics::gauge!(CLOCK_OFFSET_MS).set(cluster.leader_clock_offset_ms() as f64);
     metrics::gauge!(CLOCK_OFFSET_UNCERTAINTY_MS).set(cluster.leader_clock_uncertainty_ms() as f64);
 }

@@ -27,6 +27,8 @@ pub const SPOOL_MESSAGES: &str = "peage_spool_messages";
 pub const SPOOL_OLDEST_AGE_SECONDS: &str = "peage_spool_oldest_age_seconds";
 pub const BLOBS_DELETED: &str = "peage_blobs_deleted_total";
 pub const BLOB_BYTES: &str = "peage_blob_bytes";
+pub const BODY_JOURNAL_SYNCS: &str = "peage_body_journal_syncs_total";
+pub const BODY_JOURNAL_BODIES: &str = "peage_body_journal_bodies_total";
 /// The leader's clock minus this node's, as last measured, and how far off that may be.
 pub const CLOCK_OFFSET_MS: &str = "peage_clock_offset_ms";
 pub const CLOCK_OFFSET_UNCERTAINTY_MS: &str = "peage_clock_offset_uncertainty_ms";

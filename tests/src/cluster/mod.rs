@@ -360,12 +360,13 @@ impl TestCluster {
         Ok(i)
     }
 
-    /// The message bodies node `i` holds (files of its blob store, temporary ones aside).
+    /// The message bodies node `i` holds (files in its blob store's two-hex-digit shards;
+    /// temporary files and the journal aside).
     pub fn blob_files(&self, i: usize) -> Vec<PathBuf> {
         let root = self.nodes[i].data_dir.join("blobs");
         let shards = std::fs::read_dir(root).into_iter().flatten().flatten();
         shards
-            .filter(|s| s.file_name() != "tmp")
+            .filter(|s| s.file_name().len() == 2)
             .flat_map(|s| std::fs::read_dir(s.path()).into_iter().flatten().flatten())
             .map(|f| f.path())
             .collect()

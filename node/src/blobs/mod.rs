@@ -1,46 +1,26 @@
 //! The content-addressed blob store beside the state database: message bodies, named by
-//! their SHA-256, immutable, written to a temporary file, fsynced and renamed into place;
-//! read back only when they still match their name; swept once no record needs them.
+//! their SHA-256, immutable, made durable through the body journal (one sync for the bodies
+//! of concurrent sessions); read back only when they still match their name; swept once no
+//! record needs them.
+
+mod journal;
+mod layout;
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
+use journal::Journal;
+use layout::{blob_path, check_hash, is_shard, TMP_DIR};
+pub use layout::{sha256_hex, BlobError};
 
 /// A cheap-to-clone handle on one node's blob directory.
 #[derive(Clone)]
 pub struct BlobStore {
     /// `DATA_DIR/blobs`; files live in `xx/<hash>` by the hash's first two hex digits.
     dir: Arc<PathBuf>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BlobError {
-    #[error("`{0}` is not a SHA-256 hex digest")]
-    BadHash(String),
-    #[error("blob content does not match its hash {0}")]
-    Mismatch(String),
-    #[error("blob store I/O: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-fn check_hash(hash: &str) -> Result<(), BlobError> {
-    if hash.len() == 64
-        && hash
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    {
-        Ok(())
-    } else {
-        Err(BlobError::BadHash(hash.chars().take(80).collect()))
-    }
+    journal: Arc<Journal>,
 }
 
 /// What a sweep removed.
@@ -51,21 +31,23 @@ pub struct Swept {
 }
 
 impl BlobStore {
-    /// Opens the store; temporary files a crash left behind (no write is in progress
-    /// before the store is open) are removed.
+    /// Opens the store: temporary files a crash left behind (no write is in progress
+    /// before the store is open) are removed, and bodies it lost are written again from
+    /// the journal.
     pub fn open(dir: &Path) -> std::io::Result<BlobStore> {
-        let tmp = dir.join("tmp");
+        let tmp = dir.join(TMP_DIR);
         std::fs::create_dir_all(&tmp)?;
         for entry in std::fs::read_dir(&tmp)?.flatten() {
             let _ = std::fs::remove_file(entry.path());
         }
         Ok(BlobStore {
             dir: Arc::new(dir.to_owned()),
+            journal: Arc::new(Journal::open(dir)?),
         })
     }
 
     fn path(&self, hash: &str) -> PathBuf {
-        self.dir.join(&hash[..2]).join(hash)
+        blob_path(&self.dir, hash)
     }
 
     pub fn has(&self, hash: &str) -> bool {
@@ -74,48 +56,27 @@ impl BlobStore {
 
     /// Stores `bytes` under `hash` (which it must match) durably: when this returns, the
     /// blob survives a crash. Storing an existing blob marks it as just written (a new
-    /// message with the same content needs it: the sweep's grace starts again) and makes
-    /// sure its directory entry is durable (another writer may not have synced it yet).
-    pub fn put_blocking(&self, hash: &str, bytes: &[u8]) -> Result<(), BlobError> {
-        check_hash(hash)?;
-        if sha256_hex(bytes) != hash {
-            return Err(BlobError::Mismatch(hash.to_owned()));
-        }
-        let dest = self.path(hash);
-        let parent = dest.parent().expect("blob paths have a parent");
-        if dest.exists() {
-            std::fs::File::options()
-                .write(true)
-                .open(&dest)?
-                .set_modified(SystemTime::now())?;
-            std::fs::File::open(parent)?.sync_all()?;
-            return Ok(());
-        }
-        let tmp = self
-            .dir
-            .join("tmp")
-            .join(format!("{hash}.{}", rand::random::<u64>()));
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-        }
-        if !parent.exists() {
-            std::fs::create_dir_all(parent)?;
-            // A new shard directory is durable only once the store's directory is.
-            std::fs::File::open(self.dir.as_path())?.sync_all()?;
-        }
-        std::fs::rename(&tmp, &dest)?;
-        // The rename is durable only once the directory is.
-        std::fs::File::open(parent)?.sync_all()?;
-        Ok(())
+    /// message with the same content needs it: the sweep's grace starts again).
+    pub async fn put(&self, hash: String, bytes: Arc<Vec<u8>>) -> Result<(), BlobError> {
+        check_hash(&hash)?;
+        self.journal
+            .submit(hash, bytes)
+            .await
+            .map_err(|_| BlobError::Io(std::io::Error::other("the body journal has stopped")))?
     }
 
-    pub async fn put(&self, hash: String, bytes: Arc<Vec<u8>>) -> Result<(), BlobError> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.put_blocking(&hash, &bytes))
-            .await
-            .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+    /// (syncs, bodies) of the body journal since the store opened.
+    pub fn journal_totals(&self) -> (u64, u64) {
+        self.journal.totals()
+    }
+
+    /// As `put`, from a thread that may block (never from async code).
+    pub fn put_blocking(&self, hash: &str, bytes: &[u8]) -> Result<(), BlobError> {
+        check_hash(hash)?;
+        self.journal
+            .submit(hash.to_owned(), Arc::new(bytes.to_vec()))
+            .blocking_recv()
+            .map_err(|_| BlobError::Io(std::io::Error::other("the body journal has stopped")))?
     }
 
     /// The body stored under `hash`, if there is one and it still matches its hash: a file
@@ -160,12 +121,13 @@ impl BlobStore {
         let before = SystemTime::now() - grace;
         let mut swept = Swept::default();
         for shard in std::fs::read_dir(self.dir.as_path())?.flatten() {
-            let shard = shard.path();
-            if !shard.is_dir() {
+            let name = shard.file_name();
+            let temporary = name == TMP_DIR;
+            // The journal is not swept: its checkpoints remove its segments.
+            if !(temporary || is_shard(&name)) || !shard.path().is_dir() {
                 continue;
             }
-            let temporary = shard.file_name().is_some_and(|n| n == "tmp");
-            for entry in std::fs::read_dir(&shard)?.flatten() {
+            for entry in std::fs::read_dir(shard.path())?.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if !temporary && keep.contains(&name) {
                     continue;
@@ -186,7 +148,7 @@ impl BlobStore {
     pub fn usage_blocking(&self) -> std::io::Result<Swept> {
         let mut usage = Swept::default();
         for shard in std::fs::read_dir(self.dir.as_path())?.flatten() {
-            if !shard.path().is_dir() {
+            if !is_shard(&shard.file_name()) || !shard.path().is_dir() {
                 continue;
             }
             for entry in std::fs::read_dir(shard.path())?.flatten() {
