@@ -12,6 +12,12 @@ mod wire;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    // Like any Unix filter: a reader that goes away (`peagectl … | head`) ends us quietly,
+    // where Rust's default would turn the failed write into a panic.
+    // SAFETY: restoring the default disposition of SIGPIPE before any other thread runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = cli::Cli::parse();
     match cmd::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 """Sends one message with smtplib, step by step, and prints every reply as JSON.
 
 usage: smtp_send.py HOST PORT MAIL_FROM RCPT[,RCPT...] BODY_FILE [SOURCE_IP]
+PEAGE_HELO names the client in EHLO (client.example otherwise); PEAGE_STARTTLS=1 starts TLS.
 Prints {"ehlo": [code, text], "mail": [...], "rcpt": [[...], ...], "data": [...]}; a step
 that did not happen is absent. Never raises on an SMTP refusal: the test reads the codes.
 """
@@ -19,11 +20,12 @@ def main():
     out = {}
     s = smtplib.SMTP(host, int(port), source_address=source, timeout=60)
     try:
-        out["ehlo"] = list(s.ehlo("client.example"))
+        helo = os.environ.get("PEAGE_HELO", "client.example")
+        out["ehlo"] = list(s.ehlo(helo))
         if os.environ.get("PEAGE_STARTTLS"):
             # The test certificate is self-signed: encryption is what is tested here.
             out["starttls"] = list(s.starttls(context=ssl._create_unverified_context()))
-            out["ehlo"] = list(s.ehlo("client.example"))
+            out["ehlo"] = list(s.ehlo(helo))
             out["cipher"] = s.sock.cipher()[0]
         out["mail"] = list(s.mail(mail_from))
         out["rcpt"] = [list(s.rcpt(r)) for r in rcpts.split(",")]

@@ -23,5 +23,5 @@ pub use cluster::{add_req, Node, TestCluster, Tuning, ADMIN_TOKEN, READ_TOKEN, S
 pub use http::{http_get, metric_value};
 pub use peage_client::v1;
 pub use sink::{read_maildir, SinkProcess};
-pub use smtp::{smtplib_send, smtplib_send_with, SmtpResult};
+pub use smtp::{smtplib_send, smtplib_send_with, SmtpOptions, SmtpResult};
 pub use wait::wait_for;

@@ -18,25 +18,37 @@ pub struct SmtpResult {
 
 /// Sends one message with Python's smtplib (a real SMTP client).
 pub fn smtplib_send(host: &str, port: u16, from: &str, rcpts: &[&str], body: &[u8]) -> SmtpResult {
-    smtplib_send_with(host, port, from, rcpts, body, false)
+    smtplib_send_with(host, port, from, rcpts, body, &SmtpOptions::default())
 }
 
-/// `smtplib_send`, optionally after STARTTLS.
+/// How `smtplib_send_with` talks to the server.
+#[derive(Debug, Clone, Default)]
+pub struct SmtpOptions {
+    /// STARTTLS before MAIL FROM.
+    pub starttls: bool,
+    /// The name given in EHLO (`client.example` when `None`).
+    pub helo: Option<String>,
+}
+
+/// `smtplib_send`, with the session shaped by `options`.
 pub fn smtplib_send_with(
     host: &str,
     port: u16,
     from: &str,
     rcpts: &[&str],
     body: &[u8],
-    starttls: bool,
+    options: &SmtpOptions,
 ) -> SmtpResult {
     let dir = tempfile::tempdir().expect("tempdir");
     let body_file = dir.path().join("body.eml");
     std::fs::write(&body_file, body).expect("write body");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/smtp_send.py");
     let mut cmd = Command::new("python3");
-    if starttls {
+    if options.starttls {
         cmd.env("PEAGE_STARTTLS", "1");
+    }
+    if let Some(helo) = &options.helo {
+        cmd.env("PEAGE_HELO", helo);
     }
     let out = cmd
         .arg(script)

@@ -151,6 +151,21 @@ fn status_as_json_and_as_a_table(addr: &str) {
     for site in ["paris", "roubaix", "ariege"] {
         assert!(out.contains(site), "{out}");
     }
+
+    // Piped into a reader that stops early (`| head -1`), it stops quietly, as any Unix
+    // tool does: no panic and no backtrace on the operator's terminal.
+    let mut child = Command::new(bin("peagectl"))
+        .args(["--addr", addr, "status"])
+        .env("PEAGE_TOKEN", ADMIN_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run peagectl");
+    // Closed before peagectl has its reply from the node, so its first write finds no reader.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("wait for peagectl");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]

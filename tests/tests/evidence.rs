@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use peage_tests::v1::*;
-use peage_tests::{wait_for, TestCluster, Tuning};
+use peage_tests::{smtplib_send_with, wait_for, SmtpOptions, TestCluster, Tuning};
 
 const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 
@@ -129,4 +129,80 @@ async fn reputation_and_bulk_counted_at_one_site_score_at_the_others() {
     // Every node holds the same counts.
     let digests = c.digests(0).await.unwrap();
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+}
+
+/// The evidence keys node `i` has applied, read from its state database.
+fn evidence_keys(c: &TestCluster, i: usize) -> Vec<String> {
+    let path = c.nodes[i].data_dir.join("state.sqlite");
+    let db =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut q = db.prepare("SELECT key FROM evidence").unwrap();
+    q.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A client names itself in EHLO and its domain in MAIL FROM: names with characters no host
+/// name has, or longer than any host name, are never counted as evidence, so no client
+/// decides what goes into an `EvidenceAdd` entry or how large its keys are. The same session
+/// with host names is counted (the test would see nothing otherwise).
+#[tokio::test]
+async fn hostile_ehlo_names_never_reach_the_evidence_entries() {
+    let c = TestCluster::start(Tuning::default()).await.unwrap();
+    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
+        .await
+        .unwrap();
+    let junk = format!("{}.example", "%".repeat(240));
+    // The longest host name smtp-proto takes in EHLO is counted, its key within the bound.
+    let longest_host = format!("{}.example", "b".repeat(240));
+    let sessions = [
+        (junk.as_str(), "x0@spammy.example".to_owned()),
+        ("x%y!z{}.example", "x1@spammy.example".to_owned()),
+        ("mail.example/../../etc", "x2@spammy.example".to_owned()),
+        (longest_host.as_str(), "x3@spammy.example".to_owned()),
+        ("MX1.Sane.Example.", "x4@Spammy.Example".to_owned()),
+    ];
+    let (host, port) = c.nodes[0].smtp_addr();
+    for (n, (helo, from)) in sessions.iter().enumerate() {
+        let options = SmtpOptions {
+            helo: Some(helo.to_string()),
+            ..Default::default()
+        };
+        let body = mail(from, n, GTUBE);
+        let r = smtplib_send_with(&host, port, from, &["bob@example.test"], &body, &options);
+        assert_eq!(r.ehlo.as_ref().map(|e| e.0), Some(250), "{helo:.40}: {r:?}");
+        assert_eq!(r.data.as_ref().map(|d| d.0), Some(550), "{helo:.40}: {r:?}");
+    }
+    for i in 0..3 {
+        let keys = wait_for(
+            "the sane names counted on every node",
+            Duration::from_secs(20),
+            || async {
+                let keys = evidence_keys(&c, i);
+                keys.iter()
+                    .any(|k| k == "helo:mx1.sane.example")
+                    .then_some(keys)
+            },
+        )
+        .await
+        .unwrap();
+        let mut named: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| k.starts_with("helo:") || k.starts_with("sender:"))
+            .collect();
+        named.sort();
+        let longest_key = format!("helo:{longest_host}");
+        let mut expected = [
+            longest_key.as_str(),
+            "helo:mx1.sane.example",
+            "sender:spammy.example",
+        ];
+        expected.sort();
+        assert_eq!(named, expected, "node {i}");
+        let longest = keys.iter().map(String::len).max().unwrap_or(0);
+        assert!(longest <= 300, "node {i}: a key of {longest} bytes");
+    }
 }

@@ -199,7 +199,10 @@ async fn starttls_is_offered_when_a_certificate_is_configured_and_mail_flows_ins
         "alice@client.example",
         &["bob@example.test"],
         &ham(11),
-        true,
+        &peage_tests::SmtpOptions {
+            starttls: true,
+            ..Default::default()
+        },
     );
     assert_eq!(r.starttls.as_ref().map(|s| s.0), Some(220), "{r:?}");
     assert!(
