@@ -130,13 +130,12 @@ pub async fn run(
     for task in mail_path {
         let _ = task.await;
     }
+    // Raft stops before the peer listener closes: a node that no longer hears its leader
+    // would otherwise call an election on its way out and take the leadership with it.
+    cluster.shutdown().await;
     stop_core.fire();
     for task in apis {
-        match task.await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "listener stopped with an error"),
-            Err(e) => tracing::warn!(error = %e, "listener task failed"),
-            Ok(Ok(())) => {}
-        }
+        drain(task).await;
     }
     for task in leader_tasks {
         let _ = task.await;
@@ -144,11 +143,23 @@ pub async fn run(
     if let Some(http) = metrics_http {
         let _ = http.await;
     }
-    cluster.shutdown().await;
     Ok(())
 }
 
 type ApiTask = JoinHandle<Result<(), tonic::transport::Error>>;
+
+/// How long the peer and admin servers get to finish their calls once Raft has stopped:
+/// peers keep their connections open, and a stop must not wait for them to let go.
+const API_DRAIN: Duration = Duration::from_secs(2);
+
+async fn drain(mut task: ApiTask) {
+    match tokio::time::timeout(API_DRAIN, &mut task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "listener stopped with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "listener task failed"),
+        Ok(Ok(Ok(()))) => {}
+        Err(_) => task.abort(),
+    }
+}
 
 /// The peer service (Raft RPCs, forwarded writes, bodies) and the admin API with gRPC
 /// reflection, until `stop`.

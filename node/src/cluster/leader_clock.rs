@@ -5,13 +5,14 @@
 //! every few seconds, and delivery adds the measurement's uncertainty to its safety margin.
 //! Exported as `peage_clock_offset_ms` and `peage_clock_offset_uncertainty_ms`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use peage_mail::shutdown::Shutdown;
 
 use super::write::leader_peer_addr;
 use super::Cluster;
 use crate::clock::now_ms;
+use crate::types::NodeId;
 
 /// An offset past this is worth an operator's look: leases lean on the margin it eats.
 const WARN_OFFSET_MS: i64 = 1000;
@@ -41,32 +42,45 @@ impl Cluster {
         self.inner.leader_clock.offset_ms()
     }
 
-    /// Asks the leader for its clock (a read-index call) when this node follows one.
-    async fn measure_leader_clock(&self) {
+    /// Asks the leader for its clock (a read-index call) when this node follows one;
+    /// returns the leader it measured.
+    async fn measure_leader_clock(&self) -> Option<NodeId> {
         let m = self.metrics();
-        let Some(leader) = m.current_leader.filter(|l| *l != self.inner.id) else {
-            return;
-        };
-        let Ok(addr) = leader_peer_addr(&m, leader) else {
-            return;
-        };
-        let _ = self
+        let leader = m.current_leader.filter(|l| *l != self.inner.id)?;
+        let addr = leader_peer_addr(&m, leader).ok()?;
+        let read = self
             .inner
             .peers
             .read_index(leader, &addr, Duration::from_secs(1))
             .await
-            .map(|read| self.record_leader_clock(&read));
+            .ok()?;
+        self.record_leader_clock(&read);
+        Some(leader)
     }
 }
 
-/// Runs until `stop`: measures the leader's clock every `every`, and warns when it is far.
+/// How often `watch` looks for a new leader to measure.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// Runs until `stop`: measures the leader's clock as soon as this node follows a leader it
+/// has not measured yet (leases and forward deadlines are in that leader's clock), then
+/// every `every`; warns when it is far.
 pub async fn watch(cluster: Cluster, every: Duration, mut stop: Shutdown) {
+    let mut measured: Option<(NodeId, Instant)> = None;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(LOOK_EVERY) => {}
             _ = stop.wait() => return,
         }
-        cluster.measure_leader_clock().await;
+        let leader = cluster.metrics().current_leader;
+        let due = measured.is_none_or(|(l, at)| Some(l) != leader || at.elapsed() >= every);
+        if !due {
+            continue;
+        }
+        let Some(l) = cluster.measure_leader_clock().await else {
+            continue;
+        };
+        measured = Some((l, Instant::now()));
         let offset = cluster.leader_clock_offset_ms();
         if offset.abs() > WARN_OFFSET_MS {
             tracing::warn!(

@@ -112,7 +112,11 @@ impl Cluster {
         let raft = Raft::new(
             config.node.id,
             Arc::new(raft_config),
-            NetworkFactory::new(config.node.id, peers.clone()),
+            NetworkFactory::new(
+                config.node.id,
+                peers.clone(),
+                Duration::from_millis(config.raft.heartbeat_interval_ms),
+            ),
             log,
             state.clone(),
         )

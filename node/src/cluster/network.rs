@@ -9,7 +9,7 @@ use std::time::Duration;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -164,18 +164,17 @@ impl PeerClients {
             .map_err(|e| PeerCallError::Decode(e.to_string()))
     }
 
-    /// Sends a write to the leader and waits for its outcome.
+    /// Sends a write to the leader and waits for its outcome; the leader refuses it once
+    /// its own clock has passed `deadline_ms`.
     pub async fn forward(
         &self,
         leader: NodeId,
         addr: &str,
         op: WriteOp,
+        deadline_ms: i64,
         timeout: Duration,
     ) -> Result<Committed, WriteError> {
-        let forwarded = Forwarded {
-            op,
-            deadline_ms: now_ms() + timeout.as_millis() as i64,
-        };
+        let forwarded = Forwarded { op, deadline_ms };
         let r: Result<Result<Committed, WriteError>, PeerCallError> =
             self.call(addr, Method::Forward, &forwarded, timeout).await;
         match r {
@@ -307,11 +306,21 @@ impl Method {
 pub struct NetworkFactory {
     me: NodeId,
     clients: PeerClients,
+    /// How long replication waits before trying an unreachable peer again.
+    retry_unreachable: Duration,
 }
 
 impl NetworkFactory {
-    pub fn new(me: NodeId, clients: PeerClients) -> NetworkFactory {
-        NetworkFactory { me, clients }
+    /// `retry_unreachable` should be the heartbeat interval: a peer that comes back hears
+    /// from the leader within one, well inside its election timeout. (openraft's default
+    /// of 500 ms outlasts a loopback election timeout: a follower restarted while the
+    /// leader was backing off called an election and deposed a healthy leader.)
+    pub fn new(me: NodeId, clients: PeerClients, retry_unreachable: Duration) -> NetworkFactory {
+        NetworkFactory {
+            me,
+            clients,
+            retry_unreachable,
+        }
     }
 }
 
@@ -324,6 +333,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.peer_addr.clone(),
             clients: self.clients.clone(),
+            retry_unreachable: self.retry_unreachable,
         }
     }
 }
@@ -333,6 +343,7 @@ pub struct PeerNetwork {
     target: NodeId,
     addr: String,
     clients: PeerClients,
+    retry_unreachable: Duration,
 }
 
 impl PeerNetwork {
@@ -372,6 +383,10 @@ impl PeerNetwork {
 }
 
 impl RaftNetwork<TypeConfig> for PeerNetwork {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.retry_unreachable))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

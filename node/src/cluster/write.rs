@@ -38,7 +38,10 @@ impl Cluster {
         }
         let addr = leader_peer_addr(&m, leader)?;
         let timeout = self.inner.commit_timeout;
-        self.inner.peers.forward(leader, &addr, op, timeout).await
+        // In the leader's clock, which judges it: ours may be off by any amount.
+        let deadline_ms = self.leader_now_ms() + timeout.as_millis() as i64;
+        let peers = &self.inner.peers;
+        peers.forward(leader, &addr, op, deadline_ms, timeout).await
     }
 
     /// Carries out `op` on this node if it leads with a live quorum; never forwards, so a

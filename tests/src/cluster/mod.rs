@@ -94,6 +94,9 @@ pub struct Node {
     pub config: PathBuf,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// Runs the node with its wall clock shifted (libfaketime's offset, e.g. `-20s`), as a
+    /// machine whose clock drifted would; monotonic time is left alone.
+    pub clock_offset: Option<String>,
     child: Option<Child>,
 }
 
@@ -126,6 +129,9 @@ impl Node {
         Some(kib * 1024)
     }
 }
+
+/// Debian's libfaketime (package `faketime`, installed by scripts/ensure-deps).
+const FAKETIME_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
@@ -223,6 +229,7 @@ impl TestCluster {
             config,
             data_dir: self.dir.path().join(format!("data{id}")),
             log: self.dir.path().join(format!("node{id}.log")),
+            clock_offset: None,
             child: None,
         });
         Ok(self.nodes.len() - 1)
@@ -246,6 +253,12 @@ impl TestCluster {
             }
             None => Command::new(bin("peage")),
         };
+        if let Some(offset) = &n.clock_offset {
+            command
+                .env("LD_PRELOAD", FAKETIME_LIBRARY)
+                .env("FAKETIME", offset)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         let child = command
             .arg("run")
             .arg("--config")
@@ -270,20 +283,24 @@ impl TestCluster {
         }
     }
 
-    /// SIGTERM, then waits for the node to exit (SIGKILL past `grace`).
-    pub fn stop(&mut self, i: usize, grace: Duration) {
-        if let Some(mut c) = self.nodes[i].child.take() {
-            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
-            unsafe {
-                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + grace;
-            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+    /// SIGTERM, then waits for the node to exit (SIGKILL past `grace`); whether it exited
+    /// by itself within `grace`.
+    pub fn stop(&mut self, i: usize, grace: Duration) -> bool {
+        let Some(mut c) = self.nodes[i].child.take() else {
+            return true;
+        };
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
         }
+        let deadline = Instant::now() + grace;
+        while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let exited = matches!(c.try_wait(), Ok(Some(_)));
+        let _ = c.kill();
+        let _ = c.wait();
+        exited
     }
 
     pub fn node_log(&self, i: usize) -> String {

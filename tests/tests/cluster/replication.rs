@@ -105,6 +105,37 @@ async fn leader_killed_new_leader_elected_and_the_old_one_catches_up() {
     );
 }
 
+/// A follower stopped with SIGTERM and started again, three times, leaves the leader
+/// alone: it exits by itself within seconds, calls no election on its way out (Raft stops
+/// before its peer listener closes) nor on its way back (the leader tries an unreachable
+/// peer again every heartbeat, not every 500 ms, which outlasted the election timeout).
+#[tokio::test]
+async fn a_follower_restarted_gracefully_never_deposes_the_leader() {
+    let mut c = TestCluster::start(Tuning::default()).await.unwrap();
+    // With a route, every node's mail path runs (delivery, janitor) as in production.
+    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
+        .await
+        .unwrap();
+    let leader = c.wait_for_leader_everywhere().await.unwrap();
+    let term = c.status(leader).await.unwrap().term;
+    let follower = (leader + 1) % 3;
+    for round in 0..3 {
+        let exited = c.stop(follower, Duration::from_secs(10));
+        assert!(exited, "round {round}: still running 10 s after SIGTERM");
+        c.start_node(follower).unwrap();
+        let now = c.wait_for_leader_everywhere().await.unwrap();
+        assert_eq!(now, leader, "round {round}: the leadership moved");
+        c.sync_all(leader).await.unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(
+            c.status(i).await.unwrap().term,
+            term,
+            "node {i}: an election"
+        );
+    }
+}
+
 #[tokio::test]
 async fn nodes_started_one_by_one_in_any_order_form_one_cluster() {
     let mut c = TestCluster::configure(Tuning::default()).unwrap();

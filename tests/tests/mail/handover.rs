@@ -6,7 +6,7 @@ use std::time::Duration;
 use peage_tests::proxy::LinkProxy;
 use peage_tests::{wait_for, TestCluster, Tuning};
 
-use super::{ham, send_ham, wait_delivered};
+use super::{ham, queue, send_ham, wait_delivered};
 
 /// A node accepts 1,000 messages while the way to the downstream is cut (its attempts hang,
 /// none fails) and is killed; the leader takes them over in one or a few commands (not one
@@ -104,4 +104,91 @@ async fn an_owner_whose_route_fails_hands_its_message_to_a_site_that_delivers_it
     assert_eq!(handed.ok(), Some(1.0), "{id}: Paris's log:\n{log}");
     assert!(log.contains("handed over after repeated failures"), "{log}");
     assert_eq!(sink.messages("bob@example.test").len(), 1);
+}
+
+/// A follower restarts with its wall clock 20 s behind the others' (libfaketime). Its offset
+/// from the leader is measured and exported; its forwarded writes are not refused as late,
+/// and the messages it accepts stay its own while the downstream is away, for several lease
+/// periods (leases are judged on the leader's clock: judged on the site's own, every
+/// renewal would look 18 s expired and the leader would take them over); once the
+/// downstream is back each is delivered exactly once.
+#[tokio::test]
+async fn a_site_whose_clock_is_twenty_seconds_behind_keeps_its_leases_and_delivers_once() {
+    let mut c = TestCluster::start(Tuning::default()).await.unwrap();
+    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
+        .await
+        .unwrap();
+    // The skewed site is a follower (a leader's clock is the reference itself): restarted
+    // until it rejoins as one, which a restarted node all but always does.
+    let skewed = (c.wait_for_leader_everywhere().await.unwrap() + 1) % 3;
+    c.nodes[skewed].clock_offset = Some("-20s".into());
+    for _ in 0..3 {
+        c.stop(skewed, Duration::from_secs(10));
+        c.start_node(skewed).unwrap();
+        if c.wait_for_leader_everywhere().await.unwrap() != skewed {
+            break;
+        }
+    }
+    let leader = c.wait_for_leader_everywhere().await.unwrap();
+    if leader == skewed {
+        for i in 0..3 {
+            eprintln!("=== node {i}\n{}", c.node_log(i));
+        }
+    }
+    assert_ne!(leader, skewed);
+    let offset = wait_for(
+        "a node measures the 20 s between the skewed clock and the leader's",
+        Duration::from_secs(30),
+        || {
+            let c = &c;
+            async move {
+                for i in 0..3 {
+                    let ms = c.metric(i, "peage_clock_offset_ms").await.unwrap_or(0.0);
+                    if ms.abs() >= 15_000.0 {
+                        return Some(ms);
+                    }
+                }
+                None
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        (offset.abs() - 20_000.0).abs() < 2_000.0,
+        "offset {offset} ms"
+    );
+
+    let ids: Vec<String> = (0..5).map(|n| send_ham(&c, skewed, 60 + n)).collect();
+    let owner = c.nodes[skewed].id;
+    let first = queue(&c, 0, false).await;
+    assert_eq!(first.len(), 5, "{first:?}");
+    let renewed_past = first.iter().map(|m| m.lease_until_ms).max().unwrap() + 4_000;
+    let held = wait_for(
+        "the skewed site renews its leases for two lease periods",
+        Duration::from_secs(30),
+        || {
+            let c = &c;
+            async move {
+                let q = queue(c, 0, false).await;
+                q.iter()
+                    .all(|m| m.lease_until_ms >= renewed_past)
+                    .then_some(q)
+            }
+        },
+    )
+    .await
+    .unwrap();
+    for m in &held {
+        assert_eq!(m.owner, owner, "{ids:?}: {m:?}");
+    }
+    let sink = c.start_sink().await.unwrap();
+    wait_delivered(&c, &sink, 5, &[0, 1, 2]).await;
+    assert_eq!(sink.messages("bob@example.test").len(), 5, "each once");
+    for i in 0..3 {
+        let taken = c
+            .metric(i, "peage_delivery_moved_total{how=\"takeover\"}")
+            .await;
+        assert_eq!(taken.unwrap_or(0.0), 0.0, "node {i} took messages over");
+    }
 }
