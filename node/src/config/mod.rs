@@ -230,6 +230,8 @@ pub struct RaftSection {
     /// Build a snapshot (and purge the log it covers) after this many applied entries.
     pub snapshot_after_entries: u64,
     /// Entries kept in the log behind a snapshot, so lagging followers need no snapshot.
+    /// Each is a batch of up to 256 commands: 200 is a lot of mail, and the disk a drained
+    /// node keeps (about 11 KB per entry under load).
     pub keep_entries_after_snapshot: u64,
     pub snapshot_chunk_bytes: u64,
     /// Per-chunk timeout of snapshot transfer; openraft's 200 ms default loops forever on big
@@ -249,7 +251,7 @@ impl Default for RaftSection {
             election_timeout_min_ms: 300,
             election_timeout_max_ms: 400,
             snapshot_after_entries: 5000,
-            keep_entries_after_snapshot: 1000,
+            keep_entries_after_snapshot: 200,
             snapshot_chunk_bytes: 1 << 20,
             install_snapshot_timeout_ms: 5000,
             commit_timeout_ms: 5000,

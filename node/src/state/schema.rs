@@ -89,6 +89,8 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // NORMAL: a crash may lose the last transactions, which the Raft log replays.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // A checkpoint leaves the write-ahead file at its largest size otherwise: cut it back.
+    conn.pragma_update(None, "journal_size_limit", 1 << 20)?;
     migrate(&mut conn)?;
     Ok(conn)
 }

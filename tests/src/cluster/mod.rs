@@ -69,7 +69,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             snapshot_after_entries: 5000,
-            keep_entries_after_snapshot: 1000,
+            keep_entries_after_snapshot: 200,
             sweep_interval_ms: 200,
             commit_timeout_ms: 3000,
             lease_secs: 2,
