@@ -65,9 +65,7 @@ where
 #[tokio::test]
 async fn reputation_and_bulk_counted_at_one_site_score_at_the_others() {
     let c = TestCluster::start(Tuning::default()).await.unwrap();
-    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
-        .await
-        .unwrap();
+    c.route_local_domain().await.unwrap();
 
     // Before: nothing known about spammy.example, nor about the campaign.
     let clean = mail("y@spammy.example", 0, "Hello, a plain note.");
@@ -151,9 +149,7 @@ fn evidence_keys(c: &TestCluster, i: usize) -> Vec<String> {
 #[tokio::test]
 async fn hostile_ehlo_names_never_reach_the_evidence_entries() {
     let c = TestCluster::start(Tuning::default()).await.unwrap();
-    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
-        .await
-        .unwrap();
+    c.route_local_domain().await.unwrap();
     let junk = format!("{}.example", "%".repeat(240));
     // The longest host name smtp-proto takes in EHLO is counted, its key within the bound.
     let longest_host = format!("{}.example", "b".repeat(240));

@@ -205,9 +205,7 @@ async fn learning_through_one_node_changes_verdicts_everywhere_once_and_survives
 async fn releasing_a_false_positive_teaches_ham_cluster_wide() {
     let c = TestCluster::start(Tuning::default()).await.unwrap();
     let sink = c.start_sink().await.unwrap();
-    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
-        .await
-        .unwrap();
+    c.route_local_domain().await.unwrap();
     let mut a = c.client(0).await.unwrap();
     for n in 0..60 {
         for (words, subject, class) in [(SPAM_WORDS, "offer", "spam"), (HAM_WORDS, "weekly", "ham")]

@@ -18,9 +18,7 @@ async fn metrics_count_the_mail_path_and_healthz_follows_the_quorum() {
         assert_eq!(status, 200, "{body}");
         assert!(body.starts_with("ok: in quorum"), "{body}");
     }
-    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
-        .await
-        .unwrap();
+    c.route_local_domain().await.unwrap();
     let index = c.sync_all(0).await.unwrap();
 
     // One GTUBE (rejected) and one ham (queued; nothing listens downstream, so it stays).

@@ -8,13 +8,13 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use super::layout::{blob_path, holds, place, sha256_hex, sync_filesystem, BlobError};
+use super::layout::{blob_path, holds, place, sync_filesystem, BlobError};
 
 /// The journal's directory inside the blob store.
 pub const JOURNAL_DIR: &str = "journal";
@@ -41,7 +41,7 @@ struct Request {
 
 /// The handle on the journal's writer thread; it stops when the last handle is dropped.
 pub struct Journal {
-    tx: Mutex<mpsc::Sender<Request>>,
+    tx: mpsc::Sender<Request>,
     totals: Arc<Totals>,
 }
 
@@ -75,10 +75,7 @@ impl Journal {
         std::thread::Builder::new()
             .name("body-journal".into())
             .spawn(move || writer.run(rx))?;
-        Ok(Journal {
-            tx: Mutex::new(tx),
-            totals,
-        })
+        Ok(Journal { tx, totals })
     }
 
     /// (syncs, bodies) since the store opened: how many bodies one sync covers on average.
@@ -97,7 +94,7 @@ impl Journal {
         bytes: Arc<Vec<u8>>,
     ) -> oneshot::Receiver<Result<(), BlobError>> {
         let (reply, done) = oneshot::channel();
-        let sent = peage_mail::sync::lock(&self.tx).send(Request { hash, bytes, reply });
+        let sent = self.tx.send(Request { hash, bytes, reply });
         if let Err(mpsc::SendError(r)) = sent {
             let _ = r.reply.send(Err(BlobError::Io(io::Error::other(
                 "the body journal has stopped",
@@ -308,10 +305,11 @@ fn replay(dir: &Path, segment: &Path) -> io::Result<u64> {
         if reader.read_exact(&mut bytes).is_err() {
             return Ok(restored);
         }
-        let hash = sha256_hex(&bytes);
-        if hex::decode(&hash).ok().as_deref() != Some(&header[12..]) {
+        let digest = Sha256::digest(&bytes);
+        if digest.as_slice() != &header[12..] {
             return Ok(restored);
         }
+        let hash = hex::encode(digest);
         let path = blob_path(dir, &hash);
         if !holds(&path, &bytes) {
             let _ = std::fs::remove_file(&path);
@@ -324,7 +322,7 @@ fn replay(dir: &Path, segment: &Path) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blobs::layout::TMP_DIR;
+    use crate::blobs::layout::{sha256_hex, TMP_DIR};
 
     fn writer_in(dir: &Path) -> Writer {
         std::fs::create_dir_all(dir.join(TMP_DIR)).unwrap();

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use journal::Journal;
-use layout::{blob_path, check_hash, is_shard, TMP_DIR};
-pub use layout::{sha256_hex, BlobError};
+use layout::{blob_path, check_hash, TMP_DIR};
+pub use layout::{is_shard, sha256_hex, BlobError};
 
 /// A cheap-to-clone handle on one node's blob directory.
 #[derive(Clone)]

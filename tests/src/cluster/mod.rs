@@ -343,6 +343,12 @@ impl TestCluster {
         format!("{}.200:2626", self.net)
     }
 
+    /// Routes `example.test`, the tests' local domain, to the cluster's sink address.
+    pub async fn route_local_domain(&self) -> anyhow::Result<()> {
+        self.route_domain("example.test", &format!("smtp://{}", self.sink_addr()))
+            .await
+    }
+
     /// Routes `domain` to `route` (smtp://HOST:PORT) and waits until every running node
     /// knows it: before that, a node would refuse mail for the domain.
     pub async fn route_domain(&self, domain: &str, route: &str) -> anyhow::Result<()> {
@@ -383,7 +389,7 @@ impl TestCluster {
         let root = self.nodes[i].data_dir.join("blobs");
         let shards = std::fs::read_dir(root).into_iter().flatten().flatten();
         shards
-            .filter(|s| s.file_name().len() == 2)
+            .filter(|s| peage_node::blobs::is_shard(&s.file_name()))
             .flat_map(|s| std::fs::read_dir(s.path()).into_iter().flatten().flatten())
             .map(|f| f.path())
             .collect()

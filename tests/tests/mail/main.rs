@@ -21,9 +21,7 @@ pub async fn with_local_domain() -> TestCluster {
 
 pub async fn with_local_domain_tuned(tuning: Tuning) -> TestCluster {
     let c = TestCluster::start(tuning).await.unwrap();
-    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
-        .await
-        .unwrap();
+    c.route_local_domain().await.unwrap();
     let _ = ADMIN_TOKEN;
     c
 }

@@ -96,8 +96,7 @@ async fn smtp_bench(
     .await?;
     let sink_dir = tempfile::tempdir()?;
     let _sink = peage_tests::SinkProcess::start(&c.sink_addr(), sink_dir.path()).await?;
-    c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
-        .await?;
+    c.route_local_domain().await?;
     println!(
         "corpus: {} messages from {}",
         messages.len(),
@@ -295,8 +294,7 @@ async fn failover_bench(trials: usize, wan: bool) -> anyhow::Result<()> {
             .cluster
     } else {
         let c = TestCluster::start(Tuning::default()).await?;
-        c.route_domain("example.test", &format!("smtp://{}", c.sink_addr()))
-            .await?;
+        c.route_local_domain().await?;
         plain.insert(c)
     };
     let body =
