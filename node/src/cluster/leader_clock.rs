@@ -1,9 +1,10 @@
 //! The leader's clock as this node can tell it. Leases are judged against the leader's wall
 //! clock (the leader proposes a takeover once a lease has ended by its clock), so every node
 //! reads lease time through `Cluster::leader_now_ms`: each follower measures its offset from
-//! the leader with every read-index call (the leader puts its clock in the reply), at least
-//! every few seconds, and delivery adds the measurement's uncertainty to its safety margin.
-//! Exported as `peage_clock_offset_ms` and `peage_clock_offset_uncertainty_ms`.
+//! the leader with every read-index call (the leader puts its clock in the reply), as soon as
+//! it follows a new leader and then every few seconds, and delivery adds the measurement's
+//! uncertainty to its safety margin. Exported
+//! as `peage_clock_offset_ms` and `peage_clock_offset_uncertainty_ms`.
 
 use std::time::{Duration, Instant};
 
@@ -21,10 +22,7 @@ impl Cluster {
     /// Now by the leader's clock, as well as this node can tell (its own clock on the
     /// leader).
     pub fn leader_now_ms(&self) -> i64 {
-        if self.leads() {
-            return now_ms();
-        }
-        now_ms() + self.inner.leader_clock.offset_ms()
+        now_ms() + self.leader_clock_offset_ms()
     }
 
     /// How far `leader_now_ms` may be off (0 on the leader).
@@ -35,6 +33,7 @@ impl Cluster {
         self.inner.leader_clock.uncertainty_ms()
     }
 
+    /// The leader's clock minus ours (0 on the leader).
     pub fn leader_clock_offset_ms(&self) -> i64 {
         if self.leads() {
             return 0;
