@@ -16,6 +16,7 @@ use tonic::transport::server::TcpIncoming;
 use peage_mail::shutdown::{Shutdown, Trigger};
 use peage_mail::smtp::{self, ConnectionLimits, SessionConfig};
 use peage_proto::v1::admin_server::AdminServer;
+use peage_proto::v1::SpoolDone;
 
 use crate::admin::AdminService;
 use crate::cluster::{leader_clock, network, peer_service, Cluster};
@@ -23,6 +24,7 @@ use crate::config::Config;
 use crate::evidence::{self, EvidenceConfig, Recorder};
 use crate::spool::acceptor::NodeAcceptor;
 use crate::spool::delivery::connections::Connections;
+use crate::spool::delivery::ledger::{Ledger, LEDGER_FILE};
 use crate::spool::delivery::send::Downstream;
 use crate::spool::delivery::{self, DeliveryConfig};
 use crate::spool::janitor::{self, JanitorConfig};
@@ -88,6 +90,9 @@ pub async fn run(
     };
     let listeners = Listeners::bind(&config).await?;
     let cluster = Cluster::start(&config, data_dir).await?;
+    let ledger_path = data_dir.join(LEDGER_FILE);
+    let (ledger, left) = Ledger::open(&ledger_path)
+        .with_context(|| format!("opening the delivered ledger {}", ledger_path.display()))?;
     tracing::info!(
         node_id = config.node.id,
         site = %config.node.site,
@@ -110,7 +115,8 @@ pub async fn run(
         ))),
         None => None,
     };
-    let mail_path = start_mail_path(&cluster, &config, listeners.smtp, smtp_tls, &mail);
+    let ledger = (Arc::new(ledger), left);
+    let mail_path = start_mail_path(&cluster, &config, listeners.smtp, smtp_tls, ledger, &mail);
     let leader_tasks = [
         tokio::spawn(housekeeping::seed_domains(
             cluster.clone(),
@@ -211,6 +217,7 @@ fn start_mail_path(
     config: &Config,
     smtp_listener: Option<TcpListener>,
     smtp_tls: Option<smtp::tls::TlsAcceptor>,
+    ledger: (Arc<Ledger>, Vec<SpoolDone>),
     stop: &Shutdown,
 ) -> Vec<JoinHandle<()>> {
     let spool = &config.spool;
@@ -267,6 +274,7 @@ fn start_mail_path(
     tasks.push(tokio::spawn(delivery::run(
         cluster.clone(),
         delivery,
+        ledger,
         stop.clone(),
     )));
     tasks.push(tokio::spawn(leader_clock::watch(

@@ -89,6 +89,50 @@ async fn a_message_whose_accepting_node_is_killed_is_delivered_by_another_site()
     assert!(msgs[0].contains("<ham-7@client.example>"), "{id}: {msgs:?}");
 }
 
+/// A node killed after the downstream's `250` but before its `SpoolDone` committed does not
+/// deliver the message again when it restarts: its delivered ledger has the delivery, and
+/// it proposes the `SpoolDone` instead. The commit is kept from happening by killing the
+/// other two sites first, so the window is as wide as the test needs.
+#[tokio::test]
+async fn a_node_killed_before_its_spool_done_committed_does_not_deliver_again() {
+    let mut c = with_local_domain_tuned(Tuning {
+        // The lone owner must still hold the lease when the downstream comes back.
+        lease_secs: 30,
+        ..Tuning::default()
+    })
+    .await;
+    let owner = 0;
+    let id = send_ham(&c, owner, 8);
+    c.kill(1);
+    c.kill(2);
+    let sink = c.start_sink().await.unwrap();
+    sink.wait_for_messages(
+        "bob@example.test",
+        1,
+        "the lone owner delivers",
+        Duration::from_secs(30),
+    )
+    .await;
+    let ledger = c.nodes[owner].data_dir.join("delivered.ledger");
+    wait_for(
+        "the owner notes the delivery in its ledger",
+        Duration::from_secs(30),
+        || async { (std::fs::metadata(&ledger).ok()?.len() > 0).then_some(()) },
+    )
+    .await
+    .unwrap();
+    let held = queue(&c, owner, true).await;
+    assert_eq!(held.len(), 1, "no majority, so no SpoolDone yet: {held:?}");
+    c.kill(owner);
+    for i in 0..3 {
+        c.start_node(i).unwrap();
+    }
+    c.wait_for_leader_everywhere().await.unwrap();
+    wait_delivered(&c, &sink, 1, &[0, 1, 2]).await;
+    let msgs = sink.messages("bob@example.test");
+    assert_eq!(msgs.len(), 1, "{id} delivered again after the restart");
+}
+
 #[tokio::test]
 async fn a_recipient_refused_downstream_is_bounced_to_the_sender_but_never_to_the_null_sender() {
     let c = with_local_domain().await;

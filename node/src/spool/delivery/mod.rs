@@ -7,6 +7,7 @@
 //! `send` talks to the downstream over `connections`.
 
 pub mod connections;
+pub mod ledger;
 mod ownership;
 pub mod plan;
 mod repair;
@@ -28,6 +29,7 @@ use crate::metrics::DELIVERY_ATTEMPTS;
 use crate::spool::bodies::body_of;
 use crate::spool::{dsn, NewMessage, Spooler};
 use crate::state::spool::SpooledMessage;
+use ledger::Ledger;
 use plan::{plan, retry_delay, ripe, Backoff, Round, TakeoverGate, View};
 use send::{attempt, AttemptResult, Downstream};
 
@@ -50,17 +52,40 @@ pub struct DeliveryConfig {
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The state a node's delivery keeps between rounds, shared with its attempts.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Local {
     backoff: Arc<Mutex<HashMap<String, Backoff>>>,
     in_flight: Arc<Mutex<HashSet<String>>>,
     uncommitted: Uncommitted,
+    ledger: Arc<Ledger>,
 }
 
 /// Runs until `stop`: the delivery loop of this node. A round starts when the spool index
 /// says a message became ours to deliver, when one of ours is due, or after `tick`.
-pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: Shutdown) {
-    let local = Local::default();
+/// `left` are the deliveries the ledger held from before a crash: their `SpoolDone` is
+/// proposed again, and no round delivers them a second time meanwhile.
+pub async fn run(
+    cluster: Cluster,
+    config: DeliveryConfig,
+    (ledger, left): (Arc<Ledger>, Vec<SpoolDone>),
+    mut stop: Shutdown,
+) {
+    let local = Local {
+        backoff: Arc::default(),
+        in_flight: Arc::default(),
+        uncommitted: Uncommitted::default(),
+        ledger,
+    };
+    let left_ids: Vec<String> = left.iter().map(|d| d.queue_id.clone()).collect();
+    for done in left {
+        local.uncommitted.keep(done);
+    }
+    let settle_left = tokio::spawn(settle_left(
+        cluster.clone(),
+        local.clone(),
+        left_ids,
+        stop.clone(),
+    ));
     // Attempts in progress; a graceful stop lets them finish and commit, so that a restart
     // does not send again what the downstream already has.
     let mut attempts = JoinSet::new();
@@ -77,6 +102,7 @@ pub async fn run(cluster: Cluster, config: DeliveryConfig, mut stop: Shutdown) {
                     tracing::warn!("stopping with delivery attempts still in progress");
                 }
                 let _ = repair.await;
+                let _ = settle_left.await;
                 return;
             }
         }
@@ -131,7 +157,7 @@ async fn carry_out(
         let result = AttemptResult::all_failed(&m.rcpt_to, why);
         spawn_tracked(attempts, local, m.queue_id.clone(), {
             let (cluster, config, local) = (cluster.clone(), config.clone(), local.clone());
-            async move { record(&cluster, &config, &m, result, &local.uncommitted).await }
+            async move { record(&cluster, &config, &m, result, &local).await }
         });
     }
     for m in round.attempt {
@@ -143,7 +169,7 @@ async fn carry_out(
                 // again, now that no other attempt can start.
                 if let Some(done) = local.uncommitted.take(&id) {
                     // Delivered already; only the commit is missing.
-                    commit_done(&cluster, done, &local.uncommitted).await;
+                    commit_done(&cluster, done, &local).await;
                 } else if let Some(current) = still_ours(&cluster, &config, &id) {
                     deliver_and_record(&cluster, &config, &current, &local).await;
                 }
@@ -190,7 +216,7 @@ async fn deliver_and_record(
     let result = attempt(cluster, &config.downstream, m).await;
     let throttled = result.throttled;
     let why = result.retry.first().map(|(_, why)| why.clone());
-    record(cluster, config, m, result, &local.uncommitted).await;
+    record(cluster, config, m, result, local).await;
     let Some(why) = why else {
         lock(&local.backoff).remove(&m.queue_id);
         return;
@@ -223,7 +249,7 @@ async fn record(
     config: &DeliveryConfig,
     m: &SpooledMessage,
     mut result: AttemptResult,
-    uncommitted: &Uncommitted,
+    local: &Local,
 ) {
     for (outcome, n) in [
         (
@@ -254,7 +280,8 @@ async fn record(
             queue_id: m.queue_id.clone(),
             rcpt_to: result.done,
         };
-        commit_done(cluster, done, uncommitted).await;
+        local.ledger.note(&done);
+        commit_done(cluster, done, local).await;
     }
 }
 
@@ -282,14 +309,18 @@ async fn bounce(
 }
 
 /// `SpoolDone`s whose delivery happened but whose commit failed (no quorum for now): the
-/// next rounds retry the commit instead of the delivery. Lost if the node dies, and then
-/// the message is delivered again (at-least-once).
+/// next rounds retry the commit instead of the delivery. The ledger keeps them across a
+/// process crash; lost with the machine, the message is delivered again (at-least-once).
 #[derive(Clone, Default)]
 struct Uncommitted(Arc<Mutex<HashMap<String, SpoolDone>>>);
 
 impl Uncommitted {
     fn take(&self, queue_id: &str) -> Option<SpoolDone> {
         lock(&self.0).remove(queue_id)
+    }
+
+    fn holds(&self, queue_id: &str) -> bool {
+        lock(&self.0).contains_key(queue_id)
     }
 
     fn keep(&self, done: SpoolDone) {
@@ -303,7 +334,7 @@ impl Uncommitted {
     }
 }
 
-async fn commit_done(cluster: &Cluster, done: SpoolDone, uncommitted: &Uncommitted) {
+async fn commit_done(cluster: &Cluster, done: SpoolDone, local: &Local) {
     match cluster
         .propose(command::Kind::SpoolDone(done.clone()))
         .await
@@ -312,10 +343,42 @@ async fn commit_done(cluster: &Cluster, done: SpoolDone, uncommitted: &Uncommitt
             // The commit is known on the leader; until this replica has applied it, the
             // next round here would still see the message and send it again.
             cluster.wait_applied(index).await;
+            local.ledger.settle(&done);
         }
         Err(e) => {
             tracing::warn!(queue_id = %done.queue_id, error = %e, "delivered; SpoolDone not committed yet");
-            uncommitted.keep(done);
+            local.uncommitted.keep(done);
+        }
+    }
+}
+
+/// Proposes again, until each is committed, the `SpoolDone`s of deliveries made before a
+/// crash (`ids`, held in `local.uncommitted`). A message one of them is in flight for is
+/// marked so, so that no round starts a delivery of it meanwhile.
+async fn settle_left(cluster: Cluster, local: Local, ids: Vec<String>, mut stop: Shutdown) {
+    if ids.is_empty() {
+        return;
+    }
+    tracing::info!(
+        messages = ids.len(),
+        "proposing the SpoolDone of deliveries made before a restart"
+    );
+    loop {
+        for id in &ids {
+            if !lock(&local.in_flight).insert(id.clone()) {
+                continue;
+            }
+            if let Some(done) = local.uncommitted.take(id) {
+                commit_done(&cluster, done, &local).await;
+            }
+            lock(&local.in_flight).remove(id);
+        }
+        if !ids.iter().any(|id| local.uncommitted.holds(id)) {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait() => return,
         }
     }
 }
