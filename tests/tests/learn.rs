@@ -290,7 +290,7 @@ fn peage_eval_cross_validates_and_reports_recall_and_false_positives() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(r["folds"], 5);
+    assert_eq!(r["plan"], "5-fold cross-validation");
     assert_eq!(
         (r["spam"].as_u64(), r["ham"].as_u64()),
         (Some(80), Some(80))
@@ -304,6 +304,8 @@ fn peage_eval_cross_validates_and_reports_recall_and_false_positives() {
         "probability_histogram",
         "by_threshold",
         "errors",
+        "recall_at_false_positives",
+        "roc_area_above_percent",
     ] {
         assert!(!r[key].is_null(), "{key} missing: {r}");
     }

@@ -1,68 +1,144 @@
-//! `peage eval`: the offline cross-validation of `peage_mail::eval`, printed for operators.
+//! `peage eval`: the offline evaluations of `peage_mail::eval`, printed for operators.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use peage_mail::eval::{cross_validate, load_named, Report};
+use peage_mail::eval::{evaluate, load_samples, Plan, Report, Sample};
 use peage_mail::filter::Policy;
 
-pub fn run(
-    spam_dir: &Path,
-    ham_dir: &Path,
-    folds: usize,
-    quarantine_at: Option<f64>,
-    reject_at: Option<f64>,
-    json: bool,
-    show_errors: bool,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(folds >= 2, "--folds must be at least 2");
-    let load = |d: &Path| load_named(d).with_context(|| format!("cannot read {}", d.display()));
-    let (spam_named, ham_named) = (load(spam_dir)?, load(ham_dir)?);
-    let bodies = |v: &[(String, Vec<u8>)]| v.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>();
-    let (spam, ham) = (bodies(&spam_named), bodies(&ham_named));
+/// `peage eval`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// Directory of spam messages (one RFC 5322 message per file).
+    #[arg(long, required_unless_present_any = ["train", "test"])]
+    pub spam: Option<PathBuf>,
+    /// Directory of ham messages.
+    #[arg(long, required_unless_present_any = ["train", "test"])]
+    pub ham: Option<PathBuf>,
+    /// Number of folds of the cross-validation: each message is judged by what learned
+    /// the others.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Split by the Date headers instead: learn the oldest part, judge the newest.
+    #[arg(long, conflicts_with_all = ["online", "train"])]
+    pub by_date: bool,
+    /// With --by-date: the fraction of the messages, oldest first, that is learned.
+    #[arg(long, default_value_t = 0.7)]
+    pub learn_fraction: f64,
+    /// Judge every message in date order, learning each right after (as users' feedback
+    /// would teach the cluster).
+    #[arg(long, conflicts_with = "train")]
+    pub online: bool,
+    /// Learn nothing and judge every message: what the rules alone catch.
+    #[arg(long, conflicts_with_all = ["by_date", "online", "train"])]
+    pub rules_only: bool,
+    /// Learn this directory (with spam/ and ham/ inside) and judge --test.
+    #[arg(long, requires = "test", conflicts_with_all = ["spam", "ham"])]
+    pub train: Option<PathBuf>,
+    /// The directory (spam/ and ham/ inside) judged after learning --train.
+    #[arg(long, requires = "train")]
+    pub test: Option<PathBuf>,
+    /// Quarantine threshold in points (default: the default policy's).
+    #[arg(long)]
+    pub quarantine_at: Option<f64>,
+    /// Reject threshold in points (default: the default policy's).
+    #[arg(long)]
+    pub reject_at: Option<f64>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also list every message judged wrongly (text output; JSON always has them).
+    #[arg(long)]
+    pub show_errors: bool,
+}
+
+fn load(spam: &Path, ham: &Path) -> anyhow::Result<Vec<Sample>> {
+    let samples = load_samples(spam, ham)
+        .with_context(|| format!("cannot read {} or {}", spam.display(), ham.display()))?;
+    let spam_n = samples.iter().filter(|s| s.spam).count();
     anyhow::ensure!(
-        spam.len() >= folds && ham.len() >= folds,
-        "need at least {folds} messages of each class (found {} spam, {} ham)",
-        spam.len(),
-        ham.len()
+        spam_n > 0 && samples.len() > spam_n,
+        "need messages of both classes (found {spam_n} spam, {} ham)",
+        samples.len() - spam_n
     );
+    Ok(samples)
+}
+
+/// The samples and how to split them, from the arguments.
+fn plan(args: &EvalArgs) -> anyhow::Result<(Vec<Sample>, Plan)> {
+    if let (Some(train), Some(test)) = (&args.train, &args.test) {
+        let mut samples = load(&train.join("spam"), &train.join("ham"))?;
+        let learn = samples.len();
+        samples.extend(load(&test.join("spam"), &test.join("ham"))?);
+        return Ok((samples, Plan::TrainTest { learn }));
+    }
+    let (Some(spam), Some(ham)) = (&args.spam, &args.ham) else {
+        anyhow::bail!("pass --spam and --ham, or --train and --test");
+    };
+    let samples = load(spam, ham)?;
+    let plan = if args.by_date {
+        anyhow::ensure!(
+            args.learn_fraction > 0.0 && args.learn_fraction < 1.0,
+            "--learn-fraction must be between 0 and 1"
+        );
+        Plan::ByDate {
+            learn_fraction: args.learn_fraction,
+        }
+    } else if args.online {
+        Plan::Online
+    } else if args.rules_only {
+        Plan::RulesOnly
+    } else {
+        anyhow::ensure!(args.folds >= 2, "--folds must be at least 2");
+        let least = samples
+            .iter()
+            .filter(|s| s.spam)
+            .count()
+            .min(samples.iter().filter(|s| !s.spam).count());
+        anyhow::ensure!(
+            least >= args.folds,
+            "need at least {} messages of each class",
+            args.folds
+        );
+        Plan::CrossValidate { folds: args.folds }
+    };
+    Ok((samples, plan))
+}
+
+pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let mut policy = Policy::default();
-    if let Some(q) = quarantine_at {
+    if let Some(q) = args.quarantine_at {
         policy.quarantine_at_milli = (q * 1000.0) as i64;
     }
-    if let Some(r) = reject_at {
+    if let Some(r) = args.reject_at {
         policy.reject_at_milli = (r * 1000.0) as i64;
     }
     anyhow::ensure!(
         policy.quarantine_at_milli < policy.reject_at_milli,
         "the quarantine threshold must be below the reject threshold"
     );
-    let report = cross_validate(&spam, &ham, folds, &policy);
-    if json {
+    let (samples, plan) = plan(args)?;
+    let report = evaluate(&samples, &plan, &policy);
+    if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        print(&report, &policy);
-        if show_errors {
+        print(&report, &plan, &policy);
+        if args.show_errors {
             println!("  judged wrongly (class, file, score, classifier probability):");
             for (class, i, score, p) in &report.errors {
-                let named = if class == "spam" {
-                    &spam_named
-                } else {
-                    &ham_named
-                };
                 let p = p.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"));
-                println!("    {class:<4}  {}  {score}  {p}", named[*i].0);
+                println!("    {class:<4}  {}  {score}  {p}", samples[*i].name);
             }
         }
     }
     Ok(())
 }
 
-fn print(r: &Report, policy: &Policy) {
+fn print(r: &Report, plan: &Plan, policy: &Policy) {
     let pct = |x: f64| format!("{:.2} %", x * 100.0);
     println!(
-        "{}-fold cross-validation: {} spam, {} ham; quarantine at {} points, reject at {}",
-        r.folds,
+        "{}: {} spam, {} ham judged; quarantine at {} points, reject at {}",
+        plan.describe(),
         r.spam,
         r.ham,
         policy.quarantine_at_milli as f64 / 1000.0,
@@ -82,6 +158,10 @@ fn print(r: &Report, policy: &Policy) {
         r.ham
     );
     println!("  precision            {}", pct(r.precision));
+    for (k, recall) in &r.recall_at_false_positives {
+        println!("  recall at {k} false positive(s)  {}", pct(*recall));
+    }
+    println!("  ROC area above       {:.4} %", r.roc_area_above_percent);
     println!("  F1                   {:.4}", r.f1);
     println!(
         "  learned table        {} tokens, about {:.1} MiB (all messages)",

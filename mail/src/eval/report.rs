@@ -1,67 +1,7 @@
-//! Offline evaluation of the whole filter, classifier included: k-fold cross-validation
-//! over a spam and a ham directory (train on k-1 folds, judge the held-out one, for each
-//! fold), and the figures thresholds are chosen by.
+//! The figures of an evaluation: recall and false positives at the policy's thresholds and
+//! at others, recall at a fixed number of false positives, ROC area, histograms.
 
-use std::path::Path;
-use std::time::Instant;
-
-use crate::bayes::{tokens, Class, TokenTable, Tokens};
-use crate::filter::{judge, FilterInput, Knowledge, Policy, Verdict};
-use crate::lists::{EntryKind, ListEntry};
-
-/// Every file under `dir` (and one level of subdirectories), sorted by path, with bare LF
-/// made CRLF and NUL bytes dropped, as an MTA would send them.
-pub fn load_dir(dir: &Path) -> std::io::Result<Vec<Vec<u8>>> {
-    Ok(load_named(dir)?.into_iter().map(|(_, m)| m).collect())
-}
-
-/// As [`load_dir`], with each message's file name.
-pub fn load_named(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let p = entry?.path();
-        if p.is_dir() {
-            for e in std::fs::read_dir(&p)? {
-                files.push(e?.path());
-            }
-        } else {
-            files.push(p);
-        }
-    }
-    files.sort();
-    let mut out = Vec::with_capacity(files.len());
-    for f in files {
-        out.push((f.display().to_string(), as_smtp(&std::fs::read(&f)?)));
-    }
-    Ok(out)
-}
-
-fn as_smtp(raw: &[u8]) -> Vec<u8> {
-    let mut crlf = Vec::with_capacity(raw.len() + raw.len() / 40);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
-            crlf.push(b'\r');
-        }
-        if b != 0 {
-            crlf.push(b);
-        }
-        prev = b;
-    }
-    crlf
-}
-
-/// No lists, and the learned table of one fold.
-struct Learned<'a>(&'a TokenTable);
-
-impl Knowledge for Learned<'_> {
-    fn lookup(&self, _: EntryKind, _: &str) -> Vec<ListEntry> {
-        Vec::new()
-    }
-    fn spam_probability(&self, tokens: &[u64]) -> Option<f64> {
-        self.0.spam_probability(tokens)
-    }
-}
+use crate::filter::Verdict;
 
 /// One held-out message's outcome.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +26,8 @@ pub struct Rates {
 /// The evaluation's figures. "Caught" means not delivered (quarantined or rejected).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
-    pub folds: usize,
+    /// How the messages were split between learning and judging.
+    pub plan: String,
     pub spam: usize,
     pub ham: usize,
     pub spam_caught: usize,
@@ -102,6 +43,13 @@ pub struct Report {
     pub probability_histogram: Vec<(String, usize, usize)>,
     /// Recall and false positives at other quarantine thresholds, for choosing one.
     pub by_threshold: Vec<Rates>,
+    /// Spam recall with the threshold just above the score of the (k+1)-th highest-scored
+    /// ham, for k = 0, 1, 2 false positives: what the scores can separate, whatever the
+    /// policy's thresholds.
+    pub recall_at_false_positives: Vec<(usize, f64)>,
+    /// The area above the ROC curve of the scores, in percent (0 is perfect separation;
+    /// ties count half).
+    pub roc_area_above_percent: f64,
     /// The held-out messages judged wrongly: (class, index in its class, score in points,
     /// classifier probability).
     pub errors: Vec<(String, usize, f64, Option<f64>)>,
@@ -111,65 +59,8 @@ pub struct Report {
     pub judged_per_second: f64,
 }
 
-/// Cross-validates over `folds` folds (message `i` of each class in fold `i % folds`).
-pub fn cross_validate(spam: &[Vec<u8>], ham: &[Vec<u8>], folds: usize, policy: &Policy) -> Report {
-    let folds = folds.max(2);
-    let features = |set: &[Vec<u8>]| -> Vec<Tokens> {
-        set.iter().map(|m| tokens(m).unwrap_or_default()).collect()
-    };
-    let (spam_tokens, ham_tokens) = (features(spam), features(ham));
-    let mut scored = Vec::with_capacity(spam.len() + ham.len());
-    let started = Instant::now();
-    for fold in 0..folds {
-        let mut table = TokenTable::default();
-        for (set, class) in [(&spam_tokens, Class::Spam), (&ham_tokens, Class::Ham)] {
-            for (i, t) in set.iter().enumerate() {
-                if i % folds != fold {
-                    table.apply(&t.0, class, 1);
-                }
-            }
-        }
-        let knowledge = Learned(&table);
-        for (set, is_spam) in [(spam, true), (ham, false)] {
-            let features = if is_spam { &spam_tokens } else { &ham_tokens };
-            for (i, m) in set.iter().enumerate().filter(|(i, _)| i % folds == fold) {
-                let input = FilterInput {
-                    client_ip: [198, 51, 100, 1].into(),
-                    helo: "mail.eval.example",
-                    mail_from: "sender@eval.example",
-                    message: m,
-                };
-                let j = judge(&input, &knowledge, policy);
-                scored.push(Scored {
-                    index: i,
-                    spam: is_spam,
-                    probability: table.spam_probability(&features[i].0),
-                    total_milli: j.total_milli,
-                    verdict: j.verdict,
-                });
-            }
-        }
-    }
-    let judged_per_second = scored.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    let mut full = TokenTable::default();
-    for t in &spam_tokens {
-        full.apply(&t.0, Class::Spam, 1);
-    }
-    for t in &ham_tokens {
-        full.apply(&t.0, Class::Ham, 1);
-    }
-    summarize(
-        &scored,
-        folds,
-        full.len(),
-        full.approximate_bytes(),
-        judged_per_second,
-    )
-}
-
-fn summarize(
+pub(super) fn summarize(
     scored: &[Scored],
-    folds: usize,
     table_tokens: usize,
     table_bytes: usize,
     judged_per_second: f64,
@@ -251,9 +142,9 @@ fn summarize(
         })
         .collect();
     Report {
+        plan: String::new(),
         errors,
         probability_histogram,
-        folds,
         spam,
         ham,
         spam_caught,
@@ -265,8 +156,102 @@ fn summarize(
         f1,
         histogram: buckets.into_iter().map(|(lo, (s, h))| (lo, s, h)).collect(),
         by_threshold,
+        recall_at_false_positives: (0..3)
+            .map(|k| (k, recall_at_false_positives(scored, k)))
+            .collect(),
+        roc_area_above_percent: roc_area_above(scored) * 100.0,
         table_tokens,
         table_bytes,
         judged_per_second,
+    }
+}
+
+/// Spam recall when the threshold sits just above the score of the (k+1)-th highest ham.
+fn recall_at_false_positives(scored: &[Scored], k: usize) -> f64 {
+    let mut ham: Vec<i64> = scored
+        .iter()
+        .filter(|s| !s.spam)
+        .map(|s| s.total_milli)
+        .collect();
+    ham.sort_unstable_by(|a, b| b.cmp(a));
+    let spam: Vec<i64> = scored
+        .iter()
+        .filter(|s| s.spam)
+        .map(|s| s.total_milli)
+        .collect();
+    if spam.is_empty() {
+        return 0.0;
+    }
+    let caught = match ham.get(k) {
+        Some(&bar) => spam.iter().filter(|&&s| s > bar).count(),
+        None => spam.len(),
+    };
+    caught as f64 / spam.len() as f64
+}
+
+/// 1 − the probability that a random spam scores above a random ham (ties half).
+fn roc_area_above(scored: &[Scored]) -> f64 {
+    let mut ham: Vec<i64> = scored
+        .iter()
+        .filter(|s| !s.spam)
+        .map(|s| s.total_milli)
+        .collect();
+    ham.sort_unstable();
+    let spam: Vec<i64> = scored
+        .iter()
+        .filter(|s| s.spam)
+        .map(|s| s.total_milli)
+        .collect();
+    if ham.is_empty() || spam.is_empty() {
+        return 0.0;
+    }
+    let mut wins = 0.0;
+    for s in &spam {
+        let below = ham.partition_point(|h| h < s);
+        let tied = ham.partition_point(|h| h <= s) - below;
+        wins += below as f64 + tied as f64 / 2.0;
+    }
+    1.0 - wins / (ham.len() as f64 * spam.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scored(spam: bool, points: i64) -> Scored {
+        Scored {
+            index: 0,
+            spam,
+            probability: None,
+            total_milli: points * 1000,
+            verdict: Verdict::Deliver,
+        }
+    }
+
+    #[test]
+    fn recall_at_false_positives_counts_spam_above_the_kth_ham() {
+        let s = [
+            scored(false, 9),
+            scored(false, 5),
+            scored(false, 1),
+            scored(true, 10),
+            scored(true, 7),
+            scored(true, 3),
+            scored(true, 0),
+        ];
+        assert_eq!(recall_at_false_positives(&s, 0), 0.25);
+        assert_eq!(recall_at_false_positives(&s, 1), 0.5);
+        assert_eq!(recall_at_false_positives(&s, 2), 0.75);
+        assert_eq!(recall_at_false_positives(&s, 3), 1.0);
+    }
+
+    #[test]
+    fn roc_area_is_zero_when_separated_and_half_when_all_tied() {
+        let separated = [scored(false, 1), scored(false, 2), scored(true, 3)];
+        assert_eq!(roc_area_above(&separated), 0.0);
+        let tied = [scored(false, 4), scored(true, 4)];
+        assert_eq!(roc_area_above(&tied), 0.5);
+        let reversed = [scored(false, 5), scored(true, 4)];
+        assert_eq!(roc_area_above(&reversed), 1.0);
     }
 }
