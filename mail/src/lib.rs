@@ -9,8 +9,10 @@
 pub mod bayes;
 pub mod eval;
 pub mod evidence;
+pub mod features;
 pub mod filter;
 pub mod lists;
+pub mod logistic;
 pub mod shutdown;
 pub mod smtp;
 pub mod sync;

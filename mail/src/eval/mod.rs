@@ -12,9 +12,11 @@ use std::time::Instant;
 use mail_parser::MessageParser;
 
 use crate::bayes::{tokens_of, Class, TokenTable, Tokens};
+use crate::features::{features_of, Features};
 use crate::filter::{judge, FilterInput, Knowledge, Policy};
 use crate::lists::{EntryKind, ListEntry};
-pub use report::{Rates, Report, Scored};
+use crate::logistic::{self, Model};
+pub use report::{Rates, Report, Scored, Separation};
 
 /// Every file under `dir` (and one level of subdirectories), sorted by path, with bare LF
 /// made CRLF and NUL bytes dropped, as an MTA would send them.
@@ -66,13 +68,18 @@ pub struct Sample {
     /// Seconds since the epoch from its Date header; 0 (the oldest) without one.
     pub date: i64,
     tokens: Tokens,
+    features: Features,
 }
 
 impl Sample {
     pub fn new(name: String, bytes: Vec<u8>, spam: bool) -> Sample {
-        let (tokens, date) = match MessageParser::default().parse(&bytes) {
-            Some(msg) => (tokens_of(&msg), msg.date().map_or(0, |d| d.to_timestamp())),
-            None => (Tokens::default(), 0),
+        let (tokens, features, date) = match MessageParser::default().parse(&bytes) {
+            Some(msg) => (
+                tokens_of(&msg),
+                features_of(&msg),
+                msg.date().map_or(0, |d| d.to_timestamp()),
+            ),
+            None => (Tokens::default(), Features::default(), 0),
         };
         Sample {
             name,
@@ -80,6 +87,7 @@ impl Sample {
             spam,
             date,
             tokens,
+            features,
         }
     }
 
@@ -138,11 +146,13 @@ impl Plan {
 #[derive(Default)]
 pub struct Learned {
     bayes: TokenTable,
+    logistic: Model,
 }
 
 impl Learned {
     fn learn(&mut self, s: &Sample) {
         self.bayes.apply(&s.tokens.0, s.class(), 1);
+        self.logistic.learn(&s.features, s.spam);
     }
 }
 
@@ -152,6 +162,11 @@ impl Knowledge for Learned {
     }
     fn spam_probability(&self, tokens: &[u64]) -> Option<f64> {
         self.bayes.spam_probability(tokens)
+    }
+    fn logistic_probability(&self, features: &Features) -> Option<f64> {
+        self.bayes
+            .spam_probability(&[])
+            .map(|_| logistic::probability(logistic::margin(&self.logistic, features)))
     }
 }
 
@@ -167,6 +182,7 @@ fn score(i: usize, s: &Sample, learned: &Learned, policy: &Policy) -> Scored {
         index: i,
         spam: s.spam,
         probability: learned.bayes.spam_probability(&s.tokens.0),
+        logistic: learned.logistic_probability(&s.features),
         total_milli: j.total_milli,
         verdict: j.verdict,
     }
@@ -225,11 +241,14 @@ fn rounds(samples: &[Sample], plan: &Plan) -> Vec<(Vec<usize>, Vec<usize>)> {
 }
 
 /// Learns and judges `samples` as `plan` says; `Scored::index` is the sample's index.
+/// What is learned is learned in date order, spam and ham interleaved as mail arrives (the
+/// logistic classifier learns online, so a run of one class only would skew it).
 pub fn evaluate(samples: &[Sample], plan: &Plan, policy: &Policy) -> Report {
     let started = Instant::now();
     let mut scored = Vec::new();
     let online = matches!(plan, Plan::Online);
-    for (learn, judged) in rounds(samples, plan) {
+    for (mut learn, judged) in rounds(samples, plan) {
+        learn.sort_by_key(|&i| (samples[i].date, i));
         let mut learned = Learned::default();
         for &i in &learn {
             learned.learn(&samples[i]);

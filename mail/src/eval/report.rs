@@ -9,8 +9,10 @@ pub struct Scored {
     /// Index in its class's list.
     pub index: usize,
     pub spam: bool,
-    /// The classifier's probability (`None` while it was silent).
+    /// The Bayes classifier's probability (`None` while it was silent).
     pub probability: Option<f64>,
+    /// The logistic classifier's probability (`None` while it was silent).
+    pub logistic: Option<f64>,
     pub total_milli: i64,
     pub verdict: Verdict,
 }
@@ -43,13 +45,11 @@ pub struct Report {
     pub probability_histogram: Vec<(String, usize, usize)>,
     /// Recall and false positives at other quarantine thresholds, for choosing one.
     pub by_threshold: Vec<Rates>,
-    /// Spam recall with the threshold just above the score of the (k+1)-th highest-scored
-    /// ham, for k = 0, 1, 2 false positives: what the scores can separate, whatever the
-    /// policy's thresholds.
-    pub recall_at_false_positives: Vec<(usize, f64)>,
-    /// The area above the ROC curve of the scores, in percent (0 is perfect separation;
-    /// ties count half).
-    pub roc_area_above_percent: f64,
+    /// What the filter's total score, and each classifier's probability alone, can
+    /// separate whatever the thresholds: spam recall with the threshold just above the
+    /// (k+1)-th highest-scored ham (k = 0, 1, 2 false positives), and the area above the
+    /// ROC curve in percent (0 is perfect; ties count half).
+    pub separation: Vec<Separation>,
     /// The held-out messages judged wrongly: (class, index in its class, score in points,
     /// classifier probability).
     pub errors: Vec<(String, usize, f64, Option<f64>)>,
@@ -156,29 +156,48 @@ pub(super) fn summarize(
         f1,
         histogram: buckets.into_iter().map(|(lo, (s, h))| (lo, s, h)).collect(),
         by_threshold,
-        recall_at_false_positives: (0..3)
-            .map(|k| (k, recall_at_false_positives(scored, k)))
-            .collect(),
-        roc_area_above_percent: roc_area_above(scored) * 100.0,
+        separation: vec![
+            separation("score", &points(scored, |s| Some(s.total_milli as f64))),
+            separation("bayes", &points(scored, |s| s.probability)),
+            separation("logistic", &points(scored, |s| s.logistic)),
+        ],
         table_tokens,
         table_bytes,
         judged_per_second,
     }
 }
 
+fn points(scored: &[Scored], score: impl Fn(&Scored) -> Option<f64>) -> Vec<(bool, f64)> {
+    scored
+        .iter()
+        .filter_map(|s| Some((s.spam, score(s)?)))
+        .collect()
+}
+
+/// How well one score separates the classes: recall at 0, 1 and 2 false positives and the
+/// area above the ROC curve (percent).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Separation {
+    pub score: String,
+    pub recall_at_false_positives: Vec<(usize, f64)>,
+    pub roc_area_above_percent: f64,
+}
+
+fn separation(name: &str, points: &[(bool, f64)]) -> Separation {
+    Separation {
+        score: name.to_owned(),
+        recall_at_false_positives: (0..3)
+            .map(|k| (k, recall_at_false_positives(points, k)))
+            .collect(),
+        roc_area_above_percent: roc_area_above(points) * 100.0,
+    }
+}
+
 /// Spam recall when the threshold sits just above the score of the (k+1)-th highest ham.
-fn recall_at_false_positives(scored: &[Scored], k: usize) -> f64 {
-    let mut ham: Vec<i64> = scored
-        .iter()
-        .filter(|s| !s.spam)
-        .map(|s| s.total_milli)
-        .collect();
-    ham.sort_unstable_by(|a, b| b.cmp(a));
-    let spam: Vec<i64> = scored
-        .iter()
-        .filter(|s| s.spam)
-        .map(|s| s.total_milli)
-        .collect();
+fn recall_at_false_positives(points: &[(bool, f64)], k: usize) -> f64 {
+    let mut ham: Vec<f64> = points.iter().filter(|p| !p.0).map(|p| p.1).collect();
+    ham.sort_unstable_by(|a, b| b.total_cmp(a));
+    let spam: Vec<f64> = points.iter().filter(|p| p.0).map(|p| p.1).collect();
     if spam.is_empty() {
         return 0.0;
     }
@@ -190,18 +209,10 @@ fn recall_at_false_positives(scored: &[Scored], k: usize) -> f64 {
 }
 
 /// 1 − the probability that a random spam scores above a random ham (ties half).
-fn roc_area_above(scored: &[Scored]) -> f64 {
-    let mut ham: Vec<i64> = scored
-        .iter()
-        .filter(|s| !s.spam)
-        .map(|s| s.total_milli)
-        .collect();
-    ham.sort_unstable();
-    let spam: Vec<i64> = scored
-        .iter()
-        .filter(|s| s.spam)
-        .map(|s| s.total_milli)
-        .collect();
+fn roc_area_above(points: &[(bool, f64)]) -> f64 {
+    let mut ham: Vec<f64> = points.iter().filter(|p| !p.0).map(|p| p.1).collect();
+    ham.sort_unstable_by(f64::total_cmp);
+    let spam: Vec<f64> = points.iter().filter(|p| p.0).map(|p| p.1).collect();
     if ham.is_empty() || spam.is_empty() {
         return 0.0;
     }
@@ -218,14 +229,8 @@ fn roc_area_above(scored: &[Scored]) -> f64 {
 mod tests {
     use super::*;
 
-    fn scored(spam: bool, points: i64) -> Scored {
-        Scored {
-            index: 0,
-            spam,
-            probability: None,
-            total_milli: points * 1000,
-            verdict: Verdict::Deliver,
-        }
+    fn scored(spam: bool, points: i64) -> (bool, f64) {
+        (spam, points as f64)
     }
 
     #[test]

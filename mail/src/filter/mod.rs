@@ -11,9 +11,10 @@ use std::net::IpAddr;
 use mail_parser::{Message, MessageParser, MimeHeaders};
 
 use crate::evidence::{self, Evidence};
+use crate::features::{features_of, Features};
 use crate::lists::{EntryKind, ListEntry, ListName};
 use crate::urls::url_hosts;
-use scoring::{bayes_symbol, symbol};
+use scoring::{bayes_symbol, logistic_symbol, symbol};
 pub use scoring::{headers, points, verdict, Judgement, Policy, Symbol, Verdict, GTUBE, SCORES};
 
 /// What the filter is handed.
@@ -31,6 +32,10 @@ pub trait Knowledge {
     fn lookup(&self, kind: EntryKind, value: &str) -> Vec<ListEntry>;
     /// The classifier's spam probability for these features; `None` while it is silent.
     fn spam_probability(&self, _tokens: &[u64]) -> Option<f64> {
+        None
+    }
+    /// The logistic classifier's spam probability for these features; `None` while silent.
+    fn logistic_probability(&self, _features: &Features) -> Option<f64> {
         None
     }
     /// What the cluster counted under a reputation or bulk key (`crate::evidence`).
@@ -63,6 +68,13 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
             // 6. What the cluster learned.
             let tokens = crate::bayes::tokens_of(&msg);
             if let Some(s) = knowledge.spam_probability(&tokens.0).and_then(bayes_symbol) {
+                found.push(s);
+            }
+            let features = features_of(&msg);
+            if let Some(s) = knowledge
+                .logistic_probability(&features)
+                .and_then(logistic_symbol)
+            {
                 found.push(s);
             }
             // 7. Copies of the same text seen across the cluster.

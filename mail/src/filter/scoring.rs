@@ -29,6 +29,12 @@ pub const SCORES: &[(&str, i64)] = &[
     ("BAYES_70", 1_500),
     ("BAYES_10", -1_000),
     ("BAYES_00", -2_500),
+    // The logistic classifier's bands (see `logistic_symbol`).
+    ("LOGISTIC_99", 6_000),
+    ("LOGISTIC_90", 3_500),
+    ("LOGISTIC_70", 1_500),
+    ("LOGISTIC_10", -1_000),
+    ("LOGISTIC_01", -2_500),
     // Cluster-wide evidence (see `crate::evidence`).
     ("REPUTATION_BAD", 3_000),
     ("REPUTATION_POOR", 1_000),
@@ -51,6 +57,22 @@ pub(super) fn bayes_symbol(p: f64) -> Option<Symbol> {
     Some(symbol(
         name,
         format!("the classifier's spam probability is {p:.3}"),
+    ))
+}
+
+/// The logistic classifier's probability as a symbol, banded like the Bayes classifier's.
+pub(super) fn logistic_symbol(p: f64) -> Option<Symbol> {
+    let name = match p {
+        p if p >= 0.99 => "LOGISTIC_99",
+        p if p >= 0.90 => "LOGISTIC_90",
+        p if p >= 0.70 => "LOGISTIC_70",
+        p if p <= 0.01 => "LOGISTIC_01",
+        p if p <= 0.10 => "LOGISTIC_10",
+        _ => return None,
+    };
+    Some(symbol(
+        name,
+        format!("the logistic classifier's spam probability is {p:.3}"),
     ))
 }
 

@@ -158,10 +158,20 @@ fn print(r: &Report, plan: &Plan, policy: &Policy) {
         r.ham
     );
     println!("  precision            {}", pct(r.precision));
-    for (k, recall) in &r.recall_at_false_positives {
-        println!("  recall at {k} false positive(s)  {}", pct(*recall));
+    println!("  separation (recall at 0 / 1 / 2 false positives; area above the ROC curve):");
+    for s in &r.separation {
+        let recall: Vec<String> = s
+            .recall_at_false_positives
+            .iter()
+            .map(|(_, r)| pct(*r))
+            .collect();
+        println!(
+            "    {:<9} {}; {:.4} %",
+            s.score,
+            recall.join(" / "),
+            s.roc_area_above_percent
+        );
     }
-    println!("  ROC area above       {:.4} %", r.roc_area_above_percent);
     println!("  F1                   {:.4}", r.f1);
     println!(
         "  learned table        {} tokens, about {:.1} MiB (all messages)",

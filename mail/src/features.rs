@@ -1,0 +1,252 @@
+//! The discriminative classifier's features: hashed word unigrams, orthogonal sparse
+//! bigrams (OSB, a window of five) and character 4-grams of the normalised text, plus the
+//! structure of the message (which headers, content types, HTML tags), each hashed into a
+//! fixed space of `BUCKETS` weights.
+//!
+//! Normalisation is what lets them generalise to next month's campaigns: the text is decoded
+//! first (MIME, quoted-printable, base64, HTML turned into its text), lower-cased, digits
+//! mapped to one class (prices, dates and tracking numbers change, their shape does not);
+//! headers that say when and by which relay (Date, Received, List-*, ARC/DKIM signatures,
+//! other filters' X-Spam-* and our own X-Peage-*) are left out.
+
+use mail_parser::{Message, MimeHeaders};
+
+/// The size of the hashed feature space (a power of two); bucket 0 is the bias.
+pub const BUCKETS: u32 = 1 << 20;
+/// At most this many distinct features per message.
+const MAX_FEATURES: usize = 8_000;
+/// Character 4-grams are taken from this many characters of the text at most.
+const NGRAM_CHARS: usize = 6_000;
+/// Words taken from the text at most (unigrams and OSB pairs).
+const MAX_WORDS: usize = 2_000;
+/// OSB: each word is paired with each of the next `OSB_WINDOW - 1` words.
+const OSB_WINDOW: usize = 5;
+
+/// A message's features: distinct buckets, sorted, the bias first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Features(pub Vec<u32>);
+
+/// Headers that say nothing about the sender's content, or that anyone can pre-write.
+fn ignored_header(name: &str) -> bool {
+    const PREFIXES: [&str; 6] = [
+        "list-",
+        "x-spam",
+        "x-peage-",
+        "arc-",
+        "x-virus",
+        "x-original-",
+    ];
+    const NAMES: [&str; 9] = [
+        "date",
+        "received",
+        "message-id",
+        "dkim-signature",
+        "domainkey-signature",
+        "authentication-results",
+        "delivered-to",
+        "return-path",
+        "x-received",
+    ];
+    NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Lower-cased, each digit made `0`, runs of whitespace made one space.
+pub fn normalise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = true;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            if !space {
+                out.push(' ');
+                space = true;
+            }
+            continue;
+        }
+        space = false;
+        if c.is_ascii_digit() {
+            out.push('0');
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+struct Builder(Vec<u32>);
+
+impl Builder {
+    fn add(&mut self, kind: u8, parts: &[&str]) {
+        let mut h = xxhash_rust::xxh3::Xxh3::with_seed(u64::from(kind));
+        for p in parts {
+            h.update(p.as_bytes());
+            h.update(&[0xff]);
+        }
+        // Never 0: that bucket is the bias.
+        let bucket = (h.digest() % u64::from(BUCKETS - 1)) as u32 + 1;
+        self.0.push(bucket);
+    }
+}
+
+/// The features of a parsed message.
+pub fn features_of(msg: &Message<'_>) -> Features {
+    let mut b = Builder(Vec::with_capacity(4096));
+    let subject = normalise(msg.subject().unwrap_or(""));
+    text_features(&mut b, b's', &subject, 200);
+    if let Some(a) = msg.from().and_then(|a| a.first()) {
+        text_features(
+            &mut b,
+            b'n',
+            &normalise(a.name.as_deref().unwrap_or("")),
+            100,
+        );
+        let domain = a
+            .address
+            .as_deref()
+            .and_then(|x| x.rsplit_once('@'))
+            .map(|(_, d)| d);
+        b.add(b'f', &[&domain.unwrap_or("none").to_ascii_lowercase()]);
+    }
+    for (name, value) in msg.headers_raw().take(100) {
+        let name = name.to_ascii_lowercase();
+        if ignored_header(&name) {
+            continue;
+        }
+        b.add(b'h', &[&name]);
+        if matches!(
+            name.as_str(),
+            "x-mailer" | "user-agent" | "content-type" | "mime-version"
+        ) {
+            let v = normalise(value);
+            b.add(b'v', &[&name, v.split(';').next().unwrap_or("").trim()]);
+        }
+    }
+    let mut text = String::new();
+    for i in 0..msg.text_body_count().min(10) {
+        if let Some(t) = msg.body_text(i) {
+            text.push_str(&t);
+            text.push(' ');
+        }
+    }
+    for i in 0..msg.html_body_count().min(10) {
+        if let Some(h) = msg.body_html(i) {
+            html_structure(&mut b, &h);
+            if msg.text_body_count() == 0 {
+                // HTML-only: its text is all the reader sees.
+                if let Some(t) = msg.body_text(i) {
+                    text.push_str(&t);
+                    text.push(' ');
+                }
+            }
+        }
+    }
+    text_features(&mut b, b'b', &normalise(&text), MAX_WORDS);
+    for part in msg.attachments().take(20) {
+        let name = part.attachment_name().unwrap_or("").to_ascii_lowercase();
+        let ext = name.rsplit_once('.').map_or("none", |(_, e)| e);
+        b.add(b'a', &[ext]);
+        let ct = part.content_type().map(|c| c.ctype()).unwrap_or("none");
+        b.add(b'c', &[&ct.to_ascii_lowercase()]);
+    }
+    let mut buckets = b.0;
+    buckets.sort_unstable();
+    buckets.dedup();
+    buckets.truncate(MAX_FEATURES - 1);
+    buckets.insert(0, 0);
+    Features(buckets)
+}
+
+/// Unigrams, OSB pairs and character 4-grams of normalised `text`, tagged by where it came from.
+fn text_features(b: &mut Builder, place: u8, text: &str, max_words: usize) {
+    let words: Vec<&str> = text
+        .split(|c: char| !(c.is_alphanumeric() || matches!(c, '$' | '!' | '€' | '%')))
+        .filter(|w| !w.is_empty() && w.len() <= 40)
+        .take(max_words)
+        .collect();
+    for (i, w) in words.iter().enumerate() {
+        b.add(place, &[w]);
+        for d in 1..OSB_WINDOW.min(i + 1) {
+            let gap = [b'0' + d as u8];
+            let gap = std::str::from_utf8(&gap).unwrap_or("?");
+            b.add(place.wrapping_add(100), &[words[i - d], gap, w]);
+        }
+    }
+    let chars: Vec<char> = text.chars().take(NGRAM_CHARS).collect();
+    let mut gram = String::with_capacity(16);
+    for window in chars.windows(4) {
+        gram.clear();
+        gram.extend(window);
+        b.add(place.wrapping_add(200), &[&gram]);
+    }
+}
+
+/// Tag names and style words of HTML: hidden text, tiny fonts and layout tricks.
+fn html_structure(b: &mut Builder, html: &str) {
+    let mut rest = html;
+    let mut n = 0;
+    while let Some(start) = rest.find('<') {
+        n += 1;
+        if n > 2_000 {
+            break;
+        }
+        rest = &rest[start + 1..];
+        let end = rest.find('>').unwrap_or(rest.len());
+        let tag = normalise(&rest[..end.min(200)]);
+        let mut parts =
+            tag.split(|c: char| c.is_whitespace() || c == '=' || c == '"' || c == ';' || c == ':');
+        if let Some(name) = parts.next() {
+            b.add(b't', &[name]);
+            for attr in parts.filter(|p| p.len() > 1 && p.len() < 24 && !p.contains('/')) {
+                b.add(b'u', &[name, attr]);
+            }
+        }
+        rest = &rest[end.min(rest.len())..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_parser::MessageParser;
+
+    fn features(raw: &str) -> Features {
+        features_of(&MessageParser::default().parse(raw.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn digits_case_and_spacing_do_not_change_the_features() {
+        let a = features("Subject: Win 500 dollars\r\n\r\nCall   NOW on 555-1234\r\n");
+        let b = features("Subject: win 900 DOLLARS\r\n\r\ncall now on 666-9876\r\n");
+        assert_eq!(a, b);
+        assert_eq!(a.0[0], 0, "the bias comes first");
+        assert!(a.0.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
+    }
+
+    #[test]
+    fn relay_and_timing_headers_are_not_features() {
+        let a = features("Subject: hello\r\n\r\nsee you\r\n");
+        let b = features(
+            "Received: from mx.example by relay.example; Mon, 1 Jan 2024 10:00:00 +0000\r\n\
+             Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nX-Spam-Status: Yes, score=9\r\n\
+             X-Peage-Verdict: deliver\r\nList-Id: <x.example>\r\nSubject: hello\r\n\r\nsee you\r\n",
+        );
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn text_is_decoded_before_it_becomes_features() {
+        let plain = features("Subject: x\r\nContent-Type: text/plain\r\n\r\ncheap pills here\r\n");
+        let b64 = features(
+            "Subject: x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nY2hlYXAgcGlsbHMgaGVyZQ==\r\n",
+        );
+        // Only the encoding header differs; every text feature is shared.
+        let shared = plain.0.iter().filter(|f| b64.0.contains(f)).count();
+        assert!(shared + 2 >= plain.0.len(), "{shared} of {}", plain.0.len());
+    }
+
+    #[test]
+    fn word_pairs_keep_their_order_and_distance() {
+        let ab = features("Subject: x\r\n\r\nalpha beta\r\n");
+        let ba = features("Subject: x\r\n\r\nbeta alpha\r\n");
+        assert_ne!(ab, ba);
+    }
+}
