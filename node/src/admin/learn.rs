@@ -26,16 +26,23 @@ pub async fn learn_message(
     author: String,
 ) -> Result<Learned, Status> {
     let body = message.to_vec();
-    let tokens = crate::cpu::run(move || peage_mail::bayes::tokens(&body))
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .ok_or_else(|| invalid("the message cannot be parsed"))?;
+    let (tokens, features) = crate::cpu::run(move || {
+        let msg = mail_parser::MessageParser::default().parse(&body)?;
+        Some((
+            peage_mail::bayes::tokens_of(&msg),
+            peage_mail::features::features_of(&msg),
+        ))
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?
+    .ok_or_else(|| invalid("the message cannot be parsed"))?;
     let fingerprint = tokens.fingerprint();
     let learn = BayesLearn {
         fingerprint: fingerprint.clone(),
         class: class.as_str().to_owned(),
         tokens: tokens.0,
         author,
+        features: features.0,
     };
     match svc.propose(command::Kind::BayesLearn(learn)).await? {
         (log_index, Outcome::Learned { change }) => Ok(Learned {

@@ -8,8 +8,10 @@ use std::sync::RwLock;
 
 use peage_mail::bayes::{Class, TokenTable};
 use peage_mail::evidence::Evidence;
+use peage_mail::features::Features;
 use peage_mail::filter::{Knowledge, Policy};
 use peage_mail::lists::{normalize_probe, EntryKind, ListEntry, ListIndex};
+use peage_mail::logistic::{self, Model};
 use peage_mail::sync::{into_inner, read, write};
 
 use crate::clock::now_ms;
@@ -71,6 +73,8 @@ pub enum IndexChange {
         class: Class,
         delta: i32,
     },
+    /// The logistic classifier's weights that changed, with their new values.
+    Logistic(Vec<(u32, f32)>),
     /// A spool row written or removed: the spool index reads it again before the commit.
     SpoolRow(String),
 }
@@ -87,6 +91,8 @@ pub struct Indexes {
     policy: RwLock<ClusterPolicy>,
     /// The classifier's counts, in step with `bayes_tokens` / `bayes_learned`.
     bayes: RwLock<TokenTable>,
+    /// The logistic classifier's weights, in step with `logistic_weights`.
+    logistic: RwLock<Model>,
     /// Reputation and bulk counts, in step with the `evidence` table.
     evidence: RwLock<EvidenceTable>,
 }
@@ -97,7 +103,7 @@ impl Indexes {
         lists: ListIndex,
         routes: BTreeMap<String, DomainRoute>,
         policy: ClusterPolicy,
-        bayes: TokenTable,
+        (bayes, logistic): (TokenTable, Model),
         evidence: EvidenceTable,
     ) -> Indexes {
         Indexes {
@@ -105,6 +111,7 @@ impl Indexes {
             routes: RwLock::new(routes),
             policy: RwLock::new(policy),
             bayes: RwLock::new(bayes),
+            logistic: RwLock::new(logistic),
             evidence: RwLock::new(evidence),
         }
     }
@@ -115,6 +122,7 @@ impl Indexes {
         *write(&self.routes) = into_inner(fresh.routes);
         *write(&self.policy) = into_inner(fresh.policy);
         *write(&self.bayes) = into_inner(fresh.bayes);
+        *write(&self.logistic) = into_inner(fresh.logistic);
         *write(&self.evidence) = into_inner(fresh.evidence);
     }
 
@@ -136,6 +144,12 @@ impl Indexes {
                     class,
                     delta,
                 } => write(&self.bayes).apply(&tokens, class, delta),
+                IndexChange::Logistic(changed) => {
+                    let mut model = write(&self.logistic);
+                    for (bucket, weight) in changed {
+                        model.set(bucket, weight);
+                    }
+                }
                 IndexChange::EvidenceAdd(added) => add_evidence(&mut write(&self.evidence), added),
                 IndexChange::EvidenceDecay {
                     keep_per_mille,
@@ -196,6 +210,13 @@ impl Knowledge for Indexes {
 
     fn spam_probability(&self, tokens: &[u64]) -> Option<f64> {
         read(&self.bayes).spam_probability(tokens)
+    }
+
+    /// Silent, like the Bayes classifier, until enough of each class is learned.
+    fn logistic_probability(&self, features: &Features) -> Option<f64> {
+        read(&self.bayes).spam_probability(&[])?;
+        let margin = logistic::margin(&*read(&self.logistic), features);
+        Some(logistic::probability(margin))
     }
 
     fn evidence(&self, key: &str) -> Option<Evidence> {

@@ -147,7 +147,10 @@ impl StateStore {
             lists,
             routing::query(&db).map_err(sm_err)?,
             policy::query(&db).map_err(sm_err)?,
-            bayes::load_table(&db).map_err(sm_err)?,
+            (
+                bayes::load_table(&db).map_err(sm_err)?,
+                bayes::load_weights(&db).map_err(sm_err)?,
+            ),
             evidence::load_table(&db).map_err(sm_err)?,
         );
         self.inner.indexes.replace_with(fresh);

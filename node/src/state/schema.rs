@@ -78,6 +78,8 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX spool_by_verdict_and_age ON spool (verdict, accepted_at_ms);",
     // 9: how often an owner whose attempts kept failing handed a message to another node.
     "ALTER TABLE spool ADD COLUMN handoffs INTEGER NOT NULL DEFAULT 0;",
+    // 10: the logistic classifier's weights that are not zero, trained at apply.
+    "CREATE TABLE logistic_weights (bucket INTEGER PRIMARY KEY, weight REAL NOT NULL);",
 ];
 
 /// The schema version this release writes.

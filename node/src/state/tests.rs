@@ -134,6 +134,10 @@ fn other_command(rng: &mut rand::rngs::StdRng, i: u64) -> command::Kind {
                 .map(|_| rng.random_range(0..50))
                 .collect(),
             author: "test".into(),
+            // Buckets in any order, repeated, some out of range: apply sorts and filters.
+            features: (0..rng.random_range(0..8))
+                .map(|_| rng.random_range(0..40) * (1 << 15))
+                .collect(),
         }),
     }
 }
@@ -329,6 +333,7 @@ async fn evidence_decays_and_learning_moves_identically_in_memory_and_on_disk() 
             class: class.into(),
             tokens: vec![1, 2, 3],
             author: "t".into(),
+            features: vec![0, 7, 9],
         })
     };
     let entries = vec![
