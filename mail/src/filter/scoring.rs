@@ -30,11 +30,11 @@ pub const SCORES: &[(&str, i64)] = &[
     ("BAYES_10", -1_000),
     ("BAYES_00", -2_500),
     // The logistic classifier's bands (see `logistic_symbol`).
-    ("LOGISTIC_99", 6_000),
-    ("LOGISTIC_90", 3_500),
-    ("LOGISTIC_70", 1_500),
-    ("LOGISTIC_10", -1_000),
-    ("LOGISTIC_01", -2_500),
+    ("LOGISTIC_95", 5_000),
+    ("LOGISTIC_80", 3_500),
+    ("LOGISTIC_60", 1_500),
+    ("LOGISTIC_20", -1_000),
+    ("LOGISTIC_05", -2_000),
     // Cluster-wide evidence (see `crate::evidence`).
     ("REPUTATION_BAD", 3_000),
     ("REPUTATION_POOR", 1_000),
@@ -60,14 +60,16 @@ pub(super) fn bayes_symbol(p: f64) -> Option<Symbol> {
     ))
 }
 
-/// The logistic classifier's probability as a symbol, banded like the Bayes classifier's.
+/// The logistic classifier's probability as a symbol. Its bands are narrower towards the
+/// middle than the Bayes classifier's: trained to a thick threshold of 0.85 / 0.15, it puts
+/// most learned-like mail just past those, not at the extremes.
 pub(super) fn logistic_symbol(p: f64) -> Option<Symbol> {
     let name = match p {
-        p if p >= 0.99 => "LOGISTIC_99",
-        p if p >= 0.90 => "LOGISTIC_90",
-        p if p >= 0.70 => "LOGISTIC_70",
-        p if p <= 0.01 => "LOGISTIC_01",
-        p if p <= 0.10 => "LOGISTIC_10",
+        p if p >= 0.95 => "LOGISTIC_95",
+        p if p >= 0.80 => "LOGISTIC_80",
+        p if p >= 0.60 => "LOGISTIC_60",
+        p if p <= 0.05 => "LOGISTIC_05",
+        p if p <= 0.20 => "LOGISTIC_20",
         _ => return None,
     };
     Some(symbol(
