@@ -67,15 +67,19 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
             url_lists(&msg, knowledge, &mut found);
             // 6. What the cluster learned.
             let tokens = crate::bayes::tokens_of(&msg);
-            if let Some(s) = knowledge.spam_probability(&tokens.0).and_then(bayes_symbol) {
+            let bayes = knowledge.spam_probability(&tokens.0);
+            if let Some(s) = bayes.and_then(bayes_symbol) {
                 found.push(s);
             }
-            let features = features_of(&msg);
-            if let Some(s) = knowledge
-                .logistic_probability(&features)
-                .and_then(logistic_symbol)
-            {
-                found.push(s);
+            // Both classifiers fall silent together (too little learned): no features then.
+            if bayes.is_some() {
+                let features = features_of(&msg);
+                if let Some(s) = knowledge
+                    .logistic_probability(&features)
+                    .and_then(logistic_symbol)
+                {
+                    found.push(s);
+                }
             }
             // 7. Copies of the same text seen across the cluster.
             evidence_keys.extend(bulk(&msg, knowledge, &mut found));
