@@ -1,6 +1,9 @@
 //! The discriminative classifier: logistic regression over hashed features
 //! (`crate::features`), trained online on errors and near-errors (a thick threshold), a
 //! message repeated until it is on the right side or `MAX_STEPS` runs out, ham weighted up.
+//! Each learning also rehearses one message of each class learned before (`teach`), so that
+//! a run of one class — `peagectl learn spam DIR` — does not drag the model to that class:
+//! over time every learned message is seen again, interleaved, as several passes would.
 //!
 //! Deterministic by construction, because every node trains it at apply, in log order, and
 //! must end with the same weights: the arithmetic is IEEE `f64` additions, multiplications,
@@ -28,6 +31,60 @@ pub trait Weights {
     fn weight(&self, bucket: u32) -> f32;
 }
 
+/// Where the weights changed by one step are written before the next step reads them.
+pub trait WeightStore: Weights {
+    fn store(&mut self, changed: Vec<(u32, f32)>);
+}
+
+/// The messages learned before, for rehearsal.
+pub trait Lessons {
+    /// The features of the next message learned as `spam` (or as ham) after this class's
+    /// cursor, in fingerprint order, wrapping around; the cursor moves to it.
+    fn next_lesson(&mut self, spam: bool) -> Option<Features>;
+}
+
+/// Learns `f` as `spam`, then rehearses the next earlier lesson of the other class and of
+/// the same class.
+pub fn teach(store: &mut dyn WeightStore, lessons: &mut dyn Lessons, f: &Features, spam: bool) {
+    let changed = learn(store, f, spam);
+    store.store(changed);
+    for class in [!spam, spam] {
+        if let Some(past) = lessons.next_lesson(class) {
+            let changed = learn(store, &past, class);
+            store.store(changed);
+        }
+    }
+}
+
+/// Lessons kept in memory, by fingerprint (what the state keeps in `bayes_learned`).
+#[derive(Default)]
+pub struct KeptLessons {
+    by_fingerprint: BTreeMap<String, (bool, Features)>,
+    cursors: [String; 2],
+}
+
+impl KeptLessons {
+    /// Keeps (or moves to the other class) a learned message.
+    pub fn keep(&mut self, fingerprint: String, spam: bool, f: Features) {
+        self.by_fingerprint.insert(fingerprint, (spam, f));
+    }
+}
+
+impl Lessons for KeptLessons {
+    fn next_lesson(&mut self, spam: bool) -> Option<Features> {
+        let cursor = &self.cursors[spam as usize];
+        let mut of_class = self.by_fingerprint.iter().filter(|(_, (s, _))| *s == spam);
+        let next = of_class
+            .clone()
+            .find(|(k, _)| *k > cursor)
+            .or_else(|| of_class.next());
+        let (k, (_, f)) = next?;
+        let f = f.clone();
+        self.cursors[spam as usize] = k.clone();
+        Some(f)
+    }
+}
+
 /// Every bucket's weight, in memory.
 #[derive(Clone)]
 pub struct Model(Vec<f32>);
@@ -45,11 +102,10 @@ impl Model {
         }
     }
 
-    /// Learns `f` as `spam` here (what the replicated state does through the database).
+    /// Learns `f` as `spam` here, without rehearsal.
     pub fn learn(&mut self, f: &Features, spam: bool) {
-        for (bucket, w) in learn(self, f, spam) {
-            self.set(bucket, w);
-        }
+        let changed = learn(self, f, spam);
+        self.store(changed);
     }
 
     /// The buckets whose weight is not zero.
@@ -61,6 +117,14 @@ impl Model {
 impl Weights for Model {
     fn weight(&self, bucket: u32) -> f32 {
         self.0.get(bucket as usize).copied().unwrap_or(0.0)
+    }
+}
+
+impl WeightStore for Model {
+    fn store(&mut self, changed: Vec<(u32, f32)>) {
+        for (bucket, w) in changed {
+            self.set(bucket, w);
+        }
     }
 }
 
@@ -155,6 +219,39 @@ mod tests {
         assert!(learn(&m, &spam, true).is_empty(), "nothing left to learn");
         // Relearning as the other class moves it back.
         assert!(!learn(&m, &spam, false).is_empty());
+    }
+
+    #[test]
+    fn rehearsal_keeps_a_run_of_one_class_from_taking_the_model_over() {
+        // Spam and ham share most features (headers, greetings): a long run of ham after
+        // the spam would pull the shared weights, and the spam, to ham.
+        let spam = |i: u32| Features(vec![0, 1, 2, 3, 100 + i % 5]);
+        let ham = |i: u32| Features(vec![0, 1, 2, 3, 200 + i % 50]);
+        let run = |rehearse: bool| {
+            let mut m = Model::default();
+            let mut kept = KeptLessons::default();
+            for (i, spam_too) in (0..20)
+                .map(|i| (i, true))
+                .chain((0..400).map(|i| (i, false)))
+            {
+                let f = if spam_too { spam(i) } else { ham(i) };
+                let fingerprint =
+                    format!("{:08x}", i.wrapping_mul(2654435761u32) ^ spam_too as u32);
+                kept.keep(fingerprint, spam_too, f.clone());
+                if rehearse {
+                    teach(&mut m, &mut kept, &f, spam_too);
+                } else {
+                    m.learn(&f, spam_too);
+                }
+            }
+            probability(margin(&m, &spam(7)))
+        };
+        assert!(run(true) > 0.8, "with rehearsal: {}", run(true));
+        assert!(
+            run(false) < 0.5,
+            "without rehearsal the run drags spam to ham: {}",
+            run(false)
+        );
     }
 
     #[test]

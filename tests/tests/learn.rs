@@ -214,8 +214,12 @@ async fn same_model_everywhere(c: &TestCluster, probe: &[u8]) -> String {
     }
     assert!(verdicts.windows(2).all(|w| w[0] == w[1]), "{verdicts:?}");
     assert!(
-        verdicts[0].2.iter().any(|n| n.starts_with("LOGISTIC_")),
-        "the logistic classifier speaks: {verdicts:?}"
+        verdicts[0]
+            .2
+            .iter()
+            .any(|n| n == "LOGISTIC_80" || n == "LOGISTIC_95"),
+        "the logistic classifier, taught all the spam then all the ham, still calls the \
+         spam spam (rehearsal): {verdicts:?}"
     );
     digests[0].clone()
 }

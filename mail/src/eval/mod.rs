@@ -15,7 +15,7 @@ use crate::bayes::{tokens_of, Class, TokenTable, Tokens};
 use crate::features::{features_of, Features};
 use crate::filter::{judge, FilterInput, Knowledge, Policy};
 use crate::lists::{EntryKind, ListEntry};
-use crate::logistic::{self, Model};
+use crate::logistic::{self, KeptLessons, Model};
 pub use report::{Rates, Report, Scored, Separation};
 
 /// Every file under `dir` (and one level of subdirectories), sorted by path, with bare LF
@@ -147,12 +147,16 @@ impl Plan {
 pub struct Learned {
     bayes: TokenTable,
     logistic: Model,
+    lessons: KeptLessons,
 }
 
 impl Learned {
+    /// As `state::bayes::apply_learn` does (a message learned twice counts once).
     fn learn(&mut self, s: &Sample) {
         self.bayes.apply(&s.tokens.0, s.class(), 1);
-        self.logistic.learn(&s.features, s.spam);
+        self.lessons
+            .keep(s.tokens.fingerprint(), s.spam, s.features.clone());
+        logistic::teach(&mut self.logistic, &mut self.lessons, &s.features, s.spam);
     }
 }
 
@@ -240,15 +244,28 @@ fn rounds(samples: &[Sample], plan: &Plan) -> Vec<(Vec<usize>, Vec<usize>)> {
     }
 }
 
-/// Learns and judges `samples` as `plan` says; `Scored::index` is the sample's index.
-/// What is learned is learned in date order, spam and ham interleaved as mail arrives (the
-/// logistic classifier learns online, so a run of one class only would skew it).
-pub fn evaluate(samples: &[Sample], plan: &Plan, policy: &Policy) -> Report {
+/// The order in which what a round learns is taught (the logistic classifier learns online,
+/// so order matters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LearnOrder {
+    /// All the spam, then all the ham, each by date: what `peagectl learn spam DIR` then
+    /// `peagectl learn ham DIR` does.
+    Class,
+    /// By date, spam and ham interleaved as the mail arrived: what users' feedback does.
+    Date,
+}
+
+/// Learns and judges `samples` as `plan` says, teaching in `order`; `Scored::index` is the
+/// sample's index.
+pub fn evaluate(samples: &[Sample], plan: &Plan, order: LearnOrder, policy: &Policy) -> Report {
     let started = Instant::now();
     let mut scored = Vec::new();
     let online = matches!(plan, Plan::Online);
     for (mut learn, judged) in rounds(samples, plan) {
-        learn.sort_by_key(|&i| (samples[i].date, i));
+        match order {
+            LearnOrder::Class => learn.sort_by_key(|&i| (!samples[i].spam, samples[i].date, i)),
+            LearnOrder::Date => learn.sort_by_key(|&i| (samples[i].date, i)),
+        }
         let mut learned = Learned::default();
         for &i in &learn {
             learned.learn(&samples[i]);

@@ -1,14 +1,13 @@
-//! The classifiers' replicated state: applying `BayesLearn` (idempotent per fingerprint,
-//! moving a message between classes) to the Bayes counts and, trained at apply in log
-//! order, to the logistic classifier's weights; loading both in-memory models from them.
+//! The Bayes classifier's replicated counts: applying `BayesLearn` (idempotent per
+//! fingerprint, moving a message between classes; the logistic classifier is taught the same
+//! lesson, `super::logistic`), and loading the in-memory `TokenTable` from them.
 
 use peage_mail::bayes::{Class, TokenTable};
-use peage_mail::features::{Features, BUCKETS};
-use peage_mail::logistic::{self, Model, Weights};
 use peage_proto::v1::BayesLearn;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::knowledge::IndexChange;
+use super::logistic;
 use crate::types::{LearnChange, Outcome};
 
 fn tokens_blob(tokens: &[u64]) -> Vec<u8> {
@@ -76,81 +75,27 @@ pub fn apply_learn(
         None => LearnChange::New,
     };
     count(tx, &learn.tokens, class, 1)?;
-    train_logistic(tx, &learn.features, class, changes)?;
+    let features = logistic::valid_features(&learn.features);
     tx.execute(
-        "INSERT INTO bayes_learned (fingerprint, class, tokens, author) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO bayes_learned (fingerprint, class, tokens, author, features)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (fingerprint) DO UPDATE SET class = excluded.class,
-           tokens = excluded.tokens, author = excluded.author",
+           tokens = excluded.tokens, author = excluded.author, features = excluded.features",
         params![
             learn.fingerprint,
             class.as_str(),
             tokens_blob(&learn.tokens),
-            learn.author
+            learn.author,
+            logistic::features_blob(&features),
         ],
     )?;
+    logistic::teach(tx, &features, class, changes)?;
     changes.push(IndexChange::Bayes {
         tokens: learn.tokens,
         class,
         delta: 1,
     });
     Ok(Outcome::Learned { change })
-}
-
-/// The weights of the logistic classifier as the transaction sees them.
-struct StoredWeights<'a>(&'a Transaction<'a>);
-
-impl Weights for StoredWeights<'_> {
-    fn weight(&self, bucket: u32) -> f32 {
-        let read = || -> rusqlite::Result<Option<f64>> {
-            self.0
-                .prepare_cached("SELECT weight FROM logistic_weights WHERE bucket = ?1")?
-                .query_row([bucket], |r| r.get(0))
-                .optional()
-        };
-        // A read error fails the same way on every replica's identical database; the
-        // write below then reports it.
-        read().ok().flatten().unwrap_or(0.0) as f32
-    }
-}
-
-/// Trains the logistic classifier on one learned message, reading and writing its weights
-/// in the transaction (so that several learnings in one entry see each other).
-fn train_logistic(
-    tx: &Transaction<'_>,
-    features: &[u32],
-    class: Class,
-    changes: &mut Vec<IndexChange>,
-) -> rusqlite::Result<()> {
-    let mut valid: Vec<u32> = features.iter().copied().filter(|b| *b < BUCKETS).collect();
-    valid.sort_unstable();
-    valid.dedup();
-    if valid.is_empty() {
-        return Ok(());
-    }
-    let changed = logistic::learn(&StoredWeights(tx), &Features(valid), class == Class::Spam);
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO logistic_weights (bucket, weight) VALUES (?1, ?2)
-         ON CONFLICT (bucket) DO UPDATE SET weight = excluded.weight",
-    )?;
-    for (bucket, weight) in &changed {
-        upsert.execute(params![bucket, f64::from(*weight)])?;
-    }
-    if !changed.is_empty() {
-        changes.push(IndexChange::Logistic(changed));
-    }
-    Ok(())
-}
-
-/// The logistic classifier's weights as the database holds them.
-pub fn load_weights(conn: &Connection) -> rusqlite::Result<Model> {
-    let mut model = Model::default();
-    let mut stmt = conn.prepare("SELECT bucket, weight FROM logistic_weights")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, f64>(1)?)))?;
-    for row in rows {
-        let (bucket, weight) = row?;
-        model.set(bucket, weight as f32);
-    }
-    Ok(model)
 }
 
 /// The table as the database holds it.
@@ -196,14 +141,6 @@ pub fn digest_rows(conn: &Connection, out: &mut dyn FnMut(&[u8])) -> rusqlite::R
     }
     let mut stmt =
         conn.prepare("SELECT fingerprint, class, author FROM bayes_learned ORDER BY fingerprint")?;
-    let mut weights =
-        conn.prepare("SELECT bucket, weight FROM logistic_weights ORDER BY bucket")?;
-    let mut rows = weights.query([])?;
-    while let Some(r) = rows.next()? {
-        // The bits of the f32 each node trained: equal bits or the digests differ.
-        let weight = r.get::<_, f64>(1)? as f32;
-        out(format!("lw:{}:{:08x}", r.get::<_, i64>(0)?, weight.to_bits()).as_bytes());
-    }
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         out(format!(

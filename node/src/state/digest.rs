@@ -4,7 +4,7 @@
 use openraft::StorageError;
 use sha2::{Digest, Sha256};
 
-use super::{bayes, evidence, list_entries, policy, routing, spool};
+use super::{bayes, evidence, list_entries, logistic, policy, routing, spool};
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
 
@@ -28,6 +28,7 @@ impl StateStore {
             let policy = policy::query(&db).map_err(sm_err)?;
             out(format!("{policy:?}").as_bytes());
             bayes::digest_rows(&db, &mut out).map_err(sm_err)?;
+            logistic::digest_rows(&db, &mut out).map_err(sm_err)?;
             evidence::digest_rows(&db, &mut out).map_err(sm_err)?;
             routing::digest_rows(&db, &mut out).map_err(sm_err)?;
             Ok(StateDigest {

@@ -5,7 +5,7 @@
 //! `last_applied` and the membership (`machine`). The database runs `synchronous=NORMAL`:
 //! what a crash loses is replayed from the Raft log, and a snapshot checkpoints (fsyncs) the
 //! database before openraft may purge the entries it covers (`snapshot`). Each table family
-//! (`list_entries`, `routing`, `policy`, `spool`, `bayes`, `evidence`) owns its commands'
+//! (`list_entries`, `routing`, `policy`, `spool`, `bayes`, `logistic`, `evidence`) owns its commands'
 //! apply and its reads; `apply` dispatches to them, `knowledge` holds the indexes the
 //! filter reads, `spool_index` the spool in memory, `queries` and `digest` the read API.
 
@@ -15,6 +15,7 @@ pub mod digest;
 mod evidence;
 mod knowledge;
 pub mod list_entries;
+mod logistic;
 mod machine;
 mod policy;
 mod queries;
@@ -149,7 +150,7 @@ impl StateStore {
             policy::query(&db).map_err(sm_err)?,
             (
                 bayes::load_table(&db).map_err(sm_err)?,
-                bayes::load_weights(&db).map_err(sm_err)?,
+                logistic::load_weights(&db).map_err(sm_err)?,
             ),
             evidence::load_table(&db).map_err(sm_err)?,
         );

@@ -78,8 +78,12 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX spool_by_verdict_and_age ON spool (verdict, accepted_at_ms);",
     // 9: how often an owner whose attempts kept failing handed a message to another node.
     "ALTER TABLE spool ADD COLUMN handoffs INTEGER NOT NULL DEFAULT 0;",
-    // 10: the logistic classifier's weights that are not zero, trained at apply.
-    "CREATE TABLE logistic_weights (bucket INTEGER PRIMARY KEY, weight REAL NOT NULL);",
+    // 10: the logistic classifier: its weights that are not zero, trained at apply; each
+    // learned message's features and where rehearsal stands in each class.
+    "CREATE TABLE logistic_weights (bucket INTEGER PRIMARY KEY, weight REAL NOT NULL);
+     ALTER TABLE bayes_learned ADD COLUMN features BLOB NOT NULL DEFAULT x'';
+     CREATE INDEX bayes_learned_by_class ON bayes_learned (class, fingerprint);
+     CREATE TABLE logistic_cursor (class TEXT PRIMARY KEY, fingerprint TEXT NOT NULL);",
 ];
 
 /// The schema version this release writes.

@@ -396,3 +396,86 @@ async fn evidence_decays_and_learning_moves_identically_in_memory_and_on_disk() 
     assert_eq!(store.indexes().bayes_counts().1, 2);
     assert_eq!(store.digest().await.unwrap(), before);
 }
+
+/// The logistic classifier trained at apply, through the database (lessons rehearsed from
+/// `bayes_learned`, cursors in `logistic_cursor`), is the very model the offline evaluation
+/// trains in memory from the same lessons in the same order: the same probability to the
+/// last bit, before and after a reopen.
+#[tokio::test]
+async fn the_logistic_model_trained_at_apply_is_the_one_trained_in_memory() {
+    use peage_mail::features::Features;
+    use peage_mail::logistic::{self, KeptLessons, Model};
+    use peage_proto::v1::BayesLearn;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = StateStore::open(dir.path()).unwrap();
+    // All the spam, then all the ham, as `peagectl learn spam DIR; learn ham DIR` teaches;
+    // the two classes share buckets 1-3, as real mail shares headers.
+    let lessons: Vec<(String, bool, Vec<u32>)> = (0..60u32)
+        .map(|i| {
+            (
+                format!("s{:02x}", i.wrapping_mul(37) % 256),
+                true,
+                vec![0, 1, 2, 3, 100 + i % 7],
+            )
+        })
+        .chain((0..60u32).map(|i| {
+            (
+                format!("h{:02x}", i.wrapping_mul(91) % 256),
+                false,
+                vec![0, 1, 2, 3, 200 + i % 11],
+            )
+        }))
+        .collect();
+    let commands: Vec<command::Kind> = lessons
+        .iter()
+        .map(|(fp, spam, features)| {
+            command::Kind::BayesLearn(BayesLearn {
+                fingerprint: fp.clone(),
+                class: if *spam { "spam" } else { "ham" }.into(),
+                tokens: vec![u64::from(features[4])],
+                author: "t".into(),
+                features: features.clone(),
+            })
+        })
+        .collect();
+    let entries: Vec<_> = commands
+        .chunks(7)
+        .enumerate()
+        .map(|(i, c)| entry(i as u64 + 1, c.to_vec()))
+        .collect();
+    store.apply(entries).await.unwrap();
+
+    let (mut model, mut kept) = (Model::default(), KeptLessons::default());
+    for (fp, spam, features) in &lessons {
+        let f = Features(features.clone());
+        kept.keep(fp.clone(), *spam, f.clone());
+        logistic::teach(&mut model, &mut kept, &f, *spam);
+    }
+    let probes = [
+        Features(vec![0, 1, 2, 3, 103]),
+        Features(vec![0, 1, 2, 3, 205]),
+    ];
+    let expected: Vec<f64> = probes
+        .iter()
+        .map(|p| logistic::probability(logistic::margin(&model, p)))
+        .collect();
+    let at_apply: Vec<Option<f64>> = probes
+        .iter()
+        .map(|p| store.indexes().logistic_probability(p))
+        .collect();
+    assert_eq!(
+        at_apply,
+        expected.iter().map(|p| Some(*p)).collect::<Vec<_>>()
+    );
+    assert!(
+        expected[0] > 0.6 && expected[1] < 0.2,
+        "spam stays spam after the ham run: {expected:?}"
+    );
+    drop(store);
+    let store = StateStore::open(dir.path()).unwrap();
+    let reopened: Vec<Option<f64>> = probes
+        .iter()
+        .map(|p| store.indexes().logistic_probability(p))
+        .collect();
+    assert_eq!(reopened, at_apply);
+}

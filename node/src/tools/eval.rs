@@ -3,8 +3,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use peage_mail::eval::{evaluate, load_samples, Plan, Report, Sample};
+use peage_mail::eval::{evaluate, load_samples, LearnOrder, Plan, Report, Sample};
 use peage_mail::filter::Policy;
+
+/// `--learn-order`'s values (`peage_mail::eval::LearnOrder`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Order {
+    Class,
+    Date,
+}
 
 /// `peage eval`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -29,6 +36,11 @@ pub struct EvalArgs {
     /// would teach the cluster).
     #[arg(long, conflicts_with = "train")]
     pub online: bool,
+    /// The order in which the learned part is taught: `class` (all spam, then all ham, as
+    /// `peagectl learn spam DIR` then `learn ham DIR` do) or `date` (interleaved as mail
+    /// arrived, as users' feedback does).
+    #[arg(long, value_enum, default_value = "class")]
+    pub learn_order: Order,
     /// Learn nothing and judge every message: what the rules alone catch.
     #[arg(long, conflicts_with_all = ["by_date", "online", "train"])]
     pub rules_only: bool,
@@ -118,7 +130,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         "the quarantine threshold must be below the reject threshold"
     );
     let (samples, plan) = plan(args)?;
-    let report = evaluate(&samples, &plan, &policy);
+    let order = match args.learn_order {
+        Order::Class => LearnOrder::Class,
+        Order::Date => LearnOrder::Date,
+    };
+    let report = evaluate(&samples, &plan, order, &policy);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
