@@ -18,9 +18,9 @@ use crate::features::Features;
 const RATE: f64 = 0.6;
 /// A message learned as spam is stepped on until its probability is at least this (ham: at
 /// most 1 − this).
-const THICK: f64 = 0.85;
+const THICK: f64 = 0.95;
 /// Most steps on one message per learning.
-const MAX_STEPS: usize = 4;
+const MAX_STEPS: usize = 8;
 /// A false positive costs more than a missed spam: ham steps count this much more.
 const HAM_WEIGHT: f64 = 2.0;
 /// Weights stay within ± this, so that one feature never decides alone.

@@ -30,6 +30,9 @@ pub struct Rates {
 pub struct Report {
     /// How the messages were split between learning and judging.
     pub plan: String,
+    /// Every judged message, in the order judged (for `--scores`; not in the JSON).
+    #[serde(skip)]
+    pub scored: Vec<Scored>,
     pub spam: usize,
     pub ham: usize,
     pub spam_caught: usize,
@@ -143,6 +146,7 @@ pub(super) fn summarize(
         .collect();
     Report {
         plan: String::new(),
+        scored: scored.to_vec(),
         errors,
         probability_histogram,
         spam,

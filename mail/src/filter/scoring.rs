@@ -61,7 +61,7 @@ pub(super) fn bayes_symbol(p: f64) -> Option<Symbol> {
 }
 
 /// The logistic classifier's probability as a symbol. Its bands are narrower towards the
-/// middle than the Bayes classifier's: trained to a thick threshold of 0.85 / 0.15, it puts
+/// middle than the Bayes classifier's: trained to a thick threshold of 0.95 / 0.05, it puts
 /// most learned-like mail just past those, not at the extremes.
 pub(super) fn logistic_symbol(p: f64) -> Option<Symbol> {
     let name = match p {

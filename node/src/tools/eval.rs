@@ -59,6 +59,10 @@ pub struct EvalArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Write every judged message's file, class, total score and each classifier's
+    /// probability to this CSV file (for choosing thresholds on your own mail).
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
     /// Also list every message judged wrongly (text output; JSON always has them).
     #[arg(long)]
     pub show_errors: bool,
@@ -135,6 +139,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         Order::Date => LearnOrder::Date,
     };
     let report = evaluate(&samples, &plan, order, &policy);
+    if let Some(path) = &args.scores {
+        write_scores(path, &report, &samples)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -148,6 +156,22 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn write_scores(path: &Path, report: &Report, samples: &[Sample]) -> std::io::Result<()> {
+    let opt = |p: Option<f64>| p.map_or_else(String::new, |p| format!("{p:.6}"));
+    let mut csv = String::from("file,class,score,bayes,logistic\n");
+    for s in &report.scored {
+        let class = if s.spam { "spam" } else { "ham" };
+        csv.push_str(&format!(
+            "{},{class},{:.3},{},{}\n",
+            samples[s.index].name.replace(',', "_"),
+            s.total_milli as f64 / 1000.0,
+            opt(s.probability),
+            opt(s.logistic)
+        ));
+    }
+    std::fs::write(path, csv)
 }
 
 fn print(r: &Report, plan: &Plan, policy: &Policy) {
