@@ -1,6 +1,7 @@
 //! Applying one log entry's commands inside the apply transaction: decoding, then one line
 //! per command to the table family that owns it. Reads nothing but the command and the
-//! database: no clock, no randomness, no node-local configuration.
+//! database (and the logistic weights as last committed, which the in-memory model holds
+//! exactly): no clock, no randomness, no node-local configuration.
 
 use prost::Message;
 use rusqlite::Transaction;
@@ -8,6 +9,7 @@ use rusqlite::Transaction;
 use peage_proto::v1::{command, CommandBatch};
 
 use super::knowledge::IndexChange;
+use super::logistic::BatchWeights;
 use super::{bayes, evidence, list_entries, policy, routing, spool};
 use crate::types::{BatchOutcome, Outcome, COMMAND_VERSION};
 
@@ -16,6 +18,7 @@ use crate::types::{BatchOutcome, Outcome, COMMAND_VERSION};
 pub fn apply_payload(
     tx: &Transaction<'_>,
     payload: &[u8],
+    weights: &mut BatchWeights<'_>,
     changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<BatchOutcome> {
     let batch = match CommandBatch::decode(payload) {
@@ -34,7 +37,7 @@ pub fn apply_payload(
     }
     let mut out = Vec::with_capacity(batch.commands.len());
     for cmd in batch.commands {
-        out.push(apply_command(tx, cmd.kind, changes)?);
+        out.push(apply_command(tx, cmd.kind, weights, changes)?);
     }
     Ok(BatchOutcome(out))
 }
@@ -42,6 +45,7 @@ pub fn apply_payload(
 fn apply_command(
     tx: &Transaction<'_>,
     cmd: Option<command::Kind>,
+    weights: &mut BatchWeights<'_>,
     changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<Outcome> {
     use command::Kind;
@@ -64,7 +68,7 @@ fn apply_command(
         Kind::SpoolRetry(r) => spool::apply_retry(tx, r, changes),
         Kind::SpoolHandOff(h) => spool::apply_hand_off(tx, h, changes),
         Kind::QuarantineExpire(e) => spool::apply_expire_quarantine(tx, e, changes),
-        Kind::BayesLearn(l) => bayes::apply_learn(tx, l, changes),
+        Kind::BayesLearn(l) => bayes::apply_learn(tx, l, weights, changes),
         Kind::EvidenceAdd(a) => evidence::apply_add(tx, a, changes),
         Kind::EvidenceDecay(d) => evidence::apply_decay(tx, d, changes),
     }

@@ -7,7 +7,7 @@ use peage_proto::v1::BayesLearn;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::knowledge::IndexChange;
-use super::logistic;
+use super::logistic::{self, BatchWeights};
 use crate::types::{LearnChange, Outcome};
 
 fn tokens_blob(tokens: &[u64]) -> Vec<u8> {
@@ -43,6 +43,7 @@ fn count(tx: &Transaction<'_>, tokens: &[u64], class: Class, delta: i64) -> rusq
 pub fn apply_learn(
     tx: &Transaction<'_>,
     learn: BayesLearn,
+    weights: &mut BatchWeights<'_>,
     changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<Outcome> {
     let Some(class) = Class::parse(&learn.class) else {
@@ -89,7 +90,7 @@ pub fn apply_learn(
             logistic::features_blob(&features),
         ],
     )?;
-    logistic::teach(tx, &features, class, changes)?;
+    logistic::teach(tx, weights, &features, class, changes)?;
     changes.push(IndexChange::Bayes {
         tokens: learn.tokens,
         class,

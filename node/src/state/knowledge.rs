@@ -126,6 +126,12 @@ impl Indexes {
         *write(&self.evidence) = into_inner(fresh.evidence);
     }
 
+    /// The logistic classifier's weights as last committed (`logistic::BatchWeights` reads
+    /// them during an apply: the index follows every commit before the next apply starts).
+    pub(super) fn logistic_model(&self) -> std::sync::RwLockReadGuard<'_, Model> {
+        read(&self.logistic)
+    }
+
     /// Follows the changes of one committed apply, with the same arithmetic as SQLite's.
     pub(super) fn follow(&self, changes: Vec<IndexChange>) {
         for change in changes {

@@ -1,7 +1,11 @@
 //! The logistic classifier's replicated weights: taught at apply, in log order, inside the
 //! apply transaction (`teach`: the lesson, then one earlier lesson of each class from
-//! `bayes_learned`, round robin by fingerprint from the cursors in `logistic_cursor`), and
-//! loaded into the in-memory `Model` from `logistic_weights`.
+//! `bayes_learned`, round robin by fingerprint from the cursors in `logistic_cursor`),
+//! reading the weights as last committed (`BatchWeights`), and loaded into the in-memory
+//! `Model` from `logistic_weights`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLockReadGuard;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
@@ -31,42 +35,52 @@ fn features_of_blob(blob: &[u8]) -> Features {
     )
 }
 
-/// The weights as the transaction sees them; what it stores is also handed to the
-/// in-memory model once the transaction commits.
-struct StoredWeights<'a> {
-    tx: &'a Transaction<'a>,
-    changed: Vec<(u32, f32)>,
-    error: Option<rusqlite::Error>,
+/// The weights as this apply batch sees them: the model as last committed (the in-memory
+/// index follows each commit before the next batch starts, and is loaded from the database
+/// at open and restore, so it holds exactly what the database does) under the changes of
+/// the batch's earlier commands. Reading memory rather than one row per feature and step is
+/// what keeps a learning cheap at apply.
+pub struct BatchWeights<'a> {
+    committed: RwLockReadGuard<'a, Model>,
+    changed: HashMap<u32, f32>,
 }
 
-impl Weights for StoredWeights<'_> {
-    fn weight(&self, bucket: u32) -> f32 {
-        let read = || -> rusqlite::Result<Option<f64>> {
-            self.tx
-                .prepare_cached("SELECT weight FROM logistic_weights WHERE bucket = ?1")?
-                .query_row([bucket], |r| r.get(0))
-                .optional()
-        };
-        // An error here is the database failing; the next write reports it (`store`).
-        read().ok().flatten().unwrap_or(0.0) as f32
+impl<'a> BatchWeights<'a> {
+    pub fn new(committed: RwLockReadGuard<'a, Model>) -> BatchWeights<'a> {
+        BatchWeights {
+            committed,
+            changed: HashMap::new(),
+        }
     }
 }
 
-impl WeightStore for StoredWeights<'_> {
-    fn store(&mut self, changed: Vec<(u32, f32)>) {
-        let write = |changed: &[(u32, f32)]| -> rusqlite::Result<()> {
-            let mut upsert = self.tx.prepare_cached(
-                "INSERT INTO logistic_weights (bucket, weight) VALUES (?1, ?2)
-                 ON CONFLICT (bucket) DO UPDATE SET weight = excluded.weight",
-            )?;
-            for (bucket, weight) in changed {
-                upsert.execute(params![bucket, f64::from(*weight)])?;
-            }
-            Ok(())
-        };
-        if let Err(e) = write(&changed) {
-            self.error.get_or_insert(e);
+impl Weights for BatchWeights<'_> {
+    fn weight(&self, bucket: u32) -> f32 {
+        match self.changed.get(&bucket) {
+            Some(w) => *w,
+            None => self.committed.weight(bucket),
         }
+    }
+}
+
+/// One lesson's view: the batch's weights, plus what this teaching changed, written to the
+/// database once at the end (a step rewrites the same weights several times).
+struct Teaching<'a, 'b> {
+    batch: &'a mut BatchWeights<'b>,
+    changed: BTreeMap<u32, f32>,
+}
+
+impl Weights for Teaching<'_, '_> {
+    fn weight(&self, bucket: u32) -> f32 {
+        match self.changed.get(&bucket) {
+            Some(w) => *w,
+            None => self.batch.weight(bucket),
+        }
+    }
+}
+
+impl WeightStore for Teaching<'_, '_> {
+    fn store(&mut self, changed: Vec<(u32, f32)>) {
         self.changed.extend(changed);
     }
 }
@@ -126,9 +140,11 @@ impl Lessons for StoredLessons<'_> {
 }
 
 /// Teaches the logistic classifier one learned message (already in `bayes_learned`) and
-/// rehearses earlier ones, in the transaction.
+/// rehearses earlier ones; the weights it changed are written in the transaction, kept for
+/// the batch's next commands, and handed to the in-memory model after the commit.
 pub fn teach(
     tx: &Transaction<'_>,
+    weights: &mut BatchWeights<'_>,
     features: &Features,
     class: Class,
     changes: &mut Vec<IndexChange>,
@@ -136,19 +152,28 @@ pub fn teach(
     if features.0.is_empty() {
         return Ok(());
     }
-    let mut weights = StoredWeights {
-        tx,
-        changed: Vec::new(),
-        error: None,
+    let mut teaching = Teaching {
+        batch: weights,
+        changed: BTreeMap::new(),
     };
     let mut lessons = StoredLessons { tx, error: None };
-    logistic::teach(&mut weights, &mut lessons, features, class == Class::Spam);
-    if let Some(e) = weights.error.or(lessons.error) {
+    logistic::teach(&mut teaching, &mut lessons, features, class == Class::Spam);
+    if let Some(e) = lessons.error {
         return Err(e);
     }
-    if !weights.changed.is_empty() {
-        changes.push(IndexChange::Logistic(weights.changed));
+    let changed: Vec<(u32, f32)> = teaching.changed.into_iter().collect();
+    if changed.is_empty() {
+        return Ok(());
     }
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO logistic_weights (bucket, weight) VALUES (?1, ?2)
+         ON CONFLICT (bucket) DO UPDATE SET weight = excluded.weight",
+    )?;
+    for (bucket, weight) in &changed {
+        upsert.execute(params![bucket, f64::from(*weight)])?;
+        weights.changed.insert(*bucket, *weight);
+    }
+    changes.push(IndexChange::Logistic(changed));
     Ok(())
 }
 

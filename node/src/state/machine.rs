@@ -11,6 +11,7 @@ use openraft::{
 use std::collections::BTreeSet;
 
 use super::knowledge::IndexChange;
+use super::logistic::BatchWeights;
 use super::spool::{self, SpooledMessage};
 use super::{apply, schema, sm_err, snap_err, StateStore};
 use crate::snapshot_file::SnapshotFile;
@@ -30,13 +31,15 @@ impl StateStore {
         {
             let mut db = self.lock_db();
             let tx = db.transaction().map_err(sm_err)?;
+            let mut weights = BatchWeights::new(self.indexes().logistic_model());
             for entry in entries {
                 last = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => results.push(BatchOutcome::default()),
                     EntryPayload::Normal(payload) => {
                         results.push(
-                            apply::apply_payload(&tx, &payload.0, &mut changes).map_err(sm_err)?,
+                            apply::apply_payload(&tx, &payload.0, &mut weights, &mut changes)
+                                .map_err(sm_err)?,
                         );
                     }
                     EntryPayload::Membership(m) => {
