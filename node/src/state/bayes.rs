@@ -90,7 +90,7 @@ pub fn apply_learn(
             logistic::features_blob(&features),
         ],
     )?;
-    logistic::teach(tx, weights, &features, class, changes)?;
+    logistic::teach(tx, weights, &features, class)?;
     changes.push(IndexChange::Bayes {
         tokens: learn.tokens,
         class,

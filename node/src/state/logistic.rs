@@ -140,14 +140,13 @@ impl Lessons for StoredLessons<'_> {
 }
 
 /// Teaches the logistic classifier one learned message (already in `bayes_learned`) and
-/// rehearses earlier ones; the weights it changed are written in the transaction, kept for
-/// the batch's next commands, and handed to the in-memory model after the commit.
+/// rehearses earlier ones; the weights it changed are kept for the batch's next commands and
+/// written once for the whole batch (`flush`).
 pub fn teach(
     tx: &Transaction<'_>,
     weights: &mut BatchWeights<'_>,
     features: &Features,
     class: Class,
-    changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<()> {
     if features.0.is_empty() {
         return Ok(());
@@ -161,17 +160,30 @@ pub fn teach(
     if let Some(e) = lessons.error {
         return Err(e);
     }
-    let changed: Vec<(u32, f32)> = teaching.changed.into_iter().collect();
-    if changed.is_empty() {
+    let changed = teaching.changed;
+    weights.changed.extend(changed);
+    Ok(())
+}
+
+/// Writes the weights the batch changed, once each, and hands them to the in-memory model
+/// for after the commit. Many learnings in one batch share most of their buckets (headers,
+/// common words): one write per bucket per batch, not per lesson.
+pub fn flush(
+    tx: &Transaction<'_>,
+    weights: BatchWeights<'_>,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<()> {
+    if weights.changed.is_empty() {
         return Ok(());
     }
+    let mut changed: Vec<(u32, f32)> = weights.changed.into_iter().collect();
+    changed.sort_unstable_by_key(|(bucket, _)| *bucket);
     let mut upsert = tx.prepare_cached(
         "INSERT INTO logistic_weights (bucket, weight) VALUES (?1, ?2)
          ON CONFLICT (bucket) DO UPDATE SET weight = excluded.weight",
     )?;
     for (bucket, weight) in &changed {
         upsert.execute(params![bucket, f64::from(*weight)])?;
-        weights.changed.insert(*bucket, *weight);
     }
     changes.push(IndexChange::Logistic(changed));
     Ok(())

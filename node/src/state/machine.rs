@@ -11,7 +11,7 @@ use openraft::{
 use std::collections::BTreeSet;
 
 use super::knowledge::IndexChange;
-use super::logistic::BatchWeights;
+use super::logistic::{self, BatchWeights};
 use super::spool::{self, SpooledMessage};
 use super::{apply, schema, sm_err, snap_err, StateStore};
 use crate::snapshot_file::SnapshotFile;
@@ -48,6 +48,7 @@ impl StateStore {
                     }
                 }
             }
+            logistic::flush(&tx, weights, &mut changes).map_err(sm_err)?;
             schema::write_applied(&tx, &last, &membership).map_err(sm_err)?;
             spool_rows = read_spool_rows(&tx, &mut changes).map_err(sm_err)?;
             tx.commit().map_err(sm_err)?;
