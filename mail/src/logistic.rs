@@ -10,7 +10,7 @@
 //! divisions and square roots in a fixed order (features sorted), no library `exp`, whose
 //! last bits may differ between C libraries; weights are stored as `f32`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::features::Features;
 
@@ -53,6 +53,39 @@ pub fn teach(store: &mut dyn WeightStore, lessons: &mut dyn Lessons, f: &Feature
             let changed = learn(store, &past, class);
             store.store(changed);
         }
+    }
+}
+
+/// Weights over a committed model: what a run of lessons changed, on top of it (the node's
+/// apply batch reads and writes through one, so that its lessons see each other).
+pub struct Overlay<'a> {
+    base: &'a Model,
+    changed: HashMap<u32, f32>,
+}
+
+impl<'a> Overlay<'a> {
+    pub fn new(base: &'a Model, changed: HashMap<u32, f32>) -> Overlay<'a> {
+        Overlay { base, changed }
+    }
+
+    /// What the lessons changed, bucket by bucket.
+    pub fn into_changes(self) -> HashMap<u32, f32> {
+        self.changed
+    }
+}
+
+impl Weights for Overlay<'_> {
+    fn weight(&self, bucket: u32) -> f32 {
+        match self.changed.get(&bucket) {
+            Some(w) => *w,
+            None => self.base.weight(bucket),
+        }
+    }
+}
+
+impl WeightStore for Overlay<'_> {
+    fn store(&mut self, changed: Vec<(u32, f32)>) {
+        self.changed.extend(changed);
     }
 }
 

@@ -4,14 +4,14 @@
 //! reading the weights as last committed (`BatchWeights`), and loaded into the in-memory
 //! `Model` from `logistic_weights`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::RwLockReadGuard;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use peage_mail::bayes::Class;
 use peage_mail::features::{Features, BUCKETS};
-use peage_mail::logistic::{self, Lessons, Model, WeightStore, Weights};
+use peage_mail::logistic::{self, Lessons, Model, Overlay};
 
 use super::knowledge::IndexChange;
 
@@ -51,37 +51,6 @@ impl<'a> BatchWeights<'a> {
             committed,
             changed: HashMap::new(),
         }
-    }
-}
-
-impl Weights for BatchWeights<'_> {
-    fn weight(&self, bucket: u32) -> f32 {
-        match self.changed.get(&bucket) {
-            Some(w) => *w,
-            None => self.committed.weight(bucket),
-        }
-    }
-}
-
-/// One lesson's view: the batch's weights, plus what this teaching changed, written to the
-/// database once at the end (a step rewrites the same weights several times).
-struct Teaching<'a, 'b> {
-    batch: &'a mut BatchWeights<'b>,
-    changed: BTreeMap<u32, f32>,
-}
-
-impl Weights for Teaching<'_, '_> {
-    fn weight(&self, bucket: u32) -> f32 {
-        match self.changed.get(&bucket) {
-            Some(w) => *w,
-            None => self.batch.weight(bucket),
-        }
-    }
-}
-
-impl WeightStore for Teaching<'_, '_> {
-    fn store(&mut self, changed: Vec<(u32, f32)>) {
-        self.changed.extend(changed);
     }
 }
 
@@ -151,18 +120,15 @@ pub fn teach(
     if features.0.is_empty() {
         return Ok(());
     }
-    let mut teaching = Teaching {
-        batch: weights,
-        changed: BTreeMap::new(),
-    };
+    let changed = std::mem::take(&mut weights.changed);
+    let mut overlay = Overlay::new(&weights.committed, changed);
     let mut lessons = StoredLessons { tx, error: None };
-    logistic::teach(&mut teaching, &mut lessons, features, class == Class::Spam);
-    if let Some(e) = lessons.error {
-        return Err(e);
+    logistic::teach(&mut overlay, &mut lessons, features, class == Class::Spam);
+    weights.changed = overlay.into_changes();
+    match lessons.error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    let changed = teaching.changed;
-    weights.changed.extend(changed);
-    Ok(())
 }
 
 /// Writes the weights the batch changed, once each, and hands them to the in-memory model
