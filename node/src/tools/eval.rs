@@ -29,7 +29,7 @@ pub struct EvalArgs {
     /// Split by the Date headers instead: learn the oldest part, judge the newest.
     #[arg(long, conflicts_with_all = ["online", "train"])]
     pub by_date: bool,
-    /// With --by-date: the fraction of the messages, oldest first, that is learned.
+    /// With --by-date: the fraction of each class, oldest first, that is learned.
     #[arg(long, default_value_t = 0.7)]
     pub learn_fraction: f64,
     /// Judge every message in date order, learning each right after (as users' feedback
