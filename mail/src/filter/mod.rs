@@ -185,6 +185,16 @@ fn url_lists(msg: &Message<'_>, knowledge: &dyn Knowledge, out: &mut Vec<Symbol>
             url_hosts(&h, &mut hosts);
         }
     }
+    // A link to a bare IP address: legitimate senders link to their names.
+    if let Some(ip) = hosts
+        .iter()
+        .find(|h| h.parse::<std::net::Ipv4Addr>().is_ok())
+    {
+        out.push(symbol(
+            "URL_IP_LITERAL",
+            format!("a link goes to the IP address {ip}, not to a name"),
+        ));
+    }
     for h in &hosts {
         let before = out.len();
         list_symbols(

@@ -23,6 +23,8 @@ pub const SCORES: &[(&str, i64)] = &[
     ("DOUBLE_EXTENSION", 3_000),
     ("ARCHIVE_WITH_EXECUTABLE", 10_000),
     ("MACRO_OFFICE_DOCUMENT", 6_000),
+    // Structure that needs no learning.
+    ("URL_IP_LITERAL", 1_500),
     // The classifier's bands (see `bayes_symbol`).
     ("BAYES_99", 8_000),
     ("BAYES_90", 4_500),
@@ -30,7 +32,7 @@ pub const SCORES: &[(&str, i64)] = &[
     ("BAYES_10", -1_000),
     ("BAYES_00", -2_500),
     // The logistic classifier's bands (see `logistic_symbol`).
-    ("LOGISTIC_95", 5_000),
+    ("LOGISTIC_95", 4_000),
     ("LOGISTIC_80", 3_500),
     ("LOGISTIC_60", 1_500),
     ("LOGISTIC_20", -1_000),

@@ -218,3 +218,17 @@ fn headers_and_points() {
         "X-Peage-Verdict: deliver\r\nX-Peage-Score: 1\r\nX-Peage-Symbols: MISSING_DATE(1)\r\n"
     );
 }
+
+#[test]
+fn a_link_to_a_bare_ip_address_is_suspicious_an_ip_elsewhere_is_not() {
+    let lists = Fixed(Vec::new());
+    let spam = format!(
+        "{GOOD_HEADERS}Content-Type: text/html\r\n\r\n<a href=\"http://192.0.2.77/claim.php\">Claim your prize</a>\r\n"
+    );
+    assert!(names(spam.as_bytes(), &lists).contains(&"URL_IP_LITERAL".to_owned()));
+    // The same address in a path, or as plain text in a ham about a server, is no link to it.
+    let ham = format!(
+        "{GOOD_HEADERS}\r\nThe new server is 192.0.2.77, see https://wiki.example/hosts/192.0.2.77 for its setup.\r\n"
+    );
+    assert!(!names(ham.as_bytes(), &lists).contains(&"URL_IP_LITERAL".to_owned()));
+}
