@@ -11,6 +11,7 @@
 //! last bits may differ between C libraries; weights are stored as `f32`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use crate::features::Features;
 
@@ -89,29 +90,27 @@ impl WeightStore for Overlay<'_> {
     }
 }
 
-/// Lessons kept in memory, by fingerprint (what the state keeps in `bayes_learned`).
+/// Lessons kept in memory, by class then fingerprint (what the state keeps in
+/// `bayes_learned`, indexed by class and fingerprint).
 #[derive(Default)]
 pub struct KeptLessons {
-    by_fingerprint: BTreeMap<String, (bool, Features)>,
+    by_class: [BTreeMap<String, Features>; 2],
     cursors: [String; 2],
 }
 
 impl KeptLessons {
     /// Keeps (or moves to the other class) a learned message.
     pub fn keep(&mut self, fingerprint: String, spam: bool, f: Features) {
-        self.by_fingerprint.insert(fingerprint, (spam, f));
+        self.by_class[!spam as usize].remove(&fingerprint);
+        self.by_class[spam as usize].insert(fingerprint, f);
     }
 }
 
 impl Lessons for KeptLessons {
     fn next_lesson(&mut self, spam: bool) -> Option<Features> {
-        let cursor = &self.cursors[spam as usize];
-        let mut of_class = self.by_fingerprint.iter().filter(|(_, (s, _))| *s == spam);
-        let next = of_class
-            .clone()
-            .find(|(k, _)| *k > cursor)
-            .or_else(|| of_class.next());
-        let (k, (_, f)) = next?;
+        let (class, cursor) = (&self.by_class[spam as usize], &self.cursors[spam as usize]);
+        let after = (Bound::Excluded(cursor.clone()), Bound::Unbounded);
+        let (k, f) = class.range(after).next().or_else(|| class.iter().next())?;
         let f = f.clone();
         self.cursors[spam as usize] = k.clone();
         Some(f)

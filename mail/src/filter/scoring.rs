@@ -25,13 +25,13 @@ pub const SCORES: &[(&str, i64)] = &[
     ("MACRO_OFFICE_DOCUMENT", 6_000),
     // Structure that needs no learning.
     ("URL_IP_LITERAL", 1_500),
-    // The classifier's bands (see `bayes_symbol`).
+    // The classifier's bands (see `BAYES_BANDS`).
     ("BAYES_99", 8_000),
     ("BAYES_90", 4_500),
     ("BAYES_70", 1_500),
     ("BAYES_10", -1_000),
     ("BAYES_00", -2_500),
-    // The logistic classifier's bands (see `logistic_symbol`).
+    // The logistic classifier's bands (see `LOGISTIC_BANDS`).
     ("LOGISTIC_95", 4_000),
     ("LOGISTIC_80", 3_500),
     ("LOGISTIC_60", 1_500),
@@ -45,39 +45,54 @@ pub const SCORES: &[(&str, i64)] = &[
     ("BULK_MANY", 2_500),
 ];
 
-/// The classifier's spam probability as a symbol: strong evidence weighs most; the unsure
-/// middle (0.1–0.7) says nothing.
-pub(super) fn bayes_symbol(p: f64) -> Option<Symbol> {
-    let name = match p {
-        p if p >= 0.99 => "BAYES_99",
-        p if p >= 0.90 => "BAYES_90",
-        p if p >= 0.70 => "BAYES_70",
-        p if p <= 0.01 => "BAYES_00",
-        p if p <= 0.10 => "BAYES_10",
-        _ => return None,
-    };
+/// A classifier's probability bands, as data: the spam side from the top (at least this
+/// probability), the ham side from the bottom (at most this); between them, no symbol.
+struct Bands {
+    whose: &'static str,
+    spam: &'static [(f64, &'static str)],
+    ham: &'static [(f64, &'static str)],
+}
+
+/// Strong evidence weighs most; the unsure middle (0.1–0.7) says nothing.
+const BAYES_BANDS: Bands = Bands {
+    whose: "the classifier's",
+    spam: &[(0.99, "BAYES_99"), (0.90, "BAYES_90"), (0.70, "BAYES_70")],
+    ham: &[(0.01, "BAYES_00"), (0.10, "BAYES_10")],
+};
+
+/// Narrower towards the middle than the Bayes classifier's: trained to a thick threshold
+/// of 0.95 / 0.05, it puts most learned-like mail just past those, not at the extremes.
+const LOGISTIC_BANDS: Bands = Bands {
+    whose: "the logistic classifier's",
+    spam: &[
+        (0.95, "LOGISTIC_95"),
+        (0.80, "LOGISTIC_80"),
+        (0.60, "LOGISTIC_60"),
+    ],
+    ham: &[(0.05, "LOGISTIC_05"), (0.20, "LOGISTIC_20")],
+};
+
+fn band_symbol(bands: &Bands, p: f64) -> Option<Symbol> {
+    let name = bands
+        .spam
+        .iter()
+        .find(|(at_least, _)| p >= *at_least)
+        .or_else(|| bands.ham.iter().find(|(at_most, _)| p <= *at_most))?
+        .1;
     Some(symbol(
         name,
-        format!("the classifier's spam probability is {p:.3}"),
+        format!("{} spam probability is {p:.3}", bands.whose),
     ))
 }
 
-/// The logistic classifier's probability as a symbol. Its bands are narrower towards the
-/// middle than the Bayes classifier's: trained to a thick threshold of 0.95 / 0.05, it puts
-/// most learned-like mail just past those, not at the extremes.
+/// The Bayes classifier's spam probability as a symbol.
+pub(super) fn bayes_symbol(p: f64) -> Option<Symbol> {
+    band_symbol(&BAYES_BANDS, p)
+}
+
+/// The logistic classifier's spam probability as a symbol.
 pub(super) fn logistic_symbol(p: f64) -> Option<Symbol> {
-    let name = match p {
-        p if p >= 0.95 => "LOGISTIC_95",
-        p if p >= 0.80 => "LOGISTIC_80",
-        p if p >= 0.60 => "LOGISTIC_60",
-        p if p <= 0.05 => "LOGISTIC_05",
-        p if p <= 0.20 => "LOGISTIC_20",
-        _ => return None,
-    };
-    Some(symbol(
-        name,
-        format!("the logistic classifier's spam probability is {p:.3}"),
-    ))
+    band_symbol(&LOGISTIC_BANDS, p)
 }
 
 fn score_of(name: &str) -> i64 {

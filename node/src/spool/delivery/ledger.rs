@@ -87,7 +87,9 @@ impl Ledger {
     pub fn settle(&self, done: &SpoolDone) {
         let mut inner = lock(&self.inner);
         forget(&mut inner.unsettled, done);
-        let result = if inner.unsettled.is_empty() {
+        let result = if inner.unsettled.is_empty() && inner.bytes == 0 {
+            Ok(())
+        } else if inner.unsettled.is_empty() {
             inner.file.set_len(0).map(|()| inner.bytes = 0)
         } else if inner.bytes > COMPACT_AT {
             rewrite(&inner.path, &inner.unsettled).map(|(file, bytes)| {
