@@ -5,19 +5,42 @@ const MAX_HOSTS: usize = 100;
 
 /// Hosts of the http(s) URLs in a text, lower-cased, without duplicates, appended to `out`.
 pub fn url_hosts(text: &str, out: &mut Vec<String>) {
+    for_each_url(text, &mut |rest| {
+        let host: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .collect();
+        let host = host.trim_end_matches('.').to_owned();
+        if !host.is_empty() && !out.contains(&host) && out.len() < MAX_HOSTS {
+            out.push(host);
+        }
+    });
+}
+
+/// The authority part (`user@host:port`, as written) of the http(s) URLs in a text,
+/// lower-cased, without duplicates: where a link really goes, tricks included.
+pub fn url_authorities(text: &str, out: &mut Vec<String>) {
+    for_each_url(text, &mut |rest| {
+        let authority: String = rest
+            .chars()
+            .take_while(|c| {
+                !c.is_whitespace() && !matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>')
+            })
+            .collect();
+        if !authority.is_empty() && !out.contains(&authority) && out.len() < MAX_HOSTS {
+            out.push(authority);
+        }
+    });
+}
+
+/// Calls `f` with what follows each `http://` or `https://` in the lower-cased text.
+fn for_each_url(text: &str, f: &mut dyn FnMut(&str)) {
     let lower = text.to_ascii_lowercase();
     for scheme in ["http://", "https://"] {
         let mut rest = lower.as_str();
         while let Some(i) = rest.find(scheme) {
             rest = &rest[i + scheme.len()..];
-            let host: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-                .collect();
-            let host = host.trim_end_matches('.').to_owned();
-            if !host.is_empty() && !out.contains(&host) && out.len() < MAX_HOSTS {
-                out.push(host);
-            }
+            f(rest);
         }
     }
 }
@@ -32,5 +55,15 @@ mod tests {
             &mut hosts,
         );
         assert_eq!(hosts, ["example.com", "a-b.test"]);
+    }
+
+    #[test]
+    fn authorities_keep_what_hosts_drop() {
+        let mut found = Vec::new();
+        super::url_authorities(
+            "<a href=\"http://www.bank.test@203.0.113.9/login\">x</a> https://b.test:8080?q",
+            &mut found,
+        );
+        assert_eq!(found, ["www.bank.test@203.0.113.9", "b.test:8080"]);
     }
 }

@@ -189,6 +189,7 @@ fn score(i: usize, s: &Sample, learned: &Learned, policy: &Policy) -> Scored {
         logistic: learned.logistic_probability(&s.features),
         total_milli: j.total_milli,
         verdict: j.verdict,
+        symbols: j.symbols.into_iter().map(|s| s.name).collect(),
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::filter::Verdict;
 
 /// One held-out message's outcome.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Scored {
     /// Index in its class's list.
     pub index: usize,
@@ -15,6 +15,8 @@ pub struct Scored {
     pub logistic: Option<f64>,
     pub total_milli: i64,
     pub verdict: Verdict,
+    /// The symbols the filter gave it.
+    pub symbols: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -56,6 +58,9 @@ pub struct Report {
     /// The held-out messages judged wrongly: (class, index in its class, score in points,
     /// classifier probability).
     pub errors: Vec<(String, usize, f64, Option<f64>)>,
+    /// How many judged spam and ham messages got each symbol: (name, spam, ham), the
+    /// most telling first (spam share minus ham share).
+    pub symbol_hits: Vec<(String, usize, usize)>,
     /// Tokens and approximate bytes of a table trained on every message.
     pub table_tokens: usize,
     pub table_bytes: usize,
@@ -146,6 +151,7 @@ pub(super) fn summarize(
         .collect();
     Report {
         plan: String::new(),
+        symbol_hits: symbol_hits(scored, spam, ham),
         scored: scored.to_vec(),
         errors,
         probability_histogram,
@@ -169,6 +175,32 @@ pub(super) fn summarize(
         table_bytes,
         judged_per_second,
     }
+}
+
+fn symbol_hits(scored: &[Scored], spam: usize, ham: usize) -> Vec<(String, usize, usize)> {
+    let mut hits = std::collections::BTreeMap::<&str, (usize, usize)>::new();
+    for s in scored {
+        for name in &s.symbols {
+            let h = hits.entry(name).or_default();
+            if s.spam {
+                h.0 += 1;
+            } else {
+                h.1 += 1;
+            }
+        }
+    }
+    let share = |n: usize, of: usize| n as f64 / of.max(1) as f64;
+    let mut hits: Vec<(String, usize, usize)> = hits
+        .into_iter()
+        .map(|(n, (s, h))| (n.to_owned(), s, h))
+        .collect();
+    hits.sort_by(|a, b| {
+        let telling = |x: &(String, usize, usize)| share(x.1, spam) - share(x.2, ham);
+        telling(b)
+            .total_cmp(&telling(a))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    hits
 }
 
 fn points(scored: &[Scored], score: impl Fn(&Scored) -> Option<f64>) -> Vec<(bool, f64)> {

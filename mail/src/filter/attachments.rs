@@ -1,5 +1,7 @@
 //! Dangerous attachments: executable and script extensions, double extensions
-//! (`invoice.pdf.exe`), ZIP archives that hold such files, macro-enabled Office files.
+//! (`invoice.pdf.exe`), executables disguised under another name (the content is a
+//! Windows or ELF program whatever the name says), ZIP archives that hold any of these,
+//! macro-enabled Office files.
 
 /// Extensions that run code when opened on a desktop.
 const EXECUTABLE: &[&str] = &[
@@ -45,22 +47,54 @@ pub fn check(name: &str, contents: &[u8], found: &mut dyn FnMut(&str, String)) {
             format!("attachment {name} may carry macros"),
         );
     }
+    if !is_executable(name) && is_program(contents) {
+        found(
+            "EXECUTABLE_DISGUISED",
+            format!("attachment {name} is a program under another name"),
+        );
+    }
     if contents.starts_with(b"PK\x03\x04") || extension(name).as_deref() == Some("zip") {
-        for inner in zip_names(contents) {
-            if is_executable(&inner) {
-                found(
-                    "ARCHIVE_WITH_EXECUTABLE",
-                    format!("archive {name} holds {inner}"),
-                );
-                break;
-            }
+        let entries = zip_entries(contents);
+        if let Some(inner) = entries.iter().find(|e| is_executable(&e.name)) {
+            found(
+                "ARCHIVE_WITH_EXECUTABLE",
+                format!("archive {name} holds {}", inner.name),
+            );
+        } else if let Some(inner) = entries.iter().find(|e| e.stored_program) {
+            found(
+                "ARCHIVE_WITH_EXECUTABLE",
+                format!(
+                    "archive {name} holds {}, a program under another name",
+                    inner.name
+                ),
+            );
         }
     }
 }
 
-/// File names in a ZIP archive, read from its local file headers (bounded, never panics;
+/// Whether bytes are a program: an ELF binary, or a Windows executable (the "MZ" header
+/// whose offset at 0x3c points at the "PE" signature: text that merely starts with "MZ" is not).
+fn is_program(contents: &[u8]) -> bool {
+    if contents.starts_with(b"\x7fELF") {
+        return true;
+    }
+    let Some(offset) = contents.get(0x3c..0x40) else {
+        return false;
+    };
+    let pe = u32::from_le_bytes([offset[0], offset[1], offset[2], offset[3]]) as usize;
+    contents.starts_with(b"MZ") && contents.get(pe..pe.saturating_add(4)) == Some(b"PE\0\0")
+}
+
+/// One file in a ZIP archive.
+pub(super) struct ZipEntry {
+    name: String,
+    /// Stored uncompressed, and a program whatever its name.
+    stored_program: bool,
+}
+
+/// The files of a ZIP archive, read from its local file headers (bounded, never panics;
 /// nothing is decompressed).
-pub fn zip_names(data: &[u8]) -> Vec<String> {
+pub(super) fn zip_entries(data: &[u8]) -> Vec<ZipEntry> {
     let mut names = Vec::new();
     let mut i = 0usize;
     while names.len() < 1000 {
@@ -78,8 +112,12 @@ pub fn zip_names(data: &[u8]) -> Vec<String> {
         let Some(name) = data.get(h + 30..h + 30 + name_len) else {
             break;
         };
-        names.push(String::from_utf8_lossy(name).into_owned());
+        let stored = data.get(h + 8..h + 10) == Some(&[0, 0]);
         i = h + 30 + name_len + extra_len;
+        names.push(ZipEntry {
+            name: String::from_utf8_lossy(name).into_owned(),
+            stored_program: stored && data.get(i..).is_some_and(is_program),
+        });
         if i >= data.len() {
             break;
         }

@@ -4,7 +4,9 @@
 //! to bottom. Scores are data (`scoring::SCORES`); thresholds are policy.
 
 mod attachments;
+mod phrases;
 mod scoring;
+mod structure;
 
 use std::net::IpAddr;
 
@@ -14,8 +16,10 @@ use crate::evidence::{self, Evidence};
 use crate::features::{features_of, Features};
 use crate::lists::{EntryKind, ListEntry, ListName};
 use crate::urls::url_hosts;
-use scoring::{bayes_symbol, logistic_symbol, symbol};
-pub use scoring::{headers, points, verdict, Judgement, Policy, Symbol, Verdict, GTUBE, SCORES};
+use scoring::{bayes_symbol, logistic_symbol, score_rules_alone, symbol};
+pub use scoring::{
+    headers, points, verdict, Judgement, Policy, Symbol, Verdict, GTUBE, RULES_ALONE, SCORES,
+};
 
 /// What the filter is handed.
 pub struct FilterInput<'a> {
@@ -47,6 +51,7 @@ pub trait Knowledge {
 /// Runs every check, in order, and applies the policy. Never panics, whatever the bytes.
 pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy) -> Judgement {
     let mut found = Vec::new();
+    let mut classifiers_silent = true;
     let mut evidence_keys = evidence::reputation_keys(input.client_ip, input.mail_from, input.helo);
 
     // 0. What the cluster counted about the client network, sender domain and HELO.
@@ -65,6 +70,8 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
             headers_and_from(&msg, knowledge, &mut found);
             // 5. URL hosts in the text and HTML parts.
             url_lists(&msg, knowledge, &mut found);
+            // 5b. How it is built, what its headers claim, where its links go, its wording.
+            structure::check(&msg, &mut |n, why| found.push(symbol(n, why)));
             // 6. What the cluster learned.
             let tokens = crate::bayes::tokens_of(&msg);
             let bayes = knowledge.spam_probability(&tokens.0);
@@ -73,6 +80,7 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
             }
             // Both classifiers fall silent together (too little learned): no features then.
             if bayes.is_some() {
+                classifiers_silent = false;
                 let features = features_of(&msg);
                 if let Some(s) = knowledge
                     .logistic_probability(&features)
@@ -92,7 +100,10 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
             }
         }
     }
-    let symbols = dedup(found);
+    let mut symbols = dedup(found);
+    if classifiers_silent {
+        score_rules_alone(&mut symbols);
+    }
     let (verdict, total_milli) = verdict(&symbols, policy);
     Judgement {
         symbols,

@@ -23,12 +23,50 @@ pub const SCORES: &[(&str, i64)] = &[
     ("DOUBLE_EXTENSION", 3_000),
     ("ARCHIVE_WITH_EXECUTABLE", 10_000),
     ("MACRO_OFFICE_DOCUMENT", 6_000),
-    // Structure that needs no learning.
+    ("EXECUTABLE_DISGUISED", 10_000),
+    // Structure and phishing that need no learning (`filter::structure`); these and the
+    // phrase groups weigh more while the classifiers are silent (`RULES_ALONE`).
     ("URL_IP_LITERAL", 1_500),
+    ("URL_USERINFO", 1_500),
+    ("URL_OBFUSCATED_HOST", 1_000),
+    ("URL_SHORTENER", 500),
+    ("LINK_TEXT_MISMATCH", 500),
+    ("HTML_ONLY", 500),
+    ("HTML_HIDDEN_TEXT", 500),
+    ("HTML_SHOUTING_FONT", 750),
+    ("HTML_MOSTLY_IMAGES", 1_000),
+    ("OBFUSCATED_WORDS", 1_000),
+    ("TEXT_BASE64", 500),
+    ("BODY_MOSTLY_CAPS", 1_000),
+    ("SUBJECT_ALL_CAPS", 1_000),
+    ("SUBJECT_MONEY", 500),
+    ("SUBJECT_TRAILING_ID", 750),
+    ("SUBJECT_AD_TAG", 1_000),
+    ("TO_UNDISCLOSED", 750),
+    ("PRIORITY_HIGH", 500),
+    ("FROM_NAME_FORGED", 500),
+    // Phrase groups (`filter::phrases`): more distinct phrases of a group weigh more.
+    ("ADVANCE_FEE", 1_500),
+    ("MONEY_MAKING_2", 500),
+    ("MONEY_MAKING_3", 1_000),
+    ("MONEY_MAKING_4", 1_500),
+    ("PHARMACY_2", 750),
+    ("PHARMACY_3", 1_500),
+    ("LOANS_2", 500),
+    ("LOANS_3", 1_000),
+    ("LOANS_4", 1_500),
+    ("ADULT_3", 750),
+    ("ADULT_4", 1_250),
+    ("SALES_PITCH_2", 250),
+    ("SALES_PITCH_3", 500),
+    ("SALES_PITCH_4", 750),
+    ("CLAIMS_NOT_SPAM", 1_250),
+    ("REMOVAL_FOOTER", 750),
+    ("IMPERSONAL_GREETING", 750),
     // The classifier's bands (see `BAYES_BANDS`).
-    ("BAYES_99", 8_000),
-    ("BAYES_90", 4_500),
-    ("BAYES_70", 1_500),
+    ("BAYES_99", 6_000),
+    ("BAYES_90", 4_000),
+    ("BAYES_70", 1_000),
     ("BAYES_10", -1_000),
     ("BAYES_00", -2_500),
     // The logistic classifier's bands (see `LOGISTIC_BANDS`).
@@ -43,6 +81,51 @@ pub const SCORES: &[(&str, i64)] = &[
     ("REPUTATION_GOOD", -1_000),
     ("BULK_SOME", 1_000),
     ("BULK_MANY", 2_500),
+];
+
+/// The score set while the classifiers are silent (a new cluster, too little learned): the
+/// structure and phrase rules then decide alone, so they weigh more — as SpamAssassin keeps
+/// a score set for running without Bayes. With the classifiers speaking, the same rules
+/// weigh less (`SCORES`): the classifiers have learned most of what they say, and summed
+/// on top they pushed newsletters over the threshold. Both sets were chosen on
+/// `peage eval`'s scores over `../shared/corpus/train` (BENCHMARKS.md).
+pub const RULES_ALONE: &[(&str, i64)] = &[
+    ("URL_IP_LITERAL", 2_500),
+    ("URL_USERINFO", 5_250),
+    ("URL_OBFUSCATED_HOST", 3_500),
+    ("URL_SHORTENER", 1_750),
+    ("LINK_TEXT_MISMATCH", 1_750),
+    ("HTML_ONLY", 1_750),
+    ("HTML_HIDDEN_TEXT", 1_750),
+    ("HTML_SHOUTING_FONT", 2_500),
+    ("HTML_MOSTLY_IMAGES", 3_500),
+    ("OBFUSCATED_WORDS", 3_500),
+    ("TEXT_BASE64", 1_750),
+    ("BODY_MOSTLY_CAPS", 3_500),
+    ("SUBJECT_ALL_CAPS", 3_500),
+    ("SUBJECT_MONEY", 1_750),
+    ("SUBJECT_TRAILING_ID", 2_500),
+    ("SUBJECT_AD_TAG", 3_500),
+    ("TO_UNDISCLOSED", 2_500),
+    ("PRIORITY_HIGH", 1_750),
+    ("FROM_NAME_FORGED", 1_750),
+    ("ADVANCE_FEE", 5_250),
+    ("MONEY_MAKING_2", 1_750),
+    ("MONEY_MAKING_3", 3_500),
+    ("MONEY_MAKING_4", 5_250),
+    ("PHARMACY_2", 2_500),
+    ("PHARMACY_3", 5_250),
+    ("LOANS_2", 1_750),
+    ("LOANS_3", 3_500),
+    ("LOANS_4", 5_250),
+    ("ADULT_3", 2_500),
+    ("ADULT_4", 4_500),
+    ("SALES_PITCH_2", 1_000),
+    ("SALES_PITCH_3", 1_750),
+    ("SALES_PITCH_4", 2_500),
+    ("CLAIMS_NOT_SPAM", 4_500),
+    ("REMOVAL_FOOTER", 2_500),
+    ("IMPERSONAL_GREETING", 2_500),
 ];
 
 /// A classifier's probability bands, as data: the spam side from the top (at least this
@@ -93,6 +176,16 @@ pub(super) fn bayes_symbol(p: f64) -> Option<Symbol> {
 /// The logistic classifier's spam probability as a symbol.
 pub(super) fn logistic_symbol(p: f64) -> Option<Symbol> {
     band_symbol(&LOGISTIC_BANDS, p)
+}
+
+/// Gives the symbols in `RULES_ALONE` that set's scores: for a message the classifiers
+/// said nothing about.
+pub(super) fn score_rules_alone(symbols: &mut [Symbol]) {
+    for s in symbols {
+        if let Some((_, alone)) = RULES_ALONE.iter().find(|(n, _)| *n == s.name) {
+            s.score_milli = *alone;
+        }
+    }
 }
 
 fn score_of(name: &str) -> i64 {

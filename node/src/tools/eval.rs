@@ -59,8 +59,9 @@ pub struct EvalArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Write every judged message's file, class, total score and each classifier's
-    /// probability to this CSV file (for choosing thresholds on your own mail).
+    /// Write every judged message's file, class, total score, each classifier's
+    /// probability and its symbols to this CSV file (for choosing thresholds and scores
+    /// on your own mail).
     #[arg(long)]
     pub scores: Option<PathBuf>,
     /// Also list every message judged wrongly (text output; JSON always has them).
@@ -160,15 +161,16 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
 
 fn write_scores(path: &Path, report: &Report, samples: &[Sample]) -> std::io::Result<()> {
     let opt = |p: Option<f64>| p.map_or_else(String::new, |p| format!("{p:.6}"));
-    let mut csv = String::from("file,class,score,bayes,logistic\n");
+    let mut csv = String::from("file,class,score,bayes,logistic,symbols\n");
     for s in &report.scored {
         let class = if s.spam { "spam" } else { "ham" };
         csv.push_str(&format!(
-            "{},{class},{:.3},{},{}\n",
+            "{},{class},{:.3},{},{},{}\n",
             samples[s.index].name.replace(',', "_"),
             s.total_milli as f64 / 1000.0,
             opt(s.probability),
-            opt(s.logistic)
+            opt(s.logistic),
+            s.symbols.join(" ")
         ));
     }
     std::fs::write(path, csv)
@@ -238,5 +240,9 @@ fn print(r: &Report, plan: &Plan, policy: &Policy) {
             pct(t.spam_recall),
             pct(t.ham_false_positive_rate)
         );
+    }
+    println!("  symbols (judged messages that got each: spam / ham):");
+    for (name, s, h) in &r.symbol_hits {
+        println!("    {name:<22}  {s:>5} / {h:>5}");
     }
 }

@@ -3,6 +3,9 @@
 use super::*;
 use crate::lists::{ListEntry, ListName};
 
+/// One test per structure, phrase and attachment rule.
+mod rules;
+
 /// A list lookup over a fixed set of entries.
 struct Fixed(Vec<ListEntry>);
 
@@ -205,7 +208,7 @@ fn garbage_never_panics() {
     ] {
         names(evil, &Fixed(vec![]));
     }
-    assert!(attachments::zip_names(b"PK\x03\x04\x00").is_empty());
+    assert!(attachments::zip_entries(b"PK\x03\x04\x00").is_empty());
 }
 
 #[test]
