@@ -152,7 +152,7 @@ pub struct Learned {
 
 impl Learned {
     /// As `state::bayes::apply_learn` does (a message learned twice counts once).
-    fn learn(&mut self, s: &Sample) {
+    pub fn learn(&mut self, s: &Sample) {
         self.bayes.apply(&s.tokens.0, s.class(), 1);
         self.lessons
             .keep(s.tokens.fingerprint(), s.spam, s.features.clone());
