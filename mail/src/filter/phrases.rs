@@ -280,9 +280,10 @@ pub(super) fn check(normalised: &str, found: &mut dyn FnMut(&'static str, String
             found(
                 name,
                 format!(
-                    "{} {} phrases: \"{}\"",
+                    "{} {} phrase{}: \"{}\"",
                     hits.len(),
                     group.what,
+                    if hits.len() == 1 { "" } else { "s" },
                     shown.join("\", \"")
                 ),
             );
