@@ -13,6 +13,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use mail_parser::{Message, MessageParser};
 
+use crate::text::MessageText;
+
 /// A message's features: distinct 64-bit hashes (xxh3) of its tokens, sorted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Tokens(pub Vec<u64>);
@@ -38,13 +40,13 @@ const WORD_MAX: usize = 24;
 /// The features of a raw message (`None` if it cannot be parsed at all).
 pub fn tokens(message: &[u8]) -> Option<Tokens> {
     let msg = MessageParser::default().parse(message)?;
-    Some(tokens_of(&msg))
+    Some(tokens_of(&msg, &MessageText::of(&msg)))
 }
 
 /// The features of a parsed message: words of the decoded text and HTML parts, chosen
 /// headers (prefixed by their name, so "free" in a Subject differs from "free" in a body),
 /// URL hosts and their parent domains, Received hosts, content types and attachment kinds.
-pub fn tokens_of(msg: &Message<'_>) -> Tokens {
+pub fn tokens_of(msg: &Message<'_>, decoded: &MessageText<'_>) -> Tokens {
     let mut set = BTreeSet::new();
     let mut add = |prefix: &str, word: &str| {
         if set.len() < MAX_TOKENS {
@@ -120,21 +122,17 @@ pub fn tokens_of(msg: &Message<'_>) -> Tokens {
         }
     }
     let mut text = String::new();
-    for i in 0..msg.text_body_count().min(20) {
-        if let Some(t) = msg.body_text(i) {
-            text.push_str(&t);
-            text.push('\n');
-        }
+    for t in &decoded.texts {
+        text.push_str(t);
+        text.push('\n');
     }
-    for i in 0..msg.html_body_count().min(20) {
-        if let Some(h) = msg.body_html(i) {
-            add("has:", "html");
-            for host in url_hosts(&h) {
-                url_tokens(&host, &mut add);
-            }
-            for tag in html_tags(&h) {
-                add("tag:", &tag);
-            }
+    for h in &decoded.htmls {
+        add("has:", "html");
+        for host in url_hosts(h) {
+            url_tokens(&host, &mut add);
+        }
+        for tag in html_tags(h) {
+            add("tag:", &tag);
         }
     }
     for host in url_hosts(&text) {

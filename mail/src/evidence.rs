@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use mail_parser::Message;
+use crate::text::MessageText;
 
 /// Decayed message counts under one key (a verdict counts 1, then shrinks with each decay).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -73,13 +73,11 @@ fn host_key(name: &str) -> Option<String> {
 /// The bulk keys of a message: for each of a few hash functions, the smallest hash over
 /// its shingles (runs of words of the normalised text: lower-cased letters only, so that
 /// names, numbers and links that vary between copies of a campaign matter little).
-pub fn bulk_keys(msg: &Message<'_>) -> Vec<String> {
+pub fn bulk_keys(decoded: &MessageText<'_>) -> Vec<String> {
     let mut text = String::new();
-    for i in 0..msg.text_body_count().min(5) {
-        if let Some(t) = msg.body_text(i) {
-            text.push_str(&t);
-            text.push(' ');
-        }
+    for t in decoded.texts.iter().take(5) {
+        text.push_str(t);
+        text.push(' ');
     }
     // Each word hashed once; a shingle is the hash of its words' hashes.
     let words: Vec<u64> = text
@@ -177,7 +175,8 @@ mod tests {
 
     fn keys(body: &str) -> Vec<String> {
         let raw = format!("Subject: x\r\n\r\n{body}\r\n");
-        bulk_keys(&MessageParser::default().parse(raw.as_bytes()).unwrap())
+        let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        bulk_keys(&MessageText::of(&msg))
     }
 
     #[test]

@@ -11,6 +11,8 @@
 
 use mail_parser::{Message, MimeHeaders};
 
+use crate::text::MessageText;
+
 /// The size of the hashed feature space (a power of two); bucket 0 is the bias.
 pub const BUCKETS: u32 = 1 << 20;
 /// At most this many distinct features per message.
@@ -72,24 +74,34 @@ pub fn normalise(text: &str) -> String {
     out
 }
 
-struct Builder(Vec<u32>);
+#[derive(Default)]
+struct Builder {
+    buckets: Vec<u32>,
+    /// The parts of the feature being hashed, each followed by 0xff: hashing them at once
+    /// gives what a streaming hasher fed part by part gives, without its state per feature.
+    key: Vec<u8>,
+}
 
 impl Builder {
     fn add(&mut self, kind: u8, parts: &[&str]) {
-        let mut h = xxhash_rust::xxh3::Xxh3::with_seed(u64::from(kind));
+        self.key.clear();
         for p in parts {
-            h.update(p.as_bytes());
-            h.update(&[0xff]);
+            self.key.extend_from_slice(p.as_bytes());
+            self.key.push(0xff);
         }
+        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(&self.key, u64::from(kind));
         // Never 0: that bucket is the bias.
-        let bucket = (h.digest() % u64::from(BUCKETS - 1)) as u32 + 1;
-        self.0.push(bucket);
+        let bucket = (hash % u64::from(BUCKETS - 1)) as u32 + 1;
+        self.buckets.push(bucket);
     }
 }
 
 /// The features of a parsed message.
-pub fn features_of(msg: &Message<'_>) -> Features {
-    let mut b = Builder(Vec::with_capacity(4096));
+pub fn features_of(msg: &Message<'_>, decoded: &MessageText<'_>) -> Features {
+    let mut b = Builder {
+        buckets: Vec::with_capacity(4096),
+        key: Vec::with_capacity(128),
+    };
     let subject = normalise(msg.subject().unwrap_or(""));
     text_features(&mut b, b's', &subject, 200);
     if let Some(a) = msg.from().and_then(|a| a.first()) {
@@ -121,23 +133,12 @@ pub fn features_of(msg: &Message<'_>) -> Features {
         }
     }
     let mut text = String::new();
-    for i in 0..msg.text_body_count().min(10) {
-        if let Some(t) = msg.body_text(i) {
-            text.push_str(&t);
-            text.push(' ');
-        }
+    for t in decoded.texts.iter().take(10) {
+        text.push_str(t);
+        text.push(' ');
     }
-    for i in 0..msg.html_body_count().min(10) {
-        if let Some(h) = msg.body_html(i) {
-            html_structure(&mut b, &h);
-            if msg.text_body_count() == 0 {
-                // HTML-only: its text is all the reader sees.
-                if let Some(t) = msg.body_text(i) {
-                    text.push_str(&t);
-                    text.push(' ');
-                }
-            }
-        }
+    for h in decoded.htmls.iter().take(10) {
+        html_structure(&mut b, h);
     }
     text_features(&mut b, b'b', &normalise(&text), MAX_WORDS);
     for part in msg.attachments().take(20) {
@@ -147,7 +148,7 @@ pub fn features_of(msg: &Message<'_>) -> Features {
         let ct = part.content_type().map(|c| c.ctype()).unwrap_or("none");
         b.add(b'c', &[&ct.to_ascii_lowercase()]);
     }
-    let mut buckets = b.0;
+    let mut buckets = b.buckets;
     buckets.sort_unstable();
     buckets.dedup();
     buckets.truncate(MAX_FEATURES - 1);
@@ -209,7 +210,8 @@ mod tests {
     use mail_parser::MessageParser;
 
     fn features(raw: &str) -> Features {
-        features_of(&MessageParser::default().parse(raw.as_bytes()).unwrap())
+        let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        features_of(&msg, &MessageText::of(&msg))
     }
 
     #[test]
@@ -248,5 +250,38 @@ mod tests {
         let ab = features("Subject: x\r\n\r\nalpha beta\r\n");
         let ba = features("Subject: x\r\n\r\nbeta alpha\r\n");
         assert_ne!(ab, ba);
+    }
+}
+
+#[cfg(test)]
+mod stability {
+    use super::*;
+
+    /// Weights learned by a running cluster are indexed by these buckets: the hashing must
+    /// never change under them. It was a streaming hasher fed part by part (kept here as
+    /// the reference); the one-shot hash of the same bytes must give the same buckets.
+    #[test]
+    fn buckets_are_those_of_the_streaming_hash_they_were_learned_with() {
+        let streaming = |kind: u8, parts: &[&str]| {
+            let mut h = xxhash_rust::xxh3::Xxh3::with_seed(u64::from(kind));
+            for p in parts {
+                h.update(p.as_bytes());
+                h.update(&[0xff]);
+            }
+            (h.digest() % u64::from(BUCKETS - 1)) as u32 + 1
+        };
+        let long = "x".repeat(300);
+        let cases: [(u8, &[&str]); 5] = [
+            (b'b', &["cheap"]),
+            (b's', &["win", "0000"]),
+            (b'h', &[""]),
+            (b'o', &["alpha", "2", "beta"]),
+            (b'c', &[&long, "é"]),
+        ];
+        let mut b = Builder::default();
+        for (kind, parts) in cases {
+            b.add(kind, parts);
+            assert_eq!(b.buckets.last(), Some(&streaming(kind, parts)), "{parts:?}");
+        }
     }
 }

@@ -16,4 +16,5 @@ pub mod logistic;
 pub mod shutdown;
 pub mod smtp;
 pub mod sync;
+pub mod text;
 pub mod urls;

@@ -16,6 +16,7 @@ use crate::features::{features_of, Features};
 use crate::filter::{judge, FilterInput, Knowledge, Policy};
 use crate::lists::{EntryKind, ListEntry};
 use crate::logistic::{self, KeptLessons, Model};
+use crate::text::MessageText;
 pub use report::{Rates, Report, Scored, Separation};
 
 /// Every file under `dir` (and one level of subdirectories), sorted by path, with bare LF
@@ -73,10 +74,11 @@ pub struct Sample {
 
 impl Sample {
     pub fn new(name: String, bytes: Vec<u8>, spam: bool) -> Sample {
-        let (tokens, features, date) = match MessageParser::default().parse(&bytes) {
-            Some(msg) => (
-                tokens_of(&msg),
-                features_of(&msg),
+        let parsed = MessageParser::default().parse(&bytes);
+        let (tokens, features, date) = match parsed.as_ref().map(|m| (m, MessageText::of(m))) {
+            Some((msg, decoded)) => (
+                tokens_of(msg, &decoded),
+                features_of(msg, &decoded),
                 msg.date().map_or(0, |d| d.to_timestamp()),
             ),
             None => (Tokens::default(), Features::default(), 0),

@@ -15,6 +15,7 @@ use mail_parser::{Message, MessageParser, MimeHeaders};
 use crate::evidence::{self, Evidence};
 use crate::features::{features_of, Features};
 use crate::lists::{EntryKind, ListEntry, ListName};
+use crate::text::MessageText;
 use crate::urls::url_hosts;
 use scoring::{bayes_symbol, logistic_symbol, score_rules_alone, symbol};
 pub use scoring::{
@@ -66,14 +67,15 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
     match MessageParser::default().parse(input.message) {
         None => found.push(symbol("UNPARSABLE_MESSAGE", "the message cannot be parsed")),
         Some(msg) => {
+            let decoded = MessageText::of(&msg);
             // 4. Header sanity and the From domain.
             headers_and_from(&msg, knowledge, &mut found);
             // 5. URL hosts in the text and HTML parts.
-            url_lists(&msg, knowledge, &mut found);
+            url_lists(&decoded, knowledge, &mut found);
             // 5b. How it is built, what its headers claim, where its links go, its wording.
-            structure::check(&msg, &mut |n, why| found.push(symbol(n, why)));
+            structure::check(&msg, &decoded, &mut |n, why| found.push(symbol(n, why)));
             // 6. What the cluster learned.
-            let tokens = crate::bayes::tokens_of(&msg);
+            let tokens = crate::bayes::tokens_of(&msg, &decoded);
             let bayes = knowledge.spam_probability(&tokens.0);
             if let Some(s) = bayes.and_then(bayes_symbol) {
                 found.push(s);
@@ -81,7 +83,7 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
             // Both classifiers fall silent together (too little learned): no features then.
             if bayes.is_some() {
                 classifiers_silent = false;
-                let features = features_of(&msg);
+                let features = features_of(&msg, &decoded);
                 if let Some(s) = knowledge
                     .logistic_probability(&features)
                     .and_then(logistic_symbol)
@@ -90,7 +92,7 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
                 }
             }
             // 7. Copies of the same text seen across the cluster.
-            evidence_keys.extend(bulk(&msg, knowledge, &mut found));
+            evidence_keys.extend(bulk(&decoded, knowledge, &mut found));
             // 8. Attachments.
             for part in msg.attachments().take(100) {
                 let name = part.attachment_name().unwrap_or("").to_owned();
@@ -184,17 +186,13 @@ fn headers_and_from(msg: &Message<'_>, knowledge: &dyn Knowledge, out: &mut Vec<
     }
 }
 
-fn url_lists(msg: &Message<'_>, knowledge: &dyn Knowledge, out: &mut Vec<Symbol>) {
+fn url_lists(decoded: &MessageText<'_>, knowledge: &dyn Knowledge, out: &mut Vec<Symbol>) {
     let mut hosts = Vec::new();
-    for i in 0..msg.text_body_count().min(20) {
-        if let Some(t) = msg.body_text(i) {
-            url_hosts(&t, &mut hosts);
-        }
+    for t in &decoded.texts {
+        url_hosts(t, &mut hosts);
     }
-    for i in 0..msg.html_body_count().min(20) {
-        if let Some(h) = msg.body_html(i) {
-            url_hosts(&h, &mut hosts);
-        }
+    for h in &decoded.htmls {
+        url_hosts(h, &mut hosts);
     }
     // A link to a bare IP address: legitimate senders link to their names.
     if let Some(ip) = hosts
@@ -231,8 +229,12 @@ fn url_lists(msg: &Message<'_>, knowledge: &dyn Knowledge, out: &mut Vec<Symbol>
 
 /// Scores how many copies of this text the cluster has seen; returns the bulk keys the
 /// message is to be counted under.
-fn bulk(msg: &Message<'_>, knowledge: &dyn Knowledge, out: &mut Vec<Symbol>) -> Vec<String> {
-    let keys = evidence::bulk_keys(msg);
+fn bulk(
+    decoded: &MessageText<'_>,
+    knowledge: &dyn Knowledge,
+    out: &mut Vec<Symbol>,
+) -> Vec<String> {
+    let keys = evidence::bulk_keys(decoded);
     let copies = keys
         .iter()
         .filter_map(|k| knowledge.evidence(k))

@@ -10,6 +10,7 @@ use mail_parser::{Encoding, Message, PartType};
 
 use super::phrases;
 use crate::features::normalise;
+use crate::text::MessageText;
 use crate::urls::url_authorities;
 
 /// HTML parts looked at, at most.
@@ -39,42 +40,28 @@ type Found<'f> = dyn FnMut(&'static str, String) + 'f;
 
 /// Runs every structure, header, link and phrase rule; reports each through
 /// `found(symbol_name, reason)`.
-pub(super) fn check(msg: &Message<'_>, found: &mut Found<'_>) {
+pub(super) fn check(msg: &Message<'_>, decoded: &MessageText<'_>, found: &mut Found<'_>) {
     let mut visible = String::new();
     if let Some(s) = msg.subject() {
         visible.push_str(s);
         visible.push('\n');
     }
-    for i in 0..msg.text_body_count().min(MAX_HTML_PARTS) {
-        if let Some(t) = msg.body_text(i) {
-            visible.push_str(&t);
-            visible.push('\n');
-        }
+    for t in decoded.texts.iter().take(MAX_HTML_PARTS) {
+        visible.push_str(t);
+        visible.push('\n');
     }
-    html_rules(msg, &visible, found);
+    html_rules(msg, decoded, &visible, found);
     header_rules(msg, found);
-    link_rules(msg, found);
+    link_rules(decoded, found);
     body_caps(&visible, found);
     phrases::check(&normalise(&visible), found);
 }
 
-/// The HTML parts' markup (not text parts converted to HTML).
-fn html_parts<'m>(msg: &'m Message<'_>) -> impl Iterator<Item = &'m str> {
-    msg.html_bodies()
-        .filter_map(|p| match &p.body {
-            PartType::Html(h) => Some(h.as_ref()),
-            _ => None,
-        })
-        .take(MAX_HTML_PARTS)
-}
-
-fn html_rules(msg: &Message<'_>, visible: &str, found: &mut Found<'_>) {
-    let has_plain = msg
-        .text_bodies()
-        .any(|p| matches!(p.body, PartType::Text(_)));
+fn html_rules(msg: &Message<'_>, decoded: &MessageText<'_>, visible: &str, found: &mut Found<'_>) {
+    let has_plain = MessageText::has_plain(msg);
     let mut any_html = false;
     let (mut hidden, mut shouting, mut images, mut obfuscated) = (false, false, false, false);
-    for html in html_parts(msg) {
+    for html in decoded.htmls.iter().take(MAX_HTML_PARTS) {
         any_html = true;
         let lower = html.to_ascii_lowercase();
         hidden |= has_hidden_text(&lower);
@@ -306,14 +293,12 @@ fn registrable(host: &str) -> &str {
     &host[skip.min(host.len())..]
 }
 
-fn link_rules(msg: &Message<'_>, found: &mut Found<'_>) {
+fn link_rules(decoded: &MessageText<'_>, found: &mut Found<'_>) {
     let mut authorities = Vec::new();
-    for i in 0..msg.text_body_count().min(MAX_HTML_PARTS) {
-        if let Some(t) = msg.body_text(i) {
-            url_authorities(&t, &mut authorities);
-        }
+    for t in decoded.texts.iter().take(MAX_HTML_PARTS) {
+        url_authorities(t, &mut authorities);
     }
-    for html in html_parts(msg) {
+    for html in decoded.htmls.iter().take(MAX_HTML_PARTS) {
         url_authorities(html, &mut authorities);
         if let Some((shown, real)) = mismatched_link(html) {
             found(

@@ -28,9 +28,10 @@ pub async fn learn_message(
     let body = message.to_vec();
     let (tokens, features) = crate::cpu::run(move || {
         let msg = mail_parser::MessageParser::default().parse(&body)?;
+        let decoded = peage_mail::text::MessageText::of(&msg);
         Some((
-            peage_mail::bayes::tokens_of(&msg),
-            peage_mail::features::features_of(&msg),
+            peage_mail::bayes::tokens_of(&msg, &decoded),
+            peage_mail::features::features_of(&msg, &decoded),
         ))
     })
     .await
