@@ -80,6 +80,9 @@ pub enum Cmd {
         /// Envelope sender to score with.
         #[arg(long, default_value = "")]
         from: String,
+        /// Messages in flight at once (the results are printed in the order of the files).
+        #[arg(long, default_value_t = 8)]
+        jobs: usize,
     },
     /// The filter's score thresholds.
     #[command(subcommand)]

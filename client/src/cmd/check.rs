@@ -1,4 +1,5 @@
-//! `peagectl check FILE|DIR…`: scores messages without storing them.
+//! `peagectl check FILE|DIR…`: scores messages without storing them, several in flight at
+//! once (`context::pipelined`), reported in the order of the files.
 
 use std::path::PathBuf;
 
@@ -7,29 +8,49 @@ use serde_json::json;
 use peage_client::v1::CheckMessageRequest;
 use peage_client::ClientError;
 
-use super::context::{message_files, Ctx};
+use super::context::{message_files, pipelined, Ctx};
 use crate::output::{points, print_json, print_symbols, symbols_json};
+
+/// What to score the messages with, besides their bytes.
+pub struct Envelope {
+    pub client_ip: String,
+    pub helo: String,
+    pub from: String,
+}
 
 pub async fn run(
     ctx: &mut Ctx,
     paths: Vec<PathBuf>,
-    client_ip: String,
-    helo: String,
-    from: String,
+    envelope: Envelope,
+    jobs: usize,
 ) -> Result<(), ClientError> {
-    ctx.admin().await?;
-    for file in message_files(paths)? {
-        let message = std::fs::read(&file).map_err(|e| {
-            ClientError::InvalidArgument(format!("cannot read {}: {e}", file.display()))
-        })?;
-        let req = CheckMessageRequest {
-            message,
-            client_ip: client_ip.clone(),
-            helo: helo.clone(),
-            mail_from: from.clone(),
-        };
-        let reply = ctx.admin().await?.check_message(req).await;
-        let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
+    let admin = ctx.admin().await?.clone();
+    let files = message_files(paths)?;
+    let envelope = std::sync::Arc::new(envelope);
+    let call = |file: PathBuf| {
+        let mut admin = admin.clone();
+        let envelope = envelope.clone();
+        async move {
+            let reply = match std::fs::read(&file) {
+                Err(e) => Err(ClientError::InvalidArgument(format!(
+                    "cannot read {}: {e}",
+                    file.display()
+                ))),
+                Ok(message) => {
+                    let req = CheckMessageRequest {
+                        message,
+                        client_ip: envelope.client_ip.clone(),
+                        helo: envelope.helo.clone(),
+                        mail_from: envelope.from.clone(),
+                    };
+                    Ok(admin.check_message(req).await)
+                }
+            };
+            (file, reply)
+        }
+    };
+    pipelined(files, jobs, call, |(file, reply)| {
+        let r = reply?.map_err(|e| ctx.failed(e))?.into_inner();
         if ctx.json {
             print_json(json!({
                 "file": file.display().to_string(),
@@ -46,6 +67,7 @@ pub async fn run(
             );
             print_symbols(&r.symbols);
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }

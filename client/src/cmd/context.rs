@@ -56,3 +56,35 @@ pub fn message_files(paths: Vec<PathBuf>) -> Result<Vec<PathBuf>, ClientError> {
     }
     Ok(files)
 }
+
+/// Calls `call` on each item with at most `jobs` calls in flight (over the one HTTP/2
+/// connection a cloned client shares), and hands each outcome to `each` in the order of
+/// the items — what a reader of the output expects — stopping at its first error.
+pub async fn pipelined<I, T, E, Fut>(
+    items: impl IntoIterator<Item = I>,
+    jobs: usize,
+    call: impl Fn(I) -> Fut,
+    mut each: impl FnMut(T) -> Result<(), E>,
+) -> Result<(), E>
+where
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut items = items.into_iter();
+    let mut window = std::collections::VecDeque::new();
+    loop {
+        while window.len() < jobs.max(1) {
+            let Some(item) = items.next() else { break };
+            window.push_back(tokio::spawn(call(item)));
+        }
+        let Some(oldest) = window.pop_front() else {
+            return Ok(());
+        };
+        match oldest.await {
+            Ok(outcome) => each(outcome)?,
+            // The call panicked: nothing of ours to report it with; carry on with the rest.
+            Err(e) if e.is_panic() => eprintln!("a request failed unexpectedly: {e}"),
+            Err(_) => {}
+        }
+    }
+}

@@ -1,16 +1,15 @@
 //! `peagectl learn spam|ham FILE|DIR…`: sends each message to the admin API's `Learn`, a few
-//! at a time, with a progress line on a terminal and a summary at the end.
+//! at a time (`context::pipelined`), with a progress line on a terminal and a summary at the end.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use serde_json::json;
-use tokio::task::JoinSet;
 
 use peage_client::v1::*;
 use peage_client::ClientError;
 
-use super::context::Ctx;
+use super::context::{pipelined, Ctx};
 
 #[derive(Default)]
 struct Tally {
@@ -37,32 +36,23 @@ pub async fn run(
     let total = files.len();
     let progress = std::io::stderr().is_terminal() && !json_out;
     let mut tally = Tally::default();
-    let mut pending = files.into_iter();
-    let mut running = JoinSet::new();
     let mut done = 0usize;
-    loop {
-        while running.len() < jobs.max(1) {
-            let Some(file) = pending.next() else { break };
-            let mut admin = admin.clone();
-            let class = class.to_owned();
-            running.spawn(async move {
-                let outcome = match std::fs::read(&file) {
-                    Err(e) => Err(format!("cannot read: {e}")),
-                    Ok(message) => admin
-                        .learn(LearnRequest { message, class })
-                        .await
-                        .map(|r| r.into_inner())
-                        .map_err(|s| s.message().to_owned()),
-                };
-                (file, outcome)
-            });
+    let call = |file: PathBuf| {
+        let mut admin = admin.clone();
+        let class = class.to_owned();
+        async move {
+            let outcome = match std::fs::read(&file) {
+                Err(e) => Err(format!("cannot read: {e}")),
+                Ok(message) => admin
+                    .learn(LearnRequest { message, class })
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|s| s.message().to_owned()),
+            };
+            (file, outcome)
         }
-        let Some(finished) = running.join_next().await else {
-            break;
-        };
-        let Ok((file, outcome)) = finished else {
-            continue;
-        };
+    };
+    pipelined(files, jobs, call, |(file, outcome)| {
         done += 1;
         match outcome {
             Ok(r) => {
@@ -88,7 +78,9 @@ pub async fn run(
             eprint!("\rlearning {class}: {done}/{total}");
             let _ = std::io::stderr().flush();
         }
-    }
+        Ok(())
+    })
+    .await?;
     if progress {
         eprintln!();
     }

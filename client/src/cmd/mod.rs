@@ -29,7 +29,15 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             client_ip,
             helo,
             from,
-        } => check::run(&mut ctx, paths, client_ip, helo, from).await,
+            jobs,
+        } => {
+            let envelope = check::Envelope {
+                client_ip,
+                helo,
+                from,
+            };
+            check::run(&mut ctx, paths, envelope, jobs).await
+        }
         Cmd::Policy(cmd) => policy::run(&mut ctx, cmd).await,
         Cmd::Queue(cmd) => messages::queue(&mut ctx, cmd).await,
         Cmd::Quarantine(cmd) => messages::quarantine(&mut ctx, cmd).await,

@@ -183,7 +183,7 @@ async fn released_by_an_operator_and_checked_with_peagectl(
     id: &str,
 ) {
     let o = peagectl(c, 1, &["quarantine", "ls", "--json", "--recipient", "bob@"]);
-    assert!(o.status.success());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["messages"][0]["queue_id"], id);
     let o = peagectl(c, 1, &["quarantine", "show", id, "--raw"]);
@@ -212,18 +212,42 @@ async fn released_by_an_operator_and_checked_with_peagectl(
     let files = tempfile::tempdir().unwrap();
     std::fs::write(files.path().join("a-gtube.eml"), GTUBE_MSG).unwrap();
     std::fs::write(files.path().join("b-zip.eml"), zip_with_exe()).unwrap();
-    let o = peagectl(c, 0, &["check", "--json", files.path().to_str().unwrap()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let dir = files.path().to_str().unwrap();
+    let lines = check_json(c, 0, &["--json", dir]);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["verdict"], "reject");
     assert_eq!(lines[0]["symbols"][0]["name"], "GTUBE");
     // Under the raised policy (quarantine at 12) the ZIP's 10 points now pass.
     assert_eq!(lines[1]["verdict"], "deliver");
     assert_eq!(lines[1]["symbols"][0]["name"], "ARCHIVE_WITH_EXECUTABLE");
+
+    // Many in flight at once, the answers still come in the order of the files.
+    for n in 0..20 {
+        let body = if n % 2 == 0 {
+            GTUBE_MSG.to_vec()
+        } else {
+            zip_with_exe()
+        };
+        std::fs::write(files.path().join(format!("c-{n:02}.eml")), body).unwrap();
+    }
+    let lines = check_json(c, 1, &["--json", "--jobs", "6", dir]);
+    assert_eq!(lines.len(), 22);
+    for (n, line) in lines[2..].iter().enumerate() {
+        let file = line["file"].as_str().unwrap();
+        assert!(file.ends_with(&format!("c-{n:02}.eml")), "{n}: {file}");
+        let expected = if n % 2 == 0 { "reject" } else { "deliver" };
+        assert_eq!(line["verdict"], expected, "{file}");
+    }
+}
+
+/// `peagectl check ARGS` through `node`: one JSON value per line.
+fn check_json(c: &TestCluster, node: usize, args: &[&str]) -> Vec<serde_json::Value> {
+    let o = peagectl(c, node, &[&["check"], args].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// `queue retry` makes the owner try now, not when its backoff says: with a first retry
