@@ -61,7 +61,15 @@ pub async fn run(
                     "moved" => tally.moved += 1,
                     _ => tally.unchanged += 1,
                 }
-                tally.last = Some(r);
+                // The latest state is the reply of the last applied entry, whatever the
+                // order the replies are read in.
+                if tally
+                    .last
+                    .as_ref()
+                    .is_none_or(|l| r.log_index >= l.log_index)
+                {
+                    tally.last = Some(r);
+                }
             }
             Err(why) => {
                 // An unreachable cluster fails everything: stop at the first such error.
