@@ -257,11 +257,17 @@ fn header_rules(msg: &Message<'_>, found: &mut Found<'_>) {
 /// a per-recipient id there), if there is one.
 fn trailing_id(raw_subject: &str) -> Option<&str> {
     let s = raw_subject.trim_end();
-    let cut = s.rfind(char::is_whitespace)?;
-    let id = &s[cut + 1..];
-    let before = s[..=cut].trim_end_matches([' ', '\t']);
+    // Any whitespace, multi-byte ones too (U+3000): cut after the whole character.
+    let (cut, space) = s.char_indices().rfind(|(_, c)| c.is_whitespace())?;
+    let id = &s[cut + space.len_utf8()..];
+    let before = s[..cut].trim_end_matches([' ', '\t']);
     // Folding (a line break) is how long subjects wrap, not a gap.
     let gap = s.len() - id.len() - before.len();
+    let gap = if space == ' ' || space == '\t' {
+        gap
+    } else {
+        0
+    };
     let folded = before.ends_with(['\r', '\n']);
     (gap >= 6 && !folded && (3..=16).contains(&id.len()) && !before.trim().is_empty()).then_some(id)
 }

@@ -208,6 +208,21 @@ fn garbage_never_panics() {
     ] {
         names(evil, &Fixed(vec![]));
     }
+    // Multi-byte characters wherever the structure rules cut text: after a Subject's last
+    // space, around comments, character references, tags and link text.
+    let wide = "\u{3000}é\u{2003}";
+    let subjects = [
+        format!("x{wide}{wide}{wide}id"),
+        format!("x      {wide}"),
+        format!("{wide}      é"),
+    ];
+    for subject in subjects {
+        let html = format!(
+            "<a href=\"http://é{wide}\">{wide}</a><a href=http://x.test/>www.{wide}.test</a>é<!--{wide}-->é&#x{wide};&#{wide}<font size=\"+{wide}\" color>{wide}<img{wide}font-size:{wide}"
+        );
+        let msg = format!("Subject: {subject}\r\nFrom: \"{wide}@{wide}\" <a@b.test>\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n");
+        names(msg.as_bytes(), &Fixed(vec![]));
+    }
     assert!(attachments::zip_entries(b"PK\x03\x04\x00").is_empty());
 }
 
