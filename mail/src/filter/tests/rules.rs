@@ -149,14 +149,14 @@ fn pe_program() -> Vec<u8> {
 }
 
 #[test]
-fn every_rule_symbol_has_a_score_in_both_sets() {
+fn every_rule_symbol_has_a_score() {
     let named = |set: &[(&str, i64)], n: &str| set.iter().any(|(s, _)| *s == n);
     for (name, _) in RULES_ALONE {
         assert!(named(SCORES, name), "{name} is in RULES_ALONE only");
     }
     for group in super::super::phrases::GROUPS {
         for (_, name) in group.levels {
-            assert!(named(RULES_ALONE, name) && named(SCORES, name), "{name}");
+            assert!(named(SCORES, name), "{name} has no score");
         }
     }
 }
