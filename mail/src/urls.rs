@@ -10,10 +10,7 @@ pub fn url_hosts(text: &str, out: &mut Vec<String>) {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
             .collect();
-        let host = host.trim_end_matches('.').to_owned();
-        if !host.is_empty() && !out.contains(&host) && out.len() < MAX_HOSTS {
-            out.push(host);
-        }
+        push_new(out, host.trim_end_matches('.').to_owned());
     });
 }
 
@@ -27,10 +24,15 @@ pub fn url_authorities(text: &str, out: &mut Vec<String>) {
                 !c.is_whitespace() && !matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>')
             })
             .collect();
-        if !authority.is_empty() && !out.contains(&authority) && out.len() < MAX_HOSTS {
-            out.push(authority);
-        }
+        push_new(out, authority);
     });
+}
+
+/// Appends `found` unless empty, already there, or `out` is full.
+fn push_new(out: &mut Vec<String>, found: String) {
+    if !found.is_empty() && !out.contains(&found) && out.len() < MAX_HOSTS {
+        out.push(found);
+    }
 }
 
 /// Calls `f` with what follows each `http://` or `https://` in the lower-cased text.

@@ -50,24 +50,30 @@ pub(super) fn check(msg: &Message<'_>, decoded: &MessageText<'_>, found: &mut Fo
         visible.push_str(t);
         visible.push('\n');
     }
-    html_rules(msg, decoded, &visible, found);
+    // Lower-cased once: the HTML rules and the link rules both read it.
+    let lowered: Vec<String> = decoded
+        .htmls
+        .iter()
+        .take(MAX_HTML_PARTS)
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    html_rules(msg, &lowered, &visible, found);
     header_rules(msg, found);
-    link_rules(decoded, found);
+    link_rules(decoded, &lowered, found);
     body_caps(&visible, found);
     phrases::check(&normalise(&visible), found);
 }
 
-fn html_rules(msg: &Message<'_>, decoded: &MessageText<'_>, visible: &str, found: &mut Found<'_>) {
+fn html_rules(msg: &Message<'_>, lowered: &[String], visible: &str, found: &mut Found<'_>) {
     let has_plain = MessageText::has_plain(msg);
     let mut any_html = false;
     let (mut hidden, mut shouting, mut images, mut obfuscated) = (false, false, false, false);
-    for html in decoded.htmls.iter().take(MAX_HTML_PARTS) {
+    for lower in lowered {
         any_html = true;
-        let lower = html.to_ascii_lowercase();
-        hidden |= has_hidden_text(&lower);
-        shouting |= has_shouting_font(&lower);
+        hidden |= has_hidden_text(lower);
+        shouting |= has_shouting_font(lower);
         images |= lower.contains("<img");
-        obfuscated |= has_split_words(&lower);
+        obfuscated |= has_split_words(lower);
     }
     if any_html && !has_plain {
         found(
@@ -299,14 +305,14 @@ fn registrable(host: &str) -> &str {
     &host[skip.min(host.len())..]
 }
 
-fn link_rules(decoded: &MessageText<'_>, found: &mut Found<'_>) {
+fn link_rules(decoded: &MessageText<'_>, lowered: &[String], found: &mut Found<'_>) {
     let mut authorities = Vec::new();
     for t in decoded.texts.iter().take(MAX_HTML_PARTS) {
         url_authorities(t, &mut authorities);
     }
-    for html in decoded.htmls.iter().take(MAX_HTML_PARTS) {
-        url_authorities(html, &mut authorities);
-        if let Some((shown, real)) = mismatched_link(html) {
+    for lower in lowered {
+        url_authorities(lower, &mut authorities);
+        if let Some((shown, real)) = mismatched_link(lower) {
             found(
                 "LINK_TEXT_MISMATCH",
                 format!("a link shows {shown} but goes to {real}"),
@@ -343,10 +349,9 @@ fn link_rules(decoded: &MessageText<'_>, found: &mut Found<'_>) {
     }
 }
 
-/// The first `<a href="http…">` whose text names another domain than the link goes to:
-/// (domain shown, domain linked).
-fn mismatched_link(html: &str) -> Option<(String, String)> {
-    let lower = html.to_ascii_lowercase();
+/// The first `<a href="http…">` in lower-cased markup whose text names another domain than
+/// the link goes to: (domain shown, domain linked).
+fn mismatched_link(lower: &str) -> Option<(String, String)> {
     lower.match_indices("<a ").take(200).find_map(|(i, _)| {
         let rest = &lower[i..];
         let tag_end = rest.find('>')?;

@@ -180,19 +180,8 @@ async fn filter_bench(corpus: std::path::PathBuf) -> anyhow::Result<()> {
     let messages = peage_tests::corpus::load(&corpus)?;
     let bytes: usize = messages.iter().map(Vec::len).sum();
     let policy = peage_mail::filter::Policy::default();
-    let mut verdicts = std::collections::BTreeMap::new();
-    let start = Instant::now();
-    for m in &messages {
-        let input = peage_mail::filter::FilterInput {
-            client_ip: "198.51.100.1".parse()?,
-            helo: "mail.bench.example",
-            mail_from: "sender@bench.example",
-            message: m,
-        };
-        let j = peage_mail::filter::judge(&input, &peage_tests::corpus::NoLists, &policy);
-        *verdicts.entry(j.verdict.as_str()).or_insert(0) += 1;
-    }
-    let secs = start.elapsed().as_secs_f64();
+    let nothing_learned = &peage_tests::corpus::NoLists;
+    let (secs, verdicts) = judge_all(messages.iter().map(Vec::as_slice), nothing_learned, &policy);
     println!(
         "in-process, one core, nothing learned: {} messages ({:.1} MB) in {:.2} s = {:.0} messages/s; verdicts {:?}",
         messages.len(),
@@ -223,6 +212,27 @@ async fn filter_bench(corpus: std::path::PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Judges each message in turn on this thread: seconds taken, and how many got each verdict.
+fn judge_all<'m>(
+    messages: impl Iterator<Item = &'m [u8]>,
+    knowledge: &dyn peage_mail::filter::Knowledge,
+    policy: &peage_mail::filter::Policy,
+) -> (f64, std::collections::BTreeMap<&'static str, usize>) {
+    let mut verdicts = std::collections::BTreeMap::new();
+    let start = Instant::now();
+    for message in messages {
+        let input = peage_mail::filter::FilterInput {
+            client_ip: [198, 51, 100, 1].into(),
+            helo: "mail.bench.example",
+            mail_from: "sender@bench.example",
+            message,
+        };
+        let j = peage_mail::filter::judge(&input, knowledge, policy);
+        *verdicts.entry(j.verdict.as_str()).or_insert(0) += 1;
+    }
+    (start.elapsed().as_secs_f64(), verdicts)
+}
+
 /// Judges the corpus in-process with both classifiers trained on all of it (`spam/` and
 /// `ham/` under `corpus`): the filter as a cluster that has learned runs it.
 fn judge_with_both_classifiers(
@@ -235,19 +245,7 @@ fn judge_with_both_classifiers(
     for s in &samples {
         learned.learn(s);
     }
-    let mut verdicts = std::collections::BTreeMap::new();
-    let start = Instant::now();
-    for s in &samples {
-        let input = peage_mail::filter::FilterInput {
-            client_ip: "198.51.100.1".parse()?,
-            helo: "mail.bench.example",
-            mail_from: "sender@bench.example",
-            message: &s.bytes,
-        };
-        let j = peage_mail::filter::judge(&input, &learned, policy);
-        *verdicts.entry(j.verdict.as_str()).or_insert(0) += 1;
-    }
-    let secs = start.elapsed().as_secs_f64();
+    let (secs, verdicts) = judge_all(samples.iter().map(|s| s.bytes.as_slice()), &learned, policy);
     println!(
         "in-process, one core, both classifiers trained on the corpus: {} messages in {:.2} s = {:.0} messages/s; verdicts {:?}",
         samples.len(),
