@@ -47,13 +47,14 @@ pub fn tokens(message: &[u8]) -> Option<Tokens> {
 /// headers (prefixed by their name, so "free" in a Subject differs from "free" in a body),
 /// URL hosts and their parent domains, Received hosts, content types and attachment kinds.
 pub fn tokens_of(msg: &Message<'_>, decoded: &MessageText<'_>) -> Tokens {
-    let mut set = BTreeSet::new();
+    let mut set = hashbrown::HashSet::with_capacity(MAX_TOKENS);
+    let mut key = Vec::with_capacity(64);
     let mut add = |prefix: &str, word: &str| {
         if set.len() < MAX_TOKENS {
-            let mut key = String::with_capacity(prefix.len() + word.len());
-            key.push_str(prefix);
-            key.push_str(word);
-            set.insert(xxhash_rust::xxh3::xxh3_64(key.as_bytes()));
+            key.clear();
+            key.extend_from_slice(prefix.as_bytes());
+            key.extend_from_slice(word.as_bytes());
+            set.insert(xxhash_rust::xxh3::xxh3_64(&key));
         }
     };
     if let Some(s) = msg.subject() {
@@ -145,14 +146,21 @@ pub fn tokens_of(msg: &Message<'_>, decoded: &MessageText<'_>) -> Tokens {
         let ext = name.rsplit_once('.').map_or("none", |(_, e)| e);
         add("attachment:", &ext.to_ascii_lowercase());
     }
-    Tokens(set.into_iter().collect())
+    let mut tokens: Vec<u64> = set.into_iter().collect();
+    tokens.sort_unstable();
+    Tokens(tokens)
 }
 
 /// Splits text into lower-cased words; over-long ones become a length class.
 fn words(text: &str, emit: &mut dyn FnMut(&str)) {
+    let mut lower = String::new();
     for raw in text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '$' | '!' | '\'' | '-'))) {
         let w = raw.trim_matches(|c| c == '\'' || c == '-');
-        let n = w.chars().count();
+        let n = if w.is_ascii() {
+            w.len()
+        } else {
+            w.chars().count()
+        };
         if n < WORD_MIN {
             continue;
         }
@@ -164,16 +172,26 @@ fn words(text: &str, emit: &mut dyn FnMut(&str)) {
             ));
             continue;
         }
-        emit(&w.to_lowercase());
+        if w.is_ascii() {
+            // Most words: lower-cased into one buffer, not a new string each.
+            lower.clear();
+            lower.push_str(w);
+            lower.make_ascii_lowercase();
+            emit(&lower);
+        } else {
+            emit(&w.to_lowercase());
+        }
     }
 }
 
 /// Words written in capitals (FREE, URGENT): the same word shouted is another feature.
 fn shouting(text: &str, emit: &mut dyn FnMut(&str)) {
     for w in text.split(|c: char| !c.is_alphanumeric()) {
-        if w.chars().count() >= 4
+        // The cheap tests first: most words are short or lower case.
+        if w.len() >= 4
             && w.chars().all(|c| c.is_uppercase() || c.is_ascii_digit())
             && w.chars().any(char::is_uppercase)
+            && w.chars().count() >= 4
         {
             emit(&w.to_lowercase());
         }

@@ -23,6 +23,8 @@ const NGRAM_CHARS: usize = 6_000;
 const MAX_WORDS: usize = 2_000;
 /// OSB: each word is paired with each of the next `OSB_WINDOW - 1` words.
 const OSB_WINDOW: usize = 5;
+/// How far apart the words of an OSB pair are, as hashed between them.
+const GAPS: [&str; OSB_WINDOW] = ["0", "1", "2", "3", "4"];
 
 /// A message's features: distinct buckets, sorted, the bias first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -57,6 +59,24 @@ pub fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = true;
     for c in text.chars() {
+        if c.is_ascii() {
+            // Most text is ASCII: no Unicode tables for it.
+            let b = c as u8;
+            if b.is_ascii_whitespace() || b == 0x0b {
+                if !space {
+                    out.push(' ');
+                    space = true;
+                }
+                continue;
+            }
+            space = false;
+            out.push(if b.is_ascii_digit() {
+                '0'
+            } else {
+                b.to_ascii_lowercase() as char
+            });
+            continue;
+        }
         if c.is_whitespace() {
             if !space {
                 out.push(' ');
@@ -65,11 +85,7 @@ pub fn normalise(text: &str) -> String {
             continue;
         }
         space = false;
-        if c.is_ascii_digit() {
-            out.push('0');
-        } else {
-            out.extend(c.to_lowercase());
-        }
+        out.extend(c.to_lowercase());
     }
     out
 }
@@ -148,12 +164,45 @@ pub fn features_of(msg: &Message<'_>, decoded: &MessageText<'_>) -> Features {
         let ct = part.content_type().map(|c| c.ctype()).unwrap_or("none");
         b.add(b'c', &[&ct.to_ascii_lowercase()]);
     }
-    let mut buckets = b.buckets;
-    buckets.sort_unstable();
-    buckets.dedup();
-    buckets.truncate(MAX_FEATURES - 1);
-    buckets.insert(0, 0);
-    Features(buckets)
+    Features(sorted_distinct(&b.buckets))
+}
+
+/// The bias, then the distinct `buckets` in order, the smallest `MAX_FEATURES - 1` of them.
+/// A radix sort, two passes of ten bits (buckets are below 2^20): a message has thousands
+/// of features, and a comparison sort of them was a quarter of the time spent on features.
+fn sorted_distinct(buckets: &[u32]) -> Vec<u32> {
+    const DIGIT: u32 = 10;
+    const _: () = assert!(BUCKETS <= 1 << (2 * DIGIT));
+    let mut from = buckets.to_vec();
+    let mut to = vec![0u32; buckets.len()];
+    for pass in 0..2 {
+        let digit = |b: u32| ((b >> (pass * DIGIT)) & ((1 << DIGIT) - 1)) as usize;
+        let mut starts = [0usize; 1 << DIGIT];
+        for &b in &from {
+            starts[digit(b)] += 1;
+        }
+        let mut sum = 0;
+        for s in starts.iter_mut() {
+            (*s, sum) = (sum, sum + *s);
+        }
+        for &b in &from {
+            let d = digit(b);
+            to[starts[d]] = b;
+            starts[d] += 1;
+        }
+        std::mem::swap(&mut from, &mut to);
+    }
+    let mut out = Vec::with_capacity(from.len().min(MAX_FEATURES) + 1);
+    out.push(0);
+    for b in from {
+        if out.len() == MAX_FEATURES {
+            break;
+        }
+        if out.last() != Some(&b) {
+            out.push(b);
+        }
+    }
+    out
 }
 
 /// Unigrams, OSB pairs and character 4-grams of normalised `text`, tagged by where it came from.
@@ -166,17 +215,19 @@ fn text_features(b: &mut Builder, place: u8, text: &str, max_words: usize) {
     for (i, w) in words.iter().enumerate() {
         b.add(place, &[w]);
         for d in 1..OSB_WINDOW.min(i + 1) {
-            let gap = [b'0' + d as u8];
-            let gap = std::str::from_utf8(&gap).unwrap_or("?");
-            b.add(place.wrapping_add(100), &[words[i - d], gap, w]);
+            b.add(place.wrapping_add(100), &[words[i - d], GAPS[d], w]);
         }
     }
-    let chars: Vec<char> = text.chars().take(NGRAM_CHARS).collect();
-    let mut gram = String::with_capacity(16);
-    for window in chars.windows(4) {
-        gram.clear();
-        gram.extend(window);
-        b.add(place.wrapping_add(200), &[&gram]);
+    // Each 4-gram is a slice of the text between char boundaries: no copy of its chars.
+    // The boundaries of the first NGRAM_CHARS characters, and where the last one ends.
+    let bounds: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .take(NGRAM_CHARS + 1)
+        .collect();
+    for w in bounds.windows(5) {
+        b.add(place.wrapping_add(200), &[&text[w[0]..w[4]]]);
     }
 }
 
@@ -243,6 +294,32 @@ mod tests {
         // Only the encoding header differs; every text feature is shared.
         let shared = plain.0.iter().filter(|f| b64.0.contains(f)).count();
         assert!(shared + 2 >= plain.0.len(), "{shared} of {}", plain.0.len());
+    }
+
+    #[test]
+    fn buckets_come_out_sorted_distinct_and_capped_like_a_sort_would_give_them() {
+        // Pseudo-random buckets over the whole space, many repeated, more than the cap.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let buckets: Vec<u32> = (0..3 * MAX_FEATURES)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if i % 3 == 0 {
+                    (i as u32 % 50) + 1
+                } else {
+                    (x % u64::from(BUCKETS - 1)) as u32 + 1
+                }
+            })
+            .collect();
+        for n in [0, 1, 10, 500, buckets.len()] {
+            let mut expected = buckets[..n].to_vec();
+            expected.sort_unstable();
+            expected.dedup();
+            expected.truncate(MAX_FEATURES - 1);
+            expected.insert(0, 0);
+            assert_eq!(sorted_distinct(&buckets[..n]), expected, "{n} buckets");
+        }
     }
 
     #[test]

@@ -177,34 +177,31 @@ pub fn probability(margin: f64) -> f64 {
 }
 
 /// The new values of the weights that learning `f` as `spam` changes (none when the model
-/// already puts it beyond the thick threshold).
+/// already puts it beyond the thick threshold), by bucket. `f`'s buckets are distinct, as
+/// `features_of` and the replicated state give them.
 pub fn learn(weights: &dyn Weights, f: &Features, spam: bool) -> Vec<(u32, f32)> {
-    let mut changed: BTreeMap<u32, f32> = BTreeMap::new();
+    // The message's weights, stepped in place: read once from the model, not once a step.
+    let mut current: Vec<f32> = f.0.iter().map(|&b| weights.weight(b)).collect();
+    let mut stepped = false;
     let x = feature_value(f);
     let (target, weight) = if spam { (1.0, 1.0) } else { (0.0, HAM_WEIGHT) };
     for _ in 0..MAX_STEPS {
-        let current = |changed: &BTreeMap<u32, f32>, b: u32| {
-            changed
-                .get(&b)
-                .copied()
-                .unwrap_or_else(|| weights.weight(b))
-        };
-        let m: f64 =
-            f.0.iter()
-                .map(|&b| f64::from(current(&changed, b)) * x)
-                .sum();
+        let m: f64 = current.iter().map(|&w| f64::from(w) * x).sum();
         let p = probability(m);
         let right = if spam { p >= THICK } else { p <= 1.0 - THICK };
         if right {
             break;
         }
         let step = RATE * weight * (target - p) * x;
-        for &b in &f.0 {
-            let w = (f64::from(current(&changed, b)) + step).clamp(-MAX_WEIGHT, MAX_WEIGHT);
-            changed.insert(b, w as f32);
+        for w in &mut current {
+            *w = (f64::from(*w) + step).clamp(-MAX_WEIGHT, MAX_WEIGHT) as f32;
         }
+        stepped = true;
     }
-    changed.into_iter().collect()
+    if !stepped {
+        return Vec::new();
+    }
+    f.0.iter().copied().zip(current).collect()
 }
 
 /// e^x from basic arithmetic alone: x = k·ln 2 + r with |r| ≤ ln 2 / 2, e^r by its Taylor
@@ -304,5 +301,39 @@ mod tests {
             m.0.iter().map(|w| w.to_bits()).collect::<Vec<_>>()
         };
         assert_eq!(train(), train());
+    }
+
+    /// Nodes of two versions must learn the same bits (a rolling upgrade applies the same
+    /// log on both): `learn` keeps the arithmetic of stepping each feature's weight as read
+    /// through the changes so far, feature by feature, in bucket order.
+    #[test]
+    fn learning_keeps_the_arithmetic_of_stepping_feature_by_feature() {
+        fn stepped_one_by_one(weights: &dyn Weights, f: &Features, spam: bool) -> Vec<(u32, f32)> {
+            let mut changed: BTreeMap<u32, f32> = BTreeMap::new();
+            let x = feature_value(f);
+            let (target, weight) = if spam { (1.0, 1.0) } else { (0.0, HAM_WEIGHT) };
+            let read = |c: &BTreeMap<u32, f32>, b| c.get(&b).copied().unwrap_or(weights.weight(b));
+            for _ in 0..MAX_STEPS {
+                let m: f64 = f.0.iter().map(|&b| f64::from(read(&changed, b)) * x).sum();
+                let p = probability(m);
+                if (spam && p >= THICK) || (!spam && p <= 1.0 - THICK) {
+                    break;
+                }
+                let step = RATE * weight * (target - p) * x;
+                for &b in &f.0 {
+                    let w = (f64::from(read(&changed, b)) + step).clamp(-MAX_WEIGHT, MAX_WEIGHT);
+                    changed.insert(b, w as f32);
+                }
+            }
+            changed.into_iter().collect()
+        }
+        let mut m = Model::default();
+        for i in 0..300u32 {
+            let f = Features(vec![0, i % 13 + 1, i % 31 + 20, i % 5 + 60, 70 + i]);
+            let spam = i % 4 != 0;
+            let ours = learn(&m, &f, spam);
+            assert_eq!(ours, stepped_one_by_one(&m, &f, spam), "lesson {i}");
+            m.store(ours);
+        }
     }
 }

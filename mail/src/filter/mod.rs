@@ -60,7 +60,7 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
     // 1. The connection and envelope against the lists.
     envelope_lists(input, knowledge, &mut found);
     // 2. GTUBE, on the raw bytes (it must work even on unparsable mail).
-    if contains(input.message, GTUBE.as_bytes()) {
+    if memchr::memmem::find(input.message, GTUBE.as_bytes()).is_some() {
         found.push(symbol("GTUBE", "the GTUBE test string"));
     }
     // 3. Parse; everything after needs the structure.
@@ -282,10 +282,6 @@ fn dedup(mut symbols: Vec<Symbol>) -> Vec<Symbol> {
     let mut seen = std::collections::HashSet::new();
     symbols.retain(|s| seen.insert(s.name.clone()));
     symbols
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]

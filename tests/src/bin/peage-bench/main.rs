@@ -183,7 +183,7 @@ async fn filter_bench(corpus: std::path::PathBuf) -> anyhow::Result<()> {
     let nothing_learned = &peage_tests::corpus::NoLists;
     let (secs, verdicts) = judge_all(messages.iter().map(Vec::as_slice), nothing_learned, &policy);
     println!(
-        "in-process, one core, nothing learned: {} messages ({:.1} MB) in {:.2} s = {:.0} messages/s; verdicts {:?}",
+        "in-process, one core, nothing learned (fastest of 3 passes): {} messages ({:.1} MB) in {:.2} s = {:.0} messages/s; verdicts {:?}",
         messages.len(),
         bytes as f64 / 1e6,
         secs,
@@ -212,25 +212,33 @@ async fn filter_bench(corpus: std::path::PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Judges each message in turn on this thread: seconds taken, and how many got each verdict.
+/// Judges each message in turn on this thread, in `PASSES` passes: the seconds of the
+/// fastest pass (the others include whatever else the machine did meanwhile), and how many
+/// got each verdict in one pass.
 fn judge_all<'m>(
-    messages: impl Iterator<Item = &'m [u8]>,
+    messages: impl Iterator<Item = &'m [u8]> + Clone,
     knowledge: &dyn peage_mail::filter::Knowledge,
     policy: &peage_mail::filter::Policy,
 ) -> (f64, std::collections::BTreeMap<&'static str, usize>) {
+    const PASSES: usize = 3;
+    let mut fastest = f64::MAX;
     let mut verdicts = std::collections::BTreeMap::new();
-    let start = Instant::now();
-    for message in messages {
-        let input = peage_mail::filter::FilterInput {
-            client_ip: [198, 51, 100, 1].into(),
-            helo: "mail.bench.example",
-            mail_from: "sender@bench.example",
-            message,
-        };
-        let j = peage_mail::filter::judge(&input, knowledge, policy);
-        *verdicts.entry(j.verdict.as_str()).or_insert(0) += 1;
+    for _ in 0..PASSES {
+        verdicts.clear();
+        let start = Instant::now();
+        for message in messages.clone() {
+            let input = peage_mail::filter::FilterInput {
+                client_ip: [198, 51, 100, 1].into(),
+                helo: "mail.bench.example",
+                mail_from: "sender@bench.example",
+                message,
+            };
+            let j = peage_mail::filter::judge(&input, knowledge, policy);
+            *verdicts.entry(j.verdict.as_str()).or_insert(0) += 1;
+        }
+        fastest = fastest.min(start.elapsed().as_secs_f64());
     }
-    (start.elapsed().as_secs_f64(), verdicts)
+    (fastest, verdicts)
 }
 
 /// Judges the corpus in-process with both classifiers trained on all of it (`spam/` and
@@ -247,7 +255,7 @@ fn judge_with_both_classifiers(
     }
     let (secs, verdicts) = judge_all(samples.iter().map(|s| s.bytes.as_slice()), &learned, policy);
     println!(
-        "in-process, one core, both classifiers trained on the corpus: {} messages in {:.2} s = {:.0} messages/s; verdicts {:?}",
+        "in-process, one core, both classifiers trained on the corpus (fastest of 3 passes): {} messages in {:.2} s = {:.0} messages/s; verdicts {:?}",
         samples.len(),
         secs,
         samples.len() as f64 / secs,
