@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use mail_parser::{Message, MessageParser};
 
+use crate::features::{received_relays, Relay};
 use crate::text::MessageText;
 
 /// A message's features: distinct 64-bit hashes (xxh3) of its tokens, sorted.
@@ -77,15 +78,10 @@ pub fn tokens_of(msg: &Message<'_>, decoded: &MessageText<'_>) -> Tokens {
             None => add("from:", "no-address"),
         }
     }
-    for r in msg.received_all().take(10) {
-        for host in [&r.from, &r.by].into_iter().flatten() {
-            if let mail_parser::Host::Name(n) = host {
-                add("received:", &n.to_ascii_lowercase());
-            }
-        }
-        if let Some(std::net::IpAddr::V4(ip)) = r.from_ip {
-            let [a, b, c, _] = ip.octets();
-            add("received-net:", &format!("{a}.{b}.{c}"));
+    for relay in received_relays(msg) {
+        match relay {
+            Relay::Host(host) => add("received:", &host),
+            Relay::Network(net) => add("received-net:", &net),
         }
     }
     for (name, value) in msg.headers_raw().take(200) {

@@ -6,8 +6,10 @@
 //! Normalisation is what lets them generalise to next month's campaigns: the text is decoded
 //! first (MIME, quoted-printable, base64, HTML turned into its text), lower-cased, digits
 //! mapped to one class (prices, dates and tracking numbers change, their shape does not);
-//! headers that say when and by which relay (Date, Received, List-*, ARC/DKIM signatures,
-//! other filters' X-Spam-* and our own X-Peage-*) are left out.
+//! headers that say when (Date, the timestamps of Received), or that relays and lists add
+//! (List-*, ARC/DKIM signatures, other filters' X-Spam-* and our own X-Peage-*) are left
+//! out. Where the message came from is kept: the relay names and client networks of its
+//! Received headers (`received_relays`, which the Bayes classifier reads too).
 
 use mail_parser::{Message, MimeHeaders};
 
@@ -134,6 +136,12 @@ pub fn features_of(msg: &Message<'_>, decoded: &MessageText<'_>) -> Features {
             .map(|(_, d)| d);
         b.add(b'f', &[&domain.unwrap_or("none").to_ascii_lowercase()]);
     }
+    for relay in received_relays(msg) {
+        match relay {
+            Relay::Host(host) => b.add(b'r', &[&host]),
+            Relay::Network(net) => b.add(b'q', &[&net]),
+        }
+    }
     for (name, value) in msg.headers_raw().take(100) {
         let name = name.to_ascii_lowercase();
         if ignored_header(&name) {
@@ -200,6 +208,32 @@ fn sorted_distinct(buckets: &[u32]) -> Vec<u32> {
         }
         if out.last() != Some(&b) {
             out.push(b);
+        }
+    }
+    out
+}
+
+/// Where a message came from, as its Received headers tell it (never when).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relay {
+    /// A relay's name (the `from` or `by` host), lower-cased.
+    Host(String),
+    /// The /24 network of a client's IPv4 address (`a.b.c`).
+    Network(String),
+}
+
+/// The relays of the first ten Received headers, in order.
+pub fn received_relays(msg: &Message<'_>) -> Vec<Relay> {
+    let mut out = Vec::new();
+    for r in msg.received_all().take(10) {
+        for host in [&r.from, &r.by].into_iter().flatten() {
+            if let mail_parser::Host::Name(n) = host {
+                out.push(Relay::Host(n.to_ascii_lowercase()));
+            }
+        }
+        if let Some(std::net::IpAddr::V4(ip)) = r.from_ip {
+            let [a, b, c, _] = ip.octets();
+            out.push(Relay::Network(format!("{a}.{b}.{c}")));
         }
     }
     out
@@ -275,14 +309,43 @@ mod tests {
     }
 
     #[test]
-    fn relay_and_timing_headers_are_not_features() {
-        let a = features("Subject: hello\r\n\r\nsee you\r\n");
-        let b = features(
-            "Received: from mx.example by relay.example; Mon, 1 Jan 2024 10:00:00 +0000\r\n\
-             Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nX-Spam-Status: Yes, score=9\r\n\
-             X-Peage-Verdict: deliver\r\nList-Id: <x.example>\r\nSubject: hello\r\n\r\nsee you\r\n",
+    fn timing_and_list_headers_are_not_features_but_relays_are() {
+        let plain = features("Subject: hello\r\n\r\nsee you\r\n");
+        let headers = |received: &str, date: &str| {
+            features(&format!(
+                "Received: from mx.example (mx.example [192.0.2.7]) by relay.example; {received}\r\n\
+                 Date: {date}\r\nX-Spam-Status: Yes, score=9\r\n\
+                 X-Peage-Verdict: deliver\r\nList-Id: <x.example>\r\nSubject: hello\r\n\r\nsee you\r\n"
+            ))
+        };
+        let monday = headers(
+            "Mon, 1 Jan 2024 10:00:00 +0000",
+            "Mon, 1 Jan 2024 09:59:00 +0000",
         );
-        assert_eq!(a, b);
+        let friday = headers(
+            "Fri, 5 Jul 2024 23:10:42 +0200",
+            "Fri, 5 Jul 2024 23:01:00 +0200",
+        );
+        assert_eq!(
+            monday, friday,
+            "when it was sent or relayed is not a feature"
+        );
+        let added: Vec<u32> = monday
+            .0
+            .iter()
+            .filter(|f| !plain.0.contains(f))
+            .copied()
+            .collect();
+        let mut relays = Builder::default();
+        relays.add(b'r', &["mx.example"]);
+        relays.add(b'r', &["relay.example"]);
+        relays.add(b'q', &["192.0.2"]);
+        let mut expected = relays.buckets;
+        expected.sort_unstable();
+        assert_eq!(
+            added, expected,
+            "the relays' names and network, and nothing else"
+        );
     }
 
     #[test]
