@@ -13,7 +13,13 @@ pub fn default_dir() -> std::path::PathBuf {
 
 /// Every message under `dir`, as an MTA would send it (`peage_mail::eval::load_dir`).
 pub fn load(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let out = peage_mail::eval::load_dir(dir)?;
+    use anyhow::Context;
+    let out = peage_mail::eval::load_dir(dir).with_context(|| {
+        format!(
+            "reading the corpus at {} (run from the checkout, or pass --corpus DIR)",
+            dir.display()
+        )
+    })?;
     anyhow::ensure!(!out.is_empty(), "no messages under {}", dir.display());
     Ok(out)
 }
