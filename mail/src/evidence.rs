@@ -80,11 +80,22 @@ pub fn bulk_keys(decoded: &MessageText<'_>) -> Vec<String> {
         text.push(' ');
     }
     // Each word hashed once; a shingle is the hash of its words' hashes.
+    let mut lower = String::new();
     let words: Vec<u64> = text
         .split(|c: char| !c.is_alphabetic())
         .filter(|w| w.chars().count() >= 2)
         .take(2000)
-        .map(|w| xxhash_rust::xxh3::xxh3_64(w.to_lowercase().as_bytes()))
+        .map(|w| {
+            if w.is_ascii() {
+                // Lower-cased in one buffer: most words are ASCII.
+                lower.clear();
+                lower.push_str(w);
+                lower.make_ascii_lowercase();
+                xxhash_rust::xxh3::xxh3_64(lower.as_bytes())
+            } else {
+                xxhash_rust::xxh3::xxh3_64(w.to_lowercase().as_bytes())
+            }
+        })
         .collect();
     if words.len() < BULK_MIN_WORDS {
         return Vec::new();

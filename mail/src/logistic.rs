@@ -166,7 +166,7 @@ fn feature_value(f: &Features) -> f64 {
 }
 
 /// w·x for the message's features.
-pub fn margin(weights: &dyn Weights, f: &Features) -> f64 {
+pub fn margin<W: Weights + ?Sized>(weights: &W, f: &Features) -> f64 {
     let x = feature_value(f);
     f.0.iter().map(|&b| f64::from(weights.weight(b)) * x).sum()
 }
