@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use mail_parser::{Message, MessageParser};
 
 use crate::features::{received_relays, Relay};
-use crate::text::MessageText;
+use crate::text::{lower_into, MessageText};
 
 /// A message's features: distinct 64-bit hashes (xxh3) of its tokens, sorted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -168,15 +168,7 @@ fn words(text: &str, emit: &mut dyn FnMut(&str)) {
             ));
             continue;
         }
-        if w.is_ascii() {
-            // Most words: lower-cased into one buffer, not a new string each.
-            lower.clear();
-            lower.push_str(w);
-            lower.make_ascii_lowercase();
-            emit(&lower);
-        } else {
-            emit(&w.to_lowercase());
-        }
+        emit(lower_into(w, &mut lower));
     }
 }
 

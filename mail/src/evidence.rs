@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use crate::text::MessageText;
+use crate::text::{lower_into, MessageText};
 
 /// Decayed message counts under one key (a verdict counts 1, then shrinks with each decay).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -85,17 +85,7 @@ pub fn bulk_keys(decoded: &MessageText<'_>) -> Vec<String> {
         .split(|c: char| !c.is_alphabetic())
         .filter(|w| w.chars().count() >= 2)
         .take(2000)
-        .map(|w| {
-            if w.is_ascii() {
-                // Lower-cased in one buffer: most words are ASCII.
-                lower.clear();
-                lower.push_str(w);
-                lower.make_ascii_lowercase();
-                xxhash_rust::xxh3::xxh3_64(lower.as_bytes())
-            } else {
-                xxhash_rust::xxh3::xxh3_64(w.to_lowercase().as_bytes())
-            }
-        })
+        .map(|w| xxhash_rust::xxh3::xxh3_64(lower_into(w, &mut lower).as_bytes()))
         .collect();
     if words.len() < BULK_MIN_WORDS {
         return Vec::new();

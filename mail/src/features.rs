@@ -61,24 +61,6 @@ pub fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = true;
     for c in text.chars() {
-        if c.is_ascii() {
-            // Most text is ASCII: no Unicode tables for it.
-            let b = c as u8;
-            if b.is_ascii_whitespace() || b == 0x0b {
-                if !space {
-                    out.push(' ');
-                    space = true;
-                }
-                continue;
-            }
-            space = false;
-            out.push(if b.is_ascii_digit() {
-                '0'
-            } else {
-                b.to_ascii_lowercase() as char
-            });
-            continue;
-        }
         if c.is_whitespace() {
             if !space {
                 out.push(' ');
@@ -87,7 +69,16 @@ pub fn normalise(text: &str) -> String {
             continue;
         }
         space = false;
-        out.extend(c.to_lowercase());
+        if c.is_ascii() {
+            // Most text is ASCII: no Unicode case tables for it.
+            out.push(if c.is_ascii_digit() {
+                '0'
+            } else {
+                c.to_ascii_lowercase()
+            });
+        } else {
+            out.extend(c.to_lowercase());
+        }
     }
     out
 }
@@ -172,17 +163,17 @@ pub fn features_of(msg: &Message<'_>, decoded: &MessageText<'_>) -> Features {
         let ct = part.content_type().map(|c| c.ctype()).unwrap_or("none");
         b.add(b'c', &[&ct.to_ascii_lowercase()]);
     }
-    Features(sorted_distinct(&b.buckets))
+    Features(sorted_distinct(b.buckets))
 }
 
 /// The bias, then the distinct `buckets` in order, the smallest `MAX_FEATURES - 1` of them.
 /// A radix sort, two passes of ten bits (buckets are below 2^20): a message has thousands
 /// of features, and a comparison sort of them was a quarter of the time spent on features.
-fn sorted_distinct(buckets: &[u32]) -> Vec<u32> {
+fn sorted_distinct(buckets: Vec<u32>) -> Vec<u32> {
     const DIGIT: u32 = 10;
     const _: () = assert!(BUCKETS <= 1 << (2 * DIGIT));
-    let mut from = buckets.to_vec();
     let mut to = vec![0u32; buckets.len()];
+    let mut from = buckets;
     for pass in 0..2 {
         let digit = |b: u32| ((b >> (pass * DIGIT)) & ((1 << DIGIT) - 1)) as usize;
         let mut starts = [0usize; 1 << DIGIT];
@@ -381,7 +372,11 @@ mod tests {
             expected.dedup();
             expected.truncate(MAX_FEATURES - 1);
             expected.insert(0, 0);
-            assert_eq!(sorted_distinct(&buckets[..n]), expected, "{n} buckets");
+            assert_eq!(
+                sorted_distinct(buckets[..n].to_vec()),
+                expected,
+                "{n} buckets"
+            );
         }
     }
 

@@ -40,3 +40,17 @@ impl<'m> MessageText<'m> {
             .any(|p| matches!(p.body, PartType::Text(_)))
     }
 }
+
+/// `word` lower-cased into `buffer`, which is reused from word to word: hashing every word
+/// of a message lower-cased allocated a string per word. ASCII (most words) is lower-cased
+/// in place; other text as `str::to_lowercase` does.
+pub fn lower_into<'b>(word: &str, buffer: &'b mut String) -> &'b str {
+    buffer.clear();
+    if word.is_ascii() {
+        buffer.push_str(word);
+        buffer.make_ascii_lowercase();
+    } else {
+        buffer.push_str(&word.to_lowercase());
+    }
+    buffer
+}
