@@ -27,6 +27,15 @@ impl Cluster {
         self.inner.proposer.propose(command).await
     }
 
+    /// Proposes a command that can wait a moment (up to the proposer's linger) to ride in
+    /// another write's entry instead of taking a Raft round of its own.
+    pub async fn propose_when_convenient(
+        &self,
+        command: command::Kind,
+    ) -> Result<(u64, Outcome), WriteError> {
+        self.inner.proposer.propose_when_convenient(command).await
+    }
+
     /// Carries out `op` on the leader: here when this node leads, else forwarded to it.
     pub async fn write(&self, op: WriteOp) -> Result<Committed, WriteError> {
         let m = self.wait_for_leader().await?;

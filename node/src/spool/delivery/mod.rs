@@ -335,8 +335,10 @@ impl Uncommitted {
 }
 
 async fn commit_done(cluster: &Cluster, done: SpoolDone, local: &Local) {
+    // Nobody waits on it but this node's next round, which the ledger and `in_flight`
+    // keep from delivering again: it rides in the next message's entry.
     match cluster
-        .propose(command::Kind::SpoolDone(done.clone()))
+        .propose_when_convenient(command::Kind::SpoolDone(done.clone()))
         .await
     {
         Ok((index, _)) => {
