@@ -132,7 +132,7 @@ async fn run(mut lanes: Lanes, writer: impl Writer) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     // Patient commands waiting for a batch, and when the oldest of them stops waiting.
     let mut waiting: Vec<Item> = Vec::new();
-    let mut due: Option<Instant> = None;
+    let mut due: Option<tokio::time::Instant> = None;
     // An urgent command that did not fit in the previous batch opens the next one.
     let mut carried = None;
     loop {
@@ -143,7 +143,6 @@ async fn run(mut lanes: Lanes, writer: impl Writer) {
         let first = match carried.take() {
             Some(item) => item,
             None => loop {
-                let linger = due.map(tokio::time::Instant::from_std);
                 tokio::select! {
                     biased;
                     item = lanes.urgent.recv() => match item {
@@ -152,13 +151,13 @@ async fn run(mut lanes: Lanes, writer: impl Writer) {
                     },
                     item = lanes.patient.recv() => match item {
                         Some(item) => {
-                            due.get_or_insert_with(|| Instant::now() + LINGER);
+                            due.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
                             waiting.push(item);
                         }
                         None => return,
                     },
-                    _ = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)),
-                        if linger.is_some() => break waiting.remove(0),
+                    _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)),
+                        if due.is_some() => break waiting.remove(0),
                 }
             },
         };
@@ -176,7 +175,7 @@ async fn run(mut lanes: Lanes, writer: impl Writer) {
             carried = batch.add(item).err();
         }
         // What did not fit goes in the next batch, as soon as a slot frees.
-        due = (!left_over.is_empty()).then(Instant::now);
+        due = (!left_over.is_empty()).then(tokio::time::Instant::now);
         waiting = left_over;
         let writer = writer.clone();
         tokio::spawn(async move {
@@ -255,11 +254,17 @@ mod tests {
         command::Kind::SpoolDone(SpoolDone::default())
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_patient_command_rides_in_the_next_urgent_entry() {
+    /// A started proposer writing into a fresh recorder.
+    fn started() -> (Recorder, Arc<Proposer>) {
         let writer = Recorder::default();
         let proposer = Arc::new(Proposer::default());
         proposer.start(writer.clone());
+        (writer, proposer)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_patient_command_rides_in_the_next_urgent_entry() {
+        let (writer, proposer) = started();
         let p = proposer.clone();
         let patient = tokio::spawn(async move { p.propose_when_convenient(done("A")).await });
         tokio::time::sleep(LINGER / 4).await;
@@ -273,9 +278,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_patient_command_alone_goes_after_the_linger_not_before() {
-        let writer = Recorder::default();
-        let proposer = Proposer::default();
-        proposer.start(writer.clone());
+        let (writer, proposer) = started();
         let started = tokio::time::Instant::now();
         proposer
             .propose_when_convenient(done("A"))
@@ -293,9 +296,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_urgent_command_never_waits_for_the_linger() {
-        let writer = Recorder::default();
-        let proposer = Proposer::default();
-        proposer.start(writer.clone());
+        let (writer, proposer) = started();
         let started = tokio::time::Instant::now();
         proposer.propose(urgent()).await.expect("committed");
         let log = lock(&writer.0);
@@ -304,9 +305,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn patient_commands_beyond_one_entry_go_in_the_next() {
-        let writer = Recorder::default();
-        let proposer = Arc::new(Proposer::default());
-        proposer.start(writer.clone());
+        let (writer, proposer) = started();
         let waiting: Vec<_> = (0..MAX_BATCH + 10)
             .map(|i| {
                 let p = proposer.clone();
