@@ -12,7 +12,7 @@ use smtp_proto::request::receiver::{
 };
 use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
 
-use super::address::{parse_recipient, Recipient};
+use super::address::{check_sender_syntax, parse_recipient, Recipient};
 use super::protocol::{Acceptor, Envelope, Reply, SessionConfig, Tls};
 
 /// What the connection does once the session has taken in what was read.
@@ -247,6 +247,11 @@ impl<'a, A: Acceptor> Session<'a, A> {
                     self.config.max_message_bytes
                 ),
             )
+        } else if let Err(e) = check_sender_syntax(&from.address) {
+            Reply::new(
+                553,
+                format!("5.1.7 The sender address is not accepted: {e}"),
+            )
         } else if let Err(reply) = self.acceptor.check_sender(&from.address) {
             reply
         } else {
@@ -263,7 +268,10 @@ impl<'a, A: Acceptor> Session<'a, A> {
             return Reply::new(452, "4.5.3 Too many recipients");
         }
         let rcpt = match parse_recipient(&to.address) {
-            Err(e) => return Reply::new(550, format!("5.7.1 {e}")),
+            Err(e) => {
+                let (code, status) = e.reply_code();
+                return Reply::new(code, format!("{status} {e}"));
+            }
             Ok(rcpt) => rcpt,
         };
         match self.acceptor.check_recipient(&rcpt) {

@@ -160,6 +160,38 @@ async fn relay_attempts_and_tricks_are_refused_and_nothing_is_handed_over() {
 }
 
 #[tokio::test]
+async fn quoted_local_parts_that_would_inject_or_traverse_get_553() {
+    let (mut c, rec, _stop, _t) = start(SessionConfig::default());
+    c.line().await;
+    c.cmd("EHLO x").await;
+    let r = c
+        .cmd(r#"MAIL FROM:<"a> NOTIFY=NEVER"@sender.example>"#)
+        .await;
+    assert!(r.starts_with("553 5.1.7"), "{r}");
+    assert!(c
+        .cmd("MAIL FROM:<a@sender.example>")
+        .await
+        .starts_with("250"));
+    for rcpt in [
+        r#"<"bob> NOTIFY=NEVER"@example.test>"#,
+        r#"<"../../../x"@example.test>"#,
+        r#"<"bob smith"@example.test>"#,
+    ] {
+        let r = c.cmd(&format!("RCPT TO:{rcpt}")).await;
+        assert!(r.starts_with("553 5.1.3"), "{rcpt}: {r}");
+    }
+    // Quotes around a local part that needs none change nothing: it is the same mailbox.
+    let r = c.cmd(r#"RCPT TO:<"bob"@example.test>"#).await;
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"Subject: hi\r\n\r\nbody\r\n.\r\n").await;
+    assert!(c.line().await.starts_with("250"));
+    let m = rec.messages.lock().unwrap();
+    let rcpts: Vec<String> = m[0].0.rcpt_to.iter().map(|r| r.address()).collect();
+    assert_eq!(rcpts, ["bob@example.test"]);
+}
+
+#[tokio::test]
 async fn sequence_errors_vrfy_and_unknown_commands() {
     let (mut c, _rec, _stop, _t) = start(SessionConfig::default());
     c.line().await;

@@ -33,7 +33,7 @@ impl MaildirSink {
 
     /// Written to `tmp/`, fsynced, then renamed into `new/`: a reader never sees half a file.
     fn store(&self, rcpt: &Recipient, message: &[u8]) -> std::io::Result<PathBuf> {
-        let dir = self.root.join(rcpt.address().to_lowercase());
+        let dir = self.root.join(mailbox_dir_name(&rcpt.address()));
         for sub in ["tmp", "new", "cur"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
@@ -53,6 +53,22 @@ impl MaildirSink {
         std::fs::rename(&tmp, &dest)?;
         Ok(dest)
     }
+}
+
+/// The directory name of a recipient's maildir: the lower-cased address with every byte
+/// outside `[a-z0-9._+=@-]` written `%XX`, so no byte of an address (`/`, a leading dot, a
+/// NUL) ever becomes part of a path; ordinary addresses keep their own name.
+pub fn mailbox_dir_name(address: &str) -> String {
+    let mut name = String::with_capacity(address.len());
+    for (i, b) in address.to_lowercase().bytes().enumerate() {
+        let plain = b.is_ascii_alphanumeric() || b"_+=@-".contains(&b) || (b == b'.' && i > 0);
+        if plain {
+            name.push(char::from(b));
+        } else {
+            name.push_str(&format!("%{b:02X}"));
+        }
+    }
+    name
 }
 
 impl Acceptor for MaildirSink {
@@ -119,4 +135,31 @@ pub async fn run(
     stop.fire();
     let _ = server.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mailbox_dir_name;
+
+    #[test]
+    fn no_byte_of_an_address_becomes_part_of_a_path() {
+        assert_eq!(mailbox_dir_name("Bob@Example.TEST"), "bob@example.test");
+        assert_eq!(mailbox_dir_name("a.b+c@example.test"), "a.b+c@example.test");
+        for address in [
+            "/etc@x",
+            "../../x@example.test",
+            "a/b@x",
+            ".hidden@x",
+            "a\0b@x",
+        ] {
+            let name = mailbox_dir_name(address);
+            assert!(!name.contains('/') && !name.starts_with('.') && !name.contains('\0'));
+            let path = std::path::Path::new("/root").join(&name);
+            assert_eq!(
+                path.parent(),
+                Some(std::path::Path::new("/root")),
+                "{address}"
+            );
+        }
+    }
 }

@@ -113,6 +113,17 @@ async fn relay_attempts_are_refused_and_nothing_is_queued() {
         assert!((500..600).contains(&code), "{rcpt}: {r:?}");
         assert!(r.data.is_none(), "{rcpt}: {r:?}");
     }
+    // Quoted local parts that would add a parameter downstream or walk out of a directory.
+    for rcpt in [
+        r#""bob> NOTIFY=NEVER"@example.test"#,
+        r#""../../../x"@example.test"#,
+    ] {
+        let r = c.smtp_send(1, "x@client.example", &[rcpt], HAM);
+        let (code, text) = r.rcpt.first().cloned().unwrap_or_default();
+        assert_eq!(code, 553, "{rcpt}: {r:?}");
+        assert!(text.starts_with("5.1.3"), "{rcpt}: {text}");
+        assert!(r.data.is_none(), "{rcpt}: {r:?}");
+    }
     // Odd case of a local domain is still that local domain.
     let r = c.smtp_send(1, "x@client.example", &["Bob@Example.TEST"], HAM);
     assert_eq!(r.data.map(|d| d.0), Some(250));

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use mail_send::smtp::message::Parameters;
 use mail_send::SmtpClientBuilder;
+use peage_mail::smtp::address::smtp_path;
 
 use super::connections::{Connections, SmtpConnection};
 use crate::cluster::Cluster;
@@ -77,11 +78,16 @@ impl AttemptResult {
         self.throttled |= is_busy(e);
         let (permanent, why) = classify(e);
         if permanent {
-            self.done.push(rcpt.to_owned());
-            self.failed.push((rcpt.to_owned(), why));
+            self.fail(rcpt, why);
         } else {
             self.retry.push((rcpt.to_owned(), why));
         }
+    }
+
+    /// One recipient failed for good.
+    fn fail(&mut self, rcpt: &str, why: String) {
+        self.done.push(rcpt.to_owned());
+        self.failed.push((rcpt.to_owned(), why));
     }
 }
 
@@ -218,14 +224,24 @@ async fn transaction(
 ) -> (AttemptResult, bool) {
     let mut result = AttemptResult::default();
     let params = Parameters::default();
-    if let Err(e) = client.mail_from(mail_from, &params).await {
+    // Written as RFC 5321 paths: a byte of an address can never end the path or add a
+    // parameter downstream (the edge refuses such addresses; older spool entries may not).
+    let Some(mail_from) = smtp_path(mail_from) else {
+        let why = "the sender address cannot be written as an SMTP path";
+        return (AttemptResult::all_failed(rcpts, why), true);
+    };
+    if let Err(e) = client.mail_from(&mail_from, &params).await {
         let clean = is_reply(&e);
         return (AttemptResult::all_by_reply(rcpts, &e), clean);
     }
     let mut accepted = Vec::new();
     let mut clean = true;
     for rcpt in rcpts {
-        match client.rcpt_to(rcpt, &params).await {
+        let Some(path) = smtp_path(rcpt) else {
+            result.fail(rcpt, "the address cannot be written as an SMTP path".into());
+            continue;
+        };
+        match client.rcpt_to(&path, &params).await {
             Ok(()) => accepted.push(rcpt.clone()),
             Err(e) => {
                 clean &= is_reply(&e);
@@ -299,6 +315,8 @@ mod tests {
         route: String,
         connections: Arc<AtomicUsize>,
         messages: Arc<AtomicUsize>,
+        /// Every MAIL and RCPT line received, as sent.
+        envelope_lines: Arc<std::sync::Mutex<Vec<String>>>,
     }
 
     async fn fake_server(per_connection: usize) -> FakeServer {
@@ -306,21 +324,32 @@ mod tests {
         let route = format!("smtp://{}", listener.local_addr().unwrap());
         let (connections, messages) =
             (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
-        let (c, m) = (Arc::clone(&connections), Arc::clone(&messages));
+        let envelope_lines = Arc::<std::sync::Mutex<Vec<String>>>::default();
+        let (c, m, e) = (
+            Arc::clone(&connections),
+            Arc::clone(&messages),
+            Arc::clone(&envelope_lines),
+        );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 c.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(session(stream, m.clone(), per_connection));
+                tokio::spawn(session(stream, m.clone(), e.clone(), per_connection));
             }
         });
         FakeServer {
             route,
             connections,
             messages,
+            envelope_lines,
         }
     }
 
-    async fn session(stream: tokio::net::TcpStream, messages: Arc<AtomicUsize>, limit: usize) {
+    async fn session(
+        stream: tokio::net::TcpStream,
+        messages: Arc<AtomicUsize>,
+        envelope_lines: Arc<std::sync::Mutex<Vec<String>>>,
+        limit: usize,
+    ) {
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::new(read).lines();
         let (mut in_data, mut here) = (false, 0);
@@ -334,6 +363,9 @@ mod tests {
                 messages.fetch_add(1, Ordering::SeqCst);
                 here += 1;
                 b"250 2.0.0 queued\r\n"
+            } else if line.starts_with("MAIL") || line.starts_with("RCPT") {
+                envelope_lines.lock().unwrap().push(line.clone());
+                b"250 ok\r\n"
             } else if line.starts_with("EHLO") {
                 b"250-fake\r\n250 8BITMIME\r\n"
             } else if line == "DATA" {
@@ -397,6 +429,29 @@ mod tests {
             server.connections.load(Ordering::SeqCst),
             3,
             "two messages per connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn addresses_reach_the_downstream_quoted_and_never_as_parameters() {
+        let server = fake_server(0).await;
+        let rcpts = vec![
+            "bob> NOTIFY=NEVER@example.test".to_owned(),
+            "carol@example.test".to_owned(),
+            "dave\r\nRSET@example.test".to_owned(),
+        ];
+        let body = b"Subject: t\r\n\r\nhello\r\n";
+        let r = send(&downstream(), &server.route, "a b@x.test", &rcpts, body).await;
+        assert_eq!(r.done.len(), 3, "{r:?}");
+        assert_eq!(r.failed.len(), 1, "the one no quoting can carry: {r:?}");
+        assert_eq!(r.failed[0].0, rcpts[2]);
+        assert_eq!(
+            *server.envelope_lines.lock().unwrap(),
+            [
+                r#"MAIL FROM:<"a b"@x.test>"#,
+                r#"RCPT TO:<"bob> NOTIFY=NEVER"@example.test>"#,
+                "RCPT TO:<carol@example.test>",
+            ]
         );
     }
 }
