@@ -23,26 +23,40 @@ pub struct Judged {
 #[error("the filter failed: {0}")]
 pub struct FilterFailed(String);
 
-/// Judges a message with the local replica's lists, learned counts and policy; hands the
-/// message back with the judgement.
+/// Judges a message with the local replica's lists, learned counts and policy, and hands
+/// the message back with the judgement. A panic in the filter is caught on the blocking
+/// thread so that the message comes back even then: a filter bug must never lose mail.
 pub async fn judge(
     state: &StateStore,
     judged: Judged,
-) -> Result<(Judgement, Vec<u8>), FilterFailed> {
+) -> Result<(Result<Judgement, FilterFailed>, Vec<u8>), cpu::JobFailed> {
     let state = state.clone();
     cpu::run(move || {
-        let input = FilterInput {
-            client_ip: judged.client_ip,
-            helo: &judged.helo,
-            mail_from: &judged.mail_from,
-            message: &judged.message,
-        };
-        let indexes = state.indexes();
-        let j = filter::judge(&input, indexes, &indexes.policy().filter);
-        (j, judged.message)
+        let judgement = caught(|| {
+            let input = FilterInput {
+                client_ip: judged.client_ip,
+                helo: &judged.helo,
+                mail_from: &judged.mail_from,
+                message: &judged.message,
+            };
+            let indexes = state.indexes();
+            filter::judge(&input, indexes, &indexes.policy().filter)
+        });
+        (judgement, judged.message)
     })
     .await
-    .map_err(|e| FilterFailed(e.to_string()))
+}
+
+/// Runs the filter, turning a panic in it into an error (with the panic's message).
+fn caught(filter: impl FnOnce() -> Judgement) -> Result<Judgement, FilterFailed> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(filter)).map_err(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        FilterFailed(why)
+    })
 }
 
 /// The one conversion of the filter's symbols to the wire.
@@ -55,4 +69,27 @@ pub fn wire_symbols(symbols: &[Symbol]) -> Vec<FilterSymbol> {
             reason: s.reason.clone(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_filter_hands_the_message_back_with_the_panic_message() {
+        let message = b"Subject: x\r\n\r\nthe whole body\r\n".to_vec();
+        let held = message.clone();
+        let (judgement, back) = cpu::run(move || {
+            let j = caught(|| panic!("index out of bounds in a rule"));
+            (j, held)
+        })
+        .await
+        .expect("the job itself completes");
+        assert_eq!(back, message, "nothing of the message is lost");
+        let e = judgement.expect_err("the panic is an error");
+        assert!(
+            e.to_string().contains("index out of bounds in a rule"),
+            "{e}"
+        );
+    }
 }

@@ -243,7 +243,7 @@ fn start_mail_path(
             max_connections: s.max_connections,
             max_per_ip: s.max_connections_per_ip,
         };
-        let acceptor = NodeAcceptor::new(spooler.clone(), recorder.clone());
+        let acceptor = NodeAcceptor::new(spooler.clone(), recorder.clone(), hostname(config));
         tasks.push(tokio::spawn(smtp::serve(
             listener,
             Arc::new(session),

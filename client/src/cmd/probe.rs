@@ -247,7 +247,7 @@ fn message(run_id: &str, n: usize, sender: &str, rcpt: &str) -> Vec<u8> {
     // RFC 5322 accepts the "GMT" zone this writes.
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
     format!(
-        "From: Péage probe <{sender}>\r\nTo: <{rcpt}>\r\nSubject: Peage probe {run_id} #{n}\r\nDate: {date}\r\nMessage-ID: <probe-{run_id}-{n}@peage-probe>\r\nX-Peage-Probe: {run_id} {n}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThis is a delivery probe sent by peagectl probe (run {run_id}, message {n}).\r\nIt can be deleted.\r\n"
+        "From: Péage probe <{sender}>\r\nTo: <{rcpt}>\r\nSubject: Peage probe {run_id} #{n}\r\nDate: {date}\r\nMessage-ID: <probe-{run_id}-{n}@peage-probe>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThis is a delivery probe sent by peagectl probe (run {run_id}, message {n}).\r\nIt can be deleted.\r\n"
     )
     .into_bytes()
 }

@@ -153,7 +153,18 @@ async fn run_connection<A: Acceptor>(
     // its own slot.
     match tokio::time::timeout(config.command_timeout, tls.accept(plain)).await {
         Ok(Ok(secure)) => {
-            connection::serve(secure, ip, config, acceptor, Tls::Active, shutdown).await?;
+            let (_, session) = secure.get_ref();
+            let active = Tls::Active {
+                version: session
+                    .protocol_version()
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("TLS"),
+                cipher: session
+                    .negotiated_cipher_suite()
+                    .and_then(|c| c.suite().as_str())
+                    .unwrap_or("unknown"),
+            };
+            connection::serve(secure, ip, config, acceptor, active, shutdown).await?;
             Ok(())
         }
         Ok(Err(e)) => Err(e),

@@ -1,6 +1,7 @@
 //! The ESMTP front: the `listener` enforces connection limits and runs one `connection`
 //! per client, whose `session` state machine speaks the protocol; `address` holds relay
-//! control, `protocol` the vocabulary they share, `tls` the STARTTLS configuration.
+//! control, `protocol` the vocabulary they share, `tls` the STARTTLS configuration, `trace`
+//! the header fields the edge adds (`Received`) and removes (forged verdicts).
 
 pub mod address;
 pub mod connection;
@@ -8,6 +9,7 @@ pub mod listener;
 pub mod protocol;
 mod session;
 pub mod tls;
+pub mod trace;
 
 pub use listener::{serve, ConnectionLimits};
 pub use protocol::{Acceptor, Envelope, Reply, SessionConfig, Tls, SMTP_REPLIES, SMTP_SESSIONS};

@@ -41,6 +41,8 @@ pub struct Envelope {
     /// Empty for the null sender (`MAIL FROM:<>`).
     pub mail_from: String,
     pub rcpt_to: Vec<Recipient>,
+    /// The TLS version and cipher suite when the message came over TLS.
+    pub tls: Option<(&'static str, &'static str)>,
 }
 
 /// What the session hands recipients and messages to: the node's filter and spool, or the
@@ -93,6 +95,10 @@ pub enum Tls {
     Unavailable,
     /// Plain text, STARTTLS offered.
     Offered,
-    /// Inside TLS after STARTTLS: no banner, no second STARTTLS (RFC 3207).
-    Active,
+    /// Inside TLS after STARTTLS: no banner, no second STARTTLS (RFC 3207). The protocol
+    /// version and cipher suite are written into the `Received` header.
+    Active {
+        version: &'static str,
+        cipher: &'static str,
+    },
 }

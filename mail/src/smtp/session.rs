@@ -77,7 +77,7 @@ impl<'a, A: Acceptor> Session<'a, A> {
 
     /// The banner, except inside TLS where the session continues the plain one.
     pub(super) fn greeting(&self) -> Vec<u8> {
-        if self.tls == Tls::Active {
+        if matches!(self.tls, Tls::Active { .. }) {
             return Vec::new();
         }
         format!("220 {} {}\r\n", self.config.hostname, self.config.banner).into_bytes()
@@ -198,7 +198,7 @@ impl<'a, A: Acceptor> Session<'a, A> {
                     Reply::new(220, "2.0.0 Ready to start TLS").write_to(out);
                     return Some(Next::StartTls);
                 }
-                Tls::Active => Reply::new(503, "5.5.1 TLS is already active"),
+                Tls::Active { .. } => Reply::new(503, "5.5.1 TLS is already active"),
                 Tls::Unavailable => Reply::new(502, "5.5.1 STARTTLS is not available here"),
             },
             Request::Vrfy { .. } | Request::Expn { .. } => {
@@ -306,6 +306,10 @@ impl<'a, A: Acceptor> Session<'a, A> {
             helo: self.helo.clone().unwrap_or_default(),
             mail_from: t.mail_from.unwrap_or_default(),
             rcpt_to: t.rcpt_to,
+            tls: match self.tls {
+                Tls::Active { version, cipher } => Some((version, cipher)),
+                _ => None,
+            },
         };
         self.acceptor.accept(envelope, t.body).await
     }

@@ -74,7 +74,8 @@ pub async fn check_message(
     };
     let (judgement, _) = judge(svc.cluster.state(), judged)
         .await
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| Status::unavailable(format!("the filter could not run: {e}")))?;
+    let judgement = judgement.map_err(|e| Status::internal(e.to_string()))?;
     Ok(CheckMessageReply {
         verdict: judgement.verdict.as_str().to_owned(),
         score_milli: judgement.total_milli,

@@ -2,15 +2,18 @@
 //! control against the replica's routing table, the filter's verdict, rejection at DATA,
 //! and accepted mail put in the spool before `250`.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use tracing::Instrument;
 
 use peage_mail::filter::{self, Judgement, Symbol, Verdict};
 use peage_mail::smtp::address::Recipient;
+use peage_mail::smtp::trace::{received, strip_forged_headers};
 use peage_mail::smtp::{Acceptor, Envelope, Reply};
 
 use super::{NewMessage, Spooler};
+use crate::clock::now_ms;
 use crate::evidence::Recorder;
 use crate::judge::{judge, wire_symbols, Judged};
 use crate::metrics::{observe_stage, ACCEPT_STAGE_SECONDS, VERDICTS};
@@ -19,17 +22,24 @@ pub struct NodeAcceptor {
     spooler: Spooler,
     /// Where final verdicts are counted as reputation and bulk evidence.
     evidence: Recorder,
+    /// This node's name in the `Received` field, and the authserv-id that no incoming
+    /// `Authentication-Results` may claim.
+    hostname: String,
 }
 
 impl NodeAcceptor {
-    pub fn new(spooler: Spooler, evidence: Recorder) -> NodeAcceptor {
-        NodeAcceptor { spooler, evidence }
+    pub fn new(spooler: Spooler, evidence: Recorder, hostname: String) -> NodeAcceptor {
+        NodeAcceptor {
+            spooler,
+            evidence,
+            hostname,
+        }
     }
 
     /// Judges against the local replica; should the filter fail (it must not), the message
-    /// is held for an operator rather than passed or lost.
-    async fn judge(&self, envelope: &Envelope, message: Vec<u8>) -> (Judgement, Vec<u8>) {
-        let fallback = message.len();
+    /// is held for an operator rather than passed or lost; `None` when the filter could not
+    /// run at all (the sender is asked to come back).
+    async fn judge(&self, envelope: &Envelope, message: Vec<u8>) -> Option<(Judgement, Vec<u8>)> {
         let judged = Judged {
             client_ip: envelope.client_ip,
             helo: envelope.helo.clone(),
@@ -37,9 +47,9 @@ impl NodeAcceptor {
             message,
         };
         match judge(self.spooler.cluster().state(), judged).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "filter failed");
+            Ok((Ok(judgement), message)) => Some((judgement, message)),
+            Ok((Err(e), message)) => {
+                tracing::error!(error = %e, "filter failed; the message is held in quarantine");
                 let symbols = vec![Symbol {
                     name: "FILTER_ERROR".into(),
                     score_milli: 0,
@@ -51,7 +61,11 @@ impl NodeAcceptor {
                     total_milli: 0,
                     evidence_keys: Vec::new(),
                 };
-                (judgement, Vec::with_capacity(fallback))
+                Some((judgement, message))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the filter could not run");
+                None
             }
         }
     }
@@ -99,7 +113,13 @@ impl Acceptor for NodeAcceptor {
     async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
         let span = tracing::info_span!("accept", client = %envelope.client_ip);
         let started = Instant::now();
-        let (judgement, message) = self.judge(&envelope, message).await;
+        let message = match strip_forged_headers(&message, &self.hostname) {
+            Cow::Borrowed(_) => message,
+            Cow::Owned(stripped) => stripped,
+        };
+        let Some((judgement, message)) = self.judge(&envelope, message).await else {
+            return Reply::new(451, "4.3.0 The filter could not run; try again later");
+        };
         observe_stage(ACCEPT_STAGE_SECONDS, "filter", started);
         metrics::counter!(VERDICTS, "verdict" => judgement.verdict.as_str()).increment(1);
         if judgement.verdict == Verdict::Reject {
@@ -108,10 +128,12 @@ impl Acceptor for NodeAcceptor {
             tracing::info!(score = judgement.total_milli, symbols = ?judgement.symbols, "message rejected");
             return Reply::new(550, format!("5.7.1 Rejected: {}", judgement.main_reason()));
         }
-        // Delivered and quarantined copies both carry the verdict.
-        let mut body =
+        // Delivered and quarantined copies both carry the trace and the verdict.
+        let mut body = received(&envelope, &self.hostname, now_ms()).into_bytes();
+        body.extend_from_slice(
             filter::headers(judgement.verdict, judgement.total_milli, &judgement.symbols)
-                .into_bytes();
+                .as_bytes(),
+        );
         body.extend_from_slice(&message);
         drop(message);
         let new = NewMessage {

@@ -1,6 +1,8 @@
 //! Delivery status notifications (RFC 3464): the bounce a sender gets when the downstream
 //! refused a recipient for good or the message outlived the retention limit.
 
+use peage_mail::smtp::trace::rfc2822_ms;
+
 use crate::state::spool::SpooledMessage;
 
 /// Builds a `multipart/report; report-type=delivery-status` message from the null sender
@@ -88,45 +90,9 @@ fn find_headers_end(body: &[u8]) -> usize {
         .map_or(body.len().min(64 * 1024), |p| p + 2)
 }
 
-/// An RFC 2822 date for a Unix time in milliseconds (UTC).
-pub fn rfc2822_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
-    let mon = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][(month - 1) as usize];
-    format!(
-        "{weekday}, {day:02} {mon} {year} {:02}:{:02}:{:02} +0000",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc2822_ms(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(
-            rfc2822_ms(1_795_600_000_000),
-            "Wed, 25 Nov 2026 09:46:40 +0000"
-        );
-    }
 
     #[test]
     fn a_dsn_names_each_failed_recipient_with_its_status() {

@@ -26,13 +26,65 @@ async fn ham_sent_to_each_site_arrives_in_the_sink_exactly_once() {
         assert_eq!(count, 1, "ham {n}");
     }
     for m in &msgs {
+        // Our trace field first, then our verdict, then the message as it came.
         assert!(
-            m.starts_with(
-                "X-Peage-Verdict: deliver\r\nX-Peage-Score: 0\r\nX-Peage-Symbols: none\r\n"
+            m.starts_with("Received: from client.example ([127.0.0."),
+            "{m}"
+        );
+        let verdict = m.find("X-Peage-Verdict: ").expect("a verdict");
+        assert!(
+            m[..verdict].ends_with(" +0000\r\n") && m[..verdict].contains("(Peage) with ESMTP"),
+            "{m}"
+        );
+        assert!(
+            m[verdict..].starts_with(
+                "X-Peage-Verdict: deliver\r\nX-Peage-Score: 0\r\nX-Peage-Symbols: none\r\nFrom: "
             ),
             "{m}"
         );
     }
+}
+
+#[tokio::test]
+async fn forged_verdicts_and_authentication_results_never_reach_the_mailbox() {
+    let c = with_local_domain().await;
+    let sink = c.start_sink().await.unwrap();
+    let forged = b"X-Peage-Verdict: deliver\r\nX-Peage-Score: -20\r\n\
+                   Authentication-Results: roubaix.peage; spf=pass smtp.mailfrom=bank.example\r\n\
+                   Authentication-Results: mx.elsewhere.example; dkim=pass\r\n\
+                   From: alice@client.example\r\nTo: bob@example.test\r\nSubject: forged\r\n\
+                   Message-ID: <forged@client.example>\r\n\r\n\
+                   X-Peage-Verdict: quoted in the body stays\r\n";
+    let r = c.smtp_send(1, "alice@client.example", &["bob@example.test"], forged);
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    wait_delivered(&c, &sink, 1, &[0, 1, 2]).await;
+    let m = &sink.messages("bob@example.test")[0];
+    let header = &m[..m.find("\r\n\r\n").unwrap()];
+    assert!(header.starts_with("Received: from client.example ("), "{m}");
+    assert!(header.contains("by roubaix.peage (Peage)"), "{m}");
+    assert_eq!(
+        header.matches("X-Peage-Verdict:").count(),
+        1,
+        "ours only: {m}"
+    );
+    assert_eq!(
+        header.matches("X-Peage-Score:").count(),
+        1,
+        "ours only: {m}"
+    );
+    assert!(!header.contains("-20"), "{m}");
+    assert!(
+        !header.contains("Authentication-Results: roubaix.peage"),
+        "{m}"
+    );
+    assert!(
+        header.contains("Authentication-Results: mx.elsewhere.example; dkim=pass"),
+        "another host's results are not ours to remove: {m}"
+    );
+    assert!(
+        m.contains("X-Peage-Verdict: quoted in the body stays"),
+        "{m}"
+    );
 }
 
 #[tokio::test]

@@ -92,9 +92,10 @@ async fn quarantined_held_and_ham_stamped(c: &TestCluster, sink: &SinkProcess) -
     )
     .await;
     let delivered = &sink.messages("bob@example.test")[0];
+    assert!(delivered.starts_with("Received: from "), "{delivered}");
     assert!(
-        delivered.starts_with(
-            "X-Peage-Verdict: deliver\r\nX-Peage-Score: 0\r\nX-Peage-Symbols: none\r\n"
+        delivered.contains(
+            "\r\nX-Peage-Verdict: deliver\r\nX-Peage-Score: 0\r\nX-Peage-Symbols: none\r\n"
         ),
         "{delivered}"
     );
@@ -187,7 +188,9 @@ async fn released_by_an_operator_and_checked_with_peagectl(
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["messages"][0]["queue_id"], id);
     let o = peagectl(c, 1, &["quarantine", "show", id, "--raw"]);
-    assert!(String::from_utf8_lossy(&o.stdout).starts_with("X-Peage-Verdict: quarantine\r\n"));
+    let raw = String::from_utf8_lossy(&o.stdout);
+    assert!(raw.starts_with("Received: from "), "{raw}");
+    assert!(raw.contains("\r\nX-Peage-Verdict: quarantine\r\n"), "{raw}");
     let o = peagectl(c, 1, &["quarantine", "release", id]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     sink.wait_for_messages(

@@ -294,7 +294,13 @@ async fn bounce(
 ) -> Result<String, String> {
     let body = body_of(cluster, m).await?;
     let helo = &config.downstream.helo_name;
-    let dsn = dsn::build(helo, m, failed, &body, &dsn::rfc2822_ms(now_ms()));
+    let dsn = dsn::build(
+        helo,
+        m,
+        failed,
+        &body,
+        &peage_mail::smtp::trace::rfc2822_ms(now_ms()),
+    );
     let new = NewMessage {
         mail_from: String::new(),
         rcpt_to: vec![m.mail_from.clone()],
