@@ -38,13 +38,7 @@ async fn mail_to_each_site_is_queued_after_commit_with_its_body_on_a_majority() 
             assert!(m.holders.contains(owner));
             // Each holder really has the body on disk.
             for h in &m.holders {
-                let node = c.nodes.iter().find(|n| n.id == *h).unwrap();
-                let blob = node
-                    .data_dir
-                    .join("blobs")
-                    .join(&m.body_sha256[..2])
-                    .join(&m.body_sha256);
-                let stored = std::fs::read(&blob).unwrap();
+                let stored = stored_body(&c, *h, &m.body_sha256);
                 let stored_text = String::from_utf8_lossy(&stored);
                 assert!(stored_text.starts_with("Received: from "), "holder {h}");
                 assert!(
@@ -223,6 +217,23 @@ async fn starttls_is_offered_when_a_certificate_is_configured_and_mail_flows_ins
         "{r:?}"
     );
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    // The trace field says how the message came: which TLS, which cipher.
+    let q = queue(&c, 2, false).await;
+    let m = q.first().expect("queued (nothing listens downstream)");
+    let stored = String::from_utf8(stored_body(&c, m.owner, &m.body_sha256)).unwrap();
+    let received = &stored[..stored.find("X-Peage-Verdict").unwrap()];
+    assert!(
+        received.contains("with ESMTPS (TLSv1_3 TLS13_")
+            || received.contains("with ESMTPS (TLSv1_2 "),
+        "{received}"
+    );
+}
+
+/// A body as stored in a node's blob directory.
+fn stored_body(c: &TestCluster, node_id: u64, sha256: &str) -> Vec<u8> {
+    let node = c.nodes.iter().find(|n| n.id == node_id).unwrap();
+    let blob = node.data_dir.join("blobs").join(&sha256[..2]).join(sha256);
+    std::fs::read(&blob).unwrap()
 }
 
 /// A node that knows it cannot reach a majority refuses at MAIL FROM: the client does not
