@@ -40,8 +40,12 @@ fuzz_target!(|data: &[u8]| {
             ..SessionConfig::default()
         };
         let session = tokio::spawn(async move {
-            let _ = serve(server, [192, 0, 2, 1].into(), &config, &AcceptAll, Tls::Unavailable, Shutdown::never()).await;
+            let ticket = peage_mail::smtp::admission::Ticket::unlisted();
+            let _ = serve(server, [192, 0, 2, 1].into(), &config, &AcceptAll, Tls::Unavailable, &ticket, Shutdown::never()).await;
         });
+        // A client that talks before the banner is dropped at once: wait for it first.
+        let mut banner = [0u8; 512];
+        let _ = client.read(&mut banner).await;
         let _ = client.write_all(data).await;
         let _ = client.shutdown().await;
         let mut sink = Vec::new();

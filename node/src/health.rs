@@ -13,7 +13,7 @@ use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crate::metrics::{
     BODY_JOURNAL_BODIES, BODY_JOURNAL_SYNCS, CLOCK_OFFSET_MS, CLOCK_OFFSET_UNCERTAINTY_MS,
-    LEADER_CHANGES, SMTP_SESSIONS, SPOOL_MESSAGES, SPOOL_OLDEST_AGE_SECONDS,
+    LEADER_CHANGES, SMTP_EVICTED, SMTP_SESSIONS, SPOOL_MESSAGES, SPOOL_OLDEST_AGE_SECONDS,
 };
 
 #[derive(Clone)]
@@ -30,7 +30,7 @@ pub async fn serve(
     mut stop: Shutdown,
 ) -> std::io::Result<()> {
     // Counters a dashboard plots from the start, before anything happened.
-    for name in [SMTP_SESSIONS, LEADER_CHANGES] {
+    for name in [SMTP_SESSIONS, SMTP_EVICTED, LEADER_CHANGES] {
         metrics::counter!(name).absolute(0);
     }
     tokio::spawn(count_leader_changes(cluster.clone(), stop.clone()));

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub use peage_mail::smtp::{SMTP_REPLIES, SMTP_SESSIONS};
+pub use peage_mail::smtp::{SMTP_EVICTED, SMTP_REPLIES, SMTP_SESSIONS};
 pub const VERDICTS: &str = "peage_filter_verdicts_total";
 pub const DELIVERY_ATTEMPTS: &str = "peage_delivery_attempts_total";
 pub const DELIVERY_THROTTLED: &str = "peage_delivery_throttled_total";

@@ -237,11 +237,19 @@ fn start_mail_path(
             max_recipients: s.max_recipients,
             command_timeout: Duration::from_secs(s.command_timeout_secs),
             data_timeout: Duration::from_secs(s.data_timeout_secs),
-            max_errors: 10,
+            stress_command_timeout: Duration::from_secs(s.stress_command_timeout_secs),
+            session_deadline: Duration::from_secs(s.session_deadline_secs),
+            min_data_rate: s.min_data_rate_bytes_per_sec,
+            max_errors: s.max_errors,
+            ..SessionConfig::default()
         };
         let limits = ConnectionLimits {
             max_connections: s.max_connections,
             max_per_ip: s.max_connections_per_ip,
+            stress_at: s
+                .stress_connections
+                .unwrap_or(s.max_connections * 3 / 4)
+                .max(1),
         };
         let acceptor = NodeAcceptor::new(spooler.clone(), recorder.clone(), hostname(config));
         tasks.push(tokio::spawn(smtp::serve(

@@ -1,73 +1,17 @@
-//! The SMTP listener: accepts connections within the limits (in total and per client IP),
-//! runs each one's session in its own task (STARTTLS included), and drains them on
-//! shutdown.
+//! The SMTP listener: accepts connections as `admission` allows (limits in total and per
+//! client network, idle sessions evicted when full), runs each one's session in its own
+//! task (STARTTLS included), and drains them on shutdown.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
+use super::admission::{Admissions, ConnectionLimits, Refused, Ticket};
 use super::connection::{self, Ended};
 use super::protocol::{Acceptor, SessionConfig, Tls, SMTP_SESSIONS};
 use crate::shutdown::Shutdown;
-use crate::sync::lock;
-
-/// Connection limits of a listener.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
-    pub max_connections: usize,
-    pub max_per_ip: usize,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        ConnectionLimits {
-            max_connections: 1000,
-            max_per_ip: 20,
-        }
-    }
-}
-
-/// Counts open connections; a slot is released when its guard drops.
-#[derive(Default)]
-struct Slots {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-struct SlotGuard {
-    slots: Arc<Mutex<Slots>>,
-    ip: IpAddr,
-}
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        let mut s = lock(&self.slots);
-        s.total -= 1;
-        if let Some(n) = s.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                s.per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
-fn take_slot(slots: &Arc<Mutex<Slots>>, ip: IpAddr, limits: ConnectionLimits) -> Option<SlotGuard> {
-    let mut s = lock(slots);
-    let mine = s.per_ip.get(&ip).copied().unwrap_or(0);
-    if s.total >= limits.max_connections || mine >= limits.max_per_ip {
-        return None;
-    }
-    s.total += 1;
-    *s.per_ip.entry(ip).or_default() += 1;
-    Some(SlotGuard {
-        slots: slots.clone(),
-        ip,
-    })
-}
 
 /// How long a stopping listener lets its sessions finish (a message being committed gets
 /// its reply; idle sessions are told `421` at once).
@@ -84,7 +28,7 @@ pub async fn serve<A: Acceptor>(
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: Shutdown,
 ) {
-    let slots = Arc::new(Mutex::new(Slots::default()));
+    let admissions = Admissions::new(limits);
     let mut sessions = tokio::task::JoinSet::new();
     loop {
         while sessions.try_join_next().is_some() {}
@@ -106,13 +50,20 @@ pub async fn serve<A: Acceptor>(
             }
         };
         let ip = peer.ip();
-        let Some(slot) = take_slot(&slots, ip, limits) else {
-            tokio::spawn(async move {
-                let _ = stream
-                    .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
-                    .await;
-            });
-            continue;
+        let slot = match admissions.admit(ip) {
+            Ok(slot) => slot,
+            Err(why) => {
+                let reply: &'static [u8] = match why {
+                    Refused::PerNetwork => {
+                        b"421 4.7.0 Too many connections from your network, try again later\r\n"
+                    }
+                    Refused::Full => b"421 4.7.0 Too many connections, try again later\r\n",
+                };
+                tokio::spawn(async move {
+                    let _ = stream.write_all(reply).await;
+                });
+                continue;
+            }
         };
         let (config, acceptor, shutdown, tls) = (
             config.clone(),
@@ -122,9 +73,11 @@ pub async fn serve<A: Acceptor>(
         );
         metrics::counter!(SMTP_SESSIONS).increment(1);
         sessions.spawn(async move {
-            let _slot = slot;
             let _ = stream.set_nodelay(true);
-            if let Err(e) = run_connection(stream, ip, &config, &*acceptor, tls, shutdown).await {
+            let ticket = slot.ticket();
+            if let Err(e) =
+                run_connection(stream, ip, &config, &*acceptor, tls, ticket, shutdown).await
+            {
                 tracing::debug!(client = %ip, error = %e, "smtp session ended with an error");
             }
         });
@@ -138,6 +91,7 @@ async fn run_connection<A: Acceptor>(
     config: &SessionConfig,
     acceptor: &A,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    ticket: &Ticket,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let offer = if tls.is_some() {
@@ -145,7 +99,16 @@ async fn run_connection<A: Acceptor>(
     } else {
         Tls::Unavailable
     };
-    let ended = connection::serve(stream, ip, config, acceptor, offer, shutdown.clone()).await?;
+    let ended = connection::serve(
+        stream,
+        ip,
+        config,
+        acceptor,
+        offer,
+        ticket,
+        shutdown.clone(),
+    )
+    .await?;
     let (Ended::StartTls(plain), Some(tls)) = (ended, tls) else {
         return Ok(());
     };
@@ -164,7 +127,7 @@ async fn run_connection<A: Acceptor>(
                     .and_then(|c| c.suite().as_str())
                     .unwrap_or("unknown"),
             };
-            connection::serve(secure, ip, config, acceptor, active, shutdown).await?;
+            connection::serve(secure, ip, config, acceptor, active, ticket, shutdown).await?;
             Ok(())
         }
         Ok(Err(e)) => Err(e),

@@ -1,9 +1,10 @@
-//! The ESMTP front: the `listener` enforces connection limits and runs one `connection`
-//! per client, whose `session` state machine speaks the protocol; `address` holds relay
+//! The ESMTP front: the `listener` admits clients as `admission` allows and runs one
+//! `connection` per client, whose `session` state machine speaks the protocol; `address` holds relay
 //! control, `protocol` the vocabulary they share, `tls` the STARTTLS configuration, `trace`
 //! the header fields the edge adds (`Received`) and removes (forged verdicts).
 
 pub mod address;
+pub mod admission;
 pub mod connection;
 pub mod listener;
 pub mod protocol;
@@ -11,8 +12,11 @@ mod session;
 pub mod tls;
 pub mod trace;
 
-pub use listener::{serve, ConnectionLimits};
-pub use protocol::{Acceptor, Envelope, Reply, SessionConfig, Tls, SMTP_REPLIES, SMTP_SESSIONS};
+pub use admission::ConnectionLimits;
+pub use listener::serve;
+pub use protocol::{
+    Acceptor, Envelope, Reply, SessionConfig, Tls, SMTP_EVICTED, SMTP_REPLIES, SMTP_SESSIONS,
+};
 
 #[cfg(test)]
 mod tests;

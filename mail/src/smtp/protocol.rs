@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use super::address::Recipient;
 
-/// Metric names (counters): connections given a session, and replies by code.
+/// Metric names (counters): connections given a session, replies by code, and idle
+/// sessions closed to make room for a new client.
 pub const SMTP_SESSIONS: &str = "peage_smtp_sessions_total";
 pub const SMTP_REPLIES: &str = "peage_smtp_replies_total";
+pub const SMTP_EVICTED: &str = "peage_smtp_sessions_evicted_total";
 
 /// An SMTP reply: code and text (the text carries the enhanced status code).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +72,22 @@ pub struct SessionConfig {
     pub max_recipients: usize,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
-    /// Bad commands tolerated before the session is closed.
+    /// The command timeout while the listener is under stress (past its high-water mark).
+    pub stress_command_timeout: Duration,
+    /// Under stress, how long the banner waits: a client that talks before it is a bot.
+    pub stress_greet_pause: Duration,
+    /// No session lasts longer, whatever it does.
+    pub session_deadline: Duration,
+    /// A message must come in at least this fast (bytes per second) once `data_grace` has
+    /// passed, so a client cannot hold a session by trickling.
+    pub min_data_rate: u64,
+    pub data_grace: Duration,
+    /// Errors (refused commands and replies of 4xx or 5xx) tolerated before the session is
+    /// closed (Postfix's hard error limit is 20).
     pub max_errors: u32,
+    /// From this many errors on, each error reply waits `error_delay` (Postfix's soft limit).
+    pub slow_errors_after: u32,
+    pub error_delay: Duration,
 }
 
 impl Default for SessionConfig {
@@ -83,7 +99,14 @@ impl Default for SessionConfig {
             max_recipients: 100,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
-            max_errors: 10,
+            stress_command_timeout: Duration::from_secs(10),
+            stress_greet_pause: Duration::from_secs(2),
+            session_deadline: Duration::from_secs(3600),
+            min_data_rate: 4096,
+            data_grace: Duration::from_secs(60),
+            max_errors: 20,
+            slow_errors_after: 10,
+            error_delay: Duration::from_secs(1),
         }
     }
 }

@@ -83,6 +83,11 @@ impl<'a, A: Acceptor> Session<'a, A> {
         format!("220 {} {}\r\n", self.config.hostname, self.config.banner).into_bytes()
     }
 
+    /// Whether a message is coming in (between `354` and the final dot).
+    pub(super) fn in_data(&self) -> bool {
+        matches!(self.mode, Mode::Data(_) | Mode::DataTooBig(_))
+    }
+
     /// How long the client may take to send more: longer while a message is coming.
     pub(super) fn read_timeout(&self) -> Duration {
         match self.mode {
@@ -124,6 +129,11 @@ impl<'a, A: Acceptor> Session<'a, A> {
                         self.finish_message().await
                     };
                     reply.write_to(out);
+                    if reply.code >= 400 {
+                        if let Some(next) = self.count_error(out).await {
+                            return next;
+                        }
+                    }
                 }
                 Mode::DataTooBig(skip) => {
                     if !skip.ingest(&mut bytes) {
@@ -137,14 +147,19 @@ impl<'a, A: Acceptor> Session<'a, A> {
                     let request = match self.requests.ingest(&mut bytes) {
                         Ok(r) => r.into_owned(),
                         Err(ParseError::NeedsMoreData { .. }) => return Next::Read,
-                        Err(e) => match self.refuse_line(&e, out) {
+                        Err(e) => match self.refuse_line(&e, out).await {
                             Next::Read => continue,
                             next => return next,
                         },
                     };
-                    match self.command(request, out) {
-                        Some(next) => return next,
-                        None => continue,
+                    let (next, failed) = self.command(request, out);
+                    if let Some(next) = next {
+                        return next;
+                    }
+                    if failed {
+                        if let Some(next) = self.count_error(out).await {
+                            return next;
+                        }
                     }
                 }
             }
@@ -152,29 +167,39 @@ impl<'a, A: Acceptor> Session<'a, A> {
     }
 
     /// A line that is not a command; `Close` once the client made too many errors.
-    fn refuse_line(&mut self, e: &ParseError, out: &mut Vec<u8>) -> Next {
-        self.errors += 1;
+    async fn refuse_line(&mut self, e: &ParseError, out: &mut Vec<u8>) -> Next {
         if let ParseError::ResponseTooLong = e {
             Reply::new(500, "5.5.2 Line too long").write_to(out);
             self.mode = Mode::SkipLine(DummyLineReceiver::default());
-            return Next::Read;
+        } else {
+            parse_error_reply(e).write_to(out);
         }
-        parse_error_reply(e).write_to(out);
+        self.count_error(out).await.unwrap_or(Next::Read)
+    }
+
+    /// Counts one error reply (Postfix counts the same: every refused command and every 4xx
+    /// or 5xx): past the soft limit each one waits, at the hard limit the session ends.
+    async fn count_error(&mut self, out: &mut Vec<u8>) -> Option<Next> {
+        self.errors += 1;
         if self.errors >= self.config.max_errors {
             let host = &self.config.hostname;
             Reply::new(421, format!("4.7.0 {host} too many errors")).write_to(out);
-            return Next::Close;
+            return Some(Next::Close);
         }
-        Next::Read
+        if self.errors > self.config.slow_errors_after {
+            tokio::time::sleep(self.config.error_delay).await;
+        }
+        None
     }
 
-    /// Answers one command; `Some` when the session ends or changes stream.
-    fn command(&mut self, request: Request<String>, out: &mut Vec<u8>) -> Option<Next> {
+    /// Answers one command: `Some` when the session ends or changes stream, and whether the
+    /// reply was an error (4xx or 5xx).
+    fn command(&mut self, request: Request<String>, out: &mut Vec<u8>) -> (Option<Next>, bool) {
         let host = &self.config.hostname;
         let reply = match request {
             Request::Ehlo { host: client } => {
                 self.ehlo(client, out);
-                return None;
+                return (None, false);
             }
             Request::Helo { host: client } => {
                 self.helo = Some(client);
@@ -191,12 +216,12 @@ impl<'a, A: Acceptor> Session<'a, A> {
             Request::Noop { .. } => Reply::new(250, "2.0.0 OK"),
             Request::Quit => {
                 Reply::new(221, format!("2.0.0 {host} closing connection")).write_to(out);
-                return Some(Next::Close);
+                return (Some(Next::Close), false);
             }
             Request::StartTls => match self.tls {
                 Tls::Offered => {
                     Reply::new(220, "2.0.0 Ready to start TLS").write_to(out);
-                    return Some(Next::StartTls);
+                    return (Some(Next::StartTls), false);
                 }
                 Tls::Active { .. } => Reply::new(503, "5.5.1 TLS is already active"),
                 Tls::Unavailable => Reply::new(502, "5.5.1 STARTTLS is not available here"),
@@ -204,13 +229,10 @@ impl<'a, A: Acceptor> Session<'a, A> {
             Request::Vrfy { .. } | Request::Expn { .. } => {
                 Reply::new(502, "5.5.1 VRFY and EXPN are disabled")
             }
-            other => {
-                self.errors += 1;
-                Reply::new(502, format!("5.5.1 {} is not implemented", other.name()))
-            }
+            other => Reply::new(502, format!("5.5.1 {} is not implemented", other.name())),
         };
         reply.write_to(out);
-        None
+        (None, reply.code >= 400)
     }
 
     fn ehlo(&mut self, client: String, out: &mut Vec<u8>) {

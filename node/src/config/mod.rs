@@ -83,7 +83,18 @@ pub struct SmtpSection {
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
     pub max_connections: usize,
+    /// Per IPv4 address or IPv6 /64.
     pub max_connections_per_ip: usize,
+    /// Open sessions from which the listener is under stress (idle timeout cut to
+    /// `stress_command_timeout_secs`, a pause before the banner); default ¾ of the maximum.
+    pub stress_connections: Option<usize>,
+    pub stress_command_timeout_secs: u64,
+    /// No session lasts longer.
+    pub session_deadline_secs: u64,
+    /// A message slower than this (after its first minute) is cut with `421 4.4.2`.
+    pub min_data_rate_bytes_per_sec: u64,
+    /// Error replies before the session is closed (each one after the tenth waits 1 s).
+    pub max_errors: u32,
     /// PEM certificate chain and private key; with both, STARTTLS is offered.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -99,6 +110,11 @@ impl Default for SmtpSection {
             data_timeout_secs: 600,
             max_connections: 1000,
             max_connections_per_ip: 20,
+            stress_connections: None,
+            stress_command_timeout_secs: 10,
+            session_deadline_secs: 3600,
+            min_data_rate_bytes_per_sec: 4096,
+            max_errors: 20,
             tls_cert: None,
             tls_key: None,
         }

@@ -124,10 +124,23 @@ impl Config {
         ] {
             ensure(v != 0, key, "must be > 0")?;
         }
+        for (key, v) in [
+            ("smtp.command_timeout_secs", smtp.command_timeout_secs),
+            ("smtp.data_timeout_secs", smtp.data_timeout_secs),
+            (
+                "smtp.stress_command_timeout_secs",
+                smtp.stress_command_timeout_secs,
+            ),
+            ("smtp.session_deadline_secs", smtp.session_deadline_secs),
+            ("smtp.max_errors", u64::from(smtp.max_errors)),
+        ] {
+            ensure(v != 0, key, "must be > 0")?;
+        }
         ensure(
-            smtp.command_timeout_secs != 0 && smtp.data_timeout_secs != 0,
-            "smtp.command_timeout_secs",
-            "timeouts must be > 0",
+            smtp.stress_connections
+                .is_none_or(|n| n > 0 && n <= smtp.max_connections),
+            "smtp.stress_connections",
+            "must be > 0 and at most smtp.max_connections",
         )?;
         ensure(
             smtp.tls_cert.is_some() == smtp.tls_key.is_some(),

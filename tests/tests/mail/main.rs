@@ -5,6 +5,7 @@
 
 mod acceptance;
 mod delivery;
+mod edge;
 mod filtering;
 mod handover;
 

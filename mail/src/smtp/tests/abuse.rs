@@ -1,0 +1,139 @@
+//! Abuse a session must survive: errors of every kind counted like Postfix's, clients that
+//! talk before the banner, trickled messages, sessions that would never end.
+
+use std::time::Duration;
+
+use super::start;
+use crate::smtp::SessionConfig;
+
+#[tokio::test]
+async fn too_many_errors_close_the_session() {
+    let (mut c, _rec, _stop, task) = start(SessionConfig {
+        max_errors: 3,
+        ..SessionConfig::default()
+    });
+    c.line().await;
+    c.send(b"BAD1\r\nBAD2\r\nBAD3\r\n").await;
+    for _ in 0..3 {
+        c.line().await;
+    }
+    assert!(c.line().await.starts_with("421"));
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_recipients_long_lines_and_unknown_verbs_all_count_and_slow_down() {
+    let (mut c, _rec, _stop, task) = start(SessionConfig {
+        max_errors: 6,
+        slow_errors_after: 3,
+        error_delay: Duration::from_secs(1),
+        ..SessionConfig::default()
+    });
+    c.line().await;
+    c.cmd("EHLO x").await;
+    c.cmd("MAIL FROM:<a@sender.example>").await;
+    let started = tokio::time::Instant::now();
+    for (i, line) in [
+        "RCPT TO:<x@remote.example>",
+        "XYZZY",
+        "",
+        "RCPT TO:<y@remote.example>",
+        "VRFY bob",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = if line.is_empty() {
+            // A line too long, arriving in pieces.
+            c.send(&vec![b'A'; 10_000]).await;
+            c.send(b"\r\n").await;
+            c.line().await
+        } else {
+            c.cmd(line).await
+        };
+        assert!(r.starts_with('5'), "error {}: {r}", i + 1);
+    }
+    // Errors 4 and 5 waited a second each (paused time: the waits pass at once).
+    let waited = tokio::time::Instant::now() - started;
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    let r = c.cmd("RCPT TO:<z@remote.example>").await;
+    assert!(r.starts_with("550"), "{r}");
+    assert!(
+        c.line().await.starts_with("421 4.7.0"),
+        "the sixth error ends it"
+    );
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_talks_before_the_banner_is_dropped() {
+    let (mut c, rec, _stop, task) = start(SessionConfig::default());
+    c.send(b"EHLO bot\r\nMAIL FROM:<a@sender.example>\r\n")
+        .await;
+    let r = c.line().await;
+    assert!(r.starts_with("554 5.5.1"), "{r}");
+    task.await.unwrap();
+    assert!(rec.messages.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trickled_message_is_cut_once_past_the_grace() {
+    let (mut c, rec, _stop, task) = start(SessionConfig {
+        min_data_rate: 1000,
+        data_grace: Duration::from_secs(60),
+        ..SessionConfig::default()
+    });
+    c.line().await;
+    c.cmd("EHLO x").await;
+    c.cmd("MAIL FROM:<a@sender.example>").await;
+    c.cmd("RCPT TO:<bob@example.test>").await;
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let started = tokio::time::Instant::now();
+    // A byte every 50 s: inside the data timeout (600 s), far under 1,000 bytes/s.
+    let mut cut = None;
+    for _ in 0..10 {
+        c.send(b"x").await;
+        if let Ok(line) = tokio::time::timeout(Duration::from_secs(50), c.line()).await {
+            cut = Some(line);
+            break;
+        }
+    }
+    let cut = cut.expect("the session is cut within 500 s");
+    assert!(
+        cut.starts_with("421 4.4.2") && cut.contains("too slowly"),
+        "{cut}"
+    );
+    let after = tokio::time::Instant::now() - started;
+    assert!(after < Duration::from_secs(120), "cut after {after:?}");
+    task.await.unwrap();
+    assert!(rec.messages.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_session_outlives_its_deadline() {
+    let (mut c, _rec, _stop, task) = start(SessionConfig {
+        session_deadline: Duration::from_secs(100),
+        ..SessionConfig::default()
+    });
+    c.line().await;
+    let mut last = String::new();
+    for _ in 0..10 {
+        // A NOOP every 30 s, well inside the command timeout; the server may speak first.
+        if let Ok(line) = tokio::time::timeout(Duration::from_secs(30), c.line()).await {
+            last = line;
+            break;
+        }
+        last = c.cmd("NOOP").await;
+        if !last.starts_with("250") {
+            break;
+        }
+    }
+    assert!(
+        last.starts_with("421 4.4.2") && last.contains("session too long"),
+        "{last}"
+    );
+    task.await.unwrap();
+}
