@@ -224,11 +224,38 @@ pub enum DomainCmd {
         /// smtp://HOST:PORT of the downstream mail server.
         #[arg(long)]
         route: String,
+        /// How RCPT addresses are checked: `none` (any local part) or `list` (only the
+        /// mailboxes of `domain users`; others get `550 5.1.1`). Unchanged when omitted.
+        #[arg(long, value_parser = ["none", "list"])]
+        verify: Option<String>,
     },
-    /// Stop accepting mail for DOMAIN.
+    /// Stop accepting mail for DOMAIN (its recipient list goes with it).
     Rm { domain: String },
     /// The routing table.
     Ls,
+    /// The valid mailboxes of domains added with `--verify list`.
+    #[command(subcommand)]
+    Users(UsersCmd),
+}
+
+#[derive(Subcommand)]
+pub enum UsersCmd {
+    /// Add mailboxes: `domain users add bob@example.test carol@example.test`.
+    Add {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Remove mailboxes.
+    Rm {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// A domain's mailboxes, in order.
+    Ls { domain: String },
+    /// Add every address of FILE (one a line; blank lines and `#` comments skipped), in
+    /// batches of 10,000; a batch with an invalid address is refused whole (the error names
+    /// it), the batches before it stay added.
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand)]

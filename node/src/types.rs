@@ -42,6 +42,10 @@ pub enum Outcome {
     DomainRemoved {
         removed: bool,
     },
+    /// Mailboxes added or removed (those already there, or not, left out).
+    RecipientsChanged {
+        changed: u64,
+    },
     Spooled,
     SpoolDone {
         remaining: u32,

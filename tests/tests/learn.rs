@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use peage_tests::v1::*;
-use peage_tests::{bin, wait_for, TestCluster, Tuning, ADMIN_TOKEN};
+use peage_tests::{bin, wait_for, TestCluster, Tuning};
 
 // Words the phrase rules do not know: what moves the verdict here is what was learned.
 const SPAM_WORDS: &[&str] = &[
@@ -61,16 +61,6 @@ fn write_set(dir: &Path, words: &[&str], subject: &str, count: usize) {
     for n in 0..count {
         std::fs::write(dir.join(format!("{n:03}.eml")), message(words, n, subject)).unwrap();
     }
-}
-
-fn peagectl(c: &TestCluster, node: usize, args: &[&str]) -> Output {
-    Command::new(bin("peagectl"))
-        .arg("--addr")
-        .arg(c.nodes[node].admin_url())
-        .env("PEAGE_TOKEN", ADMIN_TOKEN)
-        .args(args)
-        .output()
-        .expect("run peagectl")
 }
 
 fn text(o: &Output) -> String {
@@ -130,10 +120,10 @@ async fn learning_through_one_node_changes_verdicts_everywhere_once_and_survives
         "{before:?}"
     );
 
-    let o = peagectl(&c, 0, &["learn", "spam", spam_dir.to_str().unwrap()]);
+    let o = c.peagectl(0, &["learn", "spam", spam_dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("60 new"), "{}", text(&o));
-    let o = peagectl(&c, 0, &["learn", "ham", ham_dir.to_str().unwrap()]);
+    let o = c.peagectl(0, &["learn", "ham", ham_dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("the cluster has learned 60 spam and 60 ham"),
@@ -158,7 +148,7 @@ async fn learning_through_one_node_changes_verdicts_everywhere_once_and_survives
     // Learning the same messages again changes nothing.
     let counts = learned(&c, 0).await;
     assert_eq!((counts.0, counts.1), (60, 60));
-    let o = peagectl(&c, 2, &["learn", "spam", spam_dir.to_str().unwrap()]);
+    let o = c.peagectl(2, &["learn", "spam", spam_dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("0 new, 0 moved from the other class, 60 already known"),
@@ -169,7 +159,7 @@ async fn learning_through_one_node_changes_verdicts_everywhere_once_and_survives
 
     // Learning one of them the other way moves it.
     let one = spam_dir.join("000.eml");
-    let o = peagectl(&c, 1, &["learn", "ham", one.to_str().unwrap()]);
+    let o = c.peagectl(1, &["learn", "ham", one.to_str().unwrap()]);
     assert!(text(&o).contains("1 moved"), "{}", text(&o));
     c.sync_all(1).await.unwrap();
     let moved = learned(&c, 0).await;
@@ -247,8 +237,7 @@ async fn learning_through_different_nodes_gives_one_model_after_a_snapshot_insta
     // One learning in flight at a time: each its own entry, so that the log passes the
     // snapshot threshold (in flight together, they share a few entries).
     for (node, class, dir) in [(0, "spam", &spam_dir), (1, "ham", &ham_dir)] {
-        let o = peagectl(
-            &c,
+        let o = c.peagectl(
             node,
             &["learn", class, dir.to_str().unwrap(), "--jobs", "1"],
         );
@@ -314,7 +303,7 @@ async fn releasing_a_false_positive_teaches_ham_cluster_wide() {
     );
 
     // Released at Ariège: delivered, and learned as ham for every site.
-    let o = peagectl(&c, 2, &["quarantine", "release", &held[0].queue_id]);
+    let o = c.peagectl(2, &["quarantine", "release", &held[0].queue_id]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("learned as ham (new)"), "{}", text(&o));
     sink.wait_for_messages(
@@ -348,7 +337,7 @@ async fn releasing_a_false_positive_teaches_ham_cluster_wide() {
     );
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
     let id = quarantined(&c, 1).await[0].queue_id.clone();
-    let o = peagectl(&c, 0, &["quarantine", "release", "--no-learn", &id]);
+    let o = c.peagectl(0, &["quarantine", "release", "--no-learn", &id]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("learned"), "{}", text(&o));
     c.sync_all(0).await.unwrap();

@@ -1,32 +1,42 @@
-//! `peagectl domain add|rm|ls`: the routing table.
+//! `peagectl domain add|rm|ls|users`: the routing table and the recipient lists.
 
 use serde_json::{json, Value};
 
-use peage_client::v1::{DomainListRequest, DomainRemoveRequest, DomainSetRequest};
+use peage_client::v1::{
+    DomainListRequest, DomainRemoveRequest, DomainSetRequest, RecipientsAddRequest,
+    RecipientsListRequest, RecipientsRemoveRequest,
+};
 use peage_client::ClientError;
 
 use super::context::Ctx;
-use crate::cli::DomainCmd;
+use crate::cli::{DomainCmd, UsersCmd};
 use crate::output::{print_json, print_read_note, read_json};
 
 pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
     match cmd {
-        DomainCmd::Add { domain, route } => {
-            let reply = ctx
-                .admin()
-                .await?
-                .domain_set(DomainSetRequest { domain, route })
-                .await;
+        DomainCmd::Add {
+            domain,
+            route,
+            verify,
+        } => {
+            let set = DomainSetRequest {
+                domain,
+                route,
+                verify: verify.unwrap_or_default(),
+            };
+            let reply = ctx.admin().await?.domain_set(set).await;
             let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
             let d = r.domain.unwrap_or_default();
             println!(
-                "{} local domain {} → {} (log index {})",
+                "{} local domain {} → {}, recipients verified: {} (log index {})",
                 if r.created { "added" } else { "re-routed" },
                 d.domain,
                 d.route,
+                d.verify,
                 r.log_index
             );
         }
+        DomainCmd::Users(cmd) => users(ctx, cmd).await?,
         DomainCmd::Rm { domain } => {
             let rm = DomainRemoveRequest {
                 domain: domain.clone(),
@@ -44,18 +54,103 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
                     .domains
                     .iter()
                     .map(|d| {
-                        json!({"domain": d.domain, "route": d.route, "author": d.author, "created_at_ms": d.created_at_ms})
+                        json!({"domain": d.domain, "route": d.route, "verify": d.verify, "author": d.author, "created_at_ms": d.created_at_ms})
                     })
                     .collect();
                 print_json(json!({"domains": list, "read": read_json(&r.read)}));
             } else {
-                println!("{:<32}  {:<32}  AUTHOR", "DOMAIN", "ROUTE");
+                println!("{:<32}  {:<32}  {:<6}  AUTHOR", "DOMAIN", "ROUTE", "VERIFY");
                 for d in &r.domains {
-                    println!("{:<32}  {:<32}  {}", d.domain, d.route, d.author);
+                    println!(
+                        "{:<32}  {:<32}  {:<6}  {}",
+                        d.domain, d.route, d.verify, d.author
+                    );
                 }
                 print_read_note(&r.read);
             }
         }
     }
     Ok(())
+}
+
+/// Most addresses in one request (the server's limit).
+const USERS_PER_REQUEST: usize = 10_000;
+
+async fn users(ctx: &mut Ctx, cmd: UsersCmd) -> Result<(), ClientError> {
+    match cmd {
+        UsersCmd::Add { addresses } => {
+            let changed = add_users(ctx, addresses).await?;
+            println!("{changed} mailbox(es) added");
+        }
+        UsersCmd::Rm { addresses } => {
+            let mut removed = 0;
+            for chunk in addresses.chunks(USERS_PER_REQUEST) {
+                let rm = RecipientsRemoveRequest {
+                    addresses: chunk.to_vec(),
+                };
+                let reply = ctx.admin().await?.recipients_remove(rm).await;
+                removed += reply.map_err(|e| ctx.failed(e))?.into_inner().changed;
+            }
+            println!("{removed} mailbox(es) removed");
+        }
+        UsersCmd::Ls { domain } => {
+            let mut all = Vec::new();
+            let mut after = String::new();
+            loop {
+                let ls = RecipientsListRequest {
+                    domain: domain.clone(),
+                    after: after.clone(),
+                    limit: 0,
+                    stale: ctx.stale,
+                };
+                let reply = ctx.admin().await?.recipients_list(ls).await;
+                let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
+                if !ctx.json {
+                    for a in &r.addresses {
+                        println!("{a}");
+                    }
+                }
+                after = r.addresses.last().cloned().unwrap_or_default();
+                all.extend(r.addresses);
+                if !r.more {
+                    break;
+                }
+            }
+            if ctx.json {
+                print_json(json!({"domain": domain, "addresses": all}));
+            }
+        }
+        UsersCmd::Import { file } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                ClientError::InvalidArgument(format!("cannot read {}: {e}", file.display()))
+            })?;
+            let addresses: Vec<String> = text
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let total = addresses.len();
+            let changed = add_users(ctx, addresses).await?;
+            println!(
+                "{changed} mailbox(es) added from {} ({total} read, {} already there)",
+                file.display(),
+                total as u64 - changed
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Adds mailboxes in requests of at most `USERS_PER_REQUEST`; the count of new ones.
+async fn add_users(ctx: &mut Ctx, addresses: Vec<String>) -> Result<u64, ClientError> {
+    let mut added = 0;
+    for chunk in addresses.chunks(USERS_PER_REQUEST) {
+        let add = RecipientsAddRequest {
+            addresses: chunk.to_vec(),
+        };
+        let reply = ctx.admin().await?.recipients_add(add).await;
+        added += reply.map_err(|e| ctx.failed(e))?.into_inner().changed;
+    }
+    Ok(added)
 }

@@ -53,24 +53,41 @@ fn printable_helo(helo: &str) -> String {
 /// body and every other field are kept byte for byte; nothing is copied when there is
 /// nothing to remove.
 pub fn strip_forged_headers<'a>(message: &'a [u8], authserv_id: &str) -> Cow<'a, [u8]> {
+    strip_fields(message, |line| is_forged(line, authserv_id))
+}
+
+/// The message as it reached us, without what any Péage node added: its `X-Peage-*`
+/// verdict and its `Received:` field. The classifier learns and judges mail this way, so a
+/// message learned from a quarantine or a mailbox has the features it had when judged.
+pub fn strip_our_stamp(message: &[u8]) -> Cow<'_, [u8]> {
+    strip_fields(message, |line| {
+        is_our_verdict(line)
+            || (starts_with_name(line, b"received:")
+                && memchr::memmem::find(line, OUR_RECEIVED_MARK.as_bytes()).is_some())
+    })
+}
+
+/// What our `Received:` field says right after our host name (`received` writes it on
+/// the field's second line, which the folded field's first line does not hold).
+const OUR_RECEIVED_MARK: &str = " (Peage) with ";
+
+/// The header section without the fields whose lines `drop` picks (given the whole field,
+/// folded lines included); the body untouched.
+fn strip_fields<'a>(message: &'a [u8], drop: impl Fn(&[u8]) -> bool) -> Cow<'a, [u8]> {
     let mut kept: Option<Vec<u8>> = None;
-    let mut dropping = false;
     let mut pos = 0;
     while pos < message.len() {
-        let end = memchr::memchr(b'\n', &message[pos..]).map_or(message.len(), |i| pos + i + 1);
-        let line = &message[pos..end];
-        if line == b"\r\n" || line == b"\n" {
+        let field_end = field_end(message, pos);
+        let field = &message[pos..field_end];
+        if field == b"\r\n" || field == b"\n" {
             break;
         }
-        if !matches!(line[0], b' ' | b'\t') {
-            dropping = is_forged(line, authserv_id);
-        }
-        match (&mut kept, dropping) {
+        match (&mut kept, drop(field)) {
             (None, true) => kept = Some(message[..pos].to_vec()),
-            (Some(out), false) => out.extend_from_slice(line),
+            (Some(out), false) => out.extend_from_slice(field),
             _ => {}
         }
-        pos = end;
+        pos = field_end;
     }
     match kept {
         None => Cow::Borrowed(message),
@@ -81,20 +98,44 @@ pub fn strip_forged_headers<'a>(message: &'a [u8], authserv_id: &str) -> Cow<'a,
     }
 }
 
-/// Whether a header field's first line is one an outsider may not set.
-fn is_forged(line: &[u8], authserv_id: &str) -> bool {
-    let Some(colon) = memchr::memchr(b':', line) else {
-        return false;
+/// Where the header field starting at `start` ends: after its last folded line.
+fn field_end(message: &[u8], start: usize) -> usize {
+    let line_end = |from: usize| {
+        memchr::memchr(b'\n', &message[from..]).map_or(message.len(), |i| from + i + 1)
     };
-    let name = line[..colon].trim_ascii();
-    if name.len() >= 8 && name[..8].eq_ignore_ascii_case(b"x-peage-") {
+    let mut end = line_end(start);
+    let first = &message[start..end];
+    if first == b"\r\n" || first == b"\n" {
+        return end;
+    }
+    while end < message.len() && matches!(message[end], b' ' | b'\t') {
+        end = line_end(end);
+    }
+    end
+}
+
+fn starts_with_name(field: &[u8], lower_name_colon: &[u8]) -> bool {
+    field.len() >= lower_name_colon.len()
+        && field[..lower_name_colon.len()].eq_ignore_ascii_case(lower_name_colon)
+}
+
+fn is_our_verdict(field: &[u8]) -> bool {
+    memchr::memchr(b':', field).is_some_and(|colon| {
+        let name = field[..colon].trim_ascii();
+        name.len() >= 8 && name[..8].eq_ignore_ascii_case(b"x-peage-")
+    })
+}
+
+/// Whether a header field is one an outsider may not set.
+fn is_forged(field: &[u8], authserv_id: &str) -> bool {
+    if is_our_verdict(field) {
         return true;
     }
-    if !name.eq_ignore_ascii_case(b"authentication-results") {
+    if !starts_with_name(field, b"authentication-results:") {
         return false;
     }
     // The authserv-id is the value's first token, before `;` or a version number.
-    let value = line[colon + 1..].trim_ascii_start();
+    let value = field[b"authentication-results:".len()..].trim_ascii_start();
     let id_len = value
         .iter()
         .position(|b| *b == b';' || b.is_ascii_whitespace())
@@ -181,6 +222,22 @@ mod tests {
             b"Subject: hi\r\nAuthentication-Results: mx.other.example; dkim=pass\r\n\
               X-Peager: kept\r\n\r\nX-Peage-Verdict: in the body stays\r\n"
         );
+    }
+
+    #[test]
+    fn our_stamp_comes_off_whatever_was_added_above_it() {
+        let original =
+            b"Received: from relay.example ([192.0.2.1])\r\n\tby mx.other.example; x\r\n\
+                         Subject: hi\r\n\r\nbody\r\n";
+        let env = envelope(None, &["bob@example.test"]);
+        let mut stamped = b"Received: by mailstore.example; later\r\n".to_vec();
+        stamped.extend_from_slice(received(&env, "paris.peage", 0).as_bytes());
+        stamped.extend_from_slice(b"X-Peage-Verdict: deliver\r\nX-Peage-Score: 0\r\n");
+        stamped.extend_from_slice(original);
+        let mut expected = b"Received: by mailstore.example; later\r\n".to_vec();
+        expected.extend_from_slice(original);
+        assert_eq!(strip_our_stamp(&stamped).as_ref(), expected.as_slice());
+        assert!(matches!(strip_our_stamp(original), Cow::Borrowed(_)));
     }
 
     #[test]

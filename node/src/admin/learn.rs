@@ -4,6 +4,7 @@
 use tonic::Status;
 
 use peage_mail::bayes::Class;
+use peage_mail::smtp::trace::strip_our_stamp;
 use peage_proto::v1::{command, BayesLearn, LearnReply, LearnRequest};
 
 use super::convert::outcome_status;
@@ -25,7 +26,8 @@ pub async fn learn_message(
     class: Class,
     author: String,
 ) -> Result<Learned, Status> {
-    let body = message.to_vec();
+    // Learned as it was judged: without the trace and verdict a node stamped on it.
+    let body = strip_our_stamp(message).into_owned();
     let (tokens, features) = crate::cpu::run(move || {
         let msg = mail_parser::MessageParser::default().parse(&body)?;
         let decoded = peage_mail::text::MessageText::of(&msg);

@@ -89,6 +89,30 @@ impl Admin for AdminService {
         answer(routing::list(self, req.into_inner()).await)
     }
 
+    async fn recipients_add(
+        &self,
+        req: Request<RecipientsAddRequest>,
+    ) -> Reply<RecipientsChangeReply> {
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        answer(routing::recipients_add(self, author, req.into_inner()).await)
+    }
+
+    async fn recipients_remove(
+        &self,
+        req: Request<RecipientsRemoveRequest>,
+    ) -> Reply<RecipientsChangeReply> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(routing::recipients_remove(self, req.into_inner()).await)
+    }
+
+    async fn recipients_list(
+        &self,
+        req: Request<RecipientsListRequest>,
+    ) -> Reply<RecipientsListReply> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(routing::recipients_list(self, req.into_inner()).await)
+    }
+
     async fn check_message(&self, req: Request<CheckMessageRequest>) -> Reply<CheckMessageReply> {
         self.tokens.authorize(&req, Role::ReadOnly)?;
         answer(policy::check_message(self, req.into_inner()).await)

@@ -1,7 +1,11 @@
 //! The replicated policy (the filter's score thresholds, how long quarantine is kept), and
 //! scoring a message without storing it.
 
+use std::borrow::Cow;
+
 use tonic::Status;
+
+use peage_mail::smtp::trace::strip_our_stamp;
 
 use peage_proto::v1::{
     command, CheckMessageReply, CheckMessageRequest, PolicyGetRequest, PolicyReply, PolicySet,
@@ -70,7 +74,11 @@ pub async fn check_message(
         client_ip: validate::client_ip(&r.client_ip)?,
         helo: r.helo,
         mail_from: r.mail_from,
-        message: r.message,
+        // Judged as it was when it arrived: a stored or delivered copy carries our stamp.
+        message: match strip_our_stamp(&r.message) {
+            Cow::Borrowed(_) => r.message,
+            Cow::Owned(stripped) => stripped,
+        },
     };
     let (judgement, _) = judge(svc.cluster.state(), judged)
         .await

@@ -1,18 +1,22 @@
-//! The routing table: which domains are local (mail for them is accepted) and the
-//! downstream route of each.
+//! The routing table: which domains are local (mail for them is accepted), the
+//! downstream route of each, how their recipients are verified, and the recipient lists.
 
 use tonic::Status;
 
 use peage_proto::v1::{
     command, Domain, DomainListReply, DomainListRequest, DomainRemove, DomainRemoveReply,
-    DomainRemoveRequest, DomainSet, DomainSetReply, DomainSetRequest,
+    DomainRemoveRequest, DomainSet, DomainSetReply, DomainSetRequest, RecipientsAdd,
+    RecipientsAddRequest, RecipientsChangeReply, RecipientsListReply, RecipientsListRequest,
+    RecipientsRemove, RecipientsRemoveRequest,
 };
 
-use super::convert::outcome_status;
+use super::convert::{outcome_status, storage_status};
 use super::service::AdminService;
 use super::validate::invalid;
 use crate::clock::now_ms;
+use crate::state::recipients::{normalize_address, MAX_PER_COMMAND};
 use crate::state::routing::{normalize_domain, normalize_route};
+use crate::state::{DomainRoute, Verify};
 use crate::types::Outcome;
 
 pub async fn set(
@@ -22,11 +26,23 @@ pub async fn set(
 ) -> Result<DomainSetReply, Status> {
     let domain = normalize_domain(&r.domain).map_err(|e| invalid(e.to_string()))?;
     let route = normalize_route(&r.route).map_err(|e| invalid(e.to_string()))?;
+    // Re-routing a domain without saying how to verify it keeps what it had.
+    let verify = match r.verify.as_str() {
+        "" => svc
+            .cluster
+            .state()
+            .indexes()
+            .verify_of(&domain)
+            .unwrap_or_default(),
+        word => Verify::parse(word)
+            .ok_or_else(|| invalid(format!("verify `{word}`: expected `none` or `list`")))?,
+    };
     let set = DomainSet {
         domain,
         route,
         author,
         created_at_ms: now_ms(),
+        verify: verify.as_str().into(),
     };
     match svc.propose(command::Kind::DomainSet(set.clone())).await? {
         (log_index, Outcome::DomainSet { created }) => Ok(DomainSetReply {
@@ -35,6 +51,7 @@ pub async fn set(
                 route: set.route,
                 author: set.author,
                 created_at_ms: set.created_at_ms,
+                verify: set.verify,
             }),
             created,
             log_index,
@@ -70,15 +87,100 @@ pub async fn list(svc: &AdminService, req: DomainListRequest) -> Result<DomainLi
         .indexes()
         .domains()
         .into_iter()
-        .map(|(domain, r)| Domain {
+        .map(|(domain, r): (String, DomainRoute)| Domain {
             domain,
             route: r.route,
             author: r.author,
             created_at_ms: r.created_at_ms,
+            verify: r.verify.as_str().into(),
         })
         .collect();
     Ok(DomainListReply {
         domains,
+        read: Some(read),
+    })
+}
+
+/// Normalises addresses for the recipient lists: each valid, each of a local domain.
+fn local_addresses(svc: &AdminService, addresses: &[String]) -> Result<Vec<String>, Status> {
+    if addresses.is_empty() || addresses.len() > MAX_PER_COMMAND {
+        return Err(invalid(format!(
+            "between 1 and {MAX_PER_COMMAND} addresses a request (got {})",
+            addresses.len()
+        )));
+    }
+    let indexes = svc.cluster.state().indexes();
+    addresses
+        .iter()
+        .map(|a| {
+            let (address, domain) = normalize_address(a).map_err(invalid)?;
+            match indexes.verify_of(&domain) {
+                Some(_) => Ok(address),
+                None => Err(invalid(format!(
+                    "`{address}`: {domain} is not a local domain"
+                ))),
+            }
+        })
+        .collect()
+}
+
+pub async fn recipients_add(
+    svc: &AdminService,
+    author: String,
+    r: RecipientsAddRequest,
+) -> Result<RecipientsChangeReply, Status> {
+    let add = RecipientsAdd {
+        addresses: local_addresses(svc, &r.addresses)?,
+        author,
+        created_at_ms: now_ms(),
+    };
+    recipients_change(svc, command::Kind::RecipientsAdd(add)).await
+}
+
+pub async fn recipients_remove(
+    svc: &AdminService,
+    r: RecipientsRemoveRequest,
+) -> Result<RecipientsChangeReply, Status> {
+    let rm = RecipientsRemove {
+        addresses: local_addresses(svc, &r.addresses)?,
+    };
+    recipients_change(svc, command::Kind::RecipientsRemove(rm)).await
+}
+
+async fn recipients_change(
+    svc: &AdminService,
+    change: command::Kind,
+) -> Result<RecipientsChangeReply, Status> {
+    match svc.propose(change).await? {
+        (log_index, Outcome::RecipientsChanged { changed }) => {
+            Ok(RecipientsChangeReply { changed, log_index })
+        }
+        (_, other) => Err(outcome_status(other)),
+    }
+}
+
+pub async fn recipients_list(
+    svc: &AdminService,
+    r: RecipientsListRequest,
+) -> Result<RecipientsListReply, Status> {
+    let domain = normalize_domain(&r.domain).map_err(|e| invalid(e.to_string()))?;
+    let read = svc.read_barrier(r.stale).await?;
+    let limit = match r.limit {
+        0 => 1000,
+        n => (n as usize).min(10_000),
+    };
+    // One more than asked says whether there are more.
+    let mut addresses = svc
+        .cluster
+        .state()
+        .recipients(domain, r.after, limit + 1)
+        .await
+        .map_err(storage_status)?;
+    let more = addresses.len() > limit;
+    addresses.truncate(limit);
+    Ok(RecipientsListReply {
+        addresses,
+        more,
         read: Some(read),
     })
 }

@@ -17,6 +17,7 @@ use crate::clock::now_ms;
 use crate::evidence::Recorder;
 use crate::judge::{judge, wire_symbols, Judged};
 use crate::metrics::{observe_stage, ACCEPT_STAGE_SECONDS, VERDICTS};
+use crate::state::Verify;
 
 pub struct NodeAcceptor {
     spooler: Spooler,
@@ -84,30 +85,43 @@ impl Acceptor for NodeAcceptor {
         ))
     }
 
-    /// Relay control against the local replica's routing table. A domain it does not know is
-    /// refused for good (550) only when the replica is current; otherwise the sender is told
-    /// to come back (451), so a node that has just started never bounces real mail.
+    /// Relay control and recipient verification against the local replica's routing table
+    /// and recipient lists. An unknown domain or mailbox is refused for good (550) only when
+    /// the replica is current; otherwise the sender is told to come back (451), so a node
+    /// that has just started never bounces real mail.
     fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
         let cluster = self.spooler.cluster();
-        if cluster.state().indexes().route_for(&rcpt.domain).is_some() {
-            return Ok(());
-        }
+        let indexes = cluster.state().indexes();
+        let refusal = match indexes.verify_of(&rcpt.domain) {
+            Some(Verify::None) => return Ok(()),
+            Some(Verify::List) => {
+                let address = rcpt.address().to_lowercase();
+                if indexes.is_listed_recipient(&address) {
+                    return Ok(());
+                }
+                Reply::new(
+                    550,
+                    format!("5.1.1 <{address}>: Recipient address rejected: no such user"),
+                )
+            }
+            None => Reply::new(
+                550,
+                format!(
+                    "5.7.1 Relaying denied: {} is not a local domain",
+                    rcpt.domain
+                ),
+            ),
+        };
         if !cluster.is_current() {
             return Err(Reply::new(
                 451,
                 format!(
-                    "4.3.0 Cannot confirm {} yet, this node is catching up; try again later",
-                    rcpt.domain
+                    "4.3.0 Cannot confirm <{}> yet, this node is catching up; try again later",
+                    rcpt.address()
                 ),
             ));
         }
-        Err(Reply::new(
-            550,
-            format!(
-                "5.7.1 Relaying denied: {} is not a local domain",
-                rcpt.domain
-            ),
-        ))
+        Err(refusal)
     }
 
     async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {

@@ -10,7 +10,7 @@ use peage_proto::v1::{command, CommandBatch};
 
 use super::knowledge::IndexChange;
 use super::logistic::BatchWeights;
-use super::{bayes, evidence, list_entries, policy, routing, spool};
+use super::{bayes, evidence, list_entries, policy, recipients, routing, spool};
 use crate::types::{BatchOutcome, Outcome, COMMAND_VERSION};
 
 /// Applies one encoded `CommandBatch`. A payload that does not decode, or from a newer
@@ -58,6 +58,8 @@ fn apply_command(
         Kind::ListSweep(sweep) => list_entries::apply_sweep(tx, sweep, changes),
         Kind::DomainSet(d) => routing::apply_set(tx, d, changes),
         Kind::DomainRemove(d) => routing::apply_remove(tx, d, changes),
+        Kind::RecipientsAdd(a) => recipients::apply_add(tx, a, changes),
+        Kind::RecipientsRemove(r) => recipients::apply_remove(tx, r, changes),
         Kind::PolicySet(p) => policy::apply_set(tx, p, changes),
         Kind::SpoolPut(put) => spool::apply_put(tx, put, changes),
         Kind::SpoolDone(done) => spool::apply_done(tx, done, changes),

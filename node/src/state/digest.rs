@@ -4,7 +4,7 @@
 use openraft::StorageError;
 use sha2::{Digest, Sha256};
 
-use super::{bayes, evidence, list_entries, logistic, policy, routing, spool};
+use super::{bayes, evidence, list_entries, logistic, policy, recipients, routing, spool};
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
 
@@ -31,6 +31,7 @@ impl StateStore {
             logistic::digest_rows(&db, &mut out).map_err(sm_err)?;
             evidence::digest_rows(&db, &mut out).map_err(sm_err)?;
             routing::digest_rows(&db, &mut out).map_err(sm_err)?;
+            recipients::digest_rows(&db, &mut out).map_err(sm_err)?;
             Ok(StateDigest {
                 sha256: hex::encode(h.finalize()),
                 applied_index,

@@ -1,9 +1,9 @@
-//! The in-memory indexes rebuilt from the state machine — list lookups, the routing table,
-//! the policy, the classifier's counts, reputation and bulk evidence — kept in step with
+//! The in-memory indexes rebuilt from the state machine — list lookups, the routing table
+//! and the recipient lists, the policy, the classifier's counts, reputation and bulk evidence — kept in step with
 //! every committed apply, and the filter's `Knowledge` over them. Filtering and relay
 //! control read these, never SQLite and never consensus.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::RwLock;
 
 use peage_mail::bayes::{Class, TokenTable};
@@ -23,6 +23,35 @@ pub struct DomainRoute {
     pub route: String,
     pub author: String,
     pub created_at_ms: i64,
+    pub verify: Verify,
+}
+
+/// How a local domain's RCPT addresses are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verify {
+    /// Any local part is accepted (the downstream may refuse it later).
+    #[default]
+    None,
+    /// Only the mailboxes in the replicated recipient list; others `550 5.1.1`.
+    List,
+}
+
+impl Verify {
+    /// The configuration's word (empty: an older release's `DomainSet`, `none`).
+    pub fn parse(word: &str) -> Option<Verify> {
+        match word {
+            "" | "none" => Some(Verify::None),
+            "list" => Some(Verify::List),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verify::None => "none",
+            Verify::List => "list",
+        }
+    }
 }
 
 /// The replicated policy: the filter's thresholds, and how long quarantine is kept.
@@ -44,6 +73,12 @@ impl Default for ClusterPolicy {
 /// Quarantined messages are kept 30 days unless the policy says otherwise.
 pub const DEFAULT_QUARANTINE_RETENTION_MS: i64 = 30 * 86_400 * 1000;
 
+/// What the recipient index holds for an address (lower-cased): its 64-bit hash. Two
+/// addresses share one with odds of about one in 10^13 for a million mailboxes.
+pub fn recipient_key(address: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(address.as_bytes())
+}
+
 /// Evidence per key: [ham, spam, reject] in thousandths of a message.
 pub type EvidenceTable = HashMap<String, [i64; 3]>;
 
@@ -58,6 +93,11 @@ pub enum IndexChange {
     },
     RouteRemove {
         domain: String,
+    },
+    /// Mailboxes added to and removed from the recipient lists (their keys).
+    Recipients {
+        added: Vec<u64>,
+        removed: Vec<u64>,
     },
     Policy(ClusterPolicy),
     /// Evidence counts added, per key: [ham, spam, reject] in thousandths.
@@ -87,6 +127,8 @@ pub struct Indexes {
     lists: RwLock<ListIndex>,
     /// The routing table (it is small): relay control and delivery read it on every message.
     routes: RwLock<BTreeMap<String, DomainRoute>>,
+    /// The recipient lists: the key of every listed mailbox (`recipients::recipient_key`).
+    recipients: RwLock<HashSet<u64>>,
     /// The filter's thresholds (read on every message) and the quarantine's retention.
     policy: RwLock<ClusterPolicy>,
     /// The classifier's counts, in step with `bayes_tokens` / `bayes_learned`.
@@ -101,7 +143,7 @@ impl Indexes {
     /// Indexes holding what was loaded from the database.
     pub(super) fn new(
         lists: ListIndex,
-        routes: BTreeMap<String, DomainRoute>,
+        (routes, recipients): (BTreeMap<String, DomainRoute>, HashSet<u64>),
         policy: ClusterPolicy,
         (bayes, logistic): (TokenTable, Model),
         evidence: EvidenceTable,
@@ -109,6 +151,7 @@ impl Indexes {
         Indexes {
             lists: RwLock::new(lists),
             routes: RwLock::new(routes),
+            recipients: RwLock::new(recipients),
             policy: RwLock::new(policy),
             bayes: RwLock::new(bayes),
             logistic: RwLock::new(logistic),
@@ -120,6 +163,7 @@ impl Indexes {
     pub(super) fn replace_with(&self, fresh: Indexes) {
         *write(&self.lists) = into_inner(fresh.lists);
         *write(&self.routes) = into_inner(fresh.routes);
+        *write(&self.recipients) = into_inner(fresh.recipients);
         *write(&self.policy) = into_inner(fresh.policy);
         *write(&self.bayes) = into_inner(fresh.bayes);
         *write(&self.logistic) = into_inner(fresh.logistic);
@@ -143,6 +187,13 @@ impl Indexes {
                 }
                 IndexChange::RouteRemove { domain } => {
                     write(&self.routes).remove(&domain);
+                }
+                IndexChange::Recipients { added, removed } => {
+                    let mut keys = write(&self.recipients);
+                    keys.extend(added);
+                    for key in removed {
+                        keys.remove(&key);
+                    }
                 }
                 IndexChange::Policy(p) => *write(&self.policy) = p,
                 IndexChange::Bayes {
@@ -173,6 +224,20 @@ impl Indexes {
     }
 
     /// The whole routing table, by domain.
+    pub fn verify_of(&self, domain: &str) -> Option<Verify> {
+        read(&self.routes).get(domain).map(|r| r.verify)
+    }
+
+    /// Whether a mailbox (lower-cased address) is in the recipient lists.
+    pub fn is_listed_recipient(&self, address: &str) -> bool {
+        read(&self.recipients).contains(&recipient_key(address))
+    }
+
+    /// Mailboxes in the recipient lists.
+    pub fn recipient_count(&self) -> usize {
+        read(&self.recipients).len()
+    }
+
     pub fn domains(&self) -> BTreeMap<String, DomainRoute> {
         read(&self.routes).clone()
     }

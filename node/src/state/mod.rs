@@ -19,6 +19,7 @@ mod logistic;
 mod machine;
 mod policy;
 mod queries;
+pub mod recipients;
 pub mod routing;
 mod schema;
 mod snapshot;
@@ -35,7 +36,7 @@ use peage_mail::lists::ListIndex;
 use peage_mail::sync::{lock, read, write};
 
 use crate::types::{Membership, NodeId};
-pub use knowledge::{ClusterPolicy, DomainRoute, Indexes};
+pub use knowledge::{ClusterPolicy, DomainRoute, Indexes, Verify};
 pub use spool_index::{Lapsed, SpoolCounts, SpoolIndex};
 
 const DB_FILE: &str = "state.sqlite";
@@ -146,7 +147,10 @@ impl StateStore {
         }
         let fresh = Indexes::new(
             lists,
-            routing::query(&db).map_err(sm_err)?,
+            (
+                routing::query(&db).map_err(sm_err)?,
+                recipients::load_keys(&db).map_err(sm_err)?,
+            ),
             policy::query(&db).map_err(sm_err)?,
             (
                 bayes::load_table(&db).map_err(sm_err)?,

@@ -1,9 +1,11 @@
-//! The state machine's read API over SQLite, on the blocking pool: pages of list entries.
+//! The state machine's read API over SQLite, on the blocking pool: pages of list entries
+//! and of a domain's recipient list.
 //! Lookups that must never wait go through `knowledge` and `spool_index` instead.
 
 use openraft::StorageError;
 
 use super::list_entries::{self, ListFilter, ListPage};
+use super::recipients;
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
 
@@ -11,5 +13,18 @@ impl StateStore {
     pub async fn list_entries(&self, filter: ListFilter) -> Result<ListPage, StorageError<NodeId>> {
         self.blocking(move |me| list_entries::page(&me.lock_db(), &filter).map_err(sm_err))
             .await
+    }
+
+    /// A domain's mailboxes after `after`, in order, at most `limit`.
+    pub async fn recipients(
+        &self,
+        domain: String,
+        after: String,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError<NodeId>> {
+        self.blocking(move |me| {
+            recipients::page(&me.lock_db(), &domain, &after, limit).map_err(sm_err)
+        })
+        .await
     }
 }

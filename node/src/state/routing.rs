@@ -1,6 +1,6 @@
-//! The routing table: local domains and their downstream routes (`smtp://HOST:PORT`),
-//! validated and normalised before they are proposed, applied (`DomainSet`,
-//! `DomainRemove`) and read back.
+//! The routing table: local domains, their downstream routes (`smtp://HOST:PORT`) and how
+//! their recipients are verified, validated and normalised before they are proposed,
+//! applied (`DomainSet`, `DomainRemove`) and read back.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use peage_mail::lists::{normalize_entry, EntryKind, InvalidValue};
 use peage_proto::v1::{DomainRemove, DomainSet};
 
-use super::knowledge::{DomainRoute, IndexChange};
+use super::knowledge::{DomainRoute, IndexChange, Verify};
+use super::recipients;
 use crate::types::Outcome;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,11 +74,21 @@ pub fn apply_set(
         )
         .optional()?
         .is_some();
+    // An unknown word (a newer release's) verifies nothing here rather than failing apply.
+    let verify = Verify::parse(&d.verify).unwrap_or_default();
     tx.execute(
-        "INSERT INTO domains (domain, route, author, created_at_ms) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO domains (domain, route, author, created_at_ms, verify)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (domain) DO UPDATE SET route = excluded.route,
-           author = excluded.author, created_at_ms = excluded.created_at_ms",
-        params![d.domain, d.route, d.author, d.created_at_ms],
+           author = excluded.author, created_at_ms = excluded.created_at_ms,
+           verify = excluded.verify",
+        params![
+            d.domain,
+            d.route,
+            d.author,
+            d.created_at_ms,
+            verify.as_str()
+        ],
     )?;
     changes.push(IndexChange::RouteSet {
         domain: d.domain,
@@ -85,6 +96,7 @@ pub fn apply_set(
             route: d.route,
             author: d.author,
             created_at_ms: d.created_at_ms,
+            verify,
         },
     });
     Ok(Outcome::DomainSet { created: !existed })
@@ -96,6 +108,7 @@ pub fn apply_remove(
     changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<Outcome> {
     let removed = tx.execute("DELETE FROM domains WHERE domain = ?1", [&d.domain])? > 0;
+    recipients::remove_domain(tx, &d.domain, changes)?;
     changes.push(IndexChange::RouteRemove { domain: d.domain });
     Ok(Outcome::DomainRemoved { removed })
 }
@@ -103,7 +116,7 @@ pub fn apply_remove(
 /// The whole table, by domain.
 pub fn query(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT domain, route, author, created_at_ms FROM domains ORDER BY domain",
+        "SELECT domain, route, author, created_at_ms, verify FROM domains ORDER BY domain",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -112,6 +125,7 @@ pub fn query(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute
                 route: r.get(1)?,
                 author: r.get(2)?,
                 created_at_ms: r.get(3)?,
+                verify: Verify::parse(&r.get::<_, String>(4)?).unwrap_or_default(),
             },
         ))
     })?;
@@ -121,8 +135,14 @@ pub fn query(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute
 /// Every route in domain order, for the state digest.
 pub fn digest_rows(conn: &Connection, out: &mut dyn FnMut(&[u8])) -> rusqlite::Result<()> {
     for (domain, r) in query(conn)? {
+        // The row as releases before verification wrote it, unless verified: unchanged
+        // data keeps its digest across an upgrade.
+        let verify = match r.verify {
+            Verify::None => String::new(),
+            v => format!(":verify={}", v.as_str()),
+        };
         out(format!(
-            "domain:{domain}:{}:{}:{}",
+            "domain:{domain}:{}:{}:{}{verify}",
             r.route, r.author, r.created_at_ms
         )
         .as_bytes());

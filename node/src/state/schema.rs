@@ -84,6 +84,16 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE bayes_learned ADD COLUMN features BLOB NOT NULL DEFAULT x'';
      CREATE INDEX bayes_learned_by_class ON bayes_learned (class, fingerprint);
      CREATE TABLE logistic_cursor (class TEXT PRIMARY KEY, fingerprint TEXT NOT NULL);",
+    // 11: recipient verification: how each local domain's RCPT addresses are checked, and
+    // the valid mailboxes of domains verified by list.
+    "ALTER TABLE domains ADD COLUMN verify TEXT NOT NULL DEFAULT 'none';
+     CREATE TABLE recipients (
+        address TEXT PRIMARY KEY,
+        domain TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+     );
+     CREATE INDEX recipients_by_domain ON recipients (domain, address);",
 ];
 
 /// The schema version this release writes.

@@ -357,6 +357,7 @@ impl TestCluster {
             .domain_set(v1::DomainSetRequest {
                 domain: domain.into(),
                 route: route.into(),
+                ..Default::default()
             })
             .await?
             .into_inner();
@@ -408,5 +409,18 @@ pub fn add_req(kind: v1::EntryKind, value: &str, reason: &str) -> v1::ListAddReq
         value: value.to_owned(),
         reason: reason.to_owned(),
         ttl_secs: None,
+    }
+}
+
+impl TestCluster {
+    /// `peagectl ARGS` against node `node`'s admin API with the admin token.
+    pub fn peagectl(&self, node: usize, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(crate::binaries::bin("peagectl"))
+            .arg("--addr")
+            .arg(self.nodes[node].admin_url())
+            .env("PEAGE_TOKEN", ADMIN_TOKEN)
+            .args(args)
+            .output()
+            .expect("run peagectl")
     }
 }

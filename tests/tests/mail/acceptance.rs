@@ -181,6 +181,7 @@ async fn starttls_is_offered_when_a_certificate_is_configured_and_mail_flows_ins
     a.domain_set(DomainSetRequest {
         domain: "example.test".into(),
         route: format!("smtp://{}", c.sink_addr()),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -316,6 +317,7 @@ async fn a_node_that_has_just_started_answers_451_never_550_until_it_catches_up(
     a.domain_set(DomainSetRequest {
         domain: "late.test".into(),
         route: format!("smtp://{}", c.sink_addr()),
+        ..Default::default()
     })
     .await
     .unwrap();

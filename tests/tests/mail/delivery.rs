@@ -290,6 +290,7 @@ async fn recipients_on_different_routes_in_one_data_each_reach_their_server() {
     a.domain_set(DomainSetRequest {
         domain: "other.test".into(),
         route: format!("smtp://{other}"),
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use peage_client::Admin;
 use peage_tests::v1::*;
-use peage_tests::{http_get, wait_for, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
+use peage_tests::{http_get, wait_for, SinkProcess, TestCluster, Tuning};
 
 use super::{ham, quarantine, queue, send_ham, with_local_domain, with_local_domain_tuned};
 
@@ -164,18 +164,6 @@ async fn policy_replicated_and_check_stores_nothing(c: &TestCluster, a: &mut Adm
     assert_eq!(quarantine(c, 0).await.len(), 1, "check stored nothing");
 }
 
-/// `peagectl` against node `node` with the admin token.
-fn peagectl(c: &TestCluster, node: usize, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(peage_tests::bin("peagectl"))
-        .arg("--addr")
-        .arg(c.nodes[node].admin_url())
-        .arg("--token")
-        .arg(ADMIN_TOKEN)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// Operators see the held message on any site and release it with peagectl; `check` on a
 /// directory gives one JSON line per message.
 async fn released_by_an_operator_and_checked_with_peagectl(
@@ -183,15 +171,15 @@ async fn released_by_an_operator_and_checked_with_peagectl(
     sink: &SinkProcess,
     id: &str,
 ) {
-    let o = peagectl(c, 1, &["quarantine", "ls", "--json", "--recipient", "bob@"]);
+    let o = c.peagectl(1, &["quarantine", "ls", "--json", "--recipient", "bob@"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["messages"][0]["queue_id"], id);
-    let o = peagectl(c, 1, &["quarantine", "show", id, "--raw"]);
+    let o = c.peagectl(1, &["quarantine", "show", id, "--raw"]);
     let raw = String::from_utf8_lossy(&o.stdout);
     assert!(raw.starts_with("Received: from "), "{raw}");
     assert!(raw.contains("\r\nX-Peage-Verdict: quarantine\r\n"), "{raw}");
-    let o = peagectl(c, 1, &["quarantine", "release", id]);
+    let o = c.peagectl(1, &["quarantine", "release", id]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     sink.wait_for_messages(
         "bob@example.test",
@@ -208,7 +196,7 @@ async fn released_by_an_operator_and_checked_with_peagectl(
     )
     .await
     .unwrap();
-    let o = peagectl(c, 0, &["quarantine", "rm", id]);
+    let o = c.peagectl(0, &["quarantine", "rm", id]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
 
@@ -245,7 +233,7 @@ async fn released_by_an_operator_and_checked_with_peagectl(
 
 /// `peagectl check ARGS` through `node`: one JSON value per line.
 fn check_json(c: &TestCluster, node: usize, args: &[&str]) -> Vec<serde_json::Value> {
-    let o = peagectl(c, node, &[&["check"], args].concat());
+    let o = c.peagectl(node, &[&["check"], args].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout)
         .lines()

@@ -8,6 +8,7 @@ mod delivery;
 mod edge;
 mod filtering;
 mod handover;
+mod recipients;
 
 use std::time::Duration;
 

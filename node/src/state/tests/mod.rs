@@ -5,194 +5,18 @@ use std::sync::Arc;
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
-use prost::Message;
-use rand::{Rng, SeedableRng};
 
-use peage_proto::v1::{
-    command, Command, CommandBatch, DomainRemove, DomainSet, ListAdd, ListRemove, ListSweep,
-};
+use peage_proto::v1::command;
 
 use peage_mail::filter::Knowledge;
 use peage_mail::lists::EntryKind;
 
+mod workload;
+
 use super::digest::StateDigest;
 use super::*;
-use crate::types::{LearnChange, LogPayload, Outcome, TypeConfig, COMMAND_VERSION};
-
-fn entry(index: u64, commands: Vec<command::Kind>) -> Entry<TypeConfig> {
-    let batch = CommandBatch {
-        version: COMMAND_VERSION,
-        commands: commands
-            .into_iter()
-            .map(|k| Command { kind: Some(k) })
-            .collect(),
-    };
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(LogPayload(batch.encode_to_vec())),
-    }
-}
-
-/// Any command other than the list and routing ones, on a small set of queue ids, keys and
-/// fingerprints so that commands meet the rows earlier ones wrote.
-fn other_command(rng: &mut rand::rngs::StdRng, i: u64) -> command::Kind {
-    use peage_proto::v1::{
-        BayesLearn, EvidenceAdd, EvidenceCount, EvidenceDecay, FilterSymbol, PolicySet,
-        QuarantineExpire, SpoolDone, SpoolDrop, SpoolHandOff, SpoolPut, SpoolRelease, SpoolRenew,
-        SpoolRetry, SpoolTakeover,
-    };
-    let now = i as i64 * 1000;
-    let queue_id = format!("q{}", rng.random_range(0..30));
-    let owner = rng.random_range(1..=3u64);
-    match rng.random_range(0..13) {
-        0..=2 => command::Kind::SpoolPut(SpoolPut {
-            queue_id,
-            mail_from: format!("s{}@x.example", rng.random_range(0..5)),
-            rcpt_to: vec!["a@local1.test".into(), "b@local2.test".into()],
-            client_ip: "192.0.2.1".into(),
-            helo: "mx.x.example".into(),
-            body_sha256: format!("{:064x}", rng.random_range(0..10u64)),
-            size: rng.random_range(1..10_000),
-            holders: vec![1, owner],
-            owner,
-            accepted_at_ms: now,
-            lease_until_ms: now + 5000,
-            verdict: ["deliver", "quarantine"][rng.random_range(0..2)].into(),
-            score_milli: rng.random_range(0..20_000),
-            symbols: vec![FilterSymbol {
-                name: "BAYES_90".into(),
-                score_milli: 4500,
-                reason: format!("r{i}"),
-            }],
-        }),
-        3 => command::Kind::SpoolDone(SpoolDone {
-            queue_id,
-            rcpt_to: vec![["a@local1.test", "b@local2.test"][rng.random_range(0..2)].into()],
-        }),
-        4 => command::Kind::SpoolRenew(SpoolRenew {
-            owner,
-            queue_ids: vec![queue_id, format!("q{}", rng.random_range(0..30))],
-            lease_until_ms: now + 5000,
-        }),
-        5 if rng.random_bool(0.5) => command::Kind::SpoolTakeover(SpoolTakeover {
-            queue_id,
-            queue_ids: (0..rng.random_range(0..4))
-                .map(|_| format!("q{}", rng.random_range(0..30)))
-                .collect(),
-            from_owner: owner,
-            to_owner: owner % 3 + 1,
-            lease_until_ms: now + 5000,
-            now_ms: now,
-        }),
-        5 => command::Kind::SpoolHandOff(SpoolHandOff {
-            queue_ids: vec![queue_id, format!("q{}", rng.random_range(0..30))],
-            from_owner: owner,
-            to_owner: owner % 3 + 1,
-            lease_until_ms: now + 5000,
-        }),
-        6 => command::Kind::SpoolRelease(SpoolRelease {
-            queue_id,
-            owner,
-            lease_until_ms: now + 5000,
-        }),
-        7 => command::Kind::SpoolDrop(SpoolDrop { queue_id }),
-        8 => command::Kind::SpoolRetry(SpoolRetry { queue_id }),
-        9 => command::Kind::QuarantineExpire(QuarantineExpire {
-            accepted_before_ms: now - 20_000,
-        }),
-        10 => {
-            let quarantine_at_milli = rng.random_range(1_000..10_000);
-            command::Kind::PolicySet(PolicySet {
-                quarantine_at_milli,
-                reject_at_milli: quarantine_at_milli + rng.random_range(1..10_000),
-                quarantine_retention_ms: rng.random_range(0..3) * 60_000,
-            })
-        }
-        11 => {
-            let counts = (0..rng.random_range(1..4))
-                .map(|_| EvidenceCount {
-                    key: format!("sender:d{}.example", rng.random_range(0..8)),
-                    ham_milli: rng.random_range(0..3) * 1000,
-                    spam_milli: rng.random_range(0..3) * 1000,
-                    reject_milli: rng.random_range(0..2) * 1000,
-                })
-                .collect();
-            if rng.random_bool(0.8) {
-                command::Kind::EvidenceAdd(EvidenceAdd { counts })
-            } else {
-                command::Kind::EvidenceDecay(EvidenceDecay {
-                    keep_per_mille: rng.random_range(500..=1000),
-                    drop_below_milli: 100,
-                    now_ms: now,
-                })
-            }
-        }
-        _ => command::Kind::BayesLearn(BayesLearn {
-            fingerprint: format!("f{}", rng.random_range(0..10)),
-            class: ["spam", "ham"][rng.random_range(0..2)].into(),
-            tokens: (0..rng.random_range(1..6))
-                .map(|_| rng.random_range(0..50))
-                .collect(),
-            author: "test".into(),
-            // Buckets in any order, repeated, some out of range: apply sorts and filters.
-            features: (0..rng.random_range(0..8))
-                .map(|_| rng.random_range(0..40) * (1 << 15))
-                .collect(),
-        }),
-    }
-}
-
-/// A random workload of every command kind: list adds (some expiring), removes and leader
-/// sweeps, routes, and half the time one of the others (spool, leases, policy, evidence,
-/// learning).
-fn workload(seed: u64, n: u64) -> Vec<Entry<TypeConfig>> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (1..=n)
-        .map(|i| {
-            let mut cmds = Vec::new();
-            for _ in 0..rng.random_range(1..4) {
-                let kind = rng.random_range(1..=4);
-                let value = match kind {
-                    1 => format!("10.{}.0.0/16", rng.random_range(0..20)),
-                    2 => format!("d{}.example", rng.random_range(0..20)),
-                    3 => format!("u{}@x.example", rng.random_range(0..20)),
-                    _ => format!("h{}.example", rng.random_range(0..20)),
-                };
-                let list = rng.random_range(1..=2);
-                let domain = format!("local{}.test", rng.random_range(0..5));
-                if rng.random_bool(0.5) {
-                    cmds.push(other_command(&mut rng, i));
-                    continue;
-                }
-                cmds.push(match rng.random_range(0..12) {
-                    10 => command::Kind::DomainSet(DomainSet {
-                        domain,
-                        route: format!("smtp://127.0.0.1:{}", rng.random_range(1..100)),
-                        author: "test".into(),
-                        created_at_ms: i as i64,
-                    }),
-                    11 => command::Kind::DomainRemove(DomainRemove { domain }),
-                    0..=5 => command::Kind::ListAdd(ListAdd {
-                        list,
-                        kind,
-                        value,
-                        reason: format!("r{i}"),
-                        author: "test".into(),
-                        created_at_ms: i as i64 * 1000,
-                        expires_at_ms: rng
-                            .random_bool(0.3)
-                            .then(|| i as i64 * 1000 + rng.random_range(0..5000)),
-                    }),
-                    6..=8 => command::Kind::ListRemove(ListRemove { list, kind, value }),
-                    _ => command::Kind::ListSweep(ListSweep {
-                        now_ms: i as i64 * 1000,
-                    }),
-                });
-            }
-            entry(i, cmds)
-        })
-        .collect()
-}
+use crate::types::{LearnChange, LogPayload, Outcome, TypeConfig};
+use workload::{entry, workload};
 
 async fn apply_all(store: &mut StateStore, entries: &[Entry<TypeConfig>], chunk: usize) {
     for part in entries.chunks(chunk) {
@@ -280,6 +104,11 @@ async fn snapshot_round_trip_and_restart() {
         "the workload should leave local domains"
     );
     assert_eq!(dst.indexes().domains(), src.indexes().domains());
+    assert!(src.indexes().recipient_count() > 0, "and listed mailboxes");
+    assert_eq!(
+        dst.indexes().recipient_count(),
+        src.indexes().recipient_count()
+    );
     for v in ["d3.example", "sub.d5.example"] {
         assert_eq!(
             dst.indexes().check(EntryKind::Domain, v, 0),
@@ -291,6 +120,8 @@ async fn snapshot_round_trip_and_restart() {
     let before = dst.digest().await.unwrap();
     let routes = dst.indexes().domains();
     let probe = dst.indexes().check(EntryKind::Ip, "10.3.1.1", 0);
+    let mailboxes = listed(&dst);
+    assert!(mailboxes.iter().any(|listed| *listed));
     drop(dst);
     let reopened = StateStore::open(b.path()).unwrap();
     assert_eq!(reopened.digest().await.unwrap(), before);
@@ -299,6 +130,19 @@ async fn snapshot_round_trip_and_restart() {
         probe
     );
     assert_eq!(reopened.indexes().domains(), routes);
+    assert_eq!(
+        listed(&reopened),
+        mailboxes,
+        "the recipient index is rebuilt"
+    );
+}
+
+/// Which of the workload's mailboxes the recipient index holds.
+fn listed(store: &StateStore) -> Vec<bool> {
+    (0..30)
+        .map(|i| format!("u{}@local{}.test", i / 5, i % 5))
+        .map(|a| store.indexes().is_listed_recipient(&a))
+        .collect()
 }
 
 #[tokio::test]
