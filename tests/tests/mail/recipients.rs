@@ -16,6 +16,20 @@ fn run_ok(c: &TestCluster, node: usize, args: &[&str]) -> String {
     out
 }
 
+/// Routes example.test to `route` with its recipients verified as `verify` says.
+fn set_verify(c: &TestCluster, route: &str, verify: &str) {
+    let args = [
+        "domain",
+        "add",
+        "example.test",
+        "--route",
+        route,
+        "--verify",
+        verify,
+    ];
+    run_ok(c, 0, &args);
+}
+
 /// The RCPT reply at `node`, once its replica has applied every write made so far (a
 /// linearizable read waits for that).
 fn rcpt_code(c: &TestCluster, node: usize, rcpt: &str) -> (u16, String) {
@@ -35,19 +49,7 @@ async fn unknown_mailboxes_get_550_5_1_1_at_rcpt_on_every_site() {
     )
     .unwrap();
     let route = format!("smtp://{}", c.sink_addr());
-    run_ok(
-        &c,
-        0,
-        &[
-            "domain",
-            "add",
-            "example.test",
-            "--route",
-            &route,
-            "--verify",
-            "list",
-        ],
-    );
+    set_verify(&c, &route, "list");
     let out = run_ok(
         &c,
         1,
@@ -108,19 +110,7 @@ async fn unknown_mailboxes_get_550_5_1_1_at_rcpt_on_every_site() {
     // Re-routing without --verify keeps the list; --verify none accepts any local part.
     let out = run_ok(&c, 0, &["domain", "add", "example.test", "--route", &route]);
     assert!(out.contains("recipients verified: list"), "{out}");
-    run_ok(
-        &c,
-        0,
-        &[
-            "domain",
-            "add",
-            "example.test",
-            "--route",
-            &route,
-            "--verify",
-            "none",
-        ],
-    );
+    set_verify(&c, &route, "none");
     assert_eq!(rcpt_code(&c, 0, "mallory@example.test").0, 250);
 
     // Bad input: a clear refusal, nothing written.
