@@ -1,5 +1,6 @@
-//! Bearer tokens with roles: `admin` may write, `read-only` may only read. The token's
-//! name is recorded as the author of the writes made with it.
+//! Bearer tokens with roles: `admin` may write, `quarantine-reader` may read message bodies
+//! too, `read-only` reads records and settings only. The token's name is recorded as the
+//! author of the writes made with it.
 
 use tonic::{Request, Status};
 
@@ -40,10 +41,16 @@ impl Tokens {
             }
         }
         let t = found.ok_or_else(|| Status::unauthenticated("invalid token"))?;
-        if needed == Role::Admin && t.role != Role::Admin {
+        if t.role < needed {
+            let why = match needed {
+                Role::Admin => "this request writes",
+                _ => "this request reads a message body",
+            };
             return Err(Status::permission_denied(format!(
-                "token `{}` is read-only; this request needs an admin token",
-                t.name
+                "token `{}` is {}; {why} and needs a {} token",
+                t.name,
+                t.role.as_str(),
+                needed.as_str()
             )));
         }
         Ok(t.name.clone())
@@ -65,6 +72,11 @@ mod tests {
                 name: "grafana".into(),
                 token: "reader-token-0123456789".into(),
                 role: Role::ReadOnly,
+            },
+            TokenConfig {
+                name: "helpdesk".into(),
+                token: "helpdesk-token-0123456789".into(),
+                role: Role::QuarantineReader,
             },
         ])
     }
@@ -101,5 +113,33 @@ mod tests {
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
         let e = t.authorize(&req(None), Role::ReadOnly).unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn bodies_need_a_quarantine_reader_or_an_admin() {
+        let t = tokens();
+        let e = t
+            .authorize(
+                &req(Some("reader-token-0123456789")),
+                Role::QuarantineReader,
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(
+            e.message().contains("reads a message body"),
+            "{}",
+            e.message()
+        );
+        for (token, name) in [
+            ("helpdesk-token-0123456789", "helpdesk"),
+            ("admin-token-0123456789", "ops"),
+        ] {
+            let who = t.authorize(&req(Some(token)), Role::QuarantineReader);
+            assert_eq!(who.unwrap(), name);
+        }
+        let e = t
+            .authorize(&req(Some("helpdesk-token-0123456789")), Role::Admin)
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "no writes");
     }
 }

@@ -134,7 +134,7 @@ impl Admin for AdminService {
     }
 
     async fn message_show(&self, req: Request<MessageRef>) -> Reply<MessageShowReply> {
-        self.tokens.authorize(&req, Role::ReadOnly)?;
+        self.tokens.authorize(&req, Role::QuarantineReader)?;
         answer(messages::show(self, req.into_inner()).await)
     }
 

@@ -292,11 +292,25 @@ pub struct TokenConfig {
     pub role: Role,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// What a token may do, each role everything the ones before it may: `read-only` reads
+/// records and settings but no message body; `quarantine-reader` also reads bodies (the
+/// helpdesk looking at a held message); `admin` also writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
-    Admin,
     ReadOnly,
+    QuarantineReader,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ReadOnly => "read-only",
+            Role::QuarantineReader => "quarantine-reader",
+            Role::Admin => "admin",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

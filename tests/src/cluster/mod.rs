@@ -415,10 +415,15 @@ pub fn add_req(kind: v1::EntryKind, value: &str, reason: &str) -> v1::ListAddReq
 impl TestCluster {
     /// `peagectl ARGS` against node `node`'s admin API with the admin token.
     pub fn peagectl(&self, node: usize, args: &[&str]) -> std::process::Output {
+        self.peagectl_as(node, ADMIN_TOKEN, args)
+    }
+
+    /// `peagectl ARGS` against node `node`'s admin API with `token`.
+    pub fn peagectl_as(&self, node: usize, token: &str, args: &[&str]) -> std::process::Output {
         std::process::Command::new(crate::binaries::bin("peagectl"))
             .arg("--addr")
             .arg(self.nodes[node].admin_url())
-            .env("PEAGE_TOKEN", ADMIN_TOKEN)
+            .env("PEAGE_TOKEN", token)
             .args(args)
             .output()
             .expect("run peagectl")

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use peage_client::Admin;
 use peage_tests::v1::*;
-use peage_tests::{http_get, wait_for, SinkProcess, TestCluster, Tuning};
+use peage_tests::{http_get, wait_for, SinkProcess, TestCluster, Tuning, READ_TOKEN};
 
 use super::{ham, quarantine, queue, send_ham, with_local_domain, with_local_domain_tuned};
 
@@ -175,6 +175,14 @@ async fn released_by_an_operator_and_checked_with_peagectl(
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["messages"][0]["queue_id"], id);
+    // A read-only token (a dashboard's) sees the record, never the body.
+    let o = c.peagectl_as(1, READ_TOKEN, &["quarantine", "show", id, "--raw"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && o.stdout.is_empty(), "{err}");
+    assert!(
+        err.contains("permission denied") && err.contains("message body"),
+        "{err}"
+    );
     let o = c.peagectl(1, &["quarantine", "show", id, "--raw"]);
     let raw = String::from_utf8_lossy(&o.stdout);
     assert!(raw.starts_with("Received: from "), "{raw}");
