@@ -21,7 +21,9 @@ pub mod cluster;
 pub mod config;
 pub mod state;
 
-// The mail path: judging, evidence, the leader's own proposals, the spool and delivery.
+// The mail path: sender authentication, judging, evidence, the leader's own proposals,
+// the spool and delivery.
+pub mod auth;
 pub mod evidence;
 pub mod housekeeping;
 pub mod judge;

@@ -19,8 +19,9 @@ use peage_proto::v1::admin_server::AdminServer;
 use peage_proto::v1::SpoolDone;
 
 use crate::admin::AdminService;
+use crate::auth::Authenticator;
 use crate::cluster::{leader_clock, network, peer_service, Cluster};
-use crate::config::Config;
+use crate::config::{Config, DmarcPolicy};
 use crate::evidence::{self, EvidenceConfig, Recorder};
 use crate::spool::acceptor::NodeAcceptor;
 use crate::spool::delivery::connections::Connections;
@@ -66,6 +67,30 @@ async fn bind_optional(key: &str, addr: Option<SocketAddr>) -> anyhow::Result<Op
         Some(addr) => Ok(Some(bind(key, addr).await?)),
         None => Ok(None),
     }
+}
+
+/// What the SMTP edge is made of: its listener (none on a node without SMTP), STARTTLS,
+/// and sender authentication.
+struct Edge {
+    listener: Option<TcpListener>,
+    tls: Option<smtp::tls::TlsAcceptor>,
+    auth: Option<(Authenticator, bool)>,
+}
+
+/// Sender authentication as `dns` configures it, and whether DMARC policies are honoured.
+fn authenticator(config: &Config) -> anyhow::Result<Option<(Authenticator, bool)>> {
+    let dns = &config.dns;
+    if !dns.authenticate {
+        return Ok(None);
+    }
+    let auth = Authenticator::new(
+        &dns.servers,
+        Duration::from_millis(dns.timeout_ms),
+        Duration::from_millis(dns.budget_ms),
+        hostname(config),
+    )
+    .context("cannot set up the DNS resolver for sender authentication (dns.servers)")?;
+    Ok(Some((auth, dns.dmarc_policy == DmarcPolicy::Honour)))
 }
 
 /// The name the node gives itself in SMTP: the configured one, or `<site>.peage`.
@@ -116,7 +141,12 @@ pub async fn run(
         None => None,
     };
     let ledger = (Arc::new(ledger), left);
-    let mail_path = start_mail_path(&cluster, &config, listeners.smtp, smtp_tls, ledger, &mail);
+    let edge = Edge {
+        listener: listeners.smtp,
+        tls: smtp_tls,
+        auth: authenticator(&config)?,
+    };
+    let mail_path = start_mail_path(&cluster, &config, edge, ledger, &mail);
     let leader_tasks = [
         tokio::spawn(housekeeping::seed_domains(
             cluster.clone(),
@@ -215,8 +245,7 @@ fn no_delay(listener: TcpListener) -> TcpIncoming {
 fn start_mail_path(
     cluster: &Cluster,
     config: &Config,
-    smtp_listener: Option<TcpListener>,
-    smtp_tls: Option<smtp::tls::TlsAcceptor>,
+    edge: Edge,
     ledger: (Arc<Ledger>, Vec<SpoolDone>),
     stop: &Shutdown,
 ) -> Vec<JoinHandle<()>> {
@@ -228,7 +257,7 @@ fn start_mail_path(
     );
     let recorder = Recorder::default();
     let mut tasks = Vec::new();
-    if let Some(listener) = smtp_listener {
+    if let Some(listener) = edge.listener {
         let s = &config.smtp;
         let session = SessionConfig {
             hostname: hostname(config),
@@ -251,13 +280,18 @@ fn start_mail_path(
                 .unwrap_or(s.max_connections * 3 / 4)
                 .max(1),
         };
-        let acceptor = NodeAcceptor::new(spooler.clone(), recorder.clone(), hostname(config));
+        let acceptor = NodeAcceptor::new(
+            spooler.clone(),
+            recorder.clone(),
+            hostname(config),
+            edge.auth,
+        );
         tasks.push(tokio::spawn(smtp::serve(
             listener,
             Arc::new(session),
             limits,
             Arc::new(acceptor),
-            smtp_tls,
+            edge.tls,
             stop.clone(),
         )));
     }

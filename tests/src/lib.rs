@@ -1,6 +1,6 @@
 //! The test harness: real `peage` processes in a `cluster` (configs written with the node's
 //! own types, waits with deadlines), the downstream `sink`, Python's smtplib as a real SMTP
-//! client (`smtp`), a plain HTTP getter (`http`), the mail `corpus`, sites as network
+//! client (`smtp`), a DNS server answering from a table (`dns`), a plain HTTP getter (`http`), the mail `corpus`, sites as network
 //! namespaces (`netns`) joined through fault-injecting link proxies (`proxy`), and the
 //! failover `drill`s. Waits are conditions with a deadline and a reason, never fixed
 //! sleeps; every process a test starts is stopped on drop.
@@ -8,6 +8,7 @@
 pub mod binaries;
 pub mod cluster;
 pub mod corpus;
+pub mod dns;
 pub mod drill;
 pub mod http;
 pub mod mta;
@@ -20,6 +21,7 @@ pub mod wait;
 
 pub use binaries::{bin, bin_dir};
 pub use cluster::{add_req, Node, TestCluster, Tuning, ADMIN_TOKEN, READ_TOKEN, SECRET, SITES};
+pub use dns::DnsServer;
 pub use http::{http_get, metric_value};
 pub use peage_client::v1;
 pub use sink::{read_maildir, SinkProcess};

@@ -17,9 +17,10 @@ use crate::features::{features_of, Features};
 use crate::lists::{EntryKind, ListEntry, ListName};
 use crate::text::MessageText;
 use crate::urls::url_hosts;
-use scoring::{bayes_symbol, logistic_symbol, score_rules_alone, symbol};
+use scoring::{bayes_symbol, logistic_symbol, score_rules_alone};
 pub use scoring::{
-    headers, points, verdict, Judgement, Policy, Symbol, Verdict, GTUBE, RULES_ALONE, SCORES,
+    headers, points, symbol, verdict, Judgement, Policy, Symbol, Verdict, GTUBE, RULES_ALONE,
+    SCORES,
 };
 
 /// What the filter is handed.

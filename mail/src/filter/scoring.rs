@@ -75,6 +75,27 @@ pub const SCORES: &[(&str, i64)] = &[
     ("LOGISTIC_60", 1_500),
     ("LOGISTIC_20", -1_000),
     ("LOGISTIC_05", -2_000),
+    // Sender authentication (the node's `auth`): failures count, passes say who it is.
+    ("SPF_PASS", 0),
+    ("SPF_FAIL", 2_000),
+    ("SPF_SOFTFAIL", 1_000),
+    ("SPF_NEUTRAL", 0),
+    ("SPF_NONE", 0),
+    ("SPF_TEMPERROR", 0),
+    ("SPF_PERMERROR", 500),
+    ("DKIM_VALID", 0),
+    ("DKIM_INVALID", 1_000),
+    ("DKIM_TEMPERROR", 0),
+    ("DKIM_NONE", 0),
+    ("ARC_VALID", 0),
+    ("ARC_INVALID", 500),
+    ("DMARC_PASS", -500),
+    // A failing DMARC policy of reject or quarantine decides the verdict itself when the
+    // node honours it (`dns.dmarc_policy`); these scores are what it weighs otherwise.
+    ("DMARC_FAIL_REJECT", 6_000),
+    ("DMARC_FAIL_QUARANTINE", 4_000),
+    ("DMARC_FAIL_NONE", 1_000),
+    ("AUTH_TEMPERROR", 0),
     // Cluster-wide evidence (see `crate::evidence`).
     ("REPUTATION_BAD", 3_000),
     ("REPUTATION_POOR", 1_000),
@@ -194,7 +215,7 @@ pub struct Symbol {
     pub reason: String,
 }
 
-pub(super) fn symbol(name: &str, reason: impl Into<String>) -> Symbol {
+pub fn symbol(name: &str, reason: impl Into<String>) -> Symbol {
     Symbol {
         name: name.to_owned(),
         score_milli: score_of(name),

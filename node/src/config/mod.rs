@@ -48,6 +48,44 @@ pub struct Config {
     pub spool: SpoolSection,
     #[serde(default)]
     pub evidence: EvidenceSection,
+    #[serde(default)]
+    pub dns: DnsSection,
+}
+
+/// Sender authentication (SPF, DKIM, DMARC, ARC) and the resolvers it asks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsSection {
+    /// Whether accepted mail is authenticated at all (no `Authentication-Results` when not).
+    pub authenticate: bool,
+    /// Resolvers as `IP:PORT`; the system's (`/etc/resolv.conf`) when empty.
+    pub servers: Vec<SocketAddr>,
+    /// One query's timeout.
+    pub timeout_ms: u64,
+    /// All of one message's lookups together: past it, what is unanswered is `temperror`.
+    pub budget_ms: u64,
+    /// What a failing DMARC policy of reject or quarantine does: `honour` (reject with
+    /// `550 5.7.1`, or quarantine) or `score` (its symbol's points only).
+    pub dmarc_policy: DmarcPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DmarcPolicy {
+    Honour,
+    Score,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        DnsSection {
+            authenticate: true,
+            servers: Vec::new(),
+            timeout_ms: 2000,
+            budget_ms: 4000,
+            dmarc_policy: DmarcPolicy::Honour,
+        }
+    }
 }
 
 /// Reputation and bulk counting (`peage_mail::evidence`).

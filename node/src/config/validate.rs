@@ -30,6 +30,10 @@ impl Config {
             .and_then(|()| self.check_raft())
             .and_then(|()| self.check_tokens())
             .and_then(|()| self.check_smtp())
+            .and_then(|()| {
+                ensure(self.dns.timeout_ms != 0, "dns.timeout_ms", "must be > 0")?;
+                ensure(self.dns.budget_ms != 0, "dns.budget_ms", "must be > 0")
+            })
             .and_then(|()| self.check_spool_evidence_and_lists())
             .map_err(|Invalid(key, message)| ConfigError::Invalid {
                 path: path.to_owned(),

@@ -13,6 +13,7 @@ use peage_mail::smtp::trace::{received, strip_forged_headers};
 use peage_mail::smtp::{Acceptor, Envelope, Reply};
 
 use super::{NewMessage, Spooler};
+use crate::auth::{combine, Authenticator};
 use crate::clock::now_ms;
 use crate::evidence::Recorder;
 use crate::judge::{judge, wire_symbols, Judged};
@@ -26,14 +27,23 @@ pub struct NodeAcceptor {
     /// This node's name in the `Received` field, and the authserv-id that no incoming
     /// `Authentication-Results` may claim.
     hostname: String,
+    /// Sender authentication, unless turned off (`dns.authenticate`), and whether a failing
+    /// DMARC policy decides the verdict.
+    auth: Option<(Authenticator, bool)>,
 }
 
 impl NodeAcceptor {
-    pub fn new(spooler: Spooler, evidence: Recorder, hostname: String) -> NodeAcceptor {
+    pub fn new(
+        spooler: Spooler,
+        evidence: Recorder,
+        hostname: String,
+        auth: Option<(Authenticator, bool)>,
+    ) -> NodeAcceptor {
         NodeAcceptor {
             spooler,
             evidence,
             hostname,
+            auth,
         }
     }
 
@@ -131,9 +141,25 @@ impl Acceptor for NodeAcceptor {
             Cow::Borrowed(_) => message,
             Cow::Owned(stripped) => stripped,
         };
-        let Some((judgement, message)) = self.judge(&envelope, message).await else {
+        let authentication = match &self.auth {
+            Some((auth, _)) => Some(
+                auth.check(
+                    envelope.client_ip,
+                    &envelope.helo,
+                    &envelope.mail_from,
+                    &message,
+                )
+                .await,
+            ),
+            None => None,
+        };
+        let Some((mut judgement, message)) = self.judge(&envelope, message).await else {
             return Reply::new(451, "4.3.0 The filter could not run; try again later");
         };
+        if let (Some(found), Some((_, honour_dmarc))) = (&authentication, &self.auth) {
+            let policy = self.spooler.cluster().state().indexes().policy().filter;
+            combine(&mut judgement, found, &policy, *honour_dmarc);
+        }
         observe_stage(ACCEPT_STAGE_SECONDS, "filter", started);
         metrics::counter!(VERDICTS, "verdict" => judgement.verdict.as_str()).increment(1);
         if judgement.verdict == Verdict::Reject {
@@ -144,6 +170,9 @@ impl Acceptor for NodeAcceptor {
         }
         // Delivered and quarantined copies both carry the trace and the verdict.
         let mut body = received(&envelope, &self.hostname, now_ms()).into_bytes();
+        if let Some(found) = &authentication {
+            body.extend_from_slice(found.header.as_bytes());
+        }
         body.extend_from_slice(
             filter::headers(judgement.verdict, judgement.total_milli, &judgement.symbols)
                 .as_bytes(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use peage_node::config::{
-    AdminSection, ClusterSection, Config, EvidenceSection, ListenSection, ListsSection,
+    AdminSection, ClusterSection, Config, DnsSection, EvidenceSection, ListenSection, ListsSection,
     MemberConfig, NodeSection, RaftSection, Role, SmtpSection, SpoolSection, TokenConfig,
 };
 
@@ -133,6 +133,11 @@ impl TestCluster {
             evidence: EvidenceSection {
                 flush_ms: 200,
                 ..EvidenceSection::default()
+            },
+            dns: DnsSection {
+                authenticate: t.dns_server.is_some(),
+                servers: t.dns_server.into_iter().collect(),
+                ..DnsSection::default()
             },
         })
     }

@@ -63,6 +63,9 @@ pub struct Tuning {
     pub retry_first_ms: u64,
     /// Connections each node opens to one downstream at once.
     pub max_connections_per_route: usize,
+    /// Authenticate senders through this DNS server (the test's own); no authentication
+    /// when `None`, as nothing outside answers DNS here.
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 impl Default for Tuning {
@@ -83,6 +86,7 @@ impl Default for Tuning {
             body_grace_secs: None,
             retry_first_ms: 200,
             max_connections_per_route: 20,
+            dns_server: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! the filter's verdicts.
 
 mod acceptance;
+mod auth;
 mod delivery;
 mod edge;
 mod filtering;

@@ -1,0 +1,232 @@
+//! Sender authentication at the edge (mail-auth): SPF for the MAIL FROM identity (the HELO
+//! one for the null sender), DKIM, ARC and DMARC, all within one DNS budget per message so
+//! that a slow resolver turns into `temperror`, never into a stuck client; their symbols,
+//! the `Authentication-Results` field (RFC 8601) under this node's authserv-id, and what a
+//! failing DMARC policy asks for.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use mail_auth::hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
+};
+use mail_auth::{
+    dmarc::verify::DmarcParameters, dmarc::Policy as DmarcPolicy, spf::verify::SpfParameters,
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
+    SpfResult,
+};
+
+use peage_mail::filter::{symbol, verdict, Judgement, Policy, Symbol, Verdict};
+
+/// What the checks found for one message.
+#[derive(Debug, Default)]
+pub struct Authentication {
+    /// `SPF_*`, `DKIM_*`, `ARC_*`, `DMARC_*` symbols (scored in `filter::SCORES`).
+    pub symbols: Vec<Symbol>,
+    /// The whole `Authentication-Results:` field, CRLF-terminated.
+    pub header: String,
+    /// DMARC failed and the author domain's policy says reject (honoured when configured).
+    pub dmarc_reject: bool,
+    /// DMARC failed and the policy says quarantine.
+    pub dmarc_quarantine: bool,
+}
+
+/// The resolver and limits sender authentication works with.
+pub struct Authenticator {
+    inner: MessageAuthenticator,
+    hostname: String,
+    budget: Duration,
+}
+
+impl Authenticator {
+    /// Resolves through `servers` (`IP:PORT`; the system's resolvers when empty), each query
+    /// given `timeout`, each message at most `budget` for all of its lookups.
+    pub fn new(
+        servers: &[SocketAddr],
+        timeout: Duration,
+        budget: Duration,
+        hostname: String,
+    ) -> anyhow::Result<Authenticator> {
+        let mut opts = ResolverOpts::default();
+        opts.timeout = timeout;
+        opts.attempts = 1;
+        let inner = if servers.is_empty() {
+            MessageAuthenticator::new_system_conf()?
+        } else {
+            let name_servers = servers
+                .iter()
+                .map(|s| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = s.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = s.port();
+                    NameServerConfig::new(s.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            MessageAuthenticator::new(ResolverConfig::from_name_servers(name_servers), opts)?
+        };
+        Ok(Authenticator {
+            inner,
+            hostname,
+            budget,
+        })
+    }
+
+    /// Authenticates one message; past the budget, whatever was not answered is `temperror`.
+    pub async fn check(
+        &self,
+        client_ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+        message: &[u8],
+    ) -> Authentication {
+        let run = self.run(client_ip, helo, mail_from, message);
+        match tokio::time::timeout(self.budget, run).await {
+            Ok(found) => found,
+            Err(_) => Authentication {
+                symbols: vec![symbol(
+                    "AUTH_TEMPERROR",
+                    format!("DNS answers took longer than {:?}", self.budget),
+                )],
+                header: format!(
+                    "Authentication-Results: {};\r\n\tspf=temperror; dkim=temperror; dmarc=temperror\r\n",
+                    self.hostname
+                ),
+                ..Authentication::default()
+            },
+        }
+    }
+
+    async fn run(
+        &self,
+        client_ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+        message: &[u8],
+    ) -> Authentication {
+        let host = self.hostname.as_str();
+        let helo_domain = if helo.is_empty() { "unknown" } else { helo };
+        // The null sender's identity is its HELO (RFC 7208 §2.4).
+        let sender = if mail_from.is_empty() {
+            format!("postmaster@{helo_domain}")
+        } else {
+            mail_from.to_owned()
+        };
+        let spf = self
+            .inner
+            .verify_spf(SpfParameters::verify_mail_from(
+                client_ip,
+                helo_domain,
+                host,
+                &sender,
+            ))
+            .await;
+        let mut out = Authentication::default();
+        out.symbols.push(spf_symbol(spf.result(), &sender));
+        let mut results = AuthenticationResults::new(host).with_spf_mailfrom_result(
+            &spf,
+            client_ip,
+            &sender,
+            helo_domain,
+        );
+        let Some(parsed) = AuthenticatedMessage::parse(message) else {
+            out.header = format!("Authentication-Results: {results}\r\n");
+            return out;
+        };
+        let dkim = self.inner.verify_dkim(&parsed).await;
+        let arc = self.inner.verify_arc(&parsed).await;
+        let from_domain = sender.rsplit_once('@').map_or(helo_domain, |(_, d)| d);
+        let dmarc = self
+            .inner
+            .verify_dmarc(DmarcParameters {
+                message: &parsed,
+                dkim_output: &dkim,
+                dkim2_output: None,
+                rfc5321_mail_from_domain: from_domain,
+                spf_output: &spf,
+            })
+            .await;
+        let header_from = parsed.from.first().map_or("", |f| f.as_str());
+        for d in &dkim {
+            out.symbols
+                .push(dkim_symbol(d.result(), d.signature().map(|s| s.d.as_str())));
+        }
+        if !arc.result().eq(&DkimResult::None) {
+            let name = if arc.result() == &DkimResult::Pass {
+                "ARC_VALID"
+            } else {
+                "ARC_INVALID"
+            };
+            out.symbols.push(symbol(name, "the ARC chain"));
+        }
+        match dmarc.result() {
+            DmarcResult::Pass => out.symbols.push(symbol(
+                "DMARC_PASS",
+                format!("aligned with {}", dmarc.domain()),
+            )),
+            DmarcResult::Fail(_) => {
+                let policy = dmarc.policy();
+                out.dmarc_reject = policy == DmarcPolicy::Reject;
+                out.dmarc_quarantine = policy == DmarcPolicy::Quarantine;
+                let name = match policy {
+                    DmarcPolicy::Reject => "DMARC_FAIL_REJECT",
+                    DmarcPolicy::Quarantine => "DMARC_FAIL_QUARANTINE",
+                    _ => "DMARC_FAIL_NONE",
+                };
+                out.symbols.push(symbol(
+                    name,
+                    format!("{} fails DMARC (policy {policy:?})", dmarc.domain()),
+                ));
+            }
+            DmarcResult::TempError(_) | DmarcResult::PermError(_) | DmarcResult::None => {}
+        }
+        results = results
+            .with_dkim_results(&dkim, header_from)
+            .with_arc_result(&arc, client_ip)
+            .with_dmarc_result(&dmarc);
+        out.header = format!("Authentication-Results: {results}\r\n");
+        out
+    }
+}
+
+/// Adds what authentication found to the filter's judgement: its symbols' points, and
+/// with `honour_dmarc` a failing DMARC policy's own verdict (reject, or at least quarantine).
+pub fn combine(
+    judgement: &mut Judgement,
+    found: &Authentication,
+    policy: &Policy,
+    honour_dmarc: bool,
+) {
+    judgement.symbols.extend(found.symbols.iter().cloned());
+    let (mut verdict, total) = verdict(&judgement.symbols, policy);
+    if honour_dmarc && found.dmarc_reject {
+        verdict = Verdict::Reject;
+    } else if honour_dmarc && found.dmarc_quarantine && verdict == Verdict::Deliver {
+        verdict = Verdict::Quarantine;
+    }
+    judgement.verdict = verdict;
+    judgement.total_milli = total;
+}
+
+fn spf_symbol(result: SpfResult, sender: &str) -> Symbol {
+    let name = match result {
+        SpfResult::Pass => "SPF_PASS",
+        SpfResult::Fail => "SPF_FAIL",
+        SpfResult::SoftFail => "SPF_SOFTFAIL",
+        SpfResult::Neutral => "SPF_NEUTRAL",
+        SpfResult::TempError => "SPF_TEMPERROR",
+        SpfResult::PermError => "SPF_PERMERROR",
+        SpfResult::None => "SPF_NONE",
+    };
+    symbol(name, format!("SPF for {sender}"))
+}
+
+fn dkim_symbol(result: &DkimResult, domain: Option<&str>) -> Symbol {
+    let name = match result {
+        DkimResult::Pass => "DKIM_VALID",
+        DkimResult::TempError(_) => "DKIM_TEMPERROR",
+        DkimResult::None => "DKIM_NONE",
+        _ => "DKIM_INVALID",
+    };
+    symbol(name, format!("DKIM signature of {}", domain.unwrap_or("?")))
+}

@@ -1,0 +1,89 @@
+//! A DNS server for tests, on loopback: it answers TXT questions (SPF, DKIM keys, DMARC
+//! policies) from a table the test fills, and NXDOMAIN to everything else, so sender
+//! authentication is tested offline. It runs on a thread of its own (a test blocked in a
+//! synchronous SMTP client must not stall it), and stops when dropped.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+pub struct DnsServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl DnsServer {
+    /// Serves `txt` (name without the final dot → record text) on `ip`, an ephemeral port.
+    pub fn start(ip: &str, txt: &[(&str, &str)]) -> anyhow::Result<DnsServer> {
+        let socket = UdpSocket::bind(format!("{ip}:0"))?;
+        // Wakes up now and then to see whether it is to stop.
+        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let addr = socket.local_addr()?;
+        let table: HashMap<String, String> = txt
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            while !stopping.load(Ordering::SeqCst) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some(reply) = answer(&table, &buf[..n]) {
+                    let _ = socket.send_to(&reply, from);
+                }
+            }
+        });
+        Ok(DnsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+fn answer(table: &HashMap<String, String>, query: &[u8]) -> Option<Vec<u8>> {
+    let query = Message::from_vec(query).ok()?;
+    let question = query.queries.first()?.clone();
+    let name = question.name().to_ascii();
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let found = table
+        .get(&name)
+        .filter(|_| question.query_type() == RecordType::TXT);
+    let mut reply = match found {
+        Some(_) => Message::response(query.metadata.id, OpCode::Query),
+        None => Message::error_msg(query.metadata.id, OpCode::Query, ResponseCode::NXDomain),
+    };
+    reply.metadata.authoritative = true;
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.queries.push(question.clone());
+    if let Some(text) = found {
+        // TXT strings are at most 255 bytes each; long records (DKIM keys) come in pieces.
+        let pieces: Vec<String> = text
+            .as_bytes()
+            .chunks(255)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        let owner = Name::from_ascii(format!("{name}.")).ok()?;
+        reply.add_answer(Record::from_rdata(owner, 60, RData::TXT(TXT::new(pieces))));
+    }
+    reply.to_vec().ok()
+}
