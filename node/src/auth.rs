@@ -11,9 +11,9 @@ use mail_auth::hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
 };
 use mail_auth::{
-    dmarc::verify::DmarcParameters, dmarc::Policy as DmarcPolicy, spf::verify::SpfParameters,
-    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
-    SpfResult,
+    dkim::Canonicalization, dmarc::verify::DmarcParameters, dmarc::Policy as DmarcPolicy,
+    spf::verify::SpfParameters, AuthenticatedMessage, AuthenticationResults, DkimResult,
+    DmarcResult, MessageAuthenticator, SpfResult,
 };
 
 use peage_mail::filter::{symbol, verdict, Judgement, Policy, Symbol, Verdict};
@@ -133,7 +133,28 @@ impl Authenticator {
             out.header = format!("Authentication-Results: {results}\r\n");
             return out;
         };
-        let dkim = self.inner.verify_dkim(&parsed).await;
+        let mut dkim = self.inner.verify_dkim(&parsed).await;
+        // mail-auth 0.13.3 hashes whitespace-only lines at the end of the body into a relaxed
+        // body hash (RFC 6376 §3.4.4 ignores them; fixed upstream in 0.15): a relaxed
+        // signature that failed is checked again over the body without them.
+        let trimmed = without_trailing_blank_lines(message);
+        let reparsed = trimmed.as_deref().and_then(AuthenticatedMessage::parse);
+        if let Some(reparsed) = &reparsed {
+            if dkim.iter().any(|d| d.result() != &DkimResult::Pass) {
+                let again = self.inner.verify_dkim(reparsed).await;
+                for (first, second) in dkim.iter_mut().zip(again) {
+                    let relaxed = first
+                        .signature()
+                        .is_some_and(|s| s.cb == Canonicalization::Relaxed);
+                    if relaxed
+                        && first.result() != &DkimResult::Pass
+                        && second.result() == &DkimResult::Pass
+                    {
+                        *first = second;
+                    }
+                }
+            }
+        }
         let arc = self.inner.verify_arc(&parsed).await;
         let from_domain = sender.rsplit_once('@').map_or(helo_domain, |(_, d)| d);
         let dmarc = self
@@ -208,6 +229,30 @@ pub fn combine(
     judgement.total_milli = total;
 }
 
+/// The message without the whitespace-only lines that end its body, when it has any.
+fn without_trailing_blank_lines(message: &[u8]) -> Option<Vec<u8>> {
+    let body_start = message.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let mut end = message.len();
+    // Back over whole lines (ending in CRLF) that hold nothing but spaces and tabs.
+    while end > body_start {
+        let Some(content) = message[body_start..end].strip_suffix(b"\r\n") else {
+            break;
+        };
+        let line_start = content
+            .windows(2)
+            .rposition(|w| w == b"\r\n")
+            .map_or(0, |i| i + 2);
+        if !content[line_start..]
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t'))
+        {
+            break;
+        }
+        end = body_start + line_start;
+    }
+    (end < message.len()).then(|| message[..end].to_vec())
+}
+
 fn spf_symbol(result: SpfResult, sender: &str) -> Symbol {
     let name = match result {
         SpfResult::Pass => "SPF_PASS",
@@ -229,4 +274,27 @@ fn dkim_symbol(result: &DkimResult, domain: Option<&str>) -> Symbol {
         _ => "DKIM_INVALID",
     };
     symbol(name, format!("DKIM signature of {}", domain.unwrap_or("?")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_trailing_blank_lines;
+
+    #[test]
+    fn only_whitespace_lines_at_the_end_of_the_body_come_off() {
+        let m = b"Subject: x\r\n\r\nhello \r\n\r\n \t\r\n  \r\n";
+        assert_eq!(
+            without_trailing_blank_lines(m).as_deref(),
+            Some(&b"Subject: x\r\n\r\nhello \r\n"[..])
+        );
+        assert_eq!(
+            without_trailing_blank_lines(b"Subject: x\r\n\r\nhello\r\n"),
+            None
+        );
+        assert_eq!(
+            without_trailing_blank_lines(b"Subject: x\r\n\r\n \r\n").as_deref(),
+            Some(&b"Subject: x\r\n\r\n"[..])
+        );
+        assert_eq!(without_trailing_blank_lines(b"Subject: x\r\n"), None);
+    }
 }
