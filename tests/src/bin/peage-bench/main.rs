@@ -50,6 +50,10 @@ enum Cmd {
         /// Directory of .eml files (searched recursively one level: ham/, spam/).
         #[arg(long, default_value = "../shared/corpus/train")]
         corpus: std::path::PathBuf,
+        /// Authenticate senders (SPF, DKIM, ARC, DMARC) against a DNS server on loopback
+        /// that publishes the bench sender's SPF and DMARC records.
+        #[arg(long)]
+        auth: bool,
     },
     /// The filter alone over the corpus: in-process on one core, then through the admin API.
     Filter {
@@ -87,10 +91,23 @@ async fn smtp_bench(
     clients: Vec<usize>,
     seconds: u64,
     corpus: std::path::PathBuf,
+    auth: bool,
 ) -> anyhow::Result<()> {
     let messages = std::sync::Arc::new(peage_tests::corpus::load(&corpus)?);
+    let dns = if auth {
+        Some(peage_tests::DnsServer::start(
+            "127.0.0.1",
+            &[
+                ("bench.example", "v=spf1 ip4:127.0.0.0/8 -all"),
+                ("_dmarc.bench.example", "v=DMARC1; p=none"),
+            ],
+        )?)
+    } else {
+        None
+    };
     let c = TestCluster::start(Tuning {
         snapshot_after_entries: 20_000,
+        dns_server: dns.as_ref().map(|d| d.addr),
         ..Tuning::default()
     })
     .await?;
@@ -409,7 +426,8 @@ async fn main() -> anyhow::Result<()> {
             clients,
             seconds,
             corpus,
-        } => smtp_bench(clients, seconds, corpus).await,
+            auth,
+        } => smtp_bench(clients, seconds, corpus, auth).await,
         Cmd::Filter { corpus } => filter_bench(corpus).await,
         Cmd::Memory {
             entries,
