@@ -271,6 +271,9 @@ pub enum ListCmd {
         /// Expire after this long: 90s, 15m, 2h, 7d.
         #[arg(long)]
         ttl: Option<String>,
+        /// `block` adds points; `allow` takes 20 off — for an IP always, for a sender or
+        /// domain only when SPF or DKIM proves the message comes from it, for a URL host
+        /// never (anyone can write a link).
         #[arg(long, value_parser = wire::list_name(), default_value = "block")]
         list: ListName,
     },

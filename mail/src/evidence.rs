@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 
 use crate::text::{lower_into, MessageText};
+use crate::trust::Authenticated;
 
 /// Decayed message counts under one key (a verdict counts 1, then shrinks with each decay).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -33,9 +34,15 @@ const SHINGLE_WORDS: usize = 4;
 /// Bodies shorter than this many words are not fingerprinted (too common to mean bulk).
 const BULK_MIN_WORDS: usize = 12;
 
-/// The reputation keys of an envelope: `net:` client network, `sender:` envelope-sender
-/// domain, `helo:` HELO name (lower-cased).
-pub fn reputation_keys(client_ip: IpAddr, mail_from: &str, helo: &str) -> Vec<String> {
+/// The reputation keys of an envelope: `net:` client network always; `sender:`
+/// envelope-sender domain and `helo:` HELO name (lower-cased) only when `proved` vouches for
+/// them, so that forged rejections cannot poison a victim domain's reputation.
+pub fn reputation_keys(
+    client_ip: IpAddr,
+    mail_from: &str,
+    helo: &str,
+    proved: &Authenticated,
+) -> Vec<String> {
     let mut keys = vec![match client_ip {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();
@@ -47,11 +54,11 @@ pub fn reputation_keys(client_ip: IpAddr, mail_from: &str, helo: &str) -> Vec<St
         }
     }];
     if let Some((_, domain)) = mail_from.rsplit_once('@') {
-        if let Some(domain) = host_key(domain) {
+        if let Some(domain) = host_key(domain).filter(|d| proved.vouches_for(d)) {
             keys.push(format!("sender:{domain}"));
         }
     }
-    if let Some(helo) = host_key(helo) {
+    if let Some(helo) = host_key(helo).filter(|h| proved.vouches_for(h)) {
         keys.push(format!("helo:{helo}"));
     }
     keys
@@ -196,12 +203,11 @@ mod tests {
     }
 
     #[test]
-    fn reputation_keys_name_the_network_the_sender_domain_and_the_helo() {
-        let k = reputation_keys(
-            "203.0.113.77".parse().unwrap(),
-            "a@Spam.Example",
-            "MX.Spam.Example.",
-        );
+    fn reputation_keys_name_the_network_and_only_the_proved_sender_domain_and_helo() {
+        let ip = "203.0.113.77".parse().unwrap();
+        let mut proved = Authenticated::nothing();
+        proved.vouch("spam.example");
+        let k = reputation_keys(ip, "a@Spam.Example", "MX.Spam.Example.", &proved);
         assert_eq!(
             k,
             [
@@ -210,20 +216,31 @@ mod tests {
                 "helo:mx.spam.example"
             ]
         );
-        let k = reputation_keys("2001:db8:1:2:3::4".parse().unwrap(), "", "");
+        // Forged: the same names unproved earn the network its evidence, and nothing else.
+        let nothing = Authenticated::nothing();
+        let k = reputation_keys(ip, "a@victim.example", "mx.victim.example", &nothing);
+        assert_eq!(k, ["net:203.0.113.0/24"]);
+        let k = reputation_keys("2001:db8:1:2:3::4".parse().unwrap(), "", "", &nothing);
         assert_eq!(k, ["net:2001:db8:1:2::/64"]);
     }
 
     #[test]
     fn a_client_cannot_make_keys_of_its_choosing() {
         let huge = "x".repeat(4000);
+        // Even were every name proved.
+        let longest = format!("{}.example", "a".repeat(245));
+        let mut everything = Authenticated::nothing();
+        for d in [huge.as_str(), "b c", "evil helo", "[192.0.2.1]", &longest] {
+            everything.vouch(d);
+        }
+        let reputation_keys =
+            |ip, from: &str, helo: &str| reputation_keys(ip, from, helo, &everything);
         let k = reputation_keys("192.0.2.1".parse().unwrap(), &format!("a@{huge}"), &huge);
         assert_eq!(k, ["net:192.0.2.0/24"]);
         let k = reputation_keys("192.0.2.1".parse().unwrap(), "a@b c", "evil helo\r\n");
         assert_eq!(k, ["net:192.0.2.0/24"]);
         let k = reputation_keys("192.0.2.1".parse().unwrap(), "", "[192.0.2.1]");
         assert_eq!(k, ["net:192.0.2.0/24", "helo:[192.0.2.1]"]);
-        let longest = format!("{}.example", "a".repeat(245));
         for key in reputation_keys(
             "192.0.2.1".parse().unwrap(),
             &format!("a@{longest}"),

@@ -17,4 +17,5 @@ pub mod shutdown;
 pub mod smtp;
 pub mod sync;
 pub mod text;
+pub mod trust;
 pub mod urls;

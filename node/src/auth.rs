@@ -1,8 +1,9 @@
-//! Sender authentication at the edge (mail-auth): SPF for the MAIL FROM identity (the HELO
-//! one for the null sender), DKIM, ARC and DMARC, all within one DNS budget per message so
+//! Sender authentication at the edge (mail-auth): SPF for the HELO and MAIL FROM identities
+//! (the HELO one stands for the null sender), DKIM, ARC and DMARC, all within one DNS budget per message so
 //! that a slow resolver turns into `temperror`, never into a stuck client; their symbols,
 //! the `Authentication-Results` field (RFC 8601) under this node's authserv-id, and what a
-//! failing DMARC policy asks for.
+//! failing DMARC policy asks for; and the domains it proved, the only names the filter
+//! credits (`peage_mail::trust`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -13,10 +14,11 @@ use mail_auth::hickory_resolver::config::{
 use mail_auth::{
     dkim::Canonicalization, dmarc::verify::DmarcParameters, dmarc::Policy as DmarcPolicy,
     spf::verify::SpfParameters, AuthenticatedMessage, AuthenticationResults, DkimResult,
-    DmarcResult, MessageAuthenticator, SpfResult,
+    DmarcOutput, DmarcResult, MessageAuthenticator, SpfResult,
 };
 
 use peage_mail::filter::{symbol, verdict, Judgement, Policy, Symbol, Verdict};
+use peage_mail::trust::{Authenticated, SENDER_PROVED};
 
 /// What the checks found for one message.
 #[derive(Debug, Default)]
@@ -29,13 +31,18 @@ pub struct Authentication {
     pub dmarc_reject: bool,
     /// DMARC failed and the policy says quarantine.
     pub dmarc_quarantine: bool,
+    /// The domains SPF (HELO, MAIL FROM) or a valid DKIM signature vouched for.
+    pub proved: Authenticated,
 }
 
-/// The resolver and limits sender authentication works with.
+/// The resolver and limits sender authentication works with, and what it makes of a
+/// failing DMARC policy.
 pub struct Authenticator {
     inner: MessageAuthenticator,
     hostname: String,
     budget: Duration,
+    /// A failing DMARC policy of reject or quarantine decides the verdict (else it is scored).
+    honour_dmarc: bool,
 }
 
 impl Authenticator {
@@ -43,9 +50,9 @@ impl Authenticator {
     /// given `timeout`, each message at most `budget` for all of its lookups.
     pub fn new(
         servers: &[SocketAddr],
-        timeout: Duration,
-        budget: Duration,
+        (timeout, budget): (Duration, Duration),
         hostname: String,
+        honour_dmarc: bool,
     ) -> anyhow::Result<Authenticator> {
         let mut opts = ResolverOpts::default();
         opts.timeout = timeout;
@@ -69,6 +76,7 @@ impl Authenticator {
             inner,
             hostname,
             budget,
+            honour_dmarc,
         })
     }
 
@@ -82,7 +90,13 @@ impl Authenticator {
     ) -> Authentication {
         let run = self.run(client_ip, helo, mail_from, message);
         match tokio::time::timeout(self.budget, run).await {
-            Ok(found) => found,
+            Ok(mut found) => {
+                if !mail_from.is_empty() && found.proved.vouches_for(mail_from) {
+                    let why = format!("{mail_from} is proved by SPF or DKIM");
+                    found.symbols.push(symbol(SENDER_PROVED, why));
+                }
+                found
+            }
             Err(_) => Authentication {
                 symbols: vec![symbol(
                     "AUTH_TEMPERROR",
@@ -95,6 +109,21 @@ impl Authenticator {
                 ..Authentication::default()
             },
         }
+    }
+
+    /// Adds what authentication found to the filter's judgement: its symbols' points, and
+    /// when DMARC policies are honoured a failing one's own verdict (reject, or at least
+    /// quarantine).
+    pub fn combine(&self, judgement: &mut Judgement, found: &Authentication, policy: &Policy) {
+        judgement.symbols.extend(found.symbols.iter().cloned());
+        let (mut verdict, total) = verdict(&judgement.symbols, policy);
+        if self.honour_dmarc && found.dmarc_reject {
+            verdict = Verdict::Reject;
+        } else if self.honour_dmarc && found.dmarc_quarantine && verdict == Verdict::Deliver {
+            verdict = Verdict::Quarantine;
+        }
+        judgement.verdict = verdict;
+        judgement.total_milli = total;
     }
 
     async fn run(
@@ -112,23 +141,31 @@ impl Authenticator {
         } else {
             mail_from.to_owned()
         };
-        let spf = self
-            .inner
-            .verify_spf(SpfParameters::verify_mail_from(
+        let (helo_spf, spf) = tokio::join!(
+            self.inner
+                .verify_spf(SpfParameters::verify_ehlo(client_ip, helo_domain, host)),
+            self.inner.verify_spf(SpfParameters::verify_mail_from(
                 client_ip,
                 helo_domain,
                 host,
                 &sender,
             ))
-            .await;
-        let mut out = Authentication::default();
-        out.symbols.push(spf_symbol(spf.result(), &sender));
-        let mut results = AuthenticationResults::new(host).with_spf_mailfrom_result(
-            &spf,
-            client_ip,
-            &sender,
-            helo_domain,
         );
+        let mut out = Authentication::default();
+        if let Some(s) = helo_spf_symbol(helo_spf.result(), helo_domain) {
+            out.symbols.push(s);
+        }
+        if helo_spf.result() == SpfResult::Pass {
+            out.proved.vouch(helo_domain);
+        }
+        out.symbols.push(spf_symbol(spf.result(), &sender));
+        if spf.result() == SpfResult::Pass {
+            out.proved
+                .vouch(sender.rsplit_once('@').map_or("", |(_, d)| d));
+        }
+        let mut results = AuthenticationResults::new(host)
+            .with_spf_ehlo_result(&helo_spf, client_ip, helo_domain)
+            .with_spf_mailfrom_result(&spf, client_ip, &sender, helo_domain);
         let Some(parsed) = AuthenticatedMessage::parse(message) else {
             out.header = format!("Authentication-Results: {results}\r\n");
             return out;
@@ -169,8 +206,11 @@ impl Authenticator {
             .await;
         let header_from = parsed.from.first().map_or("", |f| f.as_str());
         for d in &dkim {
-            out.symbols
-                .push(dkim_symbol(d.result(), d.signature().map(|s| s.d.as_str())));
+            let signer = d.signature().map(|s| s.d.as_str());
+            out.symbols.push(dkim_symbol(d.result(), signer));
+            if let (DkimResult::Pass, Some(signer)) = (d.result(), signer) {
+                out.proved.vouch(signer);
+            }
         }
         if !arc.result().eq(&DkimResult::None) {
             let name = if arc.result() == &DkimResult::Pass {
@@ -180,27 +220,7 @@ impl Authenticator {
             };
             out.symbols.push(symbol(name, "the ARC chain"));
         }
-        match dmarc.result() {
-            DmarcResult::Pass => out.symbols.push(symbol(
-                "DMARC_PASS",
-                format!("aligned with {}", dmarc.domain()),
-            )),
-            DmarcResult::Fail(_) => {
-                let policy = dmarc.policy();
-                out.dmarc_reject = policy == DmarcPolicy::Reject;
-                out.dmarc_quarantine = policy == DmarcPolicy::Quarantine;
-                let name = match policy {
-                    DmarcPolicy::Reject => "DMARC_FAIL_REJECT",
-                    DmarcPolicy::Quarantine => "DMARC_FAIL_QUARANTINE",
-                    _ => "DMARC_FAIL_NONE",
-                };
-                out.symbols.push(symbol(
-                    name,
-                    format!("{} fails DMARC (policy {policy:?})", dmarc.domain()),
-                ));
-            }
-            DmarcResult::TempError(_) | DmarcResult::PermError(_) | DmarcResult::None => {}
-        }
+        dmarc_symbols(&dmarc, &mut out);
         results = results
             .with_dkim_results(&dkim, header_from)
             .with_arc_result(&arc, client_ip)
@@ -208,25 +228,6 @@ impl Authenticator {
         out.header = format!("Authentication-Results: {results}\r\n");
         out
     }
-}
-
-/// Adds what authentication found to the filter's judgement: its symbols' points, and
-/// with `honour_dmarc` a failing DMARC policy's own verdict (reject, or at least quarantine).
-pub fn combine(
-    judgement: &mut Judgement,
-    found: &Authentication,
-    policy: &Policy,
-    honour_dmarc: bool,
-) {
-    judgement.symbols.extend(found.symbols.iter().cloned());
-    let (mut verdict, total) = verdict(&judgement.symbols, policy);
-    if honour_dmarc && found.dmarc_reject {
-        verdict = Verdict::Reject;
-    } else if honour_dmarc && found.dmarc_quarantine && verdict == Verdict::Deliver {
-        verdict = Verdict::Quarantine;
-    }
-    judgement.verdict = verdict;
-    judgement.total_milli = total;
 }
 
 /// The message without the whitespace-only lines that end its body, when it has any.
@@ -253,6 +254,31 @@ fn without_trailing_blank_lines(message: &[u8]) -> Option<Vec<u8>> {
     (end < message.len()).then(|| message[..end].to_vec())
 }
 
+/// What DMARC found, as a symbol, and a failing policy's demand.
+fn dmarc_symbols(dmarc: &DmarcOutput, out: &mut Authentication) {
+    match dmarc.result() {
+        DmarcResult::Pass => out.symbols.push(symbol(
+            "DMARC_PASS",
+            format!("aligned with {}", dmarc.domain()),
+        )),
+        DmarcResult::Fail(_) => {
+            let policy = dmarc.policy();
+            out.dmarc_reject = policy == DmarcPolicy::Reject;
+            out.dmarc_quarantine = policy == DmarcPolicy::Quarantine;
+            let name = match policy {
+                DmarcPolicy::Reject => "DMARC_FAIL_REJECT",
+                DmarcPolicy::Quarantine => "DMARC_FAIL_QUARANTINE",
+                _ => "DMARC_FAIL_NONE",
+            };
+            out.symbols.push(symbol(
+                name,
+                format!("{} fails DMARC (policy {policy:?})", dmarc.domain()),
+            ));
+        }
+        DmarcResult::TempError(_) | DmarcResult::PermError(_) | DmarcResult::None => {}
+    }
+}
+
 fn spf_symbol(result: SpfResult, sender: &str) -> Symbol {
     let name = match result {
         SpfResult::Pass => "SPF_PASS",
@@ -264,6 +290,17 @@ fn spf_symbol(result: SpfResult, sender: &str) -> Symbol {
         SpfResult::None => "SPF_NONE",
     };
     symbol(name, format!("SPF for {sender}"))
+}
+
+/// HELO names are checked for what they fail; a pass is what `proved` records.
+fn helo_spf_symbol(result: SpfResult, helo: &str) -> Option<Symbol> {
+    let name = match result {
+        SpfResult::Fail => "SPF_HELO_FAIL",
+        SpfResult::SoftFail => "SPF_HELO_SOFTFAIL",
+        SpfResult::Pass => "SPF_HELO_PASS",
+        _ => return None,
+    };
+    Some(symbol(name, format!("SPF for the HELO name {helo}")))
 }
 
 fn dkim_symbol(result: &DkimResult, domain: Option<&str>) -> Symbol {

@@ -5,8 +5,10 @@
 use std::net::IpAddr;
 
 use peage_mail::filter::{self, FilterInput, Judgement, Symbol};
+use peage_mail::trust::Authenticated;
 use peage_proto::v1::FilterSymbol;
 
+use crate::auth::{Authentication, Authenticator};
 use crate::cpu;
 use crate::state::StateStore;
 
@@ -16,6 +18,26 @@ pub struct Judged {
     pub helo: String,
     pub mail_from: String,
     pub message: Vec<u8>,
+    /// What sender authentication proved (nothing when it did not run).
+    pub proved: Authenticated,
+}
+
+/// Authenticates the sender when the node does (`dns.authenticate`), and records in
+/// `judged` the names that proved, which the filter then credits.
+pub async fn authenticate(
+    auth: Option<&Authenticator>,
+    judged: &mut Judged,
+) -> Option<Authentication> {
+    let found = auth?
+        .check(
+            judged.client_ip,
+            &judged.helo,
+            &judged.mail_from,
+            &judged.message,
+        )
+        .await;
+    judged.proved = found.proved.clone();
+    Some(found)
 }
 
 /// The filter panicked on a message (it must not: a bug to report).
@@ -38,6 +60,7 @@ pub async fn judge(
                 helo: &judged.helo,
                 mail_from: &judged.mail_from,
                 message: &judged.message,
+                proved: &judged.proved,
             };
             let indexes = state.indexes();
             filter::judge(&input, indexes, &indexes.policy().filter)

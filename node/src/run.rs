@@ -74,23 +74,27 @@ async fn bind_optional(key: &str, addr: Option<SocketAddr>) -> anyhow::Result<Op
 struct Edge {
     listener: Option<TcpListener>,
     tls: Option<smtp::tls::TlsAcceptor>,
-    auth: Option<(Authenticator, bool)>,
+    auth: Option<Arc<Authenticator>>,
 }
 
-/// Sender authentication as `dns` configures it, and whether DMARC policies are honoured.
-fn authenticator(config: &Config) -> anyhow::Result<Option<(Authenticator, bool)>> {
+/// Sender authentication as `dns` configures it (none when turned off), shared by the SMTP
+/// edge and the admin `check`.
+fn authenticator(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> {
     let dns = &config.dns;
     if !dns.authenticate {
         return Ok(None);
     }
     let auth = Authenticator::new(
         &dns.servers,
-        Duration::from_millis(dns.timeout_ms),
-        Duration::from_millis(dns.budget_ms),
+        (
+            Duration::from_millis(dns.timeout_ms),
+            Duration::from_millis(dns.budget_ms),
+        ),
         hostname(config),
+        dns.dmarc_policy == DmarcPolicy::Honour,
     )
     .context("cannot set up the DNS resolver for sender authentication (dns.servers)")?;
-    Ok(Some((auth, dns.dmarc_policy == DmarcPolicy::Honour)))
+    Ok(Some(Arc::new(auth)))
 }
 
 /// The name the node gives itself in SMTP: the configured one, or `<site>.peage`.
@@ -130,7 +134,14 @@ pub async fn run(
     // their commits) while Raft and the peer service still run; then the rest.
     let (stop_core, core) = Trigger::new();
     let (stop_mail, mail) = Trigger::new();
-    let apis = serve_apis(&cluster, &config, listeners.peer, listeners.admin, &core)?;
+    let auth = authenticator(&config)?;
+    let apis = serve_apis(
+        &cluster,
+        &config,
+        (listeners.peer, listeners.admin),
+        auth.clone(),
+        &core,
+    )?;
     let metrics_http = match listeners.metrics {
         Some(listener) => Some(tokio::spawn(health::serve(
             listener,
@@ -144,7 +155,7 @@ pub async fn run(
     let edge = Edge {
         listener: listeners.smtp,
         tls: smtp_tls,
-        auth: authenticator(&config)?,
+        auth,
     };
     let mail_path = start_mail_path(&cluster, &config, edge, ledger, &mail);
     let leader_tasks = [
@@ -198,12 +209,12 @@ async fn drain(mut task: ApiTask) {
 }
 
 /// The peer service (Raft RPCs, forwarded writes, bodies) and the admin API with gRPC
-/// reflection, until `stop`.
+/// reflection (its `check` authenticating senders as the edge does), until `stop`.
 fn serve_apis(
     cluster: &Cluster,
     config: &Config,
-    peer: TcpListener,
-    admin: TcpListener,
+    (peer, admin): (TcpListener, TcpListener),
+    auth: Option<Arc<Authenticator>>,
     stop: &Shutdown,
 ) -> anyhow::Result<[ApiTask; 2]> {
     let peer = tonic::transport::Server::builder()
@@ -223,7 +234,7 @@ fn serve_apis(
         .register_encoded_file_descriptor_set(peage_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("cannot build the gRPC reflection service")?;
-    let admin_service = AdminServer::new(AdminService::new(cluster.clone(), config))
+    let admin_service = AdminServer::new(AdminService::new(cluster.clone(), config, auth))
         // `check` carries whole messages.
         .max_decoding_message_size(config.smtp.max_message_bytes + (1 << 20));
     let admin = tonic::transport::Server::builder()

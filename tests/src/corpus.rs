@@ -40,6 +40,7 @@ pub fn expected_verdict(message: &[u8], mail_from: &str) -> &'static str {
         helo: "mail.load.example",
         mail_from,
         message,
+        proved: &peage_mail::trust::Authenticated::nothing(),
     };
     judge(&input, &NoLists, &Policy::default()).verdict.as_str()
 }

@@ -1,11 +1,12 @@
 //! Evidence counted at one site is used at the others: a sender domain whose mail Paris
 //! rejected has a bad reputation at Ariège, and a campaign first seen at Paris scores as
-//! bulk at Roubaix.
+//! bulk at Roubaix. Names count only when SPF proves them: forged rejections do not poison a
+//! victim's domain.
 
 use std::time::Duration;
 
 use peage_tests::v1::*;
-use peage_tests::{smtplib_send_with, wait_for, SmtpOptions, TestCluster, Tuning};
+use peage_tests::{smtplib_send_with, wait_for, DnsServer, SmtpOptions, TestCluster, Tuning};
 
 const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 
@@ -47,6 +48,13 @@ async fn symbols(
         .collect()
 }
 
+/// A cluster authenticating senders against a DNS server publishing `spf`.
+async fn cluster_with_spf(spf: &[(&str, &str)]) -> (TestCluster, DnsServer) {
+    TestCluster::start_authenticating(Tuning::default(), spf)
+        .await
+        .unwrap()
+}
+
 /// The symbols `check` gives, once they include `wanted` (within 20 s: evidence is
 /// flushed through Raft every 200 ms in tests).
 async fn symbols_once_they_include<F, Fut>(reason: &str, wanted: &str, check: F) -> Vec<String>
@@ -64,8 +72,9 @@ where
 
 #[tokio::test]
 async fn reputation_and_bulk_counted_at_one_site_score_at_the_others() {
-    let c = TestCluster::start(Tuning::default()).await.unwrap();
-    c.route_local_domain().await.unwrap();
+    // spammy.example's SPF passes both the test's own sessions and `check`'s client.
+    let spf = "v=spf1 ip4:127.0.0.0/8 ip4:198.51.100.0/24 -all";
+    let (c, _dns) = cluster_with_spf(&[("spammy.example", spf)]).await;
 
     // Before: nothing known about spammy.example, nor about the campaign.
     let clean = mail("y@spammy.example", 0, "Hello, a plain note.");
@@ -83,6 +92,10 @@ async fn reputation_and_bulk_counted_at_one_site_score_at_the_others() {
             &["bob@example.test"],
             &mail("x@spammy.example", n, GTUBE),
         );
+        assert_eq!(r.data.as_ref().map(|d| d.0), Some(550), "{r:?}");
+        // … and as many forged in the name of victim.example, which publishes no SPF.
+        let forged = mail("x@victim.example", n + 40, GTUBE);
+        let r = c.smtp_send(0, "x@victim.example", &["bob@example.test"], &forged);
         assert_eq!(r.data.as_ref().map(|d| d.0), Some(550), "{r:?}");
     }
     // … and accepts six copies of a campaign.
@@ -112,6 +125,12 @@ async fn reputation_and_bulk_counted_at_one_site_score_at_the_others() {
     assert!(
         !other.iter().any(|n| n.starts_with("REPUTATION")),
         "{other:?}"
+    );
+    let victim = mail("y@victim.example", 2, "Hello, a plain note.");
+    let s = symbols(&c, 2, "y@victim.example", "198.51.100.9", victim).await;
+    assert!(
+        !s.iter().any(|n| n.starts_with("REPUTATION")),
+        "forged rejections poisoned victim.example: {s:?}"
     );
 
     // Roubaix sees a seventh copy of the campaign as bulk.
@@ -148,11 +167,18 @@ fn evidence_keys(c: &TestCluster, i: usize) -> Vec<String> {
 /// with host names is counted (the test would see nothing otherwise).
 #[tokio::test]
 async fn hostile_ehlo_names_never_reach_the_evidence_entries() {
-    let c = TestCluster::start(Tuning::default()).await.unwrap();
-    c.route_local_domain().await.unwrap();
     let junk = format!("{}.example", "%".repeat(240));
-    // The longest host name smtp-proto takes in EHLO is counted, its key within the bound.
-    let longest_host = format!("{}.example", "b".repeat(240));
+    // The longest host name DNS can hold (252 bytes) is counted once SPF proves it, its key
+    // within the bound.
+    let label = "b".repeat(63);
+    let longest_host = format!("{label}.{label}.{label}.{}.example", "b".repeat(52));
+    let pass = "v=spf1 ip4:127.0.0.0/8 -all";
+    let (c, _dns) = cluster_with_spf(&[
+        ("spammy.example", pass),
+        ("mx1.sane.example", pass),
+        (longest_host.as_str(), pass),
+    ])
+    .await;
     let sessions = [
         (junk.as_str(), "x0@spammy.example".to_owned()),
         ("x%y!z{}.example", "x1@spammy.example".to_owned()),

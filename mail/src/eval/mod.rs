@@ -182,6 +182,7 @@ fn score(i: usize, s: &Sample, learned: &Learned, policy: &Policy) -> Scored {
         helo: "mail.eval.example",
         mail_from: "sender@eval.example",
         message: &s.bytes,
+        proved: &crate::trust::Authenticated::nothing(),
     };
     let j = judge(&input, learned, policy);
     Scored {

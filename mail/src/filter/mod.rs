@@ -16,6 +16,7 @@ use crate::evidence::{self, Evidence};
 use crate::features::{features_of, Features};
 use crate::lists::{EntryKind, ListEntry, ListName};
 use crate::text::MessageText;
+use crate::trust::Authenticated;
 use crate::urls::url_hosts;
 use scoring::{bayes_symbol, logistic_symbol, score_rules_alone};
 pub use scoring::{
@@ -30,6 +31,9 @@ pub struct FilterInput<'a> {
     /// Empty for the null sender.
     pub mail_from: &'a str,
     pub message: &'a [u8],
+    /// What sender authentication proved: allow-listed names and reputation count only
+    /// for these.
+    pub proved: &'a Authenticated,
 }
 
 /// What the filter consults besides the message: the cluster's block and allow lists and
@@ -54,7 +58,8 @@ pub trait Knowledge {
 pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy) -> Judgement {
     let mut found = Vec::new();
     let mut classifiers_silent = true;
-    let mut evidence_keys = evidence::reputation_keys(input.client_ip, input.mail_from, input.helo);
+    let mut evidence_keys =
+        evidence::reputation_keys(input.client_ip, input.mail_from, input.helo, input.proved);
 
     // 0. What the cluster counted about the client network, sender domain and HELO.
     reputation(&evidence_keys, knowledge, &mut found);
@@ -70,7 +75,7 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
         Some(msg) => {
             let decoded = MessageText::of(&msg);
             // 4. Header sanity and the From domain.
-            headers_and_from(&msg, knowledge, &mut found);
+            headers_and_from(&msg, knowledge, input.proved, &mut found);
             // 5. URL hosts in the text and HTML parts.
             url_lists(&decoded, knowledge, &mut found);
             // 5b. How it is built, what its headers claim, where its links go, its wording.
@@ -126,16 +131,32 @@ fn reputation(keys: &[String], knowledge: &dyn Knowledge, out: &mut Vec<Symbol>)
     }
 }
 
+/// The client's address is what the connection proves; its names count for the allow-list
+/// only as far as authentication proved them.
 fn envelope_lists(input: &FilterInput<'_>, knowledge: &dyn Knowledge, out: &mut Vec<Symbol>) {
     let ip = input.client_ip.to_string();
+    let proved = |name: &str| Allow::when(input.proved.vouches_for(name));
     let mut checks = vec![
-        (EntryKind::Ip, ip.as_str(), "BLOCKLIST_IP", "client IP"),
-        (EntryKind::Domain, input.helo, "BLOCKLIST_HELO", "HELO"),
+        (
+            EntryKind::Ip,
+            ip.as_str(),
+            "BLOCKLIST_IP",
+            "client IP",
+            Allow::Counts,
+        ),
+        (
+            EntryKind::Domain,
+            input.helo,
+            "BLOCKLIST_HELO",
+            "HELO",
+            proved(input.helo),
+        ),
         (
             EntryKind::Sender,
             input.mail_from,
             "BLOCKLIST_SENDER",
             "sender",
+            proved(input.mail_from),
         ),
     ];
     if let Some((_, domain)) = input.mail_from.rsplit_once('@') {
@@ -144,37 +165,37 @@ fn envelope_lists(input: &FilterInput<'_>, knowledge: &dyn Knowledge, out: &mut 
             domain,
             "BLOCKLIST_SENDER",
             "sender domain",
+            proved(domain),
         ));
     }
-    for (kind, value, block_name, what) in checks {
-        list_symbols(knowledge, kind, value, block_name, what, out);
+    for (kind, value, block_name, what, allow) in checks {
+        list_symbols(knowledge, kind, value, (block_name, what), allow, out);
     }
 }
 
-fn headers_and_from(msg: &Message<'_>, knowledge: &dyn Knowledge, out: &mut Vec<Symbol>) {
+fn headers_and_from(
+    msg: &Message<'_>,
+    knowledge: &dyn Knowledge,
+    proved: &Authenticated,
+    out: &mut Vec<Symbol>,
+) {
     match msg.from().and_then(|a| a.first()) {
         None => out.push(symbol("MISSING_FROM", "no From header")),
         Some(addr) => match addr.address.as_deref().and_then(|a| a.rsplit_once('@')) {
             Some((local, domain)) if !local.is_empty() && domain.contains('.') => {
                 let address = addr.address.as_deref().unwrap_or("");
-                let from_domain = "BLOCKLIST_FROM_DOMAIN";
+                let allow = Allow::when(proved.vouches_for(domain));
+                let from_domain = ("BLOCKLIST_FROM_DOMAIN", "From domain");
                 list_symbols(
                     knowledge,
                     EntryKind::Domain,
                     domain,
                     from_domain,
-                    "From domain",
+                    allow,
                     out,
                 );
-                let sender = "BLOCKLIST_SENDER";
-                list_symbols(
-                    knowledge,
-                    EntryKind::Sender,
-                    address,
-                    sender,
-                    "From address",
-                    out,
-                );
+                let sender = ("BLOCKLIST_SENDER", "From address");
+                list_symbols(knowledge, EntryKind::Sender, address, sender, allow, out);
             }
             _ => out.push(symbol("MALFORMED_FROM", "the From address is malformed")),
         },
@@ -205,25 +226,14 @@ fn url_lists(decoded: &MessageText<'_>, knowledge: &dyn Knowledge, out: &mut Vec
             format!("a link goes to the IP address {ip}, not to a name"),
         ));
     }
+    // Anyone can write any link: a URL host can be blocked, never allow-listed.
     for h in &hosts {
         let before = out.len();
-        list_symbols(
-            knowledge,
-            EntryKind::Url,
-            h,
-            "BLOCKLIST_URL",
-            "URL host",
-            out,
-        );
+        let host = ("BLOCKLIST_URL", "URL host");
+        list_symbols(knowledge, EntryKind::Url, h, host, Allow::Never, out);
         if out.len() == before {
-            list_symbols(
-                knowledge,
-                EntryKind::Domain,
-                h,
-                "BLOCKLIST_URL",
-                "URL domain",
-                out,
-            );
+            let domain = ("BLOCKLIST_URL", "URL domain");
+            list_symbols(knowledge, EntryKind::Domain, h, domain, Allow::Never, out);
         }
     }
 }
@@ -247,23 +257,54 @@ fn bulk(
     keys
 }
 
+/// Whether an allow-list match on a value may lower the score.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Allow {
+    /// The value is proved (the client's address; a name authentication vouched for).
+    Counts,
+    /// A name the client claims: the match is reported with no points.
+    Unproved,
+    /// A value anyone can write (a link): allow entries are not even looked at.
+    Never,
+}
+
+impl Allow {
+    fn when(proved: bool) -> Allow {
+        if proved {
+            Allow::Counts
+        } else {
+            Allow::Unproved
+        }
+    }
+}
+
+/// The list symbols for one value, named by its block symbol and what the value is.
 fn list_symbols(
     knowledge: &dyn Knowledge,
     kind: EntryKind,
     value: &str,
-    block_name: &str,
-    what: &str,
+    (block_name, what): (&str, &str),
+    allow: Allow,
     out: &mut Vec<Symbol>,
 ) {
     if value.is_empty() {
         return;
     }
     let found = knowledge.lookup(kind, value);
-    if let Some(e) = found.iter().find(|e| e.list == ListName::Allow) {
-        out.push(symbol(
+    let allowed = found.iter().find(|e| e.list == ListName::Allow);
+    match (allowed, allow) {
+        (Some(e), Allow::Counts) => out.push(symbol(
             "ALLOWLIST",
             format!("{what} {value} is allow-listed ({})", e.value),
-        ));
+        )),
+        (Some(e), Allow::Unproved) => out.push(symbol(
+            "ALLOWLIST_UNPROVED",
+            format!(
+                "{what} {value} is allow-listed ({}) but not proved by SPF or DKIM",
+                e.value
+            ),
+        )),
+        _ => {}
     }
     if let Some(e) = found.iter().find(|e| e.list == ListName::Block) {
         let why = if e.reason.is_empty() {

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use tonic::Status;
 
 use peage_mail::smtp::trace::strip_our_stamp;
+use peage_mail::trust::Authenticated;
 
 use peage_proto::v1::{
     command, CheckMessageReply, CheckMessageRequest, PolicyGetRequest, PolicyReply, PolicySet,
@@ -15,7 +16,7 @@ use peage_proto::v1::{
 use super::convert::outcome_status;
 use super::service::AdminService;
 use super::validate::{self, invalid};
-use crate::judge::{judge, wire_symbols, Judged};
+use crate::judge::{authenticate, judge, wire_symbols, Judged};
 use crate::state::ClusterPolicy;
 use crate::types::Outcome;
 
@@ -70,7 +71,7 @@ pub async fn check_message(
     svc: &AdminService,
     r: CheckMessageRequest,
 ) -> Result<CheckMessageReply, Status> {
-    let judged = Judged {
+    let mut judged = Judged {
         client_ip: validate::client_ip(&r.client_ip)?,
         helo: r.helo,
         mail_from: r.mail_from,
@@ -79,11 +80,22 @@ pub async fn check_message(
             Cow::Borrowed(_) => r.message,
             Cow::Owned(stripped) => stripped,
         },
+        proved: Authenticated::nothing(),
     };
+    // As the SMTP edge would see it from that client: the same DNS checks, the same credit.
+    let auth = svc.auth.as_deref();
+    let found = authenticate(auth, &mut judged).await;
     let (judgement, _) = judge(svc.cluster.state(), judged)
         .await
         .map_err(|e| Status::unavailable(format!("the filter could not run: {e}")))?;
-    let judgement = judgement.map_err(|e| Status::internal(e.to_string()))?;
+    let mut judgement = judgement.map_err(|e| Status::internal(e.to_string()))?;
+    if let (Some(auth), Some(found)) = (auth, &found) {
+        auth.combine(
+            &mut judgement,
+            found,
+            &svc.cluster.state().indexes().policy().filter,
+        );
+    }
     Ok(CheckMessageReply {
         verdict: judgement.verdict.as_str().to_owned(),
         score_milli: judgement.total_milli,

@@ -2,6 +2,7 @@
 //! limits of what may be written, and the two ways of reaching the cluster (a proposal, a
 //! read barrier) with their failures already worded as gRPC statuses.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::Status;
@@ -10,6 +11,7 @@ use peage_proto::v1::{command, ReadInfo};
 
 use super::auth::Tokens;
 use super::convert::{read_info, unavailable_status, write_status};
+use crate::auth::Authenticator;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::types::Outcome;
@@ -21,15 +23,22 @@ pub struct AdminService {
     pub(super) max_reason_bytes: usize,
     /// The delivery lease a released message starts with.
     pub(super) lease: Duration,
+    /// Sender authentication for `check`, as the SMTP edge does it (none when turned off).
+    pub(super) auth: Option<Arc<Authenticator>>,
 }
 
 impl AdminService {
-    pub fn new(cluster: Cluster, config: &Config) -> AdminService {
+    pub fn new(
+        cluster: Cluster,
+        config: &Config,
+        auth: Option<Arc<Authenticator>>,
+    ) -> AdminService {
         AdminService {
             cluster,
             tokens: Tokens::new(&config.admin.tokens),
             max_reason_bytes: config.lists.max_reason_bytes,
             lease: Duration::from_secs(config.spool.lease_secs),
+            auth,
         }
     }
 

@@ -3,6 +3,7 @@
 //! and accepted mail put in the spool before `250`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::Instrument;
@@ -11,12 +12,13 @@ use peage_mail::filter::{self, Judgement, Symbol, Verdict};
 use peage_mail::smtp::address::Recipient;
 use peage_mail::smtp::trace::{received, strip_forged_headers};
 use peage_mail::smtp::{Acceptor, Envelope, Reply};
+use peage_mail::trust::Authenticated;
 
 use super::{NewMessage, Spooler};
-use crate::auth::{combine, Authenticator};
+use crate::auth::Authenticator;
 use crate::clock::now_ms;
 use crate::evidence::Recorder;
-use crate::judge::{judge, wire_symbols, Judged};
+use crate::judge::{authenticate, judge, wire_symbols, Judged};
 use crate::metrics::{observe_stage, ACCEPT_STAGE_SECONDS, VERDICTS};
 use crate::state::Verify;
 
@@ -27,9 +29,8 @@ pub struct NodeAcceptor {
     /// This node's name in the `Received` field, and the authserv-id that no incoming
     /// `Authentication-Results` may claim.
     hostname: String,
-    /// Sender authentication, unless turned off (`dns.authenticate`), and whether a failing
-    /// DMARC policy decides the verdict.
-    auth: Option<(Authenticator, bool)>,
+    /// Sender authentication, unless turned off (`dns.authenticate`).
+    auth: Option<Arc<Authenticator>>,
 }
 
 impl NodeAcceptor {
@@ -37,7 +38,7 @@ impl NodeAcceptor {
         spooler: Spooler,
         evidence: Recorder,
         hostname: String,
-        auth: Option<(Authenticator, bool)>,
+        auth: Option<Arc<Authenticator>>,
     ) -> NodeAcceptor {
         NodeAcceptor {
             spooler,
@@ -50,13 +51,7 @@ impl NodeAcceptor {
     /// Judges against the local replica; should the filter fail (it must not), the message
     /// is held for an operator rather than passed or lost; `None` when the filter could not
     /// run at all (the sender is asked to come back).
-    async fn judge(&self, envelope: &Envelope, message: Vec<u8>) -> Option<(Judgement, Vec<u8>)> {
-        let judged = Judged {
-            client_ip: envelope.client_ip,
-            helo: envelope.helo.clone(),
-            mail_from: envelope.mail_from.clone(),
-            message,
-        };
+    async fn judge(&self, judged: Judged) -> Option<(Judgement, Vec<u8>)> {
         match judge(self.spooler.cluster().state(), judged).await {
             Ok((Ok(judgement), message)) => Some((judgement, message)),
             Ok((Err(e), message)) => {
@@ -141,24 +136,21 @@ impl Acceptor for NodeAcceptor {
             Cow::Borrowed(_) => message,
             Cow::Owned(stripped) => stripped,
         };
-        let authentication = match &self.auth {
-            Some((auth, _)) => Some(
-                auth.check(
-                    envelope.client_ip,
-                    &envelope.helo,
-                    &envelope.mail_from,
-                    &message,
-                )
-                .await,
-            ),
-            None => None,
+        let mut judged = Judged {
+            client_ip: envelope.client_ip,
+            helo: envelope.helo.clone(),
+            mail_from: envelope.mail_from.clone(),
+            message,
+            proved: Authenticated::nothing(),
         };
-        let Some((mut judgement, message)) = self.judge(&envelope, message).await else {
+        let auth = self.auth.as_deref();
+        let authentication = authenticate(auth, &mut judged).await;
+        let Some((mut judgement, message)) = self.judge(judged).await else {
             return Reply::new(451, "4.3.0 The filter could not run; try again later");
         };
-        if let (Some(found), Some((_, honour_dmarc))) = (&authentication, &self.auth) {
+        if let (Some(auth), Some(found)) = (auth, &authentication) {
             let policy = self.spooler.cluster().state().indexes().policy().filter;
-            combine(&mut judgement, found, &policy, *honour_dmarc);
+            auth.combine(&mut judgement, found, &policy);
         }
         observe_stage(ACCEPT_STAGE_SECONDS, "filter", started);
         metrics::counter!(VERDICTS, "verdict" => judgement.verdict.as_str()).increment(1);

@@ -347,6 +347,23 @@ impl TestCluster {
         format!("{}.200:2626", self.net)
     }
 
+    /// A cluster that authenticates senders against a DNS server of its own serving `txt`
+    /// (name → TXT record: SPF, DKIM keys, DMARC), with `example.test` routed to the sink.
+    /// The server must outlive the cluster's use.
+    pub async fn start_authenticating(
+        tuning: Tuning,
+        txt: &[(&str, &str)],
+    ) -> anyhow::Result<(TestCluster, crate::DnsServer)> {
+        let dns = crate::DnsServer::start("127.0.0.1", txt)?;
+        let c = TestCluster::start(Tuning {
+            dns_server: Some(dns.addr),
+            ..tuning
+        })
+        .await?;
+        c.route_local_domain().await?;
+        Ok((c, dns))
+    }
+
     /// Routes `example.test`, the tests' local domain, to the cluster's sink address.
     pub async fn route_local_domain(&self) -> anyhow::Result<()> {
         self.route_domain("example.test", &format!("smtp://{}", self.sink_addr()))

@@ -7,7 +7,7 @@ use mail_auth::common::crypto::Ed25519Key;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
 
-use peage_tests::{DnsServer, SinkProcess, TestCluster, Tuning};
+use peage_tests::{SinkProcess, TestCluster, Tuning};
 
 fn message(from: &str, subject: &str) -> String {
     format!(
@@ -50,8 +50,8 @@ async fn spf_dkim_and_dmarc_are_checked_and_reported() {
     let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
     let public = base64::engine::general_purpose::STANDARD.encode(key.public_key());
     let dkim_record = format!("v=DKIM1; k=ed25519; p={public}");
-    let dns = DnsServer::start(
-        "127.0.0.1",
+    let (c, _dns) = TestCluster::start_authenticating(
+        Tuning::default(),
         &[
             ("pass.example", "v=spf1 ip4:127.0.0.0/8 -all"),
             ("_dmarc.pass.example", "v=DMARC1; p=reject"),
@@ -63,14 +63,8 @@ async fn spf_dkim_and_dmarc_are_checked_and_reported() {
             ("_dmarc.signed.example", "v=DMARC1; p=reject"),
         ],
     )
-    .unwrap();
-    let c = TestCluster::start(Tuning {
-        dns_server: Some(dns.addr),
-        ..Tuning::default()
-    })
     .await
     .unwrap();
-    c.route_local_domain().await.unwrap();
     let sink = c.start_sink().await.unwrap();
     let send = |from: &str, body: &str| {
         let r = c.smtp_send(1, from, &["bob@example.test"], body.as_bytes());
@@ -129,4 +123,38 @@ async fn spf_dkim_and_dmarc_are_checked_and_reported() {
     let m = delivered(&sink, 4, "signed").await;
     assert!(m.contains("dkim=pass") && m.contains("DKIM_VALID"), "{m}");
     assert!(m.contains("dmarc=pass") && m.contains("spf=fail"), "{m}");
+}
+
+#[tokio::test]
+async fn an_allow_listed_sender_counts_only_when_spf_or_dkim_proves_it() {
+    let (c, _dns) = TestCluster::start_authenticating(
+        Tuning::default(),
+        &[("partner.example", "v=spf1 ip4:127.0.0.0/8 -all")],
+    )
+    .await
+    .unwrap();
+    let sink = c.start_sink().await.unwrap();
+    for domain in ["partner.example", "unproved.example"] {
+        let out = c.peagectl(0, &["list", "add", "domain", domain, "--list", "allow"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    for (from, subject) in [
+        ("news@partner.example", "proved"),
+        ("news@unproved.example", "claimed"),
+    ] {
+        let r = c.smtp_send(
+            1,
+            from,
+            &["bob@example.test"],
+            message(from, subject).as_bytes(),
+        );
+        assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    }
+    let m = delivered(&sink, 2, "proved").await;
+    assert!(
+        m.contains("ALLOWLIST") && !m.contains("ALLOWLIST_UNPROVED"),
+        "{m}"
+    );
+    let m = delivered(&sink, 2, "claimed").await;
+    assert!(m.contains("ALLOWLIST_UNPROVED"), "{m}");
 }

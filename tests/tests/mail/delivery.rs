@@ -6,7 +6,10 @@ use std::time::Duration;
 use peage_tests::v1::*;
 use peage_tests::{http_get, wait_for, SinkProcess, Tuning};
 
-use super::{ham, queue, send_ham, wait_delivered, with_local_domain, with_local_domain_tuned};
+use super::{
+    ham, proving_client_example, queue, send_ham, wait_delivered, with_local_domain,
+    with_local_domain_tuned,
+};
 
 #[tokio::test]
 async fn ham_sent_to_each_site_arrives_in_the_sink_exactly_once() {
@@ -186,19 +189,22 @@ async fn a_node_killed_before_its_spool_done_committed_does_not_deliver_again() 
 }
 
 #[tokio::test]
-async fn a_recipient_refused_downstream_is_bounced_to_the_sender_but_never_to_the_null_sender() {
-    let c = with_local_domain().await;
+async fn a_refused_recipient_is_bounced_to_a_proved_or_local_sender_never_to_a_forged_or_null_one()
+{
+    let (c, _dns) = proving_client_example(Tuning::default()).await;
     let sink = c.start_sink().await.unwrap();
+    let accepted = |from: &str, rcpts: &[&str], n: usize| {
+        let r = c.smtp_send(0, from, rcpts, &ham(n));
+        assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    };
 
     // One good and one refused recipient: the good one is delivered, the sender gets a DSN
     // (through the bounce route, here the same sink) naming the refused one.
-    let r = c.smtp_send(
-        0,
+    accepted(
         "alice@client.example",
         &["bob@example.test", "reject-me@example.test"],
-        &ham(9),
+        9,
     );
-    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
     sink.wait_for_messages(
         "alice@client.example",
         1,
@@ -220,8 +226,7 @@ async fn a_recipient_refused_downstream_is_bounced_to_the_sender_but_never_to_th
     );
 
     // From the null sender: refused downstream, dropped from the queue, no DSN.
-    let r = c.smtp_send(0, "", &["reject-too@example.test"], &ham(10));
-    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    accepted("", &["reject-too@example.test"], 10);
     wait_for("the queue drains", Duration::from_secs(30), || async {
         queue(&c, 1, false).await.is_empty().then_some(())
     })
@@ -233,11 +238,39 @@ async fn a_recipient_refused_downstream_is_bounced_to_the_sender_but_never_to_th
         "no second DSN"
     );
     assert!(sink.messages("").is_empty());
+
+    // A sender nothing proves (forged.example publishes no SPF, signs nothing): the refusal
+    // is logged, and no backscatter goes to whoever that address belongs to.
+    accepted("victim@forged.example", &["reject-forged@example.test"], 12);
+    // A local mailbox (example.test takes any address): bounced like a proved sender.
+    accepted("carol@example.test", &["reject-local@example.test"], 13);
+    sink.wait_for_messages(
+        "carol@example.test",
+        1,
+        "the DSN reaches the local sender",
+        Duration::from_secs(30),
+    )
+    .await;
+    wait_for("the queue drains", Duration::from_secs(30), || async {
+        queue(&c, 1, false).await.is_empty().then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(
+        sink.messages("victim@forged.example").is_empty(),
+        "a DSN went to a sender nothing proved"
+    );
+    let mut withheld = 0.0;
+    for i in 0..3 {
+        let series = "peage_delivery_bounces_withheld_total";
+        withheld += c.metric(i, series).await.unwrap_or(0.0);
+    }
+    assert_eq!(withheld, 1.0, "the withheld bounce is counted");
 }
 
 #[tokio::test]
 async fn a_message_held_past_the_retention_limit_is_bounced_with_4_4_7() {
-    let c = with_local_domain_tuned(Tuning {
+    let (c, _dns) = proving_client_example(Tuning {
         retention_secs: 3,
         ..Tuning::default()
     })

@@ -14,12 +14,21 @@ mod recipients;
 use std::time::Duration;
 
 use peage_tests::v1::*;
-use peage_tests::{wait_for, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
+use peage_tests::{wait_for, DnsServer, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
 
 pub const HAM: &[u8] = b"From: alice@client.example\r\nTo: bob@example.test\r\nSubject: hello\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@client.example>\r\n\r\nHello Bob.\r\n";
 
 pub async fn with_local_domain() -> TestCluster {
     with_local_domain_tuned(Tuning::default()).await
+}
+
+/// A cluster tuned as `tuning` whose DNS passes client.example's SPF from loopback, so
+/// that mail from alice@client.example is proved (and may be bounced to).
+pub async fn proving_client_example(tuning: Tuning) -> (TestCluster, DnsServer) {
+    let spf = [("client.example", "v=spf1 ip4:127.0.0.0/8 -all")];
+    TestCluster::start_authenticating(tuning, &spf)
+        .await
+        .unwrap()
 }
 
 pub async fn with_local_domain_tuned(tuning: Tuning) -> TestCluster {

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::lists::{ListEntry, ListName};
+use crate::trust::Authenticated;
 
 /// One test per structure, phrase and attachment rule.
 mod rules;
@@ -43,11 +44,17 @@ fn entry(list: ListName, kind: EntryKind, value: &str) -> ListEntry {
 const GOOD_HEADERS: &str = "From: Alice <alice@client.example>\r\nTo: bob@example.test\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@client.example>\r\nSubject: hi\r\n";
 
 fn names(message: &[u8], lists: &Fixed) -> Vec<String> {
+    names_proved(message, lists, &Authenticated::nothing())
+}
+
+/// The symbol names for `message` from alice@client.example, with `proved` authenticated.
+fn names_proved(message: &[u8], lists: &Fixed, proved: &Authenticated) -> Vec<String> {
     let input = FilterInput {
         client_ip: "198.51.100.7".parse().unwrap(),
         helo: "mail.client.example",
         mail_from: "alice@client.example",
         message,
+        proved,
     };
     judge(&input, lists, &Policy::default())
         .symbols
@@ -96,6 +103,7 @@ fn gtube_is_rejected() {
         helo: "x",
         mail_from: "",
         message: msg.as_bytes(),
+        proved: &Authenticated::nothing(),
     };
     let s = judge(&input, &Fixed(vec![]), &Policy::default()).symbols;
     assert_eq!(s[0].name, "GTUBE");
@@ -141,6 +149,41 @@ fn lists_apply_to_ip_helo_sender_from_and_url_hosts() {
 }
 
 #[test]
+fn an_allow_listed_name_counts_only_when_authentication_proved_it() {
+    let msg = format!("{GOOD_HEADERS}\r\nSee https://partner.example/offer\r\n");
+    let allowed = |kind, value: &str| Fixed(vec![entry(ListName::Allow, kind, value)]);
+    let mut proved = Authenticated::nothing();
+    proved.vouch("client.example");
+    for lists in [
+        allowed(EntryKind::Sender, "alice@client.example"),
+        allowed(EntryKind::Domain, "client.example"),
+    ] {
+        // Forged (nothing proved): reported, no points.
+        let n = names(msg.as_bytes(), &lists);
+        assert!(n.contains(&"ALLOWLIST_UNPROVED".to_owned()), "{n:?}");
+        assert!(!n.contains(&"ALLOWLIST".to_owned()), "{n:?}");
+        // SPF or DKIM aligned with client.example: it counts.
+        let n = names_proved(msg.as_bytes(), &lists, &proved);
+        assert!(n.contains(&"ALLOWLIST".to_owned()), "{n:?}");
+    }
+    // Proving another domain does not help a forged one.
+    let mut other = Authenticated::nothing();
+    other.vouch("elsewhere.example");
+    let lists = allowed(EntryKind::Domain, "client.example");
+    let n = names_proved(msg.as_bytes(), &lists, &other);
+    assert!(!n.contains(&"ALLOWLIST".to_owned()), "{n:?}");
+    // A link's host is never allow-listed, proved or not.
+    for kind in [EntryKind::Url, EntryKind::Domain] {
+        let lists = allowed(kind, "partner.example");
+        let n = names_proved(msg.as_bytes(), &lists, &proved);
+        assert!(
+            !n.iter().any(|s| s.starts_with("ALLOWLIST")),
+            "{kind:?}: {n:?}"
+        );
+    }
+}
+
+#[test]
 fn header_sanity() {
     let n = names(b"Subject: x\r\n\r\nbody\r\n", &Fixed(vec![]));
     for s in ["MISSING_FROM", "MISSING_DATE", "MISSING_MESSAGE_ID"] {
@@ -177,6 +220,7 @@ fn dangerous_attachments_are_quarantined() {
             helo: "x",
             mail_from: "a@client.example",
             message: &msg,
+            proved: &Authenticated::nothing(),
         };
         let s = judge(&input, &Fixed(vec![]), &Policy::default()).symbols;
         assert!(s.iter().any(|x| x.name == expect), "{expect}: {s:?}");

@@ -181,6 +181,7 @@ fn rules_weigh_more_while_the_classifiers_are_silent() {
         helo: "mail.client.example",
         mail_from: "alice@client.example",
         message: msg.as_bytes(),
+        proved: &crate::trust::Authenticated::nothing(),
     };
     let score = |k: &dyn Knowledge| {
         let j = judge(&input, k, &Policy::default());

@@ -21,14 +21,16 @@ use tokio::task::JoinSet;
 
 use peage_mail::shutdown::Shutdown;
 use peage_mail::sync::lock;
+use peage_mail::trust::SENDER_PROVED;
 use peage_proto::v1::{command, SpoolDone};
 
 use crate::clock::now_ms;
 use crate::cluster::Cluster;
-use crate::metrics::DELIVERY_ATTEMPTS;
+use crate::metrics::{BOUNCES_WITHHELD, DELIVERY_ATTEMPTS};
 use crate::spool::bodies::body_of;
 use crate::spool::{dsn, NewMessage, Spooler};
 use crate::state::spool::SpooledMessage;
+use crate::state::Verify;
 use ledger::Ledger;
 use plan::{plan, retry_delay, ripe, Backoff, Round, TakeoverGate, View};
 use send::{attempt, AttemptResult, Downstream};
@@ -242,8 +244,8 @@ async fn deliver_and_record(
     }
 }
 
-/// Bounces the failed recipients (a DSN to the sender, none for the null sender), then
-/// commits `SpoolDone` for the recipients that are finished.
+/// Bounces the failed recipients (a DSN to the sender, none for the null sender nor for a
+/// sender that may be forged), then commits `SpoolDone` for the recipients that are finished.
 async fn record(
     cluster: &Cluster,
     config: &DeliveryConfig,
@@ -261,7 +263,13 @@ async fn record(
     ] {
         metrics::counter!(DELIVERY_ATTEMPTS, "result" => outcome).increment(n as u64);
     }
-    if !result.failed.is_empty() && !m.mail_from.is_empty() {
+    if !result.failed.is_empty() && !m.mail_from.is_empty() && !may_bounce_to(cluster, m) {
+        // A DSN to an address anyone could have written is backscatter: the failure stays
+        // in the log and the metrics.
+        tracing::info!(queue_id = %m.queue_id, sender = %m.mail_from, failed = ?result.failed,
+            "not bounced: the sender is neither proved by SPF or DKIM nor local");
+        metrics::counter!(BOUNCES_WITHHELD).increment(result.failed.len() as u64);
+    } else if !result.failed.is_empty() && !m.mail_from.is_empty() {
         match bounce(cluster, config, m, &result.failed).await {
             Ok(dsn_id) => {
                 tracing::info!(queue_id = %m.queue_id, dsn = %dsn_id, "bounced to the sender")
@@ -282,6 +290,22 @@ async fn record(
         };
         local.ledger.note(&done);
         commit_done(cluster, done, local).await;
+    }
+}
+
+/// Whether a DSN to this message's sender cannot be backscatter: sender authentication
+/// proved its domain when the message came in, or it is a mailbox of ours (a local domain
+/// that takes any address, or one on its domain's recipient list).
+fn may_bounce_to(cluster: &Cluster, m: &SpooledMessage) -> bool {
+    if m.symbols.iter().any(|(name, _, _)| name == SENDER_PROVED) {
+        return true;
+    }
+    let indexes = cluster.state().indexes();
+    let domain = m.mail_from.rsplit_once('@').map_or("", |(_, d)| d);
+    match indexes.verify_of(domain) {
+        Some(Verify::None) => true,
+        Some(Verify::List) => indexes.is_listed_recipient(&m.mail_from.to_lowercase()),
+        None => false,
     }
 }
 

@@ -249,6 +249,7 @@ fn judge_all<'m>(
                 helo: "mail.bench.example",
                 mail_from: "sender@bench.example",
                 message,
+                proved: &peage_mail::trust::Authenticated::nothing(),
             };
             let j = peage_mail::filter::judge(&input, knowledge, policy);
             *verdicts.entry(j.verdict.as_str()).or_insert(0) += 1;
