@@ -3,7 +3,8 @@
 //! that a slow resolver turns into `temperror`, never into a stuck client; their symbols,
 //! the `Authentication-Results` field (RFC 8601) under this node's authserv-id, and what a
 //! failing DMARC policy asks for; and the domains it proved, the only names the filter
-//! credits (`peage_mail::trust`).
+//! credits (`peage_mail::trust`). The DNS blocklists (`blocklists`) are asked at the same
+//! time, within the same budget.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -17,8 +18,10 @@ use mail_auth::{
     DmarcOutput, DmarcResult, MessageAuthenticator, SpfResult,
 };
 
-use peage_mail::filter::{symbol, verdict, Judgement, Policy, Symbol, Verdict};
+use peage_mail::filter::{symbol, url_hosts_of, verdict, Judgement, Policy, Symbol, Verdict};
 use peage_mail::trust::{Authenticated, SENDER_PROVED};
+
+use crate::blocklists::{self, Blocklist, Checks};
 
 /// What the checks found for one message.
 #[derive(Debug, Default)]
@@ -43,6 +46,8 @@ pub struct Authenticator {
     budget: Duration,
     /// A failing DMARC policy of reject or quarantine decides the verdict (else it is scored).
     honour_dmarc: bool,
+    /// DNSBL and URI blocklist zones, asked alongside.
+    blocklists: Vec<Blocklist>,
 }
 
 impl Authenticator {
@@ -52,7 +57,7 @@ impl Authenticator {
         servers: &[SocketAddr],
         (timeout, budget): (Duration, Duration),
         hostname: String,
-        honour_dmarc: bool,
+        (honour_dmarc, blocklists): (bool, Vec<Blocklist>),
     ) -> anyhow::Result<Authenticator> {
         let mut opts = ResolverOpts::default();
         opts.timeout = timeout;
@@ -77,10 +82,12 @@ impl Authenticator {
             hostname,
             budget,
             honour_dmarc,
+            blocklists,
         })
     }
 
-    /// Authenticates one message; past the budget, whatever was not answered is `temperror`.
+    /// Authenticates one message and asks the blocklists about it, all at once; past the
+    /// budget, what was not answered is `temperror` (authentication) or not listed.
     pub async fn check(
         &self,
         client_ip: IpAddr,
@@ -88,8 +95,28 @@ impl Authenticator {
         mail_from: &str,
         message: &[u8],
     ) -> Authentication {
-        let run = self.run(client_ip, helo, mail_from, message);
-        match tokio::time::timeout(self.budget, run).await {
+        let deadline = tokio::time::Instant::now() + self.budget;
+        let hosts = if self.blocklists.iter().any(|l| l.checks == Checks::Uri) {
+            url_hosts_of(message)
+        } else {
+            Vec::new()
+        };
+        let run = tokio::time::timeout_at(deadline, self.run(client_ip, helo, mail_from, message));
+        let listed =
+            blocklists::look_up(&self.inner, &self.blocklists, client_ip, &hosts, deadline);
+        let (found, listed) = tokio::join!(run, listed);
+        let mut found = self.authenticated(found, mail_from);
+        found.symbols.extend(listed);
+        found
+    }
+
+    /// What authentication found, or `temperror` when the budget ran out first.
+    fn authenticated(
+        &self,
+        found: Result<Authentication, tokio::time::error::Elapsed>,
+        mail_from: &str,
+    ) -> Authentication {
+        match found {
             Ok(mut found) => {
                 if !mail_from.is_empty() && found.proved.vouches_for(mail_from) {
                     let why = format!("{mail_from} is proved by SPF or DKIM");

@@ -17,6 +17,7 @@ pub mod snapshot_file;
 pub mod types;
 
 // The replicated data model, the config, and the cluster over them.
+pub mod blocklists;
 pub mod cluster;
 pub mod config;
 pub mod state;

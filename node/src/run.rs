@@ -91,7 +91,10 @@ fn authenticator(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> 
             Duration::from_millis(dns.budget_ms),
         ),
         hostname(config),
-        dns.dmarc_policy == DmarcPolicy::Honour,
+        (
+            dns.dmarc_policy == DmarcPolicy::Honour,
+            dns.blocklists.clone(),
+        ),
     )
     .context("cannot set up the DNS resolver for sender authentication (dns.servers)")?;
     Ok(Some(Arc::new(auth)))

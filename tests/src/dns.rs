@@ -1,5 +1,6 @@
 //! A DNS server for tests, on loopback: it answers TXT questions (SPF, DKIM keys, DMARC
-//! policies) from a table the test fills, and NXDOMAIN to everything else, so sender
+//! policies) and A questions (blocklist listings) from tables the test fills, and NXDOMAIN
+//! to everything else, so sender
 //! authentication is tested offline. It runs on a thread of its own (a test blocked in a
 //! synchronous SMTP client must not stall it), and stops when dropped.
 
@@ -30,13 +31,26 @@ impl Drop for DnsServer {
 impl DnsServer {
     /// Serves `txt` (name without the final dot → record text) on `ip`, an ephemeral port.
     pub fn start(ip: &str, txt: &[(&str, &str)]) -> anyhow::Result<DnsServer> {
+        DnsServer::start_with_addresses(ip, txt, &[])
+    }
+
+    /// As `start`, answering A questions from `a` (name → IPv4 address) too.
+    pub fn start_with_addresses(
+        ip: &str,
+        txt: &[(&str, &str)],
+        a: &[(&str, &str)],
+    ) -> anyhow::Result<DnsServer> {
         let socket = UdpSocket::bind(format!("{ip}:0"))?;
         // Wakes up now and then to see whether it is to stop.
         socket.set_read_timeout(Some(Duration::from_millis(100)))?;
         let addr = socket.local_addr()?;
-        let table: HashMap<String, String> = txt
+        let table: HashMap<(String, RecordType), String> = txt
             .iter()
-            .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
+            .map(|(n, v)| ((n.to_ascii_lowercase(), RecordType::TXT), (*v).to_owned()))
+            .chain(
+                a.iter()
+                    .map(|(n, v)| ((n.to_ascii_lowercase(), RecordType::A), (*v).to_owned())),
+            )
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
@@ -59,14 +73,12 @@ impl DnsServer {
     }
 }
 
-fn answer(table: &HashMap<String, String>, query: &[u8]) -> Option<Vec<u8>> {
+fn answer(table: &HashMap<(String, RecordType), String>, query: &[u8]) -> Option<Vec<u8>> {
     let query = Message::from_vec(query).ok()?;
     let question = query.queries.first()?.clone();
     let name = question.name().to_ascii();
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    let found = table
-        .get(&name)
-        .filter(|_| question.query_type() == RecordType::TXT);
+    let found = table.get(&(name.clone(), question.query_type()));
     let mut reply = match found {
         Some(_) => Message::response(query.metadata.id, OpCode::Query),
         None => Message::error_msg(query.metadata.id, OpCode::Query, ResponseCode::NXDomain),
@@ -75,14 +87,17 @@ fn answer(table: &HashMap<String, String>, query: &[u8]) -> Option<Vec<u8>> {
     reply.metadata.recursion_desired = query.metadata.recursion_desired;
     reply.metadata.recursion_available = true;
     reply.queries.push(question.clone());
-    if let Some(text) = found {
+    let owner = Name::from_ascii(format!("{name}.")).ok()?;
+    if let (Some(address), RecordType::A) = (found, question.query_type()) {
+        let address: std::net::Ipv4Addr = address.parse().ok()?;
+        reply.add_answer(Record::from_rdata(owner, 60, RData::A(address.into())));
+    } else if let Some(text) = found {
         // TXT strings are at most 255 bytes each; long records (DKIM keys) come in pieces.
         let pieces: Vec<String> = text
             .as_bytes()
             .chunks(255)
             .map(|c| String::from_utf8_lossy(c).into_owned())
             .collect();
-        let owner = Name::from_ascii(format!("{name}.")).ok()?;
         reply.add_answer(Record::from_rdata(owner, 60, RData::TXT(TXT::new(pieces))));
     }
     reply.to_vec().ok()

@@ -208,7 +208,15 @@ fn headers_and_from(
     }
 }
 
-fn url_lists(decoded: &MessageText<'_>, knowledge: &dyn Knowledge, out: &mut Vec<Symbol>) {
+/// The hosts the links of a message's text and HTML parts go to, as the filter sees them
+/// (what URI blocklists are asked about); none for an unparsable message.
+pub fn url_hosts_of(message: &[u8]) -> Vec<String> {
+    MessageParser::default()
+        .parse(message)
+        .map_or_else(Vec::new, |msg| hosts_linked(&MessageText::of(&msg)))
+}
+
+fn hosts_linked(decoded: &MessageText<'_>) -> Vec<String> {
     let mut hosts = Vec::new();
     for t in &decoded.texts {
         url_hosts(t, &mut hosts);
@@ -216,6 +224,11 @@ fn url_lists(decoded: &MessageText<'_>, knowledge: &dyn Knowledge, out: &mut Vec
     for h in &decoded.htmls {
         url_hosts(h, &mut hosts);
     }
+    hosts
+}
+
+fn url_lists(decoded: &MessageText<'_>, knowledge: &dyn Knowledge, out: &mut Vec<Symbol>) {
+    let hosts = hosts_linked(decoded);
     // A link to a bare IP address: legitimate senders link to their names.
     if let Some(ip) = hosts
         .iter()

@@ -102,6 +102,9 @@ pub const SCORES: &[(&str, i64)] = &[
     ("DMARC_FAIL_QUARANTINE", 4_000),
     ("DMARC_FAIL_NONE", 1_000),
     ("AUTH_TEMPERROR", 0),
+    // A DNS blocklist answered with an error code: reported, not scored. Listings carry the
+    // symbols and points the node's `dns.blocklists` give them.
+    ("DNS_BLOCKLIST_ERROR", 0),
     // Cluster-wide evidence (see `crate::evidence`).
     ("REPUTATION_BAD", 3_000),
     ("REPUTATION_POOR", 1_000),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::blocklists::Blocklist;
 use crate::types::PeageNode;
 
 /// Why a configuration could not be used. Each message names the file and the key.
@@ -52,7 +53,7 @@ pub struct Config {
     pub dns: DnsSection,
 }
 
-/// Sender authentication (SPF, DKIM, DMARC, ARC) and the resolvers it asks.
+/// Sender authentication (SPF, DKIM, DMARC, ARC), DNS blocklists, and the resolvers they ask.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsSection {
@@ -67,6 +68,9 @@ pub struct DnsSection {
     /// What a failing DMARC policy of reject or quarantine does: `honour` (reject with
     /// `550 5.7.1`, or quarantine) or `score` (its symbol's points only).
     pub dmarc_policy: DmarcPolicy,
+    /// DNSBL and URI blocklist zones (`[[dns.blocklists]]`), asked within the same budget;
+    /// none by default (most zones need an agreement for a provider's volume).
+    pub blocklists: Vec<Blocklist>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -84,6 +88,7 @@ impl Default for DnsSection {
             timeout_ms: 2000,
             budget_ms: 4000,
             dmarc_policy: DmarcPolicy::Honour,
+            blocklists: Vec::new(),
         }
     }
 }

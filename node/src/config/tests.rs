@@ -82,3 +82,24 @@ fn embedded_local_configs_are_valid() {
         Config::parse(text, Path::new(name)).unwrap();
     }
 }
+
+#[test]
+fn blocklists_parse_and_a_bad_one_names_its_key() {
+    let zone = "\n[[dns.blocklists]]\nzone = \"zen.example\"\nchecks = \"ip\"\nsymbol = \"ZEN\"\nscore = 3.5\ncodes = { \"127.0.0.4\" = { symbol = \"ZEN_XBL\", score = 6.0 } }\n";
+    let c = Config::parse(&format!("{GOOD}{zone}"), Path::new("x.toml")).unwrap();
+    assert_eq!(c.dns.blocklists.len(), 1);
+    assert_eq!(c.dns.blocklists[0].codes["127.0.0.4"].symbol, "ZEN_XBL");
+    let bad = zone.replace("\"127.0.0.4\"", "\"10.0.0.1\"");
+    let e = Config::parse(&format!("{GOOD}{bad}"), Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dns.blocklists[0].codes.\"10.0.0.1\""), "{e}");
+    let off = format!("{GOOD}\n[dns]\nauthenticate = false\n{zone}");
+    let e = Config::parse(&off, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dns.blocklists") && e.contains("authenticate"),
+        "{e}"
+    );
+}

@@ -30,16 +30,30 @@ impl Config {
             .and_then(|()| self.check_raft())
             .and_then(|()| self.check_tokens())
             .and_then(|()| self.check_smtp())
-            .and_then(|()| {
-                ensure(self.dns.timeout_ms != 0, "dns.timeout_ms", "must be > 0")?;
-                ensure(self.dns.budget_ms != 0, "dns.budget_ms", "must be > 0")
-            })
+            .and_then(|()| self.check_dns())
             .and_then(|()| self.check_spool_evidence_and_lists())
             .map_err(|Invalid(key, message)| ConfigError::Invalid {
                 path: path.to_owned(),
                 key,
                 message,
             })
+    }
+
+    fn check_dns(&self) -> Result<(), Invalid> {
+        let dns = &self.dns;
+        ensure(dns.timeout_ms != 0, "dns.timeout_ms", "must be > 0")?;
+        ensure(dns.budget_ms != 0, "dns.budget_ms", "must be > 0")?;
+        ensure(
+            dns.authenticate || dns.blocklists.is_empty(),
+            "dns.blocklists",
+            "needs dns.authenticate = true (they share its resolvers and its budget)",
+        )?;
+        for (i, list) in dns.blocklists.iter().enumerate() {
+            if let Some((key, message)) = list.invalid() {
+                return Err(Invalid(format!("dns.blocklists[{i}].{key}"), message));
+            }
+        }
+        Ok(())
     }
 
     fn check_node_and_cluster(&self) -> Result<(), Invalid> {

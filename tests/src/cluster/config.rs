@@ -137,6 +137,7 @@ impl TestCluster {
             dns: DnsSection {
                 authenticate: t.dns_server.is_some(),
                 servers: t.dns_server.into_iter().collect(),
+                blocklists: t.blocklists.clone(),
                 ..DnsSection::default()
             },
         })

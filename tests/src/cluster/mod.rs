@@ -66,6 +66,8 @@ pub struct Tuning {
     /// Authenticate senders through this DNS server (the test's own); no authentication
     /// when `None`, as nothing outside answers DNS here.
     pub dns_server: Option<std::net::SocketAddr>,
+    /// `dns.blocklists` (needs `dns_server`).
+    pub blocklists: Vec<peage_node::blocklists::Blocklist>,
 }
 
 impl Default for Tuning {
@@ -87,6 +89,7 @@ impl Default for Tuning {
             retry_first_ms: 200,
             max_connections_per_route: 20,
             dns_server: None,
+            blocklists: Vec::new(),
         }
     }
 }
@@ -353,8 +356,8 @@ impl TestCluster {
     pub async fn start_authenticating(
         tuning: Tuning,
         txt: &[(&str, &str)],
-    ) -> anyhow::Result<(TestCluster, crate::DnsServer)> {
-        let dns = crate::DnsServer::start("127.0.0.1", txt)?;
+    ) -> anyhow::Result<(TestCluster, crate::dns::DnsServer)> {
+        let dns = crate::dns::DnsServer::start("127.0.0.1", txt)?;
         let c = TestCluster::start(Tuning {
             dns_server: Some(dns.addr),
             ..tuning

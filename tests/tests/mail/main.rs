@@ -5,6 +5,7 @@
 
 mod acceptance;
 mod auth;
+mod blocklists;
 mod delivery;
 mod edge;
 mod filtering;
