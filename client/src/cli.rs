@@ -43,6 +43,10 @@ pub struct Cli {
     /// Bearer token (admin or read-only).
     #[arg(long, env = "PEAGE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// The cluster CA (PEM, `peage cert ca` makes it) that signed the nodes' certificates:
+    /// needed for https:// endpoints.
+    #[arg(long, env = "PEAGE_CA", global = true)]
+    pub ca: Option<std::path::PathBuf>,
     /// Print JSON instead of tables (reads).
     #[arg(long, global = true)]
     pub json: bool,

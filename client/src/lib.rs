@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 pub use peage_proto::v1;
 use peage_proto::v1::admin_client::AdminClient;
@@ -81,21 +81,52 @@ impl ClientError {
     }
 }
 
+/// What reaching an admin API takes besides its address: the bearer token, and for
+/// `https://` the cluster CA that signed the nodes' certificates (PEM).
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    pub token: Option<String>,
+    pub ca_pem: Option<Vec<u8>>,
+}
+
 /// Connects to a node's admin endpoint (`http://HOST:PORT`; a bare HOST:PORT is accepted).
 pub async fn connect(addr: &str, token: Option<&str>) -> Result<Admin, ClientError> {
+    let access = Access {
+        token: token.map(str::to_owned),
+        ca_pem: None,
+    };
+    connect_with(addr, &access).await
+}
+
+/// Connects to a node's admin endpoint: `https://HOST:PORT` verified against `access.ca_pem`,
+/// `http://HOST:PORT` in clear; a bare HOST:PORT is https when a CA is given.
+pub async fn connect_with(addr: &str, access: &Access) -> Result<Admin, ClientError> {
     let url = if addr.contains("://") {
         addr.to_owned()
+    } else if access.ca_pem.is_some() {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     };
+    let bad = |reason: String| ClientError::BadAddress {
+        addr: addr.to_owned(),
+        reason,
+    };
     let endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| ClientError::BadAddress {
-            addr: addr.to_owned(),
-            reason: e.to_string(),
-        })?
+        .map_err(|e| bad(e.to_string()))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(30));
-    let token = match token {
+    let endpoint = match (url.starts_with("https://"), &access.ca_pem) {
+        (true, Some(ca)) => endpoint
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+            .map_err(|e| bad(format!("TLS: {e}")))?,
+        (true, None) => return Err(bad(
+            "https needs the cluster CA that signed the nodes' certificates: --ca FILE or PEAGE_CA"
+                .into(),
+        )),
+        (false, _) => endpoint,
+    };
+    let token = match access.token.as_deref() {
         Some(t) => Some(
             format!("Bearer {t}")
                 .parse::<MetadataValue<Ascii>>()

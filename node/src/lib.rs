@@ -10,6 +10,7 @@
 pub mod blobs;
 pub mod clock;
 pub mod cpu;
+pub mod grpc_tls;
 pub mod metrics;
 pub mod secret;
 pub mod shutdown;

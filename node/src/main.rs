@@ -60,12 +60,34 @@ enum Command {
     /// --train/--test. Prints spam recall and ham false positives at the policy's thresholds
     /// and at others, recall at 0, 1 and 2 false positives, the ROC area and histograms.
     Eval(peage_node::tools::eval::EvalArgs),
+    /// Certificates for TLS between sites and on the admin API: `peage cert ca DIR` makes the
+    /// cluster CA (DIR/ca.pem, DIR/ca.key), then `peage cert node DIR NAME HOST...` one
+    /// certificate per node (DIR/NAME.pem, DIR/NAME.key) naming the IPs or names of its peer
+    /// and admin addresses. Point each node's `[tls]` at ca.pem and its own pair; give
+    /// operators ca.pem (`peagectl --ca`). Keep ca.key offline; nothing is overwritten.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Start the local three-site cluster (Paris, Roubaix, Ariège on 127.0.0.1-3) as child
     /// processes, print the endpoints and a quick start; Ctrl-C stops everything.
     Dev {
         /// Where the nodes keep their data and logs.
         #[arg(long, default_value = "peage-dev")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// A new cluster CA: DIR/ca.pem (give it to every node and operator) and DIR/ca.key.
+    Ca { dir: PathBuf },
+    /// A node certificate signed by DIR/ca.key: DIR/NAME.pem and DIR/NAME.key.
+    Node {
+        dir: PathBuf,
+        /// The node's name (its site), naming the files.
+        name: String,
+        /// The IPs or DNS names of its peer and admin addresses, as the others dial them.
+        #[arg(required = true)]
+        hosts: Vec<String>,
     },
 }
 
@@ -171,6 +193,24 @@ fn main() -> ExitCode {
             eprintln!("peage eval: {e:#}");
             ExitCode::FAILURE
         }),
+        Command::Cert(command) => {
+            let made = match command {
+                CertCommand::Ca { dir } => peage_node::tools::cert::make_ca(&dir),
+                CertCommand::Node { dir, name, hosts } => {
+                    peage_node::tools::cert::make_node(&dir, &name, &hosts)
+                }
+            };
+            match made {
+                Ok(files) => {
+                    files.iter().for_each(|f| println!("wrote {}", f.display()));
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("peage cert: {e:#}");
+                    Err(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Dev { dir } => peage_node::tools::dev::run(&dir).map_err(|e| {
             eprintln!("peage dev: {e:#}");
             ExitCode::FAILURE

@@ -23,6 +23,7 @@ use crate::auth::Authenticator;
 use crate::cluster::{leader_clock, network, peer_service, Cluster};
 use crate::config::{Config, DmarcPolicy};
 use crate::evidence::{self, EvidenceConfig, Recorder};
+use crate::grpc_tls::GrpcTls;
 use crate::spool::acceptor::NodeAcceptor;
 use crate::spool::delivery::connections::Connections;
 use crate::spool::delivery::ledger::{Ledger, LEDGER_FILE};
@@ -32,6 +33,7 @@ use crate::spool::janitor::{self, JanitorConfig};
 use crate::spool::Spooler;
 use crate::state::routing::normalize_route;
 use crate::{health, housekeeping, metrics};
+use tonic::transport::Server;
 
 /// How often a follower measures its offset from the leader's clock.
 const LEADER_CLOCK_EVERY: Duration = Duration::from_secs(5);
@@ -120,8 +122,15 @@ pub async fn run(
         (Some(cert), Some(key)) => Some(smtp::tls::acceptor(cert, key)?),
         _ => None,
     };
+    let grpc_tls = match &config.tls {
+        Some(t) => Some(GrpcTls::load(&t.ca, &t.cert, &t.key)?),
+        None => {
+            tracing::warn!("no [tls] section: peer and admin gRPC run in clear, tokens and the cluster secret readable on the wire; make certificates with `peage cert`");
+            None
+        }
+    };
     let listeners = Listeners::bind(&config).await?;
-    let cluster = Cluster::start(&config, data_dir).await?;
+    let cluster = Cluster::start(&config, data_dir, grpc_tls.clone()).await?;
     let ledger_path = data_dir.join(LEDGER_FILE);
     let (ledger, left) = Ledger::open(&ledger_path)
         .with_context(|| format!("opening the delivered ledger {}", ledger_path.display()))?;
@@ -142,7 +151,7 @@ pub async fn run(
         &cluster,
         &config,
         (listeners.peer, listeners.admin),
-        auth.clone(),
+        (auth.clone(), grpc_tls),
         &core,
     )?;
     let metrics_http = match listeners.metrics {
@@ -211,16 +220,26 @@ async fn drain(mut task: ApiTask) {
     }
 }
 
-/// The peer service (Raft RPCs, forwarded writes, bodies) and the admin API with gRPC
-/// reflection (its `check` authenticating senders as the edge does), until `stop`.
+/// The peer service (Raft RPCs, forwarded writes, bodies; mutual TLS with `tls`) and the
+/// admin API with gRPC reflection (server TLS with `tls`; its `check` authenticating senders
+/// as the edge does), until `stop`.
 fn serve_apis(
     cluster: &Cluster,
     config: &Config,
     (peer, admin): (TcpListener, TcpListener),
-    auth: Option<Arc<Authenticator>>,
+    (auth, tls): (Option<Arc<Authenticator>>, Option<GrpcTls>),
     stop: &Shutdown,
 ) -> anyhow::Result<[ApiTask; 2]> {
-    let peer = tonic::transport::Server::builder()
+    let (mut peer_server, mut admin_server) = (Server::builder(), Server::builder());
+    if let Some(tls) = &tls {
+        peer_server = peer_server
+            .tls_config(tls.peer_server())
+            .context("tls: cannot set up the peer service's TLS")?;
+        admin_server = admin_server
+            .tls_config(tls.admin_server())
+            .context("tls: cannot set up the admin API's TLS")?;
+    }
+    let peer = peer_server
         // The callers are this cluster's nodes. Their cancelled calls (openraft drops an append
         // that outlives the heartbeat interval; a write's caller gives up at its deadline) pile
         // up as reset streams when the node is busy, and h2's default of 20 then closes the
@@ -240,7 +259,7 @@ fn serve_apis(
     let admin_service = AdminServer::new(AdminService::new(cluster.clone(), config, auth))
         // `check` carries whole messages.
         .max_decoding_message_size(config.smtp.max_message_bytes + (1 << 20));
-    let admin = tonic::transport::Server::builder()
+    let admin = admin_server
         .add_service(admin_service)
         .add_service(reflection)
         .serve_with_incoming_shutdown(no_delay(admin), stop.clone().until_fired());

@@ -187,3 +187,53 @@ fn peage_run_reports_config_errors_by_key() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("cluster.secret"), "{}", text(&o));
 }
+
+#[test]
+fn peage_cert_makes_a_ca_and_node_certificates_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let peage = |args: &[&str]| {
+        Command::new(bin("peage"))
+            .arg("cert")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ca = ca_dir.to_str().unwrap();
+    let o = peage(&["ca", ca]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = peage(&["node", ca, "paris", "10.10.1.11", "mx-paris.example.net"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for file in ["ca.pem", "ca.key", "paris.pem", "paris.key"] {
+        assert!(ca_dir.join(file).exists(), "{file}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(ca_dir.join("paris.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the key is readable by its owner only: {mode:o}"
+    );
+    // Again: refused, naming the file; nothing replaced.
+    let before = std::fs::read(ca_dir.join("ca.key")).unwrap();
+    let o = peage(&["ca", ca]);
+    assert!(
+        !o.status.success() && text(&o).contains("never overwritten"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(ca_dir.join("ca.key")).unwrap(), before);
+    // A node needs a host, and a CA to sign with.
+    let o = peage(&["node", ca, "roubaix"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let elsewhere = dir.path().join("none");
+    let o = peage(&["node", elsewhere.to_str().unwrap(), "roubaix", "10.10.2.11"]);
+    assert!(
+        !o.status.success() && text(&o).contains("peage cert ca"),
+        "{}",
+        text(&o)
+    );
+}

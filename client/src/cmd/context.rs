@@ -3,21 +3,22 @@
 
 use std::path::PathBuf;
 
-use peage_client::{connect, Admin, ClientError};
+use peage_client::{connect_with, Access, Admin, ClientError};
 
 pub struct Ctx {
     pub addr: String,
-    pub token: Option<String>,
+    /// The token, and the cluster CA for https.
+    pub access: Access,
     pub json: bool,
     pub stale: bool,
     admin: Option<Admin>,
 }
 
 impl Ctx {
-    pub fn new(addr: String, token: Option<String>, json: bool, stale: bool) -> Ctx {
+    pub fn new(addr: String, access: Access, json: bool, stale: bool) -> Ctx {
         Ctx {
             addr,
-            token,
+            access,
             json,
             stale,
             admin: None,
@@ -27,7 +28,7 @@ impl Ctx {
     /// The admin client, connected on first use.
     pub async fn admin(&mut self) -> Result<&mut Admin, ClientError> {
         if self.admin.is_none() {
-            self.admin = Some(connect(&self.addr, self.token.as_deref()).await?);
+            self.admin = Some(connect_with(&self.addr, &self.access).await?);
         }
         Ok(self.admin.as_mut().expect("connected just above"))
     }

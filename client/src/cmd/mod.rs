@@ -12,13 +12,24 @@ mod policy;
 mod probe;
 mod status;
 
-use peage_client::ClientError;
+use peage_client::{Access, ClientError};
 
 use crate::cli::{Cli, Cmd};
 use context::{message_files, Ctx};
 
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
-    let mut ctx = Ctx::new(cli.addr, cli.token, cli.json, cli.stale);
+    let ca_pem =
+        match &cli.ca {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                ClientError::InvalidArgument(format!("--ca {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+    let access = Access {
+        token: cli.token,
+        ca_pem,
+    };
+    let mut ctx = Ctx::new(cli.addr, access, cli.json, cli.stale);
     match cli.command {
         Cmd::Status => status::run(&mut ctx).await,
         Cmd::Node(cmd) => node::run(&mut ctx, cmd).await,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use peage_client::v1::*;
-use peage_client::{connect, parse_duration_secs, Admin, ClientError};
+use peage_client::{connect_with, parse_duration_secs, Access, Admin, ClientError};
 
 use super::context::Ctx;
 use crate::cli::ProbeArgs;
@@ -16,7 +16,7 @@ use crate::cli::ProbeArgs;
 struct ProbeOptions {
     pub mx: Vec<String>,
     pub admin: Vec<String>,
-    pub token: Option<String>,
+    pub access: Access,
     pub rate: f64,
     pub duration: Duration,
     pub rcpt: String,
@@ -65,7 +65,7 @@ pub async fn run(ctx: &Ctx, args: ProbeArgs) -> Result<(), ClientError> {
         } else {
             args.admin
         },
-        token: ctx.token.clone(),
+        access: ctx.access.clone(),
         rate: args.rate,
         duration: Duration::from_secs(secs(&args.duration)?),
         rcpt: args.rcpt,
@@ -102,10 +102,10 @@ async fn probe(o: ProbeOptions) -> Result<bool, ClientError> {
         let mx = o.mx[n % o.mx.len()].clone();
         n += 1;
         let sender = format!("probe-{run_id}-{n}@{}", o.sender_domain);
-        let (rcpt, admin, token, timeout) = (
+        let (rcpt, admin, access, timeout) = (
             o.rcpt.clone(),
             o.admin.clone(),
-            o.token.clone(),
+            o.access.clone(),
             o.follow_timeout,
         );
         let body = message(&run_id, n, &sender, &rcpt);
@@ -119,7 +119,7 @@ async fn probe(o: ProbeOptions) -> Result<bool, ClientError> {
                 },
                 Ok(queue_id) => {
                     let accepted_in = sent_at.elapsed();
-                    let fate = follow(&admin, token.as_deref(), &queue_id, sent_at, timeout).await;
+                    let fate = follow(&admin, &access, &queue_id, sent_at, timeout).await;
                     Probe {
                         mx,
                         accepted_in: Some(accepted_in),
@@ -293,7 +293,7 @@ fn describe(e: mail_send::Error) -> String {
 /// seen quarantined.
 async fn follow(
     admin: &[String],
-    token: Option<&str>,
+    access: &Access,
     queue_id: &str,
     sent_at: Instant,
     timeout: Duration,
@@ -303,7 +303,7 @@ async fn follow(
     while Instant::now() < deadline {
         for (i, addr) in admin.iter().enumerate() {
             if clients[i].is_none() {
-                clients[i] = connect(addr, token).await.ok();
+                clients[i] = connect_with(addr, access).await.ok();
             }
             let Some(c) = clients[i].as_mut() else {
                 continue;

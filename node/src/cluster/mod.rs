@@ -23,6 +23,7 @@ use openraft::Raft;
 
 use crate::blobs::BlobStore;
 use crate::config::Config;
+use crate::grpc_tls::GrpcTls;
 use crate::state::StateStore;
 use crate::types::{NodeId, PeageNode, TypeConfig};
 use clock_offset::LeaderClock;
@@ -76,8 +77,12 @@ struct ClusterInner {
 
 impl Cluster {
     /// Opens storage, starts Raft and, on an empty node listed as an initial member with
-    /// `bootstrap = true`, initialises the cluster.
-    pub async fn start(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<Cluster> {
+    /// `bootstrap = true`, initialises the cluster. Peers are called over `tls` when given.
+    pub async fn start(
+        config: &Config,
+        data_dir: &std::path::Path,
+        tls: Option<GrpcTls>,
+    ) -> anyhow::Result<Cluster> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
         let log = log_store::LogStore::open(&data_dir.join("raft-log")).with_context(|| {
@@ -108,6 +113,7 @@ impl Cluster {
         let peers = PeerClients::new(
             config.cluster.secret.clone(),
             config.cluster.peer_via.clone(),
+            tls,
         );
         let raft = Raft::new(
             config.node.id,

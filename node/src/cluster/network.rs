@@ -28,6 +28,7 @@ use peage_mail::sync::lock;
 use super::error::{Unavailable, WriteError};
 use super::protocol::{Committed, Forwarded, WriteOp};
 use crate::clock::now_ms;
+use crate::grpc_tls::{host_of, GrpcTls};
 use crate::types::{NodeId, PeageNode, TypeConfig};
 
 /// The metadata key peer calls carry the cluster secret in.
@@ -81,6 +82,8 @@ pub struct PeerClients {
     channels: Arc<Mutex<HashMap<(String, Lane), Channel>>>,
     /// Peer address → the address actually dialled (`cluster.peer_via`).
     via: Arc<BTreeMap<String, String>>,
+    /// Mutual TLS with the cluster CA (`[tls]`); in clear without it.
+    tls: Option<GrpcTls>,
 }
 
 /// A failed peer call: the transport failed, or the peer answered with an error status.
@@ -97,13 +100,14 @@ pub enum PeerCallError {
 }
 
 impl PeerClients {
-    pub fn new(secret: String, via: BTreeMap<String, String>) -> PeerClients {
+    pub fn new(secret: String, via: BTreeMap<String, String>, tls: Option<GrpcTls>) -> PeerClients {
         let value = MetadataValue::try_from(secret.as_str())
             .unwrap_or_else(|_| MetadataValue::from_static("invalid-secret"));
         PeerClients {
             secret: SecretInterceptor(value),
             channels: Arc::default(),
             via: Arc::new(via),
+            tls,
         }
     }
 
@@ -114,7 +118,8 @@ impl PeerClients {
             Some(c) => c.clone(),
             None => {
                 let dial = self.via.get(addr).map_or(addr, String::as_str);
-                let endpoint = Endpoint::from_shared(format!("http://{dial}"))
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                let endpoint = Endpoint::from_shared(format!("{scheme}://{dial}"))
                     .map_err(|e| PeerCallError::Transport(format!("bad peer address {dial}: {e}")))?
                     .connect_timeout(Duration::from_millis(500))
                     .tcp_nodelay(true)
@@ -126,6 +131,13 @@ impl PeerClients {
                     // do not count: the other end is one of our own nodes.
                     .http2_max_concurrent_reset_streams(MAX_RESET_STREAMS)
                     .http2_max_local_error_reset_streams(None);
+                // The certificate names the member's address, whatever is dialled to reach it.
+                let endpoint = match &self.tls {
+                    Some(tls) => endpoint
+                        .tls_config(tls.peer_client(host_of(addr)))
+                        .map_err(|e| PeerCallError::Transport(format!("TLS to {addr}: {e}")))?,
+                    None => endpoint,
+                };
                 let c = endpoint.connect_lazy();
                 channels.insert(key, c.clone());
                 c

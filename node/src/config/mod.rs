@@ -49,8 +49,25 @@ pub struct Config {
     pub spool: SpoolSection,
     #[serde(default)]
     pub evidence: EvidenceSection,
+    /// TLS for the peer and admin gRPC services; both in clear without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSection>,
     #[serde(default)]
     pub dns: DnsSection,
+}
+
+/// The cluster CA and this node's certificate (`peage cert` makes them): mutual TLS between
+/// nodes, server TLS for the admin API.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM: the CA that signed every node's certificate; a peer presenting anything else is
+    /// refused.
+    pub ca: PathBuf,
+    /// PEM: this node's certificate, naming the IPs (or names) of its peer and admin addresses.
+    pub cert: PathBuf,
+    /// PEM: its private key.
+    pub key: PathBuf,
 }
 
 /// Sender authentication (SPF, DKIM, DMARC, ARC), DNS blocklists, and the resolvers they ask.

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::config::{Config, Role};
+use crate::config::{Config, Role, TlsSection};
+use crate::tools::cert;
 
 /// ops/local/*.toml, embedded: (file name, contents).
 pub const LOCAL_CONFIGS: [(&str, &str); 3] = [
@@ -109,8 +110,9 @@ fn start_sites(exe: &Path, dir: &Path, sites: &mut Vec<Site>) -> anyhow::Result<
     for (file, text) in LOCAL_CONFIGS {
         let name = file.trim_end_matches(".toml").to_owned();
         let config_path = config_dir.join(file);
-        std::fs::write(&config_path, text)?;
-        let config = Config::parse(text, &config_path)?;
+        let text = format!("{text}{}", tls_section(dir, &name, text)?);
+        std::fs::write(&config_path, &text)?;
+        let config = Config::parse(&text, &config_path)?;
         if token.is_empty() {
             let admin = config.admin.tokens.iter().find(|t| t.role == Role::Admin);
             token = admin.map(|t| t.token.clone()).unwrap_or_default();
@@ -131,6 +133,32 @@ fn start_sites(exe: &Path, dir: &Path, sites: &mut Vec<Site>) -> anyhow::Result<
         });
     }
     Ok(token)
+}
+
+/// The `[tls]` section of site `name` (whose config is `text`): the dev cluster's CA and
+/// the site's certificate under `DIR/tls`, made on the first start and kept after.
+fn tls_section(dir: &Path, name: &str, text: &str) -> anyhow::Result<String> {
+    let tls = std::fs::canonicalize(dir)?.join("tls");
+    if !tls.join("ca.key").exists() {
+        cert::make_ca(&tls)?;
+    }
+    let (cert_path, key_path) = (
+        tls.join(format!("{name}.pem")),
+        tls.join(format!("{name}.key")),
+    );
+    if !cert_path.exists() {
+        let config = Config::parse(text, Path::new(name))?;
+        let mut hosts = vec![config.listen.peer.ip().to_string()];
+        hosts.push(config.listen.admin.ip().to_string());
+        hosts.dedup();
+        cert::make_node(&tls, name, &hosts)?;
+    }
+    let section = TlsSection {
+        ca: tls.join("ca.pem"),
+        cert: cert_path,
+        key: key_path,
+    };
+    Ok(format!("\n[tls]\n{}", toml::to_string(&section)?))
 }
 
 /// Starts the sink that stores what the cluster delivers in `DIR/maildir`.
@@ -161,7 +189,7 @@ fn print_quick_start(dir: &Path, sites: &[Site], token: &str, exe: &Path) {
     );
     for s in sites.iter().filter(|s| s.name != "sink") {
         println!(
-            "  {:<8} admin http://{}  smtp {}:2525  metrics http://{}:9525/metrics  (log: {}/{}.log)",
+            "  {:<8} admin https://{}  smtp {}:2525  metrics http://{}:9525/metrics  (log: {}/{}.log)",
             s.name,
             s.addr,
             s.addr.ip(),
@@ -184,10 +212,14 @@ fn print_quick_start(dir: &Path, sites: &[Site], token: &str, exe: &Path) {
         .unwrap_or_default();
     println!("Quick start (in another shell):");
     println!("  export PATH={bin_dir}:$PATH");
-    println!("  export PEAGE_ADDR=http://127.0.0.1:50051 PEAGE_TOKEN={token}");
+    let ca = dir.join("tls").join("ca.pem");
+    println!(
+        "  export PEAGE_ADDR=https://127.0.0.1:50051 PEAGE_TOKEN={token} PEAGE_CA={}",
+        ca.display()
+    );
     println!("  peagectl status");
     println!("  peagectl list add ip 203.0.113.0/24 --reason \"botnet\"");
-    println!("  peagectl --addr http://127.0.0.3:50051 list check ip 203.0.113.7");
+    println!("  peagectl --addr https://127.0.0.3:50051 list check ip 203.0.113.7");
     println!("  peagectl list ls --json");
     println!("  swaks --server 127.0.0.2:2525 --to bob@example.test   # or Python's smtplib");
     println!("  peagectl queue ls");

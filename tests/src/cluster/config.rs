@@ -70,6 +70,7 @@ impl TestCluster {
         let t = &self.tuning;
         let ip = format!("{}.{id}", self.net);
         Ok(Config {
+            tls: self.node_tls(id)?,
             node: NodeSection {
                 id,
                 site: site.to_owned(),

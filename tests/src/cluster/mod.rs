@@ -4,6 +4,7 @@
 //! `waits` the conditions tests wait for.
 
 mod config;
+mod tls;
 mod waits;
 
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use peage_client::v1;
-use peage_client::{connect, Admin};
+use peage_client::{connect_with, Access, Admin};
 
 use crate::binaries::bin;
 use crate::netns;
@@ -68,6 +69,8 @@ pub struct Tuning {
     pub dns_server: Option<std::net::SocketAddr>,
     /// `dns.blocklists` (needs `dns_server`).
     pub blocklists: Vec<peage_node::blocklists::Blocklist>,
+    /// Mutual TLS between nodes and TLS on the admin API, with certificates of its own.
+    pub grpc_tls: bool,
 }
 
 impl Default for Tuning {
@@ -90,6 +93,7 @@ impl Default for Tuning {
             max_connections_per_route: 20,
             dns_server: None,
             blocklists: Vec::new(),
+            grpc_tls: false,
         }
     }
 }
@@ -104,12 +108,15 @@ pub struct Node {
     /// Runs the node with its wall clock shifted (libfaketime's offset, e.g. `-20s`), as a
     /// machine whose clock drifted would; monotonic time is left alone.
     pub clock_offset: Option<String>,
+    /// The cluster CA when the admin API runs TLS.
+    pub ca: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl Node {
     pub fn admin_url(&self) -> String {
-        format!("http://{}:50051", self.ip)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:50051", self.ip)
     }
     pub fn peer_addr(&self) -> String {
         format!("{}:50052", self.ip)
@@ -237,6 +244,7 @@ impl TestCluster {
             data_dir: self.dir.path().join(format!("data{id}")),
             log: self.dir.path().join(format!("node{id}.log")),
             clock_offset: None,
+            ca: self.ca_path(),
             child: None,
         });
         Ok(self.nodes.len() - 1)
@@ -315,11 +323,19 @@ impl TestCluster {
     }
 
     pub async fn client(&self, i: usize) -> anyhow::Result<Admin> {
-        Ok(connect(&self.nodes[i].admin_url(), Some(ADMIN_TOKEN)).await?)
+        self.client_with(i, Some(ADMIN_TOKEN)).await
     }
 
     pub async fn client_with(&self, i: usize, token: Option<&str>) -> anyhow::Result<Admin> {
-        Ok(connect(&self.nodes[i].admin_url(), token).await?)
+        let ca_pem = match &self.nodes[i].ca {
+            Some(ca) => Some(std::fs::read(ca)?),
+            None => None,
+        };
+        let access = Access {
+            token: token.map(str::to_owned),
+            ca_pem,
+        };
+        Ok(connect_with(&self.nodes[i].admin_url(), &access).await?)
     }
 
     pub async fn status(&self, i: usize) -> anyhow::Result<v1::StatusReply> {
@@ -444,7 +460,11 @@ impl TestCluster {
 
     /// `peagectl ARGS` against node `node`'s admin API with `token`.
     pub fn peagectl_as(&self, node: usize, token: &str, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(crate::binaries::bin("peagectl"))
+        let mut command = std::process::Command::new(crate::binaries::bin("peagectl"));
+        if let Some(ca) = &self.nodes[node].ca {
+            command.arg("--ca").arg(ca);
+        }
+        command
             .arg("--addr")
             .arg(self.nodes[node].admin_url())
             .env("PEAGE_TOKEN", token)

@@ -4,6 +4,7 @@
 mod membership;
 mod refusals;
 mod replication;
+mod tls;
 
 use peage_tests::v1::*;
 use peage_tests::TestCluster;
