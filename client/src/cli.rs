@@ -228,9 +228,11 @@ pub enum DomainCmd {
         /// smtp://HOST:PORT of the downstream mail server.
         #[arg(long)]
         route: String,
-        /// How RCPT addresses are checked: `none` (any local part) or `list` (only the
-        /// mailboxes of `domain users`; others get `550 5.1.1`). Unchanged when omitted.
-        #[arg(long, value_parser = ["none", "list"])]
+        /// How RCPT addresses are checked: `none` (any local part), `list` (only the
+        /// mailboxes of `domain users`; others get `550 5.1.1`) or `callout` (the route's
+        /// server is asked `RCPT TO` first; its answer is cached cluster-wide, and a mailbox
+        /// it refuses gets `550 5.1.1`). Unchanged when omitted.
+        #[arg(long, value_parser = ["none", "list", "callout"])]
         verify: Option<String>,
     },
     /// Stop accepting mail for DOMAIN (its recipient list goes with it).

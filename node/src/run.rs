@@ -25,6 +25,7 @@ use crate::config::{Config, DmarcPolicy};
 use crate::evidence::{self, EvidenceConfig, Recorder};
 use crate::grpc_tls::GrpcTls;
 use crate::spool::acceptor::NodeAcceptor;
+use crate::spool::callout::Callout;
 use crate::spool::delivery::connections::Connections;
 use crate::spool::delivery::ledger::{Ledger, LEDGER_FILE};
 use crate::spool::delivery::send::Downstream;
@@ -290,6 +291,16 @@ fn start_mail_path(
     );
     let recorder = Recorder::default();
     let mut tasks = Vec::new();
+    let downstream = Downstream {
+        helo_name: hostname(config),
+        connect_timeout: Duration::from_secs(spool.connect_timeout_secs),
+        bind_address: spool.bind_address,
+        connections: Connections::new(spool.max_connections_per_route),
+        bounce_route: spool
+            .bounce_route
+            .as_deref()
+            .and_then(|r| normalize_route(r).ok()),
+    };
     if let Some(listener) = edge.listener {
         let s = &config.smtp;
         let session = SessionConfig {
@@ -313,11 +324,17 @@ fn start_mail_path(
                 .unwrap_or(s.max_connections * 3 / 4)
                 .max(1),
         };
+        let callout = Callout {
+            downstream: downstream.clone(),
+            timeout: Duration::from_secs(spool.callout_timeout_secs),
+            valid_for: Duration::from_secs(spool.callout_valid_secs),
+            invalid_for: Duration::from_secs(spool.callout_invalid_secs),
+        };
         let acceptor = NodeAcceptor::new(
             spooler.clone(),
             recorder.clone(),
             hostname(config),
-            edge.auth,
+            (edge.auth, callout),
         );
         tasks.push(tokio::spawn(smtp::serve(
             listener,
@@ -333,16 +350,7 @@ fn start_mail_path(
         lease: Duration::from_secs(spool.lease_secs),
         retry_first: Duration::from_millis(spool.retry_first_ms),
         retry_max: Duration::from_secs(spool.retry_max_secs),
-        downstream: Downstream {
-            helo_name: hostname(config),
-            connect_timeout: Duration::from_secs(spool.connect_timeout_secs),
-            bind_address: spool.bind_address,
-            connections: Connections::new(spool.max_connections_per_route),
-            bounce_route: spool
-                .bounce_route
-                .as_deref()
-                .and_then(|r| normalize_route(r).ok()),
-        },
+        downstream,
         retention: Duration::from_secs(spool.retention_secs),
         spooler,
     };

@@ -55,8 +55,9 @@ pub trait Acceptor: Send + Sync + 'static {
     fn check_sender(&self, _mail_from: &str) -> Result<(), Reply> {
         Ok(())
     }
-    /// Whether this recipient may be accepted (relay control); `Err` is the reply.
-    fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply>;
+    /// Whether this recipient may be accepted (relay control, recipient verification, which
+    /// may ask the downstream); `Err` is the reply.
+    fn check_recipient(&self, rcpt: &Recipient) -> impl Future<Output = Result<(), Reply>> + Send;
     /// Takes a complete message; the reply is the answer to the final dot.
     fn accept(&self, envelope: Envelope, message: Vec<u8>) -> impl Future<Output = Reply> + Send;
 }

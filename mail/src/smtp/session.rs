@@ -152,7 +152,7 @@ impl<'a, A: Acceptor> Session<'a, A> {
                             next => return next,
                         },
                     };
-                    let (next, failed) = self.command(request, out);
+                    let (next, failed) = self.command(request, out).await;
                     if let Some(next) = next {
                         return next;
                     }
@@ -194,7 +194,11 @@ impl<'a, A: Acceptor> Session<'a, A> {
 
     /// Answers one command: `Some` when the session ends or changes stream, and whether the
     /// reply was an error (4xx or 5xx).
-    fn command(&mut self, request: Request<String>, out: &mut Vec<u8>) -> (Option<Next>, bool) {
+    async fn command(
+        &mut self,
+        request: Request<String>,
+        out: &mut Vec<u8>,
+    ) -> (Option<Next>, bool) {
         let host = &self.config.hostname;
         let reply = match request {
             Request::Ehlo { host: client } => {
@@ -207,7 +211,7 @@ impl<'a, A: Acceptor> Session<'a, A> {
                 Reply::new(250, host.clone())
             }
             Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to),
+            Request::Rcpt { to } => self.rcpt(to).await,
             Request::Data => self.data(),
             Request::Rset => {
                 self.tx = Transaction::default();
@@ -282,7 +286,7 @@ impl<'a, A: Acceptor> Session<'a, A> {
         }
     }
 
-    fn rcpt(&mut self, to: RcptTo<String>) -> Reply {
+    async fn rcpt(&mut self, to: RcptTo<String>) -> Reply {
         if self.tx.mail_from.is_none() {
             return Reply::new(503, "5.5.1 Need MAIL before RCPT");
         }
@@ -296,7 +300,7 @@ impl<'a, A: Acceptor> Session<'a, A> {
             }
             Ok(rcpt) => rcpt,
         };
-        match self.acceptor.check_recipient(&rcpt) {
+        match self.acceptor.check_recipient(&rcpt).await {
             Ok(()) => {
                 self.tx.rcpt_to.push(rcpt);
                 Reply::new(250, "2.1.5 Recipient OK")

@@ -34,8 +34,11 @@ pub async fn set(
             .indexes()
             .verify_of(&domain)
             .unwrap_or_default(),
-        word => Verify::parse(word)
-            .ok_or_else(|| invalid(format!("verify `{word}`: expected `none` or `list`")))?,
+        word => Verify::parse(word).ok_or_else(|| {
+            invalid(format!(
+                "verify `{word}`: expected `none`, `list` or `callout`"
+            ))
+        })?,
     };
     let set = DomainSet {
         domain,

@@ -214,6 +214,13 @@ pub struct SpoolSection {
     /// `body_timeout_ms` plus `raft.commit_timeout_ms`, the time a new message's body may
     /// wait for its record.
     pub body_grace_secs: u64,
+    /// A `RCPT` callout (domains verified by callout): the whole exchange with the
+    /// downstream; past it the mailbox is taken unverified.
+    pub callout_timeout_secs: u64,
+    /// How long a downstream's "valid" holds in the cluster's cache.
+    pub callout_valid_secs: u64,
+    /// How long its refusal holds (short: a mailbox created since must work soon).
+    pub callout_invalid_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -239,6 +246,9 @@ impl Default for SpoolSection {
             retention_secs: 5 * 86_400,
             body_sweep_secs: 60,
             body_grace_secs: 600,
+            callout_timeout_secs: 10,
+            callout_valid_secs: 7 * 86_400,
+            callout_invalid_secs: 3_600,
         }
     }
 }

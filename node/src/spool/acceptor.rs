@@ -14,6 +14,7 @@ use peage_mail::smtp::trace::{received, strip_forged_headers};
 use peage_mail::smtp::{Acceptor, Envelope, Reply};
 use peage_mail::trust::Authenticated;
 
+use super::callout::{Answer, Callout};
 use super::{NewMessage, Spooler};
 use crate::auth::Authenticator;
 use crate::clock::now_ms;
@@ -31,6 +32,8 @@ pub struct NodeAcceptor {
     hostname: String,
     /// Sender authentication, unless turned off (`dns.authenticate`).
     auth: Option<Arc<Authenticator>>,
+    /// How domains verified by callout ask their downstream.
+    callout: Callout,
 }
 
 impl NodeAcceptor {
@@ -38,13 +41,14 @@ impl NodeAcceptor {
         spooler: Spooler,
         evidence: Recorder,
         hostname: String,
-        auth: Option<Arc<Authenticator>>,
+        (auth, callout): (Option<Arc<Authenticator>>, Callout),
     ) -> NodeAcceptor {
         NodeAcceptor {
             spooler,
             evidence,
             hostname,
             auth,
+            callout,
         }
     }
 
@@ -91,14 +95,16 @@ impl Acceptor for NodeAcceptor {
     }
 
     /// Relay control and recipient verification against the local replica's routing table
-    /// and recipient lists. An unknown domain or mailbox is refused for good (550) only when
-    /// the replica is current; otherwise the sender is told to come back (451), so a node
-    /// that has just started never bounces real mail.
-    fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
+    /// and recipient lists (or the downstream, for a domain verified by callout). An unknown
+    /// domain or listed mailbox is refused for good (550) only when the replica is current;
+    /// otherwise the sender is told to come back (451), so a node that has just started
+    /// never bounces real mail.
+    async fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
         let cluster = self.spooler.cluster();
         let indexes = cluster.state().indexes();
         let refusal = match indexes.verify_of(&rcpt.domain) {
             Some(Verify::None) => return Ok(()),
+            Some(Verify::Callout) => return self.call_out(rcpt).await,
             Some(Verify::List) => {
                 let address = rcpt.address().to_lowercase();
                 if indexes.is_listed_recipient(&address) {
@@ -130,6 +136,38 @@ impl Acceptor for NodeAcceptor {
     }
 
     async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
+        self.accept_message(envelope, message).await
+    }
+}
+
+impl NodeAcceptor {
+    /// The downstream's word on a mailbox of a domain verified by callout (cached
+    /// cluster-wide): refused for good → `550 5.1.1`; no answer now → taken unverified (the
+    /// message waits in the spool like any other, and a refusal then bounces only to a
+    /// proved sender).
+    async fn call_out(&self, rcpt: &Recipient) -> Result<(), Reply> {
+        let cluster = self.spooler.cluster();
+        let address = rcpt.address().to_lowercase();
+        let Some(route) = cluster.state().indexes().route_for(&rcpt.domain) else {
+            return Err(Reply::new(
+                451,
+                "4.3.0 The domain's route changed; try again",
+            ));
+        };
+        match self.callout.ask(cluster, &route, &address).await {
+            Answer::Valid => Ok(()),
+            Answer::Invalid(why) => Err(Reply::new(
+                550,
+                format!("5.1.1 <{address}>: Recipient address rejected: {why}"),
+            )),
+            Answer::Unknown(why) => {
+                tracing::info!(%address, %why, "callout without an answer; recipient taken unverified");
+                Ok(())
+            }
+        }
+    }
+
+    async fn accept_message(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
         let span = tracing::info_span!("accept", client = %envelope.client_ip);
         let started = Instant::now();
         let message = match strip_forged_headers(&message, &self.hostname) {

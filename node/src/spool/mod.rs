@@ -6,6 +6,7 @@
 
 pub mod acceptor;
 pub mod bodies;
+pub mod callout;
 pub mod delivery;
 pub mod dsn;
 pub mod janitor;

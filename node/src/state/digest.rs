@@ -4,7 +4,9 @@
 use openraft::StorageError;
 use sha2::{Digest, Sha256};
 
-use super::{bayes, evidence, list_entries, logistic, policy, recipients, routing, spool};
+use super::{
+    bayes, callouts, evidence, list_entries, logistic, policy, recipients, routing, spool,
+};
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
 
@@ -32,6 +34,7 @@ impl StateStore {
             evidence::digest_rows(&db, &mut out).map_err(sm_err)?;
             routing::digest_rows(&db, &mut out).map_err(sm_err)?;
             recipients::digest_rows(&db, &mut out).map_err(sm_err)?;
+            callouts::digest_rows(&db, &mut out).map_err(sm_err)?;
             Ok(StateDigest {
                 sha256: hex::encode(h.finalize()),
                 applied_index,

@@ -34,6 +34,8 @@ pub enum Verify {
     None,
     /// Only the mailboxes in the replicated recipient list; others `550 5.1.1`.
     List,
+    /// What the downstream answers to `RCPT` (asked once, the answer cached cluster-wide).
+    Callout,
 }
 
 impl Verify {
@@ -42,6 +44,7 @@ impl Verify {
         match word {
             "" | "none" => Some(Verify::None),
             "list" => Some(Verify::List),
+            "callout" => Some(Verify::Callout),
             _ => None,
         }
     }
@@ -50,6 +53,7 @@ impl Verify {
         match self {
             Verify::None => "none",
             Verify::List => "list",
+            Verify::Callout => "callout",
         }
     }
 }
@@ -79,6 +83,10 @@ pub fn recipient_key(address: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(address.as_bytes())
 }
 
+/// What the callout index keeps per mailbox key: the downstream's answer (valid or not),
+/// and until when it holds.
+pub type CalloutAnswer = (bool, i64);
+
 /// Evidence per key: [ham, spam, reject] in thousandths of a message.
 pub type EvidenceTable = HashMap<String, [i64; 3]>;
 
@@ -97,6 +105,11 @@ pub enum IndexChange {
     /// Mailboxes added to and removed from the recipient lists (their keys).
     Recipients {
         added: Vec<u64>,
+        removed: Vec<u64>,
+    },
+    /// Callout answers cached (by mailbox key) and expired ones dropped.
+    Callouts {
+        set: Vec<(u64, CalloutAnswer)>,
         removed: Vec<u64>,
     },
     Policy(ClusterPolicy),
@@ -129,6 +142,8 @@ pub struct Indexes {
     routes: RwLock<BTreeMap<String, DomainRoute>>,
     /// The recipient lists: the key of every listed mailbox (`recipients::recipient_key`).
     recipients: RwLock<HashSet<u64>>,
+    /// The callout cache, by mailbox key.
+    callouts: RwLock<HashMap<u64, CalloutAnswer>>,
     /// The filter's thresholds (read on every message) and the quarantine's retention.
     policy: RwLock<ClusterPolicy>,
     /// The classifier's counts, in step with `bayes_tokens` / `bayes_learned`.
@@ -143,7 +158,11 @@ impl Indexes {
     /// Indexes holding what was loaded from the database.
     pub(super) fn new(
         lists: ListIndex,
-        (routes, recipients): (BTreeMap<String, DomainRoute>, HashSet<u64>),
+        (routes, recipients, callouts): (
+            BTreeMap<String, DomainRoute>,
+            HashSet<u64>,
+            HashMap<u64, CalloutAnswer>,
+        ),
         policy: ClusterPolicy,
         (bayes, logistic): (TokenTable, Model),
         evidence: EvidenceTable,
@@ -152,6 +171,7 @@ impl Indexes {
             lists: RwLock::new(lists),
             routes: RwLock::new(routes),
             recipients: RwLock::new(recipients),
+            callouts: RwLock::new(callouts),
             policy: RwLock::new(policy),
             bayes: RwLock::new(bayes),
             logistic: RwLock::new(logistic),
@@ -164,6 +184,7 @@ impl Indexes {
         *write(&self.lists) = into_inner(fresh.lists);
         *write(&self.routes) = into_inner(fresh.routes);
         *write(&self.recipients) = into_inner(fresh.recipients);
+        *write(&self.callouts) = into_inner(fresh.callouts);
         *write(&self.policy) = into_inner(fresh.policy);
         *write(&self.bayes) = into_inner(fresh.bayes);
         *write(&self.logistic) = into_inner(fresh.logistic);
@@ -194,6 +215,13 @@ impl Indexes {
                     for key in removed {
                         keys.remove(&key);
                     }
+                }
+                IndexChange::Callouts { set, removed } => {
+                    let mut answers = write(&self.callouts);
+                    for key in removed {
+                        answers.remove(&key);
+                    }
+                    answers.extend(set);
                 }
                 IndexChange::Policy(p) => *write(&self.policy) = p,
                 IndexChange::Bayes {
@@ -231,6 +259,14 @@ impl Indexes {
     /// Whether a mailbox (lower-cased address) is in the recipient lists.
     pub fn is_listed_recipient(&self, address: &str) -> bool {
         read(&self.recipients).contains(&recipient_key(address))
+    }
+
+    /// What a downstream last answered for a mailbox (lower-cased address) — valid or not —
+    /// while that answer holds at `now_ms`; None when there is none to go by.
+    pub fn callout_answer(&self, address: &str, now_ms: i64) -> Option<bool> {
+        let answers = read(&self.callouts);
+        let (valid, until) = answers.get(&recipient_key(address))?;
+        (*until > now_ms).then_some(*valid)
     }
 
     /// Mailboxes in the recipient lists.

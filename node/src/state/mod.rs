@@ -11,6 +11,7 @@
 
 mod apply;
 mod bayes;
+pub mod callouts;
 pub mod digest;
 mod evidence;
 mod knowledge;
@@ -150,6 +151,7 @@ impl StateStore {
             (
                 routing::query(&db).map_err(sm_err)?,
                 recipients::load_keys(&db).map_err(sm_err)?,
+                callouts::load(&db).map_err(sm_err)?,
             ),
             policy::query(&db).map_err(sm_err)?,
             (

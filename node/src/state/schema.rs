@@ -94,6 +94,14 @@ const MIGRATIONS: &[&str] = &[
         created_at_ms INTEGER NOT NULL
      );
      CREATE INDEX recipients_by_domain ON recipients (domain, address);",
+    // 12: the callout cache: what downstreams answered for mailboxes of domains verified by
+    // callout, and until when it holds.
+    "CREATE TABLE callouts (
+        address TEXT PRIMARY KEY,
+        valid INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+     );
+     CREATE INDEX callouts_by_expiry ON callouts (expires_at_ms);",
 ];
 
 /// The schema version this release writes.

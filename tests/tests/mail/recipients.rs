@@ -2,8 +2,10 @@
 //! mailboxes refused at RCPT with `550 5.1.1` on every site, known ones accepted, changes
 //! replicated, and a domain without a list still accepting any local part.
 
+use std::time::Duration;
+
 use super::{queue, with_local_domain, HAM};
-use peage_tests::TestCluster;
+use peage_tests::{wait_for, TestCluster};
 
 fn run_ok(c: &TestCluster, node: usize, args: &[&str]) -> String {
     let o = c.peagectl(node, args);
@@ -132,4 +134,71 @@ async fn unknown_mailboxes_get_550_5_1_1_at_rcpt_on_every_site() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!err.is_empty(), "{bad:?} says why");
     }
+}
+
+/// The callout answers node `i` has applied, read from its state database.
+fn cached_callouts(c: &TestCluster, i: usize) -> Vec<(String, bool)> {
+    let path = c.nodes[i].data_dir.join("state.sqlite");
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let db = rusqlite::Connection::open_with_flags(&path, flags).unwrap();
+    let mut q = db
+        .prepare("SELECT address, valid FROM callouts ORDER BY address")
+        .unwrap();
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_domain_verified_by_callout_asks_its_server_once_for_every_site() {
+    let c = with_local_domain().await;
+    let mut sink = c.start_sink().await.unwrap();
+    let route = format!("smtp://{}", c.sink_addr());
+    set_verify(&c, &route, "callout");
+
+    // The sink takes bob and refuses reject-* (550 5.1.1): so does Paris, at RCPT.
+    let (code, text) = rcpt_code(&c, 0, "bob@example.test");
+    assert_eq!(code, 250, "{text}");
+    let (code, text) = rcpt_code(&c, 0, "Reject-Me@example.test");
+    assert_eq!(code, 550, "{text}");
+    assert!(
+        text.contains("5.1.1") && text.contains("reject-me@example.test"),
+        "{text}"
+    );
+
+    // Both answers are cached on every site …
+    let expected = vec![
+        ("bob@example.test".to_owned(), true),
+        ("reject-me@example.test".to_owned(), false),
+    ];
+    for i in 0..3 {
+        wait_for(
+            "the callout answers replicated",
+            Duration::from_secs(20),
+            || {
+                let cached = cached_callouts(&c, i) == expected;
+                async move { cached.then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // … so with the server gone, Ariège still answers from the cache; a mailbox nobody
+    // asked about is taken unverified (the message waits in the spool like any other).
+    sink.stop();
+    let (code, text) = rcpt_code(&c, 2, "reject-me@example.test");
+    assert_eq!(code, 550, "{text}");
+    let r = c.smtp_send(
+        2,
+        "alice@client.example",
+        &["bob@example.test", "never-asked@example.test"],
+        HAM,
+    );
+    assert_eq!(
+        r.rcpt.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [250, 250],
+        "{r:?}"
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
 }

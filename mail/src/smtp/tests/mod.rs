@@ -29,7 +29,7 @@ impl Acceptor for Recorder {
         Ok(())
     }
 
-    fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
+    async fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
         if rcpt.domain == "example.test" {
             Ok(())
         } else {

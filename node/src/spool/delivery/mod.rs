@@ -305,6 +305,9 @@ fn may_bounce_to(cluster: &Cluster, m: &SpooledMessage) -> bool {
     match indexes.verify_of(domain) {
         Some(Verify::None) => true,
         Some(Verify::List) => indexes.is_listed_recipient(&m.mail_from.to_lowercase()),
+        Some(Verify::Callout) => {
+            indexes.callout_answer(&m.mail_from.to_lowercase(), now_ms()) == Some(true)
+        }
         None => false,
     }
 }

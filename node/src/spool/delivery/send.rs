@@ -170,13 +170,16 @@ pub async fn send(
 }
 
 /// Why a connection could not be made, and whether the downstream said it was busy.
-struct NotConnected {
-    why: String,
+pub(crate) struct NotConnected {
+    pub(crate) why: String,
     busy: bool,
 }
 
 /// A new connection to `route`, greeted and EHLO'd.
-async fn connect(downstream: &Downstream, route: &str) -> Result<SmtpConnection, NotConnected> {
+pub(crate) async fn connect(
+    downstream: &Downstream,
+    route: &str,
+) -> Result<SmtpConnection, NotConnected> {
     let (host, port) = parse_route(route).ok_or_else(|| NotConnected {
         why: format!("bad route {route}"),
         busy: false,
@@ -281,7 +284,7 @@ fn is_busy(e: &mail_send::Error) -> bool {
 }
 
 /// A 5xx reply is permanent; everything else (4xx, I/O, timeouts) is retried.
-fn classify(e: &mail_send::Error) -> (bool, String) {
+pub(crate) fn classify(e: &mail_send::Error) -> (bool, String) {
     match e {
         mail_send::Error::UnexpectedReply(r) => {
             // Keep the enhanced status code (e.g. 5.1.1): DSNs report it.

@@ -6,8 +6,8 @@ use prost::Message;
 use rand::{Rng, SeedableRng};
 
 use peage_proto::v1::{
-    command, Command, CommandBatch, DomainRemove, DomainSet, ListAdd, ListRemove, ListSweep,
-    RecipientsAdd, RecipientsRemove,
+    command, CalloutResult, CalloutResults, Command, CommandBatch, DomainRemove, DomainSet,
+    ListAdd, ListRemove, ListSweep, RecipientsAdd, RecipientsRemove,
 };
 
 use crate::types::{LogPayload, TypeConfig, COMMAND_VERSION};
@@ -166,7 +166,7 @@ pub(super) fn workload(seed: u64, n: u64) -> Vec<Entry<TypeConfig>> {
                         route: format!("smtp://127.0.0.1:{}", rng.random_range(1..100)),
                         author: "test".into(),
                         created_at_ms: i as i64,
-                        verify: ["", "none", "list"][rng.random_range(0..3)].into(),
+                        verify: ["", "none", "list", "callout"][rng.random_range(0..4)].into(),
                     }),
                     12 => command::Kind::RecipientsAdd(RecipientsAdd {
                         addresses: mailboxes,
@@ -189,6 +189,17 @@ pub(super) fn workload(seed: u64, n: u64) -> Vec<Entry<TypeConfig>> {
                             .then(|| i as i64 * 1000 + rng.random_range(0..5000)),
                     }),
                     6..=8 => command::Kind::ListRemove(ListRemove { list, kind, value }),
+                    9 => command::Kind::CalloutResults(CalloutResults {
+                        results: mailboxes
+                            .into_iter()
+                            .map(|address| CalloutResult {
+                                address,
+                                valid: rng.random_bool(0.5),
+                                expires_at_ms: i as i64 * 1000 + rng.random_range(0..5000),
+                            })
+                            .collect(),
+                        now_ms: i as i64 * 1000,
+                    }),
                     _ => command::Kind::ListSweep(ListSweep {
                         now_ms: i as i64 * 1000,
                     }),
