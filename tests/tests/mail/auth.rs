@@ -1,11 +1,16 @@
 //! Sender authentication against real nodes and a DNS server of the test's own (offline):
-//! SPF pass, fail and softfail, a DKIM signature (ed25519) verified, DMARC's reject policy
-//! honoured, and the `Authentication-Results` field the mailbox gets.
+//! SPF pass, fail and softfail, DKIM signatures (ed25519 and RSA) verified and a tampered one
+//! failed, an ARC chain checked, DMARC's reject policy honoured, the `Authentication-Results`
+//! field the mailbox gets, and allow-listing that counts only for proved senders.
 
 use base64::Engine;
-use mail_auth::common::crypto::Ed25519Key;
+use mail_auth::arc::ArcSealer;
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
+use mail_auth::{AuthenticatedMessage, AuthenticationResults, MessageAuthenticator};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::PrivateKeyDer;
 
 use peage_tests::{SinkProcess, TestCluster, Tuning};
 
@@ -157,4 +162,77 @@ async fn an_allow_listed_sender_counts_only_when_spf_or_dkim_proves_it() {
     );
     let m = delivered(&sink, 2, "claimed").await;
     assert!(m.contains("ALLOWLIST_UNPROVED"), "{m}");
+}
+
+/// The RSA test key (a fixture: ring cannot make RSA keys) and its public half for DNS.
+fn rsa_key() -> (RsaKey<Sha256>, String) {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let pem = std::fs::read_to_string(fixtures.join("dkim-rsa-2048.pem")).unwrap();
+    let public = std::fs::read_to_string(fixtures.join("dkim-rsa-2048.pub.b64")).unwrap();
+    let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let key = RsaKey::<Sha256>::from_key_der(der).unwrap();
+    (key, format!("v=DKIM1; k=rsa; p={}", public.trim()))
+}
+
+#[tokio::test]
+async fn rsa_signatures_verify_tampering_fails_and_an_arc_chain_is_checked() {
+    let (_, rsa_record) = rsa_key();
+    let (c, _dns) = TestCluster::start_authenticating(
+        Tuning::default(),
+        &[
+            ("rsa._domainkey.rsa.example", &rsa_record),
+            ("arc._domainkey.forwarder.example", &rsa_record),
+        ],
+    )
+    .await
+    .unwrap();
+    let sink = c.start_sink().await.unwrap();
+    let send = |from: &str, body: &str| {
+        let r = c.smtp_send(0, from, &["bob@example.test"], body.as_bytes());
+        assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    };
+    let sign = |message: &str| {
+        DkimSigner::from_key(rsa_key().0)
+            .domain("rsa.example")
+            .selector("rsa")
+            .headers(["From", "To", "Subject", "Date", "Message-ID"])
+            .sign(message.as_bytes())
+            .unwrap()
+            .to_header()
+    };
+    // An RSA signature verifies.
+    let plain = message("news@rsa.example", "rsa-signed");
+    send("news@rsa.example", &format!("{}{plain}", sign(&plain)));
+    // The same signature over a body changed on the way: the signature fails.
+    let plain = message("news@rsa.example", "tampered");
+    let tampered = format!("{}{plain}", sign(&plain)).replace("Hello Bob", "Hello Eve");
+    send("news@rsa.example", &tampered);
+    // Sealed by a forwarder (ARC, RFC 8617): the chain is checked.
+    let plain = message("list@forwarder.example", "sealed");
+    let parsed = AuthenticatedMessage::parse(plain.as_bytes()).unwrap();
+    let resolver = MessageAuthenticator::new_google().unwrap();
+    let arc = resolver.verify_arc(&parsed).await;
+    let results = AuthenticationResults::new("forwarder.example");
+    let set = ArcSealer::from_key(rsa_key().0)
+        .domain("forwarder.example")
+        .selector("arc")
+        .headers(["From", "To", "Subject", "Date", "Message-ID"])
+        .seal(&parsed, &results, &arc)
+        .unwrap();
+    send(
+        "list@forwarder.example",
+        &format!("{}{plain}", set.to_header()),
+    );
+
+    let m = delivered(&sink, 3, "rsa-signed").await;
+    assert!(m.contains("dkim=pass") && m.contains("DKIM_VALID"), "{m}");
+    let m = delivered(&sink, 3, "tampered").await;
+    // mail-auth reports a body that no longer matches its hash as `neutral`.
+    assert!(
+        m.contains("body hash did not verify") && m.contains("DKIM_INVALID"),
+        "{m}"
+    );
+    assert!(!m.contains("dkim=pass"), "{m}");
+    let m = delivered(&sink, 3, "sealed").await;
+    assert!(m.contains("arc=pass") && m.contains("ARC_VALID"), "{m}");
 }
