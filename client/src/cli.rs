@@ -234,6 +234,12 @@ pub enum DomainCmd {
         /// it refuses gets `550 5.1.1`). Unchanged when omitted.
         #[arg(long, value_parser = ["none", "list", "callout"])]
         verify: Option<String>,
+        /// What a sender's failing DMARC policy does to mail for DOMAIN: `reject` (p=reject
+        /// refused with 550, p=quarantine held), `quarantine` (held, never refused), `score`
+        /// (points only) or `default` (the node's `dns.dmarc_policy`). With recipients in
+        /// several domains, the most lenient one decides. Unchanged when omitted.
+        #[arg(long, value_parser = ["reject", "quarantine", "score", "default"])]
+        dmarc: Option<String>,
     },
     /// Stop accepting mail for DOMAIN (its recipient list goes with it).
     Rm { domain: String },

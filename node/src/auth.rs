@@ -22,6 +22,7 @@ use peage_mail::filter::{symbol, url_hosts_of, verdict, Judgement, Policy, Symbo
 use peage_mail::trust::{Authenticated, SENDER_PROVED};
 
 use crate::blocklists::{self, Blocklist, Checks};
+use crate::state::DmarcAction;
 
 /// What the checks found for one message.
 #[derive(Debug, Default)]
@@ -138,15 +139,44 @@ impl Authenticator {
         }
     }
 
+    /// What a failing DMARC policy does to a message for these recipient domains' settings:
+    /// each domain's own (the node's `dns.dmarc_policy` where it has none), the most lenient
+    /// deciding, so that no domain's mail is refused against its setting.
+    pub fn dmarc_action(&self, domains: impl IntoIterator<Item = DmarcAction>) -> DmarcAction {
+        let node = if self.honour_dmarc {
+            DmarcAction::Reject
+        } else {
+            DmarcAction::Score
+        };
+        domains
+            .into_iter()
+            .map(|a| {
+                if a == DmarcAction::NodeDefault {
+                    node
+                } else {
+                    a
+                }
+            })
+            .min()
+            .unwrap_or(node)
+    }
+
     /// Adds what authentication found to the filter's judgement: its symbols' points, and
-    /// when DMARC policies are honoured a failing one's own verdict (reject, or at least
-    /// quarantine).
-    pub fn combine(&self, judgement: &mut Judgement, found: &Authentication, policy: &Policy) {
+    /// as `action` says a failing DMARC policy's own verdict (reject, or at least quarantine).
+    pub fn combine(
+        &self,
+        judgement: &mut Judgement,
+        found: &Authentication,
+        policy: &Policy,
+        action: DmarcAction,
+    ) {
         judgement.symbols.extend(found.symbols.iter().cloned());
         let (mut verdict, total) = verdict(&judgement.symbols, policy);
-        if self.honour_dmarc && found.dmarc_reject {
+        let action = self.dmarc_action([action]);
+        let failing = found.dmarc_reject || found.dmarc_quarantine;
+        if action == DmarcAction::Reject && found.dmarc_reject {
             verdict = Verdict::Reject;
-        } else if self.honour_dmarc && found.dmarc_quarantine && verdict == Verdict::Deliver {
+        } else if action >= DmarcAction::Quarantine && failing && verdict == Verdict::Deliver {
             verdict = Verdict::Quarantine;
         }
         judgement.verdict = verdict;

@@ -18,21 +18,24 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
             domain,
             route,
             verify,
+            dmarc,
         } => {
             let set = DomainSetRequest {
                 domain,
                 route,
                 verify: verify.unwrap_or_default(),
+                dmarc: dmarc.unwrap_or_default(),
             };
             let reply = ctx.admin().await?.domain_set(set).await;
             let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
             let d = r.domain.unwrap_or_default();
             println!(
-                "{} local domain {} → {}, recipients verified: {} (log index {})",
+                "{} local domain {} → {}, recipients verified: {}, failing DMARC: {} (log index {})",
                 if r.created { "added" } else { "re-routed" },
                 d.domain,
                 d.route,
                 d.verify,
+                dmarc_word(&d.dmarc),
                 r.log_index
             );
         }
@@ -54,16 +57,23 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
                     .domains
                     .iter()
                     .map(|d| {
-                        json!({"domain": d.domain, "route": d.route, "verify": d.verify, "author": d.author, "created_at_ms": d.created_at_ms})
+                        json!({"domain": d.domain, "route": d.route, "verify": d.verify, "dmarc": dmarc_word(&d.dmarc), "author": d.author, "created_at_ms": d.created_at_ms})
                     })
                     .collect();
                 print_json(json!({"domains": list, "read": read_json(&r.read)}));
             } else {
-                println!("{:<32}  {:<32}  {:<6}  AUTHOR", "DOMAIN", "ROUTE", "VERIFY");
+                println!(
+                    "{:<32}  {:<32}  {:<7}  {:<10}  AUTHOR",
+                    "DOMAIN", "ROUTE", "VERIFY", "DMARC"
+                );
                 for d in &r.domains {
                     println!(
-                        "{:<32}  {:<32}  {:<6}  {}",
-                        d.domain, d.route, d.verify, d.author
+                        "{:<32}  {:<32}  {:<7}  {:<10}  {}",
+                        d.domain,
+                        d.route,
+                        d.verify,
+                        dmarc_word(&d.dmarc),
+                        d.author
                     );
                 }
                 print_read_note(&r.read);
@@ -153,4 +163,13 @@ async fn add_users(ctx: &mut Ctx, addresses: Vec<String>) -> Result<u64, ClientE
         added += reply.map_err(|e| ctx.failed(e))?.into_inner().changed;
     }
     Ok(added)
+}
+
+/// A domain's DMARC setting as operators name it (the node's own when it says nothing).
+fn dmarc_word(stored: &str) -> &str {
+    if stored.is_empty() {
+        "default"
+    } else {
+        stored
+    }
 }

@@ -17,7 +17,7 @@ use super::convert::outcome_status;
 use super::service::AdminService;
 use super::validate::{self, invalid};
 use crate::judge::{authenticate, judge, wire_symbols, Judged};
-use crate::state::ClusterPolicy;
+use crate::state::{ClusterPolicy, DmarcAction};
 use crate::types::Outcome;
 
 fn reply(p: &ClusterPolicy) -> PolicyReply {
@@ -90,11 +90,8 @@ pub async fn check_message(
         .map_err(|e| Status::unavailable(format!("the filter could not run: {e}")))?;
     let mut judgement = judgement.map_err(|e| Status::internal(e.to_string()))?;
     if let (Some(auth), Some(found)) = (auth, &found) {
-        auth.combine(
-            &mut judgement,
-            found,
-            &svc.cluster.state().indexes().policy().filter,
-        );
+        let policy = svc.cluster.state().indexes().policy().filter;
+        auth.combine(&mut judgement, found, &policy, DmarcAction::NodeDefault);
     }
     Ok(CheckMessageReply {
         verdict: judgement.verdict.as_str().to_owned(),

@@ -16,7 +16,7 @@ use super::validate::invalid;
 use crate::clock::now_ms;
 use crate::state::recipients::{normalize_address, MAX_PER_COMMAND};
 use crate::state::routing::{normalize_domain, normalize_route};
-use crate::state::{DomainRoute, Verify};
+use crate::state::{DmarcAction, DomainRoute, Verify};
 use crate::types::Outcome;
 
 pub async fn set(
@@ -26,14 +26,19 @@ pub async fn set(
 ) -> Result<DomainSetReply, Status> {
     let domain = normalize_domain(&r.domain).map_err(|e| invalid(e.to_string()))?;
     let route = normalize_route(&r.route).map_err(|e| invalid(e.to_string()))?;
-    // Re-routing a domain without saying how to verify it keeps what it had.
+    // Re-routing a domain without saying how to verify it, or what DMARC does, keeps what
+    // it had.
+    let indexes = svc.cluster.state().indexes();
+    let dmarc = match r.dmarc.as_str() {
+        "" => indexes.dmarc_of(&domain),
+        word => DmarcAction::parse(word).ok_or_else(|| {
+            invalid(format!(
+                "dmarc `{word}`: expected `reject`, `quarantine`, `score` or `default`"
+            ))
+        })?,
+    };
     let verify = match r.verify.as_str() {
-        "" => svc
-            .cluster
-            .state()
-            .indexes()
-            .verify_of(&domain)
-            .unwrap_or_default(),
+        "" => indexes.verify_of(&domain).unwrap_or_default(),
         word => Verify::parse(word).ok_or_else(|| {
             invalid(format!(
                 "verify `{word}`: expected `none`, `list` or `callout`"
@@ -46,6 +51,7 @@ pub async fn set(
         author,
         created_at_ms: now_ms(),
         verify: verify.as_str().into(),
+        dmarc: dmarc.as_str().into(),
     };
     match svc.propose(command::Kind::DomainSet(set.clone())).await? {
         (log_index, Outcome::DomainSet { created }) => Ok(DomainSetReply {
@@ -55,6 +61,7 @@ pub async fn set(
                 author: set.author,
                 created_at_ms: set.created_at_ms,
                 verify: set.verify,
+                dmarc: set.dmarc,
             }),
             created,
             log_index,
@@ -96,6 +103,7 @@ pub async fn list(svc: &AdminService, req: DomainListRequest) -> Result<DomainLi
             author: r.author,
             created_at_ms: r.created_at_ms,
             verify: r.verify.as_str().into(),
+            dmarc: r.dmarc.as_str().into(),
         })
         .collect();
     Ok(DomainListReply {

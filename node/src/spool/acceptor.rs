@@ -187,8 +187,10 @@ impl NodeAcceptor {
             return Reply::new(451, "4.3.0 The filter could not run; try again later");
         };
         if let (Some(auth), Some(found)) = (auth, &authentication) {
-            let policy = self.spooler.cluster().state().indexes().policy().filter;
-            auth.combine(&mut judgement, found, &policy);
+            let indexes = self.spooler.cluster().state().indexes();
+            let domains = envelope.rcpt_to.iter().map(|r| indexes.dmarc_of(&r.domain));
+            let action = auth.dmarc_action(domains);
+            auth.combine(&mut judgement, found, &indexes.policy().filter, action);
         }
         observe_stage(ACCEPT_STAGE_SECONDS, "filter", started);
         metrics::counter!(VERDICTS, "verdict" => judgement.verdict.as_str()).increment(1);

@@ -24,6 +24,44 @@ pub struct DomainRoute {
     pub author: String,
     pub created_at_ms: i64,
     pub verify: Verify,
+    pub dmarc: DmarcAction,
+}
+
+/// What a failing DMARC policy does to mail for a local domain, from the most lenient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum DmarcAction {
+    /// Its symbol's points only.
+    Score,
+    /// The sender's p=reject or p=quarantine holds the message, never refuses it.
+    Quarantine,
+    /// The sender's policy as it says: p=reject refused (550), p=quarantine held.
+    Reject,
+    /// Whatever the node's `dns.dmarc_policy` says.
+    #[default]
+    NodeDefault,
+}
+
+impl DmarcAction {
+    /// The operator's word (empty or `default`: the node's setting).
+    pub fn parse(word: &str) -> Option<DmarcAction> {
+        match word {
+            "" | "default" => Some(DmarcAction::NodeDefault),
+            "score" => Some(DmarcAction::Score),
+            "quarantine" => Some(DmarcAction::Quarantine),
+            "reject" => Some(DmarcAction::Reject),
+            _ => None,
+        }
+    }
+
+    /// As stored and shown (empty for the node's setting).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmarcAction::NodeDefault => "",
+            DmarcAction::Score => "score",
+            DmarcAction::Quarantine => "quarantine",
+            DmarcAction::Reject => "reject",
+        }
+    }
 }
 
 /// How a local domain's RCPT addresses are checked.
@@ -267,6 +305,14 @@ impl Indexes {
         let answers = read(&self.callouts);
         let (valid, until) = answers.get(&recipient_key(address))?;
         (*until > now_ms).then_some(*valid)
+    }
+
+    /// What a failing DMARC policy does to mail for `domain` (the node's setting for a
+    /// domain that does not say, or is not local).
+    pub fn dmarc_of(&self, domain: &str) -> DmarcAction {
+        read(&self.routes)
+            .get(domain)
+            .map_or(DmarcAction::NodeDefault, |r| r.dmarc)
     }
 
     /// Mailboxes in the recipient lists.

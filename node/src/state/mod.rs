@@ -37,7 +37,7 @@ use peage_mail::lists::ListIndex;
 use peage_mail::sync::{lock, read, write};
 
 use crate::types::{Membership, NodeId};
-pub use knowledge::{ClusterPolicy, DomainRoute, Indexes, Verify};
+pub use knowledge::{ClusterPolicy, DmarcAction, DomainRoute, Indexes, Verify};
 pub use spool_index::{Lapsed, SpoolCounts, SpoolIndex};
 
 const DB_FILE: &str = "state.sqlite";

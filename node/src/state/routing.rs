@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use peage_mail::lists::{normalize_entry, EntryKind, InvalidValue};
 use peage_proto::v1::{DomainRemove, DomainSet};
 
-use super::knowledge::{DomainRoute, IndexChange, Verify};
+use super::knowledge::{DmarcAction, DomainRoute, IndexChange, Verify};
 use super::recipients;
 use crate::types::Outcome;
 
@@ -76,18 +76,20 @@ pub fn apply_set(
         .is_some();
     // An unknown word (a newer release's) verifies nothing here rather than failing apply.
     let verify = Verify::parse(&d.verify).unwrap_or_default();
+    let dmarc = DmarcAction::parse(&d.dmarc).unwrap_or_default();
     tx.execute(
-        "INSERT INTO domains (domain, route, author, created_at_ms, verify)
-         VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO domains (domain, route, author, created_at_ms, verify, dmarc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (domain) DO UPDATE SET route = excluded.route,
            author = excluded.author, created_at_ms = excluded.created_at_ms,
-           verify = excluded.verify",
+           verify = excluded.verify, dmarc = excluded.dmarc",
         params![
             d.domain,
             d.route,
             d.author,
             d.created_at_ms,
-            verify.as_str()
+            verify.as_str(),
+            dmarc.as_str()
         ],
     )?;
     changes.push(IndexChange::RouteSet {
@@ -97,6 +99,7 @@ pub fn apply_set(
             author: d.author,
             created_at_ms: d.created_at_ms,
             verify,
+            dmarc,
         },
     });
     Ok(Outcome::DomainSet { created: !existed })
@@ -116,7 +119,7 @@ pub fn apply_remove(
 /// The whole table, by domain.
 pub fn query(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT domain, route, author, created_at_ms, verify FROM domains ORDER BY domain",
+        "SELECT domain, route, author, created_at_ms, verify, dmarc FROM domains ORDER BY domain",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -126,6 +129,7 @@ pub fn query(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute
                 author: r.get(2)?,
                 created_at_ms: r.get(3)?,
                 verify: Verify::parse(&r.get::<_, String>(4)?).unwrap_or_default(),
+                dmarc: DmarcAction::parse(&r.get::<_, String>(5)?).unwrap_or_default(),
             },
         ))
     })?;
@@ -141,8 +145,12 @@ pub fn digest_rows(conn: &Connection, out: &mut dyn FnMut(&[u8])) -> rusqlite::R
             Verify::None => String::new(),
             v => format!(":verify={}", v.as_str()),
         };
+        let dmarc = match r.dmarc {
+            DmarcAction::NodeDefault => String::new(),
+            d => format!(":dmarc={}", d.as_str()),
+        };
         out(format!(
-            "domain:{domain}:{}:{}:{}{verify}",
+            "domain:{domain}:{}:{}:{}{verify}{dmarc}",
             r.route, r.author, r.created_at_ms
         )
         .as_bytes());

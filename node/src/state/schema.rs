@@ -102,6 +102,8 @@ const MIGRATIONS: &[&str] = &[
         expires_at_ms INTEGER NOT NULL
      );
      CREATE INDEX callouts_by_expiry ON callouts (expires_at_ms);",
+    // 13: what a failing DMARC policy does to each local domain's mail ('' = the node's).
+    "ALTER TABLE domains ADD COLUMN dmarc TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this release writes.

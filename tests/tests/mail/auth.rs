@@ -236,3 +236,62 @@ async fn rsa_signatures_verify_tampering_fails_and_an_arc_chain_is_checked() {
     let m = delivered(&sink, 3, "sealed").await;
     assert!(m.contains("arc=pass") && m.contains("ARC_VALID"), "{m}");
 }
+
+#[tokio::test]
+async fn each_local_domain_chooses_what_a_failing_dmarc_policy_does() {
+    let (c, _dns) = TestCluster::start_authenticating(
+        Tuning::default(),
+        &[
+            ("fail.example", "v=spf1 ip4:192.0.2.1 -all"),
+            ("_dmarc.fail.example", "v=DMARC1; p=reject"),
+        ],
+    )
+    .await
+    .unwrap();
+    let sink = c.start_sink().await.unwrap();
+    let route = format!("smtp://{}", c.sink_addr());
+    for (domain, dmarc) in [("held.example", "quarantine"), ("scored.example", "score")] {
+        let args = ["domain", "add", domain, "--route", &route, "--dmarc", dmarc];
+        let out = c.peagectl(0, &args);
+        assert!(out.status.success(), "{out:?}");
+    }
+    // Thresholds above what the failure weighs alone (SPF_FAIL 2 + DMARC_FAIL_REJECT 6), so
+    // that the verdict shows what the policy setting did, not what the points did.
+    let out = c.peagectl(0, &["policy", "set", "--quarantine", "10", "--reject", "20"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = c.peagectl(1, &["domain", "ls"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("quarantine") && table.contains("default"),
+        "{table}"
+    );
+    let send = |node: usize, rcpt: &str, subject: &str| {
+        let body = message("mallory@fail.example", subject);
+        let r = c.smtp_send(node, "mallory@fail.example", &[rcpt], body.as_bytes());
+        r.data.clone().unwrap_or_default()
+    };
+    // The node's own setting (honour): the sender's p=reject is refused.
+    let (code, text) = send(1, "bob@example.test", "to-default");
+    assert_eq!(code, 550, "{text}");
+    // held.example holds it instead; scored.example only scores it.
+    assert_eq!(send(1, "bob@held.example", "to-held").0, 250);
+    assert_eq!(send(2, "bob@scored.example", "to-scored").0, 250);
+    // With recipients in both, the most lenient decides: delivered, scored.
+    let body = message("mallory@fail.example", "to-both");
+    let rcpts = ["carol@held.example", "carol@scored.example"];
+    let r = c.smtp_send(0, "mallory@fail.example", &rcpts, body.as_bytes());
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+
+    sink.wait_for_messages(
+        "bob@scored.example",
+        1,
+        "the scored message is delivered",
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+    let m = &sink.messages("bob@scored.example")[0];
+    assert!(m.contains("DMARC_FAIL_REJECT"), "{m}");
+    let held = super::quarantine(&c, 0).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].rcpt_to, ["bob@held.example"], "{held:?}");
+}
