@@ -257,7 +257,10 @@ async fn each_local_domain_chooses_what_a_failing_dmarc_policy_does() {
     }
     // Thresholds above what the failure weighs alone (SPF_FAIL 2 + DMARC_FAIL_REJECT 6), so
     // that the verdict shows what the policy setting did, not what the points did.
-    let out = c.peagectl(0, &["policy", "set", "--quarantine", "10", "--reject", "20"]);
+    let out = c.peagectl(
+        0,
+        &["policy", "set", "--quarantine", "10", "--reject", "20"],
+    );
     assert!(out.status.success(), "{out:?}");
     let out = c.peagectl(1, &["domain", "ls"]);
     let table = String::from_utf8_lossy(&out.stdout);

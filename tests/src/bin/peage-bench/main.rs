@@ -50,7 +50,8 @@ enum Cmd {
         /// Directory of .eml files (searched recursively one level: ham/, spam/).
         #[arg(long, default_value = "../shared/corpus/train")]
         corpus: std::path::PathBuf,
-        /// Authenticate senders (SPF, DKIM, ARC, DMARC) against a DNS server on loopback
+        /// Authenticate senders (SPF for HELO and MAIL FROM, DKIM, ARC, DMARC) and ask a
+        /// DNSBL and a URI blocklist zone (nothing listed) against a DNS server on loopback
         /// that publishes the bench sender's SPF and DMARC records.
         #[arg(long)]
         auth: bool,
@@ -105,9 +106,21 @@ async fn smtp_bench(
     } else {
         None
     };
+    let blocklists = if auth {
+        #[derive(serde::Deserialize)]
+        struct Zones {
+            blocklists: Vec<peage_node::blocklists::Blocklist>,
+        }
+        let zones = "[[blocklists]]\nzone = \"zen.bench\"\nchecks = \"ip\"\nsymbol = \"ZEN\"\nscore = 4.0\n\
+                     [[blocklists]]\nzone = \"dbl.bench\"\nchecks = \"uri\"\nsymbol = \"DBL\"\nscore = 4.0\n";
+        toml::from_str::<Zones>(zones)?.blocklists
+    } else {
+        Vec::new()
+    };
     let c = TestCluster::start(Tuning {
         snapshot_after_entries: 20_000,
         dns_server: dns.as_ref().map(|d| d.addr),
+        blocklists,
         ..Tuning::default()
     })
     .await?;
