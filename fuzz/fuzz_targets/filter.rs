@@ -4,6 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 use peage_mail::filter::{judge, FilterInput, Knowledge, Policy};
 use peage_mail::lists::{EntryKind, ListEntry};
+use peage_mail::trust::Authenticated;
 
 struct NoLists;
 
@@ -19,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         helo: "fuzz.example",
         mail_from: "a@fuzz.example",
         message: data,
+        proved: &Authenticated::nothing(),
     };
     let _ = judge(&input, &NoLists, &Policy::default());
 });

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use peage_mail::smtp::address::Recipient;
 use peage_mail::shutdown::Shutdown;
+use peage_mail::smtp::address::Recipient;
 use peage_mail::smtp::connection::serve;
 use peage_mail::smtp::{Acceptor, Envelope, Reply, SessionConfig, Tls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,7 +41,16 @@ fuzz_target!(|data: &[u8]| {
         };
         let session = tokio::spawn(async move {
             let ticket = peage_mail::smtp::admission::Ticket::unlisted();
-            let _ = serve(server, [192, 0, 2, 1].into(), &config, &AcceptAll, Tls::Unavailable, &ticket, Shutdown::never()).await;
+            let _ = serve(
+                server,
+                [192, 0, 2, 1].into(),
+                &config,
+                &AcceptAll,
+                Tls::Unavailable,
+                &ticket,
+                Shutdown::never(),
+            )
+            .await;
         });
         // A client that talks before the banner is dropped at once: wait for it first.
         let mut banner = [0u8; 512];
