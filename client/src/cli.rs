@@ -71,6 +71,9 @@ pub enum Cmd {
     /// Local domains and the downstream route of each (mail is accepted only for these).
     #[command(subcommand)]
     Domain(DomainCmd),
+    /// Submission accounts: who may log in (SMTP AUTH on 587/465) and send as which domains.
+    #[command(subcommand)]
+    User(UserCmd),
     /// Score messages without storing them: every symbol, the total and the verdict.
     Check {
         /// Message files (RFC 5322), or directories of them.
@@ -268,6 +271,29 @@ pub enum UsersCmd {
     /// batches of 10,000; a batch with an invalid address is refused whole (the error names
     /// it), the batches before it stay added.
     Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Create an account: `user add alice@shop.example --domain shop.example`; the password
+    /// is read from standard input (one line, at least 10 characters), never from the
+    /// command line.
+    Add {
+        login: String,
+        /// A domain the account may send as (MAIL FROM and header From); repeat for more.
+        #[arg(long = "domain", required = true)]
+        domains: Vec<String>,
+    },
+    /// Set a new password (read from standard input), and the domains when given.
+    Passwd {
+        login: String,
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+    },
+    /// Remove an account: it can no longer log in.
+    Rm { login: String },
+    /// The accounts and their domains (never their passwords).
+    Ls,
 }
 
 #[derive(Subcommand)]

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 struct AcceptAll;
 
 impl Acceptor for AcceptAll {
-    async fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
+    async fn check_recipient(&self, rcpt: &Recipient, _login: Option<&str>) -> Result<(), Reply> {
         if rcpt.domain.ends_with(".test") {
             Ok(())
         } else {

@@ -29,6 +29,7 @@ pub mod auth;
 pub mod evidence;
 pub mod housekeeping;
 pub mod judge;
+pub mod logins;
 pub mod spool;
 
 // What operators reach, and the node's life.

@@ -24,6 +24,7 @@ use crate::cluster::{leader_clock, network, peer_service, Cluster};
 use crate::config::{Config, DmarcPolicy};
 use crate::evidence::{self, EvidenceConfig, Recorder};
 use crate::grpc_tls::GrpcTls;
+use crate::logins::Logins;
 use crate::spool::acceptor::NodeAcceptor;
 use crate::spool::callout::Callout;
 use crate::spool::delivery::connections::Connections;
@@ -44,6 +45,8 @@ struct Listeners {
     peer: TcpListener,
     admin: TcpListener,
     smtp: Option<TcpListener>,
+    /// Submission: STARTTLS (587) and implicit TLS (465).
+    submission: [Option<TcpListener>; 2],
     metrics: Option<TcpListener>,
 }
 
@@ -54,6 +57,10 @@ impl Listeners {
             peer: bind("listen.peer", l.peer).await?,
             admin: bind("listen.admin", l.admin).await?,
             smtp: bind_optional("listen.smtp", l.smtp).await?,
+            submission: [
+                bind_optional("listen.submission", l.submission).await?,
+                bind_optional("listen.submissions", l.submissions).await?,
+            ],
             metrics: bind_optional("listen.metrics", l.metrics).await?,
         })
     }
@@ -72,12 +79,65 @@ async fn bind_optional(key: &str, addr: Option<SocketAddr>) -> anyhow::Result<Op
     }
 }
 
-/// What the SMTP edge is made of: its listener (none on a node without SMTP), STARTTLS,
-/// and sender authentication.
+/// What the SMTP edge is made of: its listeners (the MX, submission with STARTTLS and with
+/// implicit TLS; each optional), TLS, and sender authentication.
 struct Edge {
-    listener: Option<TcpListener>,
+    listeners: [Option<TcpListener>; 3],
     tls: Option<smtp::tls::TlsAcceptor>,
     auth: Option<Arc<Authenticator>>,
+}
+
+/// The SMTP listeners over one acceptor: the MX, and submission (AUTH over TLS).
+fn serve_smtp(
+    config: &Config,
+    edge: Edge,
+    acceptor: NodeAcceptor,
+    stop: &Shutdown,
+) -> Vec<JoinHandle<()>> {
+    let s = &config.smtp;
+    let mx = SessionConfig {
+        hostname: hostname(config),
+        banner: format!("ESMTP Péage node {} ({})", config.node.id, config.node.site),
+        max_message_bytes: s.max_message_bytes,
+        max_recipients: s.max_recipients,
+        command_timeout: Duration::from_secs(s.command_timeout_secs),
+        data_timeout: Duration::from_secs(s.data_timeout_secs),
+        stress_command_timeout: Duration::from_secs(s.stress_command_timeout_secs),
+        session_deadline: Duration::from_secs(s.session_deadline_secs),
+        min_data_rate: s.min_data_rate_bytes_per_sec,
+        max_errors: s.max_errors,
+        ..SessionConfig::default()
+    };
+    let limits = ConnectionLimits {
+        max_connections: s.max_connections,
+        max_per_ip: s.max_connections_per_ip,
+        stress_at: s
+            .stress_connections
+            .unwrap_or(s.max_connections * 3 / 4)
+            .max(1),
+    };
+    let acceptor = Arc::new(acceptor);
+    // (submission, implicit TLS) of each listener, in `Edge::listeners` order.
+    let kinds = [(false, false), (true, false), (true, true)];
+    edge.listeners
+        .into_iter()
+        .zip(kinds)
+        .filter_map(|(listener, (submission, implicit_tls))| {
+            let session = SessionConfig {
+                submission,
+                implicit_tls,
+                ..mx.clone()
+            };
+            Some(tokio::spawn(smtp::serve(
+                listener?,
+                Arc::new(session),
+                limits,
+                acceptor.clone(),
+                edge.tls.clone(),
+                stop.clone(),
+            )))
+        })
+        .collect()
 }
 
 /// Sender authentication as `dns` configures it (none when turned off), shared by the SMTP
@@ -165,8 +225,9 @@ pub async fn run(
         None => None,
     };
     let ledger = (Arc::new(ledger), left);
+    let [submission, submissions] = listeners.submission;
     let edge = Edge {
-        listener: listeners.smtp,
+        listeners: [listeners.smtp, submission, submissions],
         tls: smtp_tls,
         auth,
     };
@@ -301,50 +362,20 @@ fn start_mail_path(
             .as_deref()
             .and_then(|r| normalize_route(r).ok()),
     };
-    if let Some(listener) = edge.listener {
-        let s = &config.smtp;
-        let session = SessionConfig {
-            hostname: hostname(config),
-            banner: format!("ESMTP Péage node {} ({})", config.node.id, config.node.site),
-            max_message_bytes: s.max_message_bytes,
-            max_recipients: s.max_recipients,
-            command_timeout: Duration::from_secs(s.command_timeout_secs),
-            data_timeout: Duration::from_secs(s.data_timeout_secs),
-            stress_command_timeout: Duration::from_secs(s.stress_command_timeout_secs),
-            session_deadline: Duration::from_secs(s.session_deadline_secs),
-            min_data_rate: s.min_data_rate_bytes_per_sec,
-            max_errors: s.max_errors,
-            ..SessionConfig::default()
-        };
-        let limits = ConnectionLimits {
-            max_connections: s.max_connections,
-            max_per_ip: s.max_connections_per_ip,
-            stress_at: s
-                .stress_connections
-                .unwrap_or(s.max_connections * 3 / 4)
-                .max(1),
-        };
-        let callout = Callout {
-            downstream: downstream.clone(),
-            timeout: Duration::from_secs(spool.callout_timeout_secs),
-            valid_for: Duration::from_secs(spool.callout_valid_secs),
-            invalid_for: Duration::from_secs(spool.callout_invalid_secs),
-        };
-        let acceptor = NodeAcceptor::new(
-            spooler.clone(),
-            recorder.clone(),
-            hostname(config),
-            (edge.auth, callout),
-        );
-        tasks.push(tokio::spawn(smtp::serve(
-            listener,
-            Arc::new(session),
-            limits,
-            Arc::new(acceptor),
-            edge.tls,
-            stop.clone(),
-        )));
-    }
+    let callout = Callout {
+        downstream: downstream.clone(),
+        timeout: Duration::from_secs(spool.callout_timeout_secs),
+        valid_for: Duration::from_secs(spool.callout_valid_secs),
+        invalid_for: Duration::from_secs(spool.callout_invalid_secs),
+    };
+    let logins = Logins::new(cluster.state().clone());
+    let acceptor = NodeAcceptor::new(
+        spooler.clone(),
+        recorder.clone(),
+        hostname(config),
+        (edge.auth.clone(), callout, logins),
+    );
+    tasks.extend(serve_smtp(config, edge, acceptor, stop));
     let delivery = DeliveryConfig {
         tick: Duration::from_millis(spool.delivery_tick_ms),
         lease: Duration::from_secs(spool.lease_secs),

@@ -42,6 +42,13 @@ pub enum Outcome {
     DomainRemoved {
         removed: bool,
     },
+    /// A submission account created (or changed), or removed.
+    UserSet {
+        created: bool,
+    },
+    UserRemoved {
+        removed: bool,
+    },
     /// Mailboxes added or removed (those already there, or not, left out).
     RecipientsChanged {
         changed: u64,

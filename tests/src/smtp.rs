@@ -13,6 +13,8 @@ pub struct SmtpResult {
     pub data: Option<(u16, String)>,
     pub disconnected: Option<String>,
     pub starttls: Option<(u16, String)>,
+    /// The reply to AUTH (0 when the server offered none).
+    pub auth: Option<(u16, String)>,
     pub cipher: Option<String>,
 }
 
@@ -28,6 +30,10 @@ pub struct SmtpOptions {
     pub starttls: bool,
     /// The name given in EHLO (`client.example` when `None`).
     pub helo: Option<String>,
+    /// AUTH with this login and password before MAIL FROM.
+    pub login: Option<(String, String)>,
+    /// TLS from the first byte (port 465) instead of plain text.
+    pub implicit_tls: bool,
 }
 
 /// `smtplib_send`, with the session shaped by `options`.
@@ -49,6 +55,13 @@ pub fn smtplib_send_with(
     }
     if let Some(helo) = &options.helo {
         cmd.env("PEAGE_HELO", helo);
+    }
+    if options.implicit_tls {
+        cmd.env("PEAGE_IMPLICIT_TLS", "1");
+    }
+    if let Some((login, password)) = &options.login {
+        cmd.env("PEAGE_LOGIN", login)
+            .env("PEAGE_PASSWORD", password);
     }
     let out = cmd
         .arg(script)

@@ -11,6 +11,7 @@ mod node;
 mod policy;
 mod probe;
 mod status;
+mod users;
 
 use peage_client::{Access, ClientError};
 
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Cmd::Node(cmd) => node::run(&mut ctx, cmd).await,
         Cmd::List(cmd) => lists::run(&mut ctx, cmd).await,
         Cmd::Domain(cmd) => domain::run(&mut ctx, cmd).await,
+        Cmd::User(cmd) => users::run(&mut ctx, cmd).await,
         Cmd::Check {
             paths,
             client_ip,

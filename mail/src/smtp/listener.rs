@@ -84,7 +84,8 @@ pub async fn serve<A: Acceptor>(
     }
 }
 
-/// One connection's session, and its continuation inside TLS after STARTTLS.
+/// One connection's session, and its continuation inside TLS after STARTTLS (or its whole
+/// session inside TLS, with implicit TLS).
 async fn run_connection<A: Acceptor>(
     stream: tokio::net::TcpStream,
     ip: IpAddr,
@@ -94,22 +95,31 @@ async fn run_connection<A: Acceptor>(
     ticket: &Ticket,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    let offer = if tls.is_some() {
-        Tls::Offered
-    } else {
-        Tls::Unavailable
+    let plain = match (&tls, config.implicit_tls) {
+        (Some(_), true) => stream,
+        (offered, _) => {
+            let offer = if offered.is_some() {
+                Tls::Offered
+            } else {
+                Tls::Unavailable
+            };
+            let ended = connection::serve(
+                stream,
+                ip,
+                config,
+                acceptor,
+                offer,
+                ticket,
+                shutdown.clone(),
+            )
+            .await?;
+            let Ended::StartTls(plain) = ended else {
+                return Ok(());
+            };
+            plain
+        }
     };
-    let ended = connection::serve(
-        stream,
-        ip,
-        config,
-        acceptor,
-        offer,
-        ticket,
-        shutdown.clone(),
-    )
-    .await?;
-    let (Ended::StartTls(plain), Some(tls)) = (ended, tls) else {
+    let Some(tls) = tls else {
         return Ok(());
     };
     // The handshake gets the command timeout: a client that stalls it holds nothing but

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod connection;
 pub mod listener;
 pub mod protocol;
+pub mod sasl;
 mod session;
 pub mod tls;
 pub mod trace;

@@ -45,19 +45,37 @@ pub struct Envelope {
     pub rcpt_to: Vec<Recipient>,
     /// The TLS version and cipher suite when the message came over TLS.
     pub tls: Option<(&'static str, &'static str)>,
+    /// The login the client authenticated as (submission); None on the MX.
+    pub login: Option<String>,
 }
 
 /// What the session hands recipients and messages to: the node's filter and spool, or the
 /// test sink's maildir.
 pub trait Acceptor: Send + Sync + 'static {
-    /// Whether a transaction may start now; `Err` is the reply to MAIL FROM (a node that
-    /// cannot accept anything says so before the client sends the message).
-    fn check_sender(&self, _mail_from: &str) -> Result<(), Reply> {
+    /// Whether a transaction may start now, from this sender (as `login` when the client
+    /// authenticated); `Err` is the reply to MAIL FROM (a node that cannot accept anything
+    /// says so before the client sends the message).
+    fn check_sender(&self, _mail_from: &str, _login: Option<&str>) -> Result<(), Reply> {
         Ok(())
     }
     /// Whether this recipient may be accepted (relay control, recipient verification, which
-    /// may ask the downstream); `Err` is the reply.
-    fn check_recipient(&self, rcpt: &Recipient) -> impl Future<Output = Result<(), Reply>> + Send;
+    /// may ask the downstream; anything goes for an authenticated `login`); `Err` is the
+    /// reply.
+    fn check_recipient(
+        &self,
+        rcpt: &Recipient,
+        login: Option<&str>,
+    ) -> impl Future<Output = Result<(), Reply>> + Send;
+    /// Checks a login and password (submission, over TLS); `Err` is the reply (`535` for
+    /// wrong credentials). Only called when `SessionConfig::submission` is set.
+    fn authenticate(
+        &self,
+        _client_ip: IpAddr,
+        _login: &str,
+        _password: &str,
+    ) -> impl Future<Output = Result<(), Reply>> + Send {
+        async { Err(Reply::new(535, "5.7.8 Authentication credentials invalid")) }
+    }
     /// Takes a complete message; the reply is the answer to the final dot.
     fn accept(&self, envelope: Envelope, message: Vec<u8>) -> impl Future<Output = Reply> + Send;
 }
@@ -89,6 +107,11 @@ pub struct SessionConfig {
     /// From this many errors on, each error reply waits `error_delay` (Postfix's soft limit).
     pub slow_errors_after: u32,
     pub error_delay: Duration,
+    /// A submission listener (587, 465): AUTH is offered once TLS is up, and nothing is
+    /// accepted from a client that has not authenticated. Port 25 leaves it off.
+    pub submission: bool,
+    /// TLS from the first byte (465): the handshake comes before the banner.
+    pub implicit_tls: bool,
 }
 
 impl Default for SessionConfig {
@@ -108,6 +131,8 @@ impl Default for SessionConfig {
             max_errors: 20,
             slow_errors_after: 10,
             error_delay: Duration::from_secs(1),
+            submission: false,
+            implicit_tls: false,
         }
     }
 }

@@ -14,6 +14,9 @@ use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
 
 use super::address::{check_sender_syntax, parse_recipient, Recipient};
 use super::protocol::{Acceptor, Envelope, Reply, SessionConfig, Tls};
+use super::sasl::Step;
+
+mod auth;
 
 /// What the connection does once the session has taken in what was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +37,8 @@ enum Mode {
     Data(DataReceiver),
     /// The message grew past the size limit: the rest is read and dropped.
     DataTooBig(DummyDataReceiver),
+    /// Inside an AUTH exchange, waiting for the client's line at this step.
+    Auth(Step),
 }
 
 #[derive(Default)]
@@ -53,6 +58,10 @@ pub(super) struct Session<'a, A> {
     helo: Option<String>,
     tx: Transaction,
     errors: u32,
+    /// Who the client authenticated as (submission).
+    login: Option<String>,
+    /// The AUTH exchange's line as far as it has come.
+    auth_buffer: Vec<u8>,
 }
 
 impl<'a, A: Acceptor> Session<'a, A> {
@@ -72,12 +81,15 @@ impl<'a, A: Acceptor> Session<'a, A> {
             helo: None,
             tx: Transaction::default(),
             errors: 0,
+            login: None,
+            auth_buffer: Vec::new(),
         }
     }
 
-    /// The banner, except inside TLS where the session continues the plain one.
+    /// The banner, except inside TLS after STARTTLS where the session continues the plain
+    /// one (with implicit TLS the banner is the first thing said inside it).
     pub(super) fn greeting(&self) -> Vec<u8> {
-        if matches!(self.tls, Tls::Active { .. }) {
+        if matches!(self.tls, Tls::Active { .. }) && !self.config.implicit_tls {
             return Vec::new();
         }
         format!("220 {} {}\r\n", self.config.hostname, self.config.banner).into_bytes()
@@ -142,6 +154,12 @@ impl<'a, A: Acceptor> Session<'a, A> {
                     self.mode = Mode::Command;
                     self.tx = Transaction::default();
                     message_too_big(self.config).write_to(out);
+                }
+                Mode::Auth(step) => {
+                    let step = step.clone();
+                    if let Some(next) = self.auth_ingest(step, &mut bytes, out).await {
+                        return next;
+                    }
                 }
                 Mode::Command => {
                     let request = match self.requests.ingest(&mut bytes) {
@@ -212,6 +230,13 @@ impl<'a, A: Acceptor> Session<'a, A> {
             }
             Request::Mail { from } => self.mail(from),
             Request::Rcpt { to } => self.rcpt(to).await,
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => {
+                let failed = self.auth_command(mechanism, &initial_response, out).await;
+                return (None, failed);
+            }
             Request::Data => self.data(),
             Request::Rset => {
                 self.tx = Transaction::default();
@@ -252,6 +277,9 @@ impl<'a, A: Acceptor> Session<'a, A> {
         if self.tls == Tls::Offered {
             lines.push("STARTTLS".into());
         }
+        if self.config.submission && matches!(self.tls, Tls::Active { .. }) {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
         for (i, l) in lines.iter().enumerate() {
             let sep = if i + 1 == lines.len() { ' ' } else { '-' };
             out.extend_from_slice(format!("250{sep}{l}\r\n").as_bytes());
@@ -278,7 +306,12 @@ impl<'a, A: Acceptor> Session<'a, A> {
                 553,
                 format!("5.1.7 The sender address is not accepted: {e}"),
             )
-        } else if let Err(reply) = self.acceptor.check_sender(&from.address) {
+        } else if self.config.submission && self.login.is_none() {
+            Reply::new(530, "5.7.0 Authentication required")
+        } else if let Err(reply) = self
+            .acceptor
+            .check_sender(&from.address, self.login.as_deref())
+        {
             reply
         } else {
             self.tx.mail_from = Some(from.address);
@@ -300,7 +333,11 @@ impl<'a, A: Acceptor> Session<'a, A> {
             }
             Ok(rcpt) => rcpt,
         };
-        match self.acceptor.check_recipient(&rcpt).await {
+        match self
+            .acceptor
+            .check_recipient(&rcpt, self.login.as_deref())
+            .await
+        {
             Ok(()) => {
                 self.tx.rcpt_to.push(rcpt);
                 Reply::new(250, "2.1.5 Recipient OK")
@@ -336,6 +373,7 @@ impl<'a, A: Acceptor> Session<'a, A> {
                 Tls::Active { version, cipher } => Some((version, cipher)),
                 _ => None,
             },
+            login: self.login.clone(),
         };
         self.acceptor.accept(envelope, t.body).await
     }

@@ -182,6 +182,7 @@ mod tests {
             mail_from: "a@client.example".into(),
             rcpt_to: rcpts.iter().map(|r| parse_recipient(r).unwrap()).collect(),
             tls,
+            login: None,
         }
     }
 

@@ -15,6 +15,7 @@ mod messages;
 mod policy;
 mod routing;
 mod service;
+mod users;
 mod validate;
 
 use tonic::{Request, Response, Status};
@@ -111,6 +112,21 @@ impl Admin for AdminService {
     ) -> Reply<RecipientsListReply> {
         self.tokens.authorize(&req, Role::ReadOnly)?;
         answer(routing::recipients_list(self, req.into_inner()).await)
+    }
+
+    async fn user_set(&self, req: Request<UserSetRequest>) -> Reply<UserSetReply> {
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        answer(users::set(self, author, req.into_inner()).await)
+    }
+
+    async fn user_remove(&self, req: Request<UserRemoveRequest>) -> Reply<UserRemoveReply> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(users::remove(self, req.into_inner()).await)
+    }
+
+    async fn user_list(&self, req: Request<UserListRequest>) -> Reply<UserListReply> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(users::list(self, req.into_inner()).await)
     }
 
     async fn check_message(&self, req: Request<CheckMessageRequest>) -> Reply<CheckMessageReply> {

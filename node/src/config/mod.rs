@@ -273,6 +273,13 @@ pub struct ListenSection {
     pub peer: SocketAddr,
     /// SMTP, the MX.
     pub smtp: Option<SocketAddr>,
+    /// Submission with STARTTLS (587): SMTP AUTH for the hosted accounts, then relaying
+    /// anywhere. Needs `smtp.tls_cert` and `smtp.tls_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission: Option<SocketAddr>,
+    /// Submission over implicit TLS (465), the same otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submissions: Option<SocketAddr>,
     /// HTTP: `/metrics` (Prometheus text format) and `/healthz`.
     pub metrics: Option<SocketAddr>,
 }

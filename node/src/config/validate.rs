@@ -134,6 +134,17 @@ impl Config {
 
     fn check_smtp(&self) -> Result<(), Invalid> {
         let smtp = &self.smtp;
+        let submission = [
+            ("listen.submission", self.listen.submission),
+            ("listen.submissions", self.listen.submissions),
+        ];
+        for (key, addr) in submission {
+            ensure(
+                addr.is_none() || (smtp.tls_cert.is_some() && smtp.tls_key.is_some()),
+                key,
+                "needs smtp.tls_cert and smtp.tls_key: AUTH is offered only over TLS",
+            )?;
+        }
         for (key, v) in [
             ("smtp.max_message_bytes", smtp.max_message_bytes),
             ("smtp.max_recipients", smtp.max_recipients),

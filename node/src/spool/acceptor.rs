@@ -3,6 +3,7 @@
 //! and accepted mail put in the spool before `250`.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,14 +13,16 @@ use peage_mail::filter::{self, Judgement, Symbol, Verdict};
 use peage_mail::smtp::address::Recipient;
 use peage_mail::smtp::trace::{received, strip_forged_headers};
 use peage_mail::smtp::{Acceptor, Envelope, Reply};
-use peage_mail::trust::Authenticated;
+use peage_mail::trust::{Authenticated, SENDER_PROVED};
 
 use super::callout::{Answer, Callout};
+use super::submission;
 use super::{NewMessage, Spooler};
 use crate::auth::Authenticator;
 use crate::clock::now_ms;
 use crate::evidence::Recorder;
 use crate::judge::{authenticate, judge, wire_symbols, Judged};
+use crate::logins::Logins;
 use crate::metrics::{observe_stage, ACCEPT_STAGE_SECONDS, VERDICTS};
 use crate::state::Verify;
 
@@ -34,6 +37,8 @@ pub struct NodeAcceptor {
     auth: Option<Arc<Authenticator>>,
     /// How domains verified by callout ask their downstream.
     callout: Callout,
+    /// SMTP AUTH on the submission listeners.
+    logins: Logins,
 }
 
 impl NodeAcceptor {
@@ -41,7 +46,7 @@ impl NodeAcceptor {
         spooler: Spooler,
         evidence: Recorder,
         hostname: String,
-        (auth, callout): (Option<Arc<Authenticator>>, Callout),
+        (auth, callout, logins): (Option<Arc<Authenticator>>, Callout, Logins),
     ) -> NodeAcceptor {
         NodeAcceptor {
             spooler,
@@ -49,6 +54,7 @@ impl NodeAcceptor {
             hostname,
             auth,
             callout,
+            logins,
         }
     }
 
@@ -83,15 +89,29 @@ impl NodeAcceptor {
 
 impl Acceptor for NodeAcceptor {
     /// A node outside a working majority could store nothing: it says so at once, before
-    /// the client sends the message, and the client tries another MX.
-    fn check_sender(&self, _mail_from: &str) -> Result<(), Reply> {
-        if self.spooler.cluster().in_quorum() {
-            return Ok(());
+    /// the client sends the message, and the client tries another MX. An authenticated
+    /// client sends only as its account's domains.
+    fn check_sender(&self, mail_from: &str, login: Option<&str>) -> Result<(), Reply> {
+        let cluster = self.spooler.cluster();
+        if !cluster.in_quorum() {
+            return Err(Reply::new(
+                451,
+                "4.4.1 This node cannot reach a majority of the cluster; try again or another MX",
+            ));
         }
-        Err(Reply::new(
-            451,
-            "4.4.1 This node cannot reach a majority of the cluster; try again or another MX",
-        ))
+        match login {
+            Some(login) => submission::owned(cluster.state().indexes(), login, mail_from, "Sender"),
+            None => Ok(()),
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        client_ip: IpAddr,
+        login: &str,
+        password: &str,
+    ) -> Result<(), Reply> {
+        self.logins.check(client_ip, login, password).await
     }
 
     /// Relay control and recipient verification against the local replica's routing table
@@ -99,7 +119,11 @@ impl Acceptor for NodeAcceptor {
     /// domain or listed mailbox is refused for good (550) only when the replica is current;
     /// otherwise the sender is told to come back (451), so a node that has just started
     /// never bounces real mail.
-    async fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
+    async fn check_recipient(&self, rcpt: &Recipient, login: Option<&str>) -> Result<(), Reply> {
+        if login.is_some() {
+            // Our own customer's mail goes anywhere (rate limits are the guard there).
+            return Ok(());
+        }
         let cluster = self.spooler.cluster();
         let indexes = cluster.state().indexes();
         let refusal = match indexes.verify_of(&rcpt.domain) {
@@ -181,7 +205,15 @@ impl NodeAcceptor {
             message,
             proved: Authenticated::nothing(),
         };
-        let auth = self.auth.as_deref();
+        // Our own authenticated customer: no DNS checks, but the From must be theirs too.
+        let auth = self.auth.as_deref().filter(|_| envelope.login.is_none());
+        if let Some(login) = &envelope.login {
+            let indexes = self.spooler.cluster().state().indexes();
+            let from = submission::header_from(&judged.message).unwrap_or_default();
+            if let Err(reply) = submission::owned(indexes, login, &from, "From") {
+                return reply;
+            }
+        }
         let authentication = authenticate(auth, &mut judged).await;
         let Some((mut judgement, message)) = self.judge(judged).await else {
             return Reply::new(451, "4.3.0 The filter could not run; try again later");
@@ -191,6 +223,13 @@ impl NodeAcceptor {
             let domains = envelope.rcpt_to.iter().map(|r| indexes.dmarc_of(&r.domain));
             let action = auth.dmarc_action(domains);
             auth.combine(&mut judgement, found, &indexes.policy().filter, action);
+        }
+        if let Some(login) = &envelope.login {
+            // Bounces go back to an authenticated sender (`spool::delivery::may_bounce_to`).
+            let why = format!("authenticated as {login}");
+            judgement
+                .symbols
+                .push(peage_mail::filter::symbol(SENDER_PROVED, why));
         }
         observe_stage(ACCEPT_STAGE_SECONDS, "filter", started);
         metrics::counter!(VERDICTS, "verdict" => judgement.verdict.as_str()).increment(1);

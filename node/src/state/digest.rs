@@ -5,7 +5,7 @@ use openraft::StorageError;
 use sha2::{Digest, Sha256};
 
 use super::{
-    bayes, callouts, evidence, list_entries, logistic, policy, recipients, routing, spool,
+    bayes, callouts, evidence, list_entries, logistic, policy, recipients, routing, spool, users,
 };
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
@@ -35,6 +35,7 @@ impl StateStore {
             routing::digest_rows(&db, &mut out).map_err(sm_err)?;
             recipients::digest_rows(&db, &mut out).map_err(sm_err)?;
             callouts::digest_rows(&db, &mut out).map_err(sm_err)?;
+            users::digest_rows(&db, &mut out).map_err(sm_err)?;
             Ok(StateDigest {
                 sha256: hex::encode(h.finalize()),
                 applied_index,

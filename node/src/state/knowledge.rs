@@ -125,6 +125,22 @@ pub fn recipient_key(address: &str) -> u64 {
 /// and until when it holds.
 pub type CalloutAnswer = (bool, i64);
 
+/// What AUTH and the sender check need of a submission account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub password_hash: String,
+    pub domains: Vec<String>,
+}
+
+/// Who may receive and send: the routing table, the recipient lists, the callout cache and
+/// the submission accounts, as loaded from the database.
+pub(super) type Addressing = (
+    BTreeMap<String, DomainRoute>,
+    HashSet<u64>,
+    HashMap<u64, CalloutAnswer>,
+    HashMap<String, Account>,
+);
+
 /// Evidence per key: [ham, spam, reject] in thousandths of a message.
 pub type EvidenceTable = HashMap<String, [i64; 3]>;
 
@@ -144,6 +160,14 @@ pub enum IndexChange {
     Recipients {
         added: Vec<u64>,
         removed: Vec<u64>,
+    },
+    /// A submission account set, or removed.
+    UserSet {
+        login: String,
+        account: Account,
+    },
+    UserRemove {
+        login: String,
     },
     /// Callout answers cached (by mailbox key) and expired ones dropped.
     Callouts {
@@ -182,6 +206,8 @@ pub struct Indexes {
     recipients: RwLock<HashSet<u64>>,
     /// The callout cache, by mailbox key.
     callouts: RwLock<HashMap<u64, CalloutAnswer>>,
+    /// Submission accounts by login.
+    users: RwLock<HashMap<String, Account>>,
     /// The filter's thresholds (read on every message) and the quarantine's retention.
     policy: RwLock<ClusterPolicy>,
     /// The classifier's counts, in step with `bayes_tokens` / `bayes_learned`.
@@ -196,11 +222,7 @@ impl Indexes {
     /// Indexes holding what was loaded from the database.
     pub(super) fn new(
         lists: ListIndex,
-        (routes, recipients, callouts): (
-            BTreeMap<String, DomainRoute>,
-            HashSet<u64>,
-            HashMap<u64, CalloutAnswer>,
-        ),
+        (routes, recipients, callouts, users): Addressing,
         policy: ClusterPolicy,
         (bayes, logistic): (TokenTable, Model),
         evidence: EvidenceTable,
@@ -210,6 +232,7 @@ impl Indexes {
             routes: RwLock::new(routes),
             recipients: RwLock::new(recipients),
             callouts: RwLock::new(callouts),
+            users: RwLock::new(users),
             policy: RwLock::new(policy),
             bayes: RwLock::new(bayes),
             logistic: RwLock::new(logistic),
@@ -223,6 +246,7 @@ impl Indexes {
         *write(&self.routes) = into_inner(fresh.routes);
         *write(&self.recipients) = into_inner(fresh.recipients);
         *write(&self.callouts) = into_inner(fresh.callouts);
+        *write(&self.users) = into_inner(fresh.users);
         *write(&self.policy) = into_inner(fresh.policy);
         *write(&self.bayes) = into_inner(fresh.bayes);
         *write(&self.logistic) = into_inner(fresh.logistic);
@@ -253,6 +277,12 @@ impl Indexes {
                     for key in removed {
                         keys.remove(&key);
                     }
+                }
+                IndexChange::UserSet { login, account } => {
+                    write(&self.users).insert(login, account);
+                }
+                IndexChange::UserRemove { login } => {
+                    write(&self.users).remove(&login);
                 }
                 IndexChange::Callouts { set, removed } => {
                     let mut answers = write(&self.callouts);
@@ -313,6 +343,11 @@ impl Indexes {
         read(&self.routes)
             .get(domain)
             .map_or(DmarcAction::NodeDefault, |r| r.dmarc)
+    }
+
+    /// The submission account `login` (as stored: lower-case).
+    pub fn account(&self, login: &str) -> Option<Account> {
+        read(&self.users).get(login).cloned()
     }
 
     /// Mailboxes in the recipient lists.

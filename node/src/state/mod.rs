@@ -26,6 +26,7 @@ mod schema;
 mod snapshot;
 pub mod spool;
 mod spool_index;
+pub mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -152,6 +153,7 @@ impl StateStore {
                 routing::query(&db).map_err(sm_err)?,
                 recipients::load_keys(&db).map_err(sm_err)?,
                 callouts::load(&db).map_err(sm_err)?,
+                users::load(&db).map_err(sm_err)?,
             ),
             policy::query(&db).map_err(sm_err)?,
             (

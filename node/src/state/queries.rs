@@ -5,7 +5,7 @@
 use openraft::StorageError;
 
 use super::list_entries::{self, ListFilter, ListPage};
-use super::recipients;
+use super::{recipients, users};
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
 
@@ -26,5 +26,11 @@ impl StateStore {
             recipients::page(&me.lock_db(), &domain, &after, limit).map_err(sm_err)
         })
         .await
+    }
+
+    /// Every submission account, without hashes.
+    pub async fn users(&self) -> Result<Vec<users::UserRow>, StorageError<NodeId>> {
+        self.blocking(move |me| users::list(&me.lock_db()).map_err(sm_err))
+            .await
     }
 }

@@ -104,6 +104,14 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX callouts_by_expiry ON callouts (expires_at_ms);",
     // 13: what a failing DMARC policy does to each local domain's mail ('' = the node's).
     "ALTER TABLE domains ADD COLUMN dmarc TEXT NOT NULL DEFAULT '';",
+    // 14: submission accounts: Argon2id hashes, and the domains each may send as (JSON).
+    "CREATE TABLE users (
+        login TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        domains TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+     );",
 ];
 
 /// The schema version this release writes.

@@ -72,7 +72,7 @@ pub fn mailbox_dir_name(address: &str) -> String {
 }
 
 impl Acceptor for MaildirSink {
-    async fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
+    async fn check_recipient(&self, rcpt: &Recipient, _login: Option<&str>) -> Result<(), Reply> {
         match &self.refuse_prefix {
             Some(p) if rcpt.local.starts_with(p.as_str()) => Err(Reply::new(
                 550,

@@ -80,6 +80,9 @@ impl TestCluster {
                 admin: parse(format!("{ip}:50051")),
                 peer: parse(format!("{ip}:50052")),
                 smtp: Some(parse(format!("{ip}:2525"))),
+                // Submission needs the STARTTLS certificate `Tuning::tls` makes.
+                submission: t.tls.then(|| parse(format!("{ip}:587"))),
+                submissions: t.tls.then(|| parse(format!("{ip}:465"))),
                 metrics: Some(parse(format!("{ip}:9090"))),
             },
             cluster: ClusterSection {

@@ -8,7 +8,7 @@ mod tls;
 mod waits;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -460,7 +460,29 @@ impl TestCluster {
 
     /// `peagectl ARGS` against node `node`'s admin API with `token`.
     pub fn peagectl_as(&self, node: usize, token: &str, args: &[&str]) -> std::process::Output {
-        let mut command = std::process::Command::new(crate::binaries::bin("peagectl"));
+        self.peagectl_command(node, token, args)
+            .output()
+            .expect("run peagectl")
+    }
+
+    /// `peagectl ARGS` against node `node` as admin, with `input` on its standard input.
+    pub fn peagectl_with_input(&self, node: usize, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .peagectl_command(node, ADMIN_TOKEN, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run peagectl");
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+        drop(stdin);
+        child.wait_with_output().expect("peagectl finishes")
+    }
+
+    fn peagectl_command(&self, node: usize, token: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(crate::binaries::bin("peagectl"));
         if let Some(ca) = &self.nodes[node].ca {
             command.arg("--ca").arg(ca);
         }
@@ -468,8 +490,7 @@ impl TestCluster {
             .arg("--addr")
             .arg(self.nodes[node].admin_url())
             .env("PEAGE_TOKEN", token)
-            .args(args)
-            .output()
-            .expect("run peagectl")
+            .args(args);
+        command
     }
 }

@@ -11,6 +11,7 @@ mod edge;
 mod filtering;
 mod handover;
 mod recipients;
+mod submission;
 
 use std::time::Duration;
 

@@ -1,12 +1,14 @@
 //! The session driven through an in-memory stream: the protocol, relay control, limits and
 //! abuse, without a network.
 
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 mod abuse;
+mod submission;
 
 use super::address::Recipient;
 use super::connection::serve;
@@ -22,15 +24,15 @@ struct Recorder {
 }
 
 impl Acceptor for Recorder {
-    fn check_sender(&self, _mail_from: &str) -> Result<(), Reply> {
+    fn check_sender(&self, _mail_from: &str, _login: Option<&str>) -> Result<(), Reply> {
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Reply::new(451, "4.4.1 closed"));
         }
         Ok(())
     }
 
-    async fn check_recipient(&self, rcpt: &Recipient) -> Result<(), Reply> {
-        if rcpt.domain == "example.test" {
+    async fn check_recipient(&self, rcpt: &Recipient, login: Option<&str>) -> Result<(), Reply> {
+        if rcpt.domain == "example.test" || login.is_some() {
             Ok(())
         } else {
             Err(Reply::new(550, "5.7.1 Relaying denied"))
@@ -40,6 +42,14 @@ impl Acceptor for Recorder {
     async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
         self.messages.lock().unwrap().push((envelope, message));
         Reply::new(250, "2.0.0 Ok: queued as TEST")
+    }
+
+    async fn authenticate(&self, _ip: IpAddr, login: &str, password: &str) -> Result<(), Reply> {
+        if (login, password) == ("alice@example.test", "s3cret") {
+            Ok(())
+        } else {
+            Err(Reply::new(535, "5.7.8 Authentication credentials invalid"))
+        }
     }
 }
 
@@ -56,13 +66,19 @@ impl Client {
     /// Reads one reply line (the last line of a multi-line reply), with a deadline.
     async fn line(&mut self) -> String {
         loop {
+            let line = self.line_any().await;
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line;
+            }
+        }
+    }
+
+    /// Reads the next line, a multi-line reply's inner ones included.
+    async fn line_any(&mut self) -> String {
+        loop {
             if let Some(pos) = self.pending.windows(2).position(|w| w == b"\r\n") {
                 let line: Vec<u8> = self.pending.drain(..pos + 2).collect();
-                let line = String::from_utf8_lossy(&line[..pos]).into_owned();
-                if line.as_bytes().get(3) == Some(&b'-') {
-                    continue;
-                }
-                return line;
+                return String::from_utf8_lossy(&line[..pos]).into_owned();
             }
             let mut buf = [0u8; 4096];
             let n = tokio::time::timeout(Duration::from_secs(120), self.io.read(&mut buf))
@@ -83,6 +99,14 @@ impl Client {
 }
 
 fn start(config: SessionConfig) -> (Client, Arc<Recorder>, Trigger, tokio::task::JoinHandle<()>) {
+    start_in(config, Tls::Unavailable)
+}
+
+/// As `start`, the session standing at `tls` from its first byte.
+fn start_in(
+    config: SessionConfig,
+    tls: Tls,
+) -> (Client, Arc<Recorder>, Trigger, tokio::task::JoinHandle<()>) {
     let (a, b) = tokio::io::duplex(1 << 20);
     let rec = Arc::new(Recorder::default());
     let (stop_tx, stop_rx) = Trigger::new();
@@ -93,7 +117,7 @@ fn start(config: SessionConfig) -> (Client, Arc<Recorder>, Trigger, tokio::task:
             "192.0.2.10".parse().unwrap(),
             &config,
             &*r,
-            Tls::Unavailable,
+            tls,
             &super::admission::Ticket::unlisted(),
             stop_rx,
         )

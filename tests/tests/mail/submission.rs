@@ -1,0 +1,173 @@
+//! Submission against real nodes, with Python's smtplib as the mail client: accounts made
+//! with `peagectl user`, AUTH refused before TLS (538), a wrong password refused (535) and
+//! then throttled (454), the right one accepted over STARTTLS (587) and implicit TLS (465),
+//! the sender held to the account's domains (553 at MAIL FROM, and for the header From),
+//! and the mail relayed on.
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
+
+use peage_tests::{smtplib_send_with, SmtpOptions, TestCluster, Tuning};
+
+use super::with_local_domain_tuned;
+
+const PASSWORD: &str = "correct-horse-battery";
+
+fn message(from: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: <{from}>\r\nTo: <bob@elsewhere.example>\r\nSubject: {subject}\r\n\
+         Date: Sun, 06 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{subject}@shop.example>\r\n\r\n\
+         Hello Bob, about {subject}.\r\n"
+    )
+    .into_bytes()
+}
+
+/// smtplib on node `node`'s submission port: STARTTLS on 587, or implicit TLS on 465.
+fn submit(
+    c: &TestCluster,
+    node: usize,
+    implicit_tls: bool,
+    login: (&str, &str),
+    from: &str,
+    body: &[u8],
+) -> peage_tests::SmtpResult {
+    let (host, _) = c.nodes[node].smtp_addr();
+    let port = if implicit_tls { 465 } else { 587 };
+    let options = SmtpOptions {
+        starttls: !implicit_tls,
+        implicit_tls,
+        login: Some((login.0.to_owned(), login.1.to_owned())),
+        ..SmtpOptions::default()
+    };
+    smtplib_send_with(
+        &host,
+        port,
+        from,
+        &["bob@elsewhere.example"],
+        body,
+        &options,
+    )
+}
+
+/// What the server answers `AUTH PLAIN` with on 587 before any TLS (a raw client: smtplib
+/// will not even try without the extension advertised).
+fn auth_in_clear(c: &TestCluster) -> String {
+    let (host, _) = c.nodes[0].smtp_addr();
+    let stream = std::net::TcpStream::connect((host.as_str(), 587)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    writer.write_all(b"EHLO client.example\r\n").unwrap();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert!(!line.contains("AUTH"), "AUTH advertised in clear: {line}");
+        if line.as_bytes().get(3) == Some(&b' ') {
+            break;
+        }
+    }
+    writer
+        .write_all(b"AUTH PLAIN AGFsaWNlAHgAeA==\r\n")
+        .unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    line
+}
+
+#[tokio::test]
+async fn accounts_send_over_tls_as_their_own_domains_only() {
+    let c = with_local_domain_tuned(Tuning {
+        tls: true,
+        ..Tuning::default()
+    })
+    .await;
+    let sink = c.start_sink().await.unwrap();
+    let args = [
+        "user",
+        "add",
+        "alice@shop.example",
+        "--domain",
+        "shop.example",
+    ];
+    let out = c.peagectl_with_input(0, &args, &format!("{PASSWORD}\n"));
+    assert!(out.status.success(), "{out:?}");
+    let listed = c.peagectl(2, &["user", "ls"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains("alice@shop.example") && !listed.contains("argon2"),
+        "{listed}"
+    );
+
+    assert!(auth_in_clear(&c).starts_with("538 5.7.11"));
+    let alice = ("alice@shop.example", PASSWORD);
+    // STARTTLS, then AUTH: accepted and relayed (here to the sink, the outbound route).
+    let r = submit(
+        &c,
+        1,
+        false,
+        alice,
+        "alice@shop.example",
+        &message("alice@shop.example", "587"),
+    );
+    assert_eq!(r.auth.as_ref().map(|a| a.0), Some(235), "{r:?}");
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    // Implicit TLS.
+    let r = submit(
+        &c,
+        2,
+        true,
+        alice,
+        "alice@shop.example",
+        &message("alice@shop.example", "465"),
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    // Another domain as the envelope sender, or in the header From: refused.
+    let r = submit(
+        &c,
+        1,
+        false,
+        alice,
+        "ceo@bank.example",
+        &message("ceo@bank.example", "x"),
+    );
+    assert_eq!(r.mail.as_ref().map(|m| m.0), Some(553), "{r:?}");
+    let r = submit(
+        &c,
+        1,
+        false,
+        alice,
+        "alice@shop.example",
+        &message("ceo@bank.example", "y"),
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(553), "{r:?}");
+    sink.wait_for_messages(
+        "bob@elsewhere.example",
+        2,
+        "both submissions relayed",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // A guesser at Paris: refused, then throttled even with the right password. (smtplib
+    // tries PLAIN, then LOGIN, on each login: every call is one or two guesses.)
+    let guess = ("alice@shop.example", "guess-guess-guess");
+    let mut replies = Vec::new();
+    for _ in 0..peage_node::logins::MAX_FAILURES {
+        let r = submit(&c, 0, false, guess, "alice@shop.example", b"x");
+        replies.push(r.auth.map_or(0, |a| a.0));
+    }
+    assert_eq!(replies[0], 535, "{replies:?}");
+    assert!(replies.ends_with(&[454]), "{replies:?}");
+    let r = submit(&c, 0, false, alice, "alice@shop.example", b"x");
+    assert_eq!(r.auth.as_ref().map(|a| a.0), Some(454), "{r:?}");
+    // Removed: the account cannot log in anywhere.
+    let out = c.peagectl(0, &["user", "rm", "alice@shop.example"]);
+    assert!(out.status.success(), "{out:?}");
+    c.peagectl(1, &["user", "ls"]);
+    let r = submit(&c, 1, false, alice, "alice@shop.example", b"x");
+    assert_eq!(r.auth.as_ref().map(|a| a.0), Some(535), "{r:?}");
+}
