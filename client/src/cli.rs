@@ -74,6 +74,9 @@ pub enum Cmd {
     /// Submission accounts: who may log in (SMTP AUTH on 587/465) and send as which domains.
     #[command(subcommand)]
     User(UserCmd),
+    /// Outgoing mail: the accounts locked for sending spam.
+    #[command(subcommand)]
+    Outbound(OutboundCmd),
     /// Score messages without storing them: every symbol, the total and the verdict.
     Check {
         /// Message files (RFC 5322), or directories of them.
@@ -271,6 +274,27 @@ pub enum UsersCmd {
     /// batches of 10,000; a batch with an invalid address is refused whole (the error names
     /// it), the batches before it stay added.
     Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum OutboundCmd {
+    /// Locked accounts (a run of spam verdicts locks one on every site).
+    #[command(subcommand)]
+    Identity(IdentityCmd),
+}
+
+#[derive(Subcommand)]
+pub enum IdentityCmd {
+    /// Every account locked now or before, with why and until when.
+    Ls,
+    /// Lock an account until an operator unlocks it: it can log in but not send.
+    Lock {
+        login: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Unlock an account (its spam strikes are forgotten).
+    Unlock { login: String },
 }
 
 #[derive(Subcommand)]

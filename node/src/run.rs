@@ -32,6 +32,7 @@ use crate::spool::delivery::ledger::{Ledger, LEDGER_FILE};
 use crate::spool::delivery::send::Downstream;
 use crate::spool::delivery::{self, DeliveryConfig};
 use crate::spool::janitor::{self, JanitorConfig};
+use crate::spool::submission::{LockPolicy, Submission};
 use crate::spool::Spooler;
 use crate::state::routing::normalize_route;
 use crate::{health, housekeeping, metrics};
@@ -368,12 +369,22 @@ fn start_mail_path(
         valid_for: Duration::from_secs(spool.callout_valid_secs),
         invalid_for: Duration::from_secs(spool.callout_invalid_secs),
     };
-    let logins = Logins::new(cluster.state().clone());
+    let o = &config.outbound;
+    let submission = Submission {
+        logins: Logins::new(cluster.state().clone()),
+        locks: LockPolicy {
+            after_spam: o.lock_after_spam,
+            window: Duration::from_secs(o.strike_window_secs),
+            lock_for: Duration::from_secs(o.lock_secs),
+            max_auto_unlocks: o.max_auto_unlocks,
+            notify: o.notify.clone(),
+        },
+    };
     let acceptor = NodeAcceptor::new(
         spooler.clone(),
         recorder.clone(),
         hostname(config),
-        (edge.auth.clone(), callout, logins),
+        (edge.auth.clone(), callout, submission),
     );
     tasks.extend(serve_smtp(config, edge, acceptor, stop));
     let delivery = DeliveryConfig {

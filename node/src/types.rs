@@ -49,6 +49,11 @@ pub enum Outcome {
     UserRemoved {
         removed: bool,
     },
+    /// An outbound spam verdict counted (or an operator's lock); whether the account is
+    /// locked by it.
+    Strike {
+        locked: bool,
+    },
     /// Mailboxes added or removed (those already there, or not, left out).
     RecipientsChanged {
         changed: u64,

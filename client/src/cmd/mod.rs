@@ -15,7 +15,7 @@ mod users;
 
 use peage_client::{Access, ClientError};
 
-use crate::cli::{Cli, Cmd};
+use crate::cli::{Cli, Cmd, OutboundCmd};
 use context::{message_files, Ctx};
 
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
@@ -37,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Cmd::List(cmd) => lists::run(&mut ctx, cmd).await,
         Cmd::Domain(cmd) => domain::run(&mut ctx, cmd).await,
         Cmd::User(cmd) => users::run(&mut ctx, cmd).await,
+        Cmd::Outbound(OutboundCmd::Identity(cmd)) => users::identities(&mut ctx, cmd).await,
         Cmd::Check {
             paths,
             client_ip,

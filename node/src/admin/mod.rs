@@ -129,6 +129,24 @@ impl Admin for AdminService {
         answer(users::list(self, req.into_inner()).await)
     }
 
+    async fn identity_list(&self, req: Request<IdentityListRequest>) -> Reply<IdentityListReply> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(users::locks(self, req.into_inner()).await)
+    }
+
+    async fn identity_lock(&self, req: Request<IdentityLockRequest>) -> Reply<IdentityChangeReply> {
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        answer(users::lock(self, author, req.into_inner()).await)
+    }
+
+    async fn identity_unlock(
+        &self,
+        req: Request<IdentityUnlockRequest>,
+    ) -> Reply<IdentityChangeReply> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(users::unlock(self, req.into_inner()).await)
+    }
+
     async fn check_message(&self, req: Request<CheckMessageRequest>) -> Reply<CheckMessageReply> {
         self.tokens.authorize(&req, Role::ReadOnly)?;
         answer(policy::check_message(self, req.into_inner()).await)

@@ -1,12 +1,14 @@
 //! Submission accounts: creating one or changing its password or domains (the password
 //! hashed here, off the runtime, so that only its Argon2id hash is proposed), removing one,
-//! and listing them without their hashes.
+//! listing them without their hashes; and their locks, listed, set and lifted.
 
 use tonic::Status;
 
 use peage_proto::v1::{
-    command, User, UserListReply, UserListRequest, UserRemove, UserRemoveReply, UserRemoveRequest,
-    UserSet, UserSetReply, UserSetRequest,
+    command, IdentityChangeReply, IdentityListReply, IdentityListRequest, IdentityLock,
+    IdentityLockRequest, IdentityUnlock, IdentityUnlockRequest, LockedIdentity, User,
+    UserListReply, UserListRequest, UserRemove, UserRemoveReply, UserRemoveRequest, UserSet,
+    UserSetReply, UserSetRequest,
 };
 
 use super::convert::{outcome_status, storage_status};
@@ -118,4 +120,65 @@ pub async fn list(svc: &AdminService, r: UserListRequest) -> Result<UserListRepl
         users,
         read: Some(read),
     })
+}
+
+pub async fn locks(
+    svc: &AdminService,
+    r: IdentityListRequest,
+) -> Result<IdentityListReply, Status> {
+    let read = svc.read_barrier(r.stale).await?;
+    let rows = svc.cluster.state().locks().await.map_err(storage_status)?;
+    let identities = rows
+        .into_iter()
+        .map(|l| LockedIdentity {
+            login: l.login,
+            reason: l.lock.reason,
+            locked_at_ms: l.locked_at_ms,
+            until_ms: l.lock.until_ms,
+            locks: l.locks,
+            author: l.author,
+        })
+        .collect();
+    Ok(IdentityListReply {
+        identities,
+        read: Some(read),
+    })
+}
+
+pub async fn lock(
+    svc: &AdminService,
+    author: String,
+    r: IdentityLockRequest,
+) -> Result<IdentityChangeReply, Status> {
+    let lock = IdentityLock {
+        login: normalize_login(&r.login)?,
+        reason: if r.reason.is_empty() {
+            "locked by an operator".into()
+        } else {
+            r.reason
+        },
+        author,
+        at_ms: now_ms(),
+    };
+    let (log_index, _) = svc.propose(command::Kind::IdentityLock(lock)).await?;
+    Ok(IdentityChangeReply { log_index })
+}
+
+pub async fn unlock(
+    svc: &AdminService,
+    r: IdentityUnlockRequest,
+) -> Result<IdentityChangeReply, Status> {
+    let login = normalize_login(&r.login)?;
+    let unlock = IdentityUnlock {
+        login: login.clone(),
+    };
+    match svc.propose(command::Kind::IdentityUnlock(unlock)).await? {
+        (log_index, Outcome::UserRemoved { removed: true }) => {
+            Ok(IdentityChangeReply { log_index })
+        }
+        (_, Outcome::UserRemoved { removed: false }) => {
+            Err(Status::not_found(format!("`{login}` is not locked")))
+        }
+        (_, other) => Err(outcome_status(other)),
+    }
 }

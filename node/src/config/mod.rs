@@ -49,6 +49,8 @@ pub struct Config {
     pub spool: SpoolSection,
     #[serde(default)]
     pub evidence: EvidenceSection,
+    #[serde(default)]
+    pub outbound: OutboundSection,
     /// TLS for the peer and admin gRPC services; both in clear without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSection>,
@@ -106,6 +108,34 @@ impl Default for DnsSection {
             budget_ms: 4000,
             dmarc_policy: DmarcPolicy::Honour,
             blocklists: Vec::new(),
+        }
+    }
+}
+
+/// Mail the hosted accounts send (submission): when a run of spam locks an account, and who
+/// hears of it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundSection {
+    /// Spam verdicts on an account's mail within `strike_window_secs` that lock it.
+    pub lock_after_spam: u32,
+    pub strike_window_secs: u64,
+    /// How long an automatic lock lasts …
+    pub lock_secs: u64,
+    /// … for this many locks; after that only an operator unlocks the account.
+    pub max_auto_unlocks: u32,
+    /// Who else is told of a lock (the account's domains' postmaster always is).
+    pub notify: Option<String>,
+}
+
+impl Default for OutboundSection {
+    fn default() -> Self {
+        OutboundSection {
+            lock_after_spam: 5,
+            strike_window_secs: 600,
+            lock_secs: 3600,
+            max_auto_unlocks: 3,
+            notify: None,
         }
     }
 }

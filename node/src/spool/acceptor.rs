@@ -16,13 +16,12 @@ use peage_mail::smtp::{Acceptor, Envelope, Reply};
 use peage_mail::trust::{Authenticated, SENDER_PROVED};
 
 use super::callout::{Answer, Callout};
-use super::submission;
+use super::submission::{self, Submission};
 use super::{NewMessage, Spooler};
 use crate::auth::Authenticator;
 use crate::clock::now_ms;
 use crate::evidence::Recorder;
 use crate::judge::{authenticate, judge, wire_symbols, Judged};
-use crate::logins::Logins;
 use crate::metrics::{observe_stage, ACCEPT_STAGE_SECONDS, VERDICTS};
 use crate::state::Verify;
 
@@ -38,7 +37,7 @@ pub struct NodeAcceptor {
     /// How domains verified by callout ask their downstream.
     callout: Callout,
     /// SMTP AUTH on the submission listeners.
-    logins: Logins,
+    submission: Submission,
 }
 
 impl NodeAcceptor {
@@ -46,7 +45,7 @@ impl NodeAcceptor {
         spooler: Spooler,
         evidence: Recorder,
         hostname: String,
-        (auth, callout, logins): (Option<Arc<Authenticator>>, Callout, Logins),
+        (auth, callout, submission): (Option<Arc<Authenticator>>, Callout, Submission),
     ) -> NodeAcceptor {
         NodeAcceptor {
             spooler,
@@ -54,7 +53,7 @@ impl NodeAcceptor {
             hostname,
             auth,
             callout,
-            logins,
+            submission,
         }
     }
 
@@ -99,10 +98,12 @@ impl Acceptor for NodeAcceptor {
                 "4.4.1 This node cannot reach a majority of the cluster; try again or another MX",
             ));
         }
-        match login {
-            Some(login) => submission::owned(cluster.state().indexes(), login, mail_from, "Sender"),
-            None => Ok(()),
-        }
+        let Some(login) = login else {
+            return Ok(());
+        };
+        let indexes = cluster.state().indexes();
+        self.submission.unlocked(indexes, login)?;
+        submission::owned(indexes, login, mail_from, "Sender")
     }
 
     async fn authenticate(
@@ -111,7 +112,10 @@ impl Acceptor for NodeAcceptor {
         login: &str,
         password: &str,
     ) -> Result<(), Reply> {
-        self.logins.check(client_ip, login, password).await
+        self.submission
+            .logins
+            .check(client_ip, login, password)
+            .await
     }
 
     /// Relay control and recipient verification against the local replica's routing table
@@ -224,12 +228,18 @@ impl NodeAcceptor {
             let action = auth.dmarc_action(domains);
             auth.combine(&mut judgement, found, &indexes.policy().filter, action);
         }
+        let spam = judgement.verdict != Verdict::Deliver;
         if let Some(login) = &envelope.login {
             // Bounces go back to an authenticated sender (`spool::delivery::may_bounce_to`).
             let why = format!("authenticated as {login}");
             judgement
                 .symbols
                 .push(peage_mail::filter::symbol(SENDER_PROVED, why));
+            // Our customer's spam is held, not refused: it is the evidence for the abuse
+            // desk and for the account's lock.
+            if judgement.verdict == Verdict::Reject {
+                judgement.verdict = Verdict::Quarantine;
+            }
         }
         observe_stage(ACCEPT_STAGE_SECONDS, "filter", started);
         metrics::counter!(VERDICTS, "verdict" => judgement.verdict.as_str()).increment(1);
@@ -266,6 +276,11 @@ impl NodeAcceptor {
                 self.evidence
                     .count(&judgement.evidence_keys, judgement.verdict);
                 tracing::info!(queue_id = %queue_id, verdict = judgement.verdict.as_str(), "message accepted");
+                if let (Some(login), true) = (&envelope.login, spam) {
+                    self.submission
+                        .strike(&self.spooler, login, &queue_id, &judgement)
+                        .await;
+                }
                 Reply::new(250, format!("2.0.0 Ok: queued as {queue_id}"))
             }
             Err(e) => {

@@ -10,7 +10,9 @@ use peage_proto::v1::{command, CommandBatch};
 
 use super::knowledge::IndexChange;
 use super::logistic::BatchWeights;
-use super::{bayes, callouts, evidence, list_entries, policy, recipients, routing, spool, users};
+use super::{
+    bayes, callouts, evidence, list_entries, locks, policy, recipients, routing, spool, users,
+};
 use crate::types::{BatchOutcome, Outcome, COMMAND_VERSION};
 
 /// Applies one encoded `CommandBatch`. A payload that does not decode, or from a newer
@@ -63,6 +65,9 @@ fn apply_command(
         Kind::CalloutResults(r) => callouts::apply_results(tx, r, changes),
         Kind::UserSet(u) => users::apply_set(tx, u, changes),
         Kind::UserRemove(u) => users::apply_remove(tx, u, changes),
+        Kind::OutboundStrike(s) => locks::apply_strike(tx, s, changes),
+        Kind::IdentityLock(l) => locks::apply_lock(tx, l, changes),
+        Kind::IdentityUnlock(u) => locks::apply_unlock(tx, u, changes),
         Kind::PolicySet(p) => policy::apply_set(tx, p, changes),
         Kind::SpoolPut(put) => spool::apply_put(tx, put, changes),
         Kind::SpoolDone(done) => spool::apply_done(tx, done, changes),

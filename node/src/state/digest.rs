@@ -5,7 +5,8 @@ use openraft::StorageError;
 use sha2::{Digest, Sha256};
 
 use super::{
-    bayes, callouts, evidence, list_entries, logistic, policy, recipients, routing, spool, users,
+    bayes, callouts, evidence, list_entries, locks, logistic, policy, recipients, routing, spool,
+    users,
 };
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
@@ -36,6 +37,7 @@ impl StateStore {
             recipients::digest_rows(&db, &mut out).map_err(sm_err)?;
             callouts::digest_rows(&db, &mut out).map_err(sm_err)?;
             users::digest_rows(&db, &mut out).map_err(sm_err)?;
+            locks::digest_rows(&db, &mut out).map_err(sm_err)?;
             Ok(StateDigest {
                 sha256: hex::encode(h.finalize()),
                 applied_index,

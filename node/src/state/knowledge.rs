@@ -132,13 +132,22 @@ pub struct Account {
     pub domains: Vec<String>,
 }
 
-/// Who may receive and send: the routing table, the recipient lists, the callout cache and
-/// the submission accounts, as loaded from the database.
+/// Why an account may not send, and until when (`locks::UNTIL_UNLOCKED`: an operator's
+/// call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    pub until_ms: i64,
+    pub reason: String,
+}
+
+/// Who may receive and send: the routing table, the recipient lists, the callout cache, the
+/// submission accounts and their locks, as loaded from the database.
 pub(super) type Addressing = (
     BTreeMap<String, DomainRoute>,
     HashSet<u64>,
     HashMap<u64, CalloutAnswer>,
     HashMap<String, Account>,
+    HashMap<String, Lock>,
 );
 
 /// Evidence per key: [ham, spam, reject] in thousandths of a message.
@@ -160,6 +169,11 @@ pub enum IndexChange {
     Recipients {
         added: Vec<u64>,
         removed: Vec<u64>,
+    },
+    /// An account locked (or its lock changed), or unlocked (`None`).
+    Lock {
+        login: String,
+        lock: Option<Lock>,
     },
     /// A submission account set, or removed.
     UserSet {
@@ -208,6 +222,8 @@ pub struct Indexes {
     callouts: RwLock<HashMap<u64, CalloutAnswer>>,
     /// Submission accounts by login.
     users: RwLock<HashMap<String, Account>>,
+    /// Locked accounts by login (expired locks too: they count towards the unlocks).
+    locks: RwLock<HashMap<String, Lock>>,
     /// The filter's thresholds (read on every message) and the quarantine's retention.
     policy: RwLock<ClusterPolicy>,
     /// The classifier's counts, in step with `bayes_tokens` / `bayes_learned`.
@@ -222,7 +238,7 @@ impl Indexes {
     /// Indexes holding what was loaded from the database.
     pub(super) fn new(
         lists: ListIndex,
-        (routes, recipients, callouts, users): Addressing,
+        (routes, recipients, callouts, users, locks): Addressing,
         policy: ClusterPolicy,
         (bayes, logistic): (TokenTable, Model),
         evidence: EvidenceTable,
@@ -233,6 +249,7 @@ impl Indexes {
             recipients: RwLock::new(recipients),
             callouts: RwLock::new(callouts),
             users: RwLock::new(users),
+            locks: RwLock::new(locks),
             policy: RwLock::new(policy),
             bayes: RwLock::new(bayes),
             logistic: RwLock::new(logistic),
@@ -247,6 +264,7 @@ impl Indexes {
         *write(&self.recipients) = into_inner(fresh.recipients);
         *write(&self.callouts) = into_inner(fresh.callouts);
         *write(&self.users) = into_inner(fresh.users);
+        *write(&self.locks) = into_inner(fresh.locks);
         *write(&self.policy) = into_inner(fresh.policy);
         *write(&self.bayes) = into_inner(fresh.bayes);
         *write(&self.logistic) = into_inner(fresh.logistic);
@@ -284,6 +302,14 @@ impl Indexes {
                 IndexChange::UserRemove { login } => {
                     write(&self.users).remove(&login);
                 }
+                IndexChange::Lock { login, lock } => match lock {
+                    Some(lock) => {
+                        write(&self.locks).insert(login, lock);
+                    }
+                    None => {
+                        write(&self.locks).remove(&login);
+                    }
+                },
                 IndexChange::Callouts { set, removed } => {
                     let mut answers = write(&self.callouts);
                     for key in removed {
@@ -348,6 +374,14 @@ impl Indexes {
     /// The submission account `login` (as stored: lower-case).
     pub fn account(&self, login: &str) -> Option<Account> {
         read(&self.users).get(login).cloned()
+    }
+
+    /// The lock on account `login` while it holds at `now_ms`.
+    pub fn lock_of(&self, login: &str, now_ms: i64) -> Option<Lock> {
+        read(&self.locks)
+            .get(login)
+            .filter(|l| l.until_ms > now_ms)
+            .cloned()
     }
 
     /// Mailboxes in the recipient lists.

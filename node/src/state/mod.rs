@@ -16,6 +16,7 @@ pub mod digest;
 mod evidence;
 mod knowledge;
 pub mod list_entries;
+pub mod locks;
 mod logistic;
 mod machine;
 mod policy;
@@ -154,6 +155,7 @@ impl StateStore {
                 recipients::load_keys(&db).map_err(sm_err)?,
                 callouts::load(&db).map_err(sm_err)?,
                 users::load(&db).map_err(sm_err)?,
+                locks::load(&db).map_err(sm_err)?,
             ),
             policy::query(&db).map_err(sm_err)?,
             (

@@ -5,7 +5,7 @@
 use openraft::StorageError;
 
 use super::list_entries::{self, ListFilter, ListPage};
-use super::{recipients, users};
+use super::{locks, recipients, users};
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
 
@@ -26,6 +26,12 @@ impl StateStore {
             recipients::page(&me.lock_db(), &domain, &after, limit).map_err(sm_err)
         })
         .await
+    }
+
+    /// Every locked account (expired locks too).
+    pub async fn locks(&self) -> Result<Vec<locks::LockRow>, StorageError<NodeId>> {
+        self.blocking(move |me| locks::list(&me.lock_db()).map_err(sm_err))
+            .await
     }
 
     /// Every submission account, without hashes.

@@ -112,6 +112,22 @@ const MIGRATIONS: &[&str] = &[
         author TEXT NOT NULL,
         created_at_ms INTEGER NOT NULL
      );",
+    // 15: outbound abuse: spam verdicts per account, and locked accounts (how often locked).
+    "CREATE TABLE outbound_strikes (
+        login TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        queue_id TEXT NOT NULL,
+        why TEXT NOT NULL
+     );
+     CREATE INDEX outbound_strikes_by_login ON outbound_strikes (login, at_ms);
+     CREATE TABLE identity_locks (
+        login TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        locked_at_ms INTEGER NOT NULL,
+        until_ms INTEGER NOT NULL,
+        locks INTEGER NOT NULL,
+        author TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this release writes.

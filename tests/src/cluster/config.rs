@@ -7,7 +7,8 @@ use std::path::Path;
 
 use peage_node::config::{
     AdminSection, ClusterSection, Config, DnsSection, EvidenceSection, ListenSection, ListsSection,
-    MemberConfig, NodeSection, RaftSection, Role, SmtpSection, SpoolSection, TokenConfig,
+    MemberConfig, NodeSection, OutboundSection, RaftSection, Role, SmtpSection, SpoolSection,
+    TokenConfig,
 };
 
 use super::{TestCluster, ADMIN_TOKEN, READ_TOKEN, SECRET, SITES};
@@ -71,6 +72,10 @@ impl TestCluster {
         let ip = format!("{}.{id}", self.net);
         Ok(Config {
             tls: self.node_tls(id)?,
+            outbound: OutboundSection {
+                notify: Some("abuse@example.test".into()),
+                ..OutboundSection::default()
+            },
             node: NodeSection {
                 id,
                 site: site.to_owned(),

@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
-use peage_tests::{smtplib_send_with, SmtpOptions, TestCluster, Tuning};
+use peage_tests::{smtplib_send_with, SinkProcess, SmtpOptions, TestCluster, Tuning};
 
 use super::with_local_domain_tuned;
 
@@ -78,8 +78,9 @@ fn auth_in_clear(c: &TestCluster) -> String {
     line
 }
 
-#[tokio::test]
-async fn accounts_send_over_tls_as_their_own_domains_only() {
+/// A cluster with submission (587, 465), its sink, and the account alice@shop.example
+/// (made with `peagectl user add`, its password on standard input).
+async fn with_alice() -> (TestCluster, SinkProcess) {
     let c = with_local_domain_tuned(Tuning {
         tls: true,
         ..Tuning::default()
@@ -95,6 +96,12 @@ async fn accounts_send_over_tls_as_their_own_domains_only() {
     ];
     let out = c.peagectl_with_input(0, &args, &format!("{PASSWORD}\n"));
     assert!(out.status.success(), "{out:?}");
+    (c, sink)
+}
+
+#[tokio::test]
+async fn accounts_send_over_tls_as_their_own_domains_only() {
+    let (c, sink) = with_alice().await;
     let listed = c.peagectl(2, &["user", "ls"]);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(
@@ -170,4 +177,57 @@ async fn accounts_send_over_tls_as_their_own_domains_only() {
     c.peagectl(1, &["user", "ls"]);
     let r = submit(&c, 1, false, alice, "alice@shop.example", b"x");
     assert_eq!(r.auth.as_ref().map(|a| a.0), Some(535), "{r:?}");
+}
+
+const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+#[tokio::test]
+async fn a_spam_run_spread_over_three_sites_locks_the_account_on_all_of_them() {
+    let (c, sink) = with_alice().await;
+    let alice = ("alice@shop.example", PASSWORD);
+    let spam = |n: usize| {
+        let mut m = message("alice@shop.example", &format!("run-{n}"));
+        m.extend_from_slice(GTUBE.as_bytes());
+        m.extend_from_slice(b"\r\n");
+        m
+    };
+    // Five spam messages, one site after another: each is held, none refused.
+    for n in 0..5 {
+        let r = submit(&c, n % 3, false, alice, "alice@shop.example", &spam(n));
+        assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    }
+    // Locked on every site within 2 s of the fifth verdict (each site's own replica).
+    let fifth = std::time::Instant::now();
+    for node in 0..3 {
+        peage_tests::wait_for("the lock at every site", Duration::from_secs(2), || {
+            let out = c.peagectl(node, &["--stale", "outbound", "identity", "ls"]);
+            let listed = String::from_utf8_lossy(&out.stdout).contains("alice@shop.example");
+            async move { listed.then_some(()) }
+        })
+        .await
+        .unwrap();
+    }
+    assert!(fifth.elapsed() < Duration::from_secs(2));
+    // The sixth, at yet another site: refused at MAIL FROM.
+    let r = submit(&c, 2, false, alice, "alice@shop.example", &spam(5));
+    assert_eq!(r.mail.as_ref().map(|m| m.0), Some(550), "{r:?}");
+    assert!(r.mail.as_ref().unwrap().1.contains("locked"), "{r:?}");
+    // The domain's postmaster and the operator hear of it; the evidence stays held.
+    for who in ["postmaster@shop.example", "abuse@example.test"] {
+        sink.wait_for_messages(who, 1, "the lock notification", Duration::from_secs(30))
+            .await;
+        let note = &sink.messages(who)[0];
+        assert!(
+            note.contains("alice@shop.example") && note.contains("locked"),
+            "{note}"
+        );
+    }
+    assert_eq!(super::quarantine(&c, 1).await.len(), 5);
+    // An operator unlocks it: clean mail goes again.
+    let out = c.peagectl(1, &["outbound", "identity", "unlock", "alice@shop.example"]);
+    assert!(out.status.success(), "{out:?}");
+    c.peagectl(0, &["outbound", "identity", "ls"]);
+    let clean = message("alice@shop.example", "after-unlock");
+    let r = submit(&c, 0, false, alice, "alice@shop.example", &clean);
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
 }

@@ -323,3 +323,60 @@ async fn the_logistic_model_trained_at_apply_is_the_one_trained_in_memory() {
         .collect();
     assert_eq!(reopened, at_apply);
 }
+
+#[tokio::test]
+async fn spam_strikes_lock_an_account_for_a_while_then_for_good() {
+    use peage_proto::v1::{IdentityUnlock, OutboundStrike};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = StateStore::open(dir.path()).unwrap();
+    let strike = |at_ms: i64| {
+        command::Kind::OutboundStrike(OutboundStrike {
+            login: "alice@shop.example".into(),
+            at_ms,
+            queue_id: format!("Q{at_ms}"),
+            why: "GTUBE".into(),
+            threshold: 3,
+            window_ms: 600_000,
+            lock_ms: 3_600_000,
+            max_auto_unlocks: 1,
+        })
+    };
+    let mut index = 0;
+    let mut apply = |cmds: Vec<command::Kind>| {
+        index += 1;
+        entry(index, cmds)
+    };
+    // Two strikes, then one out of the window: no lock.
+    let e = [
+        apply(vec![strike(0), strike(1_000)]),
+        apply(vec![strike(700_000)]),
+    ];
+    apply_all(&mut store, &e, 1).await;
+    assert_eq!(store.indexes().lock_of("alice@shop.example", 700_000), None);
+    // Three within ten minutes: locked for an hour.
+    let e = [apply(vec![strike(701_000), strike(702_000)])];
+    apply_all(&mut store, &e, 1).await;
+    let lock = store
+        .indexes()
+        .lock_of("alice@shop.example", 702_000)
+        .unwrap();
+    assert_eq!(lock.until_ms, 702_000 + 3_600_000);
+    assert!(lock.reason.contains("3 spam verdicts"), "{}", lock.reason);
+    // Past the hour, a second run: locked until an operator says otherwise.
+    let later = 702_000 + 3_600_000;
+    let e = [apply((1..=3).map(|i| strike(later + i)).collect())];
+    apply_all(&mut store, &e, 1).await;
+    let lock = store
+        .indexes()
+        .lock_of("alice@shop.example", i64::MAX - 1)
+        .unwrap();
+    assert_eq!(lock.until_ms, locks::UNTIL_UNLOCKED);
+    let e = [apply(vec![command::Kind::IdentityUnlock(IdentityUnlock {
+        login: "alice@shop.example".into(),
+    })])];
+    apply_all(&mut store, &e, 1).await;
+    assert_eq!(
+        store.indexes().lock_of("alice@shop.example", later + 10),
+        None
+    );
+}
