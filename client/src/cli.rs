@@ -77,6 +77,9 @@ pub enum Cmd {
     /// Outgoing mail: the accounts locked for sending spam.
     #[command(subcommand)]
     Outbound(OutboundCmd),
+    /// DKIM keys that sign the hosted domains' outgoing mail (admin token).
+    #[command(subcommand)]
+    Dkim(DkimCmd),
     /// Score messages without storing them: every symbol, the total and the verdict.
     Check {
         /// Message files (RFC 5322), or directories of them.
@@ -274,6 +277,26 @@ pub enum UsersCmd {
     /// batches of 10,000; a batch with an invalid address is refused whole (the error names
     /// it), the batches before it stay added.
     Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum DkimCmd {
+    /// Make a key for DOMAIN and print the DNS TXT record to publish. A domain's first key
+    /// signs at once; a later one waits for `dkim activate` (publish it first: rotation).
+    Generate {
+        domain: String,
+        /// The selector (`s=`); made up from the algorithm and the date when omitted.
+        #[arg(long, default_value = "")]
+        selector: String,
+        #[arg(long, default_value = "ed25519", value_parser = ["ed25519", "rsa"])]
+        algorithm: String,
+    },
+    /// Sign DOMAIN's mail with SELECTOR from now on (the others stop signing).
+    Activate { domain: String, selector: String },
+    /// Remove a key (remove its DNS record after the mail it signed has been read).
+    Rm { domain: String, selector: String },
+    /// Every key, with its DNS record and whether it signs.
+    Ls,
 }
 
 #[derive(Subcommand)]

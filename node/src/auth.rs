@@ -288,7 +288,7 @@ impl Authenticator {
 }
 
 /// The message without the whitespace-only lines that end its body, when it has any.
-fn without_trailing_blank_lines(message: &[u8]) -> Option<Vec<u8>> {
+pub fn without_trailing_blank_lines(message: &[u8]) -> Option<Vec<u8>> {
     let body_start = message.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let mut end = message.len();
     // Back over whole lines (ending in CRLF) that hold nothing but spaces and tabs.

@@ -26,6 +26,7 @@ pub mod state;
 // The mail path: sender authentication, judging, evidence, the leader's own proposals,
 // the spool and delivery.
 pub mod auth;
+pub mod dkim;
 pub mod evidence;
 pub mod housekeeping;
 pub mod judge;

@@ -7,14 +7,18 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+/// Records by (name, type).
+type Table = Arc<Mutex<HashMap<(String, RecordType), String>>>;
+
 pub struct DnsServer {
     pub addr: SocketAddr,
+    table: Table,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -44,7 +48,7 @@ impl DnsServer {
         // Wakes up now and then to see whether it is to stop.
         socket.set_read_timeout(Some(Duration::from_millis(100)))?;
         let addr = socket.local_addr()?;
-        let table: HashMap<(String, RecordType), String> = txt
+        let records: HashMap<(String, RecordType), String> = txt
             .iter()
             .map(|(n, v)| ((n.to_ascii_lowercase(), RecordType::TXT), (*v).to_owned()))
             .chain(
@@ -52,6 +56,8 @@ impl DnsServer {
                     .map(|(n, v)| ((n.to_ascii_lowercase(), RecordType::A), (*v).to_owned())),
             )
             .collect();
+        let table: Table = Arc::new(Mutex::new(records));
+        let served = table.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -60,16 +66,29 @@ impl DnsServer {
                 let Ok((n, from)) = socket.recv_from(&mut buf) else {
                     continue;
                 };
-                if let Some(reply) = answer(&table, &buf[..n]) {
+                let reply = answer(&served.lock().unwrap(), &buf[..n]);
+                if let Some(reply) = reply {
                     let _ = socket.send_to(&reply, from);
                 }
             }
         });
         Ok(DnsServer {
             addr,
+            table,
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+impl DnsServer {
+    /// Publishes one more TXT record (a key made after the server started).
+    pub fn add_txt(&self, name: &str, text: &str) {
+        let key = (
+            name.trim_end_matches('.').to_ascii_lowercase(),
+            RecordType::TXT,
+        );
+        self.table.lock().unwrap().insert(key, text.to_owned());
     }
 }
 

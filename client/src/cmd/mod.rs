@@ -2,6 +2,7 @@
 
 mod check;
 mod context;
+mod dkim;
 mod domain;
 mod learn;
 mod lists;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Cmd::List(cmd) => lists::run(&mut ctx, cmd).await,
         Cmd::Domain(cmd) => domain::run(&mut ctx, cmd).await,
         Cmd::User(cmd) => users::run(&mut ctx, cmd).await,
+        Cmd::Dkim(cmd) => dkim::run(&mut ctx, cmd).await,
         Cmd::Outbound(OutboundCmd::Identity(cmd)) => users::identities(&mut ctx, cmd).await,
         Cmd::Check {
             paths,

@@ -7,6 +7,7 @@
 
 mod auth;
 mod convert;
+mod dkim;
 mod learn;
 mod lists;
 mod maintenance;
@@ -145,6 +146,26 @@ impl Admin for AdminService {
     ) -> Reply<IdentityChangeReply> {
         self.tokens.authorize(&req, Role::Admin)?;
         answer(users::unlock(self, req.into_inner()).await)
+    }
+
+    async fn dkim_generate(&self, req: Request<DkimGenerateRequest>) -> Reply<DkimKeyReply> {
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        answer(dkim::generate(self, author, req.into_inner()).await)
+    }
+
+    async fn dkim_activate(&self, req: Request<DkimSelectorRequest>) -> Reply<DkimKeyReply> {
+        let author = self.tokens.authorize(&req, Role::Admin)?;
+        answer(dkim::activate(self, author, req.into_inner()).await)
+    }
+
+    async fn dkim_remove(&self, req: Request<DkimSelectorRequest>) -> Reply<DkimKeyReply> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(dkim::remove(self, req.into_inner()).await)
+    }
+
+    async fn dkim_list(&self, req: Request<DkimListRequest>) -> Reply<DkimListReply> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(dkim::list(self, req.into_inner()).await)
     }
 
     async fn check_message(&self, req: Request<CheckMessageRequest>) -> Reply<CheckMessageReply> {

@@ -20,6 +20,7 @@ use super::submission::{self, Submission};
 use super::{NewMessage, Spooler};
 use crate::auth::Authenticator;
 use crate::clock::now_ms;
+use crate::dkim;
 use crate::evidence::Recorder;
 use crate::judge::{authenticate, judge, wire_symbols, Judged};
 use crate::metrics::{observe_stage, ACCEPT_STAGE_SECONDS, VERDICTS};
@@ -216,6 +217,13 @@ impl NodeAcceptor {
             let from = submission::header_from(&judged.message).unwrap_or_default();
             if let Err(reply) = submission::owned(indexes, login, &from, "From") {
                 return reply;
+            }
+            let domain = submission::domain_of(&from).unwrap_or_default();
+            if let Some(key) = indexes.dkim_key(&domain) {
+                match dkim::sign(&judged.message, &domain, &key) {
+                    Ok(signed) => judged.message = signed,
+                    Err(e) => tracing::warn!(%domain, error = %e, "not DKIM-signed"),
+                }
             }
         }
         let authentication = authenticate(auth, &mut judged).await;

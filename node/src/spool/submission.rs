@@ -117,7 +117,7 @@ impl Submission {
 }
 
 /// The domain of `address`, lower-case.
-fn domain_of(address: &str) -> Option<String> {
+pub fn domain_of(address: &str) -> Option<String> {
     let (local, domain) = address.rsplit_once('@')?;
     (!local.is_empty() && !domain.is_empty()).then(|| domain.to_ascii_lowercase())
 }

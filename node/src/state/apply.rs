@@ -11,7 +11,8 @@ use peage_proto::v1::{command, CommandBatch};
 use super::knowledge::IndexChange;
 use super::logistic::BatchWeights;
 use super::{
-    bayes, callouts, evidence, list_entries, locks, policy, recipients, routing, spool, users,
+    bayes, callouts, dkim_keys, evidence, list_entries, locks, policy, recipients, routing, spool,
+    users,
 };
 use crate::types::{BatchOutcome, Outcome, COMMAND_VERSION};
 
@@ -68,6 +69,8 @@ fn apply_command(
         Kind::OutboundStrike(s) => locks::apply_strike(tx, s, changes),
         Kind::IdentityLock(l) => locks::apply_lock(tx, l, changes),
         Kind::IdentityUnlock(u) => locks::apply_unlock(tx, u, changes),
+        Kind::DkimKeySet(k) => dkim_keys::apply_set(tx, k, changes),
+        Kind::DkimKeyRemove(k) => dkim_keys::apply_remove(tx, k, changes),
         Kind::PolicySet(p) => policy::apply_set(tx, p, changes),
         Kind::SpoolPut(put) => spool::apply_put(tx, put, changes),
         Kind::SpoolDone(done) => spool::apply_done(tx, done, changes),

@@ -5,8 +5,8 @@ use openraft::StorageError;
 use sha2::{Digest, Sha256};
 
 use super::{
-    bayes, callouts, evidence, list_entries, locks, logistic, policy, recipients, routing, spool,
-    users,
+    bayes, callouts, dkim_keys, evidence, list_entries, locks, logistic, policy, recipients,
+    routing, spool, users,
 };
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
@@ -38,6 +38,7 @@ impl StateStore {
             callouts::digest_rows(&db, &mut out).map_err(sm_err)?;
             users::digest_rows(&db, &mut out).map_err(sm_err)?;
             locks::digest_rows(&db, &mut out).map_err(sm_err)?;
+            dkim_keys::digest_rows(&db, &mut out).map_err(sm_err)?;
             Ok(StateDigest {
                 sha256: hex::encode(h.finalize()),
                 applied_index,

@@ -14,87 +14,11 @@ use peage_mail::lists::{normalize_probe, EntryKind, ListEntry, ListIndex};
 use peage_mail::logistic::{self, Model};
 use peage_mail::sync::{into_inner, read, write};
 
+use super::addressing::Addressing;
+pub use super::addressing::{
+    Account, CalloutAnswer, DkimKey, DmarcAction, DomainRoute, Lock, Verify,
+};
 use crate::clock::now_ms;
-
-/// A local domain's entry in the routing table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DomainRoute {
-    /// smtp://HOST:PORT
-    pub route: String,
-    pub author: String,
-    pub created_at_ms: i64,
-    pub verify: Verify,
-    pub dmarc: DmarcAction,
-}
-
-/// What a failing DMARC policy does to mail for a local domain, from the most lenient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum DmarcAction {
-    /// Its symbol's points only.
-    Score,
-    /// The sender's p=reject or p=quarantine holds the message, never refuses it.
-    Quarantine,
-    /// The sender's policy as it says: p=reject refused (550), p=quarantine held.
-    Reject,
-    /// Whatever the node's `dns.dmarc_policy` says.
-    #[default]
-    NodeDefault,
-}
-
-impl DmarcAction {
-    /// The operator's word (empty or `default`: the node's setting).
-    pub fn parse(word: &str) -> Option<DmarcAction> {
-        match word {
-            "" | "default" => Some(DmarcAction::NodeDefault),
-            "score" => Some(DmarcAction::Score),
-            "quarantine" => Some(DmarcAction::Quarantine),
-            "reject" => Some(DmarcAction::Reject),
-            _ => None,
-        }
-    }
-
-    /// As stored and shown (empty for the node's setting).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DmarcAction::NodeDefault => "",
-            DmarcAction::Score => "score",
-            DmarcAction::Quarantine => "quarantine",
-            DmarcAction::Reject => "reject",
-        }
-    }
-}
-
-/// How a local domain's RCPT addresses are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Verify {
-    /// Any local part is accepted (the downstream may refuse it later).
-    #[default]
-    None,
-    /// Only the mailboxes in the replicated recipient list; others `550 5.1.1`.
-    List,
-    /// What the downstream answers to `RCPT` (asked once, the answer cached cluster-wide).
-    Callout,
-}
-
-impl Verify {
-    /// The configuration's word (empty: an older release's `DomainSet`, `none`).
-    pub fn parse(word: &str) -> Option<Verify> {
-        match word {
-            "" | "none" => Some(Verify::None),
-            "list" => Some(Verify::List),
-            "callout" => Some(Verify::Callout),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verify::None => "none",
-            Verify::List => "list",
-            Verify::Callout => "callout",
-        }
-    }
-}
 
 /// The replicated policy: the filter's thresholds, and how long quarantine is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,35 +45,6 @@ pub fn recipient_key(address: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(address.as_bytes())
 }
 
-/// What the callout index keeps per mailbox key: the downstream's answer (valid or not),
-/// and until when it holds.
-pub type CalloutAnswer = (bool, i64);
-
-/// What AUTH and the sender check need of a submission account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub password_hash: String,
-    pub domains: Vec<String>,
-}
-
-/// Why an account may not send, and until when (`locks::UNTIL_UNLOCKED`: an operator's
-/// call).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lock {
-    pub until_ms: i64,
-    pub reason: String,
-}
-
-/// Who may receive and send: the routing table, the recipient lists, the callout cache, the
-/// submission accounts and their locks, as loaded from the database.
-pub(super) type Addressing = (
-    BTreeMap<String, DomainRoute>,
-    HashSet<u64>,
-    HashMap<u64, CalloutAnswer>,
-    HashMap<String, Account>,
-    HashMap<String, Lock>,
-);
-
 /// Evidence per key: [ham, spam, reject] in thousandths of a message.
 pub type EvidenceTable = HashMap<String, [i64; 3]>;
 
@@ -169,6 +64,11 @@ pub enum IndexChange {
     Recipients {
         added: Vec<u64>,
         removed: Vec<u64>,
+    },
+    /// A domain's signing key now (`None`: it signs nothing).
+    Dkim {
+        domain: String,
+        key: Option<DkimKey>,
     },
     /// An account locked (or its lock changed), or unlocked (`None`).
     Lock {
@@ -224,6 +124,8 @@ pub struct Indexes {
     users: RwLock<HashMap<String, Account>>,
     /// Locked accounts by login (expired locks too: they count towards the unlocks).
     locks: RwLock<HashMap<String, Lock>>,
+    /// The signing key of each hosted domain that has one.
+    dkim: RwLock<HashMap<String, DkimKey>>,
     /// The filter's thresholds (read on every message) and the quarantine's retention.
     policy: RwLock<ClusterPolicy>,
     /// The classifier's counts, in step with `bayes_tokens` / `bayes_learned`.
@@ -238,18 +140,19 @@ impl Indexes {
     /// Indexes holding what was loaded from the database.
     pub(super) fn new(
         lists: ListIndex,
-        (routes, recipients, callouts, users, locks): Addressing,
+        addressing: Addressing,
         policy: ClusterPolicy,
         (bayes, logistic): (TokenTable, Model),
         evidence: EvidenceTable,
     ) -> Indexes {
         Indexes {
             lists: RwLock::new(lists),
-            routes: RwLock::new(routes),
-            recipients: RwLock::new(recipients),
-            callouts: RwLock::new(callouts),
-            users: RwLock::new(users),
-            locks: RwLock::new(locks),
+            routes: RwLock::new(addressing.routes),
+            recipients: RwLock::new(addressing.recipients),
+            callouts: RwLock::new(addressing.callouts),
+            users: RwLock::new(addressing.users),
+            locks: RwLock::new(addressing.locks),
+            dkim: RwLock::new(addressing.dkim),
             policy: RwLock::new(policy),
             bayes: RwLock::new(bayes),
             logistic: RwLock::new(logistic),
@@ -265,6 +168,7 @@ impl Indexes {
         *write(&self.callouts) = into_inner(fresh.callouts);
         *write(&self.users) = into_inner(fresh.users);
         *write(&self.locks) = into_inner(fresh.locks);
+        *write(&self.dkim) = into_inner(fresh.dkim);
         *write(&self.policy) = into_inner(fresh.policy);
         *write(&self.bayes) = into_inner(fresh.bayes);
         *write(&self.logistic) = into_inner(fresh.logistic);
@@ -302,6 +206,14 @@ impl Indexes {
                 IndexChange::UserRemove { login } => {
                     write(&self.users).remove(&login);
                 }
+                IndexChange::Dkim { domain, key } => match key {
+                    Some(key) => {
+                        write(&self.dkim).insert(domain, key);
+                    }
+                    None => {
+                        write(&self.dkim).remove(&domain);
+                    }
+                },
                 IndexChange::Lock { login, lock } => match lock {
                     Some(lock) => {
                         write(&self.locks).insert(login, lock);
@@ -374,6 +286,11 @@ impl Indexes {
     /// The submission account `login` (as stored: lower-case).
     pub fn account(&self, login: &str) -> Option<Account> {
         read(&self.users).get(login).cloned()
+    }
+
+    /// The key that signs `domain`'s outgoing mail, if it has one.
+    pub fn dkim_key(&self, domain: &str) -> Option<DkimKey> {
+        read(&self.dkim).get(domain).cloned()
     }
 
     /// The lock on account `login` while it holds at `now_ms`.

@@ -9,10 +9,12 @@
 //! apply and its reads; `apply` dispatches to them, `knowledge` holds the indexes the
 //! filter reads, `spool_index` the spool in memory, `queries` and `digest` the read API.
 
+pub mod addressing;
 mod apply;
 mod bayes;
 pub mod callouts;
 pub mod digest;
+pub mod dkim_keys;
 mod evidence;
 mod knowledge;
 pub mod list_entries;
@@ -39,7 +41,7 @@ use peage_mail::lists::ListIndex;
 use peage_mail::sync::{lock, read, write};
 
 use crate::types::{Membership, NodeId};
-pub use knowledge::{ClusterPolicy, DmarcAction, DomainRoute, Indexes, Verify};
+pub use knowledge::{ClusterPolicy, DkimKey, DmarcAction, DomainRoute, Indexes, Verify};
 pub use spool_index::{Lapsed, SpoolCounts, SpoolIndex};
 
 const DB_FILE: &str = "state.sqlite";
@@ -150,13 +152,14 @@ impl StateStore {
         }
         let fresh = Indexes::new(
             lists,
-            (
-                routing::query(&db).map_err(sm_err)?,
-                recipients::load_keys(&db).map_err(sm_err)?,
-                callouts::load(&db).map_err(sm_err)?,
-                users::load(&db).map_err(sm_err)?,
-                locks::load(&db).map_err(sm_err)?,
-            ),
+            addressing::Addressing {
+                routes: routing::query(&db).map_err(sm_err)?,
+                recipients: recipients::load_keys(&db).map_err(sm_err)?,
+                callouts: callouts::load(&db).map_err(sm_err)?,
+                users: users::load(&db).map_err(sm_err)?,
+                locks: locks::load(&db).map_err(sm_err)?,
+                dkim: dkim_keys::load(&db).map_err(sm_err)?,
+            },
             policy::query(&db).map_err(sm_err)?,
             (
                 bayes::load_table(&db).map_err(sm_err)?,

@@ -5,7 +5,7 @@
 use openraft::StorageError;
 
 use super::list_entries::{self, ListFilter, ListPage};
-use super::{locks, recipients, users};
+use super::{dkim_keys, locks, recipients, users};
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
 
@@ -26,6 +26,12 @@ impl StateStore {
             recipients::page(&me.lock_db(), &domain, &after, limit).map_err(sm_err)
         })
         .await
+    }
+
+    /// Every DKIM key, without its private half.
+    pub async fn dkim_keys(&self) -> Result<Vec<dkim_keys::DkimRow>, StorageError<NodeId>> {
+        self.blocking(move |me| dkim_keys::list(&me.lock_db()).map_err(sm_err))
+            .await
     }
 
     /// Every locked account (expired locks too).

@@ -128,6 +128,18 @@ const MIGRATIONS: &[&str] = &[
         locks INTEGER NOT NULL,
         author TEXT NOT NULL
      );",
+    // 16: DKIM keys of hosted domains (PKCS#8), the active one signing.
+    "CREATE TABLE dkim_keys (
+        domain TEXT NOT NULL,
+        selector TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        private_key BLOB NOT NULL,
+        public_key TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        author TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (domain, selector)
+     );",
 ];
 
 /// The schema version this release writes.

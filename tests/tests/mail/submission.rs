@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
-use peage_tests::{smtplib_send_with, SinkProcess, SmtpOptions, TestCluster, Tuning};
+use peage_tests::{smtplib_send_with, DnsServer, SinkProcess, SmtpOptions, TestCluster, Tuning};
 
 use super::with_local_domain_tuned;
 
@@ -79,10 +79,12 @@ fn auth_in_clear(c: &TestCluster) -> String {
 }
 
 /// A cluster with submission (587, 465), its sink, and the account alice@shop.example
-/// (made with `peagectl user add`, its password on standard input).
-async fn with_alice() -> (TestCluster, SinkProcess) {
+/// (made with `peagectl user add`, its password on standard input); authenticating against
+/// `dns` when given.
+async fn with_alice(dns: Option<&DnsServer>) -> (TestCluster, SinkProcess) {
     let c = with_local_domain_tuned(Tuning {
         tls: true,
+        dns_server: dns.map(|d| d.addr),
         ..Tuning::default()
     })
     .await;
@@ -101,7 +103,7 @@ async fn with_alice() -> (TestCluster, SinkProcess) {
 
 #[tokio::test]
 async fn accounts_send_over_tls_as_their_own_domains_only() {
-    let (c, sink) = with_alice().await;
+    let (c, sink) = with_alice(None).await;
     let listed = c.peagectl(2, &["user", "ls"]);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(
@@ -183,7 +185,7 @@ const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EM
 
 #[tokio::test]
 async fn a_spam_run_spread_over_three_sites_locks_the_account_on_all_of_them() {
-    let (c, sink) = with_alice().await;
+    let (c, sink) = with_alice(None).await;
     let alice = ("alice@shop.example", PASSWORD);
     let spam = |n: usize| {
         let mut m = message("alice@shop.example", &format!("run-{n}"));
@@ -230,4 +232,90 @@ async fn a_spam_run_spread_over_three_sites_locks_the_account_on_all_of_them() {
     let clean = message("alice@shop.example", "after-unlock");
     let r = submit(&c, 0, false, alice, "alice@shop.example", &clean);
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+}
+
+/// `peagectl dkim generate` for shop.example, its record published in `dns`.
+fn dkim_key(c: &TestCluster, dns: &DnsServer, algorithm: &str, selector: &str) -> bool {
+    let args = [
+        "--json",
+        "dkim",
+        "generate",
+        "shop.example",
+        "--algorithm",
+        algorithm,
+        "--selector",
+        selector,
+    ];
+    let out = c.peagectl(0, &args);
+    assert!(out.status.success(), "{out:?}");
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = &reply["key"];
+    dns.add_txt(
+        key["dns_name"].as_str().unwrap(),
+        key["dns_record"].as_str().unwrap(),
+    );
+    key["active"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn outgoing_mail_is_dkim_signed_with_either_algorithm_and_verifies() {
+    let dns = DnsServer::start("127.0.0.1", &[]).unwrap();
+    let (c, sink) = with_alice(Some(&dns)).await;
+    // The domain's first key signs at once; the second waits for its turn (rotation).
+    assert!(dkim_key(&c, &dns, "ed25519", "ed1"));
+    assert!(!dkim_key(&c, &dns, "rsa", "rsa1"));
+    let alice = ("alice@shop.example", PASSWORD);
+    // Whitespace-only lines at the end of the body (mail-auth 0.13.3 hashes them wrongly).
+    let mut first = message("alice@shop.example", "signed-ed");
+    first.extend_from_slice(b" \r\n\t\r\n");
+    let r = submit(&c, 1, false, alice, "alice@shop.example", &first);
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    let out = c.peagectl(2, &["dkim", "activate", "shop.example", "rsa1"]);
+    assert!(out.status.success(), "{out:?}");
+    c.peagectl(1, &["dkim", "ls"]);
+    let r = submit(
+        &c,
+        1,
+        false,
+        alice,
+        "alice@shop.example",
+        &message("alice@shop.example", "signed-rsa"),
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    sink.wait_for_messages(
+        "bob@elsewhere.example",
+        2,
+        "both signed messages",
+        Duration::from_secs(30),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    for (subject, selector, algorithm) in [
+        ("signed-ed", "ed1", "ed25519-sha256"),
+        ("signed-rsa", "rsa1", "rsa-sha256"),
+    ] {
+        let all = sink.messages("bob@elsewhere.example");
+        let m = all.iter().find(|m| m.contains(subject)).expect("delivered");
+        assert!(
+            m.contains(&format!("s={selector}")) && m.contains(&format!("a={algorithm}")),
+            "{m}"
+        );
+        // Verified by the cluster's own DKIM check, against the published records.
+        let file = dir.path().join(format!("{subject}.eml"));
+        std::fs::write(&file, m).unwrap();
+        let out = c.peagectl(
+            0,
+            &[
+                "check",
+                file.to_str().unwrap(),
+                "--from",
+                "alice@shop.example",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("DKIM_VALID") && !text.contains("DKIM_INVALID"),
+            "{subject}: {text}"
+        );
+    }
 }

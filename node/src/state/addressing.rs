@@ -1,0 +1,131 @@
+//! The vocabulary of who may receive and send: a local domain's route and how its
+//! recipients are verified, what a failing DMARC policy does, the callout answers, the
+//! submission accounts, their locks and their domains' DKIM keys, and all of them as loaded
+//! from the database.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A local domain's entry in the routing table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRoute {
+    /// smtp://HOST:PORT
+    pub route: String,
+    pub author: String,
+    pub created_at_ms: i64,
+    pub verify: Verify,
+    pub dmarc: DmarcAction,
+}
+
+/// What a failing DMARC policy does to mail for a local domain, from the most lenient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum DmarcAction {
+    /// Its symbol's points only.
+    Score,
+    /// The sender's p=reject or p=quarantine holds the message, never refuses it.
+    Quarantine,
+    /// The sender's policy as it says: p=reject refused (550), p=quarantine held.
+    Reject,
+    /// Whatever the node's `dns.dmarc_policy` says.
+    #[default]
+    NodeDefault,
+}
+
+impl DmarcAction {
+    /// The operator's word (empty or `default`: the node's setting).
+    pub fn parse(word: &str) -> Option<DmarcAction> {
+        match word {
+            "" | "default" => Some(DmarcAction::NodeDefault),
+            "score" => Some(DmarcAction::Score),
+            "quarantine" => Some(DmarcAction::Quarantine),
+            "reject" => Some(DmarcAction::Reject),
+            _ => None,
+        }
+    }
+
+    /// As stored and shown (empty for the node's setting).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmarcAction::NodeDefault => "",
+            DmarcAction::Score => "score",
+            DmarcAction::Quarantine => "quarantine",
+            DmarcAction::Reject => "reject",
+        }
+    }
+}
+
+/// How a local domain's RCPT addresses are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verify {
+    /// Any local part is accepted (the downstream may refuse it later).
+    #[default]
+    None,
+    /// Only the mailboxes in the replicated recipient list; others `550 5.1.1`.
+    List,
+    /// What the downstream answers to `RCPT` (asked once, the answer cached cluster-wide).
+    Callout,
+}
+
+impl Verify {
+    /// The configuration's word (empty: an older release's `DomainSet`, `none`).
+    pub fn parse(word: &str) -> Option<Verify> {
+        match word {
+            "" | "none" => Some(Verify::None),
+            "list" => Some(Verify::List),
+            "callout" => Some(Verify::Callout),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verify::None => "none",
+            Verify::List => "list",
+            Verify::Callout => "callout",
+        }
+    }
+}
+
+/// What the callout index keeps per mailbox key: the downstream's answer (valid or not),
+/// and until when it holds.
+pub type CalloutAnswer = (bool, i64);
+
+/// What AUTH and the sender check need of a submission account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub password_hash: String,
+    pub domains: Vec<String>,
+}
+
+/// Why an account may not send, and until when (`locks::UNTIL_UNLOCKED`: an operator's
+/// call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    pub until_ms: i64,
+    pub reason: String,
+}
+
+/// A hosted domain's signing key: its selector, `ed25519` or `rsa`, and PKCS#8 DER.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DkimKey {
+    pub selector: String,
+    pub algorithm: String,
+    pub private_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for DkimKey {
+    // Never the private half in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DkimKey({} {})", self.selector, self.algorithm)
+    }
+}
+
+/// Who may receive and send, as loaded from the database: the routing table, the recipient
+/// lists, the callout cache, the submission accounts, their locks and their domains' keys.
+pub(super) struct Addressing {
+    pub routes: BTreeMap<String, DomainRoute>,
+    pub recipients: HashSet<u64>,
+    pub callouts: HashMap<u64, CalloutAnswer>,
+    pub users: HashMap<String, Account>,
+    pub locks: HashMap<String, Lock>,
+    pub dkim: HashMap<String, DkimKey>,
+}
