@@ -7,6 +7,7 @@
 //! time, within the same budget.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mail_auth::hickory_resolver::config::{
@@ -42,7 +43,7 @@ pub struct Authentication {
 /// The resolver and limits sender authentication works with, and what it makes of a
 /// failing DMARC policy.
 pub struct Authenticator {
-    inner: MessageAuthenticator,
+    inner: Arc<MessageAuthenticator>,
     hostname: String,
     budget: Duration,
     /// A failing DMARC policy of reject or quarantine decides the verdict (else it is scored).
@@ -79,12 +80,17 @@ impl Authenticator {
             MessageAuthenticator::new(ResolverConfig::from_name_servers(name_servers), opts)?
         };
         Ok(Authenticator {
-            inner,
+            inner: Arc::new(inner),
             hostname,
             budget,
             honour_dmarc,
             blocklists,
         })
+    }
+
+    /// The resolvers, for the other lookups the node makes (outgoing mail's MX).
+    pub fn resolver(&self) -> Arc<MessageAuthenticator> {
+        self.inner.clone()
     }
 
     /// Authenticates one message and asks the blocklists about it, all at once; past the

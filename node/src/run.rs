@@ -29,6 +29,7 @@ use crate::spool::acceptor::NodeAcceptor;
 use crate::spool::callout::Callout;
 use crate::spool::delivery::connections::Connections;
 use crate::spool::delivery::ledger::{Ledger, LEDGER_FILE};
+use crate::spool::delivery::mx::MxResolver;
 use crate::spool::delivery::send::Downstream;
 use crate::spool::delivery::{self, DeliveryConfig};
 use crate::spool::janitor::{self, JanitorConfig};
@@ -362,6 +363,11 @@ fn start_mail_path(
             .bounce_route
             .as_deref()
             .and_then(|r| normalize_route(r).ok()),
+        mx: edge
+            .auth
+            .as_ref()
+            .filter(|_| config.outbound.mx_lookup)
+            .map(|auth| MxResolver::new(auth.resolver(), config.outbound.mx_port)),
     };
     let callout = Callout {
         downstream: downstream.clone(),

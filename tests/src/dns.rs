@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::rdata::{MX, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 /// Records by (name, type).
 type Table = Arc<Mutex<HashMap<(String, RecordType), String>>>;
@@ -84,11 +84,18 @@ impl DnsServer {
 impl DnsServer {
     /// Publishes one more TXT record (a key made after the server started).
     pub fn add_txt(&self, name: &str, text: &str) {
-        let key = (
-            name.trim_end_matches('.').to_ascii_lowercase(),
-            RecordType::TXT,
-        );
-        self.table.lock().unwrap().insert(key, text.to_owned());
+        self.add(name, RecordType::TXT, text);
+    }
+
+    /// Names `exchange` the mail server of `domain`, and `ip` its address.
+    pub fn add_mx(&self, domain: &str, exchange: &str, ip: &str) {
+        self.add(domain, RecordType::MX, exchange);
+        self.add(exchange, RecordType::A, ip);
+    }
+
+    fn add(&self, name: &str, kind: RecordType, value: &str) {
+        let key = (name.trim_end_matches('.').to_ascii_lowercase(), kind);
+        self.table.lock().unwrap().insert(key, value.to_owned());
     }
 }
 
@@ -107,7 +114,14 @@ fn answer(table: &HashMap<(String, RecordType), String>, query: &[u8]) -> Option
     reply.metadata.recursion_available = true;
     reply.queries.push(question.clone());
     let owner = Name::from_ascii(format!("{name}.")).ok()?;
-    if let (Some(address), RecordType::A) = (found, question.query_type()) {
+    if let (Some(exchange), RecordType::MX) = (found, question.query_type()) {
+        let exchange = Name::from_ascii(format!("{exchange}.")).ok()?;
+        reply.add_answer(Record::from_rdata(
+            owner,
+            60,
+            RData::MX(MX::new(10, exchange)),
+        ));
+    } else if let (Some(address), RecordType::A) = (found, question.query_type()) {
         let address: std::net::Ipv4Addr = address.parse().ok()?;
         reply.add_answer(Record::from_rdata(owner, 60, RData::A(address.into())));
     } else if let Some(text) = found {

@@ -126,6 +126,12 @@ pub struct OutboundSection {
     pub max_auto_unlocks: u32,
     /// Who else is told of a lock (the account's domains' postmaster always is).
     pub notify: Option<String>,
+    /// Mail for domains outside the routing table goes to their MX (asked through
+    /// `dns.servers`; needs `dns.authenticate`); where the DNS names no mail server, to
+    /// `spool.bounce_route`. Off: everything outside the table goes to `bounce_route`.
+    pub mx_lookup: bool,
+    /// The port of the exchanges (25; a test points it elsewhere).
+    pub mx_port: u16,
 }
 
 impl Default for OutboundSection {
@@ -136,6 +142,8 @@ impl Default for OutboundSection {
             lock_secs: 3600,
             max_auto_unlocks: 3,
             notify: None,
+            mx_lookup: true,
+            mx_port: 25,
         }
     }
 }

@@ -74,6 +74,8 @@ impl TestCluster {
             tls: self.node_tls(id)?,
             outbound: OutboundSection {
                 notify: Some("abuse@example.test".into()),
+                // The sinks a test starts listen there.
+                mx_port: 2626,
                 ..OutboundSection::default()
             },
             node: NodeSection {

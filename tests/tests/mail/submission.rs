@@ -319,3 +319,28 @@ async fn outgoing_mail_is_dkim_signed_with_either_algorithm_and_verifies() {
         );
     }
 }
+
+#[tokio::test]
+async fn outgoing_mail_reaches_the_mx_the_dns_names() {
+    let dns = DnsServer::start("127.0.0.1", &[]).unwrap();
+    let (c, sink) = with_alice(Some(&dns)).await;
+    // elsewhere.example's mail server, as the DNS names it: not the bounce route's sink.
+    let mx_ip = format!("{}.201", c.net);
+    dns.add_mx("elsewhere.example", "mx.elsewhere.example", &mx_ip);
+    let dir = tempfile::tempdir().unwrap();
+    let mx = SinkProcess::start(&format!("{mx_ip}:2626"), dir.path())
+        .await
+        .unwrap();
+    let alice = ("alice@shop.example", PASSWORD);
+    let body = message("alice@shop.example", "via-mx");
+    let r = submit(&c, 2, false, alice, "alice@shop.example", &body);
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    mx.wait_for_messages(
+        "bob@elsewhere.example",
+        1,
+        "delivery to the MX",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(sink.messages("bob@elsewhere.example").is_empty());
+}

@@ -8,6 +8,7 @@
 
 pub mod connections;
 pub mod ledger;
+pub mod mx;
 mod ownership;
 pub mod plan;
 mod repair;

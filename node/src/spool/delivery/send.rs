@@ -10,6 +10,7 @@ use mail_send::SmtpClientBuilder;
 use peage_mail::smtp::address::smtp_path;
 
 use super::connections::{Connections, SmtpConnection};
+use super::mx::{MxAnswer, MxResolver};
 use crate::cluster::Cluster;
 use crate::metrics::DELIVERY_THROTTLED;
 use crate::spool::bodies::body_of;
@@ -27,6 +28,8 @@ pub struct Downstream {
     /// Where mail for domains outside the routing table goes (DSNs to remote senders):
     /// the outbound smarthost. None: such mail waits for a route.
     pub bounce_route: Option<String>,
+    /// Domains outside the routing table go to their MX when this is set.
+    pub mx: Option<MxResolver>,
     /// Connections open to each route at once (attempts past it wait for one to finish
     /// rather than meet the downstream's own per-client limit), and the idle ones reused.
     pub connections: Connections,
@@ -105,16 +108,10 @@ pub async fn attempt(
     let mut by_route: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for rcpt in &m.rcpt_to {
         let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
-        match cluster
-            .state()
-            .indexes()
-            .route_for(&domain.to_ascii_lowercase())
-            .or_else(|| downstream.bounce_route.clone())
-        {
-            Some(route) => by_route.entry(route).or_default().push(rcpt.clone()),
-            None => result
-                .retry
-                .push((rcpt.clone(), format!("no route for {domain}"))),
+        match route_of(cluster, downstream, &domain.to_ascii_lowercase()).await {
+            Ok(route) => by_route.entry(route).or_default().push(rcpt.clone()),
+            Err((true, why)) => result.fail(rcpt, why),
+            Err((false, why)) => result.retry.push((rcpt.clone(), why)),
         }
     }
     for (route, rcpts) in by_route {
@@ -124,6 +121,31 @@ pub async fn attempt(
         result.retry.extend(r.retry);
     }
     result
+}
+
+/// Where mail for `domain` goes: the routing table's route, else its MX (when looked up),
+/// else the bounce route; `Err((permanent, why))` when there is none now (or ever).
+async fn route_of(
+    cluster: &Cluster,
+    downstream: &Downstream,
+    domain: &str,
+) -> Result<String, (bool, String)> {
+    if let Some(route) = cluster.state().indexes().route_for(domain) {
+        return Ok(route);
+    }
+    let answer = match &downstream.mx {
+        Some(mx) => mx.routes(domain).await,
+        None => MxAnswer::None,
+    };
+    match (answer, &downstream.bounce_route) {
+        (MxAnswer::Routes(routes), _) => Ok(routes[0].clone()),
+        (MxAnswer::TempFail(why), _) => Err((false, why)),
+        (MxAnswer::None, Some(route)) => Ok(route.clone()),
+        (MxAnswer::None, None) if downstream.mx.is_some() => {
+            Err((true, format!("5.1.2 {domain} has no mail server")))
+        }
+        (MxAnswer::None, None) => Err((false, format!("no route for {domain}"))),
+    }
 }
 
 /// One SMTP transaction to `route` (smtp://HOST:PORT), on a connection left open by an
@@ -392,6 +414,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             bind_address: None,
             bounce_route: None,
+            mx: None,
             connections: Connections::new(2),
         }
     }
