@@ -31,6 +31,7 @@ pub mod evidence;
 pub mod housekeeping;
 pub mod judge;
 pub mod logins;
+pub mod ratelimit;
 pub mod spool;
 
 // What operators reach, and the node's life.

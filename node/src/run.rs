@@ -25,6 +25,7 @@ use crate::config::{Config, DmarcPolicy};
 use crate::evidence::{self, EvidenceConfig, Recorder};
 use crate::grpc_tls::GrpcTls;
 use crate::logins::Logins;
+use crate::ratelimit::{self, RateLimits};
 use crate::spool::acceptor::NodeAcceptor;
 use crate::spool::callout::Callout;
 use crate::spool::delivery::connections::Connections;
@@ -385,7 +386,18 @@ fn start_mail_path(
             max_auto_unlocks: o.max_auto_unlocks,
             notify: o.notify.clone(),
         },
+        limits: RateLimits {
+            limits: vec![
+                (60, o.max_messages_per_minute),
+                (3600, o.max_messages_per_hour),
+                (86_400, o.max_messages_per_day),
+            ],
+        },
     };
+    tasks.push(tokio::spawn(ratelimit::share(
+        cluster.clone(),
+        stop.clone(),
+    )));
     let acceptor = NodeAcceptor::new(
         spooler.clone(),
         recorder.clone(),

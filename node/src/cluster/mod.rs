@@ -13,6 +13,7 @@ pub mod placement;
 mod proposer;
 pub mod protocol;
 mod read;
+pub mod shared_counts;
 mod write;
 
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ use crate::types::{NodeId, PeageNode, TypeConfig};
 use clock_offset::LeaderClock;
 use network::{NetworkFactory, PeerClients};
 use proposer::Proposer;
+use shared_counts::SharedCounts;
 
 pub type PeageRaft = Raft<TypeConfig>;
 
@@ -73,6 +75,8 @@ struct ClusterInner {
     leader_clock: LeaderClock,
     commit_timeout: Duration,
     quorum_lost_after: Duration,
+    /// Rate-limit counts, this node's and what its peers last reported.
+    counts: SharedCounts,
 }
 
 impl Cluster {
@@ -140,6 +144,7 @@ impl Cluster {
                 proposer: Proposer::default(),
                 leader_contact: Mutex::new(LeaderContact::default()),
                 leader_clock: LeaderClock::default(),
+                counts: SharedCounts::default(),
                 commit_timeout: Duration::from_millis(r.commit_timeout_ms),
                 quorum_lost_after: Duration::from_millis(r.quorum_lost_after_ms),
             }),
@@ -180,6 +185,10 @@ impl Cluster {
 
     pub fn peers(&self) -> &PeerClients {
         &self.inner.peers
+    }
+
+    pub fn shared_counts(&self) -> &SharedCounts {
+        &self.inner.counts
     }
 
     pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, PeageNode> {

@@ -21,7 +21,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use peage_proto::v1::raft_peer_client::RaftPeerClient;
-use peage_proto::v1::{Blob, GetBlobRequest, RaftPayload, ReadIndexRequest};
+use peage_proto::v1::{Blob, CountsReport, GetBlobRequest, RaftPayload, ReadIndexRequest};
 
 use peage_mail::sync::lock;
 
@@ -217,6 +217,21 @@ impl PeerClients {
             data,
         };
         tokio::time::timeout(timeout, client.put_blob(req))
+            .await
+            .map_err(|_| PeerCallError::Timeout(timeout))?
+            .map_err(status_error)?;
+        Ok(())
+    }
+
+    /// Tells a peer what this node counted for the rate limits.
+    pub async fn share_counts(
+        &self,
+        addr: &str,
+        report: CountsReport,
+        timeout: Duration,
+    ) -> Result<(), PeerCallError> {
+        let mut client = self.client(addr, Lane::Mail)?;
+        tokio::time::timeout(timeout, client.share_counts(report))
             .await
             .map_err(|_| PeerCallError::Timeout(timeout))?
             .map_err(status_error)?;

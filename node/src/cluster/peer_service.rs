@@ -7,7 +7,8 @@ use tonic::{Request, Response, Status};
 
 use peage_proto::v1::raft_peer_server::{RaftPeer, RaftPeerServer};
 use peage_proto::v1::{
-    Blob, GetBlobRequest, MatchedIndex, PutBlobReply, RaftPayload, ReadIndexReply, ReadIndexRequest,
+    Blob, CountsAck, CountsReport, GetBlobRequest, MatchedIndex, PutBlobReply, RaftPayload,
+    ReadIndexReply, ReadIndexRequest,
 };
 
 use super::error::{Unavailable, WriteError};
@@ -119,6 +120,14 @@ impl RaftPeer for PeerService {
             .await
             .map_err(blob_status)?;
         Ok(Response::new(PutBlobReply {}))
+    }
+
+    async fn share_counts(
+        &self,
+        req: Request<CountsReport>,
+    ) -> Result<Response<CountsAck>, Status> {
+        self.cluster.shared_counts().heard(req.into_inner());
+        Ok(Response::new(CountsAck {}))
     }
 
     async fn get_blob(&self, req: Request<GetBlobRequest>) -> Result<Response<Blob>, Status> {

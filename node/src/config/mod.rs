@@ -132,6 +132,11 @@ pub struct OutboundSection {
     pub mx_lookup: bool,
     /// The port of the exchanges (25; a test points it elsewhere).
     pub mx_port: u16,
+    /// Messages one account may send per minute, hour and day, across all sites (0: no
+    /// limit); past one, `451 4.7.1`.
+    pub max_messages_per_minute: u64,
+    pub max_messages_per_hour: u64,
+    pub max_messages_per_day: u64,
 }
 
 impl Default for OutboundSection {
@@ -144,6 +149,9 @@ impl Default for OutboundSection {
             notify: None,
             mx_lookup: true,
             mx_port: 25,
+            max_messages_per_minute: 60,
+            max_messages_per_hour: 600,
+            max_messages_per_day: 3000,
         }
     }
 }

@@ -104,7 +104,8 @@ impl Acceptor for NodeAcceptor {
         };
         let indexes = cluster.state().indexes();
         self.submission.unlocked(indexes, login)?;
-        submission::owned(indexes, login, mail_from, "Sender")
+        submission::owned(indexes, login, mail_from, "Sender")?;
+        self.submission.limits.admit(cluster, login)
     }
 
     async fn authenticate(

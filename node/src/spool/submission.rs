@@ -13,6 +13,7 @@ use peage_proto::v1::{command, OutboundStrike};
 use super::{NewMessage, Spooler};
 use crate::clock::now_ms;
 use crate::logins::Logins;
+use crate::ratelimit::RateLimits;
 use crate::state::Indexes;
 use crate::types::Outcome;
 
@@ -26,11 +27,12 @@ pub struct LockPolicy {
     pub notify: Option<String>,
 }
 
-/// What the submission path needs: logins and the lock policy.
+/// What the submission path needs: logins, the lock policy and the rate limits.
 #[derive(Clone)]
 pub struct Submission {
     pub logins: Logins,
     pub locks: LockPolicy,
+    pub limits: RateLimits,
 }
 
 impl Submission {

@@ -76,6 +76,9 @@ impl TestCluster {
                 notify: Some("abuse@example.test".into()),
                 // The sinks a test starts listen there.
                 mx_port: 2626,
+                max_messages_per_minute: t
+                    .messages_per_minute
+                    .unwrap_or(OutboundSection::default().max_messages_per_minute),
                 ..OutboundSection::default()
             },
             node: NodeSection {

@@ -79,13 +79,12 @@ fn auth_in_clear(c: &TestCluster) -> String {
 }
 
 /// A cluster with submission (587, 465), its sink, and the account alice@shop.example
-/// (made with `peagectl user add`, its password on standard input); authenticating against
-/// `dns` when given.
-async fn with_alice(dns: Option<&DnsServer>) -> (TestCluster, SinkProcess) {
+/// (made with `peagectl user add`, its password on standard input); the cluster tuned as
+/// `tuning` otherwise.
+async fn with_alice(tuning: Tuning) -> (TestCluster, SinkProcess) {
     let c = with_local_domain_tuned(Tuning {
         tls: true,
-        dns_server: dns.map(|d| d.addr),
-        ..Tuning::default()
+        ..tuning
     })
     .await;
     let sink = c.start_sink().await.unwrap();
@@ -103,7 +102,7 @@ async fn with_alice(dns: Option<&DnsServer>) -> (TestCluster, SinkProcess) {
 
 #[tokio::test]
 async fn accounts_send_over_tls_as_their_own_domains_only() {
-    let (c, sink) = with_alice(None).await;
+    let (c, sink) = with_alice(Tuning::default()).await;
     let listed = c.peagectl(2, &["user", "ls"]);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(
@@ -185,7 +184,7 @@ const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EM
 
 #[tokio::test]
 async fn a_spam_run_spread_over_three_sites_locks_the_account_on_all_of_them() {
-    let (c, sink) = with_alice(None).await;
+    let (c, sink) = with_alice(Tuning::default()).await;
     let alice = ("alice@shop.example", PASSWORD);
     let spam = |n: usize| {
         let mut m = message("alice@shop.example", &format!("run-{n}"));
@@ -260,7 +259,11 @@ fn dkim_key(c: &TestCluster, dns: &DnsServer, algorithm: &str, selector: &str) -
 #[tokio::test]
 async fn outgoing_mail_is_dkim_signed_with_either_algorithm_and_verifies() {
     let dns = DnsServer::start("127.0.0.1", &[]).unwrap();
-    let (c, sink) = with_alice(Some(&dns)).await;
+    let (c, sink) = with_alice(Tuning {
+        dns_server: Some(dns.addr),
+        ..Tuning::default()
+    })
+    .await;
     // The domain's first key signs at once; the second waits for its turn (rotation).
     assert!(dkim_key(&c, &dns, "ed25519", "ed1"));
     assert!(!dkim_key(&c, &dns, "rsa", "rsa1"));
@@ -323,7 +326,11 @@ async fn outgoing_mail_is_dkim_signed_with_either_algorithm_and_verifies() {
 #[tokio::test]
 async fn outgoing_mail_reaches_the_mx_the_dns_names() {
     let dns = DnsServer::start("127.0.0.1", &[]).unwrap();
-    let (c, sink) = with_alice(Some(&dns)).await;
+    let (c, sink) = with_alice(Tuning {
+        dns_server: Some(dns.addr),
+        ..Tuning::default()
+    })
+    .await;
     // elsewhere.example's mail server, as the DNS names it: not the bounce route's sink.
     let mx_ip = format!("{}.201", c.net);
     dns.add_mx("elsewhere.example", "mx.elsewhere.example", &mx_ip);
@@ -343,4 +350,57 @@ async fn outgoing_mail_reaches_the_mx_the_dns_names() {
     )
     .await;
     assert!(sink.messages("bob@elsewhere.example").is_empty());
+}
+
+#[tokio::test]
+async fn a_rate_limit_holds_across_the_three_sites() {
+    let limit = 10;
+    let (c, _sink) = with_alice(Tuning {
+        messages_per_minute: Some(limit),
+        ..Tuning::default()
+    })
+    .await;
+    // Not across a minute's end, where the window (and the count) starts again.
+    peage_tests::wait_for("a fresh minute", Duration::from_secs(20), || async {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 60;
+        (second < 40).then_some(())
+    })
+    .await
+    .unwrap();
+    let alice = ("alice@shop.example", PASSWORD);
+    let sent = 36;
+    let started = std::time::Instant::now();
+    let (mut accepted, mut refused) = (0u64, 0u64);
+    for n in 0..sent {
+        let body = message("alice@shop.example", &format!("rate-{n}"));
+        let r = submit(&c, n % 3, false, alice, "alice@shop.example", &body);
+        match r.mail.as_ref().map(|m| m.0) {
+            Some(250) => accepted += 1,
+            Some(451) => {
+                assert!(r.mail.as_ref().unwrap().1.contains("4.7.1"), "{r:?}");
+                refused += 1
+            }
+            _ => panic!("{r:?}"),
+        }
+    }
+    // The documented bound: what the other two sites accept between two reports (the
+    // interval, and as long again for a report to arrive).
+    let rate = sent as f64 / started.elapsed().as_secs_f64();
+    let others = rate * 2.0 / 3.0;
+    let window = 2.0 * peage_node::ratelimit::SHARE_EVERY.as_secs_f64();
+    let overshoot = (others * window).ceil() as u64;
+    assert!(accepted >= limit, "{accepted} accepted");
+    assert!(
+        accepted <= limit + overshoot,
+        "{accepted} accepted, limit {limit} + overshoot {overshoot} ({rate:.1} msg/s)"
+    );
+    assert_eq!(accepted + refused, sent as u64);
+    eprintln!(
+        "rate limit {limit}/min: {accepted} of {sent} accepted at {rate:.1} msg/s (bound {})",
+        limit + overshoot
+    );
 }
