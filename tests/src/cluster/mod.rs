@@ -71,8 +71,8 @@ pub struct Tuning {
     pub blocklists: Vec<peage_node::blocklists::Blocklist>,
     /// Mutual TLS between nodes and TLS on the admin API, with certificates of its own.
     pub grpc_tls: bool,
-    /// `outbound.max_messages_per_minute` (the node's default when None).
-    pub messages_per_minute: Option<u64>,
+    /// `outbound.max_messages_per_{minute,hour,day}` (the node's defaults when None).
+    pub outbound_limits: Option<[u64; 3]>,
 }
 
 impl Default for Tuning {
@@ -96,7 +96,7 @@ impl Default for Tuning {
             dns_server: None,
             blocklists: Vec::new(),
             grpc_tls: false,
-            messages_per_minute: None,
+            outbound_limits: None,
         }
     }
 }

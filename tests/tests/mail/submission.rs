@@ -356,7 +356,7 @@ async fn outgoing_mail_reaches_the_mx_the_dns_names() {
 async fn a_rate_limit_holds_across_the_three_sites() {
     let limit = 10;
     let (c, _sink) = with_alice(Tuning {
-        messages_per_minute: Some(limit),
+        outbound_limits: Some([limit, 0, 0]),
         ..Tuning::default()
     })
     .await;

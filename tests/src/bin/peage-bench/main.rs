@@ -1,6 +1,7 @@
 //! Benchmarks on a local three-node cluster of real processes: `admin` (write throughput
 //! and commit latency by number of concurrent writers), `failover` (SIGKILL the leader →
-//! first 250 at another site), `smtp` (time to 250), `filter`, `memory` and `soak`.
+//! first 250 at another site), `smtp` (time to 250), `submit` (the outbound path: AUTH,
+//! filter, DKIM), `filter`, `memory` and `soak`.
 //! Results go to BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod memory;
 mod soak;
+mod submit;
 
 use peage_tests::drill::stage::Stage;
 use peage_tests::v1::*;
@@ -55,6 +57,14 @@ enum Cmd {
         /// that publishes the bench sender's SPF and DMARC records.
         #[arg(long)]
         auth: bool,
+    },
+    /// The outbound path: clients log in on 587 (STARTTLS, AUTH) and send as a hosted
+    /// account whose domain signs with RSA-2048; accepted messages/s and time to 250.
+    Submit {
+        #[arg(long, default_value = "1,16", value_delimiter = ',')]
+        clients: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// The filter alone over the corpus: in-process on one core, then through the admin API.
     Filter {
@@ -442,6 +452,7 @@ async fn main() -> anyhow::Result<()> {
             corpus,
             auth,
         } => smtp_bench(clients, seconds, corpus, auth).await,
+        Cmd::Submit { clients, seconds } => submit::submit_bench(clients, seconds).await,
         Cmd::Filter { corpus } => filter_bench(corpus).await,
         Cmd::Memory {
             entries,
