@@ -110,9 +110,8 @@ fn start_sites(exe: &Path, dir: &Path, sites: &mut Vec<Site>) -> anyhow::Result<
     for (file, text) in LOCAL_CONFIGS {
         let name = file.trim_end_matches(".toml").to_owned();
         let config_path = config_dir.join(file);
-        let text = format!("{text}{}", tls_section(dir, &name, text)?);
-        std::fs::write(&config_path, &text)?;
-        let config = Config::parse(&text, &config_path)?;
+        let config = dev_config(dir, &name, Config::parse(text, &config_path)?)?;
+        std::fs::write(&config_path, toml::to_string(&config)?)?;
         if token.is_empty() {
             let admin = config.admin.tokens.iter().find(|t| t.role == Role::Admin);
             token = admin.map(|t| t.token.clone()).unwrap_or_default();
@@ -135,9 +134,10 @@ fn start_sites(exe: &Path, dir: &Path, sites: &mut Vec<Site>) -> anyhow::Result<
     Ok(token)
 }
 
-/// The `[tls]` section of site `name` (whose config is `text`): the dev cluster's CA and
-/// the site's certificate under `DIR/tls`, made on the first start and kept after.
-fn tls_section(dir: &Path, name: &str, text: &str) -> anyhow::Result<String> {
+/// Site `name`'s local config with the dev cluster's certificates (under `DIR/tls`, made
+/// on the first start and kept after): TLS between the nodes and on the admin API, and
+/// STARTTLS with submission on 2587 (STARTTLS) and 2465 (implicit TLS).
+fn dev_config(dir: &Path, name: &str, mut config: Config) -> anyhow::Result<Config> {
     let tls = std::fs::canonicalize(dir)?.join("tls");
     if !tls.join("ca.key").exists() {
         cert::make_ca(&tls)?;
@@ -147,18 +147,22 @@ fn tls_section(dir: &Path, name: &str, text: &str) -> anyhow::Result<String> {
         tls.join(format!("{name}.key")),
     );
     if !cert_path.exists() {
-        let config = Config::parse(text, Path::new(name))?;
         let mut hosts = vec![config.listen.peer.ip().to_string()];
         hosts.push(config.listen.admin.ip().to_string());
         hosts.dedup();
         cert::make_node(&tls, name, &hosts)?;
     }
-    let section = TlsSection {
+    let ip = config.listen.admin.ip();
+    config.listen.submission = Some(SocketAddr::new(ip, 2587));
+    config.listen.submissions = Some(SocketAddr::new(ip, 2465));
+    config.smtp.tls_cert = Some(cert_path.clone());
+    config.smtp.tls_key = Some(key_path.clone());
+    config.tls = Some(TlsSection {
         ca: tls.join("ca.pem"),
         cert: cert_path,
         key: key_path,
-    };
-    Ok(format!("\n[tls]\n{}", toml::to_string(&section)?))
+    });
+    Ok(config)
 }
 
 /// Starts the sink that stores what the cluster delivers in `DIR/maildir`.
@@ -223,6 +227,9 @@ fn print_quick_start(dir: &Path, sites: &[Site], token: &str, exe: &Path) {
     println!("  peagectl list ls --json");
     println!("  swaks --server 127.0.0.2:2525 --to bob@example.test   # or Python's smtplib");
     println!("  peagectl queue ls");
+    println!("  echo 'correct-horse-battery' | peagectl user add alice@shop.example --domain shop.example");
+    println!("  swaks --server 127.0.0.1:2587 -tls --auth-user alice@shop.example --auth-password correct-horse-battery \\");
+    println!("        --from alice@shop.example --to bob@example.test   # submission (2465: implicit TLS)");
     println!("  peagectl probe --mx 127.0.0.1:2525,127.0.0.2:2525,127.0.0.3:2525 --duration 10s");
     println!("  ls {}/bob@example.test/new", maildir.display());
     println!();

@@ -123,6 +123,42 @@ async fn accounts_send_over_tls_as_their_own_domains_only() {
     );
     assert_eq!(r.auth.as_ref().map(|a| a.0), Some(235), "{r:?}");
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    // Implicit TLS with swaks, AUTH LOGIN this time.
+    let (host, _) = c.nodes[0].smtp_addr();
+    let out = std::process::Command::new("swaks")
+        .args([
+            "--server",
+            &format!("{host}:465"),
+            "--tlsc",
+            "--auth",
+            "LOGIN",
+        ])
+        .args([
+            "--auth-user",
+            "alice@shop.example",
+            "--auth-password",
+            PASSWORD,
+        ])
+        .args([
+            "--from",
+            "alice@shop.example",
+            "--to",
+            "carol@elsewhere.example",
+        ])
+        .args([
+            "--header",
+            "From: <alice@shop.example>",
+            "--header",
+            "Subject: swaks",
+        ])
+        .output()
+        .expect("swaks (scripts/ensure-deps installs it)");
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{transcript}");
+    assert!(
+        transcript.contains("235 2.7.0") && transcript.contains("250 2.0.0 Ok: queued"),
+        "{transcript}"
+    );
     // Implicit TLS.
     let r = submit(
         &c,
