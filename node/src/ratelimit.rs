@@ -16,19 +16,35 @@ use crate::cluster::Cluster;
 /// How often a node reports its counts to its peers.
 pub const SHARE_EVERY: Duration = Duration::from_secs(1);
 
-/// Messages an account may send per window (0: no limit), by window length in seconds.
+/// The windows limits are counted in, in seconds: a minute, an hour, a day.
+pub const WINDOWS: [u64; 3] = [60, 3600, 86_400];
+
+/// Messages an account may send per minute, hour and day (0: no limit), and the accounts
+/// or domains that may send a different number.
 #[derive(Clone, Debug)]
 pub struct RateLimits {
-    pub limits: Vec<(u64, u64)>,
+    pub default: [u64; 3],
+    /// By login, or by domain (for every account of it); a login's own entry wins.
+    pub overrides: std::collections::BTreeMap<String, [u64; 3]>,
 }
 
 impl RateLimits {
+    /// The limits that apply to `login`.
+    pub fn of(&self, login: &str) -> [u64; 3] {
+        let domain = login.rsplit_once('@').map_or("", |(_, d)| d);
+        self.overrides
+            .get(login)
+            .or_else(|| self.overrides.get(domain))
+            .copied()
+            .unwrap_or(self.default)
+    }
+
     /// Counts one more message from `login`, or refuses it when a window is full.
     pub fn admit(&self, cluster: &Cluster, login: &str) -> Result<(), Reply> {
         let counts = cluster.shared_counts();
         let now = now_ms();
-        let windows: Vec<(String, i64, u64)> = self
-            .limits
+        let limits: Vec<(u64, u64)> = WINDOWS.into_iter().zip(self.of(login)).collect();
+        let windows: Vec<(String, i64, u64)> = limits
             .iter()
             .filter(|(_, limit)| *limit > 0)
             .map(|(secs, limit)| {
@@ -80,5 +96,25 @@ pub async fn share(cluster: Cluster, mut shutdown: Shutdown) {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateLimits;
+
+    #[test]
+    fn a_login_s_own_limits_win_over_its_domain_s_over_the_default() {
+        let limits = RateLimits {
+            default: [60, 600, 3000],
+            overrides: [
+                ("shop.example".to_owned(), [100, 1000, 5000]),
+                ("boss@shop.example".to_owned(), [0, 0, 0]),
+            ]
+            .into(),
+        };
+        assert_eq!(limits.of("alice@other.example"), [60, 600, 3000]);
+        assert_eq!(limits.of("alice@shop.example"), [100, 1000, 5000]);
+        assert_eq!(limits.of("boss@shop.example"), [0, 0, 0]);
     }
 }

@@ -387,11 +387,12 @@ fn start_mail_path(
             notify: o.notify.clone(),
         },
         limits: RateLimits {
-            limits: vec![
-                (60, o.max_messages_per_minute),
-                (3600, o.max_messages_per_hour),
-                (86_400, o.max_messages_per_day),
+            default: [
+                o.max_messages_per_minute,
+                o.max_messages_per_hour,
+                o.max_messages_per_day,
             ],
+            overrides: o.limit_overrides.clone(),
         },
     };
     tasks.push(tokio::spawn(ratelimit::share(

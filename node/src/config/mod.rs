@@ -137,6 +137,9 @@ pub struct OutboundSection {
     pub max_messages_per_minute: u64,
     pub max_messages_per_hour: u64,
     pub max_messages_per_day: u64,
+    /// Other limits for some accounts or whole domains: login or domain → [per minute,
+    /// per hour, per day] (0: no limit); a login's own entry wins over its domain's.
+    pub limit_overrides: BTreeMap<String, [u64; 3]>,
 }
 
 impl Default for OutboundSection {
@@ -152,6 +155,7 @@ impl Default for OutboundSection {
             max_messages_per_minute: 60,
             max_messages_per_hour: 600,
             max_messages_per_day: 3000,
+            limit_overrides: BTreeMap::new(),
         }
     }
 }

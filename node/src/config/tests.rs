@@ -103,3 +103,19 @@ fn blocklists_parse_and_a_bad_one_names_its_key() {
         "{e}"
     );
 }
+
+#[test]
+fn outbound_limit_overrides_parse() {
+    let text = format!(
+        "{GOOD}\n[outbound.limit_overrides]\n\"shop.example\" = [100, 1000, 5000]\n\"boss@shop.example\" = [0, 0, 0]\n"
+    );
+    let c = Config::parse(&text, Path::new("x.toml")).unwrap();
+    assert_eq!(
+        c.outbound.limit_overrides["shop.example"],
+        [100, 1000, 5000]
+    );
+    assert_eq!(
+        c.outbound.max_messages_per_minute, 60,
+        "the rest keeps its defaults"
+    );
+}
