@@ -42,11 +42,12 @@ pub enum Outcome {
     DomainRemoved {
         removed: bool,
     },
-    /// A submission account created (or changed), or removed.
-    UserSet {
+    /// A keyed row (a submission account, a DKIM key) created or changed, or removed; an
+    /// account unlocked.
+    Set {
         created: bool,
     },
-    UserRemoved {
+    Removed {
         removed: bool,
     },
     /// An outbound spam verdict counted (or an operator's lock); whether the account is

@@ -132,11 +132,11 @@ pub async fn remove(svc: &AdminService, r: DkimSelectorRequest) -> Result<DkimKe
         selector: r.selector.clone(),
     };
     match svc.propose(command::Kind::DkimKeyRemove(rm)).await? {
-        (log_index, Outcome::UserRemoved { removed: true }) => Ok(DkimKeyReply {
+        (log_index, Outcome::Removed { removed: true }) => Ok(DkimKeyReply {
             key: None,
             log_index,
         }),
-        (_, Outcome::UserRemoved { removed: false }) => Err(Status::not_found(format!(
+        (_, Outcome::Removed { removed: false }) => Err(Status::not_found(format!(
             "no DKIM key {} for {domain}",
             r.selector
         ))),

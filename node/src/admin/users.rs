@@ -85,7 +85,7 @@ pub async fn set(
         created_at_ms: now_ms(),
     };
     match svc.propose(command::Kind::UserSet(set)).await? {
-        (log_index, Outcome::UserSet { created }) => Ok(UserSetReply { created, log_index }),
+        (log_index, Outcome::Set { created }) => Ok(UserSetReply { created, log_index }),
         (_, other) => Err(outcome_status(other)),
     }
 }
@@ -96,8 +96,8 @@ pub async fn remove(svc: &AdminService, r: UserRemoveRequest) -> Result<UserRemo
         login: login.clone(),
     };
     match svc.propose(command::Kind::UserRemove(rm)).await? {
-        (log_index, Outcome::UserRemoved { removed: true }) => Ok(UserRemoveReply { log_index }),
-        (_, Outcome::UserRemoved { removed: false }) => {
+        (log_index, Outcome::Removed { removed: true }) => Ok(UserRemoveReply { log_index }),
+        (_, Outcome::Removed { removed: false }) => {
             Err(Status::not_found(format!("no account `{login}`")))
         }
         (_, other) => Err(outcome_status(other)),
@@ -173,10 +173,8 @@ pub async fn unlock(
         login: login.clone(),
     };
     match svc.propose(command::Kind::IdentityUnlock(unlock)).await? {
-        (log_index, Outcome::UserRemoved { removed: true }) => {
-            Ok(IdentityChangeReply { log_index })
-        }
-        (_, Outcome::UserRemoved { removed: false }) => {
+        (log_index, Outcome::Removed { removed: true }) => Ok(IdentityChangeReply { log_index }),
+        (_, Outcome::Removed { removed: false }) => {
             Err(Status::not_found(format!("`{login}` is not locked")))
         }
         (_, other) => Err(outcome_status(other)),

@@ -37,6 +37,7 @@ pub fn apply_set(
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
+    let created = stored.is_none();
     let (private_key, public_key, algorithm) = match (k.private_key.is_empty(), stored) {
         (false, _) => (k.private_key, k.public_key, k.algorithm),
         (true, Some(stored)) => stored,
@@ -74,7 +75,7 @@ pub fn apply_set(
         domain: k.domain.clone(),
         key: active_key(tx, &k.domain)?,
     });
-    Ok(Outcome::UserSet { created: true })
+    Ok(Outcome::Set { created })
 }
 
 pub fn apply_remove(
@@ -90,7 +91,7 @@ pub fn apply_remove(
         domain: k.domain.clone(),
         key: active_key(tx, &k.domain)?,
     });
-    Ok(Outcome::UserRemoved { removed })
+    Ok(Outcome::Removed { removed })
 }
 
 fn active_key(conn: &Connection, domain: &str) -> rusqlite::Result<Option<DkimKey>> {

@@ -135,7 +135,7 @@ pub fn apply_unlock(
         login: u.login,
         lock: None,
     });
-    Ok(Outcome::UserRemoved { removed })
+    Ok(Outcome::Removed { removed })
 }
 
 /// Every lock, expired ones included (they count towards the automatic unlocks).

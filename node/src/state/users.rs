@@ -48,7 +48,7 @@ pub fn apply_set(
             domains: u.domains,
         },
     });
-    Ok(Outcome::UserSet { created: !existed })
+    Ok(Outcome::Set { created: !existed })
 }
 
 pub fn apply_remove(
@@ -58,7 +58,7 @@ pub fn apply_remove(
 ) -> rusqlite::Result<Outcome> {
     let removed = tx.execute("DELETE FROM users WHERE login = ?1", [&u.login])? > 0;
     changes.push(IndexChange::UserRemove { login: u.login });
-    Ok(Outcome::UserRemoved { removed })
+    Ok(Outcome::Removed { removed })
 }
 
 fn domains_of(json: &str) -> Vec<String> {

@@ -3,6 +3,7 @@
 //! with SIGKILL on demand, and always stopped on drop. `config` writes their configs,
 //! `waits` the conditions tests wait for.
 
+mod accounts;
 mod config;
 mod tls;
 mod waits;

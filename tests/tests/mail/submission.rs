@@ -88,15 +88,8 @@ async fn with_alice(tuning: Tuning) -> (TestCluster, SinkProcess) {
     })
     .await;
     let sink = c.start_sink().await.unwrap();
-    let args = [
-        "user",
-        "add",
-        "alice@shop.example",
-        "--domain",
-        "shop.example",
-    ];
-    let out = c.peagectl_with_input(0, &args, &format!("{PASSWORD}\n"));
-    assert!(out.status.success(), "{out:?}");
+    c.add_account("alice@shop.example", "shop.example", PASSWORD)
+        .unwrap();
     (c, sink)
 }
 

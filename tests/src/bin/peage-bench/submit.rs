@@ -33,15 +33,7 @@ pub async fn submit_bench(clients: Vec<usize>, seconds: u64) -> anyhow::Result<(
     c.route_local_domain().await?;
     let sink_dir = tempfile::tempdir()?;
     let _sink = peage_tests::SinkProcess::start(&c.sink_addr(), sink_dir.path()).await?;
-    let args = [
-        "user",
-        "add",
-        "alice@shop.example",
-        "--domain",
-        "shop.example",
-    ];
-    let out = c.peagectl_with_input(0, &args, &format!("{PASSWORD}\n"));
-    anyhow::ensure!(out.status.success(), "user add: {out:?}");
+    c.add_account("alice@shop.example", "shop.example", PASSWORD)?;
     let out = c.peagectl(
         0,
         &["dkim", "generate", "shop.example", "--algorithm", "rsa"],
