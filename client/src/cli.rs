@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::wire;
 use peage_client::v1::{EntryKind, ListName};
@@ -71,12 +71,16 @@ pub enum Cmd {
     /// Local domains and the downstream route of each (mail is accepted only for these).
     #[command(subcommand)]
     Domain(DomainCmd),
-    /// Submission accounts: who may log in (SMTP AUTH on 587/465) and send as which domains.
+    /// Submission principals: who may log in (SMTP AUTH on 587/465) or relay from a trusted
+    /// network, send as which domains, and as which identity.
     #[command(subcommand)]
     User(UserCmd),
-    /// Outgoing mail: the accounts locked for sending spam.
+    /// Outgoing mail: the identities locked for abuse (spam, malware, unknown recipients).
     #[command(subcommand)]
     Outbound(OutboundCmd),
+    /// Outgoing mail's rate limits, counted across the sites.
+    #[command(subcommand)]
+    Ratelimit(RatelimitCmd),
     /// DKIM keys that sign the hosted domains' outgoing mail (admin token).
     #[command(subcommand)]
     Dkim(DkimCmd),
@@ -173,6 +177,10 @@ pub enum PolicyCmd {
         /// Remove quarantined messages this long after they arrived: 90s, 15m, 2h, 7d.
         #[arg(long)]
         quarantine_retention: Option<String>,
+        /// Hold outgoing mail (from hosted accounts and the platform's MTAs) in the outbound
+        /// quarantine at this score or more; it is never refused.
+        #[arg(long)]
+        outbound_hold: Option<f64>,
     },
 }
 
@@ -209,6 +217,10 @@ pub enum QuarantineCmd {
 
 #[derive(clap::Args)]
 pub struct MessageFilter {
+    /// Outgoing mail only (sent by hosted accounts and the platform's MTAs). The outbound
+    /// quarantine is kept apart: `quarantine ls` without it lists incoming mail only.
+    #[arg(long)]
+    pub outbound: bool,
     /// Recipient contains this text.
     #[arg(long, default_value = "")]
     pub recipient: String,
@@ -301,46 +313,88 @@ pub enum DkimCmd {
 
 #[derive(Subcommand)]
 pub enum OutboundCmd {
-    /// Locked accounts (a run of spam verdicts locks one on every site).
+    /// Locked identities (a run of spam verdicts, one message with malware, or many
+    /// unknown recipients or hard bounces locks one on every site).
     #[command(subcommand)]
     Identity(IdentityCmd),
 }
 
 #[derive(Subcommand)]
 pub enum IdentityCmd {
-    /// Every account locked now or before, with why and until when.
+    /// Every identity locked now or before, with why and until when.
     Ls,
-    /// Lock an account until an operator unlocks it: it can log in but not send.
+    /// Lock an identity (a login, or a sender address) until an operator unlocks it: its
+    /// principal can still log in, but its mail is refused.
     Lock {
         login: String,
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// Unlock an account (its spam strikes are forgotten).
+    /// Unlock an identity (its strikes are forgotten).
     Unlock { login: String },
 }
 
 #[derive(Subcommand)]
+pub enum RatelimitCmd {
+    /// The counts the contacted node knows in the windows open now (its own and its
+    /// peers' last reports), with their limits; only NAME's when given.
+    Show { name: Option<String> },
+    /// Forget every count of NAME (identity, principal, client address or sender domain)
+    /// on every node that answers; the reply names those that did not.
+    Reset { name: String },
+}
+
+#[derive(Subcommand)]
 pub enum UserCmd {
-    /// Create an account: `user add alice@shop.example --domain shop.example`; the password
-    /// is read from standard input (one line, at least 10 characters), never from the
-    /// command line.
+    /// Create a principal: `user add alice@shop.example --domain shop.example` (the
+    /// password is read from standard input, one line of at least 10 characters, never from
+    /// the command line); one credential for a whole domain: `user add shop.example --domain
+    /// shop.example --identity sender`; the platform's MTAs, trusted by network: `user add
+    /// platform --domain '*' --network 10.1.0.0/16 --identity header:Received --no-password`.
     Add {
         login: String,
-        /// A domain the account may send as (MAIL FROM and header From); repeat for more.
-        #[arg(long = "domain", required = true)]
-        domains: Vec<String>,
+        #[command(flatten)]
+        principal: PrincipalArgs,
+        /// No password: the principal is trusted by its `--network`s only and cannot log in.
+        #[arg(long)]
+        no_password: bool,
     },
-    /// Set a new password (read from standard input), and the domains when given.
+    /// Set a new password (read from standard input); what else is given changes too.
     Passwd {
         login: String,
-        #[arg(long = "domain")]
-        domains: Vec<String>,
+        #[command(flatten)]
+        principal: PrincipalArgs,
     },
-    /// Remove an account: it can no longer log in.
+    /// Change a principal's domains, networks or identity method, keeping its password.
+    Edit {
+        login: String,
+        #[command(flatten)]
+        principal: PrincipalArgs,
+    },
+    /// Remove a principal: it can no longer log in or relay.
     Rm { login: String },
-    /// The accounts and their domains (never their passwords).
+    /// The principals, their domains, networks and identity methods (never passwords).
     Ls,
+}
+
+/// What a submission principal may do; each one omitted stays as it was (a new principal:
+/// no networks, `login` identity).
+#[derive(Args)]
+pub struct PrincipalArgs {
+    /// A domain it may send as (MAIL FROM and header From); `*` for every hosted domain;
+    /// repeat for more.
+    #[arg(long = "domain")]
+    pub domains: Vec<String>,
+    /// A network (CIDR) whose clients send as it on the submission ports without AUTH;
+    /// repeat for more.
+    #[arg(long = "network")]
+    pub networks: Vec<String>,
+    /// Whom its mail is counted, rate-limited and locked as: `login` (the principal
+    /// itself), `sender` (each envelope sender, e.g. for a domain credential) or
+    /// `header:NAME` (a header the platform MTA adds; `header:Received` reads its
+    /// `(Authenticated sender: …)`), falling back to the envelope sender.
+    #[arg(long)]
+    pub identity: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -34,7 +34,8 @@ use crate::spool::delivery::mx::MxResolver;
 use crate::spool::delivery::send::Downstream;
 use crate::spool::delivery::{self, DeliveryConfig};
 use crate::spool::janitor::{self, JanitorConfig};
-use crate::spool::submission::{LockPolicy, Submission};
+use crate::spool::strikes::LockPolicy;
+use crate::spool::submission::Submission;
 use crate::spool::Spooler;
 use crate::state::routing::normalize_route;
 use crate::{health, housekeeping, metrics};
@@ -377,23 +378,20 @@ fn start_mail_path(
         invalid_for: Duration::from_secs(spool.callout_invalid_secs),
     };
     let o = &config.outbound;
+    let locks = LockPolicy {
+        after_spam: o.lock_after_spam,
+        after_malware: o.lock_after_malware,
+        after_invalid_recipients: o.lock_after_invalid_recipients,
+        after_hard_bounces: o.lock_after_hard_bounces,
+        window: Duration::from_secs(o.strike_window_secs),
+        lock_for: Duration::from_secs(o.lock_secs),
+        max_auto_unlocks: o.max_auto_unlocks,
+        notify: o.notify.clone(),
+    };
     let submission = Submission {
         logins: Logins::new(cluster.state().clone()),
-        locks: LockPolicy {
-            after_spam: o.lock_after_spam,
-            window: Duration::from_secs(o.strike_window_secs),
-            lock_for: Duration::from_secs(o.lock_secs),
-            max_auto_unlocks: o.max_auto_unlocks,
-            notify: o.notify.clone(),
-        },
-        limits: RateLimits {
-            default: [
-                o.max_messages_per_minute,
-                o.max_messages_per_hour,
-                o.max_messages_per_day,
-            ],
-            overrides: o.limit_overrides.clone(),
-        },
+        locks: locks.clone(),
+        limits: RateLimits::from_config(o),
     };
     tasks.push(tokio::spawn(ratelimit::share(
         cluster.clone(),
@@ -414,6 +412,7 @@ fn start_mail_path(
         downstream,
         retention: Duration::from_secs(spool.retention_secs),
         spooler,
+        locks,
     };
     tasks.push(tokio::spawn(delivery::run(
         cluster.clone(),

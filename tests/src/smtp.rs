@@ -34,6 +34,8 @@ pub struct SmtpOptions {
     pub login: Option<(String, String)>,
     /// TLS from the first byte (port 465) instead of plain text.
     pub implicit_tls: bool,
+    /// Connect from this local address (any of 127/8), as a client on another network.
+    pub source: Option<String>,
 }
 
 /// `smtplib_send`, with the session shaped by `options`.
@@ -70,6 +72,7 @@ pub fn smtplib_send_with(
         .arg(from)
         .arg(rcpts.join(","))
         .arg(&body_file)
+        .args(&options.source)
         .output()
         .expect("run python3");
     assert!(

@@ -60,6 +60,7 @@ async fn list(ctx: &mut Ctx, f: &MessageFilter, quarantine: bool) -> Result<(), 
         verdict: f.verdict.clone(),
         page_size: f.limit,
         page_token: f.page_token.clone(),
+        outbound: f.outbound,
     };
     let reply = ctx.admin().await?.queue_list(req).await;
     let r = reply.map_err(|e| ctx.failed(e))?.into_inner();

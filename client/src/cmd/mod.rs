@@ -11,6 +11,7 @@ mod messages;
 mod node;
 mod policy;
 mod probe;
+mod ratelimit;
 mod status;
 mod users;
 
@@ -40,6 +41,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Cmd::User(cmd) => users::run(&mut ctx, cmd).await,
         Cmd::Dkim(cmd) => dkim::run(&mut ctx, cmd).await,
         Cmd::Outbound(OutboundCmd::Identity(cmd)) => users::identities(&mut ctx, cmd).await,
+        Cmd::Ratelimit(cmd) => ratelimit::run(&mut ctx, cmd).await,
         Cmd::Check {
             paths,
             client_ip,

@@ -21,6 +21,7 @@ pub async fn run(ctx: &mut Ctx, cmd: PolicyCmd) -> Result<(), ClientError> {
             quarantine,
             reject,
             quarantine_retention,
+            outbound_hold,
         } => {
             let retention = quarantine_retention
                 .map(|d| parse_duration_secs(&d))
@@ -30,6 +31,7 @@ pub async fn run(ctx: &mut Ctx, cmd: PolicyCmd) -> Result<(), ClientError> {
                 quarantine_at: quarantine.unwrap_or(0.0),
                 reject_at: reject.unwrap_or(0.0),
                 quarantine_retention_secs: retention.unwrap_or(0),
+                outbound_hold_at: outbound_hold.unwrap_or(0.0),
             };
             admin.policy_set(set).await
         }
@@ -37,10 +39,14 @@ pub async fn run(ctx: &mut Ctx, cmd: PolicyCmd) -> Result<(), ClientError> {
     let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
     let (q, j) = (points(r.quarantine_at_milli), points(r.reject_at_milli));
     let kept = r.quarantine_retention_secs;
+    let held = points(r.outbound_hold_at_milli);
     if ctx.json {
-        print_json(json!({"quarantine_at": q, "reject_at": j, "quarantine_retention_secs": kept}));
+        print_json(
+            json!({"quarantine_at": q, "reject_at": j, "quarantine_retention_secs": kept, "outbound_hold_at": held}),
+        );
     } else {
         println!("quarantine at score >= {q}, reject at score >= {j}");
+        println!("outgoing mail held at score >= {held}");
         println!("quarantined messages kept {}", human_duration(kept));
     }
     Ok(())

@@ -13,7 +13,7 @@ use peage_client::v1::{
 use peage_client::ClientError;
 
 use super::context::Ctx;
-use crate::cli::{IdentityCmd, UserCmd};
+use crate::cli::{IdentityCmd, PrincipalArgs, UserCmd};
 use crate::output::{print_json, print_read_note, read_json};
 
 /// One line of standard input, without its line end.
@@ -37,17 +37,28 @@ fn password_from_stdin() -> Result<String, ClientError> {
 
 pub async fn run(ctx: &mut Ctx, cmd: UserCmd) -> Result<(), ClientError> {
     match cmd {
-        UserCmd::Add { login, domains } | UserCmd::Passwd { login, domains } => {
-            let request = UserSetRequest {
-                login,
-                password: password_from_stdin()?,
-                domains,
+        UserCmd::Add {
+            login,
+            principal,
+            no_password,
+        } => {
+            if principal.domains.is_empty() {
+                return Err(ClientError::InvalidArgument(
+                    "a new principal needs at least one --domain".into(),
+                ));
+            }
+            let password = if no_password {
+                String::new()
+            } else {
+                password_from_stdin()?
             };
-            let login = request.login.clone();
-            let reply = ctx.admin().await?.user_set(request).await;
-            let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
-            let what = if r.created { "created" } else { "updated" };
-            println!("account {login} {what} (log index {})", r.log_index);
+            set(ctx, login, password, principal, no_password).await?;
+        }
+        UserCmd::Passwd { login, principal } => {
+            set(ctx, login, password_from_stdin()?, principal, false).await?;
+        }
+        UserCmd::Edit { login, principal } => {
+            set(ctx, login, String::new(), principal, false).await?;
         }
         UserCmd::Rm { login } => {
             let reply = ctx
@@ -72,18 +83,55 @@ pub async fn run(ctx: &mut Ctx, cmd: UserCmd) -> Result<(), ClientError> {
                 let users: Vec<_> = r
                     .users
                     .iter()
-                    .map(|u| json!({"login": u.login, "domains": u.domains, "author": u.author, "created_at_ms": u.created_at_ms}))
+                    .map(|u| json!({"login": u.login, "domains": u.domains, "networks": u.networks, "identity": u.identity, "can_log_in": u.can_log_in, "author": u.author, "created_at_ms": u.created_at_ms}))
                     .collect();
                 print_json(json!({"users": users, "read": read_json(&r.read)}));
             } else {
-                println!("{:<40}  {:<40}  AUTHOR", "LOGIN", "DOMAINS");
+                println!(
+                    "{:<32}  {:<28}  {:<20}  {:<16}  AUTHOR",
+                    "LOGIN", "DOMAINS", "NETWORKS", "IDENTITY"
+                );
                 for u in &r.users {
-                    println!("{:<40}  {:<40}  {}", u.login, u.domains.join(","), u.author);
+                    let networks = match u.networks.join(",") {
+                        n if n.is_empty() => "-".to_owned(),
+                        n if u.can_log_in => n,
+                        n => format!("{n} (only)"),
+                    };
+                    println!(
+                        "{:<32}  {:<28}  {:<20}  {:<16}  {}",
+                        u.login,
+                        u.domains.join(","),
+                        networks,
+                        u.identity,
+                        u.author
+                    );
                 }
                 print_read_note(&r.read);
             }
         }
     }
+    Ok(())
+}
+
+async fn set(
+    ctx: &mut Ctx,
+    login: String,
+    password: String,
+    principal: PrincipalArgs,
+    no_password: bool,
+) -> Result<(), ClientError> {
+    let request = UserSetRequest {
+        login: login.clone(),
+        password,
+        domains: principal.domains,
+        networks: principal.networks,
+        identity: principal.identity.unwrap_or_default(),
+        no_password,
+    };
+    let reply = ctx.admin().await?.user_set(request).await;
+    let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
+    let what = if r.created { "created" } else { "updated" };
+    println!("principal {login} {what} (log index {})", r.log_index);
     Ok(())
 }
 

@@ -3,6 +3,14 @@
 //! Windows or ELF program whatever the name says), ZIP archives that hold any of these,
 //! macro-enabled Office files.
 
+/// The findings that say a message carries code (a double extension alone does not).
+pub const MALWARE: &[&str] = &[
+    "EXECUTABLE_ATTACHMENT",
+    "ARCHIVE_WITH_EXECUTABLE",
+    "EXECUTABLE_DISGUISED",
+    "MACRO_OFFICE_DOCUMENT",
+];
+
 /// Extensions that run code when opened on a desktop.
 const EXECUTABLE: &[&str] = &[
     "exe", "scr", "com", "pif", "bat", "cmd", "js", "jse", "vbs", "vbe", "wsf", "wsh", "hta",

@@ -299,6 +299,14 @@ impl Judgement {
                 |s| format!("{} ({})", s.reason, s.name),
             )
     }
+
+    /// Whether the message carries a program or macros: on outbound mail, the sign of an
+    /// infected customer rather than a spammer.
+    pub fn carries_malware(&self) -> bool {
+        self.symbols
+            .iter()
+            .any(|s| super::attachments::MALWARE.contains(&s.name.as_str()))
+    }
 }
 
 /// Formats milli-points as points (`1500` → `1.5`).

@@ -45,7 +45,9 @@ pub struct Envelope {
     pub rcpt_to: Vec<Recipient>,
     /// The TLS version and cipher suite when the message came over TLS.
     pub tls: Option<(&'static str, &'static str)>,
-    /// The login the client authenticated as (submission); None on the MX.
+    /// Who sends, on a submission listener: the login the client authenticated as, or the
+    /// principal whose trusted network it connected from (`Acceptor::trusted_principal`);
+    /// None on the MX.
     pub login: Option<String>,
 }
 
@@ -55,7 +57,12 @@ pub trait Acceptor: Send + Sync + 'static {
     /// Whether a transaction may start now, from this sender (as `login` when the client
     /// authenticated); `Err` is the reply to MAIL FROM (a node that cannot accept anything
     /// says so before the client sends the message).
-    fn check_sender(&self, _mail_from: &str, _login: Option<&str>) -> Result<(), Reply> {
+    fn check_sender(
+        &self,
+        _client_ip: IpAddr,
+        _mail_from: &str,
+        _login: Option<&str>,
+    ) -> Result<(), Reply> {
         Ok(())
     }
     /// Whether this recipient may be accepted (relay control, recipient verification, which
@@ -66,6 +73,11 @@ pub trait Acceptor: Send + Sync + 'static {
         rcpt: &Recipient,
         login: Option<&str>,
     ) -> impl Future<Output = Result<(), Reply>> + Send;
+    /// The principal a client of a submission listener sends as without AUTH, when it
+    /// connects from one of that principal's trusted networks (the platform's own MTAs).
+    fn trusted_principal(&self, _client_ip: IpAddr) -> Option<String> {
+        None
+    }
     /// Checks a login and password (submission, over TLS); `Err` is the reply (`535` for
     /// wrong credentials). Only called when `SessionConfig::submission` is set.
     fn authenticate(

@@ -58,7 +58,8 @@ pub(super) struct Session<'a, A> {
     helo: Option<String>,
     tx: Transaction,
     errors: u32,
-    /// Who the client authenticated as (submission).
+    /// Who the client authenticated as, or the principal of the trusted network it came
+    /// from (submission).
     login: Option<String>,
     /// The AUTH exchange's line as far as it has come.
     auth_buffer: Vec<u8>,
@@ -81,7 +82,10 @@ impl<'a, A: Acceptor> Session<'a, A> {
             helo: None,
             tx: Transaction::default(),
             errors: 0,
-            login: None,
+            login: config
+                .submission
+                .then(|| acceptor.trusted_principal(client_ip))
+                .flatten(),
             auth_buffer: Vec::new(),
         }
     }
@@ -308,9 +312,9 @@ impl<'a, A: Acceptor> Session<'a, A> {
             )
         } else if self.config.submission && self.login.is_none() {
             Reply::new(530, "5.7.0 Authentication required")
-        } else if let Err(reply) = self
-            .acceptor
-            .check_sender(&from.address, self.login.as_deref())
+        } else if let Err(reply) =
+            self.acceptor
+                .check_sender(self.client_ip, &from.address, self.login.as_deref())
         {
             reply
         } else {

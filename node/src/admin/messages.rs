@@ -1,4 +1,5 @@
-//! The spool and the quarantine as operators see them: listing with filters and pages,
+//! The spool and the quarantine (its incoming and outbound halves apart) as operators see
+//! them: listing with filters and pages,
 //! showing a message with its body, and acting on one (release, drop, retry).
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use super::learn::learn_message;
 use super::service::AdminService;
 use super::validate;
 use crate::spool::bodies::body_of;
+use crate::spool::submission;
 use crate::state::spool::SpooledMessage;
 use crate::types::Outcome;
 
@@ -30,6 +32,10 @@ pub async fn list(svc: &AdminService, r: QueueListRequest) -> Result<QueueListRe
         .all()
         .into_iter()
         .filter(|m| m.is_quarantined() == r.quarantine)
+        .filter(|m| {
+            let outgoing = submission::identity_in(&m.symbols).is_some();
+            outgoing == r.outbound || (!r.quarantine && !r.outbound)
+        })
         .filter(|m| rcpt.is_empty() || m.rcpt_to.iter().any(|x| x.to_lowercase().contains(&rcpt)))
         .filter(|m| sender.is_empty() || m.mail_from.to_lowercase().contains(&sender))
         .filter(|m| m.accepted_at_ms >= r.since_ms)

@@ -135,6 +135,22 @@ impl Admin for AdminService {
         answer(users::locks(self, req.into_inner()).await)
     }
 
+    async fn rate_limit_show(
+        &self,
+        req: Request<RateLimitShowRequest>,
+    ) -> Reply<RateLimitShowReply> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(Ok(users::rate_limits(self, req.into_inner())))
+    }
+
+    async fn rate_limit_reset(
+        &self,
+        req: Request<RateLimitResetRequest>,
+    ) -> Reply<RateLimitResetReply> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(users::reset_rate_limits(self, req.into_inner()).await)
+    }
+
     async fn identity_lock(&self, req: Request<IdentityLockRequest>) -> Reply<IdentityChangeReply> {
         let author = self.tokens.authorize(&req, Role::Admin)?;
         answer(users::lock(self, author, req.into_inner()).await)

@@ -26,6 +26,7 @@ fn reply(p: &ClusterPolicy) -> PolicyReply {
         reject_at_milli: p.filter.reject_at_milli,
         quarantine_retention_secs: (p.quarantine_retention_ms / 1000) as u64,
         read: None,
+        outbound_hold_at_milli: p.outbound_hold_at_milli,
     }
 }
 
@@ -52,10 +53,16 @@ pub async fn set(svc: &AdminService, r: PolicySetRequest) -> Result<PolicyReply,
         ));
     }
     let retention_ms = validate::retention(r.quarantine_retention_secs)?;
+    let outbound_hold = validate::threshold(
+        r.outbound_hold_at,
+        current.outbound_hold_at_milli,
+        "outbound_hold_at",
+    )?;
     let set = PolicySet {
         quarantine_at_milli: q,
         reject_at_milli: j,
         quarantine_retention_ms: retention_ms,
+        outbound_hold_at_milli: outbound_hold,
     };
     match svc.propose(command::Kind::PolicySet(set)).await? {
         (log_index, Outcome::PolicySet) => {

@@ -14,6 +14,7 @@ use super::convert::{read_info, unavailable_status, write_status};
 use crate::auth::Authenticator;
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::ratelimit::RateLimits;
 use crate::types::Outcome;
 
 pub struct AdminService {
@@ -25,6 +26,8 @@ pub struct AdminService {
     pub(super) lease: Duration,
     /// Sender authentication for `check`, as the SMTP edge does it (none when turned off).
     pub(super) auth: Option<Arc<Authenticator>>,
+    /// The outbound rate limits, to show each count's.
+    pub(super) limits: RateLimits,
 }
 
 impl AdminService {
@@ -39,6 +42,7 @@ impl AdminService {
             max_reason_bytes: config.lists.max_reason_bytes,
             lease: Duration::from_secs(config.spool.lease_secs),
             auth,
+            limits: RateLimits::from_config(&config.outbound),
         }
     }
 

@@ -1,12 +1,15 @@
-//! Submission accounts: creating one or changing its password or domains (the password
-//! hashed here, off the runtime, so that only its Argon2id hash is proposed), removing one,
-//! listing them without their hashes; and their locks, listed, set and lifted.
+//! Submission principals: creating one or changing its password, domains, trusted networks
+//! or identity method (the password hashed here, off the runtime, so that only its
+//! Argon2id hash is proposed), removing one, listing them without their hashes; and the
+//! locked identities, listed, locked and unlocked; the outbound rate-limit counts, shown
+//! and reset on every node.
 
 use tonic::Status;
 
 use peage_proto::v1::{
     command, IdentityChangeReply, IdentityListReply, IdentityListRequest, IdentityLock,
-    IdentityLockRequest, IdentityUnlock, IdentityUnlockRequest, LockedIdentity, User,
+    IdentityLockRequest, IdentityUnlock, IdentityUnlockRequest, LockedIdentity, RateLimitCount,
+    RateLimitResetReply, RateLimitResetRequest, RateLimitShowReply, RateLimitShowRequest, User,
     UserListReply, UserListRequest, UserRemove, UserRemoveReply, UserRemoveRequest, UserSet,
     UserSetReply, UserSetRequest,
 };
@@ -16,7 +19,9 @@ use super::service::AdminService;
 use super::validate::invalid;
 use crate::clock::now_ms;
 use crate::logins::hash_password;
+use crate::ratelimit::peer_addrs;
 use crate::state::routing::normalize_domain;
+use crate::state::{IdentityFrom, ANY_HOSTED_DOMAIN};
 use crate::types::Outcome;
 
 /// The shortest password an account may have.
@@ -55,13 +60,43 @@ pub async fn set(
         let mut domains = r
             .domains
             .iter()
-            .map(|d| normalize_domain(d).map_err(|e| invalid(e.to_string())))
+            .map(|d| match d.trim() {
+                ANY_HOSTED_DOMAIN => Ok(ANY_HOSTED_DOMAIN.to_owned()),
+                d => normalize_domain(d).map_err(|e| invalid(e.to_string())),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         domains.sort();
         domains.dedup();
         domains
     };
+    let networks: Vec<String> = if r.networks.is_empty() {
+        current
+            .iter()
+            .flat_map(|a| &a.networks)
+            .map(|n| n.to_string())
+            .collect()
+    } else {
+        r.networks
+            .iter()
+            .map(|n| {
+                n.trim()
+                    .parse::<ipnet::IpNet>()
+                    .map(|n| n.trunc().to_string())
+                    .map_err(|_| invalid(format!("network `{n}`: a CIDR such as 192.0.2.0/24")))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let identity = match (r.identity.as_str(), &current) {
+        ("", Some(account)) => account.identity.clone(),
+        (text, _) => IdentityFrom::parse(text).map_err(invalid)?,
+    };
     let password_hash = match (r.password.as_str(), current) {
+        _ if r.no_password && networks.is_empty() => {
+            return Err(invalid(
+                "a principal without a password needs a trusted network (--network)",
+            ))
+        }
+        _ if r.no_password => String::new(),
         ("", Some(account)) => account.password_hash,
         ("", None) => return Err(invalid("a new account needs a password")),
         (password, _) if password.chars().count() < MIN_PASSWORD_CHARS => {
@@ -83,6 +118,8 @@ pub async fn set(
         domains,
         author,
         created_at_ms: now_ms(),
+        networks,
+        identity: identity.to_string(),
     };
     match svc.propose(command::Kind::UserSet(set)).await? {
         (log_index, Outcome::Set { created }) => Ok(UserSetReply { created, log_index }),
@@ -114,6 +151,9 @@ pub async fn list(svc: &AdminService, r: UserListRequest) -> Result<UserListRepl
             domains: u.domains,
             author: u.author,
             created_at_ms: u.created_at_ms,
+            networks: u.networks,
+            identity: u.identity,
+            can_log_in: u.can_log_in,
         })
         .collect();
     Ok(UserListReply {
@@ -180,3 +220,60 @@ pub async fn unlock(
         (_, other) => Err(outcome_status(other)),
     }
 }
+
+/// The rate-limit counts this node knows, with their limits.
+pub fn rate_limits(svc: &AdminService, r: RateLimitShowRequest) -> RateLimitShowReply {
+    let name = Some(r.name.trim().to_lowercase()).filter(|n| !n.is_empty());
+    let counts = svc
+        .limits
+        .show(&svc.cluster, name.as_deref())
+        .into_iter()
+        .map(|(key, count, limit)| RateLimitCount {
+            counter: key.counter,
+            name: key.name,
+            window_secs: key.secs,
+            count,
+            limit,
+        })
+        .collect();
+    RateLimitShowReply {
+        counts,
+        node_id: svc.cluster.id(),
+    }
+}
+
+/// Forgets every count of a name here and on every peer that answers.
+pub async fn reset_rate_limits(
+    svc: &AdminService,
+    r: RateLimitResetRequest,
+) -> Result<RateLimitResetReply, Status> {
+    let name = r.name.trim().to_lowercase();
+    if name.is_empty() {
+        return Err(invalid(
+            "name the identity, principal, address or domain to reset",
+        ));
+    }
+    let mut dropped = svc.cluster.shared_counts().forget(&name) as u64;
+    let mut unreachable = Vec::new();
+    for addr in peer_addrs(&svc.cluster) {
+        match svc
+            .cluster
+            .peers()
+            .reset_counts(&addr, &name, RESET_TIMEOUT)
+            .await
+        {
+            Ok(n) => dropped += n,
+            Err(e) => {
+                tracing::warn!(peer = %addr, error = %e, "rate-limit counts not reset there");
+                unreachable.push(addr);
+            }
+        }
+    }
+    Ok(RateLimitResetReply {
+        dropped,
+        unreachable,
+    })
+}
+
+/// How long a peer has to forget a name's counts.
+const RESET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);

@@ -21,7 +21,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use peage_proto::v1::raft_peer_client::RaftPeerClient;
-use peage_proto::v1::{Blob, CountsReport, GetBlobRequest, RaftPayload, ReadIndexRequest};
+use peage_proto::v1::{
+    Blob, CountsReport, GetBlobRequest, RaftPayload, ReadIndexRequest, ResetCountsRequest,
+};
 
 use peage_mail::sync::lock;
 
@@ -236,6 +238,24 @@ impl PeerClients {
             .map_err(|_| PeerCallError::Timeout(timeout))?
             .map_err(status_error)?;
         Ok(())
+    }
+
+    /// Tells a peer to forget every rate-limit count of `name`; how many it dropped.
+    pub async fn reset_counts(
+        &self,
+        addr: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<u64, PeerCallError> {
+        let mut client = self.client(addr, Lane::Mail)?;
+        let req = ResetCountsRequest {
+            name: name.to_owned(),
+        };
+        let reply = tokio::time::timeout(timeout, client.reset_counts(req))
+            .await
+            .map_err(|_| PeerCallError::Timeout(timeout))?
+            .map_err(status_error)?;
+        Ok(reply.into_inner().dropped)
     }
 
     /// Reads a body from a peer that holds it.

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use peage_proto::v1::raft_peer_server::{RaftPeer, RaftPeerServer};
 use peage_proto::v1::{
     Blob, CountsAck, CountsReport, GetBlobRequest, MatchedIndex, PutBlobReply, RaftPayload,
-    ReadIndexReply, ReadIndexRequest,
+    ReadIndexReply, ReadIndexRequest, ResetCountsReply, ResetCountsRequest,
 };
 
 use super::error::{Unavailable, WriteError};
@@ -128,6 +128,16 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<CountsAck>, Status> {
         self.cluster.shared_counts().heard(req.into_inner());
         Ok(Response::new(CountsAck {}))
+    }
+
+    async fn reset_counts(
+        &self,
+        req: Request<ResetCountsRequest>,
+    ) -> Result<Response<ResetCountsReply>, Status> {
+        let dropped = self.cluster.shared_counts().forget(&req.into_inner().name);
+        Ok(Response::new(ResetCountsReply {
+            dropped: dropped as u64,
+        }))
     }
 
     async fn get_blob(&self, req: Request<GetBlobRequest>) -> Result<Response<Blob>, Status> {

@@ -16,6 +16,7 @@ use peage_mail::smtp::{Acceptor, Envelope, Reply};
 use peage_mail::trust::{Authenticated, SENDER_PROVED};
 
 use super::callout::{Answer, Callout};
+use super::strikes::{Evidence, StrikeKind};
 use super::submission::{self, Submission};
 use super::{NewMessage, Spooler};
 use crate::auth::Authenticator;
@@ -25,6 +26,9 @@ use crate::evidence::Recorder;
 use crate::judge::{authenticate, judge, wire_symbols, Judged};
 use crate::metrics::{observe_stage, ACCEPT_STAGE_SECONDS, VERDICTS};
 use crate::state::Verify;
+
+/// The symbol of a message held because the filter failed on it.
+const FILTER_ERROR: &str = "FILTER_ERROR";
 
 pub struct NodeAcceptor {
     spooler: Spooler,
@@ -67,7 +71,7 @@ impl NodeAcceptor {
             Ok((Err(e), message)) => {
                 tracing::error!(error = %e, "filter failed; the message is held in quarantine");
                 let symbols = vec![Symbol {
-                    name: "FILTER_ERROR".into(),
+                    name: FILTER_ERROR.into(),
                     score_milli: 0,
                     reason: "the filter failed on this message".into(),
                 }];
@@ -91,7 +95,12 @@ impl Acceptor for NodeAcceptor {
     /// A node outside a working majority could store nothing: it says so at once, before
     /// the client sends the message, and the client tries another MX. An authenticated
     /// client sends only as its account's domains.
-    fn check_sender(&self, mail_from: &str, login: Option<&str>) -> Result<(), Reply> {
+    fn check_sender(
+        &self,
+        client_ip: IpAddr,
+        mail_from: &str,
+        login: Option<&str>,
+    ) -> Result<(), Reply> {
         let cluster = self.spooler.cluster();
         if !cluster.in_quorum() {
             return Err(Reply::new(
@@ -103,9 +112,29 @@ impl Acceptor for NodeAcceptor {
             return Ok(());
         };
         let indexes = cluster.state().indexes();
-        self.submission.unlocked(indexes, login)?;
-        submission::owned(indexes, login, mail_from, "Sender")?;
-        self.submission.limits.admit(cluster, login)
+        let account = submission::principal(indexes, login)?;
+        submission::owned(indexes, (login, &account), mail_from, "Sender")?;
+        match submission::identity_at_mail(login, &account, mail_from) {
+            Some(identity) => {
+                let who = submission::sender(&identity, login, client_ip, mail_from);
+                self.submission.admit(indexes, cluster, &who)
+            }
+            // Read from the message's header: checked at the end of DATA.
+            None => Ok(()),
+        }
+    }
+
+    fn trusted_principal(&self, client_ip: IpAddr) -> Option<String> {
+        let principal = self
+            .spooler
+            .cluster()
+            .state()
+            .indexes()
+            .trusted_principal(client_ip);
+        if let Some(login) = &principal {
+            tracing::debug!(%client_ip, %login, "client trusted by its network");
+        }
+        principal
     }
 
     async fn authenticate(
@@ -171,6 +200,38 @@ impl Acceptor for NodeAcceptor {
 }
 
 impl NodeAcceptor {
+    /// A principal's message at the end of DATA: its header From must be the principal's
+    /// too, an identity read from a header is admitted now (lock and rate limit), and the
+    /// message is DKIM-signed for its From domain; the identity it is counted as.
+    fn outgoing(&self, envelope: &Envelope, message: &mut Vec<u8>) -> Result<String, Reply> {
+        let (login, mail_from) = (
+            envelope.login.as_deref().unwrap_or_default(),
+            envelope.mail_from.as_str(),
+        );
+        let cluster = self.spooler.cluster();
+        let indexes = cluster.state().indexes();
+        let account = submission::principal(indexes, login)?;
+        let from = submission::header_from(message).unwrap_or_default();
+        submission::owned(indexes, (login, &account), &from, "From")?;
+        let identity = submission::identity_of(login, &account, mail_from, message);
+        if submission::identity_at_mail(login, &account, mail_from).is_none() {
+            let who = submission::sender(&identity, login, envelope.client_ip, mail_from);
+            self.submission.admit(indexes, cluster, &who)?;
+        }
+        let rcpts: Vec<String> = envelope.rcpt_to.iter().map(Recipient::address).collect();
+        self.submission
+            .limits
+            .admit_recipients(cluster, &identity, &rcpts)?;
+        let domain = submission::domain_of(&from).unwrap_or_default();
+        if let Some(key) = indexes.dkim_key(&domain) {
+            match dkim::sign(message, &domain, &key) {
+                Ok(signed) => *message = signed,
+                Err(e) => tracing::warn!(%domain, error = %e, "not DKIM-signed"),
+            }
+        }
+        Ok(identity)
+    }
+
     /// The downstream's word on a mailbox of a domain verified by callout (cached
     /// cluster-wide): refused for good → `550 5.1.1`; no answer now → taken unverified (the
     /// message waits in the spool like any other, and a refusal then bounces only to a
@@ -211,22 +272,15 @@ impl NodeAcceptor {
             message,
             proved: Authenticated::nothing(),
         };
-        // Our own authenticated customer: no DNS checks, but the From must be theirs too.
+        // Our own customer: no DNS checks, but the From must be theirs too.
         let auth = self.auth.as_deref().filter(|_| envelope.login.is_none());
-        if let Some(login) = &envelope.login {
-            let indexes = self.spooler.cluster().state().indexes();
-            let from = submission::header_from(&judged.message).unwrap_or_default();
-            if let Err(reply) = submission::owned(indexes, login, &from, "From") {
-                return reply;
-            }
-            let domain = submission::domain_of(&from).unwrap_or_default();
-            if let Some(key) = indexes.dkim_key(&domain) {
-                match dkim::sign(&judged.message, &domain, &key) {
-                    Ok(signed) => judged.message = signed,
-                    Err(e) => tracing::warn!(%domain, error = %e, "not DKIM-signed"),
-                }
-            }
-        }
+        let identity = match &envelope.login {
+            Some(_) => match self.outgoing(&envelope, &mut judged.message) {
+                Ok(identity) => Some(identity),
+                Err(reply) => return reply,
+            },
+            None => None,
+        };
         let authentication = authenticate(auth, &mut judged).await;
         let Some((mut judgement, message)) = self.judge(judged).await else {
             return Reply::new(451, "4.3.0 The filter could not run; try again later");
@@ -237,19 +291,35 @@ impl NodeAcceptor {
             let action = auth.dmarc_action(domains);
             auth.combine(&mut judgement, found, &indexes.policy().filter, action);
         }
-        let spam = judgement.verdict != Verdict::Deliver;
         if let Some(login) = &envelope.login {
             // Bounces go back to an authenticated sender (`spool::delivery::may_bounce_to`).
             let why = format!("authenticated as {login}");
             judgement
                 .symbols
                 .push(peage_mail::filter::symbol(SENDER_PROVED, why));
-            // Our customer's spam is held, not refused: it is the evidence for the abuse
-            // desk and for the account's lock.
-            if judgement.verdict == Verdict::Reject {
-                judgement.verdict = Verdict::Quarantine;
+            if let Some(identity) = &identity {
+                let why = submission::identity_reason(login, identity);
+                let symbol = peage_mail::filter::symbol(submission::OUTBOUND_IDENTITY, why);
+                judgement.symbols.push(symbol);
             }
+            // Our customer's spam is held at the outbound threshold, never refused: it is
+            // the evidence for the abuse desk and for the identity's lock. (A message the
+            // filter failed on stays held, whatever its points.)
+            let hold_at = self
+                .spooler
+                .cluster()
+                .state()
+                .indexes()
+                .policy()
+                .outbound_hold_at_milli;
+            let failed = judgement.symbols.iter().any(|s| s.name == FILTER_ERROR);
+            judgement.verdict = if judgement.total_milli >= hold_at || failed {
+                Verdict::Quarantine
+            } else {
+                Verdict::Deliver
+            };
         }
+        let spam = judgement.verdict != Verdict::Deliver;
         observe_stage(ACCEPT_STAGE_SECONDS, "filter", started);
         metrics::counter!(VERDICTS, "verdict" => judgement.verdict.as_str()).increment(1);
         if judgement.verdict == Verdict::Reject {
@@ -262,6 +332,9 @@ impl NodeAcceptor {
         let mut body = received(&envelope, &self.hostname, now_ms()).into_bytes();
         if let Some(found) = &authentication {
             body.extend_from_slice(found.header.as_bytes());
+        }
+        if let (Some(login), Some(identity)) = (&envelope.login, &identity) {
+            body.extend_from_slice(submission::trace_header(login, identity).as_bytes());
         }
         body.extend_from_slice(
             filter::headers(judgement.verdict, judgement.total_milli, &judgement.symbols)
@@ -285,10 +358,20 @@ impl NodeAcceptor {
                 self.evidence
                     .count(&judgement.evidence_keys, judgement.verdict);
                 tracing::info!(queue_id = %queue_id, verdict = judgement.verdict.as_str(), "message accepted");
-                if let (Some(login), true) = (&envelope.login, spam) {
-                    self.submission
-                        .strike(&self.spooler, login, &queue_id, &judgement)
-                        .await;
+                if let (Some(login), Some(identity), true) = (&envelope.login, &identity, spam) {
+                    let kind = match judgement.carries_malware() {
+                        true => StrikeKind::Malware,
+                        false => StrikeKind::Spam,
+                    };
+                    let evidence = Evidence {
+                        login,
+                        identity,
+                        queue_id: &queue_id,
+                        kind,
+                        why: judgement.main_reason(),
+                        count: 1,
+                    };
+                    self.submission.locks.strike(&self.spooler, evidence).await;
                 }
                 Reply::new(250, format!("2.0.0 Ok: queued as {queue_id}"))
             }

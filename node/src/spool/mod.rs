@@ -10,6 +10,7 @@ pub mod callout;
 pub mod delivery;
 pub mod dsn;
 pub mod janitor;
+pub mod strikes;
 pub mod submission;
 
 use std::sync::Arc;

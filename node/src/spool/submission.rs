@@ -1,31 +1,21 @@
-//! What an authenticated client (submission) may do: send only as the account's domains
-//! (envelope sender and header From), and only while the account is not locked; each spam
-//! verdict on its mail is a strike through Raft, and the strike that locks the account
-//! tells its domains' postmaster (and the operator) with the evidence.
+//! What a submission principal (an account that logged in, or a platform MTA trusted by
+//! its network) may do: send only as its domains (envelope sender and header From), and
+//! only while the identity its mail is counted as (the login, the envelope sender, or a
+//! header the platform MTA adds) is not locked (`strikes` locks it) and inside its rate
+//! limits.
 
-use std::time::Duration;
+use std::net::IpAddr;
 
 use mail_parser::MessageParser;
-use peage_mail::filter::Judgement;
 use peage_mail::smtp::Reply;
-use peage_proto::v1::{command, OutboundStrike};
 
-use super::{NewMessage, Spooler};
+use super::strikes::LockPolicy;
 use crate::clock::now_ms;
+use crate::cluster::Cluster;
 use crate::logins::Logins;
-use crate::ratelimit::RateLimits;
-use crate::state::Indexes;
-use crate::types::Outcome;
-
-/// When a run of spam locks an account, and who hears of it.
-#[derive(Clone, Debug)]
-pub struct LockPolicy {
-    pub after_spam: u32,
-    pub window: Duration,
-    pub lock_for: Duration,
-    pub max_auto_unlocks: u32,
-    pub notify: Option<String>,
-}
+use crate::ratelimit::{RateLimits, Sender};
+pub use crate::state::domain_of;
+use crate::state::{Account, IdentityFrom, Indexes, ANY_HOSTED_DOMAIN};
 
 /// What the submission path needs: logins, the lock policy and the rate limits.
 #[derive(Clone)]
@@ -36,109 +26,154 @@ pub struct Submission {
 }
 
 impl Submission {
-    /// `Err` while `login` is locked: the reply to its MAIL FROM.
-    pub fn unlocked(&self, indexes: &Indexes, login: &str) -> Result<(), Reply> {
-        match indexes.lock_of(login, now_ms()) {
+    /// `Err` while `identity` is locked: the reply to its MAIL FROM (or to its message,
+    /// when the identity is read from a header).
+    pub fn unlocked(&self, indexes: &Indexes, identity: &str) -> Result<(), Reply> {
+        match indexes.lock_of(identity, now_ms()) {
             None => Ok(()),
             Some(lock) => Err(Reply::new(
                 550,
                 format!(
-                    "5.7.1 The account {login} is locked ({}); contact your provider's abuse desk",
+                    "5.7.1 {identity} is locked ({}); contact your provider's abuse desk",
                     lock.reason
                 ),
             )),
         }
     }
 
-    /// Counts a spam verdict on `login`'s message `queue_id` cluster-wide; when it locks
-    /// the account, tells who must know.
-    pub async fn strike(&self, spooler: &Spooler, login: &str, queue_id: &str, j: &Judgement) {
-        let strike = OutboundStrike {
-            login: login.to_owned(),
-            at_ms: now_ms(),
-            queue_id: queue_id.to_owned(),
-            why: j.main_reason(),
-            threshold: self.locks.after_spam,
-            window_ms: self.locks.window.as_millis() as i64,
-            lock_ms: self.locks.lock_for.as_millis() as i64,
-            max_auto_unlocks: self.locks.max_auto_unlocks,
-        };
-        let cluster = spooler.cluster();
-        match cluster.propose(command::Kind::OutboundStrike(strike)).await {
-            Ok((_, Outcome::Strike { locked: true })) => {
-                tracing::warn!(%login, %queue_id, "account locked for sending spam");
-                if let Err(e) = self.notify(spooler, login, queue_id).await {
-                    tracing::warn!(%login, error = %e, "lock notification not queued");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(%login, error = %e, "spam strike not recorded"),
-        }
-    }
-
-    async fn notify(&self, spooler: &Spooler, login: &str, queue_id: &str) -> anyhow::Result<()> {
-        let indexes = spooler.cluster().state().indexes();
-        let account = indexes.account(login);
-        let lock = indexes.lock_of(login, now_ms());
-        let mut to: Vec<String> = account
-            .map(|a| {
-                a.domains
-                    .iter()
-                    .map(|d| format!("postmaster@{d}"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        to.extend(self.locks.notify.clone());
-        anyhow::ensure!(!to.is_empty(), "nobody to notify");
-        let reason = lock.map_or_else(String::new, |l| l.reason);
-        let body = format!(
-            "From: Peage <postmaster@invalid>\r\nTo: {}\r\nSubject: Account {login} locked for sending spam\r\n\
-             Date: {}\r\nMessage-ID: <lock-{queue_id}@peage>\r\nAuto-Submitted: auto-generated\r\n\r\n\
-             The mail account {login} was locked: {reason}.\r\n\
-             The messages that caused it are held in the outbound quarantine (the last one: {queue_id}).\r\n\
-             Change the account's password, then ask the provider to unlock it.\r\n",
-            to.join(", "),
-            peage_mail::smtp::trace::rfc2822_ms(now_ms()),
-        );
-        let message = NewMessage {
-            mail_from: String::new(),
-            rcpt_to: to,
-            client_ip: "127.0.0.1".into(),
-            helo: "localhost".into(),
-            body: body.into_bytes(),
-            verdict: "deliver",
-            score_milli: 0,
-            symbols: Vec::new(),
-        };
-        spooler
-            .enqueue(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| anyhow::anyhow!("{e}"))
+    /// Whether `who` may send one more message now: its identity not locked, and every
+    /// count inside its rate limits.
+    pub fn admit(
+        &self,
+        indexes: &Indexes,
+        cluster: &Cluster,
+        who: &Sender<'_>,
+    ) -> Result<(), Reply> {
+        self.unlocked(indexes, who.identity)?;
+        self.limits.admit(cluster, who)
     }
 }
 
-/// The domain of `address`, lower-case.
-pub fn domain_of(address: &str) -> Option<String> {
-    let (local, domain) = address.rsplit_once('@')?;
-    (!local.is_empty() && !domain.is_empty()).then(|| domain.to_ascii_lowercase())
+/// Whom a message from `login` as `identity` counts against.
+pub fn sender<'a>(
+    identity: &'a str,
+    login: &'a str,
+    client_ip: IpAddr,
+    mail_from: &'a str,
+) -> Sender<'a> {
+    Sender {
+        identity,
+        login,
+        client_ip,
+        domain: mail_from.rsplit_once('@').map_or("", |(_, d)| d),
+    }
+}
+
+/// The principal `login` as it stands, or the reply to a client whose principal has just
+/// been removed.
+pub fn principal(indexes: &Indexes, login: &str) -> Result<Account, Reply> {
+    indexes
+        .account(login)
+        .ok_or_else(|| Reply::new(550, format!("5.7.1 The account {login} no longer exists")))
 }
 
 /// Whether `login` may use `address`; the reply that says why not.
-pub fn owned(indexes: &Indexes, login: &str, address: &str, what: &str) -> Result<(), Reply> {
-    let Some(account) = indexes.account(login) else {
-        return Err(Reply::new(
-            550,
-            format!("5.7.1 The account {login} no longer exists"),
-        ));
+pub fn owned(
+    indexes: &Indexes,
+    (login, account): (&str, &Account),
+    address: &str,
+    what: &str,
+) -> Result<(), Reply> {
+    let ours = |domain: &String| {
+        account.domains.contains(domain)
+            || (account.domains.iter().any(|d| d == ANY_HOSTED_DOMAIN)
+                && indexes.verify_of(domain).is_some())
     };
     match domain_of(address) {
-        Some(domain) if account.domains.contains(&domain) => Ok(()),
+        Some(domain) if ours(&domain) => Ok(()),
         _ => Err(Reply::new(
             553,
             format!("5.7.1 {what} <{address}> is not an address {login} may send as"),
         )),
     }
+}
+
+/// The identity a message is counted as when it is known at MAIL FROM (not for one read
+/// from a header).
+pub fn identity_at_mail(login: &str, account: &Account, mail_from: &str) -> Option<String> {
+    match &account.identity {
+        IdentityFrom::Login => Some(login.to_owned()),
+        IdentityFrom::Sender => Some(sender_or(login, mail_from)),
+        IdentityFrom::Header(_) => None,
+    }
+}
+
+/// The identity of a message: the login, the envelope sender, or the configured header's
+/// address (the envelope sender when the header is missing); lower-case.
+pub fn identity_of(login: &str, account: &Account, mail_from: &str, message: &[u8]) -> String {
+    match &account.identity {
+        IdentityFrom::Header(name) => {
+            header_identity(message, name).unwrap_or_else(|| sender_or(login, mail_from))
+        }
+        _ => identity_at_mail(login, account, mail_from).unwrap_or_else(|| login.to_owned()),
+    }
+}
+
+fn sender_or(login: &str, mail_from: &str) -> String {
+    match mail_from {
+        "" => login.to_owned(),
+        sender => sender.to_lowercase(),
+    }
+}
+
+/// What the topmost `name` field names: for `Received`, its `(Authenticated sender: X)`
+/// (Postfix's `smtpd_sasl_authenticated_header`); for another field, the address in its
+/// angle brackets or its whole trimmed value.
+pub fn header_identity(message: &[u8], name: &str) -> Option<String> {
+    let parsed = MessageParser::new().parse_headers(message)?;
+    let raw = parsed
+        .headers()
+        .iter()
+        .find(|h| h.name.as_str().eq_ignore_ascii_case(name))
+        .map(|h| {
+            String::from_utf8_lossy(&message[h.offset_start as usize..h.offset_end as usize])
+        })?;
+    let value = if name.eq_ignore_ascii_case("received") {
+        let (_, after) = raw.split_once("(Authenticated sender:")?;
+        after.split_once(')')?.0
+    } else {
+        match raw.split_once('<').and_then(|(_, a)| a.split_once('>')) {
+            Some((address, _)) => address,
+            None => raw.as_ref(),
+        }
+    };
+    let value: String = value.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!value.is_empty() && value.len() <= 256).then(|| value.to_lowercase())
+}
+
+/// The field that lets an abuse desk trace an outgoing message to the identity to lock
+/// (and the principal it came through). Clients cannot forge it: every incoming `X-Peage-*`
+/// field is removed first.
+pub fn trace_header(login: &str, identity: &str) -> String {
+    format!("X-Peage-Outbound-Identity: {identity}; principal={login}\r\n")
+}
+
+/// The symbol that carries an outgoing message's identity and principal in the spool, for
+/// the strikes its delivery may bring (hard bounces); 0 points.
+pub const OUTBOUND_IDENTITY: &str = "OUTBOUND_IDENTITY";
+
+/// `OUTBOUND_IDENTITY`'s reason: the identity, then the principal (a login has no space).
+pub fn identity_reason(login: &str, identity: &str) -> String {
+    format!("{identity} via {login}")
+}
+
+/// The (principal, identity) of a spooled message's symbols, if it is outgoing mail.
+pub fn identity_in(symbols: &[(String, i64, String)]) -> Option<(&str, &str)> {
+    let (_, _, reason) = symbols
+        .iter()
+        .find(|(name, _, _)| name == OUTBOUND_IDENTITY)?;
+    let (identity, login) = reason.rsplit_once(" via ")?;
+    Some((login, identity))
 }
 
 /// The header From's address, if the message has one.
@@ -150,7 +185,53 @@ pub fn header_from(message: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{domain_of, header_from};
+    use super::{domain_of, header_from, header_identity, identity_of, Account, IdentityFrom};
+
+    #[test]
+    fn an_identity_comes_from_the_login_the_sender_or_the_platform_s_header() {
+        let message = b"Received: from pc (pc [10.1.2.3])\r\n\t(Authenticated sender: Bob@Shop.Example)\r\n\tby mta.platform (Postfix) with ESMTPSA id X;\r\n\tSat, 5 Dec 2026 10:00:00 +0000\r\nReceived: from older (Authenticated sender: mallory@x.example)\r\nX-Auth-User: Carol <carol@shop.example>\r\nSubject: x\r\n\r\nbody\r\n";
+        let account = |identity| Account {
+            password_hash: String::new(),
+            domains: vec!["*".into()],
+            networks: Vec::new(),
+            identity,
+        };
+        let login = "platform";
+        let from = "Alice@Shop.Example";
+        assert_eq!(
+            identity_of(login, &account(IdentityFrom::Login), from, message),
+            "platform"
+        );
+        assert_eq!(
+            identity_of(login, &account(IdentityFrom::Sender), from, message),
+            "alice@shop.example"
+        );
+        assert_eq!(
+            identity_of(login, &account(IdentityFrom::Sender), "", message),
+            "platform"
+        );
+        let received = account(IdentityFrom::Header("Received".into()));
+        assert_eq!(
+            identity_of(login, &received, from, message),
+            "bob@shop.example",
+            "the topmost Received"
+        );
+        let named = account(IdentityFrom::Header("x-auth-user".into()));
+        assert_eq!(
+            identity_of(login, &named, from, message),
+            "carol@shop.example"
+        );
+        let missing = account(IdentityFrom::Header("X-Missing".into()));
+        assert_eq!(
+            identity_of(login, &missing, from, message),
+            "alice@shop.example",
+            "the sender, failing the header"
+        );
+        assert_eq!(
+            header_identity(b"Received: from a by b\r\n\r\n", "Received"),
+            None
+        );
+    }
 
     #[test]
     fn the_from_and_its_domain_are_read_as_written() {

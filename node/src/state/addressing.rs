@@ -89,11 +89,71 @@ impl Verify {
 /// and until when it holds.
 pub type CalloutAnswer = (bool, i64);
 
-/// What AUTH and the sender check need of a submission account.
+/// What AUTH and the sender check need of a submission principal: an account that logs
+/// in (a user, or one credential for a whole domain), or a platform MTA trusted by its
+/// networks (no password).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
+    /// Empty: the principal cannot log in (it is trusted by its networks).
     pub password_hash: String,
+    /// The domains it may send as; `*` is every hosted domain (the routing table's).
     pub domains: Vec<String>,
+    /// Clients on these networks send as this principal without AUTH.
+    pub networks: Vec<ipnet::IpNet>,
+    /// Whom its mail is counted, limited and locked as.
+    pub identity: IdentityFrom,
+}
+
+/// The domain of `address`, lower-case.
+pub fn domain_of(address: &str) -> Option<String> {
+    let (local, domain) = address.rsplit_once('@')?;
+    (!local.is_empty() && !domain.is_empty()).then(|| domain.to_ascii_lowercase())
+}
+
+/// Every hosted domain, in an account's domains.
+pub const ANY_HOSTED_DOMAIN: &str = "*";
+
+/// Where a principal's identity comes from: the login itself, each message's envelope
+/// sender (one credential for a domain, one identity per mailbox), or a header the platform
+/// MTA adds (`Received` reads its `(Authenticated sender: …)` clause).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum IdentityFrom {
+    #[default]
+    Login,
+    Sender,
+    Header(String),
+}
+
+impl IdentityFrom {
+    /// `login`, `sender` or `header:NAME`.
+    pub fn parse(text: &str) -> Result<IdentityFrom, String> {
+        match text.trim() {
+            "" | "login" => Ok(IdentityFrom::Login),
+            "sender" => Ok(IdentityFrom::Sender),
+            other => match other.strip_prefix("header:") {
+                Some(name)
+                    if !name.is_empty()
+                        && name.len() <= 64
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+                {
+                    Ok(IdentityFrom::Header(name.to_owned()))
+                }
+                _ => Err(format!(
+                    "identity `{other}`: login, sender or header:NAME (a header field name)"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for IdentityFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdentityFrom::Login => f.write_str("login"),
+            IdentityFrom::Sender => f.write_str("sender"),
+            IdentityFrom::Header(name) => write!(f, "header:{name}"),
+        }
+    }
 }
 
 /// Why an account may not send, and until when (`locks::UNTIL_UNLOCKED`: an operator's

@@ -16,7 +16,8 @@ use peage_mail::sync::{into_inner, read, write};
 
 use super::addressing::Addressing;
 pub use super::addressing::{
-    Account, CalloutAnswer, DkimKey, DmarcAction, DomainRoute, Lock, Verify,
+    domain_of, Account, CalloutAnswer, DkimKey, DmarcAction, DomainRoute, IdentityFrom, Lock,
+    Verify, ANY_HOSTED_DOMAIN,
 };
 use crate::clock::now_ms;
 
@@ -25,6 +26,8 @@ use crate::clock::now_ms;
 pub struct ClusterPolicy {
     pub filter: Policy,
     pub quarantine_retention_ms: i64,
+    /// Outgoing mail at this score or more is held in the outbound quarantine.
+    pub outbound_hold_at_milli: i64,
 }
 
 impl Default for ClusterPolicy {
@@ -32,6 +35,7 @@ impl Default for ClusterPolicy {
         ClusterPolicy {
             filter: Policy::default(),
             quarantine_retention_ms: DEFAULT_QUARANTINE_RETENTION_MS,
+            outbound_hold_at_milli: Policy::default().quarantine_at_milli,
         }
     }
 }
@@ -286,6 +290,17 @@ impl Indexes {
     /// The submission account `login` (as stored: lower-case).
     pub fn account(&self, login: &str) -> Option<Account> {
         read(&self.users).get(login).cloned()
+    }
+
+    /// The principal a client at `ip` is trusted as: the one whose network holding `ip`
+    /// is the narrowest (ties: the first login).
+    pub fn trusted_principal(&self, ip: std::net::IpAddr) -> Option<String> {
+        read(&self.users)
+            .iter()
+            .flat_map(|(login, a)| a.networks.iter().map(move |n| (n, login)))
+            .filter(|(net, _)| net.contains(&ip))
+            .min_by(|(a, la), (b, lb)| b.prefix_len().cmp(&a.prefix_len()).then(la.cmp(lb)))
+            .map(|(_, login)| login.clone())
     }
 
     /// The key that signs `domain`'s outgoing mail, if it has one.

@@ -1,7 +1,8 @@
-//! Outbound abuse, decided the same way on every node: spam verdicts counted per account
-//! (`OutboundStrike`), the lock that a run of them sets for a while (or, past the number of
-//! automatic unlocks, until an operator lifts it), operators' own locks and unlocks, and
-//! the locks listed and covered by the state digest.
+//! Outbound abuse, decided the same way on every node: strikes counted per identity and
+//! kind (`OutboundStrike`: spam verdicts, malware, invalid recipients, hard bounces), the
+//! lock that a run of one kind sets for a while (or, past the number of automatic unlocks,
+//! until an operator lifts it), operators' own locks and unlocks, and the locks listed and
+//! covered by the state digest.
 
 use std::collections::HashMap;
 
@@ -26,22 +27,41 @@ pub struct LockRow {
     pub author: String,
 }
 
+/// The most strikes one entry adds (a delivery refused for every recipient).
+const MAX_STRIKES_AT_ONCE: u32 = 1000;
+
+/// What a run of strikes of `kind` is called in a lock's reason.
+fn counted_as(kind: &str) -> &'static str {
+    match kind {
+        "malware" => "messages with malware or dangerous attachments",
+        "invalid_recipient" => "recipients refused as unknown",
+        "hard_bounce" => "hard bounces",
+        _ => "spam verdicts",
+    }
+}
+
 pub fn apply_strike(
     tx: &Transaction<'_>,
-    s: OutboundStrike,
+    mut s: OutboundStrike,
     changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<Outcome> {
-    tx.execute(
-        "INSERT INTO outbound_strikes (login, at_ms, queue_id, why) VALUES (?1, ?2, ?3, ?4)",
-        params![s.login, s.at_ms, s.queue_id, s.why],
-    )?;
+    if s.kind.is_empty() {
+        s.kind = "spam".into();
+    }
+    for _ in 0..s.count.clamp(1, MAX_STRIKES_AT_ONCE) {
+        tx.execute(
+            "INSERT INTO outbound_strikes (login, at_ms, queue_id, why, kind)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![s.login, s.at_ms, s.queue_id, s.why, s.kind],
+        )?;
+    }
     tx.execute(
         "DELETE FROM outbound_strikes WHERE login = ?1 AND at_ms <= ?2",
         params![s.login, s.at_ms - s.window_ms],
     )?;
     let strikes: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM outbound_strikes WHERE login = ?1",
-        [&s.login],
+        "SELECT COUNT(*) FROM outbound_strikes WHERE login = ?1 AND kind = ?2",
+        params![s.login, s.kind],
         |r| r.get(0),
     )?;
     let current: Option<(i64, i64)> = tx
@@ -62,7 +82,8 @@ pub fn apply_strike(
         s.at_ms + s.lock_ms
     };
     let reason = format!(
-        "{strikes} spam verdicts within {} minutes (the last: {})",
+        "{strikes} {} within {} minutes (the last: {})",
+        counted_as(&s.kind),
         s.window_ms / 60_000,
         s.queue_id
     );
@@ -173,13 +194,14 @@ pub fn digest_rows(conn: &Connection, out: &mut dyn FnMut(&[u8])) -> rusqlite::R
         .as_bytes());
     }
     let mut stmt = conn.prepare_cached(
-        "SELECT login, at_ms, queue_id, why FROM outbound_strikes ORDER BY login, at_ms, queue_id",
+        "SELECT login, at_ms, queue_id, why, kind FROM outbound_strikes
+         ORDER BY login, at_ms, queue_id, kind, why",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        let (login, at, id, why): (String, i64, String, String) =
-            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-        out(format!("strike:{login}:{at}:{id}:{why}").as_bytes());
+        let (login, at, id, why, kind): (String, i64, String, String, String) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+        out(format!("strike:{login}:{at}:{id}:{why}:{kind}").as_bytes());
     }
     Ok(())
 }

@@ -41,7 +41,10 @@ use peage_mail::lists::ListIndex;
 use peage_mail::sync::{lock, read, write};
 
 use crate::types::{Membership, NodeId};
-pub use knowledge::{ClusterPolicy, DkimKey, DmarcAction, DomainRoute, Indexes, Verify};
+pub use knowledge::{
+    domain_of, Account, ClusterPolicy, DkimKey, DmarcAction, DomainRoute, IdentityFrom, Indexes,
+    Verify, ANY_HOSTED_DOMAIN,
+};
 pub use spool_index::{Lapsed, SpoolCounts, SpoolIndex};
 
 const DB_FILE: &str = "state.sqlite";

@@ -1,4 +1,5 @@
-//! The replicated policy — the filter's thresholds, the quarantine's retention: applying
+//! The replicated policy — the filter's thresholds, inbound and outbound, the quarantine's
+//! retention: applying
 //! `PolicySet` and reading the policy back.
 
 use rusqlite::{params, Connection, Transaction};
@@ -24,15 +25,25 @@ pub fn apply_set(
             "the quarantine retention cannot be negative".into(),
         ));
     }
+    if p.outbound_hold_at_milli < 0 {
+        return Ok(Outcome::Refused(
+            "the outbound hold threshold cannot be negative".into(),
+        ));
+    }
+    let current = query(tx)?;
     let retention = match p.quarantine_retention_ms {
-        0 => query(tx)?.quarantine_retention_ms,
+        0 => current.quarantine_retention_ms,
         ms => ms,
+    };
+    let outbound_hold = match p.outbound_hold_at_milli {
+        0 => current.outbound_hold_at_milli,
+        milli => milli,
     };
     tx.execute(
         "INSERT INTO policy (key, value) VALUES ('quarantine_at_milli', ?1), ('reject_at_milli', ?2),
-           ('quarantine_retention_ms', ?3)
+           ('quarantine_retention_ms', ?3), ('outbound_hold_at_milli', ?4)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![p.quarantine_at_milli, p.reject_at_milli, retention],
+        params![p.quarantine_at_milli, p.reject_at_milli, retention, outbound_hold],
     )?;
     changes.push(IndexChange::Policy(ClusterPolicy {
         filter: Policy {
@@ -40,6 +51,7 @@ pub fn apply_set(
             reject_at_milli: p.reject_at_milli,
         },
         quarantine_retention_ms: retention,
+        outbound_hold_at_milli: outbound_hold,
     }));
     Ok(Outcome::PolicySet)
 }
@@ -54,6 +66,7 @@ pub fn query(conn: &Connection) -> rusqlite::Result<ClusterPolicy> {
             (k, v) if k == "quarantine_at_milli" => p.filter.quarantine_at_milli = v,
             (k, v) if k == "reject_at_milli" => p.filter.reject_at_milli = v,
             (k, v) if k == "quarantine_retention_ms" => p.quarantine_retention_ms = v,
+            (k, v) if k == "outbound_hold_at_milli" => p.outbound_hold_at_milli = v,
             _ => {}
         }
     }

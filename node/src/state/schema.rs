@@ -140,6 +140,11 @@ const MIGRATIONS: &[&str] = &[
         created_at_ms INTEGER NOT NULL,
         PRIMARY KEY (domain, selector)
      );",
+    // 17: principals trusted by network (JSON list), and where each one's identity comes
+    // from; strikes of several kinds (malware, invalid recipients, hard bounces).
+    "ALTER TABLE users ADD COLUMN networks TEXT NOT NULL DEFAULT '[]';
+     ALTER TABLE users ADD COLUMN identity TEXT NOT NULL DEFAULT 'login';
+     ALTER TABLE outbound_strikes ADD COLUMN kind TEXT NOT NULL DEFAULT 'spam';",
 ];
 
 /// The schema version this release writes.

@@ -70,22 +70,13 @@ impl TestCluster {
     fn node_config(&self, id: u64, site: &str, bootstrap: bool) -> anyhow::Result<Config> {
         let t = &self.tuning;
         let ip = format!("{}.{id}", self.net);
-        let defaults = OutboundSection::default();
-        let limits = t.outbound_limits.unwrap_or([
-            defaults.max_messages_per_minute,
-            defaults.max_messages_per_hour,
-            defaults.max_messages_per_day,
-        ]);
         Ok(Config {
             tls: self.node_tls(id)?,
             outbound: OutboundSection {
                 notify: Some("abuse@example.test".into()),
                 // The sinks a test starts listen there.
                 mx_port: 2626,
-                max_messages_per_minute: limits[0],
-                max_messages_per_hour: limits[1],
-                max_messages_per_day: limits[2],
-                ..OutboundSection::default()
+                ..t.outbound.clone()
             },
             node: NodeSection {
                 id,

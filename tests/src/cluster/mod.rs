@@ -72,8 +72,9 @@ pub struct Tuning {
     pub blocklists: Vec<peage_node::blocklists::Blocklist>,
     /// Mutual TLS between nodes and TLS on the admin API, with certificates of its own.
     pub grpc_tls: bool,
-    /// `outbound.max_messages_per_{minute,hour,day}` (the node's defaults when None).
-    pub outbound_limits: Option<[u64; 3]>,
+    /// The nodes' `[outbound]` section (its rate limits and lock thresholds; the harness
+    /// sets `notify` and `mx_port`).
+    pub outbound: peage_node::config::OutboundSection,
 }
 
 impl Default for Tuning {
@@ -97,7 +98,7 @@ impl Default for Tuning {
             dns_server: None,
             blocklists: Vec::new(),
             grpc_tls: false,
-            outbound_limits: None,
+            outbound: Default::default(),
         }
     }
 }

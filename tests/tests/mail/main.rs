@@ -10,7 +10,10 @@ mod delivery;
 mod edge;
 mod filtering;
 mod handover;
+mod outbound_abuse;
+mod ratelimits;
 mod recipients;
+mod relay;
 mod submission;
 
 use std::time::Duration;
@@ -46,6 +49,17 @@ pub async fn queue(c: &TestCluster, i: usize, stale: bool) -> Vec<QueuedMessage>
 
 pub async fn quarantine(c: &TestCluster, i: usize) -> Vec<QueuedMessage> {
     list(c, i, false, true).await
+}
+
+/// The outbound quarantine: what hosted principals sent that was held.
+pub async fn outbound_quarantine(c: &TestCluster, i: usize) -> Vec<QueuedMessage> {
+    let mut a = c.client(i).await.unwrap();
+    let request = QueueListRequest {
+        quarantine: true,
+        outbound: true,
+        ..Default::default()
+    };
+    a.queue_list(request).await.unwrap().into_inner().messages
 }
 
 pub async fn list(c: &TestCluster, i: usize, stale: bool, quarantine: bool) -> Vec<QueuedMessage> {

@@ -21,10 +21,17 @@ struct Recorder {
     messages: Mutex<Vec<(Envelope, Vec<u8>)>>,
     /// Refuse every transaction at MAIL FROM, as a node without a majority does.
     closed: std::sync::atomic::AtomicBool,
+    /// The principal every client is trusted as (a platform MTA's network).
+    trusted: Option<String>,
 }
 
 impl Acceptor for Recorder {
-    fn check_sender(&self, _mail_from: &str, _login: Option<&str>) -> Result<(), Reply> {
+    fn check_sender(
+        &self,
+        _ip: IpAddr,
+        _mail_from: &str,
+        _login: Option<&str>,
+    ) -> Result<(), Reply> {
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Reply::new(451, "4.4.1 closed"));
         }
@@ -42,6 +49,10 @@ impl Acceptor for Recorder {
     async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
         self.messages.lock().unwrap().push((envelope, message));
         Reply::new(250, "2.0.0 Ok: queued as TEST")
+    }
+
+    fn trusted_principal(&self, _client_ip: IpAddr) -> Option<String> {
+        self.trusted.clone()
     }
 
     async fn authenticate(&self, _ip: IpAddr, login: &str, password: &str) -> Result<(), Reply> {
@@ -107,8 +118,17 @@ fn start_in(
     config: SessionConfig,
     tls: Tls,
 ) -> (Client, Arc<Recorder>, Trigger, tokio::task::JoinHandle<()>) {
+    start_for(config, tls, Recorder::default())
+}
+
+/// As `start_in`, handing the session to `rec`.
+fn start_for(
+    config: SessionConfig,
+    tls: Tls,
+    rec: Recorder,
+) -> (Client, Arc<Recorder>, Trigger, tokio::task::JoinHandle<()>) {
     let (a, b) = tokio::io::duplex(1 << 20);
-    let rec = Arc::new(Recorder::default());
+    let rec = Arc::new(rec);
     let (stop_tx, stop_rx) = Trigger::new();
     let r = rec.clone();
     let task = tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! The submission listener's session: AUTH only inside TLS (538 before), PLAIN and LOGIN,
 //! wrong credentials refused, nothing accepted before AUTH, and the login handed over with
-//! the envelope; port 25 offers no AUTH at all.
+//! the envelope; a client on a trusted network sends as its principal without AUTH; port
+//! 25 offers no AUTH at all.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -95,4 +96,42 @@ async fn port_25_offers_no_auth() {
     assert!(c.cmd("EHLO client.example").await.starts_with("250"));
     let r = c.cmd("AUTH PLAIN").await;
     assert!(r.starts_with("503"), "{r}");
+}
+
+#[tokio::test]
+async fn a_client_on_a_trusted_network_sends_as_its_principal_without_auth() {
+    let trusted = Recorder {
+        trusted: Some("platform".into()),
+        ..Recorder::default()
+    };
+    let (mut c, rec, _stop, _t) = start_for(submission(false), Tls::Unavailable, trusted);
+    assert!(c.line().await.starts_with("220"));
+    assert!(c.cmd("HELO mta.platform.example").await.starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<bob@example.test>")
+        .await
+        .starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<carol@elsewhere.example>")
+        .await
+        .starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"Subject: out\r\n\r\nhello\r\n.\r\n").await;
+    assert!(c.line().await.starts_with("250"));
+    let messages = rec.messages.lock().unwrap();
+    assert_eq!(messages[0].0.login.as_deref(), Some("platform"));
+}
+
+#[tokio::test]
+async fn port_25_trusts_no_network() {
+    let trusted = Recorder {
+        trusted: Some("platform".into()),
+        ..Recorder::default()
+    };
+    let (mut c, _rec, _stop, _t) = start_for(SessionConfig::default(), Tls::Unavailable, trusted);
+    c.line().await;
+    assert!(c.cmd("HELO mta.platform.example").await.starts_with("250"));
+    c.cmd("MAIL FROM:<bob@example.test>").await;
+    let r = c.cmd("RCPT TO:<carol@elsewhere.example>").await;
+    assert!(r.starts_with("550 5.7.1"), "{r}");
 }

@@ -29,7 +29,8 @@ use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crate::metrics::{BOUNCES_WITHHELD, DELIVERY_ATTEMPTS};
 use crate::spool::bodies::body_of;
-use crate::spool::{dsn, NewMessage, Spooler};
+use crate::spool::strikes::{Evidence, LockPolicy, StrikeKind};
+use crate::spool::{dsn, submission, NewMessage, Spooler};
 use crate::state::spool::SpooledMessage;
 use crate::state::Verify;
 use ledger::Ledger;
@@ -49,6 +50,8 @@ pub struct DeliveryConfig {
     pub retention: Duration,
     /// Where DSNs are put.
     pub spooler: Spooler,
+    /// What hard bounces of outgoing mail count towards a lock of its identity.
+    pub locks: LockPolicy,
 }
 
 /// How long a graceful stop waits for delivery attempts in progress.
@@ -264,6 +267,9 @@ async fn record(
     ] {
         metrics::counter!(DELIVERY_ATTEMPTS, "result" => outcome).increment(n as u64);
     }
+    if !result.failed.is_empty() {
+        strike_refusals(config, m, &result.failed).await;
+    }
     if !result.failed.is_empty() && !m.mail_from.is_empty() && !may_bounce_to(cluster, m) {
         // A DSN to an address anyone could have written is backscatter: the failure stays
         // in the log and the metrics.
@@ -291,6 +297,34 @@ async fn record(
         };
         local.ledger.note(&done);
         commit_done(cluster, done, local).await;
+    }
+}
+
+/// Outgoing mail refused for good counts against its identity: recipients refused as
+/// unknown (5.1.x) and other hard bounces, each kind on its own.
+async fn strike_refusals(config: &DeliveryConfig, m: &SpooledMessage, failed: &[(String, String)]) {
+    let Some((login, identity)) = submission::identity_in(&m.symbols) else {
+        return;
+    };
+    let unknown = |why: &str| why.get(..12).is_some_and(|head| head.contains(" 5.1."));
+    let (invalid, other): (Vec<_>, Vec<_>) = failed.iter().partition(|(_, why)| unknown(why));
+    crate::ratelimit::note_invalid(config.spooler.cluster(), identity, invalid.len() as u64);
+    for (kind, refused) in [
+        (StrikeKind::InvalidRecipient, invalid),
+        (StrikeKind::HardBounce, other),
+    ] {
+        let Some((_, why)) = refused.first() else {
+            continue;
+        };
+        let evidence = Evidence {
+            login,
+            identity,
+            queue_id: &m.queue_id,
+            kind,
+            why: why.clone(),
+            count: refused.len() as u32,
+        };
+        config.locks.strike(&config.spooler, evidence).await;
     }
 }
 

@@ -339,6 +339,7 @@ async fn spam_strikes_lock_an_account_for_a_while_then_for_good() {
             window_ms: 600_000,
             lock_ms: 3_600_000,
             max_auto_unlocks: 1,
+            ..OutboundStrike::default()
         })
     };
     let mut index = 0;
@@ -378,5 +379,46 @@ async fn spam_strikes_lock_an_account_for_a_while_then_for_good() {
     assert_eq!(
         store.indexes().lock_of("alice@shop.example", later + 10),
         None
+    );
+}
+
+#[tokio::test]
+async fn each_kind_of_strike_counts_against_its_own_threshold() {
+    use peage_proto::v1::OutboundStrike;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = StateStore::open(dir.path()).unwrap();
+    let strike = |kind: &str, count: u32, at_ms: i64| {
+        command::Kind::OutboundStrike(OutboundStrike {
+            login: "bob@shop.example".into(),
+            at_ms,
+            queue_id: format!("Q{at_ms}"),
+            threshold: 3,
+            window_ms: 600_000,
+            lock_ms: 3_600_000,
+            max_auto_unlocks: 3,
+            kind: kind.into(),
+            count,
+            ..OutboundStrike::default()
+        })
+    };
+    // Two spam verdicts and two hard bounces: neither kind has reached three.
+    let e = [entry(
+        1,
+        vec![
+            strike("spam", 1, 1),
+            strike("", 1, 2),
+            strike("hard_bounce", 2, 3),
+        ],
+    )];
+    apply_all(&mut store, &e, 1).await;
+    assert_eq!(store.indexes().lock_of("bob@shop.example", 10), None);
+    // One message refused for three unknown recipients locks at once.
+    let e = [entry(2, vec![strike("invalid_recipient", 3, 4)])];
+    apply_all(&mut store, &e, 1).await;
+    let lock = store.indexes().lock_of("bob@shop.example", 10).unwrap();
+    assert!(
+        lock.reason.starts_with("3 recipients refused as unknown"),
+        "{}",
+        lock.reason
     );
 }

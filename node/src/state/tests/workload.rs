@@ -99,6 +99,7 @@ fn other_command(rng: &mut rand::rngs::StdRng, i: u64) -> command::Kind {
                 quarantine_at_milli,
                 reject_at_milli: quarantine_at_milli + rng.random_range(1..10_000),
                 quarantine_retention_ms: rng.random_range(0..3) * 60_000,
+                outbound_hold_at_milli: rng.random_range(0..3) * 1_000,
             })
         }
         11 => {

@@ -9,6 +9,7 @@ use mail_send::smtp::tls::build_tls_connector;
 use mail_send::SmtpClientBuilder;
 use tokio_rustls::TlsConnector;
 
+use peage_node::config::OutboundSection;
 use peage_tests::{TestCluster, Tuning};
 
 const PASSWORD: &str = "correct-horse-battery";
@@ -26,7 +27,14 @@ pub async fn submit_bench(clients: Vec<usize>, seconds: u64) -> anyhow::Result<(
     let c = TestCluster::start(Tuning {
         tls: true,
         snapshot_after_entries: 20_000,
-        outbound_limits: Some([0, 0, 0]),
+        outbound: OutboundSection {
+            max_messages_per_minute: 0,
+            max_messages_per_hour: 0,
+            max_messages_per_day: 0,
+            max_recipients: [0, 0, 0],
+            max_distinct_recipients_per_day: 0,
+            ..OutboundSection::default()
+        },
         ..Tuning::default()
     })
     .await?;
