@@ -89,8 +89,19 @@ impl DnsServer {
 
     /// Names `exchange` the mail server of `domain`, and `ip` its address.
     pub fn add_mx(&self, domain: &str, exchange: &str, ip: &str) {
-        self.add(domain, RecordType::MX, exchange);
-        self.add(exchange, RecordType::A, ip);
+        self.add_mxs(domain, &[(10, exchange, ip)]);
+    }
+
+    /// Several exchanges for `domain`: (preference, exchange, its address).
+    pub fn add_mxs(&self, domain: &str, exchanges: &[(u16, &str, &str)]) {
+        let records: Vec<String> = exchanges
+            .iter()
+            .map(|(preference, exchange, _)| format!("{preference} {exchange}"))
+            .collect();
+        self.add(domain, RecordType::MX, &records.join(","));
+        for (_, exchange, ip) in exchanges {
+            self.add(exchange, RecordType::A, ip);
+        }
     }
 
     fn add(&self, name: &str, kind: RecordType, value: &str) {
@@ -114,13 +125,13 @@ fn answer(table: &HashMap<(String, RecordType), String>, query: &[u8]) -> Option
     reply.metadata.recursion_available = true;
     reply.queries.push(question.clone());
     let owner = Name::from_ascii(format!("{name}.")).ok()?;
-    if let (Some(exchange), RecordType::MX) = (found, question.query_type()) {
-        let exchange = Name::from_ascii(format!("{exchange}.")).ok()?;
-        reply.add_answer(Record::from_rdata(
-            owner,
-            60,
-            RData::MX(MX::new(10, exchange)),
-        ));
+    if let (Some(exchanges), RecordType::MX) = (found, question.query_type()) {
+        for record in exchanges.split(',') {
+            let (preference, exchange) = record.split_once(' ')?;
+            let exchange = Name::from_ascii(format!("{exchange}.")).ok()?;
+            let mx = MX::new(preference.parse().ok()?, exchange);
+            reply.add_answer(Record::from_rdata(owner.clone(), 60, RData::MX(mx)));
+        }
     } else if let (Some(address), RecordType::A) = (found, question.query_type()) {
         let address: std::net::Ipv4Addr = address.parse().ok()?;
         reply.add_answer(Record::from_rdata(owner, 60, RData::A(address.into())));

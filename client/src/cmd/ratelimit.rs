@@ -55,11 +55,10 @@ pub async fn run(ctx: &mut Ctx, cmd: RatelimitCmd) -> Result<(), ClientError> {
             if json {
                 print_json(json!({"dropped": r.dropped, "unreachable": r.unreachable}));
             } else if r.unreachable.is_empty() {
-                println!("{name}: {} counts forgotten on every node", r.dropped);
+                println!("{name}: its counts are forgotten on every node");
             } else {
                 println!(
-                    "{name}: {} counts forgotten; not reached (their counts stand): {}",
-                    r.dropped,
+                    "{name}: its counts are forgotten, except on these nodes, not reached (their counts stand): {}",
                     r.unreachable.join(", ")
                 );
             }

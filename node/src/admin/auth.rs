@@ -43,7 +43,7 @@ impl Tokens {
         let t = found.ok_or_else(|| Status::unauthenticated("invalid token"))?;
         if t.role < needed {
             let why = match needed {
-                Role::Admin => "this request writes",
+                Role::Admin => "this request writes, or reads outgoing mail,",
                 _ => "this request reads a message body",
             };
             return Err(Status::permission_denied(format!(

@@ -71,13 +71,23 @@ async fn find(svc: &AdminService, id: &str) -> Result<SpooledMessage, Status> {
         .ok_or_else(|| Status::not_found(format!("no message {id}")))
 }
 
-pub async fn show(svc: &AdminService, req: MessageRef) -> Result<MessageShowReply, Status> {
+/// A message and its body; an outgoing one only when `outgoing_allowed` (the admin role).
+pub async fn show(
+    svc: &AdminService,
+    req: MessageRef,
+    outgoing_allowed: bool,
+) -> Result<MessageShowReply, Status> {
     let id = req.queue_id;
     svc.cluster
         .read_barrier(false)
         .await
         .map_err(unavailable_status)?;
     let m = find(svc, &id).await?;
+    if !outgoing_allowed && submission::identity_in(&m.symbols).is_some() {
+        return Err(Status::permission_denied(format!(
+            "{id} is outgoing mail, shown to the admin role only"
+        )));
+    }
     let body = body_of(&svc.cluster, &m)
         .await
         .map_err(Status::unavailable)?;

@@ -232,6 +232,27 @@ impl NodeAcceptor {
         Ok(identity)
     }
 
+    /// Outgoing mail's verdict: held in the outbound quarantine at the policy's outbound
+    /// threshold, never refused (it is the evidence for the abuse desk and for the
+    /// identity's lock; a message the filter failed on stays held, whatever its points);
+    /// marked as sent by `login` as `identity`, which also lets bounces go back to it
+    /// (`spool::delivery::may_bounce_to`).
+    fn judge_outgoing(&self, login: &str, identity: &str, judgement: &mut Judgement) {
+        let why = format!("authenticated as {login}");
+        judgement.symbols.push(filter::symbol(SENDER_PROVED, why));
+        let why = submission::identity_reason(login, identity);
+        judgement
+            .symbols
+            .push(filter::symbol(submission::OUTBOUND_IDENTITY, why));
+        let policy = self.spooler.cluster().state().indexes().policy();
+        let failed = judgement.symbols.iter().any(|s| s.name == FILTER_ERROR);
+        judgement.verdict = if judgement.total_milli >= policy.outbound_hold_at_milli || failed {
+            Verdict::Quarantine
+        } else {
+            Verdict::Deliver
+        };
+    }
+
     /// The downstream's word on a mailbox of a domain verified by callout (cached
     /// cluster-wide): refused for good → `550 5.1.1`; no answer now → taken unverified (the
     /// message waits in the spool like any other, and a refusal then bounces only to a
@@ -291,33 +312,8 @@ impl NodeAcceptor {
             let action = auth.dmarc_action(domains);
             auth.combine(&mut judgement, found, &indexes.policy().filter, action);
         }
-        if let Some(login) = &envelope.login {
-            // Bounces go back to an authenticated sender (`spool::delivery::may_bounce_to`).
-            let why = format!("authenticated as {login}");
-            judgement
-                .symbols
-                .push(peage_mail::filter::symbol(SENDER_PROVED, why));
-            if let Some(identity) = &identity {
-                let why = submission::identity_reason(login, identity);
-                let symbol = peage_mail::filter::symbol(submission::OUTBOUND_IDENTITY, why);
-                judgement.symbols.push(symbol);
-            }
-            // Our customer's spam is held at the outbound threshold, never refused: it is
-            // the evidence for the abuse desk and for the identity's lock. (A message the
-            // filter failed on stays held, whatever its points.)
-            let hold_at = self
-                .spooler
-                .cluster()
-                .state()
-                .indexes()
-                .policy()
-                .outbound_hold_at_milli;
-            let failed = judgement.symbols.iter().any(|s| s.name == FILTER_ERROR);
-            judgement.verdict = if judgement.total_milli >= hold_at || failed {
-                Verdict::Quarantine
-            } else {
-                Verdict::Deliver
-            };
+        if let (Some(login), Some(identity)) = (&envelope.login, &identity) {
+            self.judge_outgoing(login, identity, &mut judgement);
         }
         let spam = judgement.verdict != Verdict::Deliver;
         observe_stage(ACCEPT_STAGE_SECONDS, "filter", started);

@@ -31,13 +31,20 @@ impl Submission {
     pub fn unlocked(&self, indexes: &Indexes, identity: &str) -> Result<(), Reply> {
         match indexes.lock_of(identity, now_ms()) {
             None => Ok(()),
-            Some(lock) => Err(Reply::new(
-                550,
-                format!(
-                    "5.7.1 {identity} is locked ({}); contact your provider's abuse desk",
-                    lock.reason
-                ),
-            )),
+            Some(lock) => {
+                let contact = self
+                    .locks
+                    .notify
+                    .as_deref()
+                    .unwrap_or("your provider's abuse desk");
+                Err(Reply::new(
+                    550,
+                    format!(
+                        "5.7.1 {identity} is locked ({}); contact {contact}",
+                        lock.reason
+                    ),
+                ))
+            }
         }
     }
 

@@ -72,8 +72,7 @@ pub struct Tuning {
     pub blocklists: Vec<peage_node::blocklists::Blocklist>,
     /// Mutual TLS between nodes and TLS on the admin API, with certificates of its own.
     pub grpc_tls: bool,
-    /// The nodes' `[outbound]` section (its rate limits and lock thresholds; the harness
-    /// sets `notify` and `mx_port`).
+    /// The nodes' `[outbound]` section (the harness sets `notify` and `mx_port`).
     pub outbound: peage_node::config::OutboundSection,
 }
 

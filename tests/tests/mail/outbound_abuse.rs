@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use peage_tests::{wait_for, TestCluster};
+use peage_tests::{wait_for, TestCluster, READ_TOKEN};
 
 use super::submission::{message, submit_as_alice, with_alice};
 
@@ -55,6 +55,16 @@ async fn malware_and_unknown_recipients_lock_the_identity_and_the_hold_threshold
         super::quarantine(&c, 2).await.is_empty(),
         "the incoming quarantine is apart"
     );
+    // Customers' outgoing mail is the admin role's only.
+    let held_id = super::outbound_quarantine(&c, 2).await[0].queue_id.clone();
+    let read_only = c.peagectl_as(2, READ_TOKEN, &["quarantine", "ls", "--outbound"]);
+    let refused = String::from_utf8_lossy(&read_only.stderr).into_owned();
+    assert!(
+        !read_only.status.success() && refused.contains("outgoing mail"),
+        "{read_only:?}"
+    );
+    let shown = c.peagectl(2, &["quarantine", "show", &held_id]);
+    assert!(shown.status.success(), "{shown:?}");
 
     // One program attached: locked at once (one malware verdict), on every site.
     let mut infected = message("alice@shop.example", "invoice");

@@ -386,16 +386,23 @@ async fn outgoing_mail_is_dkim_signed_with_either_algorithm_and_verifies() {
 }
 
 #[tokio::test]
-async fn outgoing_mail_reaches_the_mx_the_dns_names() {
+async fn outgoing_mail_reaches_the_next_mx_when_the_preferred_one_is_down() {
     let dns = DnsServer::start("127.0.0.1", &[]).unwrap();
     let (c, sink) = with_alice(Tuning {
         dns_server: Some(dns.addr),
         ..Tuning::default()
     })
     .await;
-    // elsewhere.example's mail server, as the DNS names it: not the bounce route's sink.
-    let mx_ip = format!("{}.201", c.net);
-    dns.add_mx("elsewhere.example", "mx.elsewhere.example", &mx_ip);
+    // elsewhere.example's mail servers, as the DNS names them: not the bounce route's
+    // sink. The preferred one does not answer; the message goes to the next.
+    let (down_ip, mx_ip) = (format!("{}.202", c.net), format!("{}.201", c.net));
+    dns.add_mxs(
+        "elsewhere.example",
+        &[
+            (20, "mx2.elsewhere.example", &mx_ip),
+            (10, "mx1.elsewhere.example", &down_ip),
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
     let mx = SinkProcess::start(&format!("{mx_ip}:2626"), dir.path())
         .await

@@ -105,42 +105,54 @@ pub async fn attempt(
         Ok(b) => b,
         Err(e) => return AttemptResult::all_retry(&m.rcpt_to, &e),
     };
-    let mut by_route: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_route: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
     for rcpt in &m.rcpt_to {
         let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
-        match route_of(cluster, downstream, &domain.to_ascii_lowercase()).await {
-            Ok(route) => by_route.entry(route).or_default().push(rcpt.clone()),
+        match routes_of(cluster, downstream, &domain.to_ascii_lowercase()).await {
+            Ok(routes) => by_route.entry(routes).or_default().push(rcpt.clone()),
             Err((true, why)) => result.fail(rcpt, why),
             Err((false, why)) => result.retry.push((rcpt.clone(), why)),
         }
     }
-    for (route, rcpts) in by_route {
-        let r = send(downstream, &route, &m.mail_from, &rcpts, &body).await;
-        result.done.extend(r.done);
-        result.failed.extend(r.failed);
-        result.retry.extend(r.retry);
+    for (routes, rcpts) in by_route {
+        // What one exchange could not take now (no connection, a 4xx) goes to the next
+        // (RFC 5321 §5.1); what the last leaves is retried later.
+        let mut left = rcpts;
+        for (n, route) in routes.iter().enumerate() {
+            let r = send(downstream, route, &m.mail_from, &left, &body).await;
+            result.done.extend(r.done);
+            result.failed.extend(r.failed);
+            result.throttled |= r.throttled;
+            if n + 1 == routes.len() || r.retry.is_empty() {
+                result.retry.extend(r.retry);
+                break;
+            }
+            tracing::info!(queue_id = %m.queue_id, %route, why = %r.retry[0].1, "trying the next exchange");
+            left = r.retry.into_iter().map(|(rcpt, _)| rcpt).collect();
+        }
     }
     result
 }
 
 /// Where mail for `domain` goes: the routing table's route, else its MX (when looked up),
-/// else the bounce route; `Err((permanent, why))` when there is none now (or ever).
-async fn route_of(
+/// else the bounce route; `Err((permanent, why))` when there is none now (or ever). Every
+/// exchange, most preferred first, for an MX.
+async fn routes_of(
     cluster: &Cluster,
     downstream: &Downstream,
     domain: &str,
-) -> Result<String, (bool, String)> {
+) -> Result<Vec<String>, (bool, String)> {
     if let Some(route) = cluster.state().indexes().route_for(domain) {
-        return Ok(route);
+        return Ok(vec![route]);
     }
     let answer = match &downstream.mx {
         Some(mx) => mx.routes(domain).await,
         None => MxAnswer::None,
     };
     match (answer, &downstream.bounce_route) {
-        (MxAnswer::Routes(routes), _) => Ok(routes[0].clone()),
+        (MxAnswer::Routes(routes), _) => Ok(routes),
         (MxAnswer::TempFail(why), _) => Err((false, why)),
-        (MxAnswer::None, Some(route)) => Ok(route.clone()),
+        (MxAnswer::None, Some(route)) => Ok(vec![route.clone()]),
         (MxAnswer::None, None) if downstream.mx.is_some() => {
             Err((true, format!("5.1.2 {domain} has no mail server")))
         }
