@@ -8,6 +8,7 @@ use prost::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "peage/v1/command.proto",
+        "peage/v1/tracking.proto",
         "peage/v1/admin.proto",
         "peage/v1/peer.proto",
     ];

@@ -121,3 +121,23 @@ pub fn message_json(m: &QueuedMessage) -> Value {
         "score": points(m.score_milli), "symbols": symbols_json(&m.symbols),
     })
 }
+
+/// UNIX milliseconds as `YYYY-MM-DD HH:MM:SS.mmm` in UTC.
+pub fn utc(ms: i64) -> String {
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        None => format!("{ms} ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_reads_as_a_calendar_date() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00.000");
+        assert_eq!(utc(1_796_533_923_456), "2026-12-06 05:12:03.456");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00.000");
+    }
+}

@@ -22,6 +22,7 @@ pub mod blocklists;
 pub mod cluster;
 pub mod config;
 pub mod state;
+pub mod tracking;
 
 // The mail path: sender authentication, judging, evidence, the leader's own proposals,
 // the spool and delivery.

@@ -38,11 +38,13 @@ use crate::spool::strikes::LockPolicy;
 use crate::spool::submission::Submission;
 use crate::spool::Spooler;
 use crate::state::routing::normalize_route;
-use crate::{health, housekeeping, metrics};
+use crate::{health, housekeeping, metrics, tracking};
 use tonic::transport::Server;
 
 /// How often a follower measures its offset from the leader's clock.
 const LEADER_CLOCK_EVERY: Duration = Duration::from_secs(5);
+/// How often the tracking events past their retention are deleted.
+const TRACKING_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The sockets a node serves, bound before anything else starts.
 struct Listeners {
@@ -395,6 +397,11 @@ fn start_mail_path(
     };
     tasks.push(tokio::spawn(ratelimit::share(
         cluster.clone(),
+        stop.clone(),
+    )));
+    tasks.push(tokio::spawn(tracking::prune_every(
+        cluster.tracking().clone(),
+        TRACKING_PRUNE_EVERY,
         stop.clone(),
     )));
     let acceptor = NodeAcceptor::new(

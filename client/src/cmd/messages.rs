@@ -38,19 +38,22 @@ fn message_ref(queue_id: &str) -> MessageRef {
     }
 }
 
+/// The time `ago` (90s, 15m, 2h, 7d) before now, in UNIX ms; 0 when not given.
+pub(super) fn ago_ms(ago: &Option<String>) -> Result<i64, ClientError> {
+    let Some(d) = ago else {
+        return Ok(0);
+    };
+    let secs = parse_duration_secs(d).map_err(ClientError::InvalidArgument)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Ok(now - secs as i64 * 1000)
+}
+
 /// `queue ls` and `quarantine ls`.
 async fn list(ctx: &mut Ctx, f: &MessageFilter, quarantine: bool) -> Result<(), ClientError> {
     ctx.admin().await?;
-    let since_ms = match &f.since {
-        None => 0,
-        Some(d) => {
-            let secs = parse_duration_secs(d).map_err(ClientError::InvalidArgument)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            now - secs as i64 * 1000
-        }
-    };
+    let since_ms = ago_ms(&f.since)?;
     let req = QueueListRequest {
         stale: ctx.stale,
         quarantine,

@@ -13,6 +13,7 @@ mod policy;
 mod probe;
 mod ratelimit;
 mod status;
+mod track;
 mod users;
 
 use peage_client::{Access, ClientError};
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Cmd::Dkim(cmd) => dkim::run(&mut ctx, cmd).await,
         Cmd::Outbound(OutboundCmd::Identity(cmd)) => users::identities(&mut ctx, cmd).await,
         Cmd::Ratelimit(cmd) => ratelimit::run(&mut ctx, cmd).await,
+        Cmd::Track(args) => track::run(&mut ctx, args).await,
         Cmd::Check {
             paths,
             client_ip,

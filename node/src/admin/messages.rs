@@ -9,7 +9,7 @@ use tonic::Status;
 use peage_mail::bayes::Class;
 use peage_proto::v1::{
     command, MessageActionReply, MessageRef, MessageShowReply, QueueListReply, QueueListRequest,
-    SpoolDrop, SpoolRelease, SpoolRetry,
+    SpoolDrop, SpoolRelease, SpoolRetry, TrackEvent,
 };
 
 use super::convert::{outcome_status, queued_to_proto, unavailable_status};
@@ -125,14 +125,11 @@ pub async fn release(
     req: MessageRef,
 ) -> Result<MessageActionReply, Status> {
     let (queue_id, no_learn) = (req.queue_id, req.no_learn);
-    // The body first: once released, the message may be delivered and gone.
-    let body = if no_learn {
-        None
-    } else {
-        match find(svc, &queue_id).await {
-            Ok(m) => body_of(&svc.cluster, &m).await.ok(),
-            Err(_) => None,
-        }
+    // The record and body first: once released, the message may be delivered and gone.
+    let held = find(svc, &queue_id).await.ok();
+    let body = match (&held, no_learn) {
+        (Some(m), false) => body_of(&svc.cluster, m).await.ok(),
+        _ => None,
     };
     let lease_until_ms = svc.cluster.leader_now_ms() + svc.lease.as_millis() as i64;
     let owner = svc.cluster.id();
@@ -144,6 +141,19 @@ pub async fn release(
         })
     })
     .await?;
+    if let Some(m) = held {
+        svc.cluster.tracking().record(TrackEvent {
+            kind: "released".into(),
+            queue_id: m.queue_id,
+            sender: m.mail_from,
+            recipients: m.rcpt_to,
+            client_ip: m.client_ip,
+            verdict: m.verdict,
+            score_milli: m.score_milli,
+            detail: format!("released by {author}"),
+            ..TrackEvent::default()
+        });
+    }
     if let Some(body) = body {
         let learned = learn_message(svc, &body, Class::Ham, author).await?;
         reply.learned = learned.change.as_str().to_owned();

@@ -16,6 +16,7 @@ mod messages;
 mod policy;
 mod routing;
 mod service;
+mod tracking;
 mod users;
 mod validate;
 
@@ -133,6 +134,11 @@ impl Admin for AdminService {
     async fn identity_list(&self, req: Request<IdentityListRequest>) -> Reply<IdentityListReply> {
         self.tokens.authorize(&req, Role::ReadOnly)?;
         answer(users::locks(self, req.into_inner()).await)
+    }
+
+    async fn track(&self, req: Request<TrackQuery>) -> Reply<TrackReply> {
+        self.tokens.authorize(&req, Role::ReadOnly)?;
+        answer(tracking::track(self, req.into_inner()).await)
     }
 
     async fn rate_limit_show(

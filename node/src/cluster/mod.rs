@@ -32,6 +32,8 @@ use network::{NetworkFactory, PeerClients};
 use proposer::Proposer;
 use shared_counts::SharedCounts;
 
+use crate::tracking::Tracking;
+
 pub type PeageRaft = Raft<TypeConfig>;
 
 /// How fresh a read is.
@@ -77,6 +79,8 @@ struct ClusterInner {
     quorum_lost_after: Duration,
     /// Rate-limit counts, this node's and what its peers last reported.
     counts: SharedCounts,
+    /// What this node saw happen to messages (searched by peers over the peer service).
+    tracking: Tracking,
 }
 
 impl Cluster {
@@ -99,6 +103,9 @@ impl Cluster {
             .map_err(|e| anyhow::anyhow!("cannot open the state database: {e}"))?;
         let blobs =
             BlobStore::open(&data_dir.join("blobs")).context("cannot open the blob store")?;
+        let retention = Duration::from_secs(config.tracking.retention_days.saturating_mul(86_400));
+        let tracking = Tracking::open(data_dir, config.node.id, &config.node.site, retention)
+            .context("cannot open the tracking store")?;
         let r = &config.raft;
         let raft_config = openraft::Config {
             cluster_name: "peage".into(),
@@ -145,6 +152,7 @@ impl Cluster {
                 leader_contact: Mutex::new(LeaderContact::default()),
                 leader_clock: LeaderClock::default(),
                 counts: SharedCounts::default(),
+                tracking,
                 commit_timeout: Duration::from_millis(r.commit_timeout_ms),
                 quorum_lost_after: Duration::from_millis(r.quorum_lost_after_ms),
             }),
@@ -189,6 +197,10 @@ impl Cluster {
 
     pub fn shared_counts(&self) -> &SharedCounts {
         &self.inner.counts
+    }
+
+    pub fn tracking(&self) -> &Tracking {
+        &self.inner.tracking
     }
 
     pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, PeageNode> {

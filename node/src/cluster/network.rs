@@ -23,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use peage_proto::v1::raft_peer_client::RaftPeerClient;
 use peage_proto::v1::{
     Blob, CountsReport, GetBlobRequest, RaftPayload, ReadIndexRequest, ResetCountsRequest,
+    TrackEvent, TrackQuery,
 };
 
 use peage_mail::sync::lock;
@@ -256,6 +257,21 @@ impl PeerClients {
             .map_err(|_| PeerCallError::Timeout(timeout))?
             .map_err(status_error)?;
         Ok(reply.into_inner().dropped)
+    }
+
+    /// The tracking events a peer recorded that match `query`.
+    pub async fn track_search(
+        &self,
+        addr: &str,
+        query: TrackQuery,
+        timeout: Duration,
+    ) -> Result<Vec<TrackEvent>, PeerCallError> {
+        let mut client = self.client(addr, Lane::Mail)?;
+        let reply = tokio::time::timeout(timeout, client.track_search(query))
+            .await
+            .map_err(|_| PeerCallError::Timeout(timeout))?
+            .map_err(status_error)?;
+        Ok(reply.into_inner().events)
     }
 
     /// Reads a body from a peer that holds it.

@@ -8,7 +8,8 @@ use tonic::{Request, Response, Status};
 use peage_proto::v1::raft_peer_server::{RaftPeer, RaftPeerServer};
 use peage_proto::v1::{
     Blob, CountsAck, CountsReport, GetBlobRequest, MatchedIndex, PutBlobReply, RaftPayload,
-    ReadIndexReply, ReadIndexRequest, ResetCountsReply, ResetCountsRequest,
+    ReadIndexReply, ReadIndexRequest, ResetCountsReply, ResetCountsRequest, TrackEvents,
+    TrackQuery,
 };
 
 use super::error::{Unavailable, WriteError};
@@ -138,6 +139,19 @@ impl RaftPeer for PeerService {
         Ok(Response::new(ResetCountsReply {
             dropped: dropped as u64,
         }))
+    }
+
+    async fn track_search(
+        &self,
+        req: Request<TrackQuery>,
+    ) -> Result<Response<TrackEvents>, Status> {
+        let events = self
+            .cluster
+            .tracking()
+            .search(req.into_inner())
+            .await
+            .map_err(|e| Status::internal(format!("tracking search: {e}")))?;
+        Ok(Response::new(TrackEvents { events }))
     }
 
     async fn get_blob(&self, req: Request<GetBlobRequest>) -> Result<Response<Blob>, Status> {

@@ -59,6 +59,21 @@ pub struct Config {
     pub tls: Option<TlsSection>,
     #[serde(default)]
     pub dns: DnsSection,
+    #[serde(default)]
+    pub tracking: TrackingSection,
+}
+
+/// Message tracking: how long this node keeps the events it recorded.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingSection {
+    pub retention_days: u64,
+}
+
+impl Default for TrackingSection {
+    fn default() -> Self {
+        TrackingSection { retention_days: 32 }
+    }
 }
 
 /// The cluster CA and this node's certificate (`peage cert` makes them): mutual TLS between

@@ -26,6 +26,8 @@ use crate::evidence::Recorder;
 use crate::judge::{authenticate, judge, wire_symbols, Judged};
 use crate::metrics::{observe_stage, ACCEPT_STAGE_SECONDS, VERDICTS};
 use crate::state::Verify;
+use crate::tracking;
+use peage_proto::v1::TrackEvent;
 
 /// The symbol of a message held because the filter failed on it.
 const FILTER_ERROR: &str = "FILTER_ERROR";
@@ -253,6 +255,30 @@ impl NodeAcceptor {
         };
     }
 
+    /// Records what became of a message in this node's tracking store.
+    fn track(
+        &self,
+        kind: &str,
+        envelope: &Envelope,
+        (queue_id, message_id): (&str, &str),
+        judgement: &Judgement,
+        detail: String,
+    ) {
+        self.spooler.cluster().tracking().record(TrackEvent {
+            kind: kind.into(),
+            queue_id: queue_id.into(),
+            message_id: message_id.into(),
+            sender: envelope.mail_from.clone(),
+            recipients: envelope.rcpt_to.iter().map(Recipient::address).collect(),
+            client_ip: envelope.client_ip.to_string(),
+            helo: envelope.helo.clone(),
+            verdict: judgement.verdict.as_str().into(),
+            score_milli: judgement.total_milli,
+            detail,
+            ..TrackEvent::default()
+        });
+    }
+
     /// The downstream's word on a mailbox of a domain verified by callout (cached
     /// cluster-wide): refused for good → `550 5.1.1`; no answer now → taken unverified (the
     /// message waits in the spool like any other, and a refusal then bounces only to a
@@ -322,8 +348,18 @@ impl NodeAcceptor {
             self.evidence
                 .count(&judgement.evidence_keys, judgement.verdict);
             tracing::info!(score = judgement.total_milli, symbols = ?judgement.symbols, "message rejected");
-            return Reply::new(550, format!("5.7.1 Rejected: {}", judgement.main_reason()));
+            let reply = format!("5.7.1 Rejected: {}", judgement.main_reason());
+            let message_id = tracking::message_id_of(&message);
+            self.track(
+                "rejected",
+                &envelope,
+                ("", &message_id),
+                &judgement,
+                format!("550 {reply}"),
+            );
+            return Reply::new(550, reply);
         }
+        let message_id = tracking::message_id_of(&message);
         // Delivered and quarantined copies both carry the trace and the verdict.
         let mut body = received(&envelope, &self.hostname, now_ms()).into_bytes();
         if let Some(found) = &authentication {
@@ -339,10 +375,10 @@ impl NodeAcceptor {
         body.extend_from_slice(&message);
         drop(message);
         let new = NewMessage {
-            mail_from: envelope.mail_from,
+            mail_from: envelope.mail_from.clone(),
             rcpt_to: envelope.rcpt_to.iter().map(Recipient::address).collect(),
             client_ip: envelope.client_ip.to_string(),
-            helo: envelope.helo,
+            helo: envelope.helo.clone(),
             body,
             verdict: judgement.verdict.as_str(),
             score_milli: judgement.total_milli,
@@ -354,6 +390,13 @@ impl NodeAcceptor {
                 self.evidence
                     .count(&judgement.evidence_keys, judgement.verdict);
                 tracing::info!(queue_id = %queue_id, verdict = judgement.verdict.as_str(), "message accepted");
+                let kind = match judgement.verdict {
+                    Verdict::Quarantine => "quarantined",
+                    _ => "accepted",
+                };
+                let ids = (queue_id.as_str(), message_id.as_str());
+                let detail = verdict_detail(&judgement);
+                self.track(kind, &envelope, ids, &judgement, detail);
                 if let (Some(login), Some(identity), true) = (&envelope.login, &identity, spam) {
                     let kind = match judgement.carries_malware() {
                         true => StrikeKind::Malware,
@@ -379,5 +422,19 @@ impl NodeAcceptor {
                 )
             }
         }
+    }
+}
+
+/// What a tracked acceptance says of the verdict: the points, and the main reason when a
+/// rule or classifier said anything.
+fn verdict_detail(j: &Judgement) -> String {
+    let points = filter::points(j.total_milli);
+    match j.symbols.iter().any(|s| s.score_milli != 0) {
+        true => format!(
+            "{} at {points} points: {}",
+            j.verdict.as_str(),
+            j.main_reason()
+        ),
+        false => format!("{} at {points} points", j.verdict.as_str()),
     }
 }

@@ -151,6 +151,7 @@ impl TestCluster {
                 blocklists: t.blocklists.clone(),
                 ..DnsSection::default()
             },
+            tracking: Default::default(),
         })
     }
 

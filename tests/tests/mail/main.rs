@@ -15,6 +15,7 @@ mod ratelimits;
 mod recipients;
 mod relay;
 mod submission;
+mod tracking;
 
 use std::time::Duration;
 

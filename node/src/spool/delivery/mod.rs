@@ -13,6 +13,7 @@ mod ownership;
 pub mod plan;
 mod repair;
 pub mod send;
+mod tracked;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -267,6 +268,7 @@ async fn record(
     ] {
         metrics::counter!(DELIVERY_ATTEMPTS, "result" => outcome).increment(n as u64);
     }
+    tracked::record_attempt(cluster.tracking(), m, &result);
     if !result.failed.is_empty() {
         strike_refusals(config, m, &result.failed).await;
     }

@@ -47,6 +47,8 @@ pub struct AttemptResult {
     /// The downstream said it was busy (`421`): the route wants fewer connections, the
     /// message is not to blame, and its backoff does not grow.
     pub throttled: bool,
+    /// The message's Message-ID, for tracking (empty when its body could not be read).
+    pub message_id: String,
 }
 
 impl AttemptResult {
@@ -105,6 +107,7 @@ pub async fn attempt(
         Ok(b) => b,
         Err(e) => return AttemptResult::all_retry(&m.rcpt_to, &e),
     };
+    result.message_id = crate::tracking::message_id_of(&body);
     let mut by_route: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
     for rcpt in &m.rcpt_to {
         let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);

@@ -1,0 +1,134 @@
+//! Message tracking: the events this node saw happen to the messages it handled (accepted,
+//! rejected, quarantined, delivered, deferred, bounced, taken over …), kept in a local
+//! SQLite file beside the replicated state — not through Raft: one row per event would make
+//! the log carry every delivery twice — and searched by the node an operator asks, which
+//! fans the query out to its peers. Recording never waits on the disk: events go to a
+//! writer thread that inserts them in batches; past its queue they are dropped and counted.
+//! Events older than the retention are deleted every hour.
+
+mod store;
+
+pub use store::{limit_of, MAX_LIMIT};
+
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use peage_proto::v1::{TrackEvent, TrackQuery};
+
+use crate::clock::now_ms;
+use crate::types::NodeId;
+
+/// Events waiting for the writer before new ones are dropped.
+const QUEUE: usize = 65_536;
+/// Events dropped because the writer could not keep up.
+pub const TRACKING_DROPPED: &str = "peage_tracking_events_dropped_total";
+
+/// This node's tracking store.
+#[derive(Clone)]
+pub struct Tracking {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node_id: NodeId,
+    site: String,
+    queue: SyncSender<TrackEvent>,
+    /// For searches and pruning (the writer has its own connection).
+    reader: Mutex<rusqlite::Connection>,
+    retention: Duration,
+}
+
+impl Tracking {
+    /// Opens (or creates) `dir/tracking.sqlite` and starts its writer thread.
+    pub fn open(
+        dir: &Path,
+        node_id: NodeId,
+        site: &str,
+        retention: Duration,
+    ) -> anyhow::Result<Tracking> {
+        let path = dir.join("tracking.sqlite");
+        let writer = store::open(&path)?;
+        let reader = store::open(&path)?;
+        let (queue, events) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("tracking-writer".into())
+            .spawn(move || store::write_batches(writer, events))?;
+        Ok(Tracking {
+            inner: Arc::new(Inner {
+                node_id,
+                site: site.to_owned(),
+                queue,
+                reader: Mutex::new(reader),
+                retention,
+            }),
+        })
+    }
+
+    /// Records `event` (stamped with this node and now); never blocks.
+    pub fn record(&self, mut event: TrackEvent) {
+        event.at_ms = now_ms();
+        event.node_id = self.inner.node_id;
+        event.site = self.inner.site.clone();
+        match self.inner.queue.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                metrics::counter!(TRACKING_DROPPED).increment(1);
+            }
+        }
+    }
+
+    /// The events recorded here that match `query`, newest first, at most its limit.
+    pub async fn search(&self, query: TrackQuery) -> anyhow::Result<Vec<TrackEvent>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = peage_mail::sync::lock(&this.inner.reader);
+            store::search(&conn, &query)
+        })
+        .await?
+    }
+
+    /// Deletes the events past the retention; how many.
+    pub async fn prune(&self) -> anyhow::Result<usize> {
+        let this = self.clone();
+        let before = now_ms() - this.inner.retention.as_millis() as i64;
+        tokio::task::spawn_blocking(move || {
+            let conn = peage_mail::sync::lock(&this.inner.reader);
+            Ok(store::prune(&conn, before)?)
+        })
+        .await?
+    }
+}
+
+/// Prunes every `every` until `stop`.
+pub async fn prune_every(
+    tracking: Tracking,
+    every: Duration,
+    mut stop: peage_mail::shutdown::Shutdown,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait() => return,
+        }
+        match tracking.prune().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "tracking events past their retention removed"),
+            Err(e) => tracing::warn!(error = %e, "tracking events not pruned"),
+        }
+    }
+}
+
+/// The Message-ID a message's header section names (without angle brackets), if any.
+pub fn message_id_of(message: &[u8]) -> String {
+    let head = &message[..message.len().min(64 * 1024)];
+    let parsed = mail_parser::MessageParser::new().parse_headers(head);
+    parsed
+        .and_then(|m| m.message_id().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

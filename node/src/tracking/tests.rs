@@ -1,0 +1,135 @@
+//! The store on its own: recorded events come back by every filter, newest first, a page at
+//! a time; LIKE wildcards in a filter are literal; pruning removes what is past retention.
+
+use std::time::Duration;
+
+use peage_proto::v1::{TrackEvent, TrackQuery};
+
+use super::{store, Tracking};
+
+fn event(kind: &str, queue_id: &str, sender: &str, rcpt: &str) -> TrackEvent {
+    TrackEvent {
+        kind: kind.into(),
+        queue_id: queue_id.into(),
+        message_id: format!("{queue_id}@client.example"),
+        sender: sender.into(),
+        recipients: vec![rcpt.into()],
+        client_ip: "192.0.2.7".into(),
+        ..TrackEvent::default()
+    }
+}
+
+async fn search(t: &Tracking, q: TrackQuery) -> Vec<TrackEvent> {
+    t.search(q).await.unwrap()
+}
+
+#[tokio::test]
+async fn events_come_back_by_every_filter_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tracking::open(dir.path(), 2, "Roubaix", Duration::from_secs(3600)).unwrap();
+    t.record(event(
+        "accepted",
+        "Q1",
+        "Alice@Client.example",
+        "bob@example.test",
+    ));
+    t.record(event(
+        "delivered",
+        "Q1",
+        "alice@client.example",
+        "bob@example.test",
+    ));
+    t.record(event(
+        "rejected",
+        "",
+        "spam_er@bad.example",
+        "carol@other.test",
+    ));
+    // The writer is a thread of its own: wait for it, with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let all = loop {
+        let found = search(&t, TrackQuery::default()).await;
+        if found.len() == 3 {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {found:?} written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(all[0].kind, "rejected", "newest first");
+    assert_eq!((all[2].node_id, all[2].site.as_str()), (2, "Roubaix"));
+    let by = |q: TrackQuery| search(&t, q);
+    let q1 = by(TrackQuery {
+        queue_id: "Q1".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(q1.len(), 2);
+    let alice = by(TrackQuery {
+        sender: "ALICE@".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(alice.len(), 2, "case-insensitive");
+    let domain = by(TrackQuery {
+        domain: "example.test".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(domain.len(), 2, "the recipients' domain, exactly");
+    let other = by(TrackQuery {
+        domain: "test".into(),
+        ..Default::default()
+    })
+    .await;
+    assert!(other.is_empty(), "a domain is not a suffix: {other:?}");
+    let wildcard = by(TrackQuery {
+        sender: "spam%".into(),
+        ..Default::default()
+    })
+    .await;
+    assert!(wildcard.is_empty(), "% is literal");
+    let underscore = by(TrackQuery {
+        sender: "spam_er".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(underscore.len(), 1);
+    let by_id = by(TrackQuery {
+        message_id: "<Q1@client.example>".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_id.len(), 2, "angle brackets are not part of the id");
+    let page = by(TrackQuery {
+        limit: 1,
+        before_ms: all[1].at_ms + 1,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(page.len(), 1);
+}
+
+#[test]
+fn pruning_removes_only_what_is_older() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store::open(&dir.path().join("t.sqlite")).unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    for at_ms in [1_000, 2_000, 3_000] {
+        tx.send(TrackEvent {
+            at_ms,
+            kind: "accepted".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    drop(tx);
+    let writer = store::open(&dir.path().join("t.sqlite")).unwrap();
+    store::write_batches(writer, rx);
+    assert_eq!(store::prune(&conn, 2_500).unwrap(), 2);
+    let left = store::search(&conn, &TrackQuery::default()).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].at_ms, 3_000);
+}
