@@ -109,8 +109,9 @@ pub struct PrincipalArgs {
     pub identity: Option<String>,
 }
 
-/// Follow messages across the cluster: every node's events (accepted, rejected,
-/// quarantined, released, delivered, deferred, bounced), newest first. The node asked
+/// Follow messages across the cluster: every node's events (recipients refused at RCPT,
+/// messages rejected, accepted, quarantined, released, delivered, deferred, bounced),
+/// newest first. The node asked
 /// fans the search out to every member and names those that did not answer.
 #[derive(Args)]
 pub struct TrackArgs {

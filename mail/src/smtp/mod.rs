@@ -16,7 +16,8 @@ pub mod trace;
 pub use admission::ConnectionLimits;
 pub use listener::serve;
 pub use protocol::{
-    Acceptor, Envelope, Reply, SessionConfig, Tls, SMTP_EVICTED, SMTP_REPLIES, SMTP_SESSIONS,
+    Acceptor, Envelope, Refusal, Reply, SessionConfig, Tls, SMTP_EVICTED, SMTP_REPLIES,
+    SMTP_SESSIONS,
 };
 
 #[cfg(test)]

@@ -51,6 +51,15 @@ pub struct Envelope {
     pub login: Option<String>,
 }
 
+/// A recipient refused at RCPT, and the transaction it was refused in.
+pub struct Refusal<'a> {
+    pub client_ip: IpAddr,
+    pub helo: &'a str,
+    pub mail_from: &'a str,
+    pub rcpt: &'a str,
+    pub reply: &'a Reply,
+}
+
 /// What the session hands recipients and messages to: the node's filter and spool, or the
 /// test sink's maildir.
 pub trait Acceptor: Send + Sync + 'static {
@@ -88,6 +97,9 @@ pub trait Acceptor: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Reply>> + Send {
         async { Err(Reply::new(535, "5.7.8 Authentication credentials invalid")) }
     }
+    /// Told of each recipient refused at RCPT (relay control, unknown mailbox, …), for the
+    /// record: the sender learns of it from the reply, nobody else would otherwise.
+    fn recipient_refused(&self, _refused: Refusal<'_>) {}
     /// Takes a complete message; the reply is the answer to the final dot.
     fn accept(&self, envelope: Envelope, message: Vec<u8>) -> impl Future<Output = Reply> + Send;
 }

@@ -13,7 +13,7 @@ use smtp_proto::request::receiver::{
 use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
 
 use super::address::{check_sender_syntax, parse_recipient, Recipient};
-use super::protocol::{Acceptor, Envelope, Reply, SessionConfig, Tls};
+use super::protocol::{Acceptor, Envelope, Refusal, Reply, SessionConfig, Tls};
 use super::sasl::Step;
 
 mod auth;
@@ -346,7 +346,16 @@ impl<'a, A: Acceptor> Session<'a, A> {
                 self.tx.rcpt_to.push(rcpt);
                 Reply::new(250, "2.1.5 Recipient OK")
             }
-            Err(reply) => reply,
+            Err(reply) => {
+                self.acceptor.recipient_refused(Refusal {
+                    client_ip: self.client_ip,
+                    helo: self.helo.as_deref().unwrap_or_default(),
+                    mail_from: self.tx.mail_from.as_deref().unwrap_or_default(),
+                    rcpt: &to.address,
+                    reply: &reply,
+                });
+                reply
+            }
         }
     }
 

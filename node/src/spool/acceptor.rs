@@ -12,7 +12,7 @@ use tracing::Instrument;
 use peage_mail::filter::{self, Judgement, Symbol, Verdict};
 use peage_mail::smtp::address::Recipient;
 use peage_mail::smtp::trace::{received, strip_forged_headers};
-use peage_mail::smtp::{Acceptor, Envelope, Reply};
+use peage_mail::smtp::{Acceptor, Envelope, Refusal, Reply};
 use peage_mail::trust::{Authenticated, SENDER_PROVED};
 
 use super::callout::{Answer, Callout};
@@ -194,6 +194,18 @@ impl Acceptor for NodeAcceptor {
             ));
         }
         Err(refusal)
+    }
+
+    fn recipient_refused(&self, r: Refusal<'_>) {
+        self.spooler.cluster().tracking().record(TrackEvent {
+            kind: "refused".into(),
+            sender: r.mail_from.to_owned(),
+            recipients: vec![r.rcpt.to_owned()],
+            client_ip: r.client_ip.to_string(),
+            helo: r.helo.to_owned(),
+            detail: format!("RCPT: {} {}", r.reply.code, r.reply.text),
+            ..TrackEvent::default()
+        });
     }
 
     async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Reply {

@@ -1,5 +1,6 @@
-//! Message tracking: the events this node saw happen to the messages it handled (accepted,
-//! rejected, quarantined, delivered, deferred, bounced, taken over …), kept in a local
+//! Message tracking: the events this node saw happen to the messages it handled (recipients
+//! refused, messages rejected, accepted, quarantined, released, delivered, deferred,
+//! bounced), kept in a local
 //! SQLite file beside the replicated state — not through Raft: one row per event would make
 //! the log carry every delivery twice — and searched by the node an operator asks, which
 //! fans the query out to its peers. Recording never waits on the disk: events go to a

@@ -1,7 +1,7 @@
 //! Message tracking across the sites, with real processes: a message accepted at Paris and
 //! delivered by another site after Paris is killed is found through Ariège as one timeline
 //! of the sites that are up, the reply naming Paris as not answering; a rejected message is
-//! found with its reason.
+//! found with its reason; a site whose events are past the retention has none left.
 
 use std::time::Duration;
 
@@ -32,11 +32,11 @@ async fn track_until(
     c: &TestCluster,
     node: usize,
     args: &[&str],
-    ready: impl Fn(&[serde_json::Value]) -> bool,
+    ready: impl Fn(&[serde_json::Value], &[String]) -> bool,
 ) -> (Vec<serde_json::Value>, Vec<String>) {
     wait_for("the tracked events", Duration::from_secs(20), || {
         let found = track(c, node, args);
-        let ready = ready(&found.0);
+        let ready = ready(&found.0, &found.1);
         async move { ready.then_some(found) }
     })
     .await
@@ -67,7 +67,8 @@ async fn a_message_is_followed_across_sites_even_with_the_accepting_one_down() {
     let r = c.smtp_send(2, "s@spam.example", &["bob@example.test"], gtube.as_bytes());
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(550), "{r:?}");
     // Seen from Paris while it lives: accepted there.
-    let accepted = |events: &[serde_json::Value]| events.iter().any(|e| e["kind"] == "accepted");
+    let accepted =
+        |events: &[serde_json::Value], _: &[String]| events.iter().any(|e| e["kind"] == "accepted");
     let (events, unreachable) = track_until(&c, 0, &["--queue-id", &id], accepted).await;
     assert!(unreachable.is_empty(), "{unreachable:?}");
     assert!(
@@ -83,7 +84,9 @@ async fn a_message_is_followed_across_sites_even_with_the_accepting_one_down() {
     let sink = c.start_sink().await.unwrap();
     wait_delivered(&c, &sink, 1, &[1, 2]).await;
     // Through Ariège: the delivery by a surviving site, Paris named as not answering.
-    let delivered = |events: &[serde_json::Value]| events.iter().any(|e| e["kind"] == "delivered");
+    let delivered = |events: &[serde_json::Value], _: &[String]| {
+        events.iter().any(|e| e["kind"] == "delivered")
+    };
     let (events, unreachable) =
         track_until(&c, 2, &["--recipient", "bob@example.test"], delivered).await;
     assert_eq!(unreachable, ["1 (paris)"], "{events:?}");
@@ -104,7 +107,7 @@ async fn a_message_is_followed_across_sites_even_with_the_accepting_one_down() {
         "newest first: {times:?}"
     );
     // The rejection, with its reason, and no queue id.
-    let (rejected, _) = track_until(&c, 1, &["--verdict", "reject", "--since", "1h"], |e| {
+    let (rejected, _) = track_until(&c, 1, &["--verdict", "reject", "--since", "1h"], |e, _| {
         !e.is_empty()
     })
     .await;
@@ -116,6 +119,45 @@ async fn a_message_is_followed_across_sites_even_with_the_accepting_one_down() {
         "{rejected:?}"
     );
     assert_eq!(rejected[0]["queue_id"], "");
+    // A recipient refused at RCPT is on record too.
+    let r = c.smtp_send(
+        1,
+        "a@client.example",
+        &["x@not-ours.example"],
+        b"Subject: x\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.rcpt[0].0, 550, "{r:?}");
+    let refused =
+        |events: &[serde_json::Value], _: &[String]| events.iter().any(|e| e["kind"] == "refused");
+    let (events, _) = track_until(&c, 2, &["--domain", "not-ours.example"], refused).await;
+    assert!(
+        events[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Relaying denied"),
+        "{events:?}"
+    );
     let (by_id, _) = track(&c, 1, &["--message-id", "<ham-41@client.example>"]);
     assert!(by_id.iter().any(|e| e["kind"] == "delivered"), "{by_id:?}");
+}
+
+#[tokio::test]
+async fn events_past_the_retention_are_removed() {
+    let mut c = with_local_domain().await;
+    let sink = c.start_sink().await.unwrap();
+    let id = send_ham(&c, 1, 43);
+    wait_delivered(&c, &sink, 1, &[0, 1, 2]).await;
+    let roubaix = |e: &serde_json::Value| e["site"] == "roubaix";
+    let args = ["--queue-id", id.as_str()];
+    track_until(&c, 0, &args, |events, _| events.iter().any(roubaix)).await;
+    // Roubaix comes back 33 days later by its clock (libfaketime): past the 32-day
+    // retention, its pruning (at start, then hourly) removes what it recorded.
+    c.stop(1, Duration::from_secs(10));
+    c.nodes[1].clock_offset = Some("+33d".into());
+    c.start_node(1).unwrap();
+    let answered_without = |events: &[serde_json::Value], unreachable: &[String]| {
+        unreachable.is_empty() && !events.iter().any(roubaix)
+    };
+    let (events, _) = track_until(&c, 0, &args, answered_without).await;
+    assert!(events.iter().all(|e| e["site"] != "roubaix"), "{events:?}");
 }
