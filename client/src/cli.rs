@@ -90,6 +90,15 @@ pub enum Cmd {
     /// What happened to messages, across every site: `track --recipient bob@example.test
     /// --since 2d`, `track --queue-id ID`.
     Track(TrackArgs),
+    /// One read-only SQL statement over the contacted node's replicated state (admin
+    /// token): `sql "SELECT domain, route FROM domains"`. Writes, ATTACH and PRAGMA are
+    /// refused; a query stops after 5 s; `--stale` answers without asking the leader.
+    Sql {
+        query: String,
+        /// Rows at most (up to 10000).
+        #[arg(long, default_value_t = 1000)]
+        max_rows: u32,
+    },
     /// DKIM keys that sign the hosted domains' outgoing mail (admin token).
     #[command(subcommand)]
     Dkim(DkimCmd),

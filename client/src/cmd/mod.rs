@@ -12,6 +12,7 @@ mod node;
 mod policy;
 mod probe;
 mod ratelimit;
+mod sql;
 mod status;
 mod track;
 mod users;
@@ -44,6 +45,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Cmd::Outbound(OutboundCmd::Identity(cmd)) => users::identities(&mut ctx, cmd).await,
         Cmd::Ratelimit(cmd) => ratelimit::run(&mut ctx, cmd).await,
         Cmd::Track(args) => track::run(&mut ctx, args).await,
+        Cmd::Sql { query, max_rows } => sql::run(&mut ctx, query, max_rows).await,
         Cmd::Check {
             paths,
             client_ip,

@@ -16,6 +16,7 @@ mod messages;
 mod policy;
 mod routing;
 mod service;
+mod sql;
 mod tracking;
 mod users;
 mod validate;
@@ -134,6 +135,11 @@ impl Admin for AdminService {
     async fn identity_list(&self, req: Request<IdentityListRequest>) -> Reply<IdentityListReply> {
         self.tokens.authorize(&req, Role::ReadOnly)?;
         answer(users::locks(self, req.into_inner()).await)
+    }
+
+    async fn sql(&self, req: Request<SqlRequest>) -> Reply<SqlReply> {
+        self.tokens.authorize(&req, Role::Admin)?;
+        answer(sql::query(self, req.into_inner()).await)
     }
 
     async fn track(&self, req: Request<TrackQuery>) -> Reply<TrackReply> {

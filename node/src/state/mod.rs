@@ -29,6 +29,7 @@ mod schema;
 mod snapshot;
 pub mod spool;
 mod spool_index;
+pub mod sql;
 pub mod users;
 
 use std::path::{Path, PathBuf};

@@ -14,6 +14,7 @@ mod outbound_abuse;
 mod ratelimits;
 mod recipients;
 mod relay;
+mod sql;
 mod submission;
 mod tracking;
 
