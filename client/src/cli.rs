@@ -95,7 +95,7 @@ pub enum Cmd {
     /// refused; a query stops after 5 s; `--stale` answers without asking the leader.
     Sql {
         query: String,
-        /// Rows at most (up to 10000).
+        /// Rows at most (up to 10000); a query that returns more is refused.
         #[arg(long, default_value_t = 1000)]
         max_rows: u32,
     },

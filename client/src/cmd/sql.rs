@@ -28,10 +28,7 @@ pub async fn run(ctx: &mut Ctx, query: String, max_rows: u32) -> Result<(), Clie
                     .collect()
             })
             .collect();
-        print_json(
-            json!({"columns": r.columns, "rows": objects, "truncated": r.truncated,
-                          "read": read_json(&r.read)}),
-        );
+        print_json(json!({"columns": r.columns, "rows": objects, "read": read_json(&r.read)}));
         return Ok(());
     }
     let widths: Vec<usize> = (0..r.columns.len())
@@ -51,9 +48,6 @@ pub async fn run(ctx: &mut Ctx, query: String, max_rows: u32) -> Result<(), Clie
     line(&r.columns);
     for values in &rows {
         line(values);
-    }
-    if r.truncated {
-        println!("(more rows matched; raise --max-rows)");
     }
     print_read_note(&r.read);
     Ok(())

@@ -1,7 +1,7 @@
 //! `peagectl sql`: one read-only query over this node's replicated state, for operators. A
 //! connection of its own, opened read-only, whose authorizer allows only reading (SELECT,
 //! column reads, functions, recursive CTEs: no write, ATTACH or PRAGMA), a time limit
-//! enforced by SQLite's progress handler, and a row limit.
+//! enforced by SQLite's progress handler, and a row limit past which the query is refused.
 
 use std::time::{Duration, Instant};
 
@@ -11,12 +11,11 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{StateStore, DB_FILE};
 
-/// What a query returned: column names, rows as text, and whether rows were left out.
+/// What a query returned: column names and rows as text.
 #[derive(Debug)]
 pub struct QueryResult {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<String>>,
-    pub truncated: bool,
 }
 
 /// Why a query was not answered.
@@ -26,6 +25,8 @@ pub enum SqlError {
     Refused(String),
     #[error("stopped after the time limit of {0:?}")]
     TimedOut(Duration),
+    #[error("more than {0} rows: add a LIMIT or a WHERE, or raise --max-rows")]
+    TooManyRows(usize),
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -86,7 +87,7 @@ impl StateStore {
         }
         let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let mut rows = stmt.query([])?;
-        let (mut out, mut truncated) = (Vec::new(), false);
+        let mut out = Vec::new();
         loop {
             let row = match rows.next() {
                 Ok(Some(row)) => row,
@@ -99,8 +100,7 @@ impl StateStore {
                 Err(e) => return Err(e.into()),
             };
             if out.len() == max_rows {
-                truncated = true;
-                break;
+                return Err(SqlError::TooManyRows(max_rows));
             }
             out.push(
                 (0..columns.len())
@@ -108,10 +108,6 @@ impl StateStore {
                     .collect(),
             );
         }
-        Ok(QueryResult {
-            columns,
-            rows: out,
-            truncated,
-        })
+        Ok(QueryResult { columns, rows: out })
     }
 }
