@@ -151,8 +151,13 @@ async fn a_message_whose_accepting_node_is_killed_is_delivered_by_another_site()
 #[tokio::test]
 async fn a_node_killed_before_its_spool_done_committed_does_not_deliver_again() {
     let mut c = with_local_domain_tuned(Tuning {
-        // The lone owner must still hold the lease when the downstream comes back.
-        lease_secs: 30,
+        // The owner must keep the message until the cluster is back: its lease longer than
+        // the test, and its retries slow enough that the sink is up before three failures
+        // would hand the message off. (A hand-off proposed while the others are down can
+        // commit after the restart and have another site deliver again: seen twice under
+        // load with 30 s and 200 ms; at-least-once, a duplicate the ledger does not cover.)
+        lease_secs: 300,
+        retry_first_ms: 5000,
         ..Tuning::default()
     })
     .await;
