@@ -171,7 +171,8 @@ impl RateLimits {
                 self.per_sender_domain,
             ),
         ] {
-            for (secs, limit) in WINDOWS.into_iter().zip(limits) {
+            // A window without a limit is neither checked nor counted.
+            for (secs, limit) in WINDOWS.into_iter().zip(limits).filter(|(_, l)| *l > 0) {
                 counted.push((CountKey::new(counter.as_str(), name, secs), limit));
             }
         }
@@ -180,12 +181,9 @@ impl RateLimits {
         for (key, limit) in counted.iter().chain(&checked) {
             full(cluster, key, *limit, 1, now)?;
         }
-        for (key, limit) in &counted {
-            if *limit > 0 {
-                cluster
-                    .shared_counts()
-                    .add(key, window_start(now, key.window_ms()), 1);
-            }
+        for (key, _) in &counted {
+            let start = window_start(now, key.window_ms());
+            cluster.shared_counts().add(key, start, 1);
         }
         Ok(())
     }

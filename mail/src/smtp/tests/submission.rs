@@ -21,6 +21,27 @@ const INSIDE_TLS: Tls = Tls::Active {
     cipher: "TLS13_AES_256_GCM_SHA384",
 };
 
+/// A recorder that trusts every client as `principal`.
+fn trusted_as(principal: &str) -> Recorder {
+    Recorder {
+        trusted: Some(principal.into()),
+        ..Recorder::default()
+    }
+}
+
+/// One message from `from` to an outside address, each step answered 2xx/3xx.
+async fn send_out(c: &mut Client, from: &str) {
+    assert!(c
+        .cmd(&format!("MAIL FROM:<{from}>"))
+        .await
+        .starts_with("250"));
+    let r = c.cmd("RCPT TO:<carol@elsewhere.example>").await;
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"Subject: out\r\n\r\nhello\r\n.\r\n").await;
+    assert!(c.line().await.starts_with("250"));
+}
+
 #[tokio::test]
 async fn before_tls_auth_is_neither_offered_nor_taken() {
     let (mut c, rec, _stop, _t) = start(submission(false));
@@ -75,17 +96,7 @@ async fn inside_tls_a_login_is_checked_and_handed_over_with_the_message() {
     assert!(r.starts_with("235 2.7.0"), "{r}");
     assert!(c.cmd("AUTH PLAIN").await.starts_with("503"), "only once");
     // Authenticated: any destination is the acceptor's call (it relays for a login).
-    assert!(c
-        .cmd("MAIL FROM:<alice@example.test>")
-        .await
-        .starts_with("250"));
-    assert!(c
-        .cmd("RCPT TO:<carol@elsewhere.example>")
-        .await
-        .starts_with("250"));
-    assert!(c.cmd("DATA").await.starts_with("354"));
-    c.send(b"Subject: out\r\n\r\nhello\r\n.\r\n").await;
-    assert!(c.line().await.starts_with("250"));
+    send_out(&mut c, "alice@example.test").await;
     let messages = rec.messages.lock().unwrap();
     assert_eq!(messages[0].0.login.as_deref(), Some("alice@example.test"));
 }
@@ -100,34 +111,18 @@ async fn port_25_offers_no_auth() {
 
 #[tokio::test]
 async fn a_client_on_a_trusted_network_sends_as_its_principal_without_auth() {
-    let trusted = Recorder {
-        trusted: Some("platform".into()),
-        ..Recorder::default()
-    };
+    let trusted = trusted_as("platform");
     let (mut c, rec, _stop, _t) = start_for(submission(false), Tls::Unavailable, trusted);
     assert!(c.line().await.starts_with("220"));
     assert!(c.cmd("HELO mta.platform.example").await.starts_with("250"));
-    assert!(c
-        .cmd("MAIL FROM:<bob@example.test>")
-        .await
-        .starts_with("250"));
-    assert!(c
-        .cmd("RCPT TO:<carol@elsewhere.example>")
-        .await
-        .starts_with("250"));
-    assert!(c.cmd("DATA").await.starts_with("354"));
-    c.send(b"Subject: out\r\n\r\nhello\r\n.\r\n").await;
-    assert!(c.line().await.starts_with("250"));
+    send_out(&mut c, "bob@example.test").await;
     let messages = rec.messages.lock().unwrap();
     assert_eq!(messages[0].0.login.as_deref(), Some("platform"));
 }
 
 #[tokio::test]
 async fn port_25_trusts_no_network() {
-    let trusted = Recorder {
-        trusted: Some("platform".into()),
-        ..Recorder::default()
-    };
+    let trusted = trusted_as("platform");
     let (mut c, _rec, _stop, _t) = start_for(SessionConfig::default(), Tls::Unavailable, trusted);
     c.line().await;
     assert!(c.cmd("HELO mta.platform.example").await.starts_with("250"));
