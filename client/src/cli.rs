@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::wire;
 use peage_client::v1::{EntryKind, ListName};
 
+mod access;
 mod outbound;
+
+pub use access::{AuditArgs, AuditCmd, TokenCmd};
 
 pub use outbound::{
     DkimCmd, IdentityCmd, OutboundCmd, PrincipalArgs, RatelimitCmd, TrackArgs, UserCmd,
@@ -46,7 +49,8 @@ pub struct Cli {
         global = true
     )]
     pub addr: String,
-    /// Bearer token (admin or read-only).
+    /// Bearer token: its role (operator, helpdesk, auditor, domain-admin) and domains
+    /// decide what the node lets it do and see.
     #[arg(long, env = "PEAGE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// The cluster CA (PEM, `peage cert ca` makes it) that signed the nodes' certificates:
@@ -90,7 +94,7 @@ pub enum Cmd {
     /// What happened to messages, across every site: `track --recipient bob@example.test
     /// --since 2d`, `track --queue-id ID`.
     Track(TrackArgs),
-    /// One read-only SQL statement over the contacted node's replicated state (admin
+    /// One read-only SQL statement over the contacted node's replicated state (operator
     /// token): `sql "SELECT domain, route FROM domains"`. Writes, ATTACH and PRAGMA are
     /// refused; a query stops after 5 s; `--stale` answers without asking the leader.
     Sql {
@@ -99,7 +103,13 @@ pub enum Cmd {
         #[arg(long, default_value_t = 1000)]
         max_rows: u32,
     },
-    /// DKIM keys that sign the hosted domains' outgoing mail (admin token).
+    /// API tokens: their roles, domains and expiry (operator token).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The audit log of admin writes: who, with which role, from where, what, outcome.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// DKIM keys that sign the hosted domains' outgoing mail (operator token).
     #[command(subcommand)]
     Dkim(DkimCmd),
     /// Score messages without storing them: every symbol, the total and the verdict.

@@ -1,5 +1,6 @@
 //! One file per command group; `run` hands a parsed command line to the one it names.
 
+mod access;
 mod check;
 mod context;
 mod dkim;
@@ -19,7 +20,7 @@ mod users;
 
 use peage_client::{Access, ClientError};
 
-use crate::cli::{Cli, Cmd, OutboundCmd};
+use crate::cli::{AuditCmd, Cli, Cmd, OutboundCmd};
 use context::{message_files, Ctx};
 
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
@@ -46,6 +47,8 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Cmd::Ratelimit(cmd) => ratelimit::run(&mut ctx, cmd).await,
         Cmd::Track(args) => track::run(&mut ctx, args).await,
         Cmd::Sql { query, max_rows } => sql::run(&mut ctx, query, max_rows).await,
+        Cmd::Token(cmd) => access::tokens(&mut ctx, cmd).await,
+        Cmd::Audit(AuditCmd::Ls(args)) => access::audit(&mut ctx, args).await,
         Cmd::Check {
             paths,
             client_ip,

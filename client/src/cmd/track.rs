@@ -31,6 +31,8 @@ pub async fn run(ctx: &mut Ctx, a: TrackArgs) -> Result<(), ClientError> {
         until_ms: ago_ms(&a.until)?,
         limit: a.limit,
         before_ms: a.before,
+        // The node sets it from the token: a client cannot widen it.
+        scope: Vec::new(),
     };
     let reply = ctx.admin().await?.track(query).await;
     let r = reply.map_err(|e| ctx.failed(e))?.into_inner();

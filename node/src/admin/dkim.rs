@@ -1,4 +1,4 @@
-//! DKIM keys of hosted domains, for the admin role only: made here (off the runtime) and
+//! DKIM keys of hosted domains, for operators only: made here (off the runtime) and
 //! proposed whole, so that every site signs with the same key; activated for rotation,
 //! removed, and listed with the DNS records to publish — never with their private halves.
 

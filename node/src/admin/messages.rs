@@ -1,6 +1,7 @@
 //! The spool and the quarantine (its incoming and outbound halves apart) as operators see
 //! them: listing with filters and pages,
-//! showing a message with its body, and acting on one (release, drop, retry).
+//! showing a message with its body, and acting on one (release, drop, retry) — each within
+//! the caller's domains (`scoped`).
 
 use std::sync::Arc;
 
@@ -12,16 +13,23 @@ use peage_proto::v1::{
     SpoolDrop, SpoolRelease, SpoolRetry, TrackEvent,
 };
 
+use super::auth::{Caller, Scope};
 use super::convert::{outcome_status, queued_to_proto, unavailable_status};
 use super::learn::learn_message;
+use super::scoped;
 use super::service::AdminService;
 use super::validate;
 use crate::spool::bodies::body_of;
 use crate::spool::submission;
 use crate::state::spool::SpooledMessage;
+use crate::state::tokens::Role;
 use crate::types::Outcome;
 
-pub async fn list(svc: &AdminService, r: QueueListRequest) -> Result<QueueListReply, Status> {
+pub async fn list(
+    svc: &AdminService,
+    scope: &Scope,
+    r: QueueListRequest,
+) -> Result<QueueListReply, Status> {
     let limit = validate::page_size(r.page_size)? as usize;
     let read = svc.read_barrier(r.stale).await?;
     let (rcpt, sender) = (r.recipient.to_lowercase(), r.sender.to_lowercase());
@@ -31,6 +39,7 @@ pub async fn list(svc: &AdminService, r: QueueListRequest) -> Result<QueueListRe
         .spool()
         .all()
         .into_iter()
+        .filter(|m| scoped::sees_message(scope, m))
         .filter(|m| m.is_quarantined() == r.quarantine)
         .filter(|m| {
             let outgoing = submission::identity_in(&m.symbols).is_some();
@@ -55,25 +64,28 @@ pub async fn list(svc: &AdminService, r: QueueListRequest) -> Result<QueueListRe
     Ok(QueueListReply {
         messages: matching
             .into_iter()
-            .map(|m| queued_to_proto(Arc::unwrap_or_clone(m)))
+            .map(|m| scoped::message(scope, queued_to_proto(Arc::unwrap_or_clone(m))))
             .collect(),
         read: Some(read),
         next_page_token,
     })
 }
 
-async fn find(svc: &AdminService, id: &str) -> Result<SpooledMessage, Status> {
+/// The message `id` when the caller may see it (one out of scope is not found either).
+fn find(svc: &AdminService, scope: &Scope, id: &str) -> Result<SpooledMessage, Status> {
     svc.cluster
         .state()
         .spool()
         .get(id)
         .map(Arc::unwrap_or_clone)
-        .ok_or_else(|| Status::not_found(format!("no message {id}")))
+        .filter(|m| scoped::sees_message(scope, m))
+        .ok_or_else(|| scoped::not_found(id))
 }
 
-/// A message and its body; an outgoing one only when `outgoing_allowed` (the admin role).
+/// A message and its body; an outgoing one only when `outgoing_allowed` (operators).
 pub async fn show(
     svc: &AdminService,
+    scope: &Scope,
     req: MessageRef,
     outgoing_allowed: bool,
 ) -> Result<MessageShowReply, Status> {
@@ -82,29 +94,34 @@ pub async fn show(
         .read_barrier(false)
         .await
         .map_err(unavailable_status)?;
-    let m = find(svc, &id).await?;
+    let m = find(svc, scope, &id)?;
     if !outgoing_allowed && submission::identity_in(&m.symbols).is_some() {
         return Err(Status::permission_denied(format!(
-            "{id} is outgoing mail, shown to the admin role only"
+            "{id} is outgoing mail, shown to operators only"
         )));
     }
     let body = body_of(&svc.cluster, &m)
         .await
         .map_err(Status::unavailable)?;
     Ok(MessageShowReply {
-        message: Some(queued_to_proto(m)),
+        message: Some(scoped::message(scope, queued_to_proto(m))),
         body,
     })
 }
 
-/// An operator's change to one message: proposes `make(queue_id)`.
+/// An operator's change to one message: proposes `make(queue_id)` when every recipient
+/// of the message is in the caller's scope.
 async fn act(
     svc: &AdminService,
+    scope: &Scope,
     id: String,
     what: &str,
     make: impl FnOnce(String) -> command::Kind,
 ) -> Result<MessageActionReply, Status> {
     validate::queue_id(&id)?;
+    if !scope.is_everything() {
+        scoped::owns_message(scope, &find(svc, scope, &id)?)?;
+    }
     match svc.propose(make(id.clone())).await? {
         (log_index, Outcome::SpoolChanged { found: true }) => Ok(MessageActionReply {
             log_index,
@@ -118,22 +135,25 @@ async fn act(
 }
 
 /// Releases a quarantined message and, unless `no_learn`, teaches the classifier it was
-/// ham: an operator's release is the correction of a false positive.
+/// ham: a staff release (operator, helpdesk) is the correction of a false positive. A
+/// domain admin's release teaches nothing: the classifier is every customer's.
 pub async fn release(
     svc: &AdminService,
-    author: String,
+    caller: Caller,
     req: MessageRef,
 ) -> Result<MessageActionReply, Status> {
-    let (queue_id, no_learn) = (req.queue_id, req.no_learn);
+    let staff = matches!(caller.role, Role::Operator | Role::Helpdesk);
+    let (queue_id, no_learn) = (req.queue_id, req.no_learn || !staff);
+    let (author, scope) = (caller.name, caller.scope);
     // The record and body first: once released, the message may be delivered and gone.
-    let held = find(svc, &queue_id).await.ok();
+    let held = find(svc, &scope, &queue_id).ok();
     let body = match (&held, no_learn) {
         (Some(m), false) => body_of(&svc.cluster, m).await.ok(),
         _ => None,
     };
     let lease_until_ms = svc.cluster.leader_now_ms() + svc.lease.as_millis() as i64;
     let owner = svc.cluster.id();
-    let mut reply = act(svc, queue_id, "quarantined message", |queue_id| {
+    let mut reply = act(svc, &scope, queue_id, "quarantined message", |queue_id| {
         command::Kind::SpoolRelease(SpoolRelease {
             queue_id,
             owner,
@@ -161,15 +181,23 @@ pub async fn release(
     Ok(reply)
 }
 
-pub async fn remove(svc: &AdminService, req: MessageRef) -> Result<MessageActionReply, Status> {
-    act(svc, req.queue_id, "message", |queue_id| {
+pub async fn remove(
+    svc: &AdminService,
+    scope: Scope,
+    req: MessageRef,
+) -> Result<MessageActionReply, Status> {
+    act(svc, &scope, req.queue_id, "message", |queue_id| {
         command::Kind::SpoolDrop(SpoolDrop { queue_id })
     })
     .await
 }
 
-pub async fn retry(svc: &AdminService, req: MessageRef) -> Result<MessageActionReply, Status> {
-    act(svc, req.queue_id, "message", |queue_id| {
+pub async fn retry(
+    svc: &AdminService,
+    scope: Scope,
+    req: MessageRef,
+) -> Result<MessageActionReply, Status> {
+    act(svc, &scope, req.queue_id, "message", |queue_id| {
         command::Kind::SpoolRetry(SpoolRetry { queue_id })
     })
     .await

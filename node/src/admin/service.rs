@@ -28,6 +28,8 @@ pub struct AdminService {
     pub(super) auth: Option<Arc<Authenticator>>,
     /// The outbound rate limits, to show each count's.
     pub(super) limits: RateLimits,
+    /// How long the audit log keeps a record.
+    pub(super) audit_retention: Duration,
 }
 
 impl AdminService {
@@ -36,13 +38,17 @@ impl AdminService {
         config: &Config,
         auth: Option<Arc<Authenticator>>,
     ) -> AdminService {
+        let state = cluster.state().clone();
+        let replicated = Arc::new(move |hash: &str| state.indexes().token(hash));
+        let tokens = Tokens::new(&config.admin.tokens, replicated);
         AdminService {
             cluster,
-            tokens: Tokens::new(&config.admin.tokens),
+            tokens,
             max_reason_bytes: config.lists.max_reason_bytes,
             lease: Duration::from_secs(config.spool.lease_secs),
             auth,
             limits: RateLimits::from_config(&config.outbound),
+            audit_retention: Duration::from_secs(config.admin.audit_retention_days * 86_400),
         }
     }
 

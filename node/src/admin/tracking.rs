@@ -9,6 +9,8 @@ use tonic::Status;
 
 use peage_proto::v1::{TrackEvent, TrackQuery, TrackReply};
 
+use super::auth::Scope;
+use super::scoped;
 use super::service::AdminService;
 use super::validate::invalid;
 use crate::tracking::{limit_of, MAX_LIMIT};
@@ -16,7 +18,14 @@ use crate::tracking::{limit_of, MAX_LIMIT};
 /// How long a peer has to answer a search.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn track(svc: &AdminService, q: TrackQuery) -> Result<TrackReply, Status> {
+/// The events matching `q` within the caller's domains: each node searches only those
+/// (`scope` travels with the query), and recipients out of scope are left out here.
+pub async fn track(
+    svc: &AdminService,
+    scope: &Scope,
+    mut q: TrackQuery,
+) -> Result<TrackReply, Status> {
+    q.scope = scope.domains().to_vec();
     if q.limit > MAX_LIMIT {
         return Err(invalid(format!("limit: at most {MAX_LIMIT}")));
     }
@@ -52,7 +61,11 @@ pub async fn track(svc: &AdminService, q: TrackQuery) -> Result<TrackReply, Stat
     let mut unreachable = Vec::new();
     for (id, site, found) in join_all(searches).await {
         match found {
-            Ok(found) => events.extend(found),
+            Ok(found) => events.extend(
+                found
+                    .into_iter()
+                    .filter_map(|e| scoped::event(scope, &q, e)),
+            ),
             Err(e) => {
                 tracing::info!(node = id, error = %e, "tracking search not answered");
                 unreachable.push(format!("{id} ({site})"));

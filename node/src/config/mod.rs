@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::blocklists::Blocklist;
+pub use crate::state::tokens::Role;
 use crate::types::PeageNode;
 
 /// Why a configuration could not be used. Each message names the file and the key.
@@ -373,13 +374,25 @@ impl Default for RaftSection {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
-    #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// How long the audit log keeps each record of an admin write.
+    pub audit_retention_days: u64,
 }
 
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            tokens: Vec::new(),
+            audit_retention_days: 400,
+        }
+    }
+}
+
+/// A token of this node's own (not replicated: the first operator's, or one a deployment
+/// tool writes); tokens made through the API (`peagectl token add`) are replicated instead.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
@@ -387,27 +400,9 @@ pub struct TokenConfig {
     pub name: String,
     pub token: String,
     pub role: Role,
-}
-
-/// What a token may do, each role everything the ones before it may: `read-only` reads
-/// records and settings but no message body; `quarantine-reader` also reads bodies (the
-/// helpdesk looking at a held message); `admin` also writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    ReadOnly,
-    QuarantineReader,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::ReadOnly => "read-only",
-            Role::QuarantineReader => "quarantine-reader",
-            Role::Admin => "admin",
-        }
-    }
+    /// The domains the token is bound to; empty: every domain (a domain admin needs some).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -39,7 +39,7 @@ fn the_site_examples_parse_once_their_secrets_are_set() {
         let sites: HashSet<&str> = c.cluster.members.iter().map(|m| m.site.as_str()).collect();
         assert_eq!(sites.len(), 3, "one voter per site");
         assert!(c.smtp.tls_cert.is_some() && c.listen.metrics.is_some());
-        assert!(c.admin.tokens.iter().any(|t| t.role == Role::ReadOnly));
+        assert!(c.admin.tokens.iter().any(|t| t.role == Role::Auditor));
     }
 }
 

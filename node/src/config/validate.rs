@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, Role};
 use crate::state::routing::{normalize_domain, normalize_route};
 
 /// Marks the values the example configs (ops/sites) leave for the operator to fill in.
@@ -128,6 +128,12 @@ impl Config {
             ensure(!t.token.contains(PLACEHOLDER), key(".token"), UNREPLACED)?;
             let unique = names.insert(&t.name) && secrets.insert(&t.token);
             ensure(unique, key(""), "names and tokens must be unique")?;
+            let scoped = !t.domains.is_empty() || t.role != Role::DomainAdmin;
+            ensure(
+                scoped,
+                key(".domains"),
+                "a domain-admin token needs its domains",
+            )?;
         }
         Ok(())
     }

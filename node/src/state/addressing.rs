@@ -1,9 +1,11 @@
 //! The vocabulary of who may receive and send: a local domain's route and how its
 //! recipients are verified, what a failing DMARC policy does, the callout answers, the
-//! submission accounts, their locks and their domains' DKIM keys, and all of them as loaded
-//! from the database.
+//! submission accounts, their locks and their domains' DKIM keys; and who may drive the
+//! cluster (an API token's role and grant); all of them as loaded from the database.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
 
 /// A local domain's entry in the routing table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +181,57 @@ impl std::fmt::Debug for DkimKey {
     }
 }
 
+/// What a token may do. `operator`: everything. `helpdesk`: read everything (message bodies
+/// too), release and retry messages; no policy, membership, lists or accounts. `auditor`:
+/// read records and settings, no message body, no write. `domain-admin`: only its domains'
+/// mail, tracking, recipients, accounts and locks, reading bodies and releasing included.
+/// The older names stay accepted: `admin` is an operator, `quarantine-reader` a helpdesk,
+/// `read-only` an auditor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    #[serde(alias = "admin")]
+    Operator,
+    #[serde(alias = "quarantine-reader")]
+    Helpdesk,
+    #[serde(alias = "read-only")]
+    Auditor,
+    DomainAdmin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Helpdesk => "helpdesk",
+            Role::Auditor => "auditor",
+            Role::DomainAdmin => "domain-admin",
+        }
+    }
+
+    /// The role's name, or an older one.
+    pub fn parse(word: &str) -> Option<Role> {
+        match word.trim() {
+            "operator" | "admin" => Some(Role::Operator),
+            "helpdesk" | "quarantine-reader" => Some(Role::Helpdesk),
+            "auditor" | "read-only" => Some(Role::Auditor),
+            "domain-admin" => Some(Role::DomainAdmin),
+            _ => None,
+        }
+    }
+}
+
+/// What authenticating with a token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub name: String,
+    pub role: Role,
+    /// Empty: every domain.
+    pub domains: Vec<String>,
+    /// 0: never expires.
+    pub expires_at_ms: i64,
+}
+
 /// Who may receive and send, as loaded from the database: the routing table, the recipient
 /// lists, the callout cache, the submission accounts, their locks and their domains' keys.
 pub(super) struct Addressing {
@@ -188,4 +241,6 @@ pub(super) struct Addressing {
     pub users: HashMap<String, Account>,
     pub locks: HashMap<String, Lock>,
     pub dkim: HashMap<String, DkimKey>,
+    /// Admin API tokens by the SHA-256 of their secret.
+    pub tokens: HashMap<String, Grant>,
 }

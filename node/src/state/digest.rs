@@ -5,8 +5,8 @@ use openraft::StorageError;
 use sha2::{Digest, Sha256};
 
 use super::{
-    bayes, callouts, dkim_keys, evidence, list_entries, locks, logistic, policy, recipients,
-    routing, spool, users,
+    audit, bayes, callouts, dkim_keys, evidence, list_entries, locks, logistic, policy, recipients,
+    routing, spool, tokens, users,
 };
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
@@ -39,6 +39,8 @@ impl StateStore {
             users::digest_rows(&db, &mut out).map_err(sm_err)?;
             locks::digest_rows(&db, &mut out).map_err(sm_err)?;
             dkim_keys::digest_rows(&db, &mut out).map_err(sm_err)?;
+            tokens::digest_rows(&db, &mut out).map_err(sm_err)?;
+            audit::digest_rows(&db, &mut out).map_err(sm_err)?;
             Ok(StateDigest {
                 sha256: hex::encode(h.finalize()),
                 applied_index,

@@ -14,11 +14,11 @@ use peage_mail::lists::{normalize_probe, EntryKind, ListEntry, ListIndex};
 use peage_mail::logistic::{self, Model};
 use peage_mail::sync::{into_inner, read, write};
 
-use super::addressing::Addressing;
 pub use super::addressing::{
     domain_of, Account, CalloutAnswer, DkimKey, DmarcAction, DomainRoute, IdentityFrom, Lock,
     Verify, ANY_HOSTED_DOMAIN,
 };
+use super::addressing::{Addressing, Grant};
 use crate::clock::now_ms;
 
 /// The replicated policy: the filter's thresholds, and how long quarantine is kept.
@@ -87,6 +87,14 @@ pub enum IndexChange {
     UserRemove {
         login: String,
     },
+    /// An admin API token set (by the SHA-256 of its secret), or removed.
+    TokenSet {
+        secret_sha256: String,
+        grant: Grant,
+    },
+    TokenRemove {
+        secret_sha256: String,
+    },
     /// Callout answers cached (by mailbox key) and expired ones dropped.
     Callouts {
         set: Vec<(u64, CalloutAnswer)>,
@@ -130,6 +138,8 @@ pub struct Indexes {
     locks: RwLock<HashMap<String, Lock>>,
     /// The signing key of each hosted domain that has one.
     dkim: RwLock<HashMap<String, DkimKey>>,
+    /// Admin API tokens made through the API, by the SHA-256 of their secret.
+    tokens: RwLock<HashMap<String, Grant>>,
     /// The filter's thresholds (read on every message) and the quarantine's retention.
     policy: RwLock<ClusterPolicy>,
     /// The classifier's counts, in step with `bayes_tokens` / `bayes_learned`.
@@ -157,6 +167,7 @@ impl Indexes {
             users: RwLock::new(addressing.users),
             locks: RwLock::new(addressing.locks),
             dkim: RwLock::new(addressing.dkim),
+            tokens: RwLock::new(addressing.tokens),
             policy: RwLock::new(policy),
             bayes: RwLock::new(bayes),
             logistic: RwLock::new(logistic),
@@ -173,6 +184,7 @@ impl Indexes {
         *write(&self.users) = into_inner(fresh.users);
         *write(&self.locks) = into_inner(fresh.locks);
         *write(&self.dkim) = into_inner(fresh.dkim);
+        *write(&self.tokens) = into_inner(fresh.tokens);
         *write(&self.policy) = into_inner(fresh.policy);
         *write(&self.bayes) = into_inner(fresh.bayes);
         *write(&self.logistic) = into_inner(fresh.logistic);
@@ -209,6 +221,15 @@ impl Indexes {
                 }
                 IndexChange::UserRemove { login } => {
                     write(&self.users).remove(&login);
+                }
+                IndexChange::TokenSet {
+                    secret_sha256,
+                    grant,
+                } => {
+                    write(&self.tokens).insert(secret_sha256, grant);
+                }
+                IndexChange::TokenRemove { secret_sha256 } => {
+                    write(&self.tokens).remove(&secret_sha256);
                 }
                 IndexChange::Dkim { domain, key } => match key {
                     Some(key) => {
@@ -304,6 +325,11 @@ impl Indexes {
     }
 
     /// The key that signs `domain`'s outgoing mail, if it has one.
+    /// The grant of the API token whose secret hashes to `secret_sha256`.
+    pub fn token(&self, secret_sha256: &str) -> Option<Grant> {
+        read(&self.tokens).get(secret_sha256).cloned()
+    }
+
     pub fn dkim_key(&self, domain: &str) -> Option<DkimKey> {
         read(&self.dkim).get(domain).cloned()
     }

@@ -11,6 +11,7 @@
 
 pub mod addressing;
 mod apply;
+pub mod audit;
 mod bayes;
 pub mod callouts;
 pub mod digest;
@@ -30,6 +31,7 @@ mod snapshot;
 pub mod spool;
 mod spool_index;
 pub mod sql;
+pub mod tokens;
 pub mod users;
 
 use std::path::{Path, PathBuf};
@@ -163,6 +165,7 @@ impl StateStore {
                 users: users::load(&db).map_err(sm_err)?,
                 locks: locks::load(&db).map_err(sm_err)?,
                 dkim: dkim_keys::load(&db).map_err(sm_err)?,
+                tokens: tokens::load(&db).map_err(sm_err)?,
             },
             policy::query(&db).map_err(sm_err)?,
             (

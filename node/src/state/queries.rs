@@ -5,7 +5,9 @@
 use openraft::StorageError;
 
 use super::list_entries::{self, ListFilter, ListPage};
-use super::{dkim_keys, locks, recipients, users};
+use peage_proto::v1::{AuditEntry, AuditListRequest};
+
+use super::{audit, dkim_keys, locks, recipients, tokens, users};
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
 
@@ -43,6 +45,21 @@ impl StateStore {
     /// Every submission account, without hashes.
     pub async fn users(&self) -> Result<Vec<users::UserRow>, StorageError<NodeId>> {
         self.blocking(move |me| users::list(&me.lock_db()).map_err(sm_err))
+            .await
+    }
+
+    /// Every API token, without hashes.
+    pub async fn tokens(&self) -> Result<Vec<tokens::TokenRow>, StorageError<NodeId>> {
+        self.blocking(move |me| tokens::list(&me.lock_db()).map_err(sm_err))
+            .await
+    }
+
+    /// The audit records matching `q`, newest first.
+    pub async fn audit(
+        &self,
+        q: AuditListRequest,
+    ) -> Result<Vec<AuditEntry>, StorageError<NodeId>> {
+        self.blocking(move |me| audit::list(&me.lock_db(), &q).map_err(sm_err))
             .await
     }
 }

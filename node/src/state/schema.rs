@@ -145,6 +145,29 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE users ADD COLUMN networks TEXT NOT NULL DEFAULT '[]';
      ALTER TABLE users ADD COLUMN identity TEXT NOT NULL DEFAULT 'login';
      ALTER TABLE outbound_strikes ADD COLUMN kind TEXT NOT NULL DEFAULT 'spam';",
+    // 18: admin API tokens made through the API (the SHA-256 of each secret), and the
+    // audit log of admin writes.
+    "CREATE TABLE admin_tokens (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        domains TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL UNIQUE,
+        author TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+     );
+     CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        token TEXT NOT NULL,
+        role TEXT NOT NULL,
+        client TEXT NOT NULL,
+        node_id INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL
+     );
+     CREATE INDEX audit_log_by_time ON audit_log (at_ms);",
 ];
 
 /// The schema version this release writes.

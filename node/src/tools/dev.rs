@@ -113,7 +113,11 @@ fn start_sites(exe: &Path, dir: &Path, sites: &mut Vec<Site>) -> anyhow::Result<
         let config = dev_config(dir, &name, Config::parse(text, &config_path)?)?;
         std::fs::write(&config_path, toml::to_string(&config)?)?;
         if token.is_empty() {
-            let admin = config.admin.tokens.iter().find(|t| t.role == Role::Admin);
+            let admin = config
+                .admin
+                .tokens
+                .iter()
+                .find(|t| t.role == Role::Operator && t.domains.is_empty());
             token = admin.map(|t| t.token.clone()).unwrap_or_default();
         }
         let data = dir.join(&name);

@@ -118,13 +118,20 @@ fn literal(text: &str) -> String {
 /// A search's WHERE clauses and the values they bind, in order.
 #[derive(Default)]
 struct Filter {
-    clauses: Vec<&'static str>,
+    clauses: Vec<String>,
     values: Vec<Value>,
 }
 
 impl Filter {
     fn with(&mut self, clause: &'static str, values: impl IntoIterator<Item = Value>) {
-        self.clauses.push(clause);
+        self.clauses.push(clause.to_owned());
+        self.values.extend(values);
+    }
+
+    /// `clause` (one `?`) for each value, any of them matching.
+    fn with_any(&mut self, clause: &str, values: Vec<Value>) {
+        let any = vec![clause; values.len()].join(" OR ");
+        self.clauses.push(format!("({any})"));
         self.values.extend(values);
     }
 }
@@ -146,6 +153,15 @@ pub fn search(conn: &Connection, q: &TrackQuery) -> anyhow::Result<Vec<TrackEven
             "(sender LIKE ? ESCAPE '\\' OR recipients LIKE ? ESCAPE '\\')",
             [Value::Text(as_sender), Value::Text(as_recipient)],
         );
+    }
+    if !q.scope.is_empty() {
+        let mut anywhere = Vec::new();
+        for domain in &q.scope {
+            let domain = literal(domain.trim());
+            let (exact, below) = (format!("%@{domain},%"), format!("%.{domain},%"));
+            anywhere.extend([Value::Text(exact), Value::Text(below)]);
+        }
+        f.with_any("recipients LIKE ? ESCAPE '\\'", anywhere);
     }
     for (clause, value) in [
         ("client_ip = ?", &q.client_ip),

@@ -110,6 +110,26 @@ async fn events_come_back_by_every_filter_newest_first() {
     })
     .await;
     assert_eq!(page.len(), 1);
+    let scoped = by(TrackQuery {
+        scope: vec!["other.test".into(), "nowhere.example".into()],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        scoped.len(),
+        1,
+        "only mail for the token's domains: {scoped:?}"
+    );
+    assert_eq!(scoped[0].recipients, ["carol@other.test"]);
+    let forged_sender = by(TrackQuery {
+        scope: vec!["client.example".into()],
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        forged_sender.is_empty(),
+        "a sender's domain is not a scope: {forged_sender:?}"
+    );
 }
 
 #[test]

@@ -114,9 +114,10 @@ impl TestCluster {
             },
             admin: AdminSection {
                 tokens: vec![
-                    token("test-admin", ADMIN_TOKEN, Role::Admin),
-                    token("test-reader", READ_TOKEN, Role::ReadOnly),
+                    token("test-admin", ADMIN_TOKEN, Role::Operator),
+                    token("test-reader", READ_TOKEN, Role::Auditor),
                 ],
+                ..AdminSection::default()
             },
             lists: ListsSection {
                 sweep_interval_ms: t.sweep_interval_ms,
@@ -180,5 +181,6 @@ fn token(name: &str, token: &str, role: Role) -> TokenConfig {
         name: name.into(),
         token: token.into(),
         role,
+        domains: Vec::new(),
     }
 }

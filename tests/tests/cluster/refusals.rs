@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 
 use peage_tests::v1::*;
-use peage_tests::{add_req, wait_for, TestCluster, Tuning, ADMIN_TOKEN, READ_TOKEN};
+use peage_tests::{add_req, wait_for, TestCluster, Tuning, READ_TOKEN};
 
 use super::{check, digest};
 
@@ -77,13 +77,9 @@ async fn a_node_cut_off_from_the_majority_cannot_commit_and_says_its_reads_are_s
     assert!(r.matches.is_empty());
 }
 
-#[tokio::test]
-async fn bad_requests_get_clear_errors_and_write_nothing() {
-    let c = TestCluster::start(Tuning::default()).await.unwrap();
-    let mut a = c.client(0).await.unwrap();
-    let before = digest(&c, 0).await;
-
-    let cases: Vec<(&str, ListAddRequest, &str)> = vec![
+/// List additions each refused as invalid, with what the error must name.
+fn invalid_list_adds() -> Vec<(&'static str, ListAddRequest, &'static str)> {
+    vec![
         (
             "invalid CIDR",
             add_req(EntryKind::Ip, "203.0.113.0/33", "x"),
@@ -130,7 +126,18 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
             add_req(EntryKind::Domain, "ok.example", &"r".repeat(10_000)),
             "reason is 10000 bytes",
         ),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors_and_write_nothing_but_their_audit_record() {
+    let c = TestCluster::start(Tuning::default()).await.unwrap();
+    let mut a = c.client(0).await.unwrap();
+
+    let cases = invalid_list_adds();
+    // Each refused by an authenticated caller is audited; the two reader and one bad
+    // add_learner attempts below too.
+    let audited = cases.len() + 3;
     for (what, req, needle) in cases {
         let e = a.list_add(req).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{what}: {e:?}");
@@ -162,7 +169,7 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
-    // The read-only token may read.
+    // The auditor token may read.
     reader.status(StatusRequest {}).await.unwrap();
     let e = a
         .add_learner(AddLearnerRequest {
@@ -183,11 +190,18 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 
-    // Nothing was written: no list entry, same state.
+    // Nothing was written but the audit log's record of each refused attempt (the
+    // unauthenticated ones leave none: anyone could fill the log otherwise).
     let after = digest(&c, 0).await;
     assert_eq!(after.list_entries, 0);
-    assert_eq!(after.sha256, before.sha256);
-    let _ = ADMIN_TOKEN;
+    let records = a
+        .audit_list(AuditListRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(records.len(), audited, "{records:?}");
+    assert!(records.iter().all(|r| r.outcome != "ok"), "{records:?}");
 }
 
 #[tokio::test]

@@ -7,27 +7,11 @@ use peage_client::Admin;
 use peage_tests::v1::*;
 use peage_tests::{http_get, wait_for, SinkProcess, TestCluster, Tuning, READ_TOKEN};
 
-use super::{ham, quarantine, queue, send_ham, with_local_domain, with_local_domain_tuned};
+use super::{
+    ham, quarantine, queue, send_ham, with_local_domain, with_local_domain_tuned, zip_with_exe,
+};
 
 const GTUBE_MSG: &[u8] = b"From: s@spam.example\r\nTo: bob@example.test\r\nSubject: test\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <g@spam.example>\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
-
-/// A message with a ZIP attachment holding `setup.exe` (a stored local file header).
-fn zip_with_exe() -> Vec<u8> {
-    let mut zip = b"PK\x03\x04".to_vec();
-    zip.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    zip.extend_from_slice(&[0; 12]);
-    zip.extend_from_slice(&9u16.to_le_bytes());
-    zip.extend_from_slice(&0u16.to_le_bytes());
-    zip.extend_from_slice(b"setup.exe");
-    let b64 = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(&zip)
-    };
-    format!(
-        "From: alice@client.example\r\nTo: bob@example.test\r\nSubject: invoice\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <zip@client.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: application/zip; name=\"invoice.zip\"\r\nContent-Disposition: attachment; filename=\"invoice.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
-    )
-    .into_bytes()
-}
 
 #[tokio::test]
 async fn the_filter_rejects_quarantines_and_stamps_as_the_policy_says() {
@@ -175,7 +159,7 @@ async fn released_by_an_operator_and_checked_with_peagectl(
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["messages"][0]["queue_id"], id);
-    // A read-only token (a dashboard's) sees the record, never the body.
+    // An auditor token (a dashboard's) sees the record, never the body.
     let o = c.peagectl_as(1, READ_TOKEN, &["quarantine", "show", id, "--raw"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && o.stdout.is_empty(), "{err}");

@@ -14,6 +14,7 @@ mod outbound_abuse;
 mod ratelimits;
 mod recipients;
 mod relay;
+mod roles;
 mod sql;
 mod submission;
 mod tracking;
@@ -75,6 +76,24 @@ pub async fn list(c: &TestCluster, i: usize, stale: bool, quarantine: bool) -> V
     .unwrap()
     .into_inner()
     .messages
+}
+
+/// A message with a ZIP attachment holding `setup.exe` (a stored local file header).
+pub fn zip_with_exe() -> Vec<u8> {
+    let mut zip = b"PK\x03\x04".to_vec();
+    zip.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    zip.extend_from_slice(&[0; 12]);
+    zip.extend_from_slice(&9u16.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    zip.extend_from_slice(b"setup.exe");
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&zip)
+    };
+    format!(
+        "From: alice@client.example\r\nTo: bob@example.test\r\nSubject: invoice\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <zip@client.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: application/zip; name=\"invoice.zip\"\r\nContent-Disposition: attachment; filename=\"invoice.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
+    )
+    .into_bytes()
 }
 
 pub fn ham(n: usize) -> Vec<u8> {

@@ -55,7 +55,7 @@ async fn malware_and_unknown_recipients_lock_the_identity_and_the_hold_threshold
         super::quarantine(&c, 2).await.is_empty(),
         "the incoming quarantine is apart"
     );
-    // Customers' outgoing mail is the admin role's only.
+    // Customers' outgoing mail is the operators' only.
     let held_id = super::outbound_quarantine(&c, 2).await[0].queue_id.clone();
     let read_only = c.peagectl_as(2, READ_TOKEN, &["quarantine", "ls", "--outbound"]);
     let refused = String::from_utf8_lossy(&read_only.stderr).into_owned();

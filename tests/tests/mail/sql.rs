@@ -1,7 +1,7 @@
 //! `peagectl sql` against a real node: the tables listed and a join over the spool
 //! answered from the replicated state; a write, ATTACH, a PRAGMA write, a second statement,
 //! a runaway query and one returning too many rows refused with clear errors, the state
-//! digest unchanged; a read-only token refused.
+//! digest unchanged; an auditor (read-only) token refused.
 
 use peage_tests::{TestCluster, READ_TOKEN};
 

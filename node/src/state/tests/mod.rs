@@ -11,6 +11,7 @@ use peage_proto::v1::command;
 use peage_mail::filter::Knowledge;
 use peage_mail::lists::EntryKind;
 
+mod access;
 mod workload;
 
 use super::digest::StateDigest;
