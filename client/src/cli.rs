@@ -10,12 +10,12 @@ use peage_client::v1::{EntryKind, ListName};
 
 mod access;
 mod outbound;
+mod reports;
 
 pub use access::{AuditArgs, AuditCmd, TokenCmd};
 
-pub use outbound::{
-    DkimCmd, IdentityCmd, OutboundCmd, PrincipalArgs, RatelimitCmd, TrackArgs, UserCmd,
-};
+pub use outbound::{DkimCmd, IdentityCmd, OutboundCmd, PrincipalArgs, RatelimitCmd, UserCmd};
+pub use reports::{StatsArgs, TrackArgs};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LearnClass {
@@ -94,6 +94,9 @@ pub enum Cmd {
     /// What happened to messages, across every site: `track --recipient bob@example.test
     /// --since 2d`, `track --queue-id ID`.
     Track(TrackArgs),
+    /// Mail counted per hour or day, merged across the sites: `stats --since 7d --by day`,
+    /// `stats --domain example.test --json`.
+    Stats(StatsArgs),
     /// One read-only SQL statement over the contacted node's replicated state (operator
     /// token): `sql "SELECT domain, route FROM domains"`. Writes, ATTACH and PRAGMA are
     /// refused; a query stops after 5 s; `--stale` answers without asking the leader.

@@ -1,5 +1,5 @@
 //! The grammar of what operators do with outgoing mail and its senders — principals, DKIM
-//! keys, locked identities, rate limits — and of message tracking.
+//! keys, locked identities, rate limits.
 
 use clap::{Args, Subcommand};
 
@@ -107,43 +107,4 @@ pub struct PrincipalArgs {
     /// `(Authenticated sender: …)`), falling back to the envelope sender.
     #[arg(long)]
     pub identity: Option<String>,
-}
-
-/// Follow messages across the cluster: every node's events (recipients refused at RCPT,
-/// messages rejected, accepted, quarantined, released, delivered, deferred, bounced),
-/// newest first. The node asked
-/// fans the search out to every member and names those that did not answer.
-#[derive(Args)]
-pub struct TrackArgs {
-    /// Sender contains this text.
-    #[arg(long, default_value = "")]
-    pub sender: String,
-    /// A recipient contains this text.
-    #[arg(long, default_value = "")]
-    pub recipient: String,
-    /// The sender's or a recipient's domain.
-    #[arg(long, default_value = "")]
-    pub domain: String,
-    /// The client's address.
-    #[arg(long, default_value = "")]
-    pub ip: String,
-    #[arg(long, default_value = "")]
-    pub message_id: String,
-    #[arg(long, default_value = "")]
-    pub queue_id: String,
-    /// deliver, quarantine or reject.
-    #[arg(long, default_value = "")]
-    pub verdict: String,
-    /// Events within this long: 90s, 15m, 2h, 7d.
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Events at least this long ago.
-    #[arg(long)]
-    pub until: Option<String>,
-    /// Events per page (at most 1000).
-    #[arg(long, default_value_t = 100)]
-    pub limit: u32,
-    /// The next page: the `--before` value the previous page printed.
-    #[arg(long, default_value_t = 0)]
-    pub before: i64,
 }

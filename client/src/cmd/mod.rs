@@ -46,6 +46,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Cmd::Outbound(OutboundCmd::Identity(cmd)) => users::identities(&mut ctx, cmd).await,
         Cmd::Ratelimit(cmd) => ratelimit::run(&mut ctx, cmd).await,
         Cmd::Track(args) => track::run(&mut ctx, args).await,
+        Cmd::Stats(args) => track::stats(&mut ctx, args).await,
         Cmd::Sql { query, max_rows } => sql::run(&mut ctx, query, max_rows).await,
         Cmd::Token(cmd) => access::tokens(&mut ctx, cmd).await,
         Cmd::Audit(AuditCmd::Ls(args)) => access::audit(&mut ctx, args).await,

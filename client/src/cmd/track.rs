@@ -1,14 +1,17 @@
-//! `peagectl track`: one search across the cluster's tracking stores, printed as a timeline
-//! (newest first), with the nodes that did not answer and the next page.
+//! `peagectl track` and `peagectl stats`: one search across the cluster's tracking stores,
+//! printed as a timeline (newest first) or as counts per hour or day, with the nodes that
+//! did not answer.
 
 use serde_json::json;
 
-use peage_client::v1::{TrackEvent, TrackQuery};
+use std::collections::HashMap;
+
+use peage_client::v1::{StatsQuery, TrackEvent, TrackQuery};
 use peage_client::ClientError;
 
 use super::context::Ctx;
 use super::messages::ago_ms;
-use crate::cli::TrackArgs;
+use crate::cli::{StatsArgs, TrackArgs};
 use crate::output::{print_json, utc};
 
 fn event_json(e: &TrackEvent) -> serde_json::Value {
@@ -59,14 +62,107 @@ pub async fn run(ctx: &mut Ctx, a: TrackArgs) -> Result<(), ClientError> {
             e.detail
         );
     }
-    if !r.unreachable.is_empty() {
-        println!(
-            "not answering, their events are missing: {}",
-            r.unreachable.join(", ")
-        );
-    }
+    say_unreachable(&r.unreachable, "events");
     if r.next_before_ms != 0 {
         println!("more: add --before {}", r.next_before_ms);
     }
+    Ok(())
+}
+
+fn say_unreachable(nodes: &[String], what: &str) {
+    if !nodes.is_empty() {
+        println!(
+            "not answering, their {what} are missing: {}",
+            nodes.join(", ")
+        );
+    }
+}
+
+/// The counters `stats` prints as columns, in order; the others (by reason) follow.
+const COLUMNS: [&str; 12] = [
+    "received",
+    "ham",
+    "spam",
+    "virus",
+    "outbound",
+    "quarantined",
+    "rejected",
+    "refused",
+    "released",
+    "delivered",
+    "deferred",
+    "bounced",
+];
+
+fn row(label: &str, counters: &HashMap<String, i64>) -> String {
+    let mut line = format!("{label:<17}");
+    for name in COLUMNS {
+        let width = name.len().max(5);
+        let n = counters.get(name).copied().unwrap_or(0);
+        line.push_str(&format!("  {n:>width$}"));
+    }
+    let bytes = counters.get("bytes").copied().unwrap_or(0);
+    line.push_str(&format!("  {bytes:>12}"));
+    line
+}
+
+pub async fn stats(ctx: &mut Ctx, a: StatsArgs) -> Result<(), ClientError> {
+    let query = StatsQuery {
+        domains: a.domain,
+        since_ms: ago_ms(&Some(a.since))?,
+        until_ms: ago_ms(&a.until)?,
+        by: a.by,
+        top: a.top,
+        // The node sets it from the token: a client cannot widen it.
+        scope: Vec::new(),
+    };
+    let hourly = query.by == "hour";
+    let reply = ctx.admin().await?.stats(query).await;
+    let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
+    if ctx.json {
+        let buckets: Vec<_> = r
+            .buckets
+            .iter()
+            .map(|b| json!({"start_ms": b.start_ms, "counters": b.counters}))
+            .collect();
+        let top: Vec<_> = r
+            .top
+            .iter()
+            .map(|t| json!({"kind": t.kind, "key": t.key, "count": t.count}))
+            .collect();
+        print_json(json!({"buckets": buckets, "totals": r.totals, "top": top,
+                          "unreachable": r.unreachable}));
+        return Ok(());
+    }
+    let mut header = format!("{:<17}", if hourly { "HOUR (UTC)" } else { "DAY (UTC)" });
+    for name in COLUMNS {
+        let width = name.len().max(5);
+        header.push_str(&format!("  {:>width$}", name.to_uppercase()));
+    }
+    println!("{header}  {:>12}", "BYTES");
+    for b in &r.buckets {
+        let when = utc(b.start_ms);
+        let label = when.get(..if hourly { 16 } else { 10 }).unwrap_or(&when);
+        println!("{}", row(label, &b.counters));
+    }
+    println!("{}", row("total", &r.totals));
+    let mut reasons: Vec<_> = r.totals.iter().filter(|(k, _)| k.contains(':')).collect();
+    reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    if !reasons.is_empty() {
+        println!("\nBY REASON");
+        for (reason, n) in reasons {
+            println!("  {reason:<40} {n:>8}");
+        }
+    }
+    for kind in ["sender", "recipient", "network"] {
+        let keys: Vec<_> = r.top.iter().filter(|t| t.kind == kind).collect();
+        if !keys.is_empty() {
+            println!("\nTOP {}S", kind.to_uppercase());
+            for t in keys {
+                println!("  {:<40} {:>8}", t.key, t.count);
+            }
+        }
+    }
+    say_unreachable(&r.unreachable, "counts");
     Ok(())
 }

@@ -291,13 +291,24 @@ pub struct Judgement {
 impl Judgement {
     /// The reason of the highest-scoring symbol: what a rejection says.
     pub fn main_reason(&self) -> String {
-        self.symbols
-            .iter()
-            .max_by_key(|s| s.score_milli)
-            .map_or_else(
-                || "policy".to_owned(),
-                |s| format!("{} ({})", s.reason, s.name),
-            )
+        self.main_symbol().map_or_else(
+            || "policy".to_owned(),
+            |s| format!("{} ({})", s.reason, s.name),
+        )
+    }
+
+    /// The symbol that weighed most: what a rejection is counted under.
+    pub fn main_symbol(&self) -> Option<&Symbol> {
+        self.symbols.iter().max_by_key(|s| s.score_milli)
+    }
+
+    /// ham, spam or virus: how statistics count the message.
+    pub fn class(&self) -> &'static str {
+        match (self.verdict, self.carries_malware()) {
+            (_, true) => "virus",
+            (Verdict::Deliver, false) => "ham",
+            _ => "spam",
+        }
     }
 
     /// Whether the message carries a program or macros: on outbound mail, the sign of an

@@ -28,6 +28,19 @@ impl Reply {
         }
     }
 
+    /// The enhanced status code the text starts with (`5.1.1`), or the reply code.
+    pub fn status_code(&self) -> String {
+        let first = self.text.split_whitespace().next().unwrap_or("");
+        let enhanced = first.split('.').count() == 3
+            && first
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        match enhanced {
+            true => first.to_owned(),
+            false => self.code.to_string(),
+        }
+    }
+
     /// Appends the reply to what the session writes next, and counts it.
     pub(super) fn write_to(&self, out: &mut Vec<u8>) {
         metrics::counter!(SMTP_REPLIES, "code" => self.code.to_string()).increment(1);

@@ -10,7 +10,7 @@ use tonic::Status;
 use peage_mail::bayes::Class;
 use peage_proto::v1::{
     command, MessageActionReply, MessageRef, MessageShowReply, QueueListReply, QueueListRequest,
-    SpoolDrop, SpoolRelease, SpoolRetry, TrackEvent,
+    SpoolDrop, SpoolRelease, SpoolRetry,
 };
 
 use super::auth::{Caller, Scope};
@@ -20,6 +20,7 @@ use super::scoped;
 use super::service::AdminService;
 use super::validate;
 use crate::spool::bodies::body_of;
+use crate::spool::delivery::tracked::event_of;
 use crate::spool::submission;
 use crate::state::spool::SpooledMessage;
 use crate::state::tokens::Role;
@@ -162,17 +163,9 @@ pub async fn release(
     })
     .await?;
     if let Some(m) = held {
-        svc.cluster.tracking().record(TrackEvent {
-            kind: "released".into(),
-            queue_id: m.queue_id,
-            sender: m.mail_from,
-            recipients: m.rcpt_to,
-            client_ip: m.client_ip,
-            verdict: m.verdict,
-            score_milli: m.score_milli,
-            detail: format!("released by {author}"),
-            ..TrackEvent::default()
-        });
+        let detail = format!("released by {author}");
+        let event = event_of(&m, "released", m.rcpt_to.clone(), detail);
+        svc.cluster.tracking().record(event);
     }
     if let Some(body) = body {
         let learned = learn_message(svc, &body, Class::Ham, author).await?;

@@ -21,6 +21,7 @@ mod routing;
 mod scoped;
 mod service;
 mod sql;
+mod stats;
 mod tokens;
 mod tracking;
 mod users;
@@ -200,6 +201,11 @@ impl Admin for AdminService {
     async fn track(&self, req: Request<TrackQuery>) -> Reply<TrackReply> {
         let caller = self.tokens.authorize(&req, Access::DomainRead)?;
         answer(tracking::track(self, &caller.scope, req.into_inner()).await)
+    }
+
+    async fn stats(&self, req: Request<StatsQuery>) -> Reply<StatsReply> {
+        let caller = self.tokens.authorize(&req, Access::DomainRead)?;
+        answer(stats::stats(self, &caller.scope, req.into_inner()).await)
     }
 
     async fn rate_limit_show(

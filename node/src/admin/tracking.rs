@@ -2,9 +2,11 @@
 //! for the events that match, merges them newest first, and names the members that did not
 //! answer — so one message's story reads as one timeline across the sites that are up.
 
+use std::future::Future;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::{join_all, Either};
+use futures::TryFutureExt;
 use tonic::Status;
 
 use peage_proto::v1::{TrackEvent, TrackQuery, TrackReply};
@@ -16,7 +18,7 @@ use super::validate::invalid;
 use crate::tracking::{limit_of, MAX_LIMIT};
 
 /// How long a peer has to answer a search.
-const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The events matching `q` within the caller's domains: each node searches only those
 /// (`scope` travels with the query), and recipients out of scope are left out here.
@@ -32,46 +34,21 @@ pub async fn track(
     if q.until_ms != 0 && q.since_ms > q.until_ms {
         return Err(invalid("since is after until"));
     }
-    let cluster = &svc.cluster;
-    let metrics = cluster.metrics();
-    let members: Vec<_> = metrics
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, node)| (*id, node.clone()))
+    let searched = ask_members(
+        svc,
+        &q,
+        |q| svc.cluster.tracking().search(q),
+        |addr, q| async move {
+            let peers = svc.cluster.peers();
+            peers.track_search(&addr, q, PEER_TIMEOUT).await
+        },
+    );
+    let (found, unreachable) = searched.await;
+    let mut events: Vec<TrackEvent> = found
+        .into_iter()
+        .flatten()
+        .filter_map(|e| scoped::event(scope, &q, e))
         .collect();
-    let searches = members.iter().map(|(id, node)| {
-        let q = q.clone();
-        async move {
-            let found = if *id == cluster.id() {
-                cluster
-                    .tracking()
-                    .search(q)
-                    .await
-                    .map_err(|e| e.to_string())
-            } else {
-                let peers = cluster.peers();
-                let asked = peers.track_search(&node.peer_addr, q, PEER_TIMEOUT);
-                asked.await.map_err(|e| e.to_string())
-            };
-            (*id, node.site.clone(), found)
-        }
-    });
-    let mut events: Vec<TrackEvent> = Vec::new();
-    let mut unreachable = Vec::new();
-    for (id, site, found) in join_all(searches).await {
-        match found {
-            Ok(found) => events.extend(
-                found
-                    .into_iter()
-                    .filter_map(|e| scoped::event(scope, &q, e)),
-            ),
-            Err(e) => {
-                tracing::info!(node = id, error = %e, "tracking search not answered");
-                unreachable.push(format!("{id} ({site})"));
-            }
-        }
-    }
     events.sort_by(|a, b| b.at_ms.cmp(&a.at_ms).then(a.node_id.cmp(&b.node_id)));
     let limit = limit_of(&q);
     let next_before_ms = match events.len() > limit {
@@ -86,4 +63,53 @@ pub async fn track(
         unreachable,
         next_before_ms,
     })
+}
+
+/// Asks every member for what `q` finds — this node through `local`, the others through
+/// `remote` with their peer address — and gathers the answers, naming the members that gave
+/// none (`ID (site)`).
+pub async fn ask_members<Q, T, L, LF, LE, R, RF, RE>(
+    svc: &AdminService,
+    q: &Q,
+    local: L,
+    remote: R,
+) -> (Vec<T>, Vec<String>)
+where
+    Q: Clone,
+    L: Fn(Q) -> LF,
+    LF: Future<Output = Result<T, LE>>,
+    LE: std::fmt::Display,
+    R: Fn(String, Q) -> RF,
+    RF: Future<Output = Result<T, RE>>,
+    RE: std::fmt::Display,
+{
+    let cluster = &svc.cluster;
+    let members: Vec<_> = cluster
+        .metrics()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, node)| (*id, node.clone()))
+        .collect();
+    let asked = members.iter().map(|(id, node)| {
+        let answer = match *id == cluster.id() {
+            true => Either::Left(local(q.clone()).map_err(|e| e.to_string())),
+            false => {
+                Either::Right(remote(node.peer_addr.clone(), q.clone()).map_err(|e| e.to_string()))
+            }
+        };
+        async move { (*id, &node.site, answer.await) }
+    });
+    let mut answers = Vec::new();
+    let mut unreachable = Vec::new();
+    for (id, site, answer) in join_all(asked).await {
+        match answer {
+            Ok(answer) => answers.push(answer),
+            Err(e) => {
+                tracing::info!(node = id, error = %e, "cluster-wide search not answered");
+                unreachable.push(format!("{id} ({site})"));
+            }
+        }
+    }
+    (answers, unreachable)
 }

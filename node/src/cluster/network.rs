@@ -23,7 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use peage_proto::v1::raft_peer_client::RaftPeerClient;
 use peage_proto::v1::{
     Blob, CountsReport, GetBlobRequest, RaftPayload, ReadIndexRequest, ResetCountsRequest,
-    TrackEvent, TrackQuery,
+    StatsQuery, StatsRows, TrackEvent, TrackQuery,
 };
 
 use peage_mail::sync::lock;
@@ -214,16 +214,12 @@ impl PeerClients {
         data: Vec<u8>,
         timeout: Duration,
     ) -> Result<(), PeerCallError> {
-        let mut client = self.client(addr, Lane::Mail)?;
         let req = Blob {
             sha256: sha256.to_owned(),
             data,
         };
-        tokio::time::timeout(timeout, client.put_blob(req))
-            .await
-            .map_err(|_| PeerCallError::Timeout(timeout))?
-            .map_err(status_error)?;
-        Ok(())
+        let call = |mut c: PeerClient| async move { c.put_blob(req).await };
+        self.mail_call(addr, timeout, call).await.map(drop)
     }
 
     /// Tells a peer what this node counted for the rate limits.
@@ -233,12 +229,8 @@ impl PeerClients {
         report: CountsReport,
         timeout: Duration,
     ) -> Result<(), PeerCallError> {
-        let mut client = self.client(addr, Lane::Mail)?;
-        tokio::time::timeout(timeout, client.share_counts(report))
-            .await
-            .map_err(|_| PeerCallError::Timeout(timeout))?
-            .map_err(status_error)?;
-        Ok(())
+        let call = |mut c: PeerClient| async move { c.share_counts(report).await };
+        self.mail_call(addr, timeout, call).await.map(drop)
     }
 
     /// Tells a peer to forget every rate-limit count of `name`; how many it dropped.
@@ -248,15 +240,30 @@ impl PeerClients {
         name: &str,
         timeout: Duration,
     ) -> Result<u64, PeerCallError> {
-        let mut client = self.client(addr, Lane::Mail)?;
         let req = ResetCountsRequest {
             name: name.to_owned(),
         };
-        let reply = tokio::time::timeout(timeout, client.reset_counts(req))
+        let call = |mut c: PeerClient| async move { c.reset_counts(req).await };
+        Ok(self.mail_call(addr, timeout, call).await?.dropped)
+    }
+
+    /// One call on the mail lane to the peer at `addr`, given `timeout` to answer.
+    async fn mail_call<R, F, Fut>(
+        &self,
+        addr: &str,
+        timeout: Duration,
+        call: F,
+    ) -> Result<R, PeerCallError>
+    where
+        F: FnOnce(PeerClient) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let client = self.client(addr, Lane::Mail)?;
+        let reply = tokio::time::timeout(timeout, call(client))
             .await
             .map_err(|_| PeerCallError::Timeout(timeout))?
             .map_err(status_error)?;
-        Ok(reply.into_inner().dropped)
+        Ok(reply.into_inner())
     }
 
     /// The tracking events a peer recorded that match `query`.
@@ -266,12 +273,19 @@ impl PeerClients {
         query: TrackQuery,
         timeout: Duration,
     ) -> Result<Vec<TrackEvent>, PeerCallError> {
-        let mut client = self.client(addr, Lane::Mail)?;
-        let reply = tokio::time::timeout(timeout, client.track_search(query))
-            .await
-            .map_err(|_| PeerCallError::Timeout(timeout))?
-            .map_err(status_error)?;
-        Ok(reply.into_inner().events)
+        let call = |mut c: PeerClient| async move { c.track_search(query).await };
+        Ok(self.mail_call(addr, timeout, call).await?.events)
+    }
+
+    /// The hourly statistics a peer rolled up that match `query`.
+    pub async fn stats_search(
+        &self,
+        addr: &str,
+        query: StatsQuery,
+        timeout: Duration,
+    ) -> Result<StatsRows, PeerCallError> {
+        let call = |mut c: PeerClient| async move { c.stats_search(query).await };
+        self.mail_call(addr, timeout, call).await
     }
 
     /// Reads a body from a peer that holds it.
@@ -281,15 +295,11 @@ impl PeerClients {
         sha256: &str,
         timeout: Duration,
     ) -> Result<Vec<u8>, PeerCallError> {
-        let mut client = self.client(addr, Lane::Mail)?;
         let req = GetBlobRequest {
             sha256: sha256.to_owned(),
         };
-        let reply = tokio::time::timeout(timeout, client.get_blob(req))
-            .await
-            .map_err(|_| PeerCallError::Timeout(timeout))?
-            .map_err(status_error)?;
-        Ok(reply.into_inner().data)
+        let call = |mut c: PeerClient| async move { c.get_blob(req).await };
+        Ok(self.mail_call(addr, timeout, call).await?.data)
     }
 
     /// Asks the leader for the index a linearizable read must wait for, its view of each

@@ -8,8 +8,8 @@ use tonic::{Request, Response, Status};
 use peage_proto::v1::raft_peer_server::{RaftPeer, RaftPeerServer};
 use peage_proto::v1::{
     Blob, CountsAck, CountsReport, GetBlobRequest, MatchedIndex, PutBlobReply, RaftPayload,
-    ReadIndexReply, ReadIndexRequest, ResetCountsReply, ResetCountsRequest, TrackEvents,
-    TrackQuery,
+    ReadIndexReply, ReadIndexRequest, ResetCountsReply, ResetCountsRequest, StatsQuery, StatsRows,
+    TrackEvents, TrackQuery,
 };
 
 use super::error::{Unavailable, WriteError};
@@ -152,6 +152,16 @@ impl RaftPeer for PeerService {
             .await
             .map_err(|e| Status::internal(format!("tracking search: {e}")))?;
         Ok(Response::new(TrackEvents { events }))
+    }
+
+    async fn stats_search(&self, req: Request<StatsQuery>) -> Result<Response<StatsRows>, Status> {
+        let rows = self
+            .cluster
+            .tracking()
+            .stats(req.into_inner())
+            .await
+            .map_err(|e| Status::internal(format!("statistics search: {e}")))?;
+        Ok(Response::new(rows))
     }
 
     async fn get_blob(&self, req: Request<GetBlobRequest>) -> Result<Response<Blob>, Status> {

@@ -204,6 +204,7 @@ impl Acceptor for NodeAcceptor {
             client_ip: r.client_ip.to_string(),
             helo: r.helo.to_owned(),
             detail: format!("RCPT: {} {}", r.reply.code, r.reply.text),
+            reason: r.reply.status_code(),
             ..TrackEvent::default()
         });
     }
@@ -273,9 +274,13 @@ impl NodeAcceptor {
         kind: &str,
         envelope: &Envelope,
         (queue_id, message_id): (&str, &str),
-        judgement: &Judgement,
+        (judgement, size): (&Judgement, usize),
         detail: String,
     ) {
+        let reason = match kind {
+            "rejected" => judgement.main_symbol().map_or("policy", |s| &s.name),
+            _ => "",
+        };
         self.spooler.cluster().tracking().record(TrackEvent {
             kind: kind.into(),
             queue_id: queue_id.into(),
@@ -287,6 +292,10 @@ impl NodeAcceptor {
             verdict: judgement.verdict.as_str().into(),
             score_milli: judgement.total_milli,
             detail,
+            size: size as u64,
+            outbound: envelope.login.is_some(),
+            class: judgement.class().into(),
+            reason: reason.into(),
             ..TrackEvent::default()
         });
     }
@@ -366,12 +375,13 @@ impl NodeAcceptor {
                 "rejected",
                 &envelope,
                 ("", &message_id),
-                &judgement,
+                (&judgement, message.len()),
                 format!("550 {reply}"),
             );
             return Reply::new(550, reply);
         }
         let message_id = tracking::message_id_of(&message);
+        let size = message.len();
         // Delivered and quarantined copies both carry the trace and the verdict.
         let mut body = received(&envelope, &self.hostname, now_ms()).into_bytes();
         if let Some(found) = &authentication {
@@ -408,7 +418,7 @@ impl NodeAcceptor {
                 };
                 let ids = (queue_id.as_str(), message_id.as_str());
                 let detail = verdict_detail(&judgement);
-                self.track(kind, &envelope, ids, &judgement, detail);
+                self.track(kind, &envelope, ids, (&judgement, size), detail);
                 if let (Some(login), Some(identity), true) = (&envelope.login, &identity, spam) {
                     let kind = match judgement.carries_malware() {
                         true => StrikeKind::Malware,

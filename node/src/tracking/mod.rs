@@ -5,10 +5,14 @@
 //! the log carry every delivery twice — and searched by the node an operator asks, which
 //! fans the query out to its peers. Recording never waits on the disk: events go to a
 //! writer thread that inserts them in batches; past its queue they are dropped and counted.
-//! Events older than the retention are deleted every hour.
+//! Events older than the retention are deleted every hour. The same events are rolled up
+//! into hourly statistics (see `rollup`) and counted in the node's Prometheus metrics.
 
+mod pattern;
+mod rollup;
 mod store;
 
+pub use rollup::{HOUR_MS, MAIL_COUNTED, MAIL_REASONS};
 pub use store::{limit_of, MAX_LIMIT};
 
 use std::path::Path;
@@ -16,7 +20,7 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use peage_proto::v1::{TrackEvent, TrackQuery};
+use peage_proto::v1::{StatsQuery, StatsRows, TrackEvent, TrackQuery};
 
 use crate::clock::now_ms;
 use crate::types::NodeId;
@@ -72,6 +76,7 @@ impl Tracking {
         event.at_ms = now_ms();
         event.node_id = self.inner.node_id;
         event.site = self.inner.site.clone();
+        rollup::observe(&event);
         match self.inner.queue.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -86,6 +91,16 @@ impl Tracking {
         tokio::task::spawn_blocking(move || {
             let conn = peage_mail::sync::lock(&this.inner.reader);
             store::search(&conn, &query)
+        })
+        .await?
+    }
+
+    /// This node's hourly statistics that match `query`.
+    pub async fn stats(&self, query: StatsQuery) -> anyhow::Result<StatsRows> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = peage_mail::sync::lock(&this.inner.reader);
+            Ok(rollup::search(&conn, &query)?)
         })
         .await?
     }

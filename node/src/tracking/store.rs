@@ -9,6 +9,8 @@ use rusqlite::{params, Connection};
 
 use peage_proto::v1::{TrackEvent, TrackQuery};
 
+use super::pattern::literal;
+
 /// Events inserted in one transaction at most.
 const BATCH: usize = 1000;
 
@@ -43,6 +45,7 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "OFF")?;
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(super::rollup::SCHEMA)?;
     Ok(conn)
 }
 
@@ -64,6 +67,7 @@ pub fn write_batches(mut conn: Connection, events: Receiver<TrackEvent>) {
 
 fn insert(conn: &mut Connection, batch: &[TrackEvent]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    let mut rollup = super::rollup::Rollup::default();
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO events (at_ms, node_id, site, kind, queue_id, message_id, sender,
@@ -91,8 +95,10 @@ fn insert(conn: &mut Connection, batch: &[TrackEvent]) -> rusqlite::Result<()> {
                 e.score_milli,
                 e.detail,
             ])?;
+            rollup.add(e);
         }
     }
+    rollup.write(&tx)?;
     tx.commit()
 }
 
@@ -105,14 +111,6 @@ pub fn limit_of(query: &TrackQuery) -> usize {
         0 => 100,
         n => n.min(MAX_LIMIT) as usize,
     }
-}
-
-/// `LIKE` pattern text with its wildcards escaped (`\` is the escape).
-fn literal(text: &str) -> String {
-    text.to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }
 
 /// A search's WHERE clauses and the values they bind, in order.
@@ -215,12 +213,15 @@ pub fn search(conn: &Connection, q: &TrackQuery) -> anyhow::Result<Vec<TrackEven
             verdict: r.get(10)?,
             score_milli: r.get(11)?,
             detail: r.get(12)?,
+            ..TrackEvent::default()
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Deletes the events recorded before `before_ms`; how many.
+/// Deletes the events recorded before `before_ms`, and the statistics of the hours that
+/// ended by then; how many events.
 pub fn prune(conn: &Connection, before_ms: i64) -> rusqlite::Result<usize> {
+    super::rollup::prune(conn, before_ms)?;
     conn.execute("DELETE FROM events WHERE at_ms < ?1", [before_ms])
 }

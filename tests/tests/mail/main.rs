@@ -16,6 +16,7 @@ mod recipients;
 mod relay;
 mod roles;
 mod sql;
+mod stats;
 mod submission;
 mod tracking;
 
@@ -128,4 +129,28 @@ pub async fn wait_delivered(c: &TestCluster, sink: &SinkProcess, n: usize, survi
     )
     .await
     .unwrap();
+}
+
+/// `peagectl --json ARGS` as `token` through node `node`: its JSON, or the failure's stderr.
+pub fn json_as(
+    c: &TestCluster,
+    node: usize,
+    token: &str,
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = c.peagectl_as(node, token, &all);
+    match out.status.success() {
+        true => Ok(serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// `peagectl token add NAME ARGS` as the operator: the new token's secret.
+pub fn token_add(c: &TestCluster, name: &str, args: &[&str]) -> String {
+    let mut all = vec!["token", "add", name];
+    all.extend_from_slice(args);
+    let v = json_as(c, 0, peage_tests::ADMIN_TOKEN, &all).unwrap();
+    v["secret"].as_str().unwrap().to_owned()
 }

@@ -9,31 +9,7 @@ use std::time::Duration;
 use peage_tests::v1::UserSetRequest;
 use peage_tests::{wait_for, TestCluster};
 
-use super::{quarantine, zip_with_exe};
-
-/// `peagectl --json ARGS` as `token` through node `node`: its JSON, or the failure's stderr.
-fn json_as(
-    c: &TestCluster,
-    node: usize,
-    token: &str,
-    args: &[&str],
-) -> Result<serde_json::Value, String> {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = c.peagectl_as(node, token, &all);
-    match out.status.success() {
-        true => Ok(serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)),
-        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-    }
-}
-
-/// `peagectl token add NAME ARGS` as the operator: the new token's secret.
-fn token_add(c: &TestCluster, name: &str, args: &[&str]) -> String {
-    let mut all = vec!["token", "add", name];
-    all.extend_from_slice(args);
-    let v = json_as(c, 0, peage_tests::ADMIN_TOKEN, &all).unwrap();
-    v["secret"].as_str().unwrap().to_owned()
-}
+use super::{json_as, quarantine, token_add, zip_with_exe};
 
 /// Holds a ZIP with an .exe for `rcpts`: its queue id.
 fn quarantined_for(c: &TestCluster, node: usize, rcpts: &[&str]) -> String {

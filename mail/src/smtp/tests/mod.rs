@@ -379,3 +379,14 @@ async fn an_acceptor_that_cannot_take_mail_refuses_at_mail_from() {
         .await
         .starts_with("250"));
 }
+
+#[test]
+fn a_reply_is_counted_by_its_enhanced_status_code_or_else_its_code() {
+    let code = |code, text: &str| Reply::new(code, text).status_code();
+    assert_eq!(code(550, "5.1.1 <x@y>: no such user"), "5.1.1");
+    assert_eq!(code(451, "4.3.0 try again"), "4.3.0");
+    assert_eq!(code(554, "no enhanced code here"), "554");
+    assert_eq!(code(550, "5.1 too short"), "550");
+    assert_eq!(code(550, "5.x.1 not digits"), "550");
+    assert_eq!(code(550, ""), "550");
+}

@@ -13,7 +13,7 @@ mod ownership;
 pub mod plan;
 mod repair;
 pub mod send;
-mod tracked;
+pub mod tracked;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -4,14 +4,20 @@
 use peage_proto::v1::TrackEvent;
 
 use super::send::AttemptResult;
+use crate::spool::submission::identity_in;
 use crate::state::spool::SpooledMessage;
 use crate::tracking::Tracking;
 
-pub fn record_attempt(tracking: &Tracking, m: &SpooledMessage, result: &AttemptResult) {
-    let event = |kind: &str, recipients: Vec<String>, detail: String| TrackEvent {
+/// What happened to `recipients` of a spooled message, as tracking records it.
+pub fn event_of(
+    m: &SpooledMessage,
+    kind: &str,
+    recipients: Vec<String>,
+    detail: String,
+) -> TrackEvent {
+    TrackEvent {
         kind: kind.into(),
         queue_id: m.queue_id.clone(),
-        message_id: result.message_id.clone(),
         sender: m.mail_from.clone(),
         recipients,
         client_ip: m.client_ip.clone(),
@@ -19,7 +25,16 @@ pub fn record_attempt(tracking: &Tracking, m: &SpooledMessage, result: &AttemptR
         verdict: m.verdict.clone(),
         score_milli: m.score_milli,
         detail,
+        size: m.size,
+        outbound: identity_in(&m.symbols).is_some(),
         ..TrackEvent::default()
+    }
+}
+
+pub fn record_attempt(tracking: &Tracking, m: &SpooledMessage, result: &AttemptResult) {
+    let event = |kind: &str, recipients: Vec<String>, detail: String| TrackEvent {
+        message_id: result.message_id.clone(),
+        ..event_of(m, kind, recipients, detail)
     };
     let failed = |rcpt: &String| result.failed.iter().any(|(r, _)| r == rcpt);
     let delivered: Vec<String> = result.done.iter().filter(|r| !failed(r)).cloned().collect();
