@@ -12,6 +12,7 @@ use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crate::config::SeedDomain;
 use crate::state::routing::{normalize_domain, normalize_route};
+use crate::tracking::event_of;
 
 /// On the leader, each `every`: a sweep whenever some list entry has expired, and an expiry
 /// whenever a quarantined message has outlived the policy's retention.
@@ -48,7 +49,8 @@ async fn sweep_list_entries(cluster: &Cluster) {
 async fn expire_quarantine(cluster: &Cluster) {
     let retention = cluster.state().indexes().policy().quarantine_retention_ms;
     let before = now_ms().saturating_sub(retention);
-    if !cluster.state().spool().quarantined_before(before) {
+    let expiring = cluster.state().spool().quarantined_before(before);
+    if expiring.is_empty() {
         return;
     }
     let expire = QuarantineExpire {
@@ -63,7 +65,15 @@ async fn expire_quarantine(cluster: &Cluster) {
                 log_index = index,
                 ?outcome,
                 "quarantine past its retention removed"
-            )
+            );
+            let why = format!(
+                "removed from quarantine after {} days",
+                retention / 86_400_000
+            );
+            for m in expiring {
+                let event = event_of(&m, "expired", m.rcpt_to.clone(), why.clone());
+                cluster.tracking().record(event);
+            }
         }
         Err(e) => tracing::warn!(error = %e, "quarantine expiry failed"),
     }

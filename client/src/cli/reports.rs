@@ -3,9 +3,9 @@
 use clap::Args;
 
 /// Follow messages across the cluster: every node's events (recipients refused at RCPT,
-/// messages rejected, accepted, quarantined, released, delivered, deferred, bounced),
-/// newest first. The node asked
-/// fans the search out to every member and names those that did not answer.
+/// messages rejected, accepted, quarantined, released, delivered, deferred, bounced,
+/// expired, taken over or handed off between sites), newest first. The node asked fans the
+/// search out to every member and names those that did not answer.
 #[derive(Args)]
 pub struct TrackArgs {
     /// Sender contains this text.

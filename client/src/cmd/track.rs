@@ -18,7 +18,8 @@ fn event_json(e: &TrackEvent) -> serde_json::Value {
     json!({"at_ms": e.at_ms, "node_id": e.node_id, "site": e.site, "kind": e.kind,
            "queue_id": e.queue_id, "message_id": e.message_id, "sender": e.sender,
            "recipients": e.recipients, "client_ip": e.client_ip, "helo": e.helo,
-           "verdict": e.verdict, "score_milli": e.score_milli, "detail": e.detail})
+           "verdict": e.verdict, "score_milli": e.score_milli, "detail": e.detail,
+           "tls": e.tls, "login": e.login})
 }
 
 pub async fn run(ctx: &mut Ctx, a: TrackArgs) -> Result<(), ClientError> {

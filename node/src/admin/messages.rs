@@ -20,10 +20,10 @@ use super::scoped;
 use super::service::AdminService;
 use super::validate;
 use crate::spool::bodies::body_of;
-use crate::spool::delivery::tracked::event_of;
 use crate::spool::submission;
 use crate::state::spool::SpooledMessage;
 use crate::state::tokens::Role;
+use crate::tracking::event_of;
 use crate::types::Outcome;
 
 pub async fn list(

@@ -296,6 +296,8 @@ impl NodeAcceptor {
             outbound: envelope.login.is_some(),
             class: judgement.class().into(),
             reason: reason.into(),
+            tls: tls_of(envelope.tls),
+            login: envelope.login.clone().unwrap_or_default(),
             ..TrackEvent::default()
         });
     }
@@ -459,4 +461,10 @@ fn verdict_detail(j: &Judgement) -> String {
         ),
         false => format!("{} at {points} points", j.verdict.as_str()),
     }
+}
+
+/// The connection's TLS as tracking records it: `TLSv1.3 TLS_AES_256_GCM_SHA384`.
+fn tls_of(tls: Option<(&str, &str)>) -> String {
+    tls.map(|(version, suite)| format!("{version} {suite}"))
+        .unwrap_or_default()
 }

@@ -15,6 +15,7 @@ use crate::cluster::Cluster;
 use crate::logins::Logins;
 use crate::ratelimit::{RateLimits, Sender};
 pub use crate::state::domain_of;
+pub use crate::state::spool::{identity_in, OUTBOUND_IDENTITY};
 use crate::state::{Account, IdentityFrom, Indexes, ANY_HOSTED_DOMAIN};
 
 /// What the submission path needs: logins, the lock policy and the rate limits.
@@ -165,22 +166,9 @@ pub fn trace_header(login: &str, identity: &str) -> String {
     format!("X-Peage-Outbound-Identity: {identity}; principal={login}\r\n")
 }
 
-/// The symbol that carries an outgoing message's identity and principal in the spool, for
-/// the strikes its delivery may bring (hard bounces); 0 points.
-pub const OUTBOUND_IDENTITY: &str = "OUTBOUND_IDENTITY";
-
 /// `OUTBOUND_IDENTITY`'s reason: the identity, then the principal (a login has no space).
 pub fn identity_reason(login: &str, identity: &str) -> String {
     format!("{identity} via {login}")
-}
-
-/// The (principal, identity) of a spooled message's symbols, if it is outgoing mail.
-pub fn identity_in(symbols: &[(String, i64, String)]) -> Option<(&str, &str)> {
-    let (_, _, reason) = symbols
-        .iter()
-        .find(|(name, _, _)| name == OUTBOUND_IDENTITY)?;
-    let (identity, login) = reason.rsplit_once(" via ")?;
-    Some((login, identity))
 }
 
 /// The header From's address, if the message has one.

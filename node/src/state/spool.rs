@@ -316,3 +316,16 @@ pub fn digest_rows(conn: &Connection, out: &mut dyn FnMut(&[u8])) -> rusqlite::R
     }
     Ok(())
 }
+
+/// The symbol that carries an outgoing message's identity and principal in the spool, for
+/// the strikes its delivery may bring (hard bounces); 0 points.
+pub const OUTBOUND_IDENTITY: &str = "OUTBOUND_IDENTITY";
+
+/// The (principal, identity) of a spooled message's symbols, if it is outgoing mail.
+pub fn identity_in(symbols: &[(String, i64, String)]) -> Option<(&str, &str)> {
+    let (_, _, reason) = symbols
+        .iter()
+        .find(|(name, _, _)| name == OUTBOUND_IDENTITY)?;
+    let (identity, login) = reason.rsplit_once(" via ")?;
+    Some((login, identity))
+}

@@ -185,11 +185,14 @@ impl SpoolIndex {
     }
 
     /// Whether a quarantined message was accepted before `before_ms`.
-    pub fn quarantined_before(&self, before_ms: i64) -> bool {
+    /// The quarantined messages accepted before `before_ms`, oldest first.
+    pub fn quarantined_before(&self, before_ms: i64) -> Vec<Arc<SpooledMessage>> {
         let rows = read(&self.rows);
         rows.quarantined_by_age
-            .first()
-            .is_some_and(|(at, _)| *at < before_ms)
+            .iter()
+            .take_while(|(at, _)| *at < before_ms)
+            .filter_map(|(_, id)| rows.by_id.get(id).cloned())
+            .collect()
     }
 
     /// Every body hash a message in the spool references.
@@ -246,7 +249,7 @@ mod tests {
             .lapsed_elsewhere(2, 1_000)
             .iter()
             .all(|l| l.owner == 1));
-        assert!(index.quarantined_before(6) && !index.quarantined_before(5));
+        assert!(index.quarantined_before(6).len() == 1 && index.quarantined_before(5).is_empty());
         assert_eq!(index.body_hashes().len(), 1, "the examples share one body");
         assert_eq!(
             index.counts(),
@@ -274,7 +277,7 @@ mod tests {
         assert!(index.owned_by(2).is_empty());
         assert!(index.get("a").is_none());
         assert_eq!(index.get("b").unwrap().lease_until_ms, 500);
-        assert!(!index.quarantined_before(1_000), "released");
+        assert!(index.quarantined_before(1_000).is_empty(), "released");
         assert_eq!(
             index.counts(),
             SpoolCounts {

@@ -1,7 +1,7 @@
 //! Message tracking: the events this node saw happen to the messages it handled (recipients
 //! refused, messages rejected, accepted, quarantined, released, delivered, deferred,
-//! bounced), kept in a local
-//! SQLite file beside the replicated state — not through Raft: one row per event would make
+//! bounced, expired, taken over, handed off; with the client, HELO, TLS and login), kept
+//! in a local SQLite file beside the replicated state — not through Raft: one row per event would make
 //! the log carry every delivery twice — and searched by the node an operator asks, which
 //! fans the query out to its peers. Recording never waits on the disk: events go to a
 //! writer thread that inserts them in batches; past its queue they are dropped and counted.
@@ -23,6 +23,7 @@ use std::time::Duration;
 use peage_proto::v1::{StatsQuery, StatsRows, TrackEvent, TrackQuery};
 
 use crate::clock::now_ms;
+use crate::state::spool::{identity_in, SpooledMessage};
 use crate::types::NodeId;
 
 /// Events waiting for the writer before new ones are dropped.
@@ -114,6 +115,44 @@ impl Tracking {
             Ok(store::prune(&conn, before)?)
         })
         .await?
+    }
+}
+
+/// Writes `events` as they are (their own times, nodes and sites) into `dir`'s store, with
+/// their statistics, while no node has it open: history for benchmarks and tests.
+pub fn write_history(dir: &Path, events: impl Iterator<Item = TrackEvent>) -> anyhow::Result<()> {
+    let conn = store::open(&dir.join("tracking.sqlite"))?;
+    let (queue, batches) = sync_channel(QUEUE);
+    let writer = std::thread::spawn(move || store::write_batches(conn, batches));
+    for event in events {
+        queue.send(event)?;
+    }
+    drop(queue);
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the tracking writer panicked"))
+}
+
+/// What happened to `recipients` of a spooled message, as tracking records it.
+pub fn event_of(
+    m: &SpooledMessage,
+    kind: &str,
+    recipients: Vec<String>,
+    detail: String,
+) -> TrackEvent {
+    TrackEvent {
+        kind: kind.into(),
+        queue_id: m.queue_id.clone(),
+        sender: m.mail_from.clone(),
+        recipients,
+        client_ip: m.client_ip.clone(),
+        helo: m.helo.clone(),
+        verdict: m.verdict.clone(),
+        score_milli: m.score_milli,
+        detail,
+        size: m.size,
+        outbound: identity_in(&m.symbols).is_some(),
+        ..TrackEvent::default()
     }
 }
 

@@ -80,7 +80,7 @@ fn counters(e: &TrackEvent) -> Vec<(String, Amount)> {
             c.push(("refused".to_owned(), Amount::Recipients));
             c.push((format!("refused:{}", reason(e)), Amount::Recipients));
         }
-        "released" => c.push(("released".to_owned(), Amount::Each(1))),
+        "released" | "expired" => c.push((e.kind.clone(), Amount::Each(1))),
         "delivered" | "deferred" | "bounced" => c.push((e.kind.clone(), Amount::Recipients)),
         _ => {}
     }

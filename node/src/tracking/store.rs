@@ -45,8 +45,25 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "OFF")?;
     conn.execute_batch(SCHEMA)?;
+    add_connection_columns(&conn)?;
     conn.execute_batch(super::rollup::SCHEMA)?;
     Ok(conn)
+}
+
+/// The columns added since the first version of the file, added to an older one.
+fn add_connection_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('events')")?;
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for column in ["tls", "login"] {
+        if !names.iter().any(|n| n == column) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE events ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// Inserts what arrives on `events`, in batches, until every sender is gone.
@@ -71,8 +88,8 @@ fn insert(conn: &mut Connection, batch: &[TrackEvent]) -> rusqlite::Result<()> {
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO events (at_ms, node_id, site, kind, queue_id, message_id, sender,
-               recipients, client_ip, helo, verdict, score_milli, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+               recipients, client_ip, helo, verdict, score_milli, detail, tls, login)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
         for e in batch {
             let recipients: String = e
@@ -94,6 +111,8 @@ fn insert(conn: &mut Connection, batch: &[TrackEvent]) -> rusqlite::Result<()> {
                 e.verdict,
                 e.score_milli,
                 e.detail,
+                e.tls,
+                e.login,
             ])?;
             rollup.add(e);
         }
@@ -189,7 +208,7 @@ pub fn search(conn: &Connection, q: &TrackQuery) -> anyhow::Result<Vec<TrackEven
     values.push(Value::Integer(limit_of(q) as i64));
     let sql = format!(
         "SELECT at_ms, node_id, site, kind, queue_id, message_id, sender, recipients, client_ip,
-           helo, verdict, score_milli, detail
+           helo, verdict, score_milli, detail, tls, login
          FROM events {filter} ORDER BY at_ms DESC, id DESC LIMIT ?"
     );
     let mut stmt = conn.prepare(&sql)?;
@@ -213,6 +232,8 @@ pub fn search(conn: &Connection, q: &TrackQuery) -> anyhow::Result<Vec<TrackEven
             verdict: r.get(10)?,
             score_milli: r.get(11)?,
             detail: r.get(12)?,
+            tls: r.get(13)?,
+            login: r.get(14)?,
             ..TrackEvent::default()
         })
     })?;

@@ -153,3 +153,41 @@ fn pruning_removes_only_what_is_older() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].at_ms, 3_000);
 }
+
+#[test]
+fn a_file_from_before_the_connection_columns_gets_them_and_keeps_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sqlite");
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,
+           node_id INTEGER NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL,
+           queue_id TEXT NOT NULL, message_id TEXT NOT NULL, sender TEXT NOT NULL,
+           recipients TEXT NOT NULL, client_ip TEXT NOT NULL, helo TEXT NOT NULL,
+           verdict TEXT NOT NULL, score_milli INTEGER NOT NULL, detail TEXT NOT NULL);
+         INSERT INTO events VALUES (1, 5, 1, 'paris', 'accepted', 'Q0', '', 'a@x', ',b@y,',
+           '192.0.2.1', 'h', 'deliver', 0, 'old');",
+    )
+    .unwrap();
+    drop(old);
+    let conn = store::open(&path).unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    tx.send(TrackEvent {
+        at_ms: 6,
+        kind: "accepted".into(),
+        tls: "TLSv1.3 TLS_AES_256_GCM_SHA384".into(),
+        login: "alice@shop.example".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    drop(tx);
+    store::write_batches(store::open(&path).unwrap(), rx);
+    let found = store::search(&conn, &TrackQuery::default()).unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].tls, "TLSv1.3 TLS_AES_256_GCM_SHA384");
+    assert_eq!(found[0].login, "alice@shop.example");
+    assert_eq!(
+        (found[1].detail.as_str(), found[1].tls.as_str()),
+        ("old", "")
+    );
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use peage_tests::v1::*;
 use peage_tests::{http_get, wait_for, SinkProcess, Tuning};
 
+use super::tracking::track_until;
 use super::{
     ham, proving_client_example, queue, send_ham, wait_delivered, with_local_domain,
     with_local_domain_tuned,
@@ -318,6 +319,25 @@ async fn a_message_held_past_the_retention_limit_is_bounced_with_4_4_7() {
     .await
     .unwrap();
     assert!(sink.messages("carol@held.test").is_empty());
+    // Tracking tells it: expired, then bounced, with the reason.
+    let id = r
+        .data
+        .as_ref()
+        .unwrap()
+        .1
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let expired = |events: &[serde_json::Value], _: &[String]| {
+        ["expired", "bounced"].map(|kind| events.iter().any(|e| e["kind"] == kind)) == [true; 2]
+    };
+    let (events, _) = track_until(&c, 0, &["--queue-id", &id], expired).await;
+    let expired = events.iter().find(|e| e["kind"] == "expired").unwrap();
+    assert!(
+        expired["detail"].as_str().unwrap().contains("4.4.7"),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]

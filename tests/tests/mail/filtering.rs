@@ -7,6 +7,7 @@ use peage_client::Admin;
 use peage_tests::v1::*;
 use peage_tests::{http_get, wait_for, SinkProcess, TestCluster, Tuning, READ_TOKEN};
 
+use super::tracking::track_until;
 use super::{
     ham, quarantine, queue, send_ham, with_local_domain, with_local_domain_tuned, zip_with_exe,
 };
@@ -329,6 +330,15 @@ async fn a_quarantined_message_past_its_retention_is_removed_everywhere() {
         &zip_with_exe(),
     );
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    let id = r
+        .data
+        .as_ref()
+        .unwrap()
+        .1
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
     let removed = wait_for(
         "the quarantine is empty everywhere",
         Duration::from_secs(30),
@@ -343,6 +353,17 @@ async fn a_quarantined_message_past_its_retention_is_removed_everywhere() {
     )
     .await;
     assert!(removed.is_ok(), "{removed:?}");
+    let expired =
+        |events: &[serde_json::Value], _: &[String]| events.iter().any(|e| e["kind"] == "expired");
+    let (events, _) = track_until(&c, 2, &["--queue-id", &id], expired).await;
+    let expired = events.iter().find(|e| e["kind"] == "expired").unwrap();
+    assert!(
+        expired["detail"]
+            .as_str()
+            .unwrap()
+            .contains("removed from quarantine"),
+        "{events:?}"
+    );
     let swept = wait_for("no body left", Duration::from_secs(60), || async {
         (0..3).all(|i| c.blob_files(i).is_empty()).then_some(())
     })

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use peage_tests::{wait_for, TestCluster};
+use peage_tests::{wait_for, TestCluster, Tuning};
 
-use super::{send_ham, wait_delivered, with_local_domain};
+use super::{send_ham, wait_delivered, with_local_domain, with_local_domain_tuned};
 
 /// `peagectl --json track ARGS` through node `node`: the events and the nodes not answering.
 fn track(c: &TestCluster, node: usize, args: &[&str]) -> (Vec<serde_json::Value>, Vec<String>) {
@@ -28,7 +28,7 @@ fn track(c: &TestCluster, node: usize, args: &[&str]) -> (Vec<serde_json::Value>
 
 /// `track` until `ready` holds of its answer (events are written by each node's writer
 /// thread, a moment after they happen).
-async fn track_until(
+pub async fn track_until(
     c: &TestCluster,
     node: usize,
     args: &[&str],
@@ -57,7 +57,13 @@ fn kinds_at(events: &[serde_json::Value]) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn a_message_is_followed_across_sites_even_with_the_accepting_one_down() {
-    let mut c = with_local_domain().await;
+    // Retries 30 s apart: Paris fails once, too few to hand the message off, so it still
+    // owns it when killed and a surviving site takes it over.
+    let mut c = with_local_domain_tuned(Tuning {
+        retry_first_ms: 30_000,
+        ..Tuning::default()
+    })
+    .await;
     // The downstream is down: Paris accepts and cannot deliver.
     let id = send_ham(&c, 0, 41);
     let gtube = format!(
@@ -92,6 +98,11 @@ async fn a_message_is_followed_across_sites_even_with_the_accepting_one_down() {
     assert_eq!(unreachable, ["1 (paris)"], "{events:?}");
     let delivered: Vec<_> = events.iter().filter(|e| e["kind"] == "delivered").collect();
     assert_eq!(delivered.len(), 1, "{events:?}");
+    // How delivery left Paris is on record too: taken over by the site that delivered.
+    let moved = track(&c, 2, &["--queue-id", &id]).0;
+    let taken_over: Vec<_> = moved.iter().filter(|e| e["kind"] == "taken_over").collect();
+    assert_eq!(taken_over.len(), 1, "{moved:?}");
+    assert_eq!(taken_over[0]["site"], delivered[0]["site"], "{moved:?}");
     assert_eq!(delivered[0]["queue_id"], id.as_str());
     assert_ne!(delivered[0]["site"], "paris");
     assert_eq!(

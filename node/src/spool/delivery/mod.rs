@@ -34,6 +34,7 @@ use crate::spool::strikes::{Evidence, LockPolicy, StrikeKind};
 use crate::spool::{dsn, submission, NewMessage, Spooler};
 use crate::state::spool::SpooledMessage;
 use crate::state::Verify;
+use crate::tracking::event_of;
 use ledger::Ledger;
 use plan::{plan, retry_delay, ripe, Backoff, Round, TakeoverGate, View};
 use send::{attempt, AttemptResult, Downstream};
@@ -162,6 +163,8 @@ async fn carry_out(
     for m in round.expire {
         let why = "4.4.7 Delivery time expired: the message was held past the retention limit";
         let result = AttemptResult::all_failed(&m.rcpt_to, why);
+        let expired = event_of(&m, "expired", m.rcpt_to.clone(), why.into());
+        cluster.tracking().record(expired);
         spawn_tracked(attempts, local, m.queue_id.clone(), {
             let (cluster, config, local) = (cluster.clone(), config.clone(), local.clone());
             async move { record(&cluster, &config, &m, result, &local).await }

@@ -11,6 +11,7 @@ use peage_proto::v1::{command, SpoolHandOff, SpoolRenew, SpoolTakeover};
 use crate::cluster::Cluster;
 use crate::metrics::{DELIVERY_MOVED, DELIVERY_MOVE_COMMANDS};
 use crate::state::spool::SpooledMessage;
+use crate::tracking::event_of;
 use crate::types::{NodeId, Outcome};
 
 /// Most messages one renewal or takeover names: a thousand ids stay far below the entry
@@ -42,7 +43,7 @@ pub async fn renew(cluster: &Cluster, queue_ids: Vec<String>, lease_ms: i64) {
 /// and thousand messages, proposed together so that they share entries.
 pub async fn take_over(cluster: &Cluster, lapsed: Vec<Arc<SpooledMessage>>, lease_ms: i64) {
     let mut by_owner: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
-    for m in lapsed {
+    for m in &lapsed {
         by_owner
             .entry(m.owner)
             .or_default()
@@ -67,9 +68,20 @@ pub async fn take_over(cluster: &Cluster, lapsed: Vec<Arc<SpooledMessage>>, leas
     });
     let proposals = commands.map(|(from, t)| async move {
         let asked = t.queue_ids.len();
+        let ids = t.queue_ids.clone();
         let result = cluster.propose(command::Kind::SpoolTakeover(t)).await;
         match counted("takeover", result) {
-            Ok(moved) => tracing::info!(from, asked, moved, "took over delivery"),
+            Ok(moved) => {
+                tracing::info!(from, asked, moved, "took over delivery");
+                // Those that were delivered or renewed meanwhile stay with their owner.
+                let spool = cluster.state().spool();
+                let now_ours = ids.iter().filter_map(|id| spool.get(id));
+                for m in now_ours.filter(|m| m.owner == cluster.id()) {
+                    let why = format!("delivery taken over from node {from}: its lease lapsed");
+                    let event = event_of(&m, "taken_over", m.rcpt_to.clone(), why);
+                    cluster.tracking().record(event);
+                }
+            }
             Err(e) => tracing::warn!(from, asked, error = %e, "takeover failed"),
         }
     });
@@ -111,6 +123,11 @@ pub async fn hand_off(cluster: &Cluster, m: &SpooledMessage, lease_ms: i64) -> b
     ) {
         Ok(moved) => {
             tracing::info!(queue_id = %m.queue_id, to, "handed over after repeated failures");
+            if moved > 0 {
+                let why = format!("delivery handed to node {to} after repeated failures here");
+                let event = event_of(m, "handed_off", m.rcpt_to.clone(), why);
+                cluster.tracking().record(event);
+            }
             moved > 0
         }
         Err(e) => {

@@ -4,32 +4,8 @@
 use peage_proto::v1::TrackEvent;
 
 use super::send::AttemptResult;
-use crate::spool::submission::identity_in;
 use crate::state::spool::SpooledMessage;
-use crate::tracking::Tracking;
-
-/// What happened to `recipients` of a spooled message, as tracking records it.
-pub fn event_of(
-    m: &SpooledMessage,
-    kind: &str,
-    recipients: Vec<String>,
-    detail: String,
-) -> TrackEvent {
-    TrackEvent {
-        kind: kind.into(),
-        queue_id: m.queue_id.clone(),
-        sender: m.mail_from.clone(),
-        recipients,
-        client_ip: m.client_ip.clone(),
-        helo: m.helo.clone(),
-        verdict: m.verdict.clone(),
-        score_milli: m.score_milli,
-        detail,
-        size: m.size,
-        outbound: identity_in(&m.symbols).is_some(),
-        ..TrackEvent::default()
-    }
-}
+use crate::tracking::{event_of, Tracking};
 
 pub fn record_attempt(tracking: &Tracking, m: &SpooledMessage, result: &AttemptResult) {
     let event = |kind: &str, recipients: Vec<String>, detail: String| TrackEvent {

@@ -1,7 +1,7 @@
 //! Benchmarks on a local three-node cluster of real processes: `admin` (write throughput
 //! and commit latency by number of concurrent writers), `failover` (SIGKILL the leader →
 //! first 250 at another site), `smtp` (time to 250), `submit` (the outbound path: AUTH,
-//! filter, DKIM), `filter`, `memory` and `soak`.
+//! filter, DKIM), `filter`, `memory`, `soak` and `tracking` (searches over a long history).
 //! Results go to BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod memory;
 mod soak;
 mod submit;
+mod tracking;
 
 use peage_tests::drill::stage::Stage;
 use peage_tests::v1::*;
@@ -81,6 +82,19 @@ enum Cmd {
         /// Bytes per message.
         #[arg(long, default_value_t = 5000)]
         size: usize,
+    },
+    /// Message tracking and statistics: writes a history into each node's store, then times
+    /// searches through one node (merged across the three).
+    Tracking {
+        /// Events per node.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Days the history spans (the default retention is 32).
+        #[arg(long, default_value_t = 32)]
+        days: i64,
+        /// Times each search runs.
+        #[arg(long, default_value_t = 7)]
+        repeat: usize,
     },
     /// Node memory: learns the corpus, then writes list entries through the admin API and
     /// prints each node's resident memory (VmRSS) as they grow.
@@ -464,5 +478,10 @@ async fn main() -> anyhow::Result<()> {
             clients,
             size,
         } => soak::soak_bench(messages, clients, size).await,
+        Cmd::Tracking {
+            events,
+            days,
+            repeat,
+        } => tracking::tracking_bench(events, days, repeat).await,
     }
 }
