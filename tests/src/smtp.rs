@@ -18,6 +18,15 @@ pub struct SmtpResult {
     pub cipher: Option<String>,
 }
 
+impl SmtpResult {
+    /// The queue id the `250` to DATA names (its last word), asserting it was a `250`.
+    pub fn queue_id(&self) -> String {
+        let (code, text) = self.data.clone().unwrap_or_default();
+        assert_eq!(code, 250, "{self:?}");
+        text.rsplit(' ').next().unwrap_or_default().to_owned()
+    }
+}
+
 /// Sends one message with Python's smtplib (a real SMTP client).
 pub fn smtplib_send(host: &str, port: u16, from: &str, rcpts: &[&str], body: &[u8]) -> SmtpResult {
     smtplib_send_with(host, port, from, rcpts, body, &SmtpOptions::default())

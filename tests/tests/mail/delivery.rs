@@ -320,15 +320,7 @@ async fn a_message_held_past_the_retention_limit_is_bounced_with_4_4_7() {
     .unwrap();
     assert!(sink.messages("carol@held.test").is_empty());
     // Tracking tells it: expired, then bounced, with the reason.
-    let id = r
-        .data
-        .as_ref()
-        .unwrap()
-        .1
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = r.queue_id();
     let expired = |events: &[serde_json::Value], _: &[String]| {
         ["expired", "bounced"].map(|kind| events.iter().any(|e| e["kind"] == kind)) == [true; 2]
     };

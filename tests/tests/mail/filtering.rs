@@ -330,15 +330,7 @@ async fn a_quarantined_message_past_its_retention_is_removed_everywhere() {
         &zip_with_exe(),
     );
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
-    let id = r
-        .data
-        .as_ref()
-        .unwrap()
-        .1
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = r.queue_id();
     let removed = wait_for(
         "the quarantine is empty everywhere",
         Duration::from_secs(30),

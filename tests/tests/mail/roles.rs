@@ -14,9 +14,7 @@ use super::{json_as, quarantine, token_add, zip_with_exe};
 /// Holds a ZIP with an .exe for `rcpts`: its queue id.
 fn quarantined_for(c: &TestCluster, node: usize, rcpts: &[&str]) -> String {
     let r = c.smtp_send(node, "alice@client.example", rcpts, &zip_with_exe());
-    let (code, text) = r.data.clone().unwrap_or_default();
-    assert_eq!(code, 250, "{r:?}");
-    text.rsplit(' ').next().unwrap().to_owned()
+    r.queue_id()
 }
 
 fn ids(listing: &serde_json::Value) -> Vec<String> {
