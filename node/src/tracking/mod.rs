@@ -8,7 +8,6 @@
 //! Events older than the retention are deleted every hour. The same events are rolled up
 //! into hourly statistics (see `rollup`) and counted in the node's Prometheus metrics.
 
-mod pattern;
 mod rollup;
 mod store;
 

@@ -15,8 +15,6 @@ use rusqlite::{params, Connection, Transaction};
 
 use peage_proto::v1::{StatsQuery, StatsRow, StatsRows, TopCount, TrackEvent};
 
-use super::pattern::literal;
-
 pub const HOUR_MS: i64 = 3_600_000;
 
 /// Top keys a node returns of each kind, more than asked so that merging across nodes
@@ -25,22 +23,23 @@ const TOP_PER_NODE: u32 = 1000;
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hourly (
+    -- Its labels in reverse order (`test.example.mail`), so that a domain and its
+    -- subdomains are one range of the key; '' for the node's total.
+    domain TEXT NOT NULL,
     -- The hour's start, in ms since the epoch (UTC).
     hour INTEGER NOT NULL,
-    -- '' for the node's total.
-    domain TEXT NOT NULL,
     counter TEXT NOT NULL,
     value INTEGER NOT NULL,
-    PRIMARY KEY (hour, domain, counter)
+    PRIMARY KEY (domain, hour, counter)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS hourly_top (
-    hour INTEGER NOT NULL,
     domain TEXT NOT NULL,
+    hour INTEGER NOT NULL,
     -- sender, recipient or network.
     kind TEXT NOT NULL,
     key TEXT NOT NULL,
     count INTEGER NOT NULL,
-    PRIMARY KEY (hour, domain, kind, key)
+    PRIMARY KEY (domain, hour, kind, key)
 ) WITHOUT ROWID;
 ";
 
@@ -87,11 +86,15 @@ fn counters(e: &TrackEvent) -> Vec<(String, Amount)> {
     c
 }
 
+/// An address's domain as the tables key it: lower-case, labels reversed.
 fn domain_of(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map_or("", |(_, d)| d)
-        .to_lowercase()
+    reversed(address.rsplit_once('@').map_or("", |(_, d)| d))
+}
+
+/// `mail.example.test` → `test.example.mail`, lower-cased.
+fn reversed(domain: &str) -> String {
+    let labels: Vec<&str> = domain.split('.').rev().collect();
+    labels.join(".").to_lowercase()
 }
 
 /// The domains an event counts for, each with the event's recipients there: the node's
@@ -206,14 +209,14 @@ impl Rollup {
     pub fn write(self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
         let mut counter = tx.prepare_cached(
             "INSERT INTO hourly (hour, domain, counter, value) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (hour, domain, counter) DO UPDATE SET value = value + excluded.value",
+             ON CONFLICT (domain, hour, counter) DO UPDATE SET value = value + excluded.value",
         )?;
         for ((hour, domain, name), value) in self.counters {
             counter.execute(params![hour, domain, name, value])?;
         }
         let mut top = tx.prepare_cached(
             "INSERT INTO hourly_top (hour, domain, kind, key, count) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (hour, domain, kind, key) DO UPDATE SET count = count + excluded.count",
+             ON CONFLICT (domain, hour, kind, key) DO UPDATE SET count = count + excluded.count",
         )?;
         for ((hour, domain, kind, key), count) in self.top {
             top.execute(params![hour, domain, kind, key, count])?;
@@ -240,10 +243,13 @@ fn selection(q: &StatsQuery) -> (String, Vec<Value>) {
     } else {
         let mut any = Vec::new();
         for domain in domains {
-            let domain = domain.trim().trim_start_matches('@').to_lowercase();
-            any.push("domain = ? OR domain LIKE ? ESCAPE '\\'");
-            values.push(Value::Text(domain.clone()));
-            values.push(Value::Text(format!("%.{}", literal(&domain))));
+            let key = reversed(domain.trim().trim_start_matches('@'));
+            // The domain, then its subdomains: every key from `KEY.` up to `KEY/` ('/' is
+            // the character after '.').
+            any.push("domain = ? OR (domain > ? AND domain < ?)");
+            values.push(Value::Text(key.clone()));
+            values.push(Value::Text(format!("{key}.")));
+            values.push(Value::Text(format!("{key}/")));
         }
         clauses.push(format!("({})", any.join(" OR ")));
     }

@@ -9,8 +9,6 @@ use rusqlite::{params, Connection};
 
 use peage_proto::v1::{TrackEvent, TrackQuery};
 
-use super::pattern::literal;
-
 /// Events inserted in one transaction at most.
 const BATCH: usize = 1000;
 
@@ -130,6 +128,14 @@ pub fn limit_of(query: &TrackQuery) -> usize {
         0 => 100,
         n => n.min(MAX_LIMIT) as usize,
     }
+}
+
+/// `LIKE` pattern text, lower-cased, with its wildcards escaped (`\` is the escape).
+fn literal(text: &str) -> String {
+    text.to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// A search's WHERE clauses and the values they bind, in order.
