@@ -133,6 +133,19 @@ async fn counts_are_merged_across_sites_scoped_to_a_token_and_in_the_metrics() {
         "{b}"
     );
 
+    // Bad requests are refused with what was wrong.
+    for (args, needle) in [
+        (vec!["stats", "--top", "1000"], "top: at most 100"),
+        (
+            vec!["stats", "--since", "1h", "--until", "2h"],
+            "since is after until",
+        ),
+        (vec!["stats", "--since", "5x"], "5x"),
+    ] {
+        let err = json_as(&c, 0, operator, &args).unwrap_err();
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+
     // Paris down: named, and its two messages are missing from what the others counted.
     c.kill(0);
     let without = stats_as(&c, 1, operator, &["--since", "2h"]);
