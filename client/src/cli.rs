@@ -128,6 +128,10 @@ pub enum Cmd {
         /// Envelope sender to score with.
         #[arg(long, default_value = "")]
         from: String,
+        /// Envelope recipient to score for (repeat for several): a domain's or mailbox's own
+        /// list entries count only when every recipient is theirs.
+        #[arg(long = "to")]
+        to: Vec<String>,
         /// Messages in flight at once (the results are printed in the order of the files).
         #[arg(long, default_value_t = 8)]
         jobs: usize,
@@ -340,6 +344,11 @@ pub enum ListCmd {
         /// never (anyone can write a link).
         #[arg(long, value_parser = wire::list_name(), default_value = "block")]
         list: ListName,
+        /// Whose entry: a hosted domain (its recipients and its subdomains') or one mailbox
+        /// (user@domain). It counts only for mail whose recipients are all in the scope.
+        /// Unset: the cluster-wide lists (operators only); a domain admin must set it.
+        #[arg(long, default_value = "")]
+        scope: String,
     },
     /// Remove an entry.
     Rm {
@@ -348,6 +357,9 @@ pub enum ListCmd {
         value: String,
         #[arg(long, value_parser = wire::list_name(), default_value = "block")]
         list: ListName,
+        /// The entry's scope, as given to `list add`.
+        #[arg(long, default_value = "")]
+        scope: String,
     },
     /// List entries, optionally filtered.
     Ls {
@@ -358,6 +370,9 @@ pub enum ListCmd {
         /// Only values containing this text.
         #[arg(long, default_value = "")]
         contains: String,
+        /// Only the entries scoped to this domain (its subdomains and mailboxes included).
+        #[arg(long, default_value = "")]
+        scope: String,
         /// Entries per page (at most 1000).
         #[arg(long, default_value_t = 100)]
         limit: u32,

@@ -36,6 +36,7 @@ pub fn entry_json(e: &ListEntry) -> Value {
         "author": e.author,
         "created_at_ms": e.created_at_ms,
         "expires_at_ms": e.expires_at_ms,
+        "scope": e.scope,
     })
 }
 
@@ -76,16 +77,21 @@ pub fn print_read_note(r: &Option<ReadInfo>) {
 
 pub fn print_entries(entries: &[ListEntry]) {
     println!(
-        "{:>6}  {:<5}  {:<6}  {:<32}  {:<12}  {:<13}  REASON",
-        "ID", "LIST", "KIND", "VALUE", "AUTHOR", "EXPIRES(ms)"
+        "{:>6}  {:<5}  {:<6}  {:<32}  {:<16}  {:<12}  {:<13}  REASON",
+        "ID", "LIST", "KIND", "VALUE", "SCOPE", "AUTHOR", "EXPIRES(ms)"
     );
     for e in entries {
         println!(
-            "{:>6}  {:<5}  {:<6}  {:<32}  {:<12}  {:<13}  {}",
+            "{:>6}  {:<5}  {:<6}  {:<32}  {:<16}  {:<12}  {:<13}  {}",
             e.id,
             list_word(e.list),
             kind_word(e.kind),
             e.value,
+            if e.scope.is_empty() {
+                "cluster"
+            } else {
+                &e.scope
+            },
             e.author,
             e.expires_at_ms.map_or("never".into(), |t| t.to_string()),
             e.reason

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 
 mod entry;
 mod index;
-pub use entry::{EntryKind, ListEntry, ListName};
+pub use entry::{in_scope, EntryKind, ListEntry, ListName};
 pub use index::ListIndex;
 
 /// Why a value cannot be a list entry or be looked up.
@@ -49,6 +49,19 @@ pub fn normalize_entry(kind: EntryKind, value: &str) -> Result<String, InvalidVa
         EntryKind::Domain => normalize_domain(value),
         EntryKind::Sender => normalize_sender(value),
         EntryKind::Url => url_host(value),
+    }
+}
+
+/// Normalises a scope: empty (cluster-wide), a domain, or a mailbox address.
+pub fn normalize_scope(scope: &str) -> Result<String, InvalidValue> {
+    let scope = scope.trim();
+    if scope.is_empty() {
+        return Ok(String::new());
+    }
+    if scope.contains('@') {
+        normalize_sender(scope)
+    } else {
+        normalize_domain(scope)
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Judged {
     pub message: Vec<u8>,
     /// What sender authentication proved (nothing when it did not run).
     pub proved: Authenticated,
+    /// The envelope recipients (`local@domain`): whose own list entries count.
+    pub recipients: Vec<String>,
 }
 
 /// Authenticates the sender when the node does (`dns.authenticate`), and records in
@@ -61,6 +63,7 @@ pub async fn judge(
                 mail_from: &judged.mail_from,
                 message: &judged.message,
                 proved: &judged.proved,
+                recipients: &judged.recipients,
             };
             let indexes = state.indexes();
             filter::judge(&input, indexes, &indexes.policy().filter)

@@ -41,6 +41,7 @@ pub fn expected_verdict(message: &[u8], mail_from: &str) -> &'static str {
         mail_from,
         message,
         proved: &peage_mail::trust::Authenticated::nothing(),
+        recipients: &[],
     };
     judge(&input, &NoLists, &Policy::default()).verdict.as_str()
 }

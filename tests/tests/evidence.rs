@@ -38,6 +38,7 @@ async fn symbols(
             client_ip: client_ip.into(),
             helo: "mail.sender.example".into(),
             mail_from: from.into(),
+            ..Default::default()
         })
         .await
         .unwrap()

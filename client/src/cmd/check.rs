@@ -16,6 +16,7 @@ pub struct Envelope {
     pub client_ip: String,
     pub helo: String,
     pub from: String,
+    pub to: Vec<String>,
 }
 
 pub async fn run(
@@ -42,6 +43,7 @@ pub async fn run(
                         client_ip: envelope.client_ip.clone(),
                         helo: envelope.helo.clone(),
                         mail_from: envelope.from.clone(),
+                        rcpt_to: envelope.to.clone(),
                     };
                     Ok(admin.check_message(req).await)
                 }

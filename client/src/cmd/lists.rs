@@ -23,6 +23,7 @@ pub async fn run(ctx: &mut Ctx, cmd: ListCmd) -> Result<(), ClientError> {
             reason,
             ttl,
             list,
+            scope,
         } => {
             let ttl_secs = ttl
                 .map(|t| parse_duration_secs(&t))
@@ -34,14 +35,21 @@ pub async fn run(ctx: &mut Ctx, cmd: ListCmd) -> Result<(), ClientError> {
                 value,
                 reason,
                 ttl_secs,
+                scope,
             };
             add_entry(ctx, add).await
         }
-        ListCmd::Rm { kind, value, list } => {
+        ListCmd::Rm {
+            kind,
+            value,
+            list,
+            scope,
+        } => {
             let rm = ListRemoveRequest {
                 list: list as i32,
                 kind: kind as i32,
                 value,
+                scope,
             };
             let reply = ctx.admin().await?.list_remove(rm).await;
             let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
@@ -52,6 +60,7 @@ pub async fn run(ctx: &mut Ctx, cmd: ListCmd) -> Result<(), ClientError> {
             list,
             kind,
             contains,
+            scope,
             limit,
             page_token,
             all,
@@ -63,6 +72,7 @@ pub async fn run(ctx: &mut Ctx, cmd: ListCmd) -> Result<(), ClientError> {
                 page_size: limit,
                 page_token,
                 stale: ctx.stale,
+                scope,
             };
             list_entries(ctx, query, all).await
         }
@@ -80,11 +90,16 @@ async fn add_entry(ctx: &mut Ctx, add: ListAddRequest) -> Result<(), ClientError
         );
     } else {
         println!(
-            "{} {} entry {} `{}` (id {}, log index {})",
+            "{} {} entry {} `{}`{} (id {}, log index {})",
             if r.created { "added" } else { "replaced" },
             list_word(e.list),
             kind_word(e.kind),
             e.value,
+            if e.scope.is_empty() {
+                String::new()
+            } else {
+                format!(" for {}", e.scope)
+            },
             e.id,
             r.log_index
         );

@@ -55,12 +55,14 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             client_ip,
             helo,
             from,
+            to,
             jobs,
         } => {
             let envelope = check::Envelope {
                 client_ip,
                 helo,
                 from,
+                to,
             };
             check::run(&mut ctx, paths, envelope, jobs).await
         }

@@ -183,6 +183,7 @@ fn score(i: usize, s: &Sample, learned: &Learned, policy: &Policy) -> Scored {
         mail_from: "sender@eval.example",
         message: &s.bytes,
         proved: &crate::trust::Authenticated::nothing(),
+        recipients: &[],
     };
     let j = judge(&input, learned, policy);
     Scored {

@@ -34,6 +34,9 @@ pub struct FilterInput<'a> {
     /// What sender authentication proved: allow-listed names and reputation count only
     /// for these.
     pub proved: &'a Authenticated,
+    /// The envelope recipients, normalised: a domain's or a mailbox's own list entries
+    /// count only when every recipient is within their scope.
+    pub recipients: &'a [String],
 }
 
 /// What the filter consults besides the message: the cluster's block and allow lists and
@@ -61,10 +64,14 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
     let mut evidence_keys =
         evidence::reputation_keys(input.client_ip, input.mail_from, input.helo, input.proved);
 
+    let lists = ListsFor {
+        knowledge,
+        recipients: input.recipients,
+    };
     // 0. What the cluster counted about the client network, sender domain and HELO.
     reputation(&evidence_keys, knowledge, &mut found);
     // 1. The connection and envelope against the lists.
-    envelope_lists(input, knowledge, &mut found);
+    envelope_lists(input, &lists, &mut found);
     // 2. GTUBE, on the raw bytes (it must work even on unparsable mail).
     if memchr::memmem::find(input.message, GTUBE.as_bytes()).is_some() {
         found.push(symbol("GTUBE", "the GTUBE test string"));
@@ -75,9 +82,9 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
         Some(msg) => {
             let decoded = MessageText::of(&msg);
             // 4. Header sanity and the From domain.
-            headers_and_from(&msg, knowledge, input.proved, &mut found);
+            headers_and_from(&msg, &lists, input.proved, &mut found);
             // 5. URL hosts in the text and HTML parts.
-            url_lists(&decoded, knowledge, &mut found);
+            url_lists(&decoded, &lists, &mut found);
             // 5b. How it is built, what its headers claim, where its links go, its wording.
             structure::check(&msg, &decoded, &mut |n, why| found.push(symbol(n, why)));
             // 6. What the cluster learned.
@@ -133,7 +140,7 @@ fn reputation(keys: &[String], knowledge: &dyn Knowledge, out: &mut Vec<Symbol>)
 
 /// The client's address is what the connection proves; its names count for the allow-list
 /// only as far as authentication proved them.
-fn envelope_lists(input: &FilterInput<'_>, knowledge: &dyn Knowledge, out: &mut Vec<Symbol>) {
+fn envelope_lists(input: &FilterInput<'_>, lists: &ListsFor<'_>, out: &mut Vec<Symbol>) {
     let ip = input.client_ip.to_string();
     let proved = |name: &str| Allow::when(input.proved.vouches_for(name));
     let mut checks = vec![
@@ -169,13 +176,13 @@ fn envelope_lists(input: &FilterInput<'_>, knowledge: &dyn Knowledge, out: &mut 
         ));
     }
     for (kind, value, block_name, what, allow) in checks {
-        list_symbols(knowledge, kind, value, (block_name, what), allow, out);
+        list_symbols(lists, kind, value, (block_name, what), allow, out);
     }
 }
 
 fn headers_and_from(
     msg: &Message<'_>,
-    knowledge: &dyn Knowledge,
+    lists: &ListsFor<'_>,
     proved: &Authenticated,
     out: &mut Vec<Symbol>,
 ) {
@@ -186,16 +193,9 @@ fn headers_and_from(
                 let address = addr.address.as_deref().unwrap_or("");
                 let allow = Allow::when(proved.vouches_for(domain));
                 let from_domain = ("BLOCKLIST_FROM_DOMAIN", "From domain");
-                list_symbols(
-                    knowledge,
-                    EntryKind::Domain,
-                    domain,
-                    from_domain,
-                    allow,
-                    out,
-                );
+                list_symbols(lists, EntryKind::Domain, domain, from_domain, allow, out);
                 let sender = ("BLOCKLIST_SENDER", "From address");
-                list_symbols(knowledge, EntryKind::Sender, address, sender, allow, out);
+                list_symbols(lists, EntryKind::Sender, address, sender, allow, out);
             }
             _ => out.push(symbol("MALFORMED_FROM", "the From address is malformed")),
         },
@@ -227,7 +227,7 @@ fn hosts_linked(decoded: &MessageText<'_>) -> Vec<String> {
     hosts
 }
 
-fn url_lists(decoded: &MessageText<'_>, knowledge: &dyn Knowledge, out: &mut Vec<Symbol>) {
+fn url_lists(decoded: &MessageText<'_>, lists: &ListsFor<'_>, out: &mut Vec<Symbol>) {
     let hosts = hosts_linked(decoded);
     // A link to a bare IP address: legitimate senders link to their names.
     if let Some(ip) = hosts
@@ -243,10 +243,10 @@ fn url_lists(decoded: &MessageText<'_>, knowledge: &dyn Knowledge, out: &mut Vec
     for h in &hosts {
         let before = out.len();
         let host = ("BLOCKLIST_URL", "URL host");
-        list_symbols(knowledge, EntryKind::Url, h, host, Allow::Never, out);
+        list_symbols(lists, EntryKind::Url, h, host, Allow::Never, out);
         if out.len() == before {
             let domain = ("BLOCKLIST_URL", "URL domain");
-            list_symbols(knowledge, EntryKind::Domain, h, domain, Allow::Never, out);
+            list_symbols(lists, EntryKind::Domain, h, domain, Allow::Never, out);
         }
     }
 }
@@ -291,9 +291,24 @@ impl Allow {
     }
 }
 
+/// The lists as they stand for one message: the cluster's entries, and the scoped entries
+/// whose scope holds every recipient.
+struct ListsFor<'a> {
+    knowledge: &'a dyn Knowledge,
+    recipients: &'a [String],
+}
+
+impl ListsFor<'_> {
+    fn lookup(&self, kind: EntryKind, value: &str) -> Vec<ListEntry> {
+        let mut found = self.knowledge.lookup(kind, value);
+        found.retain(|e| e.applies_to(self.recipients));
+        found
+    }
+}
+
 /// The list symbols for one value, named by its block symbol and what the value is.
 fn list_symbols(
-    knowledge: &dyn Knowledge,
+    lists: &ListsFor<'_>,
     kind: EntryKind,
     value: &str,
     (block_name, what): (&str, &str),
@@ -303,7 +318,7 @@ fn list_symbols(
     if value.is_empty() {
         return;
     }
-    let found = knowledge.lookup(kind, value);
+    let found = lists.lookup(kind, value);
     let allowed = found.iter().find(|e| e.list == ListName::Allow);
     match (allowed, allow) {
         (Some(e), Allow::Counts) => out.push(symbol(

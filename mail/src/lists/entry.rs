@@ -60,10 +60,37 @@ pub struct ListEntry {
     pub author: String,
     pub created_at_ms: i64,
     pub expires_at_ms: Option<i64>,
+    /// Whose entry it is: empty for the cluster's; a domain for its recipients and its
+    /// subdomains' (a domain admin's own list); an address for that mailbox alone.
+    pub scope: String,
 }
 
 impl ListEntry {
     pub fn is_live(&self, now_ms: i64) -> bool {
         self.expires_at_ms.is_none_or(|t| t > now_ms)
     }
+
+    /// Whether the entry counts for mail to all of `recipients` (normalised addresses):
+    /// a cluster-wide entry always; a scoped one only when every recipient is within its
+    /// scope, so that one domain's list never decides another domain's mail.
+    pub fn applies_to(&self, recipients: &[String]) -> bool {
+        self.scope.is_empty()
+            || (!recipients.is_empty() && recipients.iter().all(|r| in_scope(&self.scope, r)))
+    }
+}
+
+/// Whether `recipient` is within `scope`: the mailbox itself, or an address of the domain
+/// or of one of its subdomains. Both are normalised (lower-case domains).
+pub fn in_scope(scope: &str, recipient: &str) -> bool {
+    if scope.contains('@') {
+        return scope.eq_ignore_ascii_case(recipient);
+    }
+    let Some((_, domain)) = recipient.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.to_ascii_lowercase();
+    domain == scope
+        || domain
+            .strip_suffix(scope)
+            .is_some_and(|head| head.ends_with('.'))
 }

@@ -182,15 +182,16 @@ impl CidrTable {
     }
 }
 
-/// Offsets in a packed entry: list, kind, value length, reason length, created, expiry
-/// (`i64::MAX`: never), then the value, the reason and the author.
+/// Offsets in a packed entry: list, kind, value, reason and author lengths, created, expiry
+/// (`i64::MAX`: never), then the value, the reason, the author and the scope.
 const LIST: usize = 0;
 const KIND: usize = 1;
 const VALUE_LEN: usize = 2;
 const REASON_LEN: usize = 6;
-const CREATED: usize = 10;
-const EXPIRES: usize = 18;
-const HEADER: usize = 26;
+const AUTHOR_LEN: usize = 10;
+const CREATED: usize = 14;
+const EXPIRES: usize = 22;
+const HEADER: usize = 30;
 
 /// One entry as the index keeps it: a single allocation.
 struct Stored(Box<[u8]>);
@@ -204,13 +205,15 @@ impl Stored {
             .iter()
             .position(|k| *k == e.kind)
             .unwrap_or(0);
-        let mut b = Vec::with_capacity(HEADER + e.value.len() + e.reason.len() + e.author.len());
+        let texts = [&e.value, &e.reason, &e.author, &e.scope];
+        let mut b = Vec::with_capacity(HEADER + texts.iter().map(|t| t.len()).sum::<usize>());
         b.extend_from_slice(&[list as u8, kind as u8]);
-        b.extend_from_slice(&(e.value.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(e.reason.len() as u32).to_le_bytes());
+        for text in &texts[..3] {
+            b.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        }
         b.extend_from_slice(&e.created_at_ms.to_le_bytes());
         b.extend_from_slice(&e.expires_at_ms.unwrap_or(i64::MAX).to_le_bytes());
-        for text in [&e.value, &e.reason, &e.author] {
+        for text in texts {
             b.extend_from_slice(text.as_bytes());
         }
         Stored(b.into_boxed_slice())
@@ -243,6 +246,7 @@ impl Stored {
     fn to_entry(&self, id: u64) -> ListEntry {
         let reason_at = HEADER + self.u32_at(VALUE_LEN);
         let author_at = reason_at + self.u32_at(REASON_LEN);
+        let scope_at = author_at + self.u32_at(AUTHOR_LEN);
         let text =
             |range: std::ops::Range<usize>| String::from_utf8_lossy(&self.0[range]).into_owned();
         ListEntry {
@@ -251,7 +255,8 @@ impl Stored {
             kind: self.kind(),
             value: text(HEADER..reason_at),
             reason: text(reason_at..author_at),
-            author: text(author_at..self.0.len()),
+            author: text(author_at..scope_at),
+            scope: text(scope_at..self.0.len()),
             created_at_ms: self.i64_at(CREATED),
             expires_at_ms: self.expires_at_ms(),
         }

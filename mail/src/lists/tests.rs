@@ -13,6 +13,7 @@ fn entry(id: u64, kind: EntryKind, value: &str, expires: Option<i64>) -> ListEnt
         author: "t".into(),
         created_at_ms: 0,
         expires_at_ms: expires,
+        scope: String::new(),
     }
 }
 
@@ -118,6 +119,7 @@ fn one_value_on_both_lists_and_entries_come_back_whole() {
         reason: "partner — ünïcode".into(),
         author: "ops".into(),
         created_at_ms: 7,
+        scope: "a.example".into(),
         ..entry(1, EntryKind::Sender, "a@x.example", None)
     };
     let block = entry(2, EntryKind::Sender, "a@x.example", Some(50));
@@ -170,6 +172,7 @@ fn the_index_answers_like_a_plain_scan() {
             list: ListName::ALL[next(2) as usize],
             reason: format!("r{step}"),
             created_at_ms: step,
+            scope: ["", "a.example", "u@b.example"][next(3) as usize].into(),
             ..entry(
                 id,
                 kind,
@@ -210,4 +213,27 @@ fn the_index_answers_like_a_plain_scan() {
         }
     }
     assert!(found > 100, "the lookups should meet entries: {found}");
+}
+
+#[test]
+fn scopes_are_normalised_and_an_entry_counts_only_within_its_scope() {
+    assert_eq!(normalize_scope(" ").unwrap(), "");
+    assert_eq!(normalize_scope("A.Example.").unwrap(), "a.example");
+    assert_eq!(normalize_scope("Bob@A.example").unwrap(), "bob@a.example");
+    assert!(normalize_scope("not a domain").is_err());
+    let scoped = |scope: &str| ListEntry {
+        scope: scope.into(),
+        ..entry(1, EntryKind::Ip, "10.0.0.0/8", None)
+    };
+    let to = |rs: &[&str]| rs.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+    assert!(scoped("").applies_to(&to(&["x@b.example"])));
+    assert!(scoped("").applies_to(&[]));
+    let domain = scoped("a.example");
+    assert!(domain.applies_to(&to(&["x@a.example", "y@mx.a.example"])));
+    assert!(!domain.applies_to(&to(&["x@a.example", "y@b.example"])));
+    assert!(!domain.applies_to(&to(&["x@nota.example"])));
+    assert!(!domain.applies_to(&[]), "no recipient, no scoped entry");
+    let mailbox = scoped("bob@a.example");
+    assert!(mailbox.applies_to(&to(&["Bob@a.example"])));
+    assert!(!mailbox.applies_to(&to(&["bob@a.example", "eve@a.example"])));
 }

@@ -101,8 +101,8 @@ targets! {
     AddLearnerRequest => |r| format!("node {} ({}) {}", r.node_id, r.site, r.peer_addr);
     PromoteVoterRequest => |r| format!("node {}", r.node_id);
     RemoveNodeRequest => |r| format!("node {}", r.node_id);
-    ListAddRequest => |r| format!("{:?} {:?} {}", r.list(), r.kind(), r.value);
-    ListRemoveRequest => |r| format!("{:?} {:?} {}", r.list(), r.kind(), r.value);
+    ListAddRequest => |r| list_target(r.list(), r.kind(), &r.value, &r.scope);
+    ListRemoveRequest => |r| list_target(r.list(), r.kind(), &r.value, &r.scope);
     DomainSetRequest => |r| format!("{} -> {}", r.domain, r.route);
     DomainRemoveRequest => |r| r.domain.clone();
     RecipientsAddRequest => |r| addresses(&r.addresses);
@@ -134,6 +134,14 @@ targets! {
     TriggerSnapshotRequest => |_r| String::new();
     TokenAddRequest => |r| format!("{} ({}; {})", r.name, r.role, r.domains.join(", "));
     TokenRemoveRequest => |r| r.name.clone();
+}
+
+/// A list entry named as written, with its scope when it has one.
+fn list_target(list: ListName, kind: EntryKind, value: &str, scope: &str) -> String {
+    match scope {
+        "" => format!("{list:?} {kind:?} {value}"),
+        scope => format!("{list:?} {kind:?} {value} for {scope}"),
+    }
 }
 
 /// A list of addresses, cut short past ten.

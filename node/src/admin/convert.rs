@@ -22,6 +22,7 @@ pub fn entry_to_proto(e: &ListEntry) -> WireEntry {
         author: e.author.clone(),
         created_at_ms: e.created_at_ms,
         expires_at_ms: e.expires_at_ms,
+        scope: e.scope.clone(),
     }
 }
 

@@ -88,6 +88,7 @@ pub async fn check_message(
             Cow::Owned(stripped) => stripped,
         },
         proved: Authenticated::nothing(),
+        recipients: r.rcpt_to,
     };
     // As the SMTP edge would see it from that client: the same DNS checks, the same credit.
     let auth = svc.auth.as_deref();

@@ -9,10 +9,10 @@ use peage_proto::v1::{
     Domain, LockedIdentity, QueuedMessage, TrackEvent, TrackQuery, User, UserSetRequest,
 };
 
-use super::auth::Scope;
+use super::auth::{Caller, Scope};
 use super::service::AdminService;
 use crate::spool::submission;
-use crate::state::addressing::ANY_HOSTED_DOMAIN;
+use crate::state::addressing::{Role, ANY_HOSTED_DOMAIN};
 use crate::state::spool::SpooledMessage;
 
 /// Whether a spooled message is the caller's to see.
@@ -66,6 +66,37 @@ pub fn event(scope: &Scope, q: &TrackQuery, mut e: TrackEvent) -> Option<TrackEv
     let sender_matches = rcpt.is_empty() && matches(&e.sender);
     let found = sender_matches || e.recipients.iter().any(|r| matches(r));
     (found && !e.recipients.is_empty()).then_some(e)
+}
+
+/// Whether a list entry of `list_scope` (empty: the cluster's; a domain; a mailbox) is the
+/// caller's to see: a token bound to no domain sees every entry, one bound to domains only
+/// the entries scoped within them.
+pub fn sees_list_entry(scope: &Scope, list_scope: &str) -> bool {
+    scope.is_everything()
+        || match list_scope {
+            "" => false,
+            mailbox if mailbox.contains('@') => scope.covers_address(mailbox),
+            domain => scope.covers_domain(domain),
+        }
+}
+
+/// `PERMISSION_DENIED` unless the caller may write entries of `list_scope`: the cluster's
+/// lists take an operator bound to no domain, a domain's or mailbox's own entries a token
+/// whose domains cover it.
+pub fn list_write(caller: &Caller, list_scope: &str) -> Result<(), Status> {
+    if list_scope.is_empty() {
+        return match caller.role == Role::Operator && caller.scope.is_everything() {
+            true => Ok(()),
+            false => Err(Status::permission_denied(
+                "the cluster-wide lists take an operator token bound to no domain; \
+                 a domain's own entry names its scope (--scope DOMAIN or --scope USER@DOMAIN)",
+            )),
+        };
+    }
+    match sees_list_entry(&caller.scope, list_scope) {
+        true => Ok(()),
+        false => Err(caller.scope.outside(list_scope)),
+    }
 }
 
 /// `PERMISSION_DENIED` unless every address is of a domain in scope.

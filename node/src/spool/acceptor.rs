@@ -341,6 +341,7 @@ impl NodeAcceptor {
             mail_from: envelope.mail_from.clone(),
             message,
             proved: Authenticated::nothing(),
+            recipients: envelope.rcpt_to.iter().map(|r| r.address()).collect(),
         };
         // Our own customer: no DNS checks, but the From must be theirs too.
         let auth = self.auth.as_deref().filter(|_| envelope.login.is_none());

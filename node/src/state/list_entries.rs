@@ -24,6 +24,9 @@ pub struct ListFilter {
     pub contains: String,
     pub after_id: u64,
     pub limit: u32,
+    /// Only entries scoped within these domains (a domain, its subdomains, its
+    /// mailboxes); none: every entry, the cluster's included.
+    pub scopes: Vec<String>,
 }
 
 pub fn apply_add(
@@ -37,15 +40,17 @@ pub fn apply_add(
     };
     let existing: Option<i64> = tx
         .query_row(
-            "SELECT id FROM list_entries WHERE list = ?1 AND kind = ?2 AND value = ?3",
-            params![list as i32, kind as i32, add.value],
+            "SELECT id FROM list_entries
+             WHERE list = ?1 AND kind = ?2 AND value = ?3 AND scope = ?4",
+            params![list as i32, kind as i32, add.value, add.scope],
             |r| r.get(0),
         )
         .optional()?;
     let id: i64 = tx.query_row(
-        "INSERT INTO list_entries (list, kind, value, reason, author, created_at_ms, expires_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (list, kind, value) DO UPDATE SET
+        "INSERT INTO list_entries
+           (list, kind, value, reason, author, created_at_ms, expires_at_ms, scope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (list, kind, value, scope) DO UPDATE SET
            reason = excluded.reason, author = excluded.author,
            created_at_ms = excluded.created_at_ms, expires_at_ms = excluded.expires_at_ms
          RETURNING id",
@@ -56,7 +61,8 @@ pub fn apply_add(
             add.reason,
             add.author,
             add.created_at_ms,
-            add.expires_at_ms
+            add.expires_at_ms,
+            add.scope
         ],
         |r| r.get(0),
     )?;
@@ -70,6 +76,7 @@ pub fn apply_add(
         author: add.author,
         created_at_ms: add.created_at_ms,
         expires_at_ms: add.expires_at_ms,
+        scope: add.scope,
     }));
     Ok(Outcome::ListAdded {
         entry_id: id,
@@ -84,8 +91,9 @@ pub fn apply_remove(
 ) -> rusqlite::Result<Outcome> {
     let removed = delete_returning(
         tx,
-        "DELETE FROM list_entries WHERE list = ?1 AND kind = ?2 AND value = ?3 RETURNING id",
-        params![rm.list, rm.kind, rm.value],
+        "DELETE FROM list_entries
+         WHERE list = ?1 AND kind = ?2 AND value = ?3 AND scope = ?4 RETURNING id",
+        params![rm.list, rm.kind, rm.value, rm.scope],
         changes,
     )?;
     Ok(Outcome::ListRemoved { removed })
@@ -129,10 +137,15 @@ pub fn query(
     limit: Option<usize>,
 ) -> rusqlite::Result<Vec<ListEntry>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, list, kind, value, reason, author, created_at_ms, expires_at_ms
+        "SELECT id, list, kind, value, reason, author, created_at_ms, expires_at_ms, scope
          FROM list_entries
          WHERE id > ?1 AND (?2 = 0 OR list = ?2) AND (?3 = 0 OR kind = ?3)
            AND (?4 = '' OR instr(lower(value), lower(?4)) > 0)
+           AND (?6 = '[]' OR (scope != '' AND EXISTS (
+                SELECT 1 FROM json_each(?6) AS d
+                WHERE substr(scope, instr(scope, '@') + 1) = d.value
+                   OR substr(substr(scope, instr(scope, '@') + 1), -length(d.value) - 1)
+                      = '.' || d.value)))
          ORDER BY id LIMIT ?5",
     )?;
     let rows = stmt.query_map(
@@ -142,6 +155,7 @@ pub fn query(
             filter.kind.map_or(0, |k| k as i32),
             filter.contains,
             limit.map_or(-1, |l| l as i64),
+            super::schema::to_json(&filter.scopes),
         ],
         |r| {
             let list: i32 = r.get(1)?;
@@ -158,6 +172,7 @@ pub fn query(
                     author: r.get(5)?,
                     created_at_ms: r.get(6)?,
                     expires_at_ms: r.get(7)?,
+                    scope: r.get(8)?,
                 },
             ))
         },
@@ -209,6 +224,10 @@ pub fn digest_rows(conn: &Connection, out: &mut dyn FnMut(&[u8])) -> rusqlite::R
         ] {
             out(&(field.len() as u64).to_le_bytes());
             out(field.as_bytes());
+        }
+        // The cluster's entries hash as they did before scopes: digests stay comparable.
+        if !e.scope.is_empty() {
+            out(format!("scope:{}", e.scope).as_bytes());
         }
     }
     let seq: Option<i64> = conn

@@ -168,6 +168,32 @@ const MIGRATIONS: &[&str] = &[
         outcome TEXT NOT NULL
      );
      CREATE INDEX audit_log_by_time ON audit_log (at_ms);",
+    // 19: list entries of a domain's or a mailbox's own (`scope`; empty: the cluster's).
+    // The table is rebuilt for the wider UNIQUE; ids and the id sequence are kept.
+    "CREATE TABLE list_entries_19 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        list INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER,
+        scope TEXT NOT NULL DEFAULT '',
+        UNIQUE (list, kind, value, scope)
+     );
+     INSERT INTO list_entries_19
+        (id, list, kind, value, reason, author, created_at_ms, expires_at_ms)
+        SELECT id, list, kind, value, reason, author, created_at_ms, expires_at_ms
+        FROM list_entries;
+     DELETE FROM sqlite_sequence WHERE name = 'list_entries_19';
+     INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'list_entries_19', seq FROM sqlite_sequence WHERE name = 'list_entries';
+     DROP TABLE list_entries;
+     ALTER TABLE list_entries_19 RENAME TO list_entries;
+     CREATE INDEX list_entries_expiry ON list_entries (expires_at_ms)
+        WHERE expires_at_ms IS NOT NULL;
+     CREATE INDEX list_entries_scope ON list_entries (scope) WHERE scope != '';",
 ];
 
 /// The schema version this release writes.
@@ -257,5 +283,42 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
             .unwrap() as usize;
         assert_eq!(v, super::SCHEMA_VERSION);
+    }
+
+    /// Migration 19 rebuilds the list table: ids, rows and the id sequence stay as they
+    /// were (the digest covers the sequence), and one value can then have several scopes.
+    #[test]
+    fn the_list_table_rebuild_keeps_ids_and_the_sequence() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        for (i, sql) in super::MIGRATIONS.iter().enumerate().take(18) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", (i + 1) as i64)
+                .unwrap();
+        }
+        let add = "INSERT INTO list_entries (list, kind, value, reason, author, created_at_ms)
+                   VALUES (1, 2, ?1, 'r', 'ops', 5)";
+        for v in ["a.example", "b.example", "c.example", "d.example"] {
+            conn.execute(add, [v]).unwrap();
+        }
+        conn.execute("DELETE FROM list_entries WHERE id IN (2, 4)", [])
+            .unwrap();
+        super::migrate(&mut conn).unwrap();
+        let rows: Vec<(i64, String, String)> = conn
+            .prepare("SELECT id, value, scope FROM list_entries ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let unscoped = |id: i64, v: &str| (id, v.to_owned(), String::new());
+        assert_eq!(rows, [unscoped(1, "a.example"), unscoped(3, "c.example")]);
+        let add_scoped = "INSERT INTO list_entries
+             (list, kind, value, reason, author, created_at_ms, scope)
+             VALUES (1, 2, 'a.example', '', 'acme', 6, 'acme.example') RETURNING id";
+        let id: i64 = conn.query_row(add_scoped, [], |r| r.get(0)).unwrap();
+        assert_eq!(
+            id, 5,
+            "the sequence went on from 4, not from the highest id left"
+        );
     }
 }

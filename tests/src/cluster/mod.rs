@@ -452,7 +452,7 @@ pub fn add_req(kind: v1::EntryKind, value: &str, reason: &str) -> v1::ListAddReq
         kind: kind as i32,
         value: value.to_owned(),
         reason: reason.to_owned(),
-        ttl_secs: None,
+        ..Default::default()
     }
 }
 

@@ -50,6 +50,7 @@ async fn an_entry_written_through_any_node_is_visible_on_all_three() {
         list: ListName::Block as i32,
         kind: EntryKind::Ip as i32,
         value: "203.0.113.0/24".into(),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -214,6 +215,7 @@ async fn random_workload_with_a_snapshot_in_the_middle_leaves_identical_states()
                     list: ListName::Block as i32,
                     kind: kind as i32,
                     value,
+                    ..Default::default()
                 })
                 .await;
             if let Err(e) = r {

@@ -51,6 +51,7 @@ async fn checked(c: &TestCluster, client_ip: &str, link: &str) -> Vec<(String, i
             client_ip: client_ip.into(),
             helo: "mail.client.example".into(),
             mail_from: "news@client.example".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

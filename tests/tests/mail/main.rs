@@ -11,6 +11,7 @@ mod edge;
 mod filtering;
 mod handover;
 mod outbound_abuse;
+mod own_lists;
 mod ratelimits;
 mod recipients;
 mod relay;

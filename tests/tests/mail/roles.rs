@@ -162,7 +162,8 @@ async fn a_domain_admin_is_refused_outside_them(c: &TestCluster, acme: &str) {
     for outside in [
         vec!["policy", "set", "--quarantine", "7"],
         vec!["list", "add", "ip", "203.0.113.9"],
-        vec!["list", "ls"],
+        vec!["list", "add", "ip", "203.0.113.9", "--scope", "b.example"],
+        vec!["list", "ls", "--scope", "b.example"],
         vec!["sql", "SELECT 1"],
         vec!["status"],
         vec!["token", "ls"],

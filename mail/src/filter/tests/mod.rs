@@ -38,6 +38,7 @@ fn entry(list: ListName, kind: EntryKind, value: &str) -> ListEntry {
         author: "t".into(),
         created_at_ms: 0,
         expires_at_ms: None,
+        scope: String::new(),
     }
 }
 
@@ -49,12 +50,23 @@ fn names(message: &[u8], lists: &Fixed) -> Vec<String> {
 
 /// The symbol names for `message` from alice@client.example, with `proved` authenticated.
 fn names_proved(message: &[u8], lists: &Fixed, proved: &Authenticated) -> Vec<String> {
+    names_to(message, lists, proved, &["bob@example.test".into()])
+}
+
+/// The symbol names for `message` from alice@client.example to `recipients`.
+fn names_to(
+    message: &[u8],
+    lists: &Fixed,
+    proved: &Authenticated,
+    recipients: &[String],
+) -> Vec<String> {
     let input = FilterInput {
         client_ip: "198.51.100.7".parse().unwrap(),
         helo: "mail.client.example",
         mail_from: "alice@client.example",
         message,
         proved,
+        recipients,
     };
     judge(&input, lists, &Policy::default())
         .symbols
@@ -104,6 +116,7 @@ fn gtube_is_rejected() {
         mail_from: "",
         message: msg.as_bytes(),
         proved: &Authenticated::nothing(),
+        recipients: &[],
     };
     let s = judge(&input, &Fixed(vec![]), &Policy::default()).symbols;
     assert_eq!(s[0].name, "GTUBE");
@@ -146,6 +159,29 @@ fn lists_apply_to_ip_helo_sender_from_and_url_hosts() {
         n.contains(&"ALLOWLIST".to_owned()) && n.contains(&"BLOCKLIST_IP".to_owned()),
         "{n:?}"
     );
+}
+
+#[test]
+fn a_scoped_entry_counts_only_when_every_recipient_is_within_its_scope() {
+    let msg = format!("{GOOD_HEADERS}\r\nhello\r\n");
+    let scoped = |scope: &str| {
+        let mut e = entry(ListName::Block, EntryKind::Sender, "alice@client.example");
+        e.scope = scope.into();
+        Fixed(vec![e])
+    };
+    let to = |rs: &[&str]| rs.iter().map(|r| r.to_string()).collect::<Vec<String>>();
+    let blocked = |lists: &Fixed, rcpts: &[&str]| {
+        names_to(msg.as_bytes(), lists, &Authenticated::nothing(), &to(rcpts))
+            .contains(&"BLOCKLIST_SENDER".to_owned())
+    };
+    let domain = scoped("a.example");
+    assert!(blocked(&domain, &["x@a.example", "y@sub.a.example"]));
+    assert!(!blocked(&domain, &["x@b.example"]), "another domain's mail");
+    assert!(!blocked(&domain, &["x@a.example", "y@b.example"]), "mixed");
+    let mailbox = scoped("bob@a.example");
+    assert!(blocked(&mailbox, &["bob@a.example"]));
+    assert!(!blocked(&mailbox, &["eve@a.example"]), "another mailbox");
+    assert!(blocked(&scoped(""), &["x@b.example"]), "cluster-wide");
 }
 
 #[test]
@@ -221,6 +257,7 @@ fn dangerous_attachments_are_quarantined() {
             mail_from: "a@client.example",
             message: &msg,
             proved: &Authenticated::nothing(),
+            recipients: &[],
         };
         let s = judge(&input, &Fixed(vec![]), &Policy::default()).symbols;
         assert!(s.iter().any(|x| x.name == expect), "{expect}: {s:?}");

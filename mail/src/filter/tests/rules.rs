@@ -182,6 +182,7 @@ fn rules_weigh_more_while_the_classifiers_are_silent() {
         mail_from: "alice@client.example",
         message: msg.as_bytes(),
         proved: &crate::trust::Authenticated::nothing(),
+        recipients: &[],
     };
     let score = |k: &dyn Knowledge| {
         let j = judge(&input, k, &Policy::default());

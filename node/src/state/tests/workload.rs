@@ -153,6 +153,8 @@ pub(super) fn workload(seed: u64, n: u64) -> Vec<Entry<TypeConfig>> {
                     _ => format!("h{}.example", rng.random_range(0..20)),
                 };
                 let list = rng.random_range(1..=2);
+                // The same value on the cluster's list and on a domain's or mailbox's own.
+                let scope: String = ["", "a.example", "u@a.example"][rng.random_range(0..3)].into();
                 let domain = format!("local{}.test", rng.random_range(0..5));
                 if rng.random_bool(0.5) {
                     cmds.push(other_command(&mut rng, i));
@@ -189,8 +191,14 @@ pub(super) fn workload(seed: u64, n: u64) -> Vec<Entry<TypeConfig>> {
                         expires_at_ms: rng
                             .random_bool(0.3)
                             .then(|| i as i64 * 1000 + rng.random_range(0..5000)),
+                        scope,
                     }),
-                    6..=8 => command::Kind::ListRemove(ListRemove { list, kind, value }),
+                    6..=8 => command::Kind::ListRemove(ListRemove {
+                        list,
+                        kind,
+                        value,
+                        scope,
+                    }),
                     9 => command::Kind::CalloutResults(CalloutResults {
                         results: mailboxes
                             .into_iter()

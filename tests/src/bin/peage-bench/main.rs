@@ -255,6 +255,7 @@ async fn filter_bench(corpus: std::path::PathBuf) -> anyhow::Result<()> {
             client_ip: "198.51.100.1".into(),
             helo: "mail.bench.example".into(),
             mail_from: "sender@bench.example".into(),
+            ..Default::default()
         })
         .await?;
     }
@@ -287,6 +288,7 @@ fn judge_all<'m>(
                 mail_from: "sender@bench.example",
                 message,
                 proved: &peage_mail::trust::Authenticated::nothing(),
+                recipients: &[],
             };
             let j = peage_mail::filter::judge(&input, knowledge, policy);
             *verdicts.entry(j.verdict.as_str()).or_insert(0) += 1;
