@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         mail_from: "a@fuzz.example",
         message: data,
         proved: &Authenticated::nothing(),
+        recipients: &[],
     };
     let _ = judge(&input, &NoLists, &Policy::default());
 });

@@ -1,4 +1,5 @@
-//! Sender authentication at the edge (mail-auth): SPF for the HELO and MAIL FROM identities
+//! Sender authentication at the edge (mail-auth): the client's reverse DNS (iprev), SPF for
+//! the HELO and MAIL FROM identities
 //! (the HELO one stands for the null sender), DKIM, ARC and DMARC, all within one DNS budget per message so
 //! that a slow resolver turns into `temperror`, never into a stuck client; their symbols,
 //! the `Authentication-Results` field (RFC 8601) under this node's authserv-id, and what a
@@ -16,7 +17,7 @@ use mail_auth::hickory_resolver::config::{
 use mail_auth::{
     dkim::Canonicalization, dmarc::verify::DmarcParameters, dmarc::Policy as DmarcPolicy,
     spf::verify::SpfParameters, AuthenticatedMessage, AuthenticationResults, DkimResult,
-    DmarcOutput, DmarcResult, MessageAuthenticator, SpfResult,
+    DmarcOutput, DmarcResult, IprevOutput, IprevResult, MessageAuthenticator, SpfResult,
 };
 
 use peage_mail::filter::{symbol, url_hosts_of, verdict, Judgement, Policy, Symbol, Verdict};
@@ -38,6 +39,9 @@ pub struct Authentication {
     pub dmarc_quarantine: bool,
     /// The domains SPF (HELO, MAIL FROM) or a valid DKIM signature vouched for.
     pub proved: Authenticated,
+    /// The client's host name when reverse DNS names one whose addresses include the
+    /// client's (iprev pass); empty otherwise.
+    pub rdns: String,
 }
 
 /// The resolver and limits sender authentication works with, and what it makes of a
@@ -204,7 +208,7 @@ impl Authenticator {
         } else {
             mail_from.to_owned()
         };
-        let (helo_spf, spf) = tokio::join!(
+        let (helo_spf, spf, iprev) = tokio::join!(
             self.inner
                 .verify_spf(SpfParameters::verify_ehlo(client_ip, helo_domain, host)),
             self.inner.verify_spf(SpfParameters::verify_mail_from(
@@ -212,9 +216,13 @@ impl Authenticator {
                 helo_domain,
                 host,
                 &sender,
-            ))
+            )),
+            self.inner.verify_iprev(client_ip)
         );
-        let mut out = Authentication::default();
+        let mut out = Authentication {
+            rdns: confirmed_name(&iprev),
+            ..Authentication::default()
+        };
         if let Some(s) = helo_spf_symbol(helo_spf.result(), helo_domain) {
             out.symbols.push(s);
         }
@@ -227,6 +235,7 @@ impl Authenticator {
                 .vouch(sender.rsplit_once('@').map_or("", |(_, d)| d));
         }
         let mut results = AuthenticationResults::new(host)
+            .with_iprev_result(&iprev, client_ip)
             .with_spf_ehlo_result(&helo_spf, client_ip, helo_domain)
             .with_spf_mailfrom_result(&spf, client_ip, &sender, helo_domain);
         let Some(parsed) = AuthenticatedMessage::parse(message) else {
@@ -290,6 +299,16 @@ impl Authenticator {
             .with_dmarc_result(&dmarc);
         out.header = format!("Authentication-Results: {results}\r\n");
         out
+    }
+}
+
+/// The first name reverse DNS gave, when forward DNS confirmed it (without the final dot).
+fn confirmed_name(iprev: &IprevOutput) -> String {
+    match (&iprev.result, &iprev.ptr) {
+        (IprevResult::Pass, Some(names)) => names.first().map_or_else(String::new, |n| {
+            n.trim_end_matches('.').to_ascii_lowercase()
+        }),
+        _ => String::new(),
     }
 }
 

@@ -19,7 +19,7 @@ fn event_json(e: &TrackEvent) -> serde_json::Value {
            "queue_id": e.queue_id, "message_id": e.message_id, "sender": e.sender,
            "recipients": e.recipients, "client_ip": e.client_ip, "helo": e.helo,
            "verdict": e.verdict, "score_milli": e.score_milli, "detail": e.detail,
-           "tls": e.tls, "login": e.login})
+           "tls": e.tls, "login": e.login, "rdns": e.rdns})
 }
 
 pub async fn run(ctx: &mut Ctx, a: TrackArgs) -> Result<(), ClientError> {

@@ -62,6 +62,9 @@ pub struct Envelope {
     /// principal whose trusted network it connected from (`Acceptor::trusted_principal`);
     /// None on the MX.
     pub login: Option<String>,
+    /// The client's forward-confirmed reverse DNS name, once the node has looked it up
+    /// (the session leaves it empty; sender authentication fills it in).
+    pub rdns: String,
 }
 
 /// A recipient refused at RCPT, and the transaction it was refused in.

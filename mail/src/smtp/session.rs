@@ -387,6 +387,7 @@ impl<'a, A: Acceptor> Session<'a, A> {
                 _ => None,
             },
             login: self.login.clone(),
+            rdns: String::new(),
         };
         self.acceptor.accept(envelope, t.body).await
     }

@@ -23,8 +23,13 @@ pub fn received(envelope: &Envelope, host: &str, now_ms: i64) -> String {
         [one] => format!("\r\n\tfor <{}>", one.address()),
         _ => String::new(),
     };
+    // As Postfix writes it: the verified name, or `unknown` when there is none.
+    let rdns = match envelope.rdns.as_str() {
+        "" => "unknown".to_owned(),
+        name => printable_helo(name),
+    };
     format!(
-        "Received: from {} ([{ip}])\r\n\tby {host} (Peage) with {with}{rcpt};\r\n\t{}\r\n",
+        "Received: from {} ({rdns} [{ip}])\r\n\tby {host} (Peage) with {with}{rcpt};\r\n\t{}\r\n",
         printable_helo(&envelope.helo),
         rfc2822_ms(now_ms)
     )
@@ -183,6 +188,7 @@ mod tests {
             rcpt_to: rcpts.iter().map(|r| parse_recipient(r).unwrap()).collect(),
             tls,
             login: None,
+            rdns: String::new(),
         }
     }
 
@@ -198,7 +204,7 @@ mod tests {
         );
         assert_eq!(
             r,
-            "Received: from client.example??evil???x ([192.0.2.7])\r\n\tby paris.peage (Peage) \
+            "Received: from client.example??evil???x (unknown [192.0.2.7])\r\n\tby paris.peage (Peage) \
              with ESMTPS (TLSv1_3 TLS13_AES_256_GCM_SHA384)\r\n\tfor <bob@example.test>;\r\n\t\
              Wed, 25 Nov 2026 09:46:40 +0000\r\n"
         );
@@ -209,6 +215,17 @@ mod tests {
         );
         assert!(plain.contains("with ESMTP;"), "{plain}");
         assert!(!plain.contains("for <"), "{plain}");
+        let named = Envelope {
+            rdns: "mta.client.example".into(),
+            ..envelope(None, &["bob@example.test"])
+        };
+        let named = received(&named, "paris.peage", 0);
+        assert!(
+            named.starts_with(
+                "Received: from client.example??evil???x (mta.client.example [192.0.2.7])"
+            ),
+            "{named}"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::callout::{Answer, Callout};
 use super::strikes::{Evidence, StrikeKind};
 use super::submission::{self, Submission};
 use super::{NewMessage, Spooler};
-use crate::auth::Authenticator;
+use crate::auth::{Authentication, Authenticator};
 use crate::clock::now_ms;
 use crate::dkim;
 use crate::evidence::Recorder;
@@ -298,6 +298,7 @@ impl NodeAcceptor {
             reason: reason.into(),
             tls: tls_of(envelope.tls),
             login: envelope.login.clone().unwrap_or_default(),
+            rdns: envelope.rdns.clone(),
             ..TrackEvent::default()
         });
     }
@@ -328,7 +329,32 @@ impl NodeAcceptor {
         }
     }
 
-    async fn accept_message(&self, envelope: Envelope, message: Vec<u8>) -> Reply {
+    /// The message as stored: delivered and quarantined copies both carry the trace (ours,
+    /// authentication's, a customer's identity) and the verdict above what arrived.
+    fn stamped(
+        &self,
+        envelope: &Envelope,
+        authentication: Option<&Authentication>,
+        identity: &Option<String>,
+        judgement: &Judgement,
+        message: Vec<u8>,
+    ) -> Vec<u8> {
+        let mut body = received(envelope, &self.hostname, now_ms()).into_bytes();
+        if let Some(found) = authentication {
+            body.extend_from_slice(found.header.as_bytes());
+        }
+        if let (Some(login), Some(identity)) = (&envelope.login, identity) {
+            body.extend_from_slice(submission::trace_header(login, identity).as_bytes());
+        }
+        body.extend_from_slice(
+            filter::headers(judgement.verdict, judgement.total_milli, &judgement.symbols)
+                .as_bytes(),
+        );
+        body.extend_from_slice(&message);
+        body
+    }
+
+    async fn accept_message(&self, mut envelope: Envelope, message: Vec<u8>) -> Reply {
         let span = tracing::info_span!("accept", client = %envelope.client_ip);
         let started = Instant::now();
         let message = match strip_forged_headers(&message, &self.hostname) {
@@ -353,6 +379,9 @@ impl NodeAcceptor {
             None => None,
         };
         let authentication = authenticate(auth, &mut judged).await;
+        if let Some(found) = &authentication {
+            envelope.rdns.clone_from(&found.rdns);
+        }
         let Some((mut judgement, message)) = self.judge(judged).await else {
             return Reply::new(451, "4.3.0 The filter could not run; try again later");
         };
@@ -385,20 +414,13 @@ impl NodeAcceptor {
         }
         let message_id = tracking::message_id_of(&message);
         let size = message.len();
-        // Delivered and quarantined copies both carry the trace and the verdict.
-        let mut body = received(&envelope, &self.hostname, now_ms()).into_bytes();
-        if let Some(found) = &authentication {
-            body.extend_from_slice(found.header.as_bytes());
-        }
-        if let (Some(login), Some(identity)) = (&envelope.login, &identity) {
-            body.extend_from_slice(submission::trace_header(login, identity).as_bytes());
-        }
-        body.extend_from_slice(
-            filter::headers(judgement.verdict, judgement.total_milli, &judgement.symbols)
-                .as_bytes(),
+        let body = self.stamped(
+            &envelope,
+            authentication.as_ref(),
+            &identity,
+            &judgement,
+            message,
         );
-        body.extend_from_slice(&message);
-        drop(message);
         let new = NewMessage {
             mail_from: envelope.mail_from.clone(),
             rcpt_to: envelope.rcpt_to.iter().map(Recipient::address).collect(),

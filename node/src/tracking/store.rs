@@ -54,7 +54,7 @@ fn add_connection_columns(conn: &Connection) -> rusqlite::Result<()> {
     let names: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for column in ["tls", "login"] {
+    for column in ["tls", "login", "rdns"] {
         if !names.iter().any(|n| n == column) {
             conn.execute_batch(&format!(
                 "ALTER TABLE events ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
@@ -86,8 +86,8 @@ fn insert(conn: &mut Connection, batch: &[TrackEvent]) -> rusqlite::Result<()> {
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO events (at_ms, node_id, site, kind, queue_id, message_id, sender,
-               recipients, client_ip, helo, verdict, score_milli, detail, tls, login)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+               recipients, client_ip, helo, verdict, score_milli, detail, tls, login, rdns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?;
         for e in batch {
             let recipients: String = e
@@ -111,6 +111,7 @@ fn insert(conn: &mut Connection, batch: &[TrackEvent]) -> rusqlite::Result<()> {
                 e.detail,
                 e.tls,
                 e.login,
+                e.rdns,
             ])?;
             rollup.add(e);
         }
@@ -214,7 +215,7 @@ pub fn search(conn: &Connection, q: &TrackQuery) -> anyhow::Result<Vec<TrackEven
     values.push(Value::Integer(limit_of(q) as i64));
     let sql = format!(
         "SELECT at_ms, node_id, site, kind, queue_id, message_id, sender, recipients, client_ip,
-           helo, verdict, score_milli, detail, tls, login
+           helo, verdict, score_milli, detail, tls, login, rdns
          FROM events {filter} ORDER BY at_ms DESC, id DESC LIMIT ?"
     );
     let mut stmt = conn.prepare(&sql)?;
@@ -240,6 +241,7 @@ pub fn search(conn: &Connection, q: &TrackQuery) -> anyhow::Result<Vec<TrackEven
             detail: r.get(12)?,
             tls: r.get(13)?,
             login: r.get(14)?,
+            rdns: r.get(15)?,
             ..TrackEvent::default()
         })
     })?;

@@ -177,6 +177,7 @@ fn a_file_from_before_the_connection_columns_gets_them_and_keeps_its_events() {
         kind: "accepted".into(),
         tls: "TLSv1.3 TLS_AES_256_GCM_SHA384".into(),
         login: "alice@shop.example".into(),
+        rdns: "mta.shop.example".into(),
         ..Default::default()
     })
     .unwrap();
@@ -186,6 +187,7 @@ fn a_file_from_before_the_connection_columns_gets_them_and_keeps_its_events() {
     assert_eq!(found.len(), 2, "{found:?}");
     assert_eq!(found[0].tls, "TLSv1.3 TLS_AES_256_GCM_SHA384");
     assert_eq!(found[0].login, "alice@shop.example");
+    assert_eq!(found[0].rdns, "mta.shop.example");
     assert_eq!(
         (found[1].detail.as_str(), found[1].tls.as_str()),
         ("old", "")

@@ -1,7 +1,8 @@
 //! Sender authentication against real nodes and a DNS server of the test's own (offline):
 //! SPF pass, fail and softfail, DKIM signatures (ed25519 and RSA) verified and a tampered one
 //! failed, an ARC chain checked, DMARC's reject policy honoured, the `Authentication-Results`
-//! field the mailbox gets, and allow-listing that counts only for proved senders.
+//! field the mailbox gets, the client named by its confirmed reverse DNS (in `Received:`
+//! and tracking), and allow-listing that counts only for proved senders.
 
 use base64::Engine;
 use mail_auth::arc::ArcSealer;
@@ -12,7 +13,7 @@ use mail_auth::{AuthenticatedMessage, AuthenticationResults, MessageAuthenticato
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::PrivateKeyDer;
 
-use peage_tests::{SinkProcess, TestCluster, Tuning};
+use peage_tests::{smtplib_send_with, SinkProcess, SmtpOptions, TestCluster, Tuning};
 
 fn message(from: &str, subject: &str) -> String {
     format!(
@@ -47,6 +48,48 @@ fn sign(pkcs8: &[u8], message: &str) -> String {
         .sign(message.as_bytes())
         .unwrap()
         .to_header()
+}
+
+/// A client whose reverse DNS names a host whose address is the client's is named by it in
+/// our `Received:` field and its tracking events; one without is `unknown`. The resolver
+/// answers loopback from the hosts file or itself (RFC 6761): 127.0.0.1 has a name (which
+/// one depends on the machine) whose address it is; 127.0.0.5 a name whose address it is not.
+async fn the_client_is_named_by_its_confirmed_reverse_dns(c: &TestCluster, sink: &SinkProcess) {
+    let (host, port) = c.nodes[1].smtp_addr();
+    for (source, subject) in [("127.0.0.1", "named"), ("127.0.0.5", "unnamed")] {
+        let options = SmtpOptions {
+            source: Some(source.into()),
+            ..Default::default()
+        };
+        let from = "alice@pass.example";
+        let body = message(from, subject);
+        let rcpts = ["bob@example.test"];
+        let r = smtplib_send_with(&host, port, from, &rcpts, body.as_bytes(), &options);
+        assert_eq!(r.data.clone().unwrap_or_default().0, 250, "{r:?}");
+    }
+    let named = delivered(sink, 6, "named").await;
+    let name = named
+        .strip_prefix("Received: from client.example (")
+        .and_then(|rest| rest.split_once(" [127.0.0.1])"))
+        .map(|(name, _)| name);
+    let name = name.unwrap_or_else(|| panic!("{named}"));
+    assert!(name != "unknown" && named.contains("iprev=pass"), "{named}");
+    let unnamed = delivered(sink, 6, "unnamed").await;
+    assert!(
+        unnamed.starts_with("Received: from client.example (unknown [127.0.0.5])")
+            && unnamed.contains("iprev=fail"),
+        "{unnamed}"
+    );
+    let track = ["--json", "track", "--sender", "alice@pass.example"];
+    let found: serde_json::Value = serde_json::from_slice(&c.peagectl(0, &track).stdout).unwrap();
+    let events = found["events"].as_array().unwrap();
+    let rdns_of = |ip: &str| {
+        let accepted = |e: &&serde_json::Value| e["kind"] == "accepted" && e["client_ip"] == ip;
+        let e = events.iter().find(accepted);
+        e.unwrap_or_else(|| panic!("no event from {ip}: {found}"))["rdns"].clone()
+    };
+    assert_eq!(rdns_of("127.0.0.1"), name, "{found}");
+    assert_eq!(rdns_of("127.0.0.5"), "", "{found}");
 }
 
 #[tokio::test]
@@ -128,6 +171,7 @@ async fn spf_dkim_and_dmarc_are_checked_and_reported() {
     let m = delivered(&sink, 4, "signed").await;
     assert!(m.contains("dkim=pass") && m.contains("DKIM_VALID"), "{m}");
     assert!(m.contains("dmarc=pass") && m.contains("spf=fail"), "{m}");
+    the_client_is_named_by_its_confirmed_reverse_dns(&c, &sink).await;
 }
 
 #[tokio::test]

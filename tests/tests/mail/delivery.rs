@@ -32,7 +32,7 @@ async fn ham_sent_to_each_site_arrives_in_the_sink_exactly_once() {
     for m in &msgs {
         // Our trace field first, then our verdict, then the message as it came.
         assert!(
-            m.starts_with("Received: from client.example ([127.0.0."),
+            m.starts_with("Received: from client.example (unknown [127.0.0."),
             "{m}"
         );
         let verdict = m.find("X-Peage-Verdict: ").expect("a verdict");
