@@ -12,7 +12,7 @@ mod access;
 mod outbound;
 mod reports;
 
-pub use access::{AuditArgs, AuditCmd, TokenCmd};
+pub use access::{AuditArgs, AuditCmd, PortalCmd, TokenCmd};
 
 pub use outbound::{DkimCmd, IdentityCmd, OutboundCmd, PrincipalArgs, RatelimitCmd, UserCmd};
 pub use reports::{StatsArgs, TrackArgs};
@@ -112,6 +112,9 @@ pub enum Cmd {
     /// The audit log of admin writes: who, with which role, from where, what, outcome.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The end users' quarantine portal: links to a mailbox's held mail.
+    #[command(subcommand)]
+    Portal(PortalCmd),
     /// DKIM keys that sign the hosted domains' outgoing mail (operator token).
     #[command(subcommand)]
     Dkim(DkimCmd),

@@ -14,6 +14,7 @@ pub mod grpc_tls;
 pub mod metrics;
 pub mod secret;
 pub mod shutdown;
+pub mod signed_links;
 pub mod snapshot_file;
 pub mod types;
 
@@ -38,6 +39,7 @@ pub mod spool;
 // What operators reach, and the node's life.
 pub mod admin;
 pub mod health;
+pub mod portal;
 mod run;
 pub mod tools;
 

@@ -25,6 +25,7 @@ use crate::config::{Config, DmarcPolicy};
 use crate::evidence::{self, EvidenceConfig, Recorder};
 use crate::grpc_tls::GrpcTls;
 use crate::logins::Logins;
+use crate::portal::{self, Portal};
 use crate::ratelimit::{self, RateLimits};
 use crate::spool::acceptor::NodeAcceptor;
 use crate::spool::callout::Callout;
@@ -54,6 +55,7 @@ struct Listeners {
     /// Submission: STARTTLS (587) and implicit TLS (465).
     submission: [Option<TcpListener>; 2],
     metrics: Option<TcpListener>,
+    portal: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -68,6 +70,7 @@ impl Listeners {
                 bind_optional("listen.submissions", l.submissions).await?,
             ],
             metrics: bind_optional("listen.metrics", l.metrics).await?,
+            portal: bind_optional("listen.portal", l.portal).await?,
         })
     }
 }
@@ -230,6 +233,21 @@ pub async fn run(
         ))),
         None => None,
     };
+    // The portal writes through the cluster: it stops with the mail path.
+    let portal = match (listeners.portal, &smtp_tls) {
+        (Some(listener), Some(tls)) => {
+            let admin = AdminService::new(cluster.clone(), &config, auth.clone());
+            let session = Duration::from_secs(config.portal.session_minutes * 60);
+            let portal = Portal::new(Arc::new(admin), session);
+            Some(tokio::spawn(portal::serve(
+                listener,
+                tls.clone(),
+                portal,
+                mail.clone(),
+            )))
+        }
+        _ => None,
+    };
     let ledger = (Arc::new(ledger), left);
     let [submission, submissions] = listeners.submission;
     let edge = Edge {
@@ -256,6 +274,9 @@ pub async fn run(
     stop_mail.fire();
     for task in mail_path {
         let _ = task.await;
+    }
+    if let Some(portal) = portal {
+        let _ = portal.await;
     }
     // Raft stops before the peer listener closes: a node that no longer hears its leader
     // would otherwise call an election on its way out and take the leadership with it.

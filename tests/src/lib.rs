@@ -22,7 +22,7 @@ pub mod wait;
 pub use binaries::{bin, bin_dir};
 pub use cluster::{add_req, Node, TestCluster, Tuning, ADMIN_TOKEN, READ_TOKEN, SECRET, SITES};
 pub use dns::DnsServer;
-pub use http::{http_get, metric_value};
+pub use http::{http_get, https, metric_value, HttpsReply};
 pub use peage_client::v1;
 pub use sink::{read_maildir, SinkProcess};
 pub use smtp::{smtplib_send, smtplib_send_with, SmtpOptions, SmtpResult};

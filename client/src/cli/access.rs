@@ -87,3 +87,18 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
 }
+
+/// The end users' quarantine portal.
+#[derive(Subcommand)]
+pub enum PortalCmd {
+    /// A signed link that opens one mailbox's held mail in the portal, to send its owner
+    /// (operator, helpdesk, or a domain admin for its domains' mailboxes).
+    #[command(after_help = "Example:\n  peagectl portal link bob@example.test --valid 2d")]
+    Link {
+        mailbox: String,
+        /// How long the link stays good (at most 90d): 90s, 15m, 2h, 7d. Default: the
+        /// node's portal.link_days.
+        #[arg(long)]
+        valid: Option<String>,
+    },
+}

@@ -1,11 +1,12 @@
-//! `peagectl token` and `peagectl audit`: API tokens made, removed and listed; the audit
-//! log of admin writes.
+//! `peagectl token`, `peagectl audit` and `peagectl portal`: API tokens made, removed and
+//! listed; the audit log of admin writes; links to a mailbox's held mail in the portal.
 
 use serde_json::json;
 
 use peage_client::parse_duration_secs;
 use peage_client::v1::{
-    AuditListRequest, TokenAddRequest, TokenInfo, TokenListRequest, TokenRemoveRequest,
+    AuditListRequest, PortalLinkRequest, TokenAddRequest, TokenInfo, TokenListRequest,
+    TokenRemoveRequest,
 };
 use peage_client::ClientError;
 
@@ -148,5 +149,29 @@ pub async fn audit(ctx: &mut Ctx, a: AuditArgs) -> Result<(), ClientError> {
         );
     }
     print_read_note(&r.read);
+    Ok(())
+}
+
+pub async fn portal_link(
+    ctx: &mut Ctx,
+    mailbox: String,
+    valid: Option<String>,
+) -> Result<(), ClientError> {
+    let valid_secs = match valid {
+        Some(d) => parse_duration_secs(&d).map_err(ClientError::InvalidArgument)?,
+        None => 0,
+    };
+    let request = PortalLinkRequest {
+        mailbox,
+        valid_secs,
+    };
+    let reply = ctx.admin().await?.portal_link(request).await;
+    let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
+    if ctx.json {
+        print_json(json!({"url": r.url, "expires_at_ms": r.expires_at_ms}));
+    } else {
+        println!("{}", r.url);
+        println!("good until {} (UTC)", utc(r.expires_at_ms));
+    }
     Ok(())
 }

@@ -20,7 +20,7 @@ mod users;
 
 use peage_client::{Access, ClientError};
 
-use crate::cli::{AuditCmd, Cli, Cmd, OutboundCmd};
+use crate::cli::{AuditCmd, Cli, Cmd, OutboundCmd, PortalCmd};
 use context::{message_files, Ctx};
 
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
@@ -50,6 +50,9 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Cmd::Sql { query, max_rows } => sql::run(&mut ctx, query, max_rows).await,
         Cmd::Token(cmd) => access::tokens(&mut ctx, cmd).await,
         Cmd::Audit(AuditCmd::Ls(args)) => access::audit(&mut ctx, args).await,
+        Cmd::Portal(PortalCmd::Link { mailbox, valid }) => {
+            access::portal_link(&mut ctx, mailbox, valid).await
+        }
         Cmd::Check {
             paths,
             client_ip,

@@ -41,28 +41,37 @@ impl AdminService {
         Fut: Future<Output = Result<R, Status>>,
     {
         let caller = self.tokens.identify(&req)?;
-        let target: String = req
-            .get_ref()
-            .target()
-            .chars()
-            .take(MAX_TARGET_CHARS)
-            .collect();
+        let target = req.get_ref().target();
         let result = match permit(&caller, access) {
             Ok(()) => write(caller.clone(), req.into_inner()).await,
             Err(refused) => Err(refused),
         };
-        let outcome = match &result {
+        let who = (caller.name.as_str(), caller.role.as_str(), caller.client);
+        self.record(who, action, &target, &result).await;
+        result
+    }
+
+    /// Writes one audit record: `who` (name, role, client address) did `action` on
+    /// `target`, with `result`.
+    pub(super) async fn record<R>(
+        &self,
+        (name, role, client): (&str, &str, String),
+        action: &str,
+        target: &str,
+        result: &Result<R, Status>,
+    ) {
+        let outcome = match result {
             Ok(_) => "ok".to_owned(),
             Err(e) => format!("{:?}: {}", e.code(), e.message()),
         };
         let record = AuditRecord {
             at_ms: now_ms(),
-            token: caller.name,
-            role: caller.role.as_str().to_owned(),
-            client: caller.client,
+            token: name.to_owned(),
+            role: role.to_owned(),
+            client,
             node_id: self.cluster.id(),
             action: action.to_owned(),
-            target,
+            target: target.chars().take(MAX_TARGET_CHARS).collect(),
             outcome,
             keep_since_ms: now_ms() - self.audit_retention.as_millis() as i64,
         };
@@ -70,7 +79,6 @@ impl AdminService {
             // The write's own answer stands; the operator reads why its record is missing.
             tracing::warn!(action, error = %e.message(), "audit record not written");
         }
-        result
     }
 }
 
@@ -134,6 +142,7 @@ targets! {
     TriggerSnapshotRequest => |_r| String::new();
     TokenAddRequest => |r| format!("{} ({}; {})", r.name, r.role, r.domains.join(", "));
     TokenRemoveRequest => |r| r.name.clone();
+    PortalLinkRequest => |r| r.mailbox.clone();
 }
 
 /// A list entry named as written, with its scope when it has one.

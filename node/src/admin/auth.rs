@@ -65,9 +65,11 @@ impl Access {
 }
 
 /// The domains a token is bound to; none: every domain. A domain covers its subdomains.
+/// A mailbox owner's (the portal's) covers its own address and nothing else.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     domains: Vec<String>,
+    mailbox: Option<String>,
 }
 
 impl Scope {
@@ -79,11 +81,22 @@ impl Scope {
             .collect();
         domains.sort();
         domains.dedup();
-        Scope { domains }
+        Scope {
+            domains,
+            mailbox: None,
+        }
+    }
+
+    /// One mailbox's: its own mail and list entries.
+    pub fn mailbox(address: &str) -> Scope {
+        Scope {
+            domains: Vec::new(),
+            mailbox: Some(address.trim().to_lowercase()),
+        }
     }
 
     pub fn is_everything(&self) -> bool {
-        self.domains.is_empty()
+        self.domains.is_empty() && self.mailbox.is_none()
     }
 
     pub fn domains(&self) -> &[String] {
@@ -101,6 +114,9 @@ impl Scope {
     }
 
     pub fn covers_address(&self, address: &str) -> bool {
+        if let Some(mailbox) = &self.mailbox {
+            return mailbox.eq_ignore_ascii_case(address.trim());
+        }
         self.is_everything() || domain_of(address).is_some_and(|d| self.covers_domain(&d))
     }
 
@@ -114,10 +130,13 @@ impl Scope {
 
     /// The refusal of something outside the scope.
     pub fn outside(&self, what: &str) -> Status {
-        Status::permission_denied(format!(
-            "{what} is outside this token's domains ({})",
-            self.domains.join(", ")
-        ))
+        Status::permission_denied(match &self.mailbox {
+            Some(mailbox) => format!("{what} is not {mailbox}'s"),
+            None => format!(
+                "{what} is outside this token's domains ({})",
+                self.domains.join(", ")
+            ),
+        })
     }
 }
 

@@ -73,7 +73,7 @@ pub async fn list(
 }
 
 /// The message `id` when the caller may see it (one out of scope is not found either).
-fn find(svc: &AdminService, scope: &Scope, id: &str) -> Result<SpooledMessage, Status> {
+pub(super) fn find(svc: &AdminService, scope: &Scope, id: &str) -> Result<SpooledMessage, Status> {
     svc.cluster
         .state()
         .spool()
@@ -144,17 +144,29 @@ pub async fn release(
     req: MessageRef,
 ) -> Result<MessageActionReply, Status> {
     let staff = matches!(caller.role, Role::Operator | Role::Helpdesk);
-    let (queue_id, no_learn) = (req.queue_id, req.no_learn || !staff);
-    let (author, scope) = (caller.name, caller.scope);
+    let no_learn = req.no_learn || !staff;
+    release_as(svc, &caller.scope, caller.name, req.queue_id, !no_learn).await
+}
+
+/// Releases a quarantined message for `author` within `scope`, teaching the classifier it
+/// was ham when `learn`.
+pub async fn release_as(
+    svc: &AdminService,
+    scope: &Scope,
+    author: String,
+    queue_id: String,
+    learn: bool,
+) -> Result<MessageActionReply, Status> {
+    let no_learn = !learn;
     // The record and body first: once released, the message may be delivered and gone.
-    let held = find(svc, &scope, &queue_id).ok();
+    let held = find(svc, scope, &queue_id).ok();
     let body = match (&held, no_learn) {
         (Some(m), false) => body_of(&svc.cluster, m).await.ok(),
         _ => None,
     };
     let lease_until_ms = svc.cluster.leader_now_ms() + svc.lease.as_millis() as i64;
     let owner = svc.cluster.id();
-    let mut reply = act(svc, &scope, queue_id, "quarantined message", |queue_id| {
+    let mut reply = act(svc, scope, queue_id, "quarantined message", |queue_id| {
         command::Kind::SpoolRelease(SpoolRelease {
             queue_id,
             owner,

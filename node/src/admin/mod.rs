@@ -13,6 +13,7 @@ mod convert;
 mod dkim;
 mod learn;
 mod lists;
+mod mailbox;
 mod maintenance;
 mod membership;
 mod messages;
@@ -32,6 +33,7 @@ use tonic::{Request, Response, Status};
 use peage_proto::v1::admin_server::Admin;
 use peage_proto::v1::*;
 
+pub use mailbox::MailboxAction;
 pub use service::AdminService;
 
 use auth::{permit, Access, Caller};
@@ -357,6 +359,15 @@ impl Admin for AdminService {
         let write = |_: Caller, r| maintenance::trigger_snapshot(self, r);
         answer(
             self.audited(req, Access::Operate, "TriggerSnapshot", write)
+                .await,
+        )
+    }
+
+    async fn portal_link(&self, req: Request<PortalLinkRequest>) -> Reply<PortalLinkReply> {
+        // A link opens a mailbox's held mail: as much as releasing it does.
+        let write = |caller: Caller, r| mailbox::link(self, caller, r);
+        answer(
+            self.audited(req, Access::Release, "PortalLink", write)
                 .await,
         )
     }

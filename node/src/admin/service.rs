@@ -30,6 +30,10 @@ pub struct AdminService {
     pub(super) limits: RateLimits,
     /// How long the audit log keeps a record.
     pub(super) audit_retention: Duration,
+    /// Where users reach the portal (links start with it), when the node serves one.
+    pub(super) portal_url: Option<String>,
+    /// How long a portal link stays good.
+    pub(super) link_validity: Duration,
 }
 
 impl AdminService {
@@ -49,6 +53,12 @@ impl AdminService {
             auth,
             limits: RateLimits::from_config(&config.outbound),
             audit_retention: Duration::from_secs(config.admin.audit_retention_days * 86_400),
+            portal_url: config
+                .portal
+                .public_url
+                .clone()
+                .or_else(|| config.listen.portal.map(|addr| format!("https://{addr}"))),
+            link_validity: Duration::from_secs(config.portal.link_days * 86_400),
         }
     }
 

@@ -62,6 +62,32 @@ pub struct Config {
     pub dns: DnsSection,
     #[serde(default)]
     pub tracking: TrackingSection,
+    #[serde(default)]
+    pub portal: PortalSection,
+}
+
+/// The end users' quarantine portal (served on `listen.portal`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalSection {
+    /// How long a session lasts once a link was opened.
+    pub session_minutes: u64,
+    /// How long a link stays good.
+    pub link_days: u64,
+    /// The portal's address as users reach it (links start with it); default
+    /// `https://<listen.portal>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+impl Default for PortalSection {
+    fn default() -> Self {
+        PortalSection {
+            session_minutes: 60,
+            link_days: 14,
+            public_url: None,
+        }
+    }
 }
 
 /// Message tracking: how long this node keeps the events it recorded.
@@ -303,6 +329,9 @@ pub struct ListenSection {
     pub submissions: Option<SocketAddr>,
     /// HTTP: `/metrics` (Prometheus text format) and `/healthz`.
     pub metrics: Option<SocketAddr>,
+    /// HTTPS: the end users' quarantine portal (with `smtp.tls_cert` and `smtp.tls_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portal: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

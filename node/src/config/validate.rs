@@ -140,16 +140,31 @@ impl Config {
 
     fn check_smtp(&self) -> Result<(), Invalid> {
         let smtp = &self.smtp;
-        let submission = [
-            ("listen.submission", self.listen.submission),
-            ("listen.submissions", self.listen.submissions),
+        let over_tls = [
+            (
+                "listen.submission",
+                self.listen.submission,
+                "AUTH is offered",
+            ),
+            (
+                "listen.submissions",
+                self.listen.submissions,
+                "AUTH is offered",
+            ),
+            ("listen.portal", self.listen.portal, "the portal is served"),
         ];
-        for (key, addr) in submission {
+        for (key, addr, what) in over_tls {
             ensure(
                 addr.is_none() || (smtp.tls_cert.is_some() && smtp.tls_key.is_some()),
                 key,
-                "needs smtp.tls_cert and smtp.tls_key: AUTH is offered only over TLS",
+                format!("needs smtp.tls_cert and smtp.tls_key: {what} only over TLS"),
             )?;
+        }
+        for (key, v) in [
+            ("portal.session_minutes", self.portal.session_minutes),
+            ("portal.link_days", self.portal.link_days),
+        ] {
+            ensure(v != 0, key, "must be > 0")?;
         }
         for (key, v) in [
             ("smtp.max_message_bytes", smtp.max_message_bytes),

@@ -243,4 +243,6 @@ pub(super) struct Addressing {
     pub dkim: HashMap<String, DkimKey>,
     /// Admin API tokens by the SHA-256 of their secret.
     pub tokens: HashMap<String, Grant>,
+    /// The portal's signing key, once made.
+    pub portal_key: Option<Vec<u8>>,
 }

@@ -11,8 +11,8 @@ use peage_proto::v1::{command, CommandBatch};
 use super::knowledge::IndexChange;
 use super::logistic::BatchWeights;
 use super::{
-    audit, bayes, callouts, dkim_keys, evidence, list_entries, locks, policy, recipients, routing,
-    spool, tokens, users,
+    audit, bayes, callouts, dkim_keys, evidence, list_entries, locks, policy, portal_key,
+    recipients, routing, spool, tokens, users,
 };
 use crate::types::{BatchOutcome, Outcome, COMMAND_VERSION};
 
@@ -74,6 +74,7 @@ fn apply_command(
         Kind::TokenSet(t) => tokens::apply_set(tx, t, changes),
         Kind::TokenRemove(t) => tokens::apply_remove(tx, t, changes),
         Kind::AuditRecord(a) => audit::apply_record(tx, a),
+        Kind::PortalKeySet(k) => portal_key::apply_set(tx, k, changes),
         Kind::PolicySet(p) => policy::apply_set(tx, p, changes),
         Kind::SpoolPut(put) => spool::apply_put(tx, put, changes),
         Kind::SpoolDone(done) => spool::apply_done(tx, done, changes),

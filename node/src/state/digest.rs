@@ -5,8 +5,8 @@ use openraft::StorageError;
 use sha2::{Digest, Sha256};
 
 use super::{
-    audit, bayes, callouts, dkim_keys, evidence, list_entries, locks, logistic, policy, recipients,
-    routing, spool, tokens, users,
+    audit, bayes, callouts, dkim_keys, evidence, list_entries, locks, logistic, policy, portal_key,
+    recipients, routing, spool, tokens, users,
 };
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
@@ -41,6 +41,7 @@ impl StateStore {
             dkim_keys::digest_rows(&db, &mut out).map_err(sm_err)?;
             tokens::digest_rows(&db, &mut out).map_err(sm_err)?;
             audit::digest_rows(&db, &mut out).map_err(sm_err)?;
+            portal_key::digest_rows(&db, &mut out).map_err(sm_err)?;
             Ok(StateDigest {
                 sha256: hex::encode(h.finalize()),
                 applied_index,

@@ -95,6 +95,7 @@ pub enum IndexChange {
     TokenRemove {
         secret_sha256: String,
     },
+    PortalKey(Vec<u8>),
     /// Callout answers cached (by mailbox key) and expired ones dropped.
     Callouts {
         set: Vec<(u64, CalloutAnswer)>,
@@ -140,6 +141,8 @@ pub struct Indexes {
     dkim: RwLock<HashMap<String, DkimKey>>,
     /// Admin API tokens made through the API, by the SHA-256 of their secret.
     tokens: RwLock<HashMap<String, Grant>>,
+    /// The portal's signing key, once made.
+    portal_key: RwLock<Option<Vec<u8>>>,
     /// The filter's thresholds (read on every message) and the quarantine's retention.
     policy: RwLock<ClusterPolicy>,
     /// The classifier's counts, in step with `bayes_tokens` / `bayes_learned`.
@@ -168,6 +171,7 @@ impl Indexes {
             locks: RwLock::new(addressing.locks),
             dkim: RwLock::new(addressing.dkim),
             tokens: RwLock::new(addressing.tokens),
+            portal_key: RwLock::new(addressing.portal_key),
             policy: RwLock::new(policy),
             bayes: RwLock::new(bayes),
             logistic: RwLock::new(logistic),
@@ -185,6 +189,7 @@ impl Indexes {
         *write(&self.locks) = into_inner(fresh.locks);
         *write(&self.dkim) = into_inner(fresh.dkim);
         *write(&self.tokens) = into_inner(fresh.tokens);
+        *write(&self.portal_key) = into_inner(fresh.portal_key);
         *write(&self.policy) = into_inner(fresh.policy);
         *write(&self.bayes) = into_inner(fresh.bayes);
         *write(&self.logistic) = into_inner(fresh.logistic);
@@ -231,6 +236,7 @@ impl Indexes {
                 IndexChange::TokenRemove { secret_sha256 } => {
                     write(&self.tokens).remove(&secret_sha256);
                 }
+                IndexChange::PortalKey(key) => *write(&self.portal_key) = Some(key),
                 IndexChange::Dkim { domain, key } => match key {
                     Some(key) => {
                         write(&self.dkim).insert(domain, key);
@@ -328,6 +334,11 @@ impl Indexes {
     /// The grant of the API token whose secret hashes to `secret_sha256`.
     pub fn token(&self, secret_sha256: &str) -> Option<Grant> {
         read(&self.tokens).get(secret_sha256).cloned()
+    }
+
+    /// The portal's signing key, once one was made (`PortalKeySet`).
+    pub fn portal_key(&self) -> Option<Vec<u8>> {
+        read(&self.portal_key).clone()
     }
 
     pub fn dkim_key(&self, domain: &str) -> Option<DkimKey> {

@@ -23,6 +23,7 @@ pub mod locks;
 mod logistic;
 mod machine;
 mod policy;
+pub mod portal_key;
 mod queries;
 pub mod recipients;
 pub mod routing;
@@ -166,6 +167,7 @@ impl StateStore {
                 locks: locks::load(&db).map_err(sm_err)?,
                 dkim: dkim_keys::load(&db).map_err(sm_err)?,
                 tokens: tokens::load(&db).map_err(sm_err)?,
+                portal_key: portal_key::load(&db).map_err(sm_err)?,
             },
             policy::query(&db).map_err(sm_err)?,
             (

@@ -194,6 +194,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX list_entries_expiry ON list_entries (expires_at_ms)
         WHERE expires_at_ms IS NOT NULL;
      CREATE INDEX list_entries_scope ON list_entries (scope) WHERE scope != '';",
+    // 20: the portal's signing key (one row).
+    "CREATE TABLE portal_key (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        key BLOB NOT NULL
+     );",
 ];
 
 /// The schema version this release writes.

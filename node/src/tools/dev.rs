@@ -140,7 +140,8 @@ fn start_sites(exe: &Path, dir: &Path, sites: &mut Vec<Site>) -> anyhow::Result<
 
 /// Site `name`'s local config with the dev cluster's certificates (under `DIR/tls`, made
 /// on the first start and kept after): TLS between the nodes and on the admin API, and
-/// STARTTLS with submission on 2587 (STARTTLS) and 2465 (implicit TLS).
+/// STARTTLS with submission on 2587 (STARTTLS) and 2465 (implicit TLS), and the portal on
+/// 8443.
 fn dev_config(dir: &Path, name: &str, mut config: Config) -> anyhow::Result<Config> {
     let tls = std::fs::canonicalize(dir)?.join("tls");
     if !tls.join("ca.key").exists() {
@@ -159,6 +160,7 @@ fn dev_config(dir: &Path, name: &str, mut config: Config) -> anyhow::Result<Conf
     let ip = config.listen.admin.ip();
     config.listen.submission = Some(SocketAddr::new(ip, 2587));
     config.listen.submissions = Some(SocketAddr::new(ip, 2465));
+    config.listen.portal = Some(SocketAddr::new(ip, 8443));
     config.smtp.tls_cert = Some(cert_path.clone());
     config.smtp.tls_key = Some(key_path.clone());
     config.tls = Some(TlsSection {
@@ -235,6 +237,7 @@ fn print_quick_start(dir: &Path, sites: &[Site], token: &str, exe: &Path) {
     println!("  swaks --server 127.0.0.1:2587 -tls --auth-user alice@shop.example --auth-password correct-horse-battery \\");
     println!("        --from alice@shop.example --to bob@example.test   # submission (2465: implicit TLS)");
     println!("  peagectl probe --mx 127.0.0.1:2525,127.0.0.2:2525,127.0.0.3:2525 --duration 10s");
+    println!("  peagectl portal link bob@example.test   # bob's held mail, https://127.0.0.x:8443 (the dev CA)");
     println!("  ls {}/bob@example.test/new", maildir.display());
     println!();
     println!("Ctrl-C stops the three nodes and the sink.");

@@ -91,6 +91,7 @@ impl TestCluster {
                 submission: t.tls.then(|| parse(format!("{ip}:587"))),
                 submissions: t.tls.then(|| parse(format!("{ip}:465"))),
                 metrics: Some(parse(format!("{ip}:9090"))),
+                portal: t.tls.then(|| parse(format!("{ip}:8443"))),
             },
             cluster: ClusterSection {
                 secret: SECRET.into(),
@@ -153,6 +154,7 @@ impl TestCluster {
                 ..DnsSection::default()
             },
             tracking: Default::default(),
+            portal: Default::default(),
         })
     }
 

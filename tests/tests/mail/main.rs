@@ -12,6 +12,7 @@ mod filtering;
 mod handover;
 mod outbound_abuse;
 mod own_lists;
+mod portal;
 mod ratelimits;
 mod recipients;
 mod relay;

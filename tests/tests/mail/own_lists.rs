@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use peage_tests::{TestCluster, ADMIN_TOKEN};
+use peage_tests::{SinkProcess, TestCluster, ADMIN_TOKEN};
 
 use super::{json_as, token_add};
 
@@ -165,6 +165,7 @@ async fn a_domain_admin_keeps_lists_of_its_own_that_decide_only_its_mail() {
     sink.wait_for_messages("ann@a.example", 1, "a.example's mail delivered", wait)
         .await;
 
+    a_mailbox_entry_decides_that_mailbox_only(&c, &sink).await;
     the_audit_log_names_each_list_write(&c);
     let digests = c.digests(0).await.unwrap();
     assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
@@ -184,4 +185,17 @@ fn the_audit_log_names_each_list_write(c: &TestCluster) {
     assert!(logged("ListAdd", "for a.example", true), "{audit}");
     assert!(logged("ListAdd", "for b.example", false), "{audit}");
     assert!(logged("ListRemove", "for a.example", true), "{audit}");
+}
+
+/// bo@b.example's own block entry rejects the sender's mail to bo, and to bo alone.
+async fn a_mailbox_entry_decides_that_mailbox_only(c: &TestCluster, sink: &SinkProcess) {
+    let noise = "x@noise.example";
+    let to_bo = c.smtp_send(0, noise, &["bo@b.example"], &message("bo@b.example"));
+    assert_eq!(to_bo.data.clone().unwrap().0, 550, "{to_bo:?}");
+    let to_bea = c.smtp_send(2, noise, &["bea@b.example"], &message("bea@b.example"));
+    assert_eq!(to_bea.data.clone().unwrap().0, 250, "{to_bea:?}");
+    let wait = Duration::from_secs(30);
+    sink.wait_for_messages("bea@b.example", 2, "bea's second message", wait)
+        .await;
+    assert!(sink.messages("bo@b.example").is_empty());
 }

@@ -1,0 +1,217 @@
+//! What a mailbox owner does through the portal, within that one mailbox
+//! (`Scope::mailbox`): its quarantined mail, a message's body, releasing (and teaching the
+//! classifier it was wanted), deleting, allowing or blocking a sender for itself. The rules
+//! are the admin API's own rooms'; every change is recorded in the audit log as
+//! `mailbox:<address>`, role `mailbox`. The portal's signing key is made here when the first
+//! link needs it.
+
+use rand::RngCore;
+use tonic::Status;
+
+use peage_mail::lists::normalize_scope;
+use peage_proto::v1::{
+    command, EntryKind, ListAddRequest, ListName, MessageRef, MessageShowReply, PortalKeySet,
+    PortalLinkReply, PortalLinkRequest, QueueListRequest, QueuedMessage,
+};
+
+use super::auth::{Caller, Scope};
+use super::service::AdminService;
+use super::validate::invalid;
+use super::{lists, messages};
+use crate::clock::now_ms;
+use crate::signed_links::{self, Purpose};
+use crate::state::portal_key::KEY_BYTES;
+use crate::state::tokens::Role;
+
+/// What a mailbox owner may do to one of its quarantined messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxAction {
+    Release,
+    /// Release, and teach the classifier the message was ham.
+    ReleaseAndLearn,
+    Delete,
+    /// Allow the message's sender, for this mailbox only.
+    AllowSender,
+    /// Block the message's sender, for this mailbox only.
+    BlockSender,
+}
+
+impl MailboxAction {
+    pub const ALL: [MailboxAction; 5] = [
+        MailboxAction::Release,
+        MailboxAction::ReleaseAndLearn,
+        MailboxAction::Delete,
+        MailboxAction::AllowSender,
+        MailboxAction::BlockSender,
+    ];
+
+    /// The action's name in the portal's URLs and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailboxAction::Release => "release",
+            MailboxAction::ReleaseAndLearn => "release-learn",
+            MailboxAction::Delete => "delete",
+            MailboxAction::AllowSender => "allow-sender",
+            MailboxAction::BlockSender => "block-sender",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<MailboxAction> {
+        MailboxAction::ALL.into_iter().find(|a| a.as_str() == word)
+    }
+}
+
+/// The most a link may be good for.
+const MAX_LINK_SECS: u64 = 90 * 86_400;
+
+/// A signed link to `r.mailbox`'s quarantine, for a caller whose scope covers it.
+pub async fn link(
+    svc: &AdminService,
+    caller: Caller,
+    r: PortalLinkRequest,
+) -> Result<PortalLinkReply, Status> {
+    let mailbox = normalize_scope(&r.mailbox)
+        .ok()
+        .filter(|m| m.contains('@'))
+        .ok_or_else(|| invalid(format!("`{}` is not a mailbox address", r.mailbox)))?;
+    if !caller.scope.covers_address(&mailbox) {
+        return Err(caller.scope.outside(&mailbox));
+    }
+    let base = svc.portal_url.as_deref().ok_or_else(|| {
+        Status::failed_precondition(
+            "this node serves no portal (listen.portal) and has no portal.public_url",
+        )
+    })?;
+    let secs = match r.valid_secs {
+        0 => svc.link_validity.as_secs(),
+        s if s > MAX_LINK_SECS => {
+            return Err(invalid(format!(
+                "a link is good for at most {} days",
+                MAX_LINK_SECS / 86_400
+            )))
+        }
+        s => s,
+    };
+    let key = svc.portal_key().await?;
+    let expires_at_ms = now_ms() + secs as i64 * 1000;
+    let token = signed_links::sign(&key, Purpose::Link, &mailbox, expires_at_ms);
+    Ok(PortalLinkReply {
+        url: format!("{}/open/{token}", base.trim_end_matches('/')),
+        expires_at_ms,
+    })
+}
+
+impl AdminService {
+    /// The portal's signing key; the first call anywhere in the cluster makes it.
+    pub async fn portal_key(&self) -> Result<Vec<u8>, Status> {
+        if let Some(key) = self.cluster.state().indexes().portal_key() {
+            return Ok(key);
+        }
+        let mut key = vec![0u8; KEY_BYTES];
+        rand::rng().fill_bytes(&mut key);
+        let (log_index, _) = self
+            .propose(command::Kind::PortalKeySet(PortalKeySet { key }))
+            .await?;
+        self.cluster.wait_applied(log_index).await;
+        // Another node's key may have been first: the replicated one is the key.
+        self.cluster
+            .state()
+            .indexes()
+            .portal_key()
+            .ok_or_else(|| Status::unavailable("the portal key is not applied yet"))
+    }
+
+    /// The incoming mail quarantined for `mailbox`, oldest first.
+    pub async fn mailbox_held(&self, mailbox: &str) -> Result<Vec<QueuedMessage>, Status> {
+        let request = QueueListRequest {
+            quarantine: true,
+            page_size: 1000,
+            ..Default::default()
+        };
+        let reply = messages::list(self, &Scope::mailbox(mailbox), request).await?;
+        Ok(reply.messages)
+    }
+
+    /// One of `mailbox`'s quarantined messages with its body.
+    pub async fn mailbox_show(
+        &self,
+        mailbox: &str,
+        queue_id: &str,
+    ) -> Result<MessageShowReply, Status> {
+        let id = MessageRef {
+            queue_id: queue_id.to_owned(),
+            ..Default::default()
+        };
+        messages::show(self, &Scope::mailbox(mailbox), id, false).await
+    }
+
+    /// Does `action` to `queue_id` for `mailbox` (from `client`), and records it.
+    pub async fn mailbox_act(
+        &self,
+        mailbox: &str,
+        client: String,
+        action: MailboxAction,
+        queue_id: &str,
+    ) -> Result<(), Status> {
+        let result = self.mailbox_change(mailbox, action, queue_id).await;
+        let who = format!("mailbox:{mailbox}");
+        let target = format!("{} {queue_id}", action.as_str());
+        self.record((&who, "mailbox", client), "Portal", &target, &result)
+            .await;
+        result
+    }
+
+    async fn mailbox_change(
+        &self,
+        mailbox: &str,
+        action: MailboxAction,
+        queue_id: &str,
+    ) -> Result<(), Status> {
+        let scope = Scope::mailbox(mailbox);
+        let held = messages::find(self, &scope, queue_id)?;
+        let author = format!("mailbox:{mailbox}");
+        let id = queue_id.to_owned();
+        let list = match action {
+            MailboxAction::Release | MailboxAction::ReleaseAndLearn => {
+                let learn = action == MailboxAction::ReleaseAndLearn;
+                messages::release_as(self, &scope, author, id, learn).await?;
+                return Ok(());
+            }
+            MailboxAction::Delete => {
+                messages::remove(
+                    self,
+                    scope,
+                    MessageRef {
+                        queue_id: id,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                return Ok(());
+            }
+            MailboxAction::AllowSender => ListName::Allow,
+            MailboxAction::BlockSender => ListName::Block,
+        };
+        if held.mail_from.is_empty() {
+            return Err(Status::failed_precondition(
+                "the message has no sender (a delivery report): nothing to allow or block",
+            ));
+        }
+        let entry = ListAddRequest {
+            list: list as i32,
+            kind: EntryKind::Sender as i32,
+            value: held.mail_from,
+            reason: "set by the mailbox owner".into(),
+            ttl_secs: None,
+            scope: mailbox.to_owned(),
+        };
+        let caller = Caller {
+            name: author,
+            // A token's role is not a mailbox owner's: `list_write` asks only the scope.
+            role: Role::DomainAdmin,
+            scope,
+            client: String::new(),
+        };
+        lists::add(self, caller, entry).await.map(|_| ())
+    }
+}

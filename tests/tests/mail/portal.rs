@@ -1,0 +1,239 @@
+//! The end users' quarantine portal, with real processes over HTTPS: an operator's link,
+//! opened at Roubaix, becomes a session cookie and leaves the address bar; the list shows
+//! the held mail; a POST without the session's CSRF token, or without a session, is
+//! refused; a release delivers the original message to the sink and is audited under the
+//! mailbox's name; a message also addressed to someone else is not one mailbox's to
+//! release; a forged or altered link and an expired one are refused; with Paris killed the
+//! same flow works through Ariège.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use peage_tests::{https, wait_for, HttpsReply, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
+
+use super::{json_as, quarantine, zip_with_exe};
+
+const BOB: &str = "bob@example.test";
+
+/// Node `i`'s portal: its address and the certificate it presents.
+fn portal(c: &TestCluster, i: usize) -> (String, PathBuf) {
+    let (ip, _) = c.nodes[i].smtp_addr();
+    let cert = c.data_dir().join(format!("cert{}.pem", c.nodes[i].id));
+    (format!("{ip}:8443"), cert)
+}
+
+async fn get(c: &TestCluster, i: usize, path: &str, cookie: Option<&str>) -> HttpsReply {
+    let (addr, cert) = portal(c, i);
+    https(&addr, &cert, "GET", path, cookie, None)
+        .await
+        .unwrap()
+}
+
+async fn post(
+    c: &TestCluster,
+    i: usize,
+    path: &str,
+    cookie: Option<&str>,
+    form: &str,
+) -> HttpsReply {
+    let (addr, cert) = portal(c, i);
+    https(&addr, &cert, "POST", path, cookie, Some(form))
+        .await
+        .unwrap()
+}
+
+/// A link to bob's held mail made through node `i`: its path (`/open/…`).
+fn link(c: &TestCluster, i: usize, valid: &str) -> String {
+    let made = json_as(
+        c,
+        i,
+        ADMIN_TOKEN,
+        &["portal", "link", BOB, "--valid", valid],
+    )
+    .unwrap();
+    let url = made["url"].as_str().unwrap();
+    url[url.find("/open/").unwrap()..].to_owned()
+}
+
+/// Opens `path` at node `i`: the session cookie it sets (`name=value`).
+async fn open(c: &TestCluster, i: usize, path: &str) -> String {
+    let r = get(c, i, path, None).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/")), "{r:?}");
+    let set = r.header("set-cookie").unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("Secure"), "{set}");
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// The list page's CSRF token.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
+/// Holds a ZIP with an .exe for `rcpts`, sent through node `i`; its queue id.
+fn hold(c: &TestCluster, i: usize, rcpts: &[&str]) -> String {
+    c.smtp_send(i, "alice@client.example", rcpts, &zip_with_exe())
+        .queue_id()
+}
+
+async fn held_everywhere(c: &TestCluster, nodes: &[usize], n: usize) {
+    wait_for("held on every node", Duration::from_secs(20), || async {
+        for &i in nodes {
+            if quarantine(c, i).await.len() != n {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_mailbox_owner_releases_its_held_mail_through_any_site() {
+    let tuning = Tuning {
+        tls: true,
+        ..Default::default()
+    };
+    let mut c = TestCluster::start(tuning).await.unwrap();
+    c.route_local_domain().await.unwrap();
+    let sink = c.start_sink().await.unwrap();
+    let mine = hold(&c, 0, &[BOB]);
+    let shared = hold(&c, 1, &[BOB, "carol@example.test"]);
+    held_everywhere(&c, &[0, 1, 2], 2).await;
+
+    // The link becomes a cookie at Roubaix; the list shows both messages.
+    let cookie = open(&c, 1, &link(&c, 0, "1h")).await;
+    let page = get(&c, 1, "/", Some(&cookie)).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(
+        page.body.contains(&mine) && page.body.contains(&shared),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("invoice"),
+        "the subject is shown: {}",
+        page.body
+    );
+    let csrf = csrf_of(&page.body);
+    let preview = get(&c, 1, &format!("/message/{mine}"), Some(&cookie)).await;
+    assert!(preview.body.contains("see attached"), "{}", preview.body);
+
+    // Refused: no CSRF token, a wrong one, no session; another mailbox's message too.
+    let release = format!("/message/{mine}/release");
+    let refusals = [
+        (post(&c, 1, &release, Some(&cookie), "").await, 403),
+        (
+            post(&c, 1, &release, Some(&cookie), "csrf=forged").await,
+            403,
+        ),
+        (
+            post(&c, 1, &release, None, &format!("csrf={csrf}")).await,
+            401,
+        ),
+    ];
+    for (reply, status) in refusals {
+        assert_eq!(reply.status, status, "{reply:?}");
+    }
+    let shared_release = format!("/message/{shared}/release");
+    let r = post(
+        &c,
+        1,
+        &shared_release,
+        Some(&cookie),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("carol@example.test"), "{}", r.body);
+
+    // Released: the original reaches the sink, once, and the audit log names the mailbox.
+    let r = post(&c, 1, &release, Some(&cookie), &format!("csrf={csrf}")).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/?done=release")),
+        "{r:?}"
+    );
+    delivered_once(&sink, "<zip@client.example>").await;
+    let audit = json_as(
+        &c,
+        2,
+        ADMIN_TOKEN,
+        &["audit", "ls", "--by", "mailbox:bob@example.test"],
+    );
+    let audit = audit.unwrap().to_string();
+    assert!(audit.contains(&format!("release {mine}")), "{audit}");
+
+    links_that_are_not_good_are_refused(&c).await;
+
+    // Paris killed: a new link, opened at Ariège, releases through Ariège.
+    c.kill(0);
+    let late = hold(&c, 2, &[BOB]);
+    held_everywhere(&c, &[1, 2], 2).await;
+    let cookie = open(&c, 2, &link(&c, 2, "1h")).await;
+    let page = get(&c, 2, "/", Some(&cookie)).await;
+    assert!(page.body.contains(&late), "{}", page.body);
+    let form = format!("csrf={}", csrf_of(&page.body));
+    let r = post(
+        &c,
+        2,
+        &format!("/message/{late}/release"),
+        Some(&cookie),
+        &form,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    sink.wait_for_messages(
+        BOB,
+        2,
+        "the late message delivered",
+        Duration::from_secs(30),
+    )
+    .await;
+}
+
+/// The sink holds exactly one copy of the message with `message_id`, as it was sent.
+async fn delivered_once(sink: &SinkProcess, message_id: &str) {
+    sink.wait_for_messages(
+        BOB,
+        1,
+        "the released message delivered",
+        Duration::from_secs(30),
+    )
+    .await;
+    let got = sink.messages(BOB);
+    assert!(
+        got[0].contains(message_id) && got[0].contains("see attached"),
+        "{}",
+        got[0]
+    );
+}
+
+/// A link for another mailbox made from a real one, a link with its expiry moved, and an
+/// expired link are refused, saying why.
+async fn links_that_are_not_good_are_refused(c: &TestCluster) {
+    use base64::Engine;
+    let good = link(c, 1, "1h");
+    let token = good.trim_start_matches("/open/");
+    let (_, rest) = token.split_once('.').unwrap();
+    let eve = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("eve@example.test");
+    let (expiry, _) = rest.split_once('.').unwrap();
+    let later: i64 = expiry.parse::<i64>().unwrap() + 86_400_000;
+    for forged in [
+        format!("/open/{eve}.{rest}"),
+        good.replace(expiry, &later.to_string()),
+    ] {
+        let r = get(c, 2, &forged, None).await;
+        assert_eq!(r.status, 403, "{forged}: {r:?}");
+        assert!(r.body.contains("altered"), "{}", r.body);
+        assert!(r.header("set-cookie").is_none());
+    }
+    let short = link(c, 1, "1s");
+    wait_for("the 1 s link expires", Duration::from_secs(10), || async {
+        let r = get(c, 1, &short, None).await;
+        (r.status == 403 && r.body.contains("expired")).then_some(())
+    })
+    .await
+    .unwrap();
+}
