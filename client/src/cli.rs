@@ -299,6 +299,10 @@ pub enum DomainCmd {
         /// several domains, the most lenient one decides. Unchanged when omitted.
         #[arg(long, value_parser = ["reject", "quarantine", "score", "default"])]
         dmarc: Option<String>,
+        /// Whether DOMAIN's mailbox owners may use the quarantine portal (`peagectl portal
+        /// link`, and the links of digests). Off for a new domain; unchanged when omitted.
+        #[arg(long, value_parser = ["on", "off"])]
+        portal: Option<String>,
     },
     /// Stop accepting mail for DOMAIN (its recipient list goes with it).
     Rm { domain: String },

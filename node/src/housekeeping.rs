@@ -110,6 +110,7 @@ pub async fn seed_domains(cluster: Cluster, seeds: Vec<SeedDomain>, mut stop: Sh
                 created_at_ms: now_ms(),
                 verify: String::new(),
                 dmarc: String::new(),
+                portal: seed.portal,
             };
             if let Err(e) = cluster.propose(command::Kind::DomainSet(set)).await {
                 tracing::warn!(error = %e, "seeding a route failed");

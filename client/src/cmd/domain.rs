@@ -19,23 +19,26 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
             route,
             verify,
             dmarc,
+            portal,
         } => {
             let set = DomainSetRequest {
                 domain,
                 route,
                 verify: verify.unwrap_or_default(),
                 dmarc: dmarc.unwrap_or_default(),
+                portal: portal.unwrap_or_default(),
             };
             let reply = ctx.admin().await?.domain_set(set).await;
             let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
             let d = r.domain.unwrap_or_default();
             println!(
-                "{} local domain {} → {}, recipients verified: {}, failing DMARC: {} (log index {})",
+                "{} local domain {} → {}, recipients verified: {}, failing DMARC: {}, portal: {} (log index {})",
                 if r.created { "added" } else { "re-routed" },
                 d.domain,
                 d.route,
                 d.verify,
                 dmarc_word(&d.dmarc),
+                on_off(d.portal),
                 r.log_index
             );
         }
@@ -57,22 +60,23 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
                     .domains
                     .iter()
                     .map(|d| {
-                        json!({"domain": d.domain, "route": d.route, "verify": d.verify, "dmarc": dmarc_word(&d.dmarc), "author": d.author, "created_at_ms": d.created_at_ms})
+                        json!({"domain": d.domain, "route": d.route, "verify": d.verify, "dmarc": dmarc_word(&d.dmarc), "portal": d.portal, "author": d.author, "created_at_ms": d.created_at_ms})
                     })
                     .collect();
                 print_json(json!({"domains": list, "read": read_json(&r.read)}));
             } else {
                 println!(
-                    "{:<32}  {:<32}  {:<7}  {:<10}  AUTHOR",
-                    "DOMAIN", "ROUTE", "VERIFY", "DMARC"
+                    "{:<32}  {:<32}  {:<7}  {:<10}  {:<6}  AUTHOR",
+                    "DOMAIN", "ROUTE", "VERIFY", "DMARC", "PORTAL"
                 );
                 for d in &r.domains {
                     println!(
-                        "{:<32}  {:<32}  {:<7}  {:<10}  {}",
+                        "{:<32}  {:<32}  {:<7}  {:<10}  {:<6}  {}",
                         d.domain,
                         d.route,
                         d.verify,
                         dmarc_word(&d.dmarc),
+                        on_off(d.portal),
                         d.author
                     );
                 }
@@ -166,6 +170,14 @@ async fn add_users(ctx: &mut Ctx, addresses: Vec<String>) -> Result<u64, ClientE
 }
 
 /// A domain's DMARC setting as operators name it (the node's own when it says nothing).
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
 fn dmarc_word(stored: &str) -> &str {
     if stored.is_empty() {
         "default"

@@ -92,6 +92,7 @@ pub async fn link(
         }
         s => s,
     };
+    svc.portal_open(&mailbox)?;
     let key = svc.portal_key().await?;
     let expires_at_ms = now_ms() + secs as i64 * 1000;
     let token = signed_links::sign(&key, Purpose::Link, &mailbox, expires_at_ms);
@@ -102,6 +103,17 @@ pub async fn link(
 }
 
 impl AdminService {
+    /// `FAILED_PRECONDITION` unless the mailbox's domain has the portal turned on.
+    fn portal_open(&self, mailbox: &str) -> Result<(), Status> {
+        let domain = mailbox.rsplit_once('@').map_or("", |(_, d)| d);
+        match self.cluster.state().indexes().portal_on(domain) {
+            true => Ok(()),
+            false => Err(Status::failed_precondition(format!(
+                "the quarantine portal is off for {domain} (peagectl domain add {domain} --route … --portal on)"
+            ))),
+        }
+    }
+
     /// The portal's signing key; the first call anywhere in the cluster makes it.
     pub async fn portal_key(&self) -> Result<Vec<u8>, Status> {
         if let Some(key) = self.cluster.state().indexes().portal_key() {
@@ -123,6 +135,7 @@ impl AdminService {
 
     /// The incoming mail quarantined for `mailbox`, oldest first.
     pub async fn mailbox_held(&self, mailbox: &str) -> Result<Vec<QueuedMessage>, Status> {
+        self.portal_open(mailbox)?;
         let request = QueueListRequest {
             quarantine: true,
             page_size: 1000,
@@ -138,6 +151,7 @@ impl AdminService {
         mailbox: &str,
         queue_id: &str,
     ) -> Result<MessageShowReply, Status> {
+        self.portal_open(mailbox)?;
         let id = MessageRef {
             queue_id: queue_id.to_owned(),
             ..Default::default()
@@ -167,6 +181,7 @@ impl AdminService {
         action: MailboxAction,
         queue_id: &str,
     ) -> Result<(), Status> {
+        self.portal_open(mailbox)?;
         let scope = Scope::mailbox(mailbox);
         let held = messages::find(self, &scope, queue_id)?;
         let author = format!("mailbox:{mailbox}");

@@ -45,6 +45,12 @@ pub async fn set(
             ))
         })?,
     };
+    let portal = match r.portal.as_str() {
+        "" => indexes.portal_on(&domain),
+        "on" => true,
+        "off" => false,
+        word => return Err(invalid(format!("portal `{word}`: expected `on` or `off`"))),
+    };
     let set = DomainSet {
         domain,
         route,
@@ -52,6 +58,7 @@ pub async fn set(
         created_at_ms: now_ms(),
         verify: verify.as_str().into(),
         dmarc: dmarc.as_str().into(),
+        portal,
     };
     match svc.propose(command::Kind::DomainSet(set.clone())).await? {
         (log_index, Outcome::DomainSet { created }) => Ok(DomainSetReply {
@@ -62,6 +69,7 @@ pub async fn set(
                 created_at_ms: set.created_at_ms,
                 verify: set.verify,
                 dmarc: set.dmarc,
+                portal: set.portal,
             }),
             created,
             log_index,
@@ -104,6 +112,7 @@ pub async fn list(svc: &AdminService, req: DomainListRequest) -> Result<DomainLi
             created_at_ms: r.created_at_ms,
             verify: r.verify.as_str().into(),
             dmarc: r.dmarc.as_str().into(),
+            portal: r.portal,
         })
         .collect();
     Ok(DomainListReply {

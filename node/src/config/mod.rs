@@ -275,6 +275,9 @@ pub struct SpoolSection {
 pub struct SeedDomain {
     pub domain: String,
     pub route: String,
+    /// Its mailbox owners may use the quarantine portal.
+    #[serde(default)]
+    pub portal: bool,
 }
 
 impl Default for SpoolSection {

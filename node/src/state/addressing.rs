@@ -16,6 +16,8 @@ pub struct DomainRoute {
     pub created_at_ms: i64,
     pub verify: Verify,
     pub dmarc: DmarcAction,
+    /// The domain's mailbox owners may use the quarantine portal.
+    pub portal: bool,
 }
 
 /// What a failing DMARC policy does to mail for a local domain, from the most lenient.

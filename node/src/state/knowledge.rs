@@ -288,6 +288,11 @@ impl Indexes {
         read(&self.routes).get(domain).map(|r| r.route.clone())
     }
 
+    /// Whether a local domain's mailbox owners may use the quarantine portal.
+    pub fn portal_on(&self, domain: &str) -> bool {
+        read(&self.routes).get(domain).is_some_and(|r| r.portal)
+    }
+
     /// The whole routing table, by domain.
     pub fn verify_of(&self, domain: &str) -> Option<Verify> {
         read(&self.routes).get(domain).map(|r| r.verify)

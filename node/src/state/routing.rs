@@ -78,18 +78,19 @@ pub fn apply_set(
     let verify = Verify::parse(&d.verify).unwrap_or_default();
     let dmarc = DmarcAction::parse(&d.dmarc).unwrap_or_default();
     tx.execute(
-        "INSERT INTO domains (domain, route, author, created_at_ms, verify, dmarc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO domains (domain, route, author, created_at_ms, verify, dmarc, portal)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (domain) DO UPDATE SET route = excluded.route,
            author = excluded.author, created_at_ms = excluded.created_at_ms,
-           verify = excluded.verify, dmarc = excluded.dmarc",
+           verify = excluded.verify, dmarc = excluded.dmarc, portal = excluded.portal",
         params![
             d.domain,
             d.route,
             d.author,
             d.created_at_ms,
             verify.as_str(),
-            dmarc.as_str()
+            dmarc.as_str(),
+            d.portal
         ],
     )?;
     changes.push(IndexChange::RouteSet {
@@ -100,6 +101,7 @@ pub fn apply_set(
             created_at_ms: d.created_at_ms,
             verify,
             dmarc,
+            portal: d.portal,
         },
     });
     Ok(Outcome::DomainSet { created: !existed })
@@ -119,7 +121,8 @@ pub fn apply_remove(
 /// The whole table, by domain.
 pub fn query(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT domain, route, author, created_at_ms, verify, dmarc FROM domains ORDER BY domain",
+        "SELECT domain, route, author, created_at_ms, verify, dmarc, portal
+         FROM domains ORDER BY domain",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -130,6 +133,7 @@ pub fn query(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute
                 created_at_ms: r.get(3)?,
                 verify: Verify::parse(&r.get::<_, String>(4)?).unwrap_or_default(),
                 dmarc: DmarcAction::parse(&r.get::<_, String>(5)?).unwrap_or_default(),
+                portal: r.get(6)?,
             },
         ))
     })?;
@@ -149,8 +153,9 @@ pub fn digest_rows(conn: &Connection, out: &mut dyn FnMut(&[u8])) -> rusqlite::R
             DmarcAction::NodeDefault => String::new(),
             d => format!(":dmarc={}", d.as_str()),
         };
+        let portal = if r.portal { ":portal" } else { "" };
         out(format!(
-            "domain:{domain}:{}:{}:{}{verify}{dmarc}",
+            "domain:{domain}:{}:{}:{}{verify}{dmarc}{portal}",
             r.route, r.author, r.created_at_ms
         )
         .as_bytes());

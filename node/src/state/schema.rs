@@ -194,11 +194,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX list_entries_expiry ON list_entries (expires_at_ms)
         WHERE expires_at_ms IS NOT NULL;
      CREATE INDEX list_entries_scope ON list_entries (scope) WHERE scope != '';",
-    // 20: the portal's signing key (one row).
+    // 20: the portal's signing key (one row), and whether each domain's mailbox owners
+    // may use the portal.
     "CREATE TABLE portal_key (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         key BLOB NOT NULL
-     );",
+     );
+     ALTER TABLE domains ADD COLUMN portal INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this release writes.

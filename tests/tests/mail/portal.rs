@@ -70,10 +70,13 @@ fn csrf_of(page: &str) -> String {
     page[at..at + page[at..].find('"').unwrap()].to_owned()
 }
 
-/// Holds a ZIP with an .exe for `rcpts`, sent through node `i`; its queue id.
+/// Holds a ZIP with an .exe from `from` for `rcpts`, sent through node `i`; its queue id.
+fn hold_from(c: &TestCluster, i: usize, from: &str, rcpts: &[&str]) -> String {
+    c.smtp_send(i, from, rcpts, &zip_with_exe()).queue_id()
+}
+
 fn hold(c: &TestCluster, i: usize, rcpts: &[&str]) -> String {
-    c.smtp_send(i, "alice@client.example", rcpts, &zip_with_exe())
-        .queue_id()
+    hold_from(c, i, "alice@client.example", rcpts)
 }
 
 async fn held_everywhere(c: &TestCluster, nodes: &[usize], n: usize) {
@@ -98,6 +101,20 @@ async fn a_mailbox_owner_releases_its_held_mail_through_any_site() {
     let mut c = TestCluster::start(tuning).await.unwrap();
     c.route_local_domain().await.unwrap();
     let sink = c.start_sink().await.unwrap();
+    // The portal is off for a domain until an operator turns it on.
+    let off = json_as(&c, 0, ADMIN_TOKEN, &["portal", "link", BOB]).unwrap_err();
+    assert!(off.contains("portal is off for example.test"), "{off}");
+    let route = format!("smtp://{}", c.sink_addr());
+    let on = [
+        "domain",
+        "add",
+        "example.test",
+        "--route",
+        &route,
+        "--portal",
+        "on",
+    ];
+    json_as(&c, 0, ADMIN_TOKEN, &on).unwrap();
     let mine = hold(&c, 0, &[BOB]);
     let shared = hold(&c, 1, &[BOB, "carol@example.test"]);
     held_everywhere(&c, &[0, 1, 2], 2).await;
@@ -166,6 +183,7 @@ async fn a_mailbox_owner_releases_its_held_mail_through_any_site() {
     assert!(audit.contains(&format!("release {mine}")), "{audit}");
 
     links_that_are_not_good_are_refused(&c).await;
+    blocking_a_sender_refuses_its_mail_to_this_mailbox_only(&c, &cookie, &csrf).await;
 
     // Paris killed: a new link, opened at Ariège, releases through Ariège.
     c.kill(0);
@@ -191,6 +209,37 @@ async fn a_mailbox_owner_releases_its_held_mail_through_any_site() {
         Duration::from_secs(30),
     )
     .await;
+}
+
+/// "Block sender" on a held message: the sender's next mail to bob is refused, to carol
+/// not; "Delete" takes the held message away.
+async fn blocking_a_sender_refuses_its_mail_to_this_mailbox_only(
+    c: &TestCluster,
+    cookie: &str,
+    csrf: &str,
+) {
+    let spammer = "promo@bulk.example";
+    let spam = hold_from(c, 1, spammer, &[BOB]);
+    held_everywhere(c, &[1], 2).await;
+    let form = format!("csrf={csrf}");
+    for action in ["block-sender", "delete"] {
+        let r = post(
+            c,
+            1,
+            &format!("/message/{spam}/{action}"),
+            Some(cookie),
+            &form,
+        )
+        .await;
+        assert_eq!(r.status, 303, "{action}: {r:?}");
+    }
+    held_everywhere(c, &[1], 1).await;
+    c.sync_all(1).await.unwrap();
+    let hello = b"From: promo@bulk.example\r\nSubject: again\r\n\r\nhi\r\n";
+    let to_bob = c.smtp_send(2, spammer, &[BOB], hello);
+    assert_eq!(to_bob.data.clone().unwrap().0, 550, "{to_bob:?}");
+    let to_carol = c.smtp_send(2, spammer, &["carol@example.test"], hello);
+    assert_eq!(to_carol.data.clone().unwrap().0, 250, "{to_carol:?}");
 }
 
 /// The sink holds exactly one copy of the message with `message_id`, as it was sent.

@@ -171,6 +171,7 @@ pub(super) fn workload(seed: u64, n: u64) -> Vec<Entry<TypeConfig>> {
                         created_at_ms: i as i64,
                         verify: ["", "none", "list", "callout"][rng.random_range(0..4)].into(),
                         dmarc: ["", "score", "quarantine", "reject"][rng.random_range(0..4)].into(),
+                        portal: rng.random_bool(0.5),
                     }),
                     12 => command::Kind::RecipientsAdd(RecipientsAdd {
                         addresses: mailboxes,
