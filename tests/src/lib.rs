@@ -6,6 +6,7 @@
 //! sleeps; every process a test starts is stopped on drop.
 
 pub mod binaries;
+pub mod browser;
 pub mod cluster;
 pub mod corpus;
 pub mod dns;

@@ -13,6 +13,7 @@ mod handover;
 mod outbound_abuse;
 mod own_lists;
 mod portal;
+mod portal_browser;
 mod ratelimits;
 mod recipients;
 mod relay;
