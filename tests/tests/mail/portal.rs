@@ -15,6 +15,23 @@ use super::{json_as, quarantine, zip_with_exe};
 
 const BOB: &str = "bob@example.test";
 
+/// A cluster whose nodes serve the portal (HTTPS with their SMTP certificates).
+pub async fn serving_the_portal() -> TestCluster {
+    let tuning = Tuning {
+        tls: true,
+        ..Default::default()
+    };
+    TestCluster::start(tuning).await.unwrap()
+}
+
+/// Routes example.test to the sink with the portal on, known to every node.
+pub async fn portal_on(c: &TestCluster) {
+    let route = format!("smtp://{}", c.sink_addr());
+    let on = ["domain", "add", "example.test", "--route", &route];
+    json_as(c, 0, ADMIN_TOKEN, &[&on[..], &["--portal", "on"]].concat()).unwrap();
+    c.sync_all(0).await.unwrap();
+}
+
 /// Node `i`'s portal: its address and the certificate it presents.
 fn portal(c: &TestCluster, i: usize) -> (String, PathBuf) {
     let (ip, _) = c.nodes[i].smtp_addr();
@@ -94,27 +111,13 @@ async fn held_everywhere(c: &TestCluster, nodes: &[usize], n: usize) {
 
 #[tokio::test]
 async fn a_mailbox_owner_releases_its_held_mail_through_any_site() {
-    let tuning = Tuning {
-        tls: true,
-        ..Default::default()
-    };
-    let mut c = TestCluster::start(tuning).await.unwrap();
+    let mut c = serving_the_portal().await;
     c.route_local_domain().await.unwrap();
     let sink = c.start_sink().await.unwrap();
     // The portal is off for a domain until an operator turns it on.
     let off = json_as(&c, 0, ADMIN_TOKEN, &["portal", "link", BOB]).unwrap_err();
     assert!(off.contains("portal is off for example.test"), "{off}");
-    let route = format!("smtp://{}", c.sink_addr());
-    let on = [
-        "domain",
-        "add",
-        "example.test",
-        "--route",
-        &route,
-        "--portal",
-        "on",
-    ];
-    json_as(&c, 0, ADMIN_TOKEN, &on).unwrap();
+    portal_on(&c).await;
     let mine = hold(&c, 0, &[BOB]);
     let shared = hold(&c, 1, &[BOB, "carol@example.test"]);
     held_everywhere(&c, &[0, 1, 2], 2).await;

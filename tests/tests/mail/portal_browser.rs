@@ -8,29 +8,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use peage_tests::browser::Browser;
-use peage_tests::{TestCluster, Tuning, ADMIN_TOKEN};
+use peage_tests::ADMIN_TOKEN;
 
+use super::portal::{portal_on, serving_the_portal};
 use super::{json_as, quarantine, zip_with_exe};
 
 #[tokio::test]
 async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
-    let tuning = Tuning {
-        tls: true,
-        ..Default::default()
-    };
-    let c = TestCluster::start(tuning).await.unwrap();
-    let route = format!("smtp://{}", c.sink_addr());
-    let on = [
-        "domain",
-        "add",
-        "example.test",
-        "--route",
-        &route,
-        "--portal",
-        "on",
-    ];
-    json_as(&c, 0, ADMIN_TOKEN, &on).unwrap();
-    c.sync_all(0).await.unwrap();
+    let c = serving_the_portal().await;
+    portal_on(&c).await;
     let sink = c.start_sink().await.unwrap();
     let held = c
         .smtp_send(
