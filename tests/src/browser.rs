@@ -153,6 +153,24 @@ impl Browser {
         Ok(v.as_str().unwrap_or_default().to_owned())
     }
 
+    /// The page once it holds `text` (a click's navigation may end after the click's
+    /// answer), or an error naming what the page held at the deadline.
+    pub async fn page_with(&self, text: &str) -> anyhow::Result<String> {
+        let found = wait_for(
+            &format!("a page with `{text}`"),
+            Duration::from_secs(15),
+            || async {
+                let page = self.source().await.ok()?;
+                page.contains(text).then_some(page)
+            },
+        )
+        .await;
+        match found {
+            Ok(page) => Ok(page),
+            Err(e) => bail!("{e}; the page: {}", self.source().await.unwrap_or_default()),
+        }
+    }
+
     /// Clicks the first element `css` selects.
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
         let find = json!({"using": "css selector", "value": css});

@@ -1,76 +1,112 @@
 //! The portal in a real browser: headless Chromium, driven through ChromeDriver, opens a
 //! link served by Roubaix, lands on the held-mail list with the link gone from the address
 //! bar, opens the preview, releases the message; it reaches the sink with its original
-//! content. Screenshots of the list and the preview are saved under the test's output
-//! (`<target>/tmp/portal/`), to be looked at by eye (the README's picture is one of them).
+//! content. An altered link and an expired one show why they are refused. With Paris
+//! killed, the same flow works through Ariège. Screenshots of the list and the preview are
+//! saved under the test's output (`<target>/tmp/portal/`), to be looked at by eye (the
+//! README's picture is one of them).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use peage_tests::browser::Browser;
-use peage_tests::ADMIN_TOKEN;
+use peage_tests::{wait_for, TestCluster, ADMIN_TOKEN};
 
 use super::portal::{portal_on, serving_the_portal};
 use super::{json_as, quarantine, zip_with_exe};
 
+const BOB: &str = "bob@example.test";
+
+/// Node `i`'s portal, as a browser addresses it.
+fn portal_home(c: &TestCluster, i: usize) -> String {
+    let (ip, _) = c.nodes[i].smtp_addr();
+    format!("https://{ip}:8443/")
+}
+
+/// A link to bob's held mail made through node `i`, good for `valid`, to open at node `at`.
+fn link(c: &TestCluster, i: usize, valid: &str, at: usize) -> String {
+    let args = ["portal", "link", BOB, "--valid", valid];
+    let made = json_as(c, i, ADMIN_TOKEN, &args).unwrap();
+    let url = made["url"].as_str().unwrap();
+    let path = &url[url.find("/open/").unwrap() + 1..];
+    format!("{}{path}", portal_home(c, at))
+}
+
+/// Holds a ZIP with an .exe for bob, sent through node `i`: its queue id.
+fn hold(c: &TestCluster, i: usize) -> String {
+    c.smtp_send(i, "alice@client.example", &[BOB], &zip_with_exe())
+        .queue_id()
+}
+
 #[tokio::test]
 async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
-    let c = serving_the_portal().await;
+    let mut c = serving_the_portal().await;
     portal_on(&c).await;
     let sink = c.start_sink().await.unwrap();
-    let held = c
-        .smtp_send(
-            0,
-            "alice@client.example",
-            &["bob@example.test"],
-            &zip_with_exe(),
-        )
-        .queue_id();
-    peage_tests::wait_for("held at Roubaix", Duration::from_secs(20), || async {
+    let held = hold(&c, 0);
+    wait_for("held at Roubaix", Duration::from_secs(20), || async {
         (quarantine(&c, 1).await.len() == 1).then_some(())
     })
     .await
     .unwrap();
-    let made = json_as(&c, 0, ADMIN_TOKEN, &["portal", "link", "bob@example.test"]).unwrap();
-    let url = made["url"].as_str().unwrap();
-    let (roubaix, _) = c.nodes[1].smtp_addr();
-    let path = &url[url.find("/open/").unwrap()..];
-    let home = format!("https://{roubaix}:8443/");
+    let home = portal_home(&c, 1);
+    let good = link(&c, 0, "14d", 1);
 
     let browser = Browser::start().await.unwrap();
-    browser
-        .goto(&format!("https://{roubaix}:8443{path}"))
-        .await
-        .unwrap();
-    assert_eq!(
-        browser.url().await.unwrap(),
-        home,
-        "the link left the address bar"
-    );
+    browser.goto(&good).await.unwrap();
+    let url = browser.url().await.unwrap();
+    assert_eq!(url, home, "the link left the address bar");
     let list = browser.source().await.unwrap();
     assert!(list.contains(&held) && list.contains("invoice"), "{list}");
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal");
     browser.screenshot(&out.join("list.png")).await.unwrap();
 
-    browser
-        .click(&format!("a[href='/message/{held}']"))
-        .await
-        .unwrap();
-    let preview = browser.source().await.unwrap();
-    assert!(
-        preview.contains("see attached") && preview.contains("invoice.zip"),
-        "{preview}"
-    );
+    let preview_link = format!("a[href='/message/{held}']");
+    browser.click(&preview_link).await.unwrap();
+    let preview = browser.page_with("see attached").await.unwrap();
+    let shown = preview.contains("see attached") && preview.contains("invoice.zip");
+    assert!(shown, "{preview}");
     browser.screenshot(&out.join("preview.png")).await.unwrap();
 
+    let release = "form[action$='/release'] button";
+    browser.click(release).await.unwrap();
+    browser.page_with("was released").await.unwrap();
+    assert!(browser.url().await.unwrap().starts_with(&home));
+    let wait = Duration::from_secs(30);
+    sink.wait_for_messages(BOB, 1, "released", wait).await;
+    assert!(sink.messages(BOB)[0].contains("<zip@client.example>"));
+
+    refused_links_say_why(&c, &browser, &good).await;
+
+    // Paris killed: a message held through Ariège, a link made there, released there.
+    c.kill(0);
+    let late = hold(&c, 2);
+    browser.goto(&link(&c, 2, "1h", 2)).await.unwrap();
+    browser.page_with(&late).await.unwrap();
+    browser.click(release).await.unwrap();
+    browser.page_with("was released").await.unwrap();
+    sink.wait_for_messages(BOB, 2, "released at Ariège", wait)
+        .await;
+}
+
+/// An altered link and an expired one land on a page that says why.
+async fn refused_links_say_why(c: &TestCluster, browser: &Browser, good: &str) {
+    // The expiry moved on by a day: the signature no longer matches.
+    let (head, tail) = good.rsplit_once('.').unwrap();
+    let (start, expiry) = head.rsplit_once('.').unwrap();
+    let later = expiry.parse::<i64>().unwrap() + 86_400_000;
     browser
-        .click("form[action$='/release'] button")
+        .goto(&format!("{start}.{later}.{tail}"))
         .await
         .unwrap();
-    let done = browser.source().await.unwrap();
-    assert!(done.contains("was released"), "{done}");
-    assert!(browser.url().await.unwrap().starts_with(&home));
-    sink.wait_for_messages("bob@example.test", 1, "released", Duration::from_secs(30))
-        .await;
-    assert!(sink.messages("bob@example.test")[0].contains("<zip@client.example>"));
+    let page = browser.source().await.unwrap();
+    assert!(page.contains("altered"), "{page}");
+    let short = link(c, 1, "1s", 1);
+    wait_for("the 1 s link expires", Duration::from_secs(10), || async {
+        browser.goto(&short).await.ok()?;
+        let page = browser.source().await.ok()?;
+        page.contains("has expired").then_some(())
+    })
+    .await
+    .unwrap();
 }
