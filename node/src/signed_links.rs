@@ -28,11 +28,11 @@ impl Purpose {
 /// Why a token is refused; the portal shows the user what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
-    #[error("the link is malformed")]
+    #[error("This link is malformed")]
     Malformed,
-    #[error("the link was not made by this service or has been altered")]
+    #[error("This link was not made by this service or has been altered")]
     Forged,
-    #[error("the link has expired")]
+    #[error("This link has expired")]
     Expired,
 }
 

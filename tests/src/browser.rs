@@ -171,6 +171,14 @@ impl Browser {
         }
     }
 
+    /// Runs `script` in the page (WebDriver's scripts are not the page's: its CSP does not
+    /// stop them).
+    pub async fn run_script(&self, script: &str) -> anyhow::Result<Value> {
+        let body = json!({"script": script, "args": []});
+        self.call("POST", &self.at("/execute/sync"), Some(body))
+            .await
+    }
+
     /// Clicks the first element `css` selects.
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
         let find = json!({"using": "css selector", "value": css});

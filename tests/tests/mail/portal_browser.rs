@@ -1,7 +1,8 @@
 //! The portal in a real browser: headless Chromium, driven through ChromeDriver, opens a
 //! link served by Roubaix, lands on the held-mail list with the link gone from the address
 //! bar, opens the preview, releases the message; it reaches the sink with its original
-//! content. An altered link and an expired one show why they are refused. With Paris
+//! content. A form posted without the session's CSRF token, an altered link and an expired
+//! one show why they are refused. With Paris
 //! killed, the same flow works through Ariège. Screenshots of the list and the preview are
 //! saved under the test's output (`<target>/tmp/portal/`), to be looked at by eye (the
 //! README's picture is one of them).
@@ -68,7 +69,17 @@ async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
     assert!(shown, "{preview}");
     browser.screenshot(&out.join("preview.png")).await.unwrap();
 
+    // A form posted without the session's CSRF token is refused.
+    let strip = "document.querySelectorAll('input[name=csrf]').forEach(i => i.remove())";
+    browser.run_script(strip).await.unwrap();
     let release = "form[action$='/release'] button";
+    browser.click(release).await.unwrap();
+    browser.page_with("out of date").await.unwrap();
+    browser
+        .goto(&format!("{home}message/{held}"))
+        .await
+        .unwrap();
+
     browser.click(release).await.unwrap();
     browser.page_with("was released").await.unwrap();
     assert!(browser.url().await.unwrap().starts_with(&home));
