@@ -5,6 +5,7 @@
 //! `mailbox:<address>`, role `mailbox`. The portal's signing key is made here when the first
 //! link needs it.
 
+use mail_parser::MessageParser;
 use rand::RngCore;
 use tonic::Status;
 
@@ -20,6 +21,7 @@ use super::validate::invalid;
 use super::{lists, messages};
 use crate::clock::now_ms;
 use crate::signed_links::{self, Purpose};
+use crate::spool::bodies::body_of;
 use crate::state::portal_key::KEY_BYTES;
 use crate::state::tokens::Role;
 
@@ -133,8 +135,13 @@ impl AdminService {
             .ok_or_else(|| Status::unavailable("the portal key is not applied yet"))
     }
 
-    /// The incoming mail quarantined for `mailbox`, oldest first.
-    pub async fn mailbox_held(&self, mailbox: &str) -> Result<Vec<QueuedMessage>, Status> {
+    /// The newest `at_most` messages quarantined for `mailbox`, newest first, each with its
+    /// subject (read from its body: here, or fetched from a holder; empty when neither).
+    pub async fn mailbox_held(
+        &self,
+        mailbox: &str,
+        at_most: usize,
+    ) -> Result<Vec<(QueuedMessage, String)>, Status> {
         self.portal_open(mailbox)?;
         let request = QueueListRequest {
             quarantine: true,
@@ -142,7 +149,20 @@ impl AdminService {
             ..Default::default()
         };
         let reply = messages::list(self, &Scope::mailbox(mailbox), request).await?;
-        Ok(reply.messages)
+        let mut held = Vec::new();
+        for m in reply.messages.into_iter().rev().take(at_most) {
+            let stored = self.cluster.state().spool().get(&m.queue_id);
+            let body = match stored {
+                Some(stored) => body_of(&self.cluster, &stored).await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let subject = MessageParser::default()
+                .parse_headers(&body)
+                .and_then(|h| h.subject().map(str::to_owned))
+                .unwrap_or_default();
+            held.push((m, subject));
+        }
+        Ok(held)
     }
 
     /// One of `mailbox`'s quarantined messages with its body.

@@ -6,7 +6,6 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use mail_parser::MessageParser;
 use tonic::{Code, Status};
 
 use super::context::{Portal, SESSION_COOKIE};
@@ -73,13 +72,36 @@ async fn key(p: &Portal) -> Result<Vec<u8>, Response> {
     p.admin.portal_key().await.map_err(|e| failed(&e))
 }
 
+/// Who is signed in: the key, the session's mailbox and its cookie value.
+struct SignedIn {
+    key: Vec<u8>,
+    mailbox: String,
+    cookie: String,
+}
+
+impl SignedIn {
+    async fn of(p: &Portal, headers: &HeaderMap) -> Result<SignedIn, Response> {
+        let key = key(p).await?;
+        let (mailbox, cookie) = session(&key, headers)?;
+        Ok(SignedIn {
+            key,
+            mailbox,
+            cookie,
+        })
+    }
+
+    fn csrf(&self) -> String {
+        signed_links::csrf_token(&self.key, &self.cookie)
+    }
+}
+
 /// `GET /open/{token}`: a valid link sets the session cookie and leaves the address bar.
-pub async fn open(State(p): State<Portal>, Path(token): Path<String>) -> Response {
-    let key = match key(&p).await {
-        Ok(k) => k,
-        Err(page) => return page,
-    };
-    match signed_links::verify(&key, Purpose::Link, &token, now_ms()) {
+pub async fn open(
+    State(p): State<Portal>,
+    Path(token): Path<String>,
+) -> Result<Response, Response> {
+    let key = key(&p).await?;
+    Ok(match signed_links::verify(&key, Purpose::Link, &token, now_ms()) {
         Err(why) => refused(
             StatusCode::FORBIDDEN,
             &format!("{why}. Open the link of your latest digest, or ask your administrator for a new one."),
@@ -95,7 +117,7 @@ pub async fn open(State(p): State<Portal>, Path(token): Path<String>) -> Respons
             );
             redirect("/", Some(cookie))
         }
-    }
+    })
 }
 
 /// The session's mailbox and cookie value, or the page asking for a link.
@@ -122,46 +144,25 @@ fn session(key: &[u8], headers: &HeaderMap) -> Result<(String, String), Response
     }
 }
 
-/// The subject of a message, from its header (a missing one reads as empty).
-fn subject_of(body: &[u8]) -> String {
-    MessageParser::default()
-        .parse_headers(body)
-        .and_then(|m| m.subject().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// `GET /`: the mailbox's held mail, newest first.
-pub async fn list(State(p): State<Portal>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let key = match key(&p).await {
-        Ok(k) => k,
-        Err(page) => return page,
-    };
-    let (mailbox, cookie) = match session(&key, &headers) {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    let held = match p.admin.mailbox_held(&mailbox).await {
-        Ok(held) => held,
-        Err(e) => return failed(&e),
-    };
-    let mut rows = Vec::with_capacity(held.len());
-    for m in held.into_iter().rev().take(pages::MAX_ROWS) {
-        // The subject is in the body (on a majority of nodes; fetched when not here).
-        let subject = match p.admin.mailbox_show(&mailbox, &m.queue_id).await {
-            Ok(shown) => subject_of(&shown.body),
-            Err(_) => String::new(),
-        };
-        rows.push(Held {
-            message: m,
-            subject,
-        });
-    }
+pub async fn list(
+    State(p): State<Portal>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, Response> {
+    let me = SignedIn::of(&p, &headers).await?;
+    let held = p.admin.mailbox_held(&me.mailbox, pages::MAX_ROWS).await;
+    let rows: Vec<Held> = held
+        .map_err(|e| failed(&e))?
+        .into_iter()
+        .map(|(message, subject)| Held { message, subject })
+        .collect();
     let done = q
         .as_deref()
         .and_then(|q| q.strip_prefix("done="))
         .and_then(MailboxAction::parse);
-    let csrf = signed_links::csrf_token(&key, &cookie);
-    secured(StatusCode::OK, pages::list(&mailbox, &rows, &csrf, done))
+    let page = pages::list(&me.mailbox, &rows, &me.csrf(), done);
+    Ok(secured(StatusCode::OK, page))
 }
 
 /// `GET /message/{queue_id}`: headers and text of one held message, links as text.
@@ -169,25 +170,16 @@ pub async fn preview(
     State(p): State<Portal>,
     Path(queue_id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let key = match key(&p).await {
-        Ok(k) => k,
-        Err(page) => return page,
-    };
-    let (mailbox, cookie) = match session(&key, &headers) {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    let shown = match p.admin.mailbox_show(&mailbox, &queue_id).await {
-        Ok(shown) => shown,
-        Err(e) => return failed(&e),
-    };
-    let Some(message) = shown.message else {
-        return refused(StatusCode::NOT_FOUND, "No such message");
-    };
+) -> Result<Response, Response> {
+    let me = SignedIn::of(&p, &headers).await?;
+    let shown = p.admin.mailbox_show(&me.mailbox, &queue_id).await;
+    let shown = shown.map_err(|e| failed(&e))?;
+    let message = shown
+        .message
+        .ok_or_else(|| refused(StatusCode::NOT_FOUND, "No such message"))?;
     let preview = Preview::of(message, &shown.body);
-    let csrf = signed_links::csrf_token(&key, &cookie);
-    secured(StatusCode::OK, pages::preview(&mailbox, &preview, &csrf))
+    let page = pages::preview(&me.mailbox, &preview, &me.csrf());
+    Ok(secured(StatusCode::OK, page))
 }
 
 /// `POST /message/{queue_id}/{action}` with the form field `csrf`.
@@ -197,34 +189,24 @@ pub async fn act(
     ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     form: Bytes,
-) -> Response {
-    let key = match key(&p).await {
-        Ok(k) => k,
-        Err(page) => return page,
-    };
-    let (mailbox, cookie) = match session(&key, &headers) {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
+) -> Result<Response, Response> {
+    let me = SignedIn::of(&p, &headers).await?;
     let given = form_urlencoded::parse(&form)
         .find(|(name, _)| name == "csrf")
         .map(|(_, value)| value.into_owned())
         .unwrap_or_default();
-    if !signed_links::csrf_matches(&key, &cookie, &given) {
-        return refused(
+    if !signed_links::csrf_matches(&me.key, &me.cookie, &given) {
+        return Err(refused(
             StatusCode::FORBIDDEN,
             "This form is out of date or did not come from this page. Go back, reload and try again.",
-        );
+        ));
     }
-    let Some(action) = MailboxAction::parse(&action) else {
-        return refused(StatusCode::NOT_FOUND, "No such action");
-    };
-    match p
+    let action = MailboxAction::parse(&action)
+        .ok_or_else(|| refused(StatusCode::NOT_FOUND, "No such action"))?;
+    let done = p
         .admin
-        .mailbox_act(&mailbox, client.to_string(), action, &queue_id)
-        .await
-    {
-        Ok(()) => redirect(&format!("/?done={}", action.as_str()), None),
-        Err(e) => failed(&e),
-    }
+        .mailbox_act(&me.mailbox, client.to_string(), action, &queue_id)
+        .await;
+    done.map_err(|e| failed(&e))?;
+    Ok(redirect(&format!("/?done={}", action.as_str()), None))
 }

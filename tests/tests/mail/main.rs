@@ -148,6 +148,19 @@ pub fn json_as(
     }
 }
 
+/// A cluster with a.example and b.example routed to its sink, and a domain-admin token
+/// `acme` for a.example: the cluster and acme's secret.
+pub async fn two_domains_and_acme() -> (TestCluster, String) {
+    let c = TestCluster::start(Default::default()).await.unwrap();
+    let route = format!("smtp://{}", c.sink_addr());
+    for domain in ["a.example", "b.example"] {
+        c.route_domain(domain, &route).await.unwrap();
+    }
+    let acme = ["--role", "domain-admin", "--domain", "a.example"];
+    let secret = token_add(&c, "acme", &acme);
+    (c, secret)
+}
+
 /// `peagectl token add NAME ARGS` as the operator: the new token's secret.
 pub fn token_add(c: &TestCluster, name: &str, args: &[&str]) -> String {
     let mut all = vec!["token", "add", name];

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use peage_tests::{SinkProcess, TestCluster, ADMIN_TOKEN};
 
-use super::{json_as, token_add};
+use super::{json_as, token_add, two_domains_and_acme};
 
 const SPAMMER: &str = "promo@bulk.example";
 
@@ -53,17 +53,8 @@ fn verdict_for(c: &TestCluster, node: usize, rcpts: &[&str]) -> (String, Vec<Str
 
 #[tokio::test]
 async fn a_domain_admin_keeps_lists_of_its_own_that_decide_only_its_mail() {
-    let c = TestCluster::start(Default::default()).await.unwrap();
+    let (c, acme) = two_domains_and_acme().await;
     let sink = c.start_sink().await.unwrap();
-    let route = format!("smtp://{}", c.sink_addr());
-    for domain in ["a.example", "b.example"] {
-        c.route_domain(domain, &route).await.unwrap();
-    }
-    let acme = token_add(
-        &c,
-        "acme",
-        &["--role", "domain-admin", "--domain", "a.example"],
-    );
     let bco = token_add(
         &c,
         "bco",

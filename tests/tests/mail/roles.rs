@@ -9,7 +9,7 @@ use std::time::Duration;
 use peage_tests::v1::UserSetRequest;
 use peage_tests::{wait_for, TestCluster};
 
-use super::{json_as, quarantine, token_add, zip_with_exe};
+use super::{json_as, quarantine, token_add, two_domains_and_acme, zip_with_exe};
 
 /// Holds a ZIP with an .exe for `rcpts`: its queue id.
 fn quarantined_for(c: &TestCluster, node: usize, rcpts: &[&str]) -> String {
@@ -39,16 +39,7 @@ struct Held {
 
 #[tokio::test]
 async fn a_domain_admin_sees_and_changes_only_its_domains_and_every_write_is_audited() {
-    let c = TestCluster::start(Default::default()).await.unwrap();
-    let route = format!("smtp://{}", c.sink_addr());
-    for domain in ["a.example", "b.example"] {
-        c.route_domain(domain, &route).await.unwrap();
-    }
-    let acme = token_add(
-        &c,
-        "acme",
-        &["--role", "domain-admin", "--domain", "a.example"],
-    );
+    let (c, acme) = two_domains_and_acme().await;
     let desk = token_add(&c, "desk", &["--role", "helpdesk"]);
     let auditor = token_add(&c, "auditor", &["--role", "auditor"]);
     let temp = token_add(&c, "temp", &["--role", "auditor", "--expires-in", "1s"]);
