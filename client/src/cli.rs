@@ -12,7 +12,7 @@ mod access;
 mod outbound;
 mod reports;
 
-pub use access::{AuditArgs, AuditCmd, PortalCmd, TokenCmd};
+pub use access::{AuditArgs, AuditCmd, DigestCmd, PortalCmd, TokenCmd};
 
 pub use outbound::{DkimCmd, IdentityCmd, OutboundCmd, PrincipalArgs, RatelimitCmd, UserCmd};
 pub use reports::{StatsArgs, TrackArgs};
@@ -165,8 +165,12 @@ pub enum Cmd {
         #[arg(long, default_value_t = 64)]
         jobs: usize,
     },
-    /// A hash of the replicated state, equal on nodes at the same applied index.
-    Digest,
+    /// Alone: a hash of the replicated state, equal on nodes at the same applied index.
+    /// `digest send`: a mailbox's digest of held mail, now.
+    Digest {
+        #[command(subcommand)]
+        send: Option<DigestCmd>,
+    },
     /// Build a snapshot on the contacted node now.
     Snapshot,
     /// Canary: send marked test messages to every MX and follow each through the admin API
@@ -303,6 +307,14 @@ pub enum DomainCmd {
         /// link`, and the links of digests). Off for a new domain; unchanged when omitted.
         #[arg(long, value_parser = ["on", "off"])]
         portal: Option<String>,
+        /// When each of DOMAIN's mailboxes with newly held mail gets its daily digest
+        /// (HH:MM, UTC; needs the portal), or `off`. Off for a new domain; unchanged when
+        /// omitted.
+        #[arg(long, value_name = "HH:MM|off")]
+        digest_at: Option<String>,
+        /// The digest's language. English for a new domain; unchanged when omitted.
+        #[arg(long, value_parser = ["en", "fr"])]
+        digest_lang: Option<String>,
     },
     /// Stop accepting mail for DOMAIN (its recipient list goes with it).
     Rm { domain: String },

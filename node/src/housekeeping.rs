@@ -111,6 +111,8 @@ pub async fn seed_domains(cluster: Cluster, seeds: Vec<SeedDomain>, mut stop: Sh
                 verify: String::new(),
                 dmarc: String::new(),
                 portal: seed.portal,
+                digest_at: String::new(),
+                digest_lang: String::new(),
             };
             if let Err(e) = cluster.propose(command::Kind::DomainSet(set)).await {
                 tracing::warn!(error = %e, "seeding a route failed");

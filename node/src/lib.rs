@@ -11,6 +11,7 @@ pub mod blobs;
 pub mod clock;
 pub mod cpu;
 pub mod grpc_tls;
+pub mod html;
 pub mod metrics;
 pub mod secret;
 pub mod shutdown;

@@ -31,6 +31,10 @@ pub const BLOBS_DELETED: &str = "peage_blobs_deleted_total";
 pub const BLOB_BYTES: &str = "peage_blob_bytes";
 pub const BODY_JOURNAL_SYNCS: &str = "peage_body_journal_syncs_total";
 pub const BODY_JOURNAL_BODIES: &str = "peage_body_journal_bodies_total";
+/// Quarantine digests by `outcome` (`sent`, `already`: sent before, `failed`), and the
+/// leader's completed rounds over the domains whose digest time has come.
+pub const DIGESTS: &str = "peage_digests_total";
+pub const DIGEST_ROUNDS: &str = "peage_digest_rounds_total";
 /// The leader's clock minus this node's, as last measured, and how far off that may be.
 pub const CLOCK_OFFSET_MS: &str = "peage_clock_offset_ms";
 pub const CLOCK_OFFSET_UNCERTAINTY_MS: &str = "peage_clock_offset_uncertainty_ms";

@@ -18,7 +18,7 @@ use peage_mail::smtp::{self, ConnectionLimits, SessionConfig};
 use peage_proto::v1::admin_server::AdminServer;
 use peage_proto::v1::SpoolDone;
 
-use crate::admin::AdminService;
+use crate::admin::{digest, AdminService};
 use crate::auth::Authenticator;
 use crate::cluster::{leader_clock, network, peer_service, Cluster};
 use crate::config::{Config, DmarcPolicy};
@@ -105,7 +105,7 @@ fn serve_smtp(
 ) -> Vec<JoinHandle<()>> {
     let s = &config.smtp;
     let mx = SessionConfig {
-        hostname: hostname(config),
+        hostname: config.hostname(),
         banner: format!("ESMTP Péage node {} ({})", config.node.id, config.node.site),
         max_message_bytes: s.max_message_bytes,
         max_recipients: s.max_recipients,
@@ -162,7 +162,7 @@ fn authenticator(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> 
             Duration::from_millis(dns.timeout_ms),
             Duration::from_millis(dns.budget_ms),
         ),
-        hostname(config),
+        config.hostname(),
         (
             dns.dmarc_policy == DmarcPolicy::Honour,
             dns.blocklists.clone(),
@@ -170,15 +170,6 @@ fn authenticator(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> 
     )
     .context("cannot set up the DNS resolver for sender authentication (dns.servers)")?;
     Ok(Some(Arc::new(auth)))
-}
-
-/// The name the node gives itself in SMTP: the configured one, or `<site>.peage`.
-fn hostname(config: &Config) -> String {
-    config
-        .smtp
-        .hostname
-        .clone()
-        .unwrap_or_else(|| format!("{}.peage", config.node.site))
 }
 
 /// Runs one node until `shutdown` completes, then stops its listeners and Raft.
@@ -248,6 +239,7 @@ pub async fn run(
         }
         _ => None,
     };
+    let digests = AdminService::new(cluster.clone(), &config, auth.clone());
     let ledger = (Arc::new(ledger), left);
     let [submission, submissions] = listeners.submission;
     let edge = Edge {
@@ -265,6 +257,11 @@ pub async fn run(
         tokio::spawn(housekeeping::sweep_expired(
             cluster.clone(),
             Duration::from_millis(config.lists.sweep_interval_ms),
+            mail.clone(),
+        )),
+        tokio::spawn(digest::send_daily(
+            Arc::new(digests),
+            Duration::from_millis(config.portal.digest_check_ms),
             mail.clone(),
         )),
     ];
@@ -372,15 +369,11 @@ fn start_mail_path(
     stop: &Shutdown,
 ) -> Vec<JoinHandle<()>> {
     let spool = &config.spool;
-    let spooler = Spooler::new(
-        cluster.clone(),
-        Duration::from_secs(spool.lease_secs),
-        Duration::from_millis(spool.body_timeout_ms),
-    );
+    let spooler = Spooler::configured(cluster.clone(), spool);
     let recorder = Recorder::default();
     let mut tasks = Vec::new();
     let downstream = Downstream {
-        helo_name: hostname(config),
+        helo_name: config.hostname(),
         connect_timeout: Duration::from_secs(spool.connect_timeout_secs),
         bind_address: spool.bind_address,
         connections: Connections::new(spool.max_connections_per_route),
@@ -428,7 +421,7 @@ fn start_mail_path(
     let acceptor = NodeAcceptor::new(
         spooler.clone(),
         recorder.clone(),
-        hostname(config),
+        config.hostname(),
         (edge.auth.clone(), callout, submission),
     );
     tasks.extend(serve_smtp(config, edge, acceptor, stop));

@@ -102,3 +102,19 @@ pub enum PortalCmd {
         valid: Option<String>,
     },
 }
+
+/// The daily digests of held mail.
+#[derive(Subcommand)]
+pub enum DigestCmd {
+    /// Send one mailbox its digest now: what was held for it since its last digest (the
+    /// next daily digest starts after it). Its domain needs the portal on (operator,
+    /// helpdesk, or a domain admin for its domains' mailboxes).
+    #[command(after_help = "Example:\n  peagectl digest send --recipient bob@example.test --all")]
+    Send {
+        #[arg(long)]
+        recipient: String,
+        /// List everything held for the mailbox, not only what is new.
+        #[arg(long)]
+        all: bool,
+    },
+}

@@ -1,11 +1,12 @@
-//! `peagectl token`, `peagectl audit` and `peagectl portal`: API tokens made, removed and
-//! listed; the audit log of admin writes; links to a mailbox's held mail in the portal.
+//! `peagectl token`, `peagectl audit`, `peagectl portal` and `peagectl digest`: API tokens
+//! made, removed and listed; the audit log of admin writes; links to a mailbox's held mail
+//! in the portal, and its digest sent now.
 
 use serde_json::json;
 
 use peage_client::parse_duration_secs;
 use peage_client::v1::{
-    AuditListRequest, PortalLinkRequest, TokenAddRequest, TokenInfo, TokenListRequest,
+    AuditListRequest, DigestSendRequest, PortalLinkRequest, TokenAddRequest, TokenInfo, TokenListRequest,
     TokenRemoveRequest,
 };
 use peage_client::ClientError;
@@ -172,6 +173,24 @@ pub async fn portal_link(
     } else {
         println!("{}", r.url);
         println!("good until {} (UTC)", utc(r.expires_at_ms));
+    }
+    Ok(())
+}
+
+pub async fn digest_send(ctx: &mut Ctx, recipient: String, all: bool) -> Result<(), ClientError> {
+    let request = DigestSendRequest {
+        recipient: recipient.clone(),
+        all,
+    };
+    let reply = ctx.admin().await?.digest_send(request).await;
+    let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
+    if ctx.json {
+        print_json(json!({"queue_id": r.queue_id, "messages": r.messages}));
+    } else {
+        println!(
+            "digest of {} held message(s) queued for {recipient} (queue id {})",
+            r.messages, r.queue_id
+        );
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use peage_client::v1::{
-    DomainListRequest, DomainRemoveRequest, DomainSetRequest, RecipientsAddRequest,
+    Domain, DomainListRequest, DomainRemoveRequest, DomainSetRequest, RecipientsAddRequest,
     RecipientsListRequest, RecipientsRemoveRequest,
 };
 use peage_client::ClientError;
@@ -20,6 +20,8 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
             verify,
             dmarc,
             portal,
+            digest_at,
+            digest_lang,
         } => {
             let set = DomainSetRequest {
                 domain,
@@ -27,18 +29,21 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
                 verify: verify.unwrap_or_default(),
                 dmarc: dmarc.unwrap_or_default(),
                 portal: portal.unwrap_or_default(),
+                digest_at: digest_at.unwrap_or_default(),
+                digest_lang: digest_lang.unwrap_or_default(),
             };
             let reply = ctx.admin().await?.domain_set(set).await;
             let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
             let d = r.domain.unwrap_or_default();
             println!(
-                "{} local domain {} → {}, recipients verified: {}, failing DMARC: {}, portal: {} (log index {})",
+                "{} local domain {} → {}, recipients verified: {}, failing DMARC: {}, portal: {}, digest: {} (log index {})",
                 if r.created { "added" } else { "re-routed" },
                 d.domain,
                 d.route,
                 d.verify,
                 dmarc_word(&d.dmarc),
                 on_off(d.portal),
+                digest_word(&d),
                 r.log_index
             );
         }
@@ -60,23 +65,24 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
                     .domains
                     .iter()
                     .map(|d| {
-                        json!({"domain": d.domain, "route": d.route, "verify": d.verify, "dmarc": dmarc_word(&d.dmarc), "portal": d.portal, "author": d.author, "created_at_ms": d.created_at_ms})
+                        json!({"domain": d.domain, "route": d.route, "verify": d.verify, "dmarc": dmarc_word(&d.dmarc), "portal": d.portal, "digest_at": d.digest_at, "digest_lang": d.digest_lang, "author": d.author, "created_at_ms": d.created_at_ms})
                     })
                     .collect();
                 print_json(json!({"domains": list, "read": read_json(&r.read)}));
             } else {
                 println!(
-                    "{:<32}  {:<32}  {:<7}  {:<10}  {:<6}  AUTHOR",
-                    "DOMAIN", "ROUTE", "VERIFY", "DMARC", "PORTAL"
+                    "{:<32}  {:<32}  {:<7}  {:<10}  {:<6}  {:<12}  AUTHOR",
+                    "DOMAIN", "ROUTE", "VERIFY", "DMARC", "PORTAL", "DIGEST"
                 );
                 for d in &r.domains {
                     println!(
-                        "{:<32}  {:<32}  {:<7}  {:<10}  {:<6}  {}",
+                        "{:<32}  {:<32}  {:<7}  {:<10}  {:<6}  {:<12}  {}",
                         d.domain,
                         d.route,
                         d.verify,
                         dmarc_word(&d.dmarc),
                         on_off(d.portal),
+                        digest_word(d),
                         d.author
                     );
                 }
@@ -85,6 +91,14 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
         }
     }
     Ok(())
+}
+
+/// A domain's digest as `peagectl` shows it: `07:30 UTC fr`, or `off`.
+fn digest_word(d: &Domain) -> String {
+    match d.digest_at.as_str() {
+        "" => "off".to_owned(),
+        at => format!("{at} UTC {}", d.digest_lang),
+    }
 }
 
 /// Most addresses in one request (the server's limit).

@@ -20,7 +20,7 @@ mod users;
 
 use peage_client::{Access, ClientError};
 
-use crate::cli::{AuditCmd, Cli, Cmd, OutboundCmd, PortalCmd};
+use crate::cli::{AuditCmd, Cli, Cmd, DigestCmd, OutboundCmd, PortalCmd};
 use context::{message_files, Ctx};
 
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
@@ -53,6 +53,9 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Cmd::Portal(PortalCmd::Link { mailbox, valid }) => {
             access::portal_link(&mut ctx, mailbox, valid).await
         }
+        Cmd::Digest {
+            send: Some(DigestCmd::Send { recipient, all }),
+        } => access::digest_send(&mut ctx, recipient, all).await,
         Cmd::Check {
             paths,
             client_ip,
@@ -77,7 +80,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             let files = message_files(paths)?;
             learn::run(&mut ctx, class.name(), files, jobs).await
         }
-        Cmd::Digest => maintenance::digest(&mut ctx).await,
+        Cmd::Digest { send: None } => maintenance::digest(&mut ctx).await,
         Cmd::Snapshot => maintenance::snapshot(&mut ctx).await,
         Cmd::Probe(args) => probe::run(&ctx, args).await,
     }

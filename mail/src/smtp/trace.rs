@@ -148,11 +148,9 @@ fn is_forged(field: &[u8], authserv_id: &str) -> bool {
     value[..id_len].eq_ignore_ascii_case(authserv_id.as_bytes())
 }
 
-/// An RFC 5322 date for a Unix time in milliseconds (UTC).
-pub fn rfc2822_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
+/// The UTC calendar date (year, month 1–12, day 1–31) of a Unix time in milliseconds.
+pub fn utc_date(ms: i64) -> (i64, i64, i64) {
+    let days = ms.div_euclid(86_400_000);
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -162,7 +160,15 @@ pub fn rfc2822_ms(ms: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// An RFC 5322 date for a Unix time in milliseconds (UTC).
+pub fn rfc2822_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (year, month, day) = utc_date(ms);
     let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
     let mon = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

@@ -143,6 +143,7 @@ targets! {
     TokenAddRequest => |r| format!("{} ({}; {})", r.name, r.role, r.domains.join(", "));
     TokenRemoveRequest => |r| r.name.clone();
     PortalLinkRequest => |r| r.mailbox.clone();
+    DigestSendRequest => |r| r.recipient.clone();
 }
 
 /// A list entry named as written, with its scope when it has one.

@@ -5,6 +5,8 @@
 //! `mailbox:<address>`, role `mailbox`. The portal's signing key is made here when the first
 //! link needs it.
 
+use std::time::Duration;
+
 use mail_parser::MessageParser;
 use rand::RngCore;
 use tonic::Status;
@@ -23,6 +25,7 @@ use crate::clock::now_ms;
 use crate::signed_links::{self, Purpose};
 use crate::spool::bodies::body_of;
 use crate::state::portal_key::KEY_BYTES;
+use crate::state::spool::SpooledMessage;
 use crate::state::tokens::Role;
 
 /// What a mailbox owner may do to one of its quarantined messages.
@@ -72,36 +75,30 @@ pub async fn link(
     caller: Caller,
     r: PortalLinkRequest,
 ) -> Result<PortalLinkReply, Status> {
-    let mailbox = normalize_scope(&r.mailbox)
-        .ok()
-        .filter(|m| m.contains('@'))
-        .ok_or_else(|| invalid(format!("`{}` is not a mailbox address", r.mailbox)))?;
+    let mailbox = mailbox_address(&r.mailbox)?;
     if !caller.scope.covers_address(&mailbox) {
         return Err(caller.scope.outside(&mailbox));
     }
-    let base = svc.portal_url.as_deref().ok_or_else(|| {
-        Status::failed_precondition(
-            "this node serves no portal (listen.portal) and has no portal.public_url",
-        )
-    })?;
-    let secs = match r.valid_secs {
-        0 => svc.link_validity.as_secs(),
+    let valid = match r.valid_secs {
+        0 => svc.link_validity,
         s if s > MAX_LINK_SECS => {
             return Err(invalid(format!(
                 "a link is good for at most {} days",
                 MAX_LINK_SECS / 86_400
             )))
         }
-        s => s,
+        s => Duration::from_secs(s),
     };
-    svc.portal_open(&mailbox)?;
-    let key = svc.portal_key().await?;
-    let expires_at_ms = now_ms() + secs as i64 * 1000;
-    let token = signed_links::sign(&key, Purpose::Link, &mailbox, expires_at_ms);
-    Ok(PortalLinkReply {
-        url: format!("{}/open/{token}", base.trim_end_matches('/')),
-        expires_at_ms,
-    })
+    let (url, expires_at_ms) = svc.mailbox_link(&mailbox, valid).await?;
+    Ok(PortalLinkReply { url, expires_at_ms })
+}
+
+/// A mailbox address as a request names it, normalised.
+pub(super) fn mailbox_address(raw: &str) -> Result<String, Status> {
+    normalize_scope(raw)
+        .ok()
+        .filter(|m| m.contains('@'))
+        .ok_or_else(|| invalid(format!("`{raw}` is not a mailbox address")))
 }
 
 impl AdminService {
@@ -114,6 +111,27 @@ impl AdminService {
                 "the quarantine portal is off for {domain} (peagectl domain add {domain} --route … --portal on)"
             ))),
         }
+    }
+
+    /// A signed link that opens `mailbox`'s held mail, good for `valid`, and when it
+    /// expires; `FAILED_PRECONDITION` when this node knows no portal address or the
+    /// mailbox's domain has the portal off.
+    pub(super) async fn mailbox_link(
+        &self,
+        mailbox: &str,
+        valid: Duration,
+    ) -> Result<(String, i64), Status> {
+        let base = self.portal_url.as_deref().ok_or_else(|| {
+            Status::failed_precondition(
+                "this node serves no portal (listen.portal) and has no portal.public_url",
+            )
+        })?;
+        self.portal_open(mailbox)?;
+        let key = self.portal_key().await?;
+        let expires_at_ms = now_ms() + valid.as_millis() as i64;
+        let token = signed_links::sign(&key, Purpose::Link, mailbox, expires_at_ms);
+        let url = format!("{}/open/{token}", base.trim_end_matches('/'));
+        Ok((url, expires_at_ms))
     }
 
     /// The portal's signing key; the first call anywhere in the cluster makes it.
@@ -151,18 +169,23 @@ impl AdminService {
         let reply = messages::list(self, &Scope::mailbox(mailbox), request).await?;
         let mut held = Vec::new();
         for m in reply.messages.into_iter().rev().take(at_most) {
-            let stored = self.cluster.state().spool().get(&m.queue_id);
-            let body = match stored {
-                Some(stored) => body_of(&self.cluster, &stored).await.unwrap_or_default(),
-                None => Vec::new(),
+            let subject = match self.cluster.state().spool().get(&m.queue_id) {
+                Some(stored) => self.subject_of(&stored).await,
+                None => String::new(),
             };
-            let subject = MessageParser::default()
-                .parse_headers(&body)
-                .and_then(|h| h.subject().map(str::to_owned))
-                .unwrap_or_default();
             held.push((m, subject));
         }
         Ok(held)
+    }
+
+    /// A spooled message's subject, read from its body (here, or fetched from a holder);
+    /// empty when it has none or no body could be had.
+    pub(super) async fn subject_of(&self, m: &SpooledMessage) -> String {
+        let body = body_of(&self.cluster, m).await.unwrap_or_default();
+        MessageParser::default()
+            .parse_headers(&body)
+            .and_then(|h| h.subject().map(str::to_owned))
+            .unwrap_or_default()
     }
 
     /// One of `mailbox`'s quarantined messages with its body.

@@ -10,6 +10,8 @@
 mod audit;
 mod auth;
 mod convert;
+pub mod digest;
+mod digest_mail;
 mod dkim;
 mod learn;
 mod lists;
@@ -368,6 +370,15 @@ impl Admin for AdminService {
         let write = |caller: Caller, r| mailbox::link(self, caller, r);
         answer(
             self.audited(req, Access::Release, "PortalLink", write)
+                .await,
+        )
+    }
+
+    async fn digest_send(&self, req: Request<DigestSendRequest>) -> Reply<DigestSendReply> {
+        // A digest's links open the mailbox's held mail, like `portal_link`'s.
+        let write = |caller: Caller, r| digest::send_now(self, caller, r);
+        answer(
+            self.audited(req, Access::Release, "DigestSend", write)
                 .await,
         )
     }

@@ -1,5 +1,6 @@
 //! The routing table: which domains are local (mail for them is accepted), the
-//! downstream route of each, how their recipients are verified, and the recipient lists.
+//! downstream route of each, how their recipients are verified, whether their mailboxes
+//! have the portal and a daily digest, and the recipient lists.
 
 use tonic::Status;
 
@@ -16,7 +17,7 @@ use super::validate::invalid;
 use crate::clock::now_ms;
 use crate::state::recipients::{normalize_address, MAX_PER_COMMAND};
 use crate::state::routing::{normalize_domain, normalize_route};
-use crate::state::{DmarcAction, DomainRoute, Verify};
+use crate::state::{DigestLang, DigestSchedule, DmarcAction, DomainRoute, Verify};
 use crate::types::Outcome;
 
 pub async fn set(
@@ -51,6 +52,12 @@ pub async fn set(
         "off" => false,
         word => return Err(invalid(format!("portal `{word}`: expected `on` or `off`"))),
     };
+    let digest = digest_schedule(indexes.digest_of(&domain), &r.digest_at, &r.digest_lang)?;
+    if digest.is_some() && !portal {
+        return Err(Status::failed_precondition(format!(
+            "a digest links to the portal: turn it on for {domain} too (--portal on)"
+        )));
+    }
     let set = DomainSet {
         domain,
         route,
@@ -59,6 +66,8 @@ pub async fn set(
         verify: verify.as_str().into(),
         dmarc: dmarc.as_str().into(),
         portal,
+        digest_at: digest.map(|d| d.at()).unwrap_or_default(),
+        digest_lang: digest.map(|d| d.lang.as_str().to_owned()).unwrap_or_default(),
     };
     match svc.propose(command::Kind::DomainSet(set.clone())).await? {
         (log_index, Outcome::DomainSet { created }) => Ok(DomainSetReply {
@@ -70,6 +79,8 @@ pub async fn set(
                 verify: set.verify,
                 dmarc: set.dmarc,
                 portal: set.portal,
+                digest_at: set.digest_at,
+                digest_lang: set.digest_lang,
             }),
             created,
             log_index,
@@ -113,12 +124,48 @@ pub async fn list(svc: &AdminService, req: DomainListRequest) -> Result<DomainLi
             verify: r.verify.as_str().into(),
             dmarc: r.dmarc.as_str().into(),
             portal: r.portal,
+            digest_at: r.digest.map(|d| d.at()).unwrap_or_default(),
+            digest_lang: r.digest.map(|d| d.lang.as_str().to_owned()).unwrap_or_default(),
         })
         .collect();
     Ok(DomainListReply {
         domains,
         read: Some(read),
     })
+}
+
+/// The digest schedule a `domain add` asks for: `at` "HH:MM" or "off" (empty keeps
+/// `current`'s), `lang` "en" or "fr" (empty keeps `current`'s, or English).
+fn digest_schedule(
+    current: Option<DigestSchedule>,
+    at: &str,
+    lang: &str,
+) -> Result<Option<DigestSchedule>, Status> {
+    let lang = match lang {
+        "" => current.map(|d| d.lang).unwrap_or_default(),
+        word => DigestLang::parse(word)
+            .ok_or_else(|| invalid(format!("digest language `{word}`: expected `en` or `fr`")))?,
+    };
+    let second_of_day = match at {
+        "" => match current {
+            Some(d) => d.second_of_day,
+            None => return Ok(None),
+        },
+        "off" => return Ok(None),
+        word => {
+            DigestSchedule::parse(word, "")
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "digest time `{word}`: expected HH:MM (UTC, 00:00 to 23:59) or `off`"
+                    ))
+                })?
+                .second_of_day
+        }
+    };
+    Ok(Some(DigestSchedule {
+        second_of_day,
+        lang,
+    }))
 }
 
 /// Normalises addresses for the recipient lists: each valid, each of a local domain.

@@ -15,7 +15,11 @@ use crate::auth::Authenticator;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::ratelimit::RateLimits;
+use crate::spool::Spooler;
 use crate::types::Outcome;
+
+/// How far apart the nodes' clocks may be, for the digests' grace.
+const CLOCK_MARGIN_MS: u64 = 5_000;
 
 pub struct AdminService {
     pub(super) cluster: Cluster,
@@ -34,6 +38,15 @@ pub struct AdminService {
     pub(super) portal_url: Option<String>,
     /// How long a portal link stays good.
     pub(super) link_validity: Duration,
+    /// Puts the digests this service writes in the spool.
+    pub(super) spooler: Spooler,
+    /// The node's name in SMTP, which the digests' Message-IDs carry.
+    pub(super) hostname: String,
+    /// How long after a domain's digest time its digests wait: a message accepted just
+    /// before that time may take a commit timeout to commit, on a clock a little off.
+    pub(super) digest_grace: Duration,
+    /// The pause after each digest a daily round sends.
+    pub(super) digest_pause: Duration,
 }
 
 impl AdminService {
@@ -46,7 +59,6 @@ impl AdminService {
         let replicated = Arc::new(move |hash: &str| state.indexes().token(hash));
         let tokens = Tokens::new(&config.admin.tokens, replicated);
         AdminService {
-            cluster,
             tokens,
             max_reason_bytes: config.lists.max_reason_bytes,
             lease: Duration::from_secs(config.spool.lease_secs),
@@ -59,6 +71,11 @@ impl AdminService {
                 .clone()
                 .or_else(|| config.listen.portal.map(|addr| format!("https://{addr}"))),
             link_validity: Duration::from_secs(config.portal.link_days * 86_400),
+            spooler: Spooler::configured(cluster.clone(), &config.spool),
+            hostname: config.hostname(),
+            digest_grace: Duration::from_millis(config.raft.commit_timeout_ms + CLOCK_MARGIN_MS),
+            digest_pause: Duration::from_millis(config.portal.digest_pause_ms),
+            cluster,
         }
     }
 

@@ -2,6 +2,7 @@
 //! (`validate`) before any port is bound. Every error names the key it is about; unknown
 //! keys are errors. The types serialise too, so tests write configs from them.
 
+mod derived;
 mod outbound;
 mod validate;
 
@@ -15,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocklists::Blocklist;
 pub use crate::state::tokens::Role;
-use crate::types::PeageNode;
 
 /// Why a configuration could not be used. Each message names the file and the key.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +78,11 @@ pub struct PortalSection {
     /// `https://<listen.portal>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// How often the leader looks for domains whose daily digest is due.
+    pub digest_check_ms: u64,
+    /// The pause after each digest sent, so that a large domain's digests reach its
+    /// downstream over a while rather than in one burst.
+    pub digest_pause_ms: u64,
 }
 
 impl Default for PortalSection {
@@ -86,6 +91,8 @@ impl Default for PortalSection {
             session_minutes: 60,
             link_days: 14,
             public_url: None,
+            digest_check_ms: 30_000,
+            digest_pause_ms: 10,
         }
     }
 }
@@ -472,24 +479,6 @@ impl Config {
         })?;
         config.validate(path)?;
         Ok(config)
-    }
-
-    /// The initial members as Raft nodes, keyed by id.
-    pub fn initial_members(&self) -> BTreeMap<u64, PeageNode> {
-        self.cluster
-            .members
-            .iter()
-            .map(|m| {
-                (
-                    m.id,
-                    PeageNode {
-                        site: m.site.clone(),
-                        peer_addr: m.peer.clone(),
-                        admin_addr: m.admin.clone(),
-                    },
-                )
-            })
-            .collect()
     }
 }
 

@@ -163,6 +163,7 @@ impl Config {
         for (key, v) in [
             ("portal.session_minutes", self.portal.session_minutes),
             ("portal.link_days", self.portal.link_days),
+            ("portal.digest_check_ms", self.portal.digest_check_ms),
         ] {
             ensure(v != 0, key, "must be > 0")?;
         }

@@ -95,10 +95,12 @@ impl SignedIn {
     }
 }
 
-/// `GET /open/{token}`: a valid link sets the session cookie and leaves the address bar.
+/// `GET /open/{token}[?m=<queue id>]`: a valid link sets the session cookie and leaves the
+/// address bar for the list, or for the message a digest links to.
 pub async fn open(
     State(p): State<Portal>,
     Path(token): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, Response> {
     let key = key(&p).await?;
     Ok(match signed_links::verify(&key, Purpose::Link, &token, now_ms()) {
@@ -115,9 +117,21 @@ pub async fn open(
             let cookie = format!(
                 "{SESSION_COOKIE}={session}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Lax"
             );
-            redirect("/", Some(cookie))
+            redirect(&landing(query.as_deref()), Some(cookie))
         }
     })
+}
+
+/// Where an opened link leads: the message a digest's `?m=<queue id>` names, or the list.
+fn landing(query: Option<&str>) -> String {
+    let named = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(name, _)| name == "m")
+        .map(|(_, id)| id.into_owned())
+        .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()));
+    match named {
+        Some(id) => format!("/message/{id}"),
+        None => "/".to_owned(),
+    }
 }
 
 /// The session's mailbox and cookie value, or the page asking for a link.
@@ -209,4 +223,19 @@ pub async fn act(
         .await;
     done.map_err(|e| failed(&e))?;
     Ok(redirect(&format!("/?done={}", action.as_str()), None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::landing;
+
+    #[test]
+    fn a_link_lands_on_the_message_it_names_and_nowhere_else() {
+        assert_eq!(landing(None), "/");
+        assert_eq!(landing(Some("m=00AB12")), "/message/00AB12");
+        assert_eq!(landing(Some("x=1&m=00AB12")), "/message/00AB12");
+        assert_eq!(landing(Some("m=%2F%2Fevil.example")), "/");
+        assert_eq!(landing(Some("m=../admin")), "/");
+        assert_eq!(landing(Some("m=")), "/");
+    }
 }

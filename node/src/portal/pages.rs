@@ -9,6 +9,7 @@ use peage_mail::smtp::trace::rfc2822_ms;
 use peage_proto::v1::QueuedMessage;
 
 use crate::admin::MailboxAction;
+use crate::html::escape;
 
 /// The most messages the list shows.
 pub const MAX_ROWS: usize = 100;
@@ -57,23 +58,6 @@ impl Preview {
             text,
         }
     }
-}
-
-/// Text made safe inside HTML elements and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0 auto;max-width:60rem;padding:1rem;line-height:1.4;color:#1b1b1b}\

@@ -430,6 +430,7 @@ impl NodeAcceptor {
             verdict: judgement.verdict.as_str(),
             score_milli: judgement.total_milli,
             symbols: wire_symbols(&judgement.symbols),
+            digest: None,
         };
         match self.spooler.enqueue(new).instrument(span).await {
             Ok(queue_id) => {

@@ -16,12 +16,13 @@ pub mod submission;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use peage_proto::v1::{command, FilterSymbol, SpoolPut};
+use peage_proto::v1::{command, DigestSent, FilterSymbol, SpoolPut};
 
 use crate::blobs::sha256_hex;
 use crate::clock::now_ms;
 use crate::cluster::error::WriteError;
 use crate::cluster::Cluster;
+use crate::config::SpoolSection;
 use crate::metrics::{observe_stage, ACCEPT_STAGE_SECONDS};
 use crate::types::Outcome;
 
@@ -46,6 +47,8 @@ pub struct NewMessage {
     pub verdict: &'static str,
     pub score_milli: i64,
     pub symbols: Vec<FilterSymbol>,
+    /// The digest this message is, which the same commit records (a second one refused).
+    pub digest: Option<DigestSent>,
 }
 
 /// Puts messages in the replicated spool: body first (a majority fsyncs it), record last.
@@ -65,6 +68,15 @@ impl Spooler {
             lease,
             body_timeout,
         }
+    }
+
+    /// A spooler with the node's lease and body timeout.
+    pub fn configured(cluster: Cluster, spool: &SpoolSection) -> Spooler {
+        Spooler::new(
+            cluster,
+            Duration::from_secs(spool.lease_secs),
+            Duration::from_millis(spool.body_timeout_ms),
+        )
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -106,6 +118,7 @@ impl Spooler {
             verdict: new.verdict.to_owned(),
             score_milli: new.score_milli,
             symbols: new.symbols,
+            digest: new.digest,
         };
         let committed = self.cluster.propose(command::Kind::SpoolPut(put)).await;
         observe_stage(ACCEPT_STAGE_SECONDS, "commit", started);

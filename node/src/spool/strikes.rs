@@ -144,6 +144,7 @@ impl LockPolicy {
             verdict: "deliver",
             score_milli: 0,
             symbols: Vec::new(),
+            digest: None,
         };
         spooler
             .enqueue(message)

@@ -18,6 +18,78 @@ pub struct DomainRoute {
     pub dmarc: DmarcAction,
     /// The domain's mailbox owners may use the quarantine portal.
     pub portal: bool,
+    /// When its mailboxes get the daily digest of their held mail, if they do.
+    pub digest: Option<DigestSchedule>,
+}
+
+/// When a domain's daily digest of held mail goes out (seconds after midnight, UTC), and
+/// in which language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestSchedule {
+    pub second_of_day: u32,
+    pub lang: DigestLang,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DigestLang {
+    #[default]
+    En,
+    Fr,
+}
+
+impl DigestLang {
+    /// `en` (or empty) or `fr`.
+    pub fn parse(word: &str) -> Option<DigestLang> {
+        match word {
+            "" | "en" => Some(DigestLang::En),
+            "fr" => Some(DigestLang::Fr),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestLang::En => "en",
+            DigestLang::Fr => "fr",
+        }
+    }
+}
+
+impl DigestSchedule {
+    /// A schedule from `HH:MM` or `HH:MM:SS` (UTC) and a language word; `None` for an empty
+    /// or malformed time, or an unknown language.
+    pub fn parse(at: &str, lang: &str) -> Option<DigestSchedule> {
+        let parts: Vec<&str> = at.split(':').collect();
+        if !(2..=3).contains(&parts.len())
+            || parts
+                .iter()
+                .any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return None;
+        }
+        let number = |i: usize| parts.get(i).map_or(Some(0), |p| p.parse::<u32>().ok());
+        let (h, m, s) = (number(0)?, number(1)?, number(2)?);
+        if h > 23 || m > 59 || s > 59 {
+            return None;
+        }
+        Some(DigestSchedule {
+            second_of_day: h * 3600 + m * 60 + s,
+            lang: DigestLang::parse(lang)?,
+        })
+    }
+
+    /// The time as `HH:MM`, or `HH:MM:SS` when it has seconds.
+    pub fn at(&self) -> String {
+        let (h, m, s) = (
+            self.second_of_day / 3600,
+            self.second_of_day % 3600 / 60,
+            self.second_of_day % 60,
+        );
+        match s {
+            0 => format!("{h:02}:{m:02}"),
+            s => format!("{h:02}:{m:02}:{s:02}"),
+        }
+    }
 }
 
 /// What a failing DMARC policy does to mail for a local domain, from the most lenient.

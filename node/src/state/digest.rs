@@ -5,7 +5,7 @@ use openraft::StorageError;
 use sha2::{Digest, Sha256};
 
 use super::{
-    audit, bayes, callouts, dkim_keys, evidence, list_entries, locks, logistic, policy, portal_key,
+    audit, bayes, callouts, digests_sent, dkim_keys, evidence, list_entries, locks, logistic, policy, portal_key,
     recipients, routing, spool, tokens, users,
 };
 use super::{sm_err, StateStore};
@@ -42,6 +42,7 @@ impl StateStore {
             tokens::digest_rows(&db, &mut out).map_err(sm_err)?;
             audit::digest_rows(&db, &mut out).map_err(sm_err)?;
             portal_key::digest_rows(&db, &mut out).map_err(sm_err)?;
+            digests_sent::digest_rows(&db, &mut out).map_err(sm_err)?;
             Ok(StateDigest {
                 sha256: hex::encode(h.finalize()),
                 applied_index,

@@ -15,8 +15,8 @@ use peage_mail::logistic::{self, Model};
 use peage_mail::sync::{into_inner, read, write};
 
 pub use super::addressing::{
-    domain_of, Account, CalloutAnswer, DkimKey, DmarcAction, DomainRoute, IdentityFrom, Lock,
-    Verify, ANY_HOSTED_DOMAIN,
+    domain_of, Account, CalloutAnswer, DigestLang, DigestSchedule, DkimKey, DmarcAction,
+    DomainRoute, IdentityFrom, Lock, Verify, ANY_HOSTED_DOMAIN,
 };
 use super::addressing::{Addressing, Grant};
 use crate::clock::now_ms;
@@ -291,6 +291,11 @@ impl Indexes {
     /// Whether a local domain's mailbox owners may use the quarantine portal.
     pub fn portal_on(&self, domain: &str) -> bool {
         read(&self.routes).get(domain).is_some_and(|r| r.portal)
+    }
+
+    /// A local domain's digest schedule, when its mailboxes get one.
+    pub fn digest_of(&self, domain: &str) -> Option<DigestSchedule> {
+        read(&self.routes).get(domain).and_then(|r| r.digest)
     }
 
     /// The whole routing table, by domain.

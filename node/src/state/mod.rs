@@ -5,9 +5,10 @@
 //! `last_applied` and the membership (`machine`). The database runs `synchronous=NORMAL`:
 //! what a crash loses is replayed from the Raft log, and a snapshot checkpoints (fsyncs) the
 //! database before openraft may purge the entries it covers (`snapshot`). Each table family
-//! (`list_entries`, `routing`, `policy`, `spool`, `bayes`, `logistic`, `evidence`) owns its commands'
-//! apply and its reads; `apply` dispatches to them, `knowledge` holds the indexes the
-//! filter reads, `spool_index` the spool in memory, `queries` and `digest` the read API.
+//! (`list_entries`, `routing`, `policy`, `spool`, `digests_sent`, `bayes`, `logistic`,
+//! `evidence`) owns its commands' apply and its reads; `apply` dispatches to them,
+//! `knowledge` holds the indexes the filter reads, `spool_index` the spool in memory,
+//! `queries` and `digest` the read API.
 
 pub mod addressing;
 mod apply;
@@ -15,6 +16,7 @@ pub mod audit;
 mod bayes;
 pub mod callouts;
 pub mod digest;
+pub mod digests_sent;
 pub mod dkim_keys;
 mod evidence;
 mod knowledge;
@@ -46,8 +48,8 @@ use peage_mail::sync::{lock, read, write};
 
 use crate::types::{Membership, NodeId};
 pub use knowledge::{
-    domain_of, Account, ClusterPolicy, DkimKey, DmarcAction, DomainRoute, IdentityFrom, Indexes,
-    Verify, ANY_HOSTED_DOMAIN,
+    domain_of, Account, ClusterPolicy, DigestLang, DigestSchedule, DkimKey, DmarcAction,
+    DomainRoute, IdentityFrom, Indexes, Verify, ANY_HOSTED_DOMAIN,
 };
 pub use spool_index::{Lapsed, SpoolCounts, SpoolIndex};
 

@@ -1,5 +1,5 @@
 //! The state machine's read API over SQLite, on the blocking pool: pages of list entries
-//! and of a domain's recipient list.
+//! and of a domain's recipient list, the keys and the audit log, the digests sent.
 //! Lookups that must never wait go through `knowledge` and `spool_index` instead.
 
 use openraft::StorageError;
@@ -7,7 +7,7 @@ use openraft::StorageError;
 use super::list_entries::{self, ListFilter, ListPage};
 use peage_proto::v1::{AuditEntry, AuditListRequest};
 
-use super::{audit, dkim_keys, locks, recipients, tokens, users};
+use super::{audit, digests_sent, dkim_keys, locks, recipients, tokens, users};
 use super::{sm_err, StateStore};
 use crate::types::NodeId;
 
@@ -26,6 +26,22 @@ impl StateStore {
     ) -> Result<Vec<String>, StorageError<NodeId>> {
         self.blocking(move |me| {
             recipients::page(&me.lock_db(), &domain, &after, limit).map_err(sm_err)
+        })
+        .await
+    }
+
+    /// Up to when `recipient`'s held mail was listed by its digests (0: never), and whether
+    /// the digest `key` was sent.
+    pub async fn digest_sent(
+        &self,
+        recipient: String,
+        key: String,
+    ) -> Result<(i64, bool), StorageError<NodeId>> {
+        self.blocking(move |me| {
+            let db = me.lock_db();
+            let up_to = digests_sent::listed_up_to(&db, &recipient).map_err(sm_err)?;
+            let sent = digests_sent::was_sent(&db, &key).map_err(sm_err)?;
+            Ok((up_to, sent))
         })
         .await
     }

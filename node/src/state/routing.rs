@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use peage_mail::lists::{normalize_entry, EntryKind, InvalidValue};
 use peage_proto::v1::{DomainRemove, DomainSet};
 
-use super::knowledge::{DmarcAction, DomainRoute, IndexChange, Verify};
+use super::knowledge::{DigestSchedule, DmarcAction, DomainRoute, IndexChange, Verify};
 use super::recipients;
 use crate::types::Outcome;
 
@@ -77,12 +77,16 @@ pub fn apply_set(
     // An unknown word (a newer release's) verifies nothing here rather than failing apply.
     let verify = Verify::parse(&d.verify).unwrap_or_default();
     let dmarc = DmarcAction::parse(&d.dmarc).unwrap_or_default();
+    // Likewise an unreadable schedule sends no digest.
+    let digest = DigestSchedule::parse(&d.digest_at, &d.digest_lang);
     tx.execute(
-        "INSERT INTO domains (domain, route, author, created_at_ms, verify, dmarc, portal)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO domains (domain, route, author, created_at_ms, verify, dmarc, portal,
+                              digest_at, digest_lang)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (domain) DO UPDATE SET route = excluded.route,
            author = excluded.author, created_at_ms = excluded.created_at_ms,
-           verify = excluded.verify, dmarc = excluded.dmarc, portal = excluded.portal",
+           verify = excluded.verify, dmarc = excluded.dmarc, portal = excluded.portal,
+           digest_at = excluded.digest_at, digest_lang = excluded.digest_lang",
         params![
             d.domain,
             d.route,
@@ -90,7 +94,9 @@ pub fn apply_set(
             d.created_at_ms,
             verify.as_str(),
             dmarc.as_str(),
-            d.portal
+            d.portal,
+            digest.map(|s| s.at()).unwrap_or_default(),
+            digest.map(|s| s.lang).unwrap_or_default().as_str(),
         ],
     )?;
     changes.push(IndexChange::RouteSet {
@@ -102,6 +108,7 @@ pub fn apply_set(
             verify,
             dmarc,
             portal: d.portal,
+            digest,
         },
     });
     Ok(Outcome::DomainSet { created: !existed })
@@ -121,7 +128,8 @@ pub fn apply_remove(
 /// The whole table, by domain.
 pub fn query(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT domain, route, author, created_at_ms, verify, dmarc, portal
+        "SELECT domain, route, author, created_at_ms, verify, dmarc, portal, digest_at,
+                digest_lang
          FROM domains ORDER BY domain",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -134,6 +142,7 @@ pub fn query(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute
                 verify: Verify::parse(&r.get::<_, String>(4)?).unwrap_or_default(),
                 dmarc: DmarcAction::parse(&r.get::<_, String>(5)?).unwrap_or_default(),
                 portal: r.get(6)?,
+                digest: DigestSchedule::parse(&r.get::<_, String>(7)?, &r.get::<_, String>(8)?),
             },
         ))
     })?;
@@ -154,8 +163,12 @@ pub fn digest_rows(conn: &Connection, out: &mut dyn FnMut(&[u8])) -> rusqlite::R
             d => format!(":dmarc={}", d.as_str()),
         };
         let portal = if r.portal { ":portal" } else { "" };
+        let digest = r
+            .digest
+            .map(|d| format!(":digest={}@{}", d.lang.as_str(), d.at()))
+            .unwrap_or_default();
         out(format!(
-            "domain:{domain}:{}:{}:{}{verify}{dmarc}{portal}",
+            "domain:{domain}:{}:{}:{}{verify}{dmarc}{portal}{digest}",
             r.route, r.author, r.created_at_ms
         )
         .as_bytes());

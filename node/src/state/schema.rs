@@ -201,6 +201,18 @@ const MIGRATIONS: &[&str] = &[
         key BLOB NOT NULL
      );
      ALTER TABLE domains ADD COLUMN portal INTEGER NOT NULL DEFAULT 0;",
+    // 21: each domain's daily digest of held mail ("HH:MM" UTC, empty for none), and the
+    // digests sent, one row each, keyed so that a digest goes out once.
+    "ALTER TABLE domains ADD COLUMN digest_at TEXT NOT NULL DEFAULT '';
+     ALTER TABLE domains ADD COLUMN digest_lang TEXT NOT NULL DEFAULT 'en';
+     CREATE TABLE digests_sent (
+        key TEXT PRIMARY KEY,
+        recipient TEXT NOT NULL,
+        up_to_ms INTEGER NOT NULL,
+        queue_id TEXT NOT NULL,
+        sent_at_ms INTEGER NOT NULL
+     );
+     CREATE INDEX digests_sent_recipient ON digests_sent (recipient, up_to_ms);",
 ];
 
 /// The schema version this release writes.

@@ -7,9 +7,13 @@ use peage_proto::v1::{
     SpoolRetry, SpoolTakeover,
 };
 
+use super::digests_sent;
 use super::knowledge::IndexChange;
 use super::schema::{from_json, to_json};
 use crate::types::Outcome;
+
+/// How a second digest with the same key is refused.
+pub const DIGEST_SENT_ALREADY: &str = "this digest was sent already";
 
 /// One queued message, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +77,14 @@ pub fn apply_put(
     if put.rcpt_to.is_empty() {
         return Ok(Outcome::Refused("spool record without recipients".into()));
     }
+    if let Some(sent) = &put.digest {
+        if digests_sent::was_sent(tx, &sent.key)? {
+            return Ok(Outcome::Refused(format!(
+                "{DIGEST_SENT_ALREADY}: {}",
+                sent.key
+            )));
+        }
+    }
     let inserted = tx.execute(
         "INSERT INTO spool (queue_id, mail_from, rcpt_to, client_ip, helo, body_sha256, size,
                             holders, owner, accepted_at_ms, lease_until_ms, verdict,
@@ -110,6 +122,9 @@ pub fn apply_put(
             "queue id {} exists",
             put.queue_id
         )));
+    }
+    if let Some(sent) = &put.digest {
+        digests_sent::record(tx, sent, &put.queue_id, put.accepted_at_ms)?;
     }
     changes.push(IndexChange::SpoolRow(put.queue_id));
     Ok(Outcome::Spooled)
@@ -266,6 +281,7 @@ pub fn apply_expire_quarantine(
         .collect::<rusqlite::Result<_>>()?;
     let removed = expired.len() as u32;
     changes.extend(expired.into_iter().map(IndexChange::SpoolRow));
+    digests_sent::forget_before(tx, e.accepted_before_ms)?;
     Ok(Outcome::Swept { removed })
 }
 

@@ -184,7 +184,6 @@ impl SpoolIndex {
         by_age.into_values().cloned().collect()
     }
 
-    /// Whether a quarantined message was accepted before `before_ms`.
     /// The quarantined messages accepted before `before_ms`, oldest first.
     pub fn quarantined_before(&self, before_ms: i64) -> Vec<Arc<SpooledMessage>> {
         let rows = read(&self.rows);

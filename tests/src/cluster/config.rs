@@ -7,8 +7,8 @@ use std::path::Path;
 
 use peage_node::config::{
     AdminSection, ClusterSection, Config, DnsSection, EvidenceSection, ListenSection, ListsSection,
-    MemberConfig, NodeSection, OutboundSection, RaftSection, Role, SmtpSection, SpoolSection,
-    TokenConfig,
+    MemberConfig, NodeSection, OutboundSection, PortalSection, RaftSection, Role, SmtpSection,
+    SpoolSection, TokenConfig,
 };
 
 use super::{TestCluster, ADMIN_TOKEN, READ_TOKEN, SECRET, SITES};
@@ -154,7 +154,10 @@ impl TestCluster {
                 ..DnsSection::default()
             },
             tracking: Default::default(),
-            portal: Default::default(),
+            portal: PortalSection {
+                digest_check_ms: 200,
+                ..PortalSection::default()
+            },
         })
     }
 

@@ -7,6 +7,7 @@ mod acceptance;
 mod auth;
 mod blocklists;
 mod delivery;
+mod digest;
 mod edge;
 mod filtering;
 mod handover;

@@ -1,7 +1,7 @@
-//! The portal in a real browser: headless Chromium, driven through ChromeDriver, opens a
-//! link served by Roubaix, lands on the held-mail list with the link gone from the address
-//! bar, opens the preview, releases the message; it reaches the sink with its original
-//! content. A form posted without the session's CSRF token, an altered link and an expired
+//! The portal in a real browser: headless Chromium, driven through ChromeDriver, opens the
+//! link of bob's digest (sent through Paris, read at the sink) at Roubaix, lands on the
+//! message's preview with the link gone from the address bar, goes to the held-mail list,
+//! releases the message; it reaches the sink with its original content. A form posted without the session's CSRF token, an altered link and an expired
 //! one show why they are refused. With Paris
 //! killed, the same flow works through Ariège. Screenshots of the list and the preview are
 //! saved under the test's output (`<target>/tmp/portal/`), to be looked at by eye (the
@@ -51,23 +51,25 @@ async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
     .await
     .unwrap();
     let home = portal_home(&c, 1);
-    let good = link(&c, 0, "14d", 1);
+    let wait = Duration::from_secs(30);
+    json_as(&c, 0, ADMIN_TOKEN, &["digest", "send", "--recipient", BOB]).unwrap();
+    sink.wait_for_messages(BOB, 1, "bob's digest", wait).await;
+    let good = digest_link(&sink.messages(BOB)[0], &held, &home);
 
     let browser = Browser::start().await.unwrap();
     browser.goto(&good).await.unwrap();
     let url = browser.url().await.unwrap();
-    assert_eq!(url, home, "the link left the address bar");
-    let list = browser.source().await.unwrap();
-    assert!(list.contains(&held) && list.contains("invoice"), "{list}");
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal");
-    browser.screenshot(&out.join("list.png")).await.unwrap();
-
-    let preview_link = format!("a[href='/message/{held}']");
-    browser.click(&preview_link).await.unwrap();
+    assert_eq!(url, format!("{home}message/{held}"), "the link left the address bar");
     let preview = browser.page_with("see attached").await.unwrap();
     let shown = preview.contains("see attached") && preview.contains("invoice.zip");
     assert!(shown, "{preview}");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal");
     browser.screenshot(&out.join("preview.png")).await.unwrap();
+
+    browser.click("a[href='/']").await.unwrap();
+    let list = browser.page_with("Held mail for").await.unwrap();
+    assert!(list.contains(&held) && list.contains("invoice"), "{list}");
+    browser.screenshot(&out.join("list.png")).await.unwrap();
 
     // A form posted without the session's CSRF token is refused.
     let strip = "document.querySelectorAll('input[name=csrf]').forEach(i => i.remove())";
@@ -83,9 +85,9 @@ async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
     browser.click(release).await.unwrap();
     browser.page_with("was released").await.unwrap();
     assert!(browser.url().await.unwrap().starts_with(&home));
-    let wait = Duration::from_secs(30);
-    sink.wait_for_messages(BOB, 1, "released", wait).await;
-    assert!(sink.messages(BOB)[0].contains("<zip@client.example>"));
+    sink.wait_for_messages(BOB, 2, "released", wait).await;
+    let released = sink.messages(BOB);
+    assert!(released.iter().any(|m| m.contains("<zip@client.example>")));
 
     refused_links_say_why(&c, &browser, &good).await;
 
@@ -96,8 +98,24 @@ async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
     browser.page_with(&late).await.unwrap();
     browser.click(release).await.unwrap();
     browser.page_with("was released").await.unwrap();
-    sink.wait_for_messages(BOB, 2, "released at Ariège", wait)
+    sink.wait_for_messages(BOB, 3, "released at Ariège", wait)
         .await;
+}
+
+/// The link a digest gives for message `queue_id`, rebased on `home` (another site's
+/// portal: any site opens any site's link).
+fn digest_link(digest: &str, queue_id: &str, home: &str) -> String {
+    let parsed = mail_parser::MessageParser::default()
+        .parse(digest.as_bytes())
+        .unwrap();
+    let text = parsed.body_text(0).unwrap().into_owned();
+    let end = format!("?m={queue_id}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("/open/") && l.ends_with(&end))
+        .unwrap_or_else(|| panic!("no link to {queue_id} in the digest:\n{text}"));
+    let path = &line[line.find("/open/").unwrap() + 1..];
+    format!("{home}{path}")
 }
 
 /// An altered link and an expired one land on a page that says why.

@@ -377,6 +377,7 @@ async fn bounce(
         verdict: "deliver",
         score_milli: 0,
         symbols: Vec::new(),
+        digest: None,
     };
     config.spooler.enqueue(new).await.map_err(|e| e.to_string())
 }

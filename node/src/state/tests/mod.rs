@@ -12,6 +12,7 @@ use peage_mail::filter::Knowledge;
 use peage_mail::lists::EntryKind;
 
 mod access;
+mod digests;
 mod workload;
 
 use super::digest::StateDigest;

@@ -30,7 +30,7 @@ pub(super) fn entry(index: u64, commands: Vec<command::Kind>) -> Entry<TypeConfi
 /// fingerprints so that commands meet the rows earlier ones wrote.
 fn other_command(rng: &mut rand::rngs::StdRng, i: u64) -> command::Kind {
     use peage_proto::v1::{
-        BayesLearn, EvidenceAdd, EvidenceCount, EvidenceDecay, FilterSymbol, PolicySet,
+        BayesLearn, DigestSent, EvidenceAdd, EvidenceCount, EvidenceDecay, FilterSymbol, PolicySet,
         QuarantineExpire, SpoolDone, SpoolDrop, SpoolHandOff, SpoolPut, SpoolRelease, SpoolRenew,
         SpoolRetry, SpoolTakeover,
     };
@@ -57,6 +57,12 @@ fn other_command(rng: &mut rand::rngs::StdRng, i: u64) -> command::Kind {
                 score_milli: 4500,
                 reason: format!("r{i}"),
             }],
+            // Some are digests, from a few keys, so that the second of a key is refused.
+            digest: rng.random_bool(0.3).then(|| DigestSent {
+                key: format!("daily:a@local1.test:{}", rng.random_range(0..4)),
+                recipient: "a@local1.test".into(),
+                up_to_ms: now,
+            }),
         }),
         3 => command::Kind::SpoolDone(SpoolDone {
             queue_id,
@@ -172,6 +178,8 @@ pub(super) fn workload(seed: u64, n: u64) -> Vec<Entry<TypeConfig>> {
                         verify: ["", "none", "list", "callout"][rng.random_range(0..4)].into(),
                         dmarc: ["", "score", "quarantine", "reject"][rng.random_range(0..4)].into(),
                         portal: rng.random_bool(0.5),
+                        digest_at: ["", "07:30", "25:00"][rng.random_range(0..3)].into(),
+                        digest_lang: ["", "fr", "xx"][rng.random_range(0..3)].into(),
                     }),
                     12 => command::Kind::RecipientsAdd(RecipientsAdd {
                         addresses: mailboxes,

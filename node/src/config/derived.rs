@@ -1,0 +1,35 @@
+//! What a node derives from its configuration: the initial Raft members, the name it
+//! gives itself in SMTP.
+
+use std::collections::BTreeMap;
+
+use super::Config;
+use crate::types::PeageNode;
+
+impl Config {
+    /// The initial members as Raft nodes, keyed by id.
+    pub fn initial_members(&self) -> BTreeMap<u64, PeageNode> {
+        self.cluster
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    PeageNode {
+                        site: m.site.clone(),
+                        peer_addr: m.peer.clone(),
+                        admin_addr: m.admin.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The name the node gives itself in SMTP: the configured one, or `<site>.peage`.
+    pub fn hostname(&self) -> String {
+        self.smtp
+            .hostname
+            .clone()
+            .unwrap_or_else(|| format!("{}.peage", self.node.site))
+    }
+}
