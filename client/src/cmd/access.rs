@@ -6,8 +6,8 @@ use serde_json::json;
 
 use peage_client::parse_duration_secs;
 use peage_client::v1::{
-    AuditListRequest, DigestSendRequest, PortalLinkRequest, TokenAddRequest, TokenInfo, TokenListRequest,
-    TokenRemoveRequest,
+    AuditListRequest, DigestSendRequest, PortalLinkRequest, TokenAddRequest, TokenInfo,
+    TokenListRequest, TokenRemoveRequest,
 };
 use peage_client::ClientError;
 

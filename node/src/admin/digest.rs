@@ -36,7 +36,9 @@ const DAY_MS: i64 = 86_400_000;
 enum Digested {
     Sent(DigestSendReply),
     /// Nothing held was new since the recipient's last digest, which listed up to then.
-    NothingNew { listed_up_to: i64 },
+    NothingNew {
+        listed_up_to: i64,
+    },
     /// This digest (its key) was sent already.
     SentAlready,
 }
@@ -101,7 +103,10 @@ impl AdminService {
                     return;
                 }
                 let key = format!("daily:{recipient}:{day}");
-                let outcome = match self.send_digest(recipient, lang, key, up_to_ms, false).await {
+                let outcome = match self
+                    .send_digest(recipient, lang, key, up_to_ms, false)
+                    .await
+                {
                     Ok(Digested::Sent(sent)) => {
                         tracing::info!(
                             recipient,
@@ -271,7 +276,10 @@ mod tests {
         assert_eq!(due_today(at("07:30"), day + 9_999, grace), None);
         let due = Some((day, "2026-12-06".to_owned()));
         assert_eq!(due_today(at("07:30"), day + 10_000, grace), due);
-        assert_eq!(due_today(at("07:29:50"), day, grace).map(|d| d.0), Some(day - 10_000));
+        assert_eq!(
+            due_today(at("07:29:50"), day, grace).map(|d| d.0),
+            Some(day - 10_000)
+        );
         // Before today's time, nothing is due (yesterday's was due yesterday).
         assert_eq!(due_today(at("23:59"), day, grace), None);
         let midnight = Some((1_796_515_200_000, "2026-12-06".to_owned()));
@@ -282,9 +290,21 @@ mod tests {
     fn schedules_are_read_to_the_second_and_written_back_as_given() {
         for (at, second) in [("07:30", 27_000), ("00:00", 0), ("23:59:59", 86_399)] {
             let s = DigestSchedule::parse(at, "fr").unwrap();
-            assert_eq!((s.second_of_day, s.at().as_str(), s.lang), (second, at, DigestLang::Fr));
+            assert_eq!(
+                (s.second_of_day, s.at().as_str(), s.lang),
+                (second, at, DigestLang::Fr)
+            );
         }
-        for bad in ["", "7:30", "24:00", "12:60", "12:00:60", "12-00", "aa:bb", "12:00:00:00"] {
+        for bad in [
+            "",
+            "7:30",
+            "24:00",
+            "12:60",
+            "12:00:60",
+            "12-00",
+            "aa:bb",
+            "12:00:00:00",
+        ] {
             assert_eq!(DigestSchedule::parse(bad, "en"), None, "{bad}");
         }
         assert_eq!(DigestSchedule::parse("12:00", "de"), None);

@@ -107,7 +107,11 @@ fn words(lang: DigestLang) -> &'static Words {
 pub fn short_date(ms: i64) -> String {
     let (y, m, d) = utc_date(ms);
     let minutes = ms.rem_euclid(86_400_000) / 60_000;
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", minutes / 60, minutes % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        minutes / 60,
+        minutes % 60
+    )
 }
 
 impl Digest<'_> {
@@ -140,8 +144,16 @@ impl Digest<'_> {
     /// The (sender, subject) a message is listed with.
     fn shown<'m>(&self, m: &'m Listed) -> (&'m str, &'m str) {
         let w = words(self.lang);
-        let sender = if m.sender.is_empty() { w.report } else { &m.sender };
-        let subject = if m.subject.is_empty() { w.no_subject } else { &m.subject };
+        let sender = if m.sender.is_empty() {
+            w.report
+        } else {
+            &m.sender
+        };
+        let subject = if m.subject.is_empty() {
+            w.no_subject
+        } else {
+            &m.subject
+        };
         (sender, subject)
     }
 
@@ -301,8 +313,14 @@ mod tests {
             .parse(&d.build())
             .unwrap()
             .into_owned();
-        assert_eq!(mail.from().unwrap().first().unwrap().name(), Some("Quarantaine"));
-        assert!(mail.body_text(0).unwrap().contains("Tout votre courrier retenu"));
+        assert_eq!(
+            mail.from().unwrap().first().unwrap().name(),
+            Some("Quarantaine")
+        );
+        assert!(mail
+            .body_text(0)
+            .unwrap()
+            .contains("Tout votre courrier retenu"));
     }
 
     #[test]

@@ -67,7 +67,9 @@ pub async fn set(
         dmarc: dmarc.as_str().into(),
         portal,
         digest_at: digest.map(|d| d.at()).unwrap_or_default(),
-        digest_lang: digest.map(|d| d.lang.as_str().to_owned()).unwrap_or_default(),
+        digest_lang: digest
+            .map(|d| d.lang.as_str().to_owned())
+            .unwrap_or_default(),
     };
     match svc.propose(command::Kind::DomainSet(set.clone())).await? {
         (log_index, Outcome::DomainSet { created }) => Ok(DomainSetReply {
@@ -125,7 +127,10 @@ pub async fn list(svc: &AdminService, req: DomainListRequest) -> Result<DomainLi
             dmarc: r.dmarc.as_str().into(),
             portal: r.portal,
             digest_at: r.digest.map(|d| d.at()).unwrap_or_default(),
-            digest_lang: r.digest.map(|d| d.lang.as_str().to_owned()).unwrap_or_default(),
+            digest_lang: r
+                .digest
+                .map(|d| d.lang.as_str().to_owned())
+                .unwrap_or_default(),
         })
         .collect();
     Ok(DomainListReply {

@@ -127,7 +127,9 @@ fn landing(query: Option<&str>) -> String {
     let named = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(name, _)| name == "m")
         .map(|(_, id)| id.into_owned())
-        .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()));
+        .filter(|id| {
+            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
     match named {
         Some(id) => format!("/message/{id}"),
         None => "/".to_owned(),

@@ -5,8 +5,8 @@ use openraft::StorageError;
 use sha2::{Digest, Sha256};
 
 use super::{
-    audit, bayes, callouts, digests_sent, dkim_keys, evidence, list_entries, locks, logistic, policy, portal_key,
-    recipients, routing, spool, tokens, users,
+    audit, bayes, callouts, digests_sent, dkim_keys, evidence, list_entries, locks, logistic,
+    policy, portal_key, recipients, routing, spool, tokens, users,
 };
 use super::{sm_err, StateStore};
 use crate::types::NodeId;

@@ -156,6 +156,7 @@ impl TestCluster {
             tracking: Default::default(),
             portal: PortalSection {
                 digest_check_ms: 200,
+                digest_pause_ms: t.digest_pause_ms,
                 ..PortalSection::default()
             },
         })

@@ -6,6 +6,7 @@
 mod accounts;
 mod config;
 mod tls;
+mod tuning;
 mod waits;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use peage_client::{connect_with, Access, Admin};
 use crate::binaries::bin;
 use crate::netns;
 use crate::sink::SinkProcess;
+pub use tuning::Tuning;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const READ_TOKEN: &str = "test-read-only-token-0123456789";
@@ -34,72 +36,6 @@ fn fresh_net() -> String {
     let n = NEXT_NET.fetch_add(1, Ordering::SeqCst);
     let pid = std::process::id();
     format!("127.{}.{}", 10 + (pid % 200), n % 250 + 1)
-}
-
-/// Raft and list settings for a test cluster.
-#[derive(Clone)]
-pub struct Tuning {
-    pub snapshot_after_entries: u64,
-    pub keep_entries_after_snapshot: u64,
-    pub sweep_interval_ms: u64,
-    pub commit_timeout_ms: u64,
-    pub lease_secs: u64,
-    /// How long an undeliverable message is held before it is bounced.
-    pub retention_secs: u64,
-    /// Raft timing: heartbeat (also openraft's per-RPC timeout), election timeout (a third
-    /// more at most, as in ops/local and ops/sites), and how long a leader may go without a
-    /// majority.
-    pub heartbeat_ms: u64,
-    pub election_timeout_ms: u64,
-    pub quorum_lost_after_ms: u64,
-    /// Dial every peer through a per-link address ([`TestCluster::link_addr`]) where a
-    /// proxy (the drill's) adds latency or cuts the link; nothing listens there otherwise.
-    pub proxied_peers: bool,
-    /// Offer STARTTLS with a freshly generated self-signed certificate.
-    pub tls: bool,
-    /// How long peers get to fsync a body.
-    pub body_timeout_ms: u64,
-    /// How long an unreferenced body is kept (None: the least the config allows).
-    pub body_grace_secs: Option<u64>,
-    /// The first wait after a failed delivery (it doubles, up to 2 s or this if longer).
-    pub retry_first_ms: u64,
-    /// Connections each node opens to one downstream at once.
-    pub max_connections_per_route: usize,
-    /// Authenticate senders through this DNS server (the test's own); no authentication
-    /// when `None`, as nothing outside answers DNS here.
-    pub dns_server: Option<std::net::SocketAddr>,
-    /// `dns.blocklists` (needs `dns_server`).
-    pub blocklists: Vec<peage_node::blocklists::Blocklist>,
-    /// Mutual TLS between nodes and TLS on the admin API, with certificates of its own.
-    pub grpc_tls: bool,
-    /// The nodes' `[outbound]` section (the harness sets `notify` and `mx_port`).
-    pub outbound: peage_node::config::OutboundSection,
-}
-
-impl Default for Tuning {
-    fn default() -> Self {
-        Tuning {
-            snapshot_after_entries: 5000,
-            keep_entries_after_snapshot: 200,
-            sweep_interval_ms: 200,
-            commit_timeout_ms: 3000,
-            lease_secs: 2,
-            retention_secs: 5 * 86_400,
-            heartbeat_ms: 50,
-            election_timeout_ms: 300,
-            quorum_lost_after_ms: 1000,
-            proxied_peers: false,
-            tls: false,
-            body_timeout_ms: 5000,
-            body_grace_secs: None,
-            retry_first_ms: 200,
-            max_connections_per_route: 20,
-            dns_server: None,
-            blocklists: Vec::new(),
-            grpc_tls: false,
-            outbound: Default::default(),
-        }
-    }
 }
 
 pub struct Node {

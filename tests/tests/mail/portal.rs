@@ -17,9 +17,14 @@ const BOB: &str = "bob@example.test";
 
 /// A cluster whose nodes serve the portal (HTTPS with their SMTP certificates).
 pub async fn serving_the_portal() -> TestCluster {
+    serving_the_portal_tuned(Tuning::default()).await
+}
+
+/// As `serving_the_portal`, tuned otherwise as `tuning` says.
+pub async fn serving_the_portal_tuned(tuning: Tuning) -> TestCluster {
     let tuning = Tuning {
         tls: true,
-        ..Default::default()
+        ..tuning
     };
     TestCluster::start(tuning).await.unwrap()
 }

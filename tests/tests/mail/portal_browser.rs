@@ -59,7 +59,11 @@ async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
     let browser = Browser::start().await.unwrap();
     browser.goto(&good).await.unwrap();
     let url = browser.url().await.unwrap();
-    assert_eq!(url, format!("{home}message/{held}"), "the link left the address bar");
+    assert_eq!(
+        url,
+        format!("{home}message/{held}"),
+        "the link left the address bar"
+    );
     let preview = browser.page_with("see attached").await.unwrap();
     let shown = preview.contains("see attached") && preview.contains("invoice.zip");
     assert!(shown, "{preview}");

@@ -58,7 +58,10 @@ async fn a_digest_key_is_spooled_once_and_forgotten_with_the_quarantine_it_liste
         }
     };
     assert_eq!(read(day).await, (2_000, true));
-    assert_eq!(read("daily:bob@example.test:2026-12-07").await, (2_000, false));
+    assert_eq!(
+        read("daily:bob@example.test:2026-12-07").await,
+        (2_000, false)
+    );
 
     // The quarantine's retention cut past the first digest only: the second stays.
     let expire = command::Kind::QuarantineExpire(QuarantineExpire {
@@ -67,6 +70,12 @@ async fn a_digest_key_is_spooled_once_and_forgotten_with_the_quarantine_it_liste
     store.apply(vec![entry(2, vec![expire])]).await.unwrap();
     assert_eq!(read(day).await, (2_000, false));
     let db = rusqlite::Connection::open(dir.path().join("state.sqlite")).unwrap();
-    assert_eq!(digests_sent::listed_up_to(&db, "bob@example.test").unwrap(), 2_000);
-    assert_eq!(digests_sent::listed_up_to(&db, "carol@example.test").unwrap(), 0);
+    assert_eq!(
+        digests_sent::listed_up_to(&db, "bob@example.test").unwrap(),
+        2_000
+    );
+    assert_eq!(
+        digests_sent::listed_up_to(&db, "carol@example.test").unwrap(),
+        0
+    );
 }
