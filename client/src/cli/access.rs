@@ -111,6 +111,7 @@ pub enum DigestCmd {
     /// helpdesk, or a domain admin for its domains' mailboxes).
     #[command(after_help = "Example:\n  peagectl digest send --recipient bob@example.test --all")]
     Send {
+        /// The mailbox (its domain's language is the digest's).
         #[arg(long)]
         recipient: String,
         /// List everything held for the mailbox, not only what is new.

@@ -235,6 +235,7 @@ pub async fn send_now(
         return Err(caller.scope.outside(&recipient));
     }
     svc.read_barrier(false).await?;
+    svc.portal_open(&recipient)?;
     let lang = svc
         .cluster
         .state()

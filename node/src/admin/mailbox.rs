@@ -103,9 +103,15 @@ pub(super) fn mailbox_address(raw: &str) -> Result<String, Status> {
 
 impl AdminService {
     /// `FAILED_PRECONDITION` unless the mailbox's domain has the portal turned on.
-    fn portal_open(&self, mailbox: &str) -> Result<(), Status> {
+    pub(super) fn portal_open(&self, mailbox: &str) -> Result<(), Status> {
         let domain = mailbox.rsplit_once('@').map_or("", |(_, d)| d);
-        match self.cluster.state().indexes().portal_on(domain) {
+        let indexes = self.cluster.state().indexes();
+        if indexes.verify_of(domain).is_none() {
+            return Err(Status::failed_precondition(format!(
+                "{domain} is not a local domain"
+            )));
+        }
+        match indexes.portal_on(domain) {
             true => Ok(()),
             false => Err(Status::failed_precondition(format!(
                 "the quarantine portal is off for {domain} (peagectl domain add {domain} --route … --portal on)"

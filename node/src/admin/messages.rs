@@ -110,20 +110,35 @@ pub async fn show(
     })
 }
 
-/// An operator's change to one message: proposes `make(queue_id)` when every recipient
-/// of the message is in the caller's scope.
-async fn act(
+/// The recipients of message `id` a change by a caller in `scope` is for: empty for the
+/// whole message (which `whole_only` demands: every recipient in scope), else those in
+/// scope.
+fn acting_for(
     svc: &AdminService,
     scope: &Scope,
+    id: &str,
+    whole_only: bool,
+) -> Result<Vec<String>, Status> {
+    validate::queue_id(id)?;
+    if scope.is_everything() {
+        return Ok(Vec::new());
+    }
+    let m = find(svc, scope, id)?;
+    if whole_only {
+        scoped::owns_message(scope, &m)?;
+        return Ok(Vec::new());
+    }
+    Ok(scoped::part_of(scope, &m)?.unwrap_or_default())
+}
+
+/// A change to message `id` (a `what`), proposed.
+async fn act(
+    svc: &AdminService,
     id: String,
     what: &str,
-    make: impl FnOnce(String) -> command::Kind,
+    change: command::Kind,
 ) -> Result<MessageActionReply, Status> {
-    validate::queue_id(&id)?;
-    if !scope.is_everything() {
-        scoped::owns_message(scope, &find(svc, scope, &id)?)?;
-    }
-    match svc.propose(make(id.clone())).await? {
+    match svc.propose(change).await? {
         (log_index, Outcome::SpoolChanged { found: true }) => Ok(MessageActionReply {
             log_index,
             learned: String::new(),
@@ -158,6 +173,7 @@ pub async fn release_as(
     learn: bool,
 ) -> Result<MessageActionReply, Status> {
     let no_learn = !learn;
+    let part = acting_for(svc, scope, &queue_id, false)?;
     // The record and body first: once released, the message may be delivered and gone.
     let held = find(svc, scope, &queue_id).ok();
     let body = match (&held, no_learn) {
@@ -166,17 +182,27 @@ pub async fn release_as(
     };
     let lease_until_ms = svc.cluster.leader_now_ms() + svc.lease.as_millis() as i64;
     let owner = svc.cluster.id();
-    let mut reply = act(svc, scope, queue_id, "quarantined message", |queue_id| {
-        command::Kind::SpoolRelease(SpoolRelease {
-            queue_id,
-            owner,
-            lease_until_ms,
-        })
-    })
-    .await?;
+    // A part released is a message of its own.
+    let split_queue_id = match part.is_empty() {
+        true => String::new(),
+        false => format!("{:016X}", rand::random::<u64>()),
+    };
+    let release = command::Kind::SpoolRelease(SpoolRelease {
+        queue_id: queue_id.clone(),
+        owner,
+        lease_until_ms,
+        rcpt_to: part.clone(),
+        split_queue_id,
+    });
+    let mut reply = act(svc, queue_id, "quarantined message", release).await?;
     if let Some(m) = held {
         let detail = format!("released by {author}");
-        let event = event_of(&m, "released", m.rcpt_to.clone(), detail);
+        let rcpts = if part.is_empty() {
+            m.rcpt_to.clone()
+        } else {
+            part
+        };
+        let event = event_of(&m, "released", rcpts, detail);
         svc.cluster.tracking().record(event);
     }
     if let Some(body) = body {
@@ -191,10 +217,10 @@ pub async fn remove(
     scope: Scope,
     req: MessageRef,
 ) -> Result<MessageActionReply, Status> {
-    act(svc, &scope, req.queue_id, "message", |queue_id| {
-        command::Kind::SpoolDrop(SpoolDrop { queue_id })
-    })
-    .await
+    let rcpt_to = acting_for(svc, &scope, &req.queue_id, false)?;
+    let queue_id = req.queue_id.clone();
+    let drop = command::Kind::SpoolDrop(SpoolDrop { queue_id, rcpt_to });
+    act(svc, req.queue_id, "message", drop).await
 }
 
 pub async fn retry(
@@ -202,8 +228,8 @@ pub async fn retry(
     scope: Scope,
     req: MessageRef,
 ) -> Result<MessageActionReply, Status> {
-    act(svc, &scope, req.queue_id, "message", |queue_id| {
-        command::Kind::SpoolRetry(SpoolRetry { queue_id })
-    })
-    .await
+    acting_for(svc, &scope, &req.queue_id, true)?;
+    let queue_id = req.queue_id.clone();
+    let retry = command::Kind::SpoolRetry(SpoolRetry { queue_id });
+    act(svc, req.queue_id, "message", retry).await
 }

@@ -55,7 +55,7 @@ pub async fn set(
     let digest = digest_schedule(indexes.digest_of(&domain), &r.digest_at, &r.digest_lang)?;
     if digest.is_some() && !portal {
         return Err(Status::failed_precondition(format!(
-            "a digest links to the portal: turn it on for {domain} too (--portal on)"
+            "a digest links to the portal: turn the portal on for {domain} (--portal on), or the digest off (--digest-at off)"
         )));
     }
     let set = DomainSet {

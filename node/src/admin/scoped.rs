@@ -1,7 +1,8 @@
 //! What a token bound to some domains may see and touch, decided on the server: a message
 //! is seen when one of its recipients is in scope (or it is outgoing mail of a sender in
-//! scope), with the other recipients left out; it is changed only when every recipient is
-//! in scope; an account, a lock or a mailbox only when all its domains are.
+//! scope), with the other recipients left out; it is released or removed for the
+//! recipients in scope only, and retried only when every recipient is; an account, a lock
+//! or a mailbox only when all its domains are.
 
 use tonic::Status;
 
@@ -41,6 +42,23 @@ pub fn owns_message(scope: &Scope, m: &SpooledMessage) -> Result<(), Status> {
             "{} is also addressed to {other}, which",
             m.queue_id
         ))),
+    }
+}
+
+/// The recipients a release or a removal by a caller in `scope` acts for: `None` for the
+/// whole message (every recipient is in scope), else the ones in scope, whose part is
+/// taken apart from the others'. Errors as `owns_message` when none is.
+pub fn part_of(scope: &Scope, m: &SpooledMessage) -> Result<Option<Vec<String>>, Status> {
+    let mine: Vec<String> = m
+        .rcpt_to
+        .iter()
+        .filter(|r| scope.covers_address(r))
+        .cloned()
+        .collect();
+    match mine.len() {
+        0 => owns_message(scope, m).map(|()| None),
+        n if n == m.rcpt_to.len() => Ok(None),
+        _ => Ok(Some(mine)),
     }
 }
 

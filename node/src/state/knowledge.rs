@@ -298,7 +298,7 @@ impl Indexes {
         read(&self.routes).get(domain).and_then(|r| r.digest)
     }
 
-    /// The whole routing table, by domain.
+    /// How a local domain's recipients are verified; `None` for a domain that is not local.
     pub fn verify_of(&self, domain: &str) -> Option<Verify> {
         read(&self.routes).get(domain).map(|r| r.verify)
     }
@@ -368,6 +368,7 @@ impl Indexes {
         read(&self.recipients).len()
     }
 
+    /// The whole routing table, by domain.
     pub fn domains(&self) -> BTreeMap<String, DomainRoute> {
         read(&self.routes).clone()
     }

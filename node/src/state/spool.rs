@@ -135,30 +135,44 @@ pub fn apply_done(
     done: SpoolDone,
     changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<Outcome> {
+    let Some((remaining, _)) = remove_recipients(tx, &done.queue_id, &done.rcpt_to)? else {
+        return Ok(Outcome::SpoolDone { remaining: 0 });
+    };
+    changes.push(IndexChange::SpoolRow(done.queue_id));
+    Ok(Outcome::SpoolDone {
+        remaining: remaining as u32,
+    })
+}
+
+/// Takes `gone` off the recipients of message `queue_id` (deleting it when none remain),
+/// if it is there: how many recipients remain, and how many were taken off.
+fn remove_recipients(
+    tx: &Transaction<'_>,
+    queue_id: &str,
+    gone: &[String],
+) -> rusqlite::Result<Option<(usize, usize)>> {
     let rcpts: Option<String> = tx
         .query_row(
             "SELECT rcpt_to FROM spool WHERE queue_id = ?1",
-            [&done.queue_id],
+            [queue_id],
             |r| r.get(0),
         )
         .optional()?;
     let Some(rcpts) = rcpts else {
-        return Ok(Outcome::SpoolDone { remaining: 0 });
+        return Ok(None);
     };
     let mut rcpts: Vec<String> = from_json(&rcpts)?;
-    rcpts.retain(|r| !done.rcpt_to.contains(r));
+    let before = rcpts.len();
+    rcpts.retain(|r| !gone.contains(r));
     if rcpts.is_empty() {
-        tx.execute("DELETE FROM spool WHERE queue_id = ?1", [&done.queue_id])?;
+        tx.execute("DELETE FROM spool WHERE queue_id = ?1", [queue_id])?;
     } else {
         tx.execute(
             "UPDATE spool SET rcpt_to = ?2 WHERE queue_id = ?1",
-            params![done.queue_id, to_json(&rcpts)],
+            params![queue_id, to_json(&rcpts)],
         )?;
     }
-    changes.push(IndexChange::SpoolRow(done.queue_id));
-    Ok(Outcome::SpoolDone {
-        remaining: rcpts.len() as u32,
-    })
+    Ok(Some((rcpts.len(), before - rcpts.len())))
 }
 
 pub fn apply_renew(
@@ -229,6 +243,9 @@ pub fn apply_release(
     r: SpoolRelease,
     changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<Outcome> {
+    if !r.rcpt_to.is_empty() {
+        return release_part(tx, r, changes);
+    }
     let changed = tx.execute(
         "UPDATE spool SET verdict = 'released', owner = ?2, lease_until_ms = ?3
          WHERE queue_id = ?1 AND verdict = 'quarantine'",
@@ -237,12 +254,62 @@ pub fn apply_release(
     Ok(changed_row(changed, r.queue_id, changes))
 }
 
+/// Releases the part of a held message addressed to `r.rcpt_to`: a copy of it for them
+/// (the same body), released as `r.split_queue_id`; the others' part stays held.
+fn release_part(
+    tx: &Transaction<'_>,
+    r: SpoolRelease,
+    changes: &mut Vec<IndexChange>,
+) -> rusqlite::Result<Outcome> {
+    let Some(held) = query_one(tx, &r.queue_id)?.filter(|m| m.verdict == "quarantine") else {
+        return Ok(Outcome::SpoolChanged { found: false });
+    };
+    let part: Vec<String> = held
+        .rcpt_to
+        .iter()
+        .filter(|rcpt| r.rcpt_to.contains(rcpt))
+        .cloned()
+        .collect();
+    if part.is_empty() {
+        return Ok(Outcome::SpoolChanged { found: false });
+    }
+    let copied = tx.execute(
+        &format!(
+            "INSERT INTO spool ({COLUMNS})
+             SELECT ?2, mail_from, ?3, client_ip, helo, body_sha256, size, holders, ?4,
+                    accepted_at_ms, ?5, 'released', score_milli, symbols, 0, 0
+             FROM spool WHERE queue_id = ?1
+             ON CONFLICT (queue_id) DO NOTHING"
+        ),
+        params![
+            r.queue_id,
+            r.split_queue_id,
+            to_json(&part),
+            r.owner as i64,
+            r.lease_until_ms
+        ],
+    )?;
+    if copied == 0 {
+        return Ok(Outcome::Refused(format!(
+            "queue id {} exists",
+            r.split_queue_id
+        )));
+    }
+    remove_recipients(tx, &r.queue_id, &part)?;
+    changes.push(IndexChange::SpoolRow(r.split_queue_id));
+    changes.push(IndexChange::SpoolRow(r.queue_id));
+    Ok(Outcome::SpoolChanged { found: true })
+}
+
 pub fn apply_drop(
     tx: &Transaction<'_>,
     d: SpoolDrop,
     changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<Outcome> {
-    let changed = tx.execute("DELETE FROM spool WHERE queue_id = ?1", [&d.queue_id])?;
+    let changed = match d.rcpt_to.is_empty() {
+        true => tx.execute("DELETE FROM spool WHERE queue_id = ?1", [&d.queue_id])?,
+        false => remove_recipients(tx, &d.queue_id, &d.rcpt_to)?.map_or(0, |(_, gone)| gone),
+    };
     Ok(changed_row(changed, d.queue_id, changes))
 }
 

@@ -13,6 +13,7 @@ use peage_mail::lists::EntryKind;
 
 mod access;
 mod digests;
+mod shared;
 mod workload;
 
 use super::digest::StateDigest;

@@ -26,6 +26,15 @@ pub(super) fn entry(index: u64, commands: Vec<command::Kind>) -> Entry<TypeConfi
     }
 }
 
+/// One of the workload's recipients, or none (the whole message).
+fn one_recipient_or_all(rng: &mut rand::rngs::StdRng) -> Vec<String> {
+    match rng.random_range(0..3) {
+        0 => vec!["a@local1.test".into()],
+        1 => vec!["b@local2.test".into()],
+        _ => Vec::new(),
+    }
+}
+
 /// Any command other than the list and routing ones, on a small set of queue ids, keys and
 /// fingerprints so that commands meet the rows earlier ones wrote.
 fn other_command(rng: &mut rand::rngs::StdRng, i: u64) -> command::Kind {
@@ -89,12 +98,18 @@ fn other_command(rng: &mut rand::rngs::StdRng, i: u64) -> command::Kind {
             to_owner: owner % 3 + 1,
             lease_until_ms: now + 5000,
         }),
+        // The whole message, or one recipient's part (split off, or taken off).
         6 => command::Kind::SpoolRelease(SpoolRelease {
             queue_id,
             owner,
             lease_until_ms: now + 5000,
+            rcpt_to: one_recipient_or_all(rng),
+            split_queue_id: format!("q{}", rng.random_range(0..30)),
         }),
-        7 => command::Kind::SpoolDrop(SpoolDrop { queue_id }),
+        7 => command::Kind::SpoolDrop(SpoolDrop {
+            queue_id,
+            rcpt_to: one_recipient_or_all(rng),
+        }),
         8 => command::Kind::SpoolRetry(SpoolRetry { queue_id }),
         9 => command::Kind::QuarantineExpire(QuarantineExpire {
             accepted_before_ms: now - 20_000,
