@@ -1,11 +1,12 @@
 //! The portal in a real browser: headless Chromium, driven through ChromeDriver, opens the
 //! link of bob's digest (sent through Paris, read at the sink) at Roubaix, lands on the
 //! message's preview with the link gone from the address bar, goes to the held-mail list,
-//! releases the message; it reaches the sink with its original content. A form posted without the session's CSRF token, an altered link and an expired
-//! one show why they are refused. With Paris
-//! killed, the same flow works through Ariège. Screenshots of the list and the preview are
-//! saved under the test's output (`<target>/tmp/portal/`), to be looked at by eye (the
-//! README's picture is one of them).
+//! releases the message; it reaches the sink with its original content. A form posted
+//! without the session's CSRF token, an altered link and an expired one show why they are
+//! refused. With Paris killed, the same flow works through Ariège; and the digest's own
+//! link, opened 15 days later by Roubaix's clock, has expired. Screenshots of the list and
+//! the preview are saved under the test's output (`<target>/tmp/portal/`), to be looked at
+//! by eye (the README's picture is one of them).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,6 +105,18 @@ async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
     browser.page_with("was released").await.unwrap();
     sink.wait_for_messages(BOB, 3, "released at Ariège", wait)
         .await;
+
+    // The digest's link 15 days later by Roubaix's clock (libfaketime): past its 14 days.
+    c.kill(1);
+    c.nodes[1].clock_offset = Some("+15d".into());
+    c.start_node(1).unwrap();
+    wait_for("the digest's link expired", wait, || async {
+        browser.goto(&good).await.ok()?;
+        let page = browser.source().await.ok()?;
+        page.contains("has expired").then_some(())
+    })
+    .await
+    .unwrap();
 }
 
 /// The link a digest gives for message `queue_id`, rebased on `home` (another site's
