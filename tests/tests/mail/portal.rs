@@ -4,14 +4,15 @@
 //! refused; a release delivers the original message to the sink and is audited under the
 //! mailbox's name; of a message also addressed to someone else, only the mailbox's part is
 //! released; a forged or altered link and an expired one are refused; with Paris killed the
-//! same flow works through Ariège.
+//! same flow works through Ariège. A sender blocked or allowed from the portal changes the
+//! next verdict for that mailbox only.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use peage_tests::{https, wait_for, HttpsReply, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
 
-use super::{json_as, quarantine, zip_with_exe};
+use super::{json_as, proving_client_example, quarantine, zip_with_exe};
 
 const BOB: &str = "bob@example.test";
 
@@ -305,4 +306,43 @@ async fn links_that_are_not_good_are_refused(c: &TestCluster) {
     })
     .await
     .unwrap();
+}
+
+/// "Always allow sender" on a held message from a sender SPF proves: the sender's next
+/// message to bob is delivered, the same message to carol is still held.
+#[tokio::test]
+async fn allowing_a_sender_delivers_its_next_mail_to_this_mailbox_only() {
+    let tuning = Tuning {
+        tls: true,
+        ..Default::default()
+    };
+    let (c, _dns) = proving_client_example(tuning).await;
+    portal_on(&c).await;
+    let sink = c.start_sink().await.unwrap();
+    let first = hold(&c, 0, &[BOB]);
+    held_everywhere(&c, &[0, 1, 2], 1).await;
+    let cookie = open(&c, 1, &link(&c, 0, "1h")).await;
+    let csrf = csrf_of(&get(&c, 1, "/", Some(&cookie)).await.body);
+    let allow = format!("/message/{first}/allow-sender");
+    let r = post(&c, 1, &allow, Some(&cookie), &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 303, "{r:?}");
+    c.sync_all(1).await.unwrap();
+
+    let to_bob = c.smtp_send(2, "alice@client.example", &[BOB], &zip_with_exe());
+    assert_eq!(to_bob.data.clone().unwrap().0, 250, "{to_bob:?}");
+    let wait = Duration::from_secs(30);
+    sink.wait_for_messages(BOB, 1, "the allowed sender's next message", wait)
+        .await;
+    assert!(sink.messages(BOB)[0].contains("<zip@client.example>"));
+    let to_carol = hold(&c, 2, &["carol@example.test"]);
+    held_everywhere(&c, &[0, 1, 2], 2).await;
+    let held: Vec<String> = quarantine(&c, 0)
+        .await
+        .into_iter()
+        .map(|m| m.queue_id)
+        .collect();
+    assert!(
+        held.contains(&first) && held.contains(&to_carol),
+        "{held:?}"
+    );
 }
