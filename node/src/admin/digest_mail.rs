@@ -52,6 +52,7 @@ struct Words {
     sender: &'static str,
     subject: &'static str,
     score: &'static str,
+    why: &'static str,
     open: &'static str,
     all: &'static str,
     kept: &'static str,
@@ -65,11 +66,12 @@ const ENGLISH: Words = Words {
     held_one: "message held for",
     held_many: "messages held for",
     greeting: "Hello,",
-    intro: "These messages to {rcpt} were held as probable spam and were not delivered to your mailbox. Open one to see it, release it, allow or block its sender, or delete it.",
+    intro: "The mail to {rcpt} listed below was held as probable spam and was not delivered to your mailbox. Open a message to see it, release it, allow or block its sender, or delete it.",
     date: "Date",
     sender: "From",
     subject: "Subject",
     score: "Score",
+    why: "Why",
     open: "Open",
     all: "All your held mail",
     kept: "Held mail is deleted after {days} days.",
@@ -83,11 +85,12 @@ const FRENCH: Words = Words {
     held_one: "message retenu pour",
     held_many: "messages retenus pour",
     greeting: "Bonjour,",
-    intro: "Ces messages adressés à {rcpt} ont été retenus comme indésirables probables et n'ont pas été remis dans votre boîte. Ouvrez-en un pour le voir, le débloquer, autoriser ou bloquer son expéditeur, ou le supprimer.",
+    intro: "Le courrier adressé à {rcpt} ci-dessous a été retenu comme indésirable probable et n'a pas été remis dans votre boîte. Ouvrez un message pour le voir, le débloquer, autoriser ou bloquer son expéditeur, ou le supprimer.",
     date: "Date",
     sender: "Expéditeur",
     subject: "Objet",
     score: "Score",
+    why: "Motif",
     open: "Ouvrir",
     all: "Tout votre courrier retenu",
     kept: "Le courrier retenu est supprimé après {days} jours.",
@@ -187,7 +190,7 @@ impl Digest<'_> {
              <body style=\"font-family:sans-serif;line-height:1.4\"><p>{greeting}</p><p>{intro}</p>\
              <table cellpadding=\"6\" style=\"border-collapse:collapse\"><thead><tr>\
              <th align=\"left\">{date}</th><th align=\"left\">{sender}</th><th align=\"left\">{subject}</th>\
-             <th align=\"left\">{score}</th></tr></thead><tbody>",
+             <th align=\"left\">{score}</th><th align=\"left\">{why}</th></tr></thead><tbody>",
             lang = self.lang.as_str(),
             title = escape(&self.subject()),
             greeting = w.greeting,
@@ -196,12 +199,13 @@ impl Digest<'_> {
             sender = w.sender,
             subject = w.subject,
             score = w.score,
+            why = w.why,
         );
         for m in self.listed {
             let (sender, subject) = self.shown(m);
             out.push_str(&format!(
                 "<tr style=\"border-top:1px solid #ccc\"><td>{date}</td><td>{sender}</td>\
-                 <td><a href=\"{link}\">{subject}</a></td><td title=\"{why}\">{score}</td></tr>",
+                 <td><a href=\"{link}\">{subject}</a></td><td>{score}</td><td>{why}</td></tr>",
                 date = short_date(m.accepted_at_ms),
                 sender = escape(sender),
                 link = escape(&self.link_to(m)),
@@ -287,7 +291,10 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; Prize"));
         assert!(html.contains("href=\"https://portal.example/open/abc.1.sig?m=00AB\""));
-        assert!(html.contains("title=\"BAYES_99 &lt;probably&gt;\""));
+        assert!(
+            html.contains("<td>BAYES_99 &lt;probably&gt;</td>"),
+            "{html}"
+        );
         let mail = mail_parser::MessageParser::default()
             .parse(&d.build())
             .unwrap()

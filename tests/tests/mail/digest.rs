@@ -3,7 +3,8 @@
 //! mailbox's messages with links into the portal — even though the leader is SIGKILLed
 //! between the two (it pauses after each digest it sends): the new leader redoes the day's
 //! round, skips the one sent and sends the other; a mailbox whose held mail was already in
-//! a digest gets none. An operator's `digest send` sends one now, and says when there is nothing new.
+//! a digest gets none. An operator's `digest send` sends one now, and says when there is
+//! nothing new; bad requests are refused saying why.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -82,6 +83,8 @@ async fn held_mail_for_two_mailboxes_makes_two_digests_once_across_a_leader_kill
         ..Tuning::default()
     };
     let mut c = serving_the_portal_tuned(tuning).await;
+    c.route_local_domain().await.unwrap();
+    bad_digest_requests_say_what_is_wrong(&c);
     portal_on(&c).await;
     digest_now_for_dave(&c).await;
 
@@ -169,6 +172,53 @@ async fn held_mail_for_two_mailboxes_makes_two_digests_once_across_a_leader_kill
     );
     let digests = c.digests(new).await.unwrap();
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+}
+
+/// A digest needs the portal, a time of day and a language it has; a recipient of a local
+/// domain. Each refusal says what to do.
+fn bad_digest_requests_say_what_is_wrong(c: &TestCluster) {
+    let route = format!("smtp://{}", c.sink_addr());
+    let add = |extra: &[&str]| {
+        let args = [
+            &["domain", "add", "example.test", "--route", &route][..],
+            extra,
+        ]
+        .concat();
+        json_as(c, 0, ADMIN_TOKEN, &args).unwrap_err()
+    };
+    let refusals = [
+        (
+            add(&["--digest-at", "07:30"]),
+            "turn the portal on for example.test",
+        ),
+        (
+            add(&["--portal", "on", "--digest-at", "7:30"]),
+            "expected HH:MM",
+        ),
+        (
+            add(&["--portal", "on", "--digest-at", "24:00"]),
+            "expected HH:MM",
+        ),
+        (add(&["--digest-lang", "de"]), "possible values: en, fr"),
+    ];
+    for (said, expected) in refusals {
+        assert!(said.contains(expected), "{expected}: {said}");
+    }
+    let send = |rcpt: &str| {
+        json_as(c, 1, ADMIN_TOKEN, &["digest", "send", "--recipient", rcpt]).unwrap_err()
+    };
+    let not_local = send("bob@other.example");
+    assert!(
+        not_local.contains("other.example is not a local domain"),
+        "{not_local}"
+    );
+    let off = send(BOB);
+    assert!(
+        off.contains("quarantine portal is off for example.test"),
+        "{off}"
+    );
+    let bad = send("not an address");
+    assert!(bad.contains("is not a mailbox address"), "{bad}");
 }
 
 /// Dave's held message goes out in a digest an operator asks for now; asking again finds

@@ -5,12 +5,14 @@
 //! without the session's CSRF token, an altered link and an expired one show why they are
 //! refused. With Paris killed, the same flow works through Ariège; and the digest's own
 //! link, opened 15 days later by Roubaix's clock, has expired. Screenshots of the list and
-//! the preview are saved under the test's output (`<target>/tmp/portal/`), to be looked at
-//! by eye (the README's picture is one of them).
+//! the preview, and of the digest as a mail client shows it, are saved under the test's
+//! output (`<target>/tmp/portal/`), to be looked at by eye (the README's pictures are two of
+//! them).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use base64::Engine;
 use peage_tests::browser::Browser;
 use peage_tests::{wait_for, TestCluster, ADMIN_TOKEN};
 
@@ -58,6 +60,21 @@ async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
     let good = digest_link(&sink.messages(BOB)[0], &held, &home);
 
     let browser = Browser::start().await.unwrap();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal");
+    // The digest's HTML part as a mail client would show it.
+    let raw = sink.messages(BOB).remove(0);
+    let digest = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .unwrap();
+    let html = digest.body_html(0).unwrap().into_owned();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(html);
+    browser
+        .goto(&format!("data:text/html;base64,{encoded}"))
+        .await
+        .unwrap();
+    browser.page_with("1 message held for").await.unwrap();
+    browser.screenshot(&out.join("digest.png")).await.unwrap();
+
     browser.goto(&good).await.unwrap();
     let url = browser.url().await.unwrap();
     assert_eq!(
@@ -68,7 +85,6 @@ async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
     let preview = browser.page_with("see attached").await.unwrap();
     let shown = preview.contains("see attached") && preview.contains("invoice.zip");
     assert!(shown, "{preview}");
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal");
     browser.screenshot(&out.join("preview.png")).await.unwrap();
 
     browser.click("a[href='/']").await.unwrap();
