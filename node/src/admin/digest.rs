@@ -5,7 +5,7 @@
 //! transaction and refuses a second one, so a digest goes out once even when a new leader
 //! redoes a round its predecessor died in.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,75 +59,100 @@ fn due_today(schedule: DigestSchedule, now: i64, grace: Duration) -> Option<(i64
 pub async fn send_daily(admin: Arc<AdminService>, every: Duration, mut stop: Shutdown) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The (domain, day) rounds this node finished as leader: not gone through again.
+    let mut done = HashSet::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait() => return,
         }
         if admin.cluster.leads() {
-            admin.daily_round(now_ms()).await;
+            admin.daily_round(now_ms(), &mut done).await;
         }
     }
 }
 
+/// One domain's round: its digest language, the day's time its digests list mail up to,
+/// and the day.
+struct DomainRound {
+    domain: String,
+    lang: DigestLang,
+    up_to_ms: i64,
+    day: String,
+}
+
 impl AdminService {
-    /// Sends the digests due at `now` that were not sent yet.
-    async fn daily_round(&self, now: i64) {
+    /// Sends the digests due at `now` that were not sent yet, leaving out the rounds `done`
+    /// and adding those it finishes.
+    async fn daily_round(&self, now: i64, done: &mut HashSet<(String, String)>) {
         let indexes = self.cluster.state().indexes();
-        let due: Vec<(String, DigestLang, i64, String)> = indexes
+        let due: Vec<DomainRound> = indexes
             .domains()
             .into_iter()
             .filter(|(_, route)| route.portal)
             .filter_map(|(domain, route)| {
                 let schedule = route.digest?;
-                let (at, day) = due_today(schedule, now, self.digest_grace)?;
-                Some((domain, schedule.lang, at, day))
+                let (up_to_ms, day) = due_today(schedule, now, self.digest_grace)?;
+                let round = DomainRound {
+                    domain,
+                    lang: schedule.lang,
+                    up_to_ms,
+                    day,
+                };
+                (!done.contains(&(round.domain.clone(), round.day.clone()))).then_some(round)
             })
             .collect();
-        if due.is_empty() {
-            metrics::counter!(DIGEST_ROUNDS).increment(1);
-            return;
-        }
-        let held = self.cluster.state().spool().quarantined_before(now);
-        for (domain, lang, up_to_ms, day) in due {
-            let recipients: BTreeSet<&str> = held
-                .iter()
-                .filter(|m| m.accepted_at_ms <= up_to_ms)
-                .flat_map(|m| m.rcpt_to.iter())
-                .map(String::as_str)
-                .filter(|r| domain_of(r).as_deref() == Some(domain.as_str()))
-                .collect();
-            for recipient in recipients {
-                if !self.cluster.leads() {
-                    // Deposed mid-round: the new leader redoes it, skipping what was sent.
-                    return;
+        if !due.is_empty() {
+            let held = self.cluster.state().spool().quarantined_before(now);
+            for round in due {
+                if self.domain_round(&round, &held).await {
+                    done.insert((round.domain, round.day));
                 }
-                let key = format!("daily:{recipient}:{day}");
-                let outcome = match self
-                    .send_digest(recipient, lang, key, up_to_ms, false)
-                    .await
-                {
-                    Ok(Digested::Sent(sent)) => {
-                        tracing::info!(
-                            recipient,
-                            queue_id = sent.queue_id,
-                            messages = sent.messages,
-                            "digest of held mail sent"
-                        );
-                        tokio::time::sleep(self.digest_pause).await;
-                        "sent"
-                    }
-                    Ok(Digested::SentAlready) => "already",
-                    Ok(Digested::NothingNew { .. }) => continue,
-                    Err(e) => {
-                        tracing::warn!(recipient, error = %e, "digest not sent");
-                        "failed"
-                    }
-                };
-                metrics::counter!(DIGESTS, "outcome" => outcome).increment(1);
             }
         }
         metrics::counter!(DIGEST_ROUNDS).increment(1);
+    }
+
+    /// The digests of one domain's mailboxes among `held`; whether each went out (or had
+    /// nothing new, or had gone out before) with this node still the leader.
+    async fn domain_round(&self, round: &DomainRound, held: &[Arc<SpooledMessage>]) -> bool {
+        let recipients: BTreeSet<&str> = held
+            .iter()
+            .filter(|m| m.accepted_at_ms <= round.up_to_ms)
+            .flat_map(|m| m.rcpt_to.iter())
+            .map(String::as_str)
+            .filter(|r| domain_of(r).as_deref() == Some(round.domain.as_str()))
+            .collect();
+        let mut all_out = true;
+        for recipient in recipients {
+            if !self.cluster.leads() {
+                // Deposed mid-round: the new leader redoes it, skipping what was sent.
+                return false;
+            }
+            let key = format!("daily:{recipient}:{}", round.day);
+            let sent = self.send_digest(recipient, round.lang, key, round.up_to_ms, false);
+            let outcome = match sent.await {
+                Ok(Digested::Sent(sent)) => {
+                    tracing::info!(
+                        recipient,
+                        queue_id = sent.queue_id,
+                        messages = sent.messages,
+                        "digest of held mail sent"
+                    );
+                    tokio::time::sleep(self.digest_pause).await;
+                    "sent"
+                }
+                Ok(Digested::SentAlready) => "already",
+                Ok(Digested::NothingNew { .. }) => continue,
+                Err(e) => {
+                    tracing::warn!(recipient, error = %e, "digest not sent");
+                    all_out = false;
+                    "failed"
+                }
+            };
+            metrics::counter!(DIGESTS, "outcome" => outcome).increment(1);
+        }
+        all_out && self.cluster.leads()
     }
 
     /// Puts in the spool the digest `key` for `recipient` of the mail held up to
