@@ -13,7 +13,7 @@ use tonic::Status;
 
 use peage_mail::shutdown::Shutdown;
 use peage_mail::smtp::trace::utc_date;
-use peage_proto::v1::{DigestSendReply, DigestSendRequest, DigestSent};
+use peage_proto::v1::{DigestSendReply, DigestSendRequest, DigestSent, TrackEvent};
 
 use super::auth::Caller;
 use super::convert::storage_status;
@@ -225,11 +225,28 @@ impl AdminService {
                 up_to_ms,
             }),
         };
+        let size = new.body.len() as u64;
         match self.spooler.enqueue(new).await {
-            Ok(queue_id) => Ok(Digested::Sent(DigestSendReply {
-                queue_id,
-                messages: listed.len() as u32,
-            })),
+            Ok(queue_id) => {
+                // What an operator asked about a missing digest finds with `peagectl track`.
+                self.cluster.tracking().record(TrackEvent {
+                    kind: "digest".into(),
+                    queue_id: queue_id.clone(),
+                    recipients: vec![recipient.to_owned()],
+                    verdict: "deliver".into(),
+                    detail: format!(
+                        "digest of {} held message(s) up to {}",
+                        listed.len(),
+                        short_date(up_to_ms)
+                    ),
+                    size,
+                    ..TrackEvent::default()
+                });
+                Ok(Digested::Sent(DigestSendReply {
+                    queue_id,
+                    messages: listed.len() as u32,
+                }))
+            }
             Err(EnqueueError::Commit(WriteError::Refused(why)))
                 if why.starts_with(DIGEST_SENT_ALREADY) =>
             {

@@ -149,6 +149,24 @@ async fn held_mail_for_two_mailboxes_makes_two_digests_once_across_a_leader_kill
     // Dave's only held message was in the digest he was sent: nothing new, no daily one.
     let dave = digests_at(&sink, DAVE);
     assert_eq!(dave.len(), 1, "{dave:?}");
+    // Operators find a digest in the tracking log (carol's: the new leader sent it).
+    let track = ["track", "--recipient", CAROL];
+    let detail = wait_for(
+        "carol's digest tracked",
+        Duration::from_secs(20),
+        || async {
+            let found = json_as(&c, new, ADMIN_TOKEN, &track).ok()?;
+            let events = found["events"].as_array()?.clone();
+            let digest = events.iter().find(|e| e["kind"] == "digest")?;
+            digest["detail"].as_str().map(str::to_owned)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        detail.starts_with("digest of 1 held message(s)"),
+        "{detail}"
+    );
     assert!(dave[0].0.starts_with("1 message held for dave"), "{dave:?}");
 
     // The killed leader comes back with the same record of what was sent.
