@@ -312,9 +312,10 @@ pub enum DomainCmd {
         /// omitted.
         #[arg(long, value_name = "HH:MM|off")]
         digest_at: Option<String>,
-        /// The digest's language. English for a new domain; unchanged when omitted.
+        /// The language of DOMAIN's digests and portal pages. English for a new domain;
+        /// unchanged when omitted.
         #[arg(long, value_parser = ["en", "fr"])]
-        digest_lang: Option<String>,
+        lang: Option<String>,
     },
     /// Stop accepting mail for DOMAIN (its recipient list goes with it).
     Rm { domain: String },

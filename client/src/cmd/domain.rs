@@ -21,7 +21,7 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
             dmarc,
             portal,
             digest_at,
-            digest_lang,
+            lang,
         } => {
             let set = DomainSetRequest {
                 domain,
@@ -30,13 +30,13 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
                 dmarc: dmarc.unwrap_or_default(),
                 portal: portal.unwrap_or_default(),
                 digest_at: digest_at.unwrap_or_default(),
-                digest_lang: digest_lang.unwrap_or_default(),
+                digest_lang: lang.unwrap_or_default(),
             };
             let reply = ctx.admin().await?.domain_set(set).await;
             let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
             let d = r.domain.unwrap_or_default();
             println!(
-                "{} local domain {} → {}, recipients verified: {}, failing DMARC: {}, portal: {}, digest: {} (log index {})",
+                "{} local domain {} → {}, recipients verified: {}, failing DMARC: {}, portal: {}, digest: {}, language: {} (log index {})",
                 if r.created { "added" } else { "re-routed" },
                 d.domain,
                 d.route,
@@ -44,6 +44,7 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
                 dmarc_word(&d.dmarc),
                 on_off(d.portal),
                 digest_word(&d),
+                d.digest_lang,
                 r.log_index
             );
         }
@@ -65,24 +66,25 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
                     .domains
                     .iter()
                     .map(|d| {
-                        json!({"domain": d.domain, "route": d.route, "verify": d.verify, "dmarc": dmarc_word(&d.dmarc), "portal": d.portal, "digest_at": d.digest_at, "digest_lang": d.digest_lang, "author": d.author, "created_at_ms": d.created_at_ms})
+                        json!({"domain": d.domain, "route": d.route, "verify": d.verify, "dmarc": dmarc_word(&d.dmarc), "portal": d.portal, "digest_at": d.digest_at, "lang": d.digest_lang, "author": d.author, "created_at_ms": d.created_at_ms})
                     })
                     .collect();
                 print_json(json!({"domains": list, "read": read_json(&r.read)}));
             } else {
                 println!(
-                    "{:<32}  {:<32}  {:<7}  {:<10}  {:<6}  {:<12}  AUTHOR",
-                    "DOMAIN", "ROUTE", "VERIFY", "DMARC", "PORTAL", "DIGEST"
+                    "{:<32}  {:<32}  {:<7}  {:<10}  {:<6}  {:<9}  {:<4}  AUTHOR",
+                    "DOMAIN", "ROUTE", "VERIFY", "DMARC", "PORTAL", "DIGEST", "LANG"
                 );
                 for d in &r.domains {
                     println!(
-                        "{:<32}  {:<32}  {:<7}  {:<10}  {:<6}  {:<12}  {}",
+                        "{:<32}  {:<32}  {:<7}  {:<10}  {:<6}  {:<9}  {:<4}  {}",
                         d.domain,
                         d.route,
                         d.verify,
                         dmarc_word(&d.dmarc),
                         on_off(d.portal),
                         digest_word(d),
+                        d.digest_lang,
                         d.author
                     );
                 }
@@ -93,11 +95,11 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// A domain's digest as `peagectl` shows it: `07:30 UTC fr`, or `off`.
+/// A domain's digest as `peagectl` shows it: `07:30 UTC`, or `off`.
 fn digest_word(d: &Domain) -> String {
     match d.digest_at.as_str() {
         "" => "off".to_owned(),
-        at => format!("{at} UTC {}", d.digest_lang),
+        at => format!("{at} UTC"),
     }
 }
 

@@ -278,13 +278,7 @@ pub async fn send_now(
     }
     svc.read_barrier(false).await?;
     svc.portal_open(&recipient)?;
-    let lang = svc
-        .cluster
-        .state()
-        .indexes()
-        .digest_of(&domain_of(&recipient).unwrap_or_default())
-        .map(|d| d.lang)
-        .unwrap_or_default();
+    let lang = svc.mailbox_lang(&recipient);
     let now = now_ms();
     let key = format!("now:{recipient}:{now}");
     match svc.send_digest(&recipient, lang, key, now, r.all).await? {

@@ -27,6 +27,7 @@ use crate::spool::bodies::body_of;
 use crate::state::portal_key::KEY_BYTES;
 use crate::state::spool::SpooledMessage;
 use crate::state::tokens::Role;
+use crate::state::DigestLang;
 
 /// What a mailbox owner may do to one of its quarantined messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +139,12 @@ impl AdminService {
         let token = signed_links::sign(&key, Purpose::Link, mailbox, expires_at_ms);
         let url = format!("{}/open/{token}", base.trim_end_matches('/'));
         Ok((url, expires_at_ms))
+    }
+
+    /// The language of `mailbox`'s domain (its digests and portal pages).
+    pub fn mailbox_lang(&self, mailbox: &str) -> DigestLang {
+        let domain = mailbox.rsplit_once('@').map_or("", |(_, d)| d);
+        self.cluster.state().indexes().lang_of(domain)
     }
 
     /// The portal's signing key; the first call anywhere in the cluster makes it.

@@ -52,7 +52,12 @@ pub async fn set(
         "off" => false,
         word => return Err(invalid(format!("portal `{word}`: expected `on` or `off`"))),
     };
-    let digest = digest_schedule(indexes.digest_of(&domain), &r.digest_at, &r.digest_lang)?;
+    let lang = match r.digest_lang.as_str() {
+        "" => indexes.lang_of(&domain),
+        word => DigestLang::parse(word)
+            .ok_or_else(|| invalid(format!("language `{word}`: expected `en` or `fr`")))?,
+    };
+    let digest = digest_schedule(indexes.digest_of(&domain), &r.digest_at, lang)?;
     if digest.is_some() && !portal {
         return Err(Status::failed_precondition(format!(
             "a digest links to the portal: turn the portal on for {domain} (--portal on), or the digest off (--digest-at off)"
@@ -67,9 +72,7 @@ pub async fn set(
         dmarc: dmarc.as_str().into(),
         portal,
         digest_at: digest.map(|d| d.at()).unwrap_or_default(),
-        digest_lang: digest
-            .map(|d| d.lang.as_str().to_owned())
-            .unwrap_or_default(),
+        digest_lang: lang.as_str().into(),
     };
     match svc.propose(command::Kind::DomainSet(set.clone())).await? {
         (log_index, Outcome::DomainSet { created }) => Ok(DomainSetReply {
@@ -127,10 +130,7 @@ pub async fn list(svc: &AdminService, req: DomainListRequest) -> Result<DomainLi
             dmarc: r.dmarc.as_str().into(),
             portal: r.portal,
             digest_at: r.digest.map(|d| d.at()).unwrap_or_default(),
-            digest_lang: r
-                .digest
-                .map(|d| d.lang.as_str().to_owned())
-                .unwrap_or_default(),
+            digest_lang: r.lang.as_str().into(),
         })
         .collect();
     Ok(DomainListReply {
@@ -140,17 +140,12 @@ pub async fn list(svc: &AdminService, req: DomainListRequest) -> Result<DomainLi
 }
 
 /// The digest schedule a `domain add` asks for: `at` "HH:MM" or "off" (empty keeps
-/// `current`'s), `lang` "en" or "fr" (empty keeps `current`'s, or English).
+/// `current`'s), in `lang`.
 fn digest_schedule(
     current: Option<DigestSchedule>,
     at: &str,
-    lang: &str,
+    lang: DigestLang,
 ) -> Result<Option<DigestSchedule>, Status> {
-    let lang = match lang {
-        "" => current.map(|d| d.lang).unwrap_or_default(),
-        word => DigestLang::parse(word)
-            .ok_or_else(|| invalid(format!("digest language `{word}`: expected `en` or `fr`")))?,
-    };
     let second_of_day = match at {
         "" => match current {
             Some(d) => d.second_of_day,

@@ -10,7 +10,8 @@ use tonic::{Code, Status};
 
 use super::context::{Portal, SESSION_COOKIE};
 use super::incoming::ClientAddr;
-use super::pages::{self, Held, Preview};
+use super::pages::{self, Held, Preview, Viewer};
+use super::words::words;
 use crate::admin::MailboxAction;
 use crate::clock::now_ms;
 use crate::signed_links::{self, Purpose};
@@ -92,6 +93,15 @@ impl SignedIn {
 
     fn csrf(&self) -> String {
         signed_links::csrf_token(&self.key, &self.cookie)
+    }
+
+    /// Who a page is for, in the language of the mailbox's domain.
+    fn viewer<'a>(&'a self, p: &Portal, csrf: &'a str) -> Viewer<'a> {
+        Viewer {
+            mailbox: &self.mailbox,
+            csrf,
+            words: words(p.admin.mailbox_lang(&self.mailbox)),
+        }
     }
 }
 
@@ -177,7 +187,7 @@ pub async fn list(
         .as_deref()
         .and_then(|q| q.strip_prefix("done="))
         .and_then(MailboxAction::parse);
-    let page = pages::list(&me.mailbox, &rows, &me.csrf(), done);
+    let page = pages::list(&me.viewer(&p, &me.csrf()), &rows, done);
     Ok(secured(StatusCode::OK, page))
 }
 
@@ -194,7 +204,7 @@ pub async fn preview(
         .message
         .ok_or_else(|| refused(StatusCode::NOT_FOUND, "No such message"))?;
     let preview = Preview::of(message, &shown.body);
-    let page = pages::preview(&me.mailbox, &preview, &me.csrf());
+    let page = pages::preview(&me.viewer(&p, &me.csrf()), &preview);
     Ok(secured(StatusCode::OK, page))
 }
 

@@ -8,8 +8,10 @@ use peage_mail::filter::points;
 use peage_mail::smtp::trace::rfc2822_ms;
 use peage_proto::v1::QueuedMessage;
 
+use super::words::{words, Words};
 use crate::admin::MailboxAction;
 use crate::html::escape;
+use crate::state::DigestLang;
 
 /// The most messages the list shows.
 pub const MAX_ROWS: usize = 100;
@@ -27,7 +29,8 @@ pub struct Held {
 pub struct Preview {
     pub message: QueuedMessage,
     pub headers: Vec<(&'static str, String)>,
-    pub text: String,
+    /// The message's text; `None` when it has none to show.
+    pub text: Option<String>,
 }
 
 impl Preview {
@@ -50,8 +53,7 @@ impl Preview {
         let text = parsed
             .as_ref()
             .and_then(|m| m.body_text(0))
-            .map(|t| t.chars().take(MAX_PREVIEW_CHARS).collect())
-            .unwrap_or_else(|| "(this message has no text to show)".to_owned());
+            .map(|t| t.chars().take(MAX_PREVIEW_CHARS).collect());
         Preview {
             message,
             headers,
@@ -68,34 +70,36 @@ button.main{background:#0b5394;color:#fff}pre{white-space:pre-wrap;word-break:br
 dt{font-weight:bold}dd{margin:0 0 .5rem 0;word-break:break-word}\
 @media (max-width:40rem){table,thead,tbody,tr,th,td{display:block}thead{display:none}td{border:none;padding:.2rem}tr{border-bottom:1px solid #ccc;padding:.5rem 0}}";
 
-fn page(title: &str, body: &str) -> String {
+fn page(w: &Words, body: &str) -> String {
     format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>\n",
-        title = escape(title)
+        lang = w.lang,
+        title = w.title,
     )
 }
 
-/// A page saying what was refused and what to do about it.
+/// A page saying what was refused and what to do about it (in English: it is shown to
+/// whoever asks, signed in or not).
 pub fn refused(why: &str) -> String {
-    page(
-        "Quarantine",
-        &format!(
-            "<h1>Quarantine</h1><p class=\"refused\" role=\"alert\">{}</p>",
-            escape(why)
-        ),
-    )
+    let w = words(DigestLang::En);
+    let body = format!(
+        "<h1>{}</h1><p class=\"refused\" role=\"alert\">{}</p>",
+        w.title,
+        escape(why)
+    );
+    page(w, &body)
 }
 
 /// The buttons of one message: each a POST form with the session's CSRF token.
-fn actions(queue_id: &str, csrf: &str) -> String {
+fn actions(queue_id: &str, csrf: &str, w: &Words) -> String {
     let labels = [
-        (MailboxAction::Release, "Release"),
-        (MailboxAction::ReleaseAndLearn, "Release, not spam"),
-        (MailboxAction::AllowSender, "Always allow sender"),
-        (MailboxAction::BlockSender, "Block sender"),
-        (MailboxAction::Delete, "Delete"),
+        (MailboxAction::Release, w.release),
+        (MailboxAction::ReleaseAndLearn, w.release_learn),
+        (MailboxAction::AllowSender, w.allow),
+        (MailboxAction::BlockSender, w.block),
+        (MailboxAction::Delete, w.delete),
     ];
     let mut out = String::new();
     for (action, label) in labels {
@@ -115,93 +119,107 @@ fn actions(queue_id: &str, csrf: &str) -> String {
     out
 }
 
-fn done_note(done: Option<MailboxAction>) -> String {
+fn done_note(done: Option<MailboxAction>, w: &Words) -> String {
     let said = match done {
         None => return String::new(),
-        Some(MailboxAction::Release) => "The message was released: it is on its way to you.",
-        Some(MailboxAction::ReleaseAndLearn) => {
-            "The message was released, and the filter learned it was not spam."
-        }
-        Some(MailboxAction::Delete) => "The message was deleted.",
-        Some(MailboxAction::AllowSender) => "Mail from this sender will reach you from now on.",
-        Some(MailboxAction::BlockSender) => "Mail from this sender will be refused from now on.",
+        Some(MailboxAction::Release) => w.released,
+        Some(MailboxAction::ReleaseAndLearn) => w.released_learned,
+        Some(MailboxAction::Delete) => w.deleted,
+        Some(MailboxAction::AllowSender) => w.allowed,
+        Some(MailboxAction::BlockSender) => w.blocked,
     };
     format!("<p class=\"note\" role=\"status\">{said}</p>")
 }
 
+/// What a list or a preview page is for: the session's mailbox, its CSRF token, and the
+/// words of its domain's language.
+pub struct Viewer<'a> {
+    pub mailbox: &'a str,
+    pub csrf: &'a str,
+    pub words: &'static Words,
+}
+
 /// The mailbox's held messages, with their buttons.
-pub fn list(mailbox: &str, rows: &[Held], csrf: &str, done: Option<MailboxAction>) -> String {
+pub fn list(v: &Viewer<'_>, rows: &[Held], done: Option<MailboxAction>) -> String {
+    let w = v.words;
     let mut body = format!(
-        "<h1>Held mail for {}</h1>{}",
-        escape(mailbox),
-        done_note(done)
+        "<h1>{} {}</h1>{}",
+        w.held_for,
+        escape(v.mailbox),
+        done_note(done, w)
     );
     if rows.is_empty() {
-        body.push_str("<p>Nothing is held for you.</p>");
-        return page("Quarantine", &body);
+        body.push_str(&format!("<p>{}</p>", w.nothing_held));
+        return page(w, &body);
     }
-    body.push_str(
-        "<table><thead><tr><th scope=\"col\">Date</th><th scope=\"col\">Sender</th>\
-         <th scope=\"col\">Subject</th><th scope=\"col\">Score</th><th scope=\"col\">Why</th>\
-         <th scope=\"col\">Actions</th></tr></thead><tbody>",
-    );
+    body.push_str("<table><thead><tr>");
+    for column in [w.date, w.sender, w.subject, w.score, w.why, w.actions] {
+        body.push_str(&format!("<th scope=\"col\">{column}</th>"));
+    }
+    body.push_str("</tr></thead><tbody>");
     for h in rows {
         let m = &h.message;
         let main = m.symbols.iter().max_by_key(|s| s.score_milli);
         let why = main.map_or("", |s| s.reason.as_str());
         let subject = match h.subject.as_str() {
-            "" => "(no subject)",
+            "" => w.no_subject,
             s => s,
         };
         body.push_str(&format!(
             "<tr><td>{date}</td><td>{sender}</td><td><a href=\"/message/{id}\">{subject}</a></td>\
              <td>{score}</td><td>{why}</td><td>{actions}</td></tr>",
             date = escape(&rfc2822_ms(m.accepted_at_ms)),
-            sender = escape(sender_of(m)),
+            sender = escape(sender_of(m, w)),
             id = escape(&m.queue_id),
             subject = escape(subject),
             score = points(m.score_milli),
             why = escape(why),
-            actions = actions(&m.queue_id, csrf),
+            actions = actions(&m.queue_id, v.csrf, w),
         ));
     }
     body.push_str("</tbody></table>");
-    page("Quarantine", &body)
+    page(w, &body)
 }
 
-fn sender_of(m: &QueuedMessage) -> &str {
+fn sender_of<'m>(m: &'m QueuedMessage, w: &'static Words) -> &'m str {
     match m.mail_from.as_str() {
-        "" => "(delivery report)",
+        "" => w.report,
         s => s,
     }
 }
 
 /// One message: its main headers, why it was held, its text, and its buttons.
-pub fn preview(mailbox: &str, p: &Preview, csrf: &str) -> String {
-    let m = &p.message;
+pub fn preview(v: &Viewer<'_>, p: &Preview) -> String {
+    let (m, w) = (&p.message, v.words);
     let mut body = format!(
-        "<p><a href=\"/\">← Held mail for {}</a></p><h1>Message {}</h1><dl>",
-        escape(mailbox),
+        "<p><a href=\"/\">← {} {}</a></p><h1>{} {}</h1><dl>",
+        w.held_for,
+        escape(v.mailbox),
+        w.message,
         escape(&m.queue_id)
     );
     for (name, value) in &p.headers {
         body.push_str(&format!("<dt>{name}</dt><dd>{}</dd>", escape(value)));
     }
     body.push_str(&format!(
-        "<dt>Envelope sender</dt><dd>{}</dd><dt>Score</dt><dd>{}</dd><dt>Why it was held</dt><dd><ul>",
-        escape(sender_of(m)),
-        points(m.score_milli)
+        "<dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd><ul>",
+        w.envelope_sender,
+        escape(sender_of(m, w)),
+        w.score,
+        points(m.score_milli),
+        w.why_held,
     ));
     for s in m.symbols.iter().filter(|s| s.score_milli > 0) {
         body.push_str(&format!("<li>{}</li>", escape(&s.reason)));
     }
     body.push_str(&format!(
-        "</ul></dd></dl><div>{}</div><h2>Text</h2>\
-         <p>Links are shown as text: copy one only if you trust the sender.</p><pre>{}</pre>",
-        actions(&m.queue_id, csrf),
-        escape(&p.text)
+        "</ul></dd></dl><div>{}</div><h2>{}</h2><p>{}</p><pre>{}</pre>",
+        actions(&m.queue_id, v.csrf, w),
+        w.text,
+        w.links_as_text,
+        escape(p.text.as_deref().unwrap_or(w.no_text))
     ));
-    page("Quarantine", &body)
+    page(w, &body)
 }
 
 #[cfg(test)]
@@ -218,11 +236,48 @@ mod tests {
             mail_from: "evil@spam.example".into(),
             ..Default::default()
         };
-        let html = preview("bob@example.test", &Preview::of(message, body), "tok");
+        let viewer = Viewer {
+            mailbox: "bob@example.test",
+            csrf: "tok",
+            words: words(DigestLang::En),
+        };
+        let html = preview(&viewer, &Preview::of(message, body));
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         assert!(!html.contains("href=\"https://evil.example"), "{html}");
         assert!(html.contains("&lt;b&gt;win&lt;/b&gt;"), "{html}");
         assert!(html.contains("name=\"csrf\" value=\"tok\""), "{html}");
+    }
+
+    #[test]
+    fn a_french_domain_s_list_is_in_french() {
+        let viewer = Viewer {
+            mailbox: "bob@example.test",
+            csrf: "tok",
+            words: words(DigestLang::Fr),
+        };
+        let held = Held {
+            message: QueuedMessage {
+                queue_id: "Q1".into(),
+                ..Default::default()
+            },
+            subject: String::new(),
+        };
+        let html = list(&viewer, &[held], Some(MailboxAction::Delete));
+        for french in [
+            "<html lang=\"fr\">",
+            "Courrier retenu pour bob@example.test",
+            "(sans objet)",
+            "(avis de non-remise)",
+            ">Débloquer<",
+            "Le message est supprimé.",
+        ] {
+            assert!(html.contains(french), "{french}: {html}");
+        }
+        let empty = list(&viewer, &[], None);
+        assert!(
+            empty.contains("Aucun message n'est retenu pour vous."),
+            "{empty}"
+        );
     }
 }

@@ -20,6 +20,8 @@ pub struct DomainRoute {
     pub portal: bool,
     /// When its mailboxes get the daily digest of their held mail, if they do.
     pub digest: Option<DigestSchedule>,
+    /// The language of its digests and of its portal pages.
+    pub lang: DigestLang,
 }
 
 /// When a domain's daily digest of held mail goes out (seconds after midnight, UTC), and

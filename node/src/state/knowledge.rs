@@ -293,6 +293,14 @@ impl Indexes {
         read(&self.routes).get(domain).is_some_and(|r| r.portal)
     }
 
+    /// The language of a local domain's digests and portal pages (English for another).
+    pub fn lang_of(&self, domain: &str) -> DigestLang {
+        read(&self.routes)
+            .get(domain)
+            .map(|r| r.lang)
+            .unwrap_or_default()
+    }
+
     /// A local domain's digest schedule, when its mailboxes get one.
     pub fn digest_of(&self, domain: &str) -> Option<DigestSchedule> {
         read(&self.routes).get(domain).and_then(|r| r.digest)

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use peage_mail::lists::{normalize_entry, EntryKind, InvalidValue};
 use peage_proto::v1::{DomainRemove, DomainSet};
 
-use super::knowledge::{DigestSchedule, DmarcAction, DomainRoute, IndexChange, Verify};
+use super::knowledge::{DigestLang, DigestSchedule, DmarcAction, DomainRoute, IndexChange, Verify};
 use super::recipients;
 use crate::types::Outcome;
 
@@ -77,8 +77,9 @@ pub fn apply_set(
     // An unknown word (a newer release's) verifies nothing here rather than failing apply.
     let verify = Verify::parse(&d.verify).unwrap_or_default();
     let dmarc = DmarcAction::parse(&d.dmarc).unwrap_or_default();
-    // Likewise an unreadable schedule sends no digest.
-    let digest = DigestSchedule::parse(&d.digest_at, &d.digest_lang);
+    // Likewise an unknown language is English, and an unreadable schedule sends no digest.
+    let lang = DigestLang::parse(&d.digest_lang).unwrap_or_default();
+    let digest = DigestSchedule::parse(&d.digest_at, lang.as_str());
     tx.execute(
         "INSERT INTO domains (domain, route, author, created_at_ms, verify, dmarc, portal,
                               digest_at, digest_lang)
@@ -96,7 +97,7 @@ pub fn apply_set(
             dmarc.as_str(),
             d.portal,
             digest.map(|s| s.at()).unwrap_or_default(),
-            digest.map(|s| s.lang).unwrap_or_default().as_str(),
+            lang.as_str(),
         ],
     )?;
     changes.push(IndexChange::RouteSet {
@@ -109,6 +110,7 @@ pub fn apply_set(
             dmarc,
             portal: d.portal,
             digest,
+            lang,
         },
     });
     Ok(Outcome::DomainSet { created: !existed })
@@ -143,6 +145,7 @@ pub fn query(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute
                 dmarc: DmarcAction::parse(&r.get::<_, String>(5)?).unwrap_or_default(),
                 portal: r.get(6)?,
                 digest: DigestSchedule::parse(&r.get::<_, String>(7)?, &r.get::<_, String>(8)?),
+                lang: DigestLang::parse(&r.get::<_, String>(8)?).unwrap_or_default(),
             },
         ))
     })?;
@@ -165,10 +168,14 @@ pub fn digest_rows(conn: &Connection, out: &mut dyn FnMut(&[u8])) -> rusqlite::R
         let portal = if r.portal { ":portal" } else { "" };
         let digest = r
             .digest
-            .map(|d| format!(":digest={}@{}", d.lang.as_str(), d.at()))
+            .map(|d| format!(":digest={}", d.at()))
             .unwrap_or_default();
+        let lang = match r.lang {
+            DigestLang::En => String::new(),
+            other => format!(":lang={}", other.as_str()),
+        };
         out(format!(
-            "domain:{domain}:{}:{}:{}{verify}{dmarc}{portal}{digest}",
+            "domain:{domain}:{}:{}:{}{verify}{dmarc}{portal}{digest}{lang}",
             r.route, r.author, r.created_at_ms
         )
         .as_bytes());

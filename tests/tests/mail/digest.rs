@@ -13,7 +13,7 @@ use mail_parser::MessageParser;
 use peage_tests::v1::QueuedMessage;
 use peage_tests::{wait_for, TestCluster, Tuning, ADMIN_TOKEN};
 
-use super::portal::{portal_on, serving_the_portal_tuned};
+use super::portal::{get, portal_on, serving_the_portal_tuned};
 use super::{json_as, quarantine, queue, zip_with_exe};
 
 const BOB: &str = "bob@example.test";
@@ -138,6 +138,7 @@ async fn held_mail_for_two_mailboxes_makes_two_digests_once_across_a_leader_kill
         assert!(html.contains(&format!("?m={id}\"")), "{html}");
     }
     assert!(!text.contains(&carols), "{text}");
+    the_portal_speaks_the_domain_s_language(&c, new, text, &bobs[0]).await;
     assert!(text.contains("Expéditeur: alice@client.example") && text.contains("invoice"));
     let carol = digests_at(&sink, CAROL);
     assert_eq!(carol.len(), 1, "{carol:?}");
@@ -192,6 +193,35 @@ async fn held_mail_for_two_mailboxes_makes_two_digests_once_across_a_leader_kill
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
 }
 
+/// Bob's (French) digest link opened at node `i` lands on the message's preview, in
+/// French like the digest.
+async fn the_portal_speaks_the_domain_s_language(c: &TestCluster, i: usize, text: &str, id: &str) {
+    let end = format!("?m={id}");
+    let line = text.lines().find(|l| l.ends_with(&end)).unwrap();
+    let link = &line[line.find("/open/").unwrap()..];
+    let opened = get(c, i, link, None).await;
+    let to = format!("/message/{id}");
+    assert_eq!(
+        (opened.status, opened.header("location")),
+        (303, Some(to.as_str()))
+    );
+    let cookie = opened
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    let page = get(c, i, &to, Some(cookie)).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    for french in [
+        "lang=\"fr\"",
+        "Courrier retenu pour bob@example.test",
+        ">Débloquer<",
+    ] {
+        assert!(page.body.contains(french), "{french}: {}", page.body);
+    }
+}
+
 /// A digest needs the portal, a time of day and a language it has; a recipient of a local
 /// domain. Each refusal says what to do.
 fn bad_digest_requests_say_what_is_wrong(c: &TestCluster) {
@@ -217,7 +247,7 @@ fn bad_digest_requests_say_what_is_wrong(c: &TestCluster) {
             add(&["--portal", "on", "--digest-at", "24:00"]),
             "expected HH:MM",
         ),
-        (add(&["--digest-lang", "de"]), "possible values: en, fr"),
+        (add(&["--lang", "de"]), "possible values: en, fr"),
     ];
     for (said, expected) in refusals {
         assert!(said.contains(expected), "{expected}: {said}");
@@ -275,7 +305,7 @@ async fn daily_digests_across_a_leader_kill(c: &mut TestCluster) -> (usize, usiz
         &route,
         "--digest-at",
         &at,
-        "--digest-lang",
+        "--lang",
         "fr",
     ];
     let set = json_as(c, 0, ADMIN_TOKEN, &schedule);

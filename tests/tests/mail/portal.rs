@@ -45,7 +45,7 @@ fn portal(c: &TestCluster, i: usize) -> (String, PathBuf) {
     (format!("{ip}:8443"), cert)
 }
 
-async fn get(c: &TestCluster, i: usize, path: &str, cookie: Option<&str>) -> HttpsReply {
+pub async fn get(c: &TestCluster, i: usize, path: &str, cookie: Option<&str>) -> HttpsReply {
     let (addr, cert) = portal(c, i);
     https(&addr, &cert, "GET", path, cookie, None)
         .await
