@@ -163,6 +163,18 @@ pub fn utc_date(ms: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
+/// A Unix time in milliseconds as people read it, the same in every language:
+/// `2026-12-06 23:31 UTC`.
+pub fn utc_minute(ms: i64) -> String {
+    let (y, m, d) = utc_date(ms);
+    let minutes = ms.rem_euclid(86_400_000) / 60_000;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        minutes / 60,
+        minutes % 60
+    )
+}
+
 /// An RFC 5322 date for a Unix time in milliseconds (UTC).
 pub fn rfc2822_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -285,5 +297,11 @@ mod tests {
             rfc2822_ms(1_795_600_000_000),
             "Wed, 25 Nov 2026 09:46:40 +0000"
         );
+    }
+
+    #[test]
+    fn times_are_shown_to_the_minute_in_utc() {
+        assert_eq!(utc_minute(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_minute(1_796_000_000_000), "2026-11-30 00:53 UTC");
     }
 }

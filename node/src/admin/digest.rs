@@ -12,12 +12,12 @@ use std::time::Duration;
 use tonic::Status;
 
 use peage_mail::shutdown::Shutdown;
-use peage_mail::smtp::trace::utc_date;
+use peage_mail::smtp::trace::{utc_date, utc_minute};
 use peage_proto::v1::{DigestSendReply, DigestSendRequest, DigestSent, TrackEvent};
 
 use super::auth::Caller;
 use super::convert::storage_status;
-use super::digest_mail::{short_date, Digest, Listed};
+use super::digest_mail::{Digest, Listed};
 use super::mailbox::mailbox_address;
 use super::service::AdminService;
 use crate::clock::now_ms;
@@ -237,7 +237,7 @@ impl AdminService {
                     detail: format!(
                         "digest of {} held message(s) up to {}",
                         listed.len(),
-                        short_date(up_to_ms)
+                        utc_minute(up_to_ms)
                     ),
                     size,
                     ..TrackEvent::default()
@@ -287,7 +287,7 @@ pub async fn send_now(
             Err(Status::failed_precondition(format!(
                 "nothing was held for {recipient} since its last digest ({}): no digest sent \
                  (--all lists everything held)",
-                short_date(listed_up_to)
+                utc_minute(listed_up_to)
             )))
         }
         Digested::NothingNew { .. } => Err(Status::failed_precondition(format!(

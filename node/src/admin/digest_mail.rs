@@ -6,7 +6,7 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::MessageBuilder;
 
 use peage_mail::filter::points;
-use peage_mail::smtp::trace::utc_date;
+use peage_mail::smtp::trace::utc_minute;
 
 use crate::html::escape;
 use crate::state::DigestLang;
@@ -106,17 +106,6 @@ fn words(lang: DigestLang) -> &'static Words {
     }
 }
 
-/// `YYYY-MM-DD HH:MM UTC`, the same in both languages.
-pub fn short_date(ms: i64) -> String {
-    let (y, m, d) = utc_date(ms);
-    let minutes = ms.rem_euclid(86_400_000) / 60_000;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        minutes / 60,
-        minutes % 60
-    )
-}
-
 impl Digest<'_> {
     pub fn subject(&self) -> String {
         let w = words(self.lang);
@@ -136,7 +125,7 @@ impl Digest<'_> {
         [
             w.kept.replace("{days}", &self.retention_days.to_string()),
             w.until
-                .replace("{until}", &short_date(self.link_expires_at_ms)),
+                .replace("{until}", &utc_minute(self.link_expires_at_ms)),
         ]
     }
 
@@ -168,7 +157,7 @@ impl Digest<'_> {
             out.push_str(&format!(
                 "{}: {}\n{}: {sender}\n{}: {subject}\n{}: {} ({})\n{}: {}\n\n",
                 w.date,
-                short_date(m.accepted_at_ms),
+                utc_minute(m.accepted_at_ms),
                 w.sender,
                 w.subject,
                 w.score,
@@ -206,7 +195,7 @@ impl Digest<'_> {
             out.push_str(&format!(
                 "<tr style=\"border-top:1px solid #ccc\"><td>{date}</td><td>{sender}</td>\
                  <td><a href=\"{link}\">{subject}</a></td><td>{score}</td><td>{why}</td></tr>",
-                date = short_date(m.accepted_at_ms),
+                date = utc_minute(m.accepted_at_ms),
                 sender = escape(sender),
                 link = escape(&self.link_to(m)),
                 subject = escape(subject),
@@ -328,11 +317,5 @@ mod tests {
             .body_text(0)
             .unwrap()
             .contains("Tout votre courrier retenu"));
-    }
-
-    #[test]
-    fn dates_are_shown_in_utc() {
-        assert_eq!(short_date(0), "1970-01-01 00:00 UTC");
-        assert_eq!(short_date(1_796_000_000_000), "2026-11-30 00:53 UTC");
     }
 }

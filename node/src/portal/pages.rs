@@ -5,7 +5,7 @@
 use mail_parser::MessageParser;
 
 use peage_mail::filter::points;
-use peage_mail::smtp::trace::rfc2822_ms;
+use peage_mail::smtp::trace::utc_minute;
 use peage_proto::v1::QueuedMessage;
 
 use super::words::{words, Words};
@@ -168,7 +168,7 @@ pub fn list(v: &Viewer<'_>, rows: &[Held], done: Option<MailboxAction>) -> Strin
         body.push_str(&format!(
             "<tr><td>{date}</td><td>{sender}</td><td><a href=\"/message/{id}\">{subject}</a></td>\
              <td>{score}</td><td>{why}</td><td>{actions}</td></tr>",
-            date = escape(&rfc2822_ms(m.accepted_at_ms)),
+            date = utc_minute(m.accepted_at_ms),
             sender = escape(sender_of(m, w)),
             id = escape(&m.queue_id),
             subject = escape(subject),
