@@ -192,15 +192,14 @@ pub async fn release_as(
         owner,
         lease_until_ms,
         rcpt_to: part.clone(),
-        split_queue_id,
+        split_queue_id: split_queue_id.clone(),
     });
     let mut reply = act(svc, queue_id, "quarantined message", release).await?;
     if let Some(m) = held {
-        let detail = format!("released by {author}");
-        let rcpts = if part.is_empty() {
-            m.rcpt_to.clone()
-        } else {
-            part
+        let (rcpts, detail) = match part.is_empty() {
+            true => (m.rcpt_to.clone(), format!("released by {author}")),
+            // `track --queue-id` follows the part under its own id.
+            false => (part, format!("released by {author} as {split_queue_id}")),
         };
         let event = event_of(&m, "released", rcpts, detail);
         svc.cluster.tracking().record(event);

@@ -230,6 +230,20 @@ async fn only_bob_s_part_of_a_shared_message_is_released(
         assert_eq!(held[0].rcpt_to, ["carol@example.test"], "{held:?}");
     }
     assert!(sink.messages("carol@example.test").is_empty());
+    // Tracking names the part's own queue id.
+    let track = ["track", "--queue-id", shared];
+    let detail = wait_for("the part's release tracked", wait, || async {
+        let found = json_as(c, 1, ADMIN_TOKEN, &track).ok()?;
+        let events = found["events"].as_array()?.clone();
+        let released = events.iter().find(|e| e["kind"] == "released")?;
+        released["detail"].as_str().map(str::to_owned)
+    })
+    .await
+    .unwrap();
+    assert!(
+        detail.starts_with("released by mailbox:bob@example.test as "),
+        "{detail}"
+    );
 }
 
 /// "Block sender" on a held message: the sender's next mail to bob is refused, to carol
