@@ -14,7 +14,7 @@ use peage_tests::v1::QueuedMessage;
 use peage_tests::{wait_for, TestCluster, Tuning, ADMIN_TOKEN};
 
 use super::portal::{get, portal_on, serving_the_portal_tuned};
-use super::{json_as, quarantine, queue, zip_with_exe};
+use super::{json_as, quarantine, queue, tracked_detail, zip_with_exe};
 
 const BOB: &str = "bob@example.test";
 const CAROL: &str = "carol@example.test";
@@ -152,18 +152,7 @@ async fn held_mail_for_two_mailboxes_makes_two_digests_once_across_a_leader_kill
     assert_eq!(dave.len(), 2, "{dave:?}");
     // Operators find a digest in the tracking log (carol's: the new leader sent it).
     let track = ["track", "--recipient", CAROL];
-    let detail = wait_for(
-        "carol's digest tracked",
-        Duration::from_secs(20),
-        || async {
-            let found = json_as(&c, new, ADMIN_TOKEN, &track).ok()?;
-            let events = found["events"].as_array()?.clone();
-            let digest = events.iter().find(|e| e["kind"] == "digest")?;
-            digest["detail"].as_str().map(str::to_owned)
-        },
-    )
-    .await
-    .unwrap();
+    let detail = tracked_detail(&c, new, &track, "digest").await;
     assert!(
         detail.starts_with("digest of 1 held message(s)"),
         "{detail}"

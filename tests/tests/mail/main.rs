@@ -133,6 +133,20 @@ pub async fn wait_delivered(c: &TestCluster, sink: &SinkProcess, n: usize, survi
     .unwrap();
 }
 
+/// The detail of the first `kind` event `peagectl track ARGS` finds through node `node`,
+/// once the node has written it.
+pub async fn tracked_detail(c: &TestCluster, node: usize, args: &[&str], kind: &str) -> String {
+    let what = format!("a {kind} event from track {}", args.join(" "));
+    wait_for(&what, Duration::from_secs(20), || async {
+        let found = json_as(c, node, ADMIN_TOKEN, args).ok()?;
+        let events = found["events"].as_array()?.clone();
+        let event = events.iter().find(|e| e["kind"] == kind)?;
+        event["detail"].as_str().map(str::to_owned)
+    })
+    .await
+    .unwrap()
+}
+
 /// `peagectl --json ARGS` as `token` through node `node`: its JSON, or the failure's stderr.
 pub fn json_as(
     c: &TestCluster,

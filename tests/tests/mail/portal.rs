@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use peage_tests::{https, wait_for, HttpsReply, SinkProcess, TestCluster, Tuning, ADMIN_TOKEN};
 
-use super::{json_as, proving_client_example, quarantine, zip_with_exe};
+use super::{json_as, proving_client_example, quarantine, tracked_detail, zip_with_exe};
 
 const BOB: &str = "bob@example.test";
 
@@ -232,14 +232,7 @@ async fn only_bob_s_part_of_a_shared_message_is_released(
     assert!(sink.messages("carol@example.test").is_empty());
     // Tracking names the part's own queue id.
     let track = ["track", "--queue-id", shared];
-    let detail = wait_for("the part's release tracked", wait, || async {
-        let found = json_as(c, 1, ADMIN_TOKEN, &track).ok()?;
-        let events = found["events"].as_array()?.clone();
-        let released = events.iter().find(|e| e["kind"] == "released")?;
-        released["detail"].as_str().map(str::to_owned)
-    })
-    .await
-    .unwrap();
+    let detail = tracked_detail(c, 1, &track, "released").await;
     assert!(
         detail.starts_with("released by mailbox:bob@example.test as "),
         "{detail}"
