@@ -238,6 +238,7 @@ fn print_quick_start(dir: &Path, sites: &[Site], token: &str, exe: &Path) {
     println!("        --from alice@shop.example --to bob@example.test   # submission (2465: implicit TLS)");
     println!("  peagectl probe --mx 127.0.0.1:2525,127.0.0.2:2525,127.0.0.3:2525 --duration 10s");
     println!("  peagectl portal link bob@example.test   # bob's held mail, https://127.0.0.x:8443 (the dev CA)");
+    println!("  peagectl digest send --recipient bob@example.test   # bob's digest of held mail, to the sink");
     println!("  ls {}/bob@example.test/new", maildir.display());
     println!();
     println!("Ctrl-C stops the three nodes and the sink.");
