@@ -3,11 +3,11 @@
 //! message's preview with the link gone from the address bar, goes to the held-mail list,
 //! releases the message; it reaches the sink with its original content. A form posted
 //! without the session's CSRF token, an altered link and an expired one show why they are
-//! refused. With Paris killed, the same flow works through Ariège; and the digest's own
-//! link, opened 15 days later by Roubaix's clock, has expired. Screenshots of the list and
-//! the preview, and of the digest as a mail client shows it, are saved under the test's
-//! output (`<target>/tmp/portal/`), to be looked at by eye (the README's pictures are two of
-//! them).
+//! refused. With Paris killed, the same flow (a digest sent, its link opened, the message
+//! released) works through Ariège; and the first digest's link, opened 15 days later by
+//! Roubaix's clock, has expired. Screenshots of the list and the preview, and of the digest
+//! as a mail client shows it, are saved under the test's output (`<target>/tmp/portal/`),
+//! to be looked at by eye (the README's pictures are two of them).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,7 +57,7 @@ async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
     let wait = Duration::from_secs(30);
     json_as(&c, 0, ADMIN_TOKEN, &["digest", "send", "--recipient", BOB]).unwrap();
     sink.wait_for_messages(BOB, 1, "bob's digest", wait).await;
-    let good = digest_link(&sink.messages(BOB)[0], &held, &home);
+    let good = digest_link(&sink.messages(BOB), &held, &home);
 
     let browser = Browser::start().await.unwrap();
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal");
@@ -112,14 +112,19 @@ async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
 
     refused_links_say_why(&c, &browser, &good).await;
 
-    // Paris killed: a message held through Ariège, a link made there, released there.
+    // Paris killed: a message held through Ariège, its digest sent there, the digest's link
+    // opened and the message released there.
     c.kill(0);
     let late = hold(&c, 2);
-    browser.goto(&link(&c, 2, "1h", 2)).await.unwrap();
+    json_as(&c, 2, ADMIN_TOKEN, &["digest", "send", "--recipient", BOB]).unwrap();
+    sink.wait_for_messages(BOB, 3, "the digest sent through Ariège", wait)
+        .await;
+    let second = digest_link(&sink.messages(BOB), &late, &portal_home(&c, 2));
+    browser.goto(&second).await.unwrap();
     browser.page_with(&late).await.unwrap();
     browser.click(release).await.unwrap();
     browser.page_with("was released").await.unwrap();
-    sink.wait_for_messages(BOB, 3, "released at Ariège", wait)
+    sink.wait_for_messages(BOB, 4, "released at Ariège", wait)
         .await;
 
     // The digest's link 15 days later by Roubaix's clock (libfaketime): past its 14 days.
@@ -135,18 +140,20 @@ async fn a_browser_opens_a_link_previews_and_releases_the_held_message() {
     .unwrap();
 }
 
-/// The link a digest gives for message `queue_id`, rebased on `home` (another site's
-/// portal: any site opens any site's link).
-fn digest_link(digest: &str, queue_id: &str, home: &str) -> String {
-    let parsed = mail_parser::MessageParser::default()
-        .parse(digest.as_bytes())
-        .unwrap();
-    let text = parsed.body_text(0).unwrap().into_owned();
+/// The link a digest among `delivered` gives for message `queue_id`, rebased on `home`
+/// (another site's portal: any site opens any site's link).
+fn digest_link(delivered: &[String], queue_id: &str, home: &str) -> String {
     let end = format!("?m={queue_id}");
-    let line = text
-        .lines()
+    let texts: Vec<String> = delivered
+        .iter()
+        .filter_map(|raw| mail_parser::MessageParser::default().parse(raw.as_bytes()))
+        .filter_map(|m| m.body_text(0).map(|t| t.into_owned()))
+        .collect();
+    let line = texts
+        .iter()
+        .flat_map(|t| t.lines())
         .find(|l| l.contains("/open/") && l.ends_with(&end))
-        .unwrap_or_else(|| panic!("no link to {queue_id} in the digest:\n{text}"));
+        .unwrap_or_else(|| panic!("no digest links to {queue_id}: {texts:?}"));
     let path = &line[line.find("/open/").unwrap() + 1..];
     format!("{home}{path}")
 }
