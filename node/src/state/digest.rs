@@ -8,7 +8,7 @@ use super::{
     audit, bayes, callouts, digests_sent, dkim_keys, evidence, list_entries, locks, logistic,
     policy, portal_key, recipients, routing, spool, tokens, users,
 };
-use super::{sm_err, StateStore};
+use super::{schema, sm_err, StateStore};
 use crate::types::NodeId;
 
 /// A state digest: the hash, the index it was taken at, and how many list entries it covers.
@@ -23,7 +23,11 @@ impl StateStore {
     pub async fn digest(&self) -> Result<StateDigest, StorageError<NodeId>> {
         self.blocking(|me| {
             let db = me.lock_db();
-            let applied_index = me.applied_index();
+            // The index the rows are at, from the same database: the in-memory one moves
+            // only after an apply's commit has released the database, and a digest taken
+            // in between would pair the new rows with the old index.
+            let (applied, _) = schema::read_applied(&db).map_err(sm_err)?;
+            let applied_index = applied.map_or(0, |l| l.index);
             let mut h = Sha256::new();
             let mut out = |bytes: &[u8]| h.update(bytes);
             let list_entries = list_entries::digest_rows(&db, &mut out).map_err(sm_err)?;
