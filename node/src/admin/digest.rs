@@ -116,12 +116,13 @@ impl AdminService {
     /// The digests of one domain's mailboxes among `held`; whether each went out (or had
     /// nothing new, or had gone out before) with this node still the leader.
     async fn domain_round(&self, round: &DomainRound, held: &[Arc<SpooledMessage>]) -> bool {
-        let recipients: BTreeSet<&str> = held
+        // A mailbox is one whatever case its senders wrote it in, as in the portal.
+        let recipients: BTreeSet<String> = held
             .iter()
             .filter(|m| m.accepted_at_ms <= round.up_to_ms)
             .flat_map(|m| m.rcpt_to.iter())
-            .map(String::as_str)
             .filter(|r| domain_of(r).as_deref() == Some(round.domain.as_str()))
+            .map(|r| r.to_ascii_lowercase())
             .collect();
         let mut all_out = true;
         for recipient in recipients {
@@ -130,11 +131,11 @@ impl AdminService {
                 return false;
             }
             let key = format!("daily:{recipient}:{}", round.day);
-            let sent = self.send_digest(recipient, round.lang, key, round.up_to_ms, false);
+            let sent = self.send_digest(&recipient, round.lang, key, round.up_to_ms, false);
             let outcome = match sent.await {
                 Ok(Digested::Sent(sent)) => {
                     tracing::info!(
-                        recipient,
+                        recipient = recipient.as_str(),
                         queue_id = sent.queue_id,
                         messages = sent.messages,
                         "digest of held mail sent"
@@ -145,7 +146,7 @@ impl AdminService {
                 Ok(Digested::SentAlready) => "already",
                 Ok(Digested::NothingNew { .. }) => continue,
                 Err(e) => {
-                    tracing::warn!(recipient, error = %e, "digest not sent");
+                    tracing::warn!(recipient = recipient.as_str(), error = %e, "digest not sent");
                     all_out = false;
                     "failed"
                 }
@@ -178,7 +179,10 @@ impl AdminService {
             .spool()
             .quarantined_before(up_to_ms.saturating_add(1))
             .into_iter()
-            .filter(|m| m.accepted_at_ms > after_ms && m.rcpt_to.iter().any(|r| r == recipient))
+            .filter(|m| {
+                m.accepted_at_ms > after_ms
+                    && m.rcpt_to.iter().any(|r| r.eq_ignore_ascii_case(recipient))
+            })
             .collect();
         if held.is_empty() {
             return Ok(Digested::NothingNew { listed_up_to });
