@@ -57,7 +57,7 @@ pub async fn set(
         word => DigestLang::parse(word)
             .ok_or_else(|| invalid(format!("language `{word}`: expected `en` or `fr`")))?,
     };
-    let digest = digest_schedule(indexes.digest_of(&domain), &r.digest_at, lang)?;
+    let digest = digest_schedule(indexes.digest_of(&domain), &r.digest_at)?;
     if digest.is_some() && !portal {
         return Err(Status::failed_precondition(format!(
             "a digest links to the portal: turn the portal on for {domain} (--portal on), or the digest off (--digest-at off)"
@@ -140,32 +140,20 @@ pub async fn list(svc: &AdminService, req: DomainListRequest) -> Result<DomainLi
 }
 
 /// The digest schedule a `domain add` asks for: `at` "HH:MM" or "off" (empty keeps
-/// `current`'s), in `lang`.
+/// `current`).
 fn digest_schedule(
     current: Option<DigestSchedule>,
     at: &str,
-    lang: DigestLang,
 ) -> Result<Option<DigestSchedule>, Status> {
-    let second_of_day = match at {
-        "" => match current {
-            Some(d) => d.second_of_day,
-            None => return Ok(None),
-        },
-        "off" => return Ok(None),
-        word => {
-            DigestSchedule::parse(word, "")
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "digest time `{word}`: expected HH:MM (UTC, 00:00 to 23:59) or `off`"
-                    ))
-                })?
-                .second_of_day
-        }
-    };
-    Ok(Some(DigestSchedule {
-        second_of_day,
-        lang,
-    }))
+    match at {
+        "" => Ok(current),
+        "off" => Ok(None),
+        word => DigestSchedule::parse(word).map(Some).ok_or_else(|| {
+            invalid(format!(
+                "digest time `{word}`: expected HH:MM (UTC, 00:00 to 23:59) or `off`"
+            ))
+        }),
+    }
 }
 
 /// Normalises addresses for the recipient lists: each valid, each of a local domain.

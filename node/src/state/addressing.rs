@@ -24,12 +24,11 @@ pub struct DomainRoute {
     pub lang: DigestLang,
 }
 
-/// When a domain's daily digest of held mail goes out (seconds after midnight, UTC), and
-/// in which language.
+/// When a domain's daily digest of held mail goes out: seconds after midnight, UTC (its
+/// language is the domain's, `DomainRoute::lang`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DigestSchedule {
     pub second_of_day: u32,
-    pub lang: DigestLang,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,9 +57,8 @@ impl DigestLang {
 }
 
 impl DigestSchedule {
-    /// A schedule from `HH:MM` or `HH:MM:SS` (UTC) and a language word; `None` for an empty
-    /// or malformed time, or an unknown language.
-    pub fn parse(at: &str, lang: &str) -> Option<DigestSchedule> {
+    /// A schedule from `HH:MM` or `HH:MM:SS` (UTC); `None` for an empty or malformed time.
+    pub fn parse(at: &str) -> Option<DigestSchedule> {
         let parts: Vec<&str> = at.split(':').collect();
         if !(2..=3).contains(&parts.len())
             || parts
@@ -76,7 +74,6 @@ impl DigestSchedule {
         }
         Some(DigestSchedule {
             second_of_day: h * 3600 + m * 60 + s,
-            lang: DigestLang::parse(lang)?,
         })
     }
 

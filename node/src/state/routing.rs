@@ -79,7 +79,7 @@ pub fn apply_set(
     let dmarc = DmarcAction::parse(&d.dmarc).unwrap_or_default();
     // Likewise an unknown language is English, and an unreadable schedule sends no digest.
     let lang = DigestLang::parse(&d.digest_lang).unwrap_or_default();
-    let digest = DigestSchedule::parse(&d.digest_at, lang.as_str());
+    let digest = DigestSchedule::parse(&d.digest_at);
     tx.execute(
         "INSERT INTO domains (domain, route, author, created_at_ms, verify, dmarc, portal,
                               digest_at, digest_lang)
@@ -144,7 +144,7 @@ pub fn query(conn: &Connection) -> rusqlite::Result<BTreeMap<String, DomainRoute
                 verify: Verify::parse(&r.get::<_, String>(4)?).unwrap_or_default(),
                 dmarc: DmarcAction::parse(&r.get::<_, String>(5)?).unwrap_or_default(),
                 portal: r.get(6)?,
-                digest: DigestSchedule::parse(&r.get::<_, String>(7)?, &r.get::<_, String>(8)?),
+                digest: DigestSchedule::parse(&r.get::<_, String>(7)?),
                 lang: DigestLang::parse(&r.get::<_, String>(8)?).unwrap_or_default(),
             },
         ))
