@@ -18,7 +18,7 @@ use peage_proto::v1::{DigestSendReply, DigestSendRequest, DigestSent, TrackEvent
 use super::auth::Caller;
 use super::convert::storage_status;
 use super::digest_mail::{Digest, Listed};
-use super::mailbox::mailbox_address;
+use super::mailbox::mailbox_in_scope;
 use super::service::AdminService;
 use crate::clock::now_ms;
 use crate::cluster::error::WriteError;
@@ -276,10 +276,7 @@ pub async fn send_now(
     caller: Caller,
     r: DigestSendRequest,
 ) -> Result<DigestSendReply, Status> {
-    let recipient = mailbox_address(&r.recipient)?;
-    if !caller.scope.covers_address(&recipient) {
-        return Err(caller.scope.outside(&recipient));
-    }
+    let recipient = mailbox_in_scope(&caller, &r.recipient)?;
     svc.read_barrier(false).await?;
     svc.portal_open(&recipient)?;
     let lang = svc.mailbox_lang(&recipient);

@@ -76,10 +76,7 @@ pub async fn link(
     caller: Caller,
     r: PortalLinkRequest,
 ) -> Result<PortalLinkReply, Status> {
-    let mailbox = mailbox_address(&r.mailbox)?;
-    if !caller.scope.covers_address(&mailbox) {
-        return Err(caller.scope.outside(&mailbox));
-    }
+    let mailbox = mailbox_in_scope(&caller, &r.mailbox)?;
     let valid = match r.valid_secs {
         0 => svc.link_validity,
         s if s > MAX_LINK_SECS => {
@@ -94,12 +91,16 @@ pub async fn link(
     Ok(PortalLinkReply { url, expires_at_ms })
 }
 
-/// A mailbox address as a request names it, normalised.
-pub(super) fn mailbox_address(raw: &str) -> Result<String, Status> {
-    normalize_scope(raw)
+/// A mailbox address as a request names it, normalised, when the caller's scope covers it.
+pub(super) fn mailbox_in_scope(caller: &Caller, raw: &str) -> Result<String, Status> {
+    let mailbox = normalize_scope(raw)
         .ok()
         .filter(|m| m.contains('@'))
-        .ok_or_else(|| invalid(format!("`{raw}` is not a mailbox address")))
+        .ok_or_else(|| invalid(format!("`{raw}` is not a mailbox address")))?;
+    match caller.scope.covers_address(&mailbox) {
+        true => Ok(mailbox),
+        false => Err(caller.scope.outside(&mailbox)),
+    }
 }
 
 impl AdminService {
