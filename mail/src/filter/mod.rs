@@ -90,18 +90,15 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
             // 6. What the cluster learned.
             let tokens = crate::bayes::tokens_of(&msg, &decoded);
             let bayes = knowledge.spam_probability(&tokens.0);
-            if let Some(s) = bayes.and_then(bayes_symbol) {
-                found.push(s);
+            if let Some(p) = bayes {
+                found.push(bayes_symbol(p));
             }
             // Both classifiers fall silent together (too little learned): no features then.
             if bayes.is_some() {
                 classifiers_silent = false;
                 let features = features_of(&msg, &decoded);
-                if let Some(s) = knowledge
-                    .logistic_probability(&features)
-                    .and_then(logistic_symbol)
-                {
-                    found.push(s);
+                if let Some(p) = knowledge.logistic_probability(&features) {
+                    found.push(logistic_symbol(p));
                 }
             }
             // 7. Copies of the same text seen across the cluster.

@@ -331,3 +331,57 @@ fn a_link_to_a_bare_ip_address_is_suspicious_an_ip_elsewhere_is_not() {
     );
     assert!(!names(ham.as_bytes(), &lists).contains(&"URL_IP_LITERAL".to_owned()));
 }
+
+/// Classifiers that say fixed probabilities.
+struct Classifiers(f64, f64);
+
+impl Knowledge for Classifiers {
+    fn lookup(&self, _: EntryKind, _: &str) -> Vec<ListEntry> {
+        Vec::new()
+    }
+    fn spam_probability(&self, _: &[u64]) -> Option<f64> {
+        Some(self.0)
+    }
+    fn logistic_probability(&self, _: &Features) -> Option<f64> {
+        Some(self.1)
+    }
+}
+
+#[test]
+fn the_classifiers_log_odds_add_up_and_neither_quarantines_alone() {
+    let msg = format!("{GOOD_HEADERS}\r\nHello, see https://www.example.org/page\r\n");
+    let judged = |bayes: f64, logistic: f64| {
+        let input = FilterInput {
+            client_ip: [198, 51, 100, 1].into(),
+            helo: "mail.example.org",
+            mail_from: "a@example.org",
+            message: msg.as_bytes(),
+            proved: &Authenticated::nothing(),
+            recipients: &[],
+        };
+        let j = judge(&input, &Classifiers(bayes, logistic), &Policy::default());
+        let names: Vec<String> = j.symbols.iter().map(|s| s.name.clone()).collect();
+        (j.verdict, j.total_milli, names)
+    };
+    // Unsure: each classifier's offset alone, under its middle band's name.
+    assert_eq!(
+        judged(0.5, 0.5),
+        (
+            Verdict::Deliver,
+            2_000,
+            vec!["BAYES_50".into(), "LOGISTIC_50".into()]
+        )
+    );
+    // One sure of spam, the other unsure: capped, not quarantined.
+    assert_eq!(judged(1.0, 0.5).0, Verdict::Deliver);
+    assert_eq!(judged(1.0, 0.5).1, 5_000);
+    // One sure of spam and the other of ham: they cancel out.
+    assert_eq!(judged(0.9999, 0.0001).1, 2_000);
+    // Both leaning to spam (0.8 each: ln 4 = 1.386 points and the offset) stay under 6 …
+    assert_eq!(judged(0.8, 0.8).1, 2 * (1_386 + 1_000));
+    // … both fairly sure (0.9 each) quarantine.
+    assert_eq!(judged(0.9, 0.9).0, Verdict::Quarantine);
+    assert_eq!(judged(0.9, 0.9).1, 2 * (2_197 + 1_000));
+    // Both sure of ham: −4 points.
+    assert_eq!(judged(0.0, 0.0).1, -4_000);
+}
