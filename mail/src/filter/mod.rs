@@ -4,6 +4,7 @@
 //! to bottom. Scores are data (`scoring::SCORES`); thresholds are policy.
 
 mod attachments;
+mod forgery;
 mod phrases;
 mod scoring;
 mod structure;
@@ -87,6 +88,9 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
             url_lists(&decoded, &lists, &mut found);
             // 5b. How it is built, what its headers claim, where its links go, its wording.
             structure::check(&msg, &decoded, &mut |n, why| found.push(symbol(n, why)));
+            forgery::check(&msg, input.helo, input.proved, &mut |n, why| {
+                found.push(symbol(n, why))
+            });
             // 6. What the cluster learned.
             let tokens = crate::bayes::tokens_of(&msg, &decoded);
             let bayes = knowledge.spam_probability(&tokens.0);

@@ -47,6 +47,10 @@ pub const SCORES: &[(&str, i64)] = &[
     ("TO_UNDISCLOSED", 750),
     ("PRIORITY_HIGH", 500),
     ("FROM_NAME_FORGED", 1_750),
+    // Header forgery (`filter::forgery`).
+    ("FORGED_WEBMAIL_RCVD", 3_000),
+    ("DATE_IN_FUTURE", 3_000),
+    ("FORGED_OUTLOOK_EXPRESS", 2_000),
     // Phrase groups (`filter::phrases`): more distinct phrases of a group weigh more.
     ("ADVANCE_FEE", 5_250),
     ("MONEY_MAKING_2", 500),
@@ -136,6 +140,9 @@ pub const RULES_ALONE: &[(&str, i64)] = &[
     ("SALES_PITCH_4", 2_500),
     ("REMOVAL_FOOTER", 2_500),
     ("IMPERSONAL_GREETING", 2_500),
+    ("FORGED_WEBMAIL_RCVD", 4_500),
+    ("DATE_IN_FUTURE", 4_500),
+    ("FORGED_OUTLOOK_EXPRESS", 3_000),
 ];
 
 /// How each classifier's spam probability p becomes points: its log-odds ln(p / (1 − p)),

@@ -12,6 +12,11 @@ fn plain(extra: &str, subject: &str, body: &str) -> String {
     format!("{FROM}{extra}Subject: {subject}\r\n\r\n{body}\r\n")
 }
 
+/// A message from a Hotmail address, with this Received header.
+fn webmail(received: &str) -> String {
+    format!("{received}From: Bob <bob.smith@hotmail.com>\r\nTo: carol@example.test\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <2@hotmail.com>\r\nSubject: hello\r\n\r\nSee you soon.\r\n")
+}
+
 /// An HTML-only message.
 fn html(html: &str) -> String {
     format!("{FROM}Subject: news\r\nContent-Type: text/html\r\n\r\n{html}\r\n")
@@ -137,6 +142,15 @@ rule_cases! {
     program_in_an_archive_under_another_name: "ARCHIVE_WITH_EXECUTABLE",
         String::from_utf8(mime_with_attachment("photos.zip", &b64(&[zip_with("beach.jpg"), pe_program()].concat()))).unwrap(),
         String::from_utf8(mime_with_attachment("photos.zip", &b64(&[zip_with("beach.jpg"), b"\xff\xd8\xff\xe0JFIF".to_vec()].concat()))).unwrap();
+    forged_webmail: "FORGED_WEBMAIL_RCVD",
+        webmail("Received: from pc1.dsl.example.net ([203.0.113.9]) by mx.example.test; Wed, 25 Nov 2026 10:00:05 +0000\r\n"),
+        webmail("Received: from mc4-f12.hotmail.com ([65.54.1.1]) by mx.example.test; Wed, 25 Nov 2026 10:00:05 +0000\r\n");
+    date_in_future: "DATE_IN_FUTURE",
+        plain("Received: from a.client.example by mx.example.test; Wed, 25 Nov 2026 05:00:00 +0000\r\n", "hi", "x"),
+        plain("Received: from a.client.example by mx.example.test; Wed, 25 Nov 2026 08:30:00 +0000\r\n", "hi", "x");
+    forged_outlook_express: "FORGED_OUTLOOK_EXPRESS",
+        plain("X-Mailer: Microsoft Outlook Express 6.00.2600.0000\r\n", "hi", "x"),
+        plain("X-Mailer: Microsoft Outlook Express 6.00.2600.0000\r\nX-MimeOLE: Produced By Microsoft MimeOLE V6.00.2600.0000\r\n", "hi", "x");
 }
 
 /// The start of a Windows program: "MZ", and at 0x3c the offset of the "PE" signature.
@@ -198,4 +212,17 @@ fn rules_weigh_more_while_the_classifiers_are_silent() {
     assert_eq!(score(&Fixed(Vec::new())), of(RULES_ALONE));
     assert_eq!(score(&Speaking), of(SCORES));
     assert!(of(RULES_ALONE) > of(SCORES));
+}
+
+#[test]
+fn a_webmail_from_that_authentication_proved_is_not_forged() {
+    let msg = webmail(
+        "Received: from relay.example.net by mx.example.test; Wed, 25 Nov 2026 10:00:05 +0000\r\n",
+    );
+    let lists = Fixed(Vec::new());
+    assert!(names(msg.as_bytes(), &lists).contains(&"FORGED_WEBMAIL_RCVD".to_owned()));
+    let mut proved = crate::trust::Authenticated::nothing();
+    proved.vouch("hotmail.com");
+    let n = super::names_proved(msg.as_bytes(), &lists, &proved);
+    assert!(!n.contains(&"FORGED_WEBMAIL_RCVD".to_owned()), "{n:?}");
 }
