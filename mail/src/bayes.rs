@@ -150,7 +150,7 @@ pub fn tokens_of(msg: &Message<'_>, decoded: &MessageText<'_>) -> Tokens {
 /// Splits text into lower-cased words; over-long ones become a length class.
 fn words(text: &str, emit: &mut dyn FnMut(&str)) {
     let mut lower = String::new();
-    for raw in text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '$' | '!' | '\'' | '-'))) {
+    let mut one = |raw: &str| {
         let w = raw.trim_matches(|c| c == '\'' || c == '-');
         let n = if w.is_ascii() {
             w.len()
@@ -158,7 +158,7 @@ fn words(text: &str, emit: &mut dyn FnMut(&str)) {
             w.chars().count()
         };
         if n < WORD_MIN {
-            continue;
+            return;
         }
         if n > WORD_MAX {
             emit(&format!(
@@ -166,24 +166,64 @@ fn words(text: &str, emit: &mut dyn FnMut(&str)) {
                 w.chars().next().unwrap_or('?'),
                 n / 10 * 10
             ));
-            continue;
+            return;
         }
         emit(lower_into(w, &mut lower));
+    };
+    if text.is_ascii() {
+        // Most text: split byte by byte, into the same words.
+        let in_word = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'$' | b'!' | b'\'' | b'-');
+        for (start, end) in ascii_runs(text.as_bytes(), in_word) {
+            one(&text[start..end]);
+        }
+    } else {
+        for raw in
+            text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '$' | '!' | '\'' | '-')))
+        {
+            one(raw);
+        }
     }
 }
 
 /// Words written in capitals (FREE, URGENT): the same word shouted is another feature.
 fn shouting(text: &str, emit: &mut dyn FnMut(&str)) {
-    for w in text.split(|c: char| !c.is_alphanumeric()) {
+    let mut lower = String::new();
+    let mut one = |w: &str| {
         // The cheap tests first: most words are short or lower case.
         if w.len() >= 4
             && w.chars().all(|c| c.is_uppercase() || c.is_ascii_digit())
             && w.chars().any(char::is_uppercase)
             && w.chars().count() >= 4
         {
-            emit(&w.to_lowercase());
+            emit(lower_into(w, &mut lower));
         }
+    };
+    if text.is_ascii() {
+        // Most text: split byte by byte, into the same words.
+        for (start, end) in ascii_runs(text.as_bytes(), u8::is_ascii_alphanumeric) {
+            one(&text[start..end]);
+        }
+    } else {
+        text.split(|c: char| !c.is_alphanumeric()).for_each(one);
     }
+}
+
+/// The (start, end) of each maximal run of bytes that `inside` accepts.
+fn ascii_runs<'b>(
+    bytes: &'b [u8],
+    inside: impl Fn(&u8) -> bool + 'b,
+) -> impl Iterator<Item = (usize, usize)> + 'b {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() && !inside(&bytes[i]) {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len() && inside(&bytes[i]) {
+            i += 1;
+        }
+        (i > start).then_some((start, i))
+    })
 }
 
 fn url_hosts(text: &str) -> Vec<String> {

@@ -58,6 +58,14 @@ fn ignored_header(name: &str) -> bool {
 
 /// Lower-cased, each digit made `0`, runs of whitespace made one space.
 pub fn normalise(text: &str) -> String {
+    if text.is_ascii() {
+        normalise_ascii(text.as_bytes())
+    } else {
+        normalise_chars(text)
+    }
+}
+
+fn normalise_chars(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = true;
     for c in text.chars() {
@@ -81,6 +89,30 @@ pub fn normalise(text: &str) -> String {
         }
     }
     out
+}
+
+/// `normalise` for ASCII text, byte by byte (what `char::is_whitespace` calls whitespace
+/// among ASCII bytes: space, tab, LF, VT, FF, CR).
+fn normalise_ascii(text: &[u8]) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let mut space = true;
+    for &b in text {
+        if matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+            if !space {
+                out.push(b' ');
+                space = true;
+            }
+            continue;
+        }
+        space = false;
+        out.push(if b.is_ascii_digit() {
+            b'0'
+        } else {
+            b.to_ascii_lowercase()
+        });
+    }
+    // Only ASCII bytes were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[derive(Default)]
@@ -288,6 +320,19 @@ mod tests {
     fn features(raw: &str) -> Features {
         let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
         features_of(&msg, &MessageText::of(&msg))
+    }
+
+    #[test]
+    fn ascii_text_is_normalised_as_the_general_path_does() {
+        let every_byte: String = (0u8..128).map(char::from).collect();
+        for text in [
+            every_byte.as_str(),
+            "  Win\t\t500 DOLLARS\r\n\x0b\x0cnow ",
+            "",
+            " ",
+        ] {
+            assert_eq!(normalise(text), normalise_chars(text), "{text:?}");
+        }
     }
 
     #[test]
