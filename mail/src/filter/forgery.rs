@@ -1,6 +1,7 @@
 //! Header forgery rules that need no learning: a From at a webmail provider whose mail
 //! never passed through that provider, a Date set in the future of the message's own
-//! reception, a mail program named that would have written a header the message lacks.
+//! reception or in a time zone no place has, a mail program named that would have written
+//! a header the message lacks.
 //! Spam tools fake the headers a real program writes, and get the ones they do not show
 //! wrong. Scores are in `scoring::SCORES` and `scoring::RULES_ALONE`.
 
@@ -70,6 +71,12 @@ pub(super) fn check(msg: &Message<'_>, helo: &str, proved: &Authenticated, found
             ),
         );
     }
+    if let Some(zone) = msg.date().and_then(absurd_zone) {
+        found(
+            "DATE_TZ_ABSURD",
+            format!("the Date's time zone {zone} does not exist"),
+        );
+    }
     let mailer = raw(msg, "X-Mailer").unwrap_or("").to_ascii_lowercase();
     if mailer.contains("outlook express") && raw(msg, "X-MimeOLE").is_none() {
         found(
@@ -115,4 +122,13 @@ fn date_ahead_of_reception(msg: &Message<'_>) -> Option<i64> {
         .find_map(|r| r.date.as_ref().map(|d| d.to_timestamp()))?;
     let ahead = date - received;
     (ahead > FUTURE_SLACK_SECS).then_some(ahead)
+}
+
+/// The Date's zone as written when no place has it (zones run from −12:00 to +14:00): spam
+/// tools that compute it wrong write `-1900`.
+fn absurd_zone(date: &mail_parser::DateTime) -> Option<String> {
+    (date.tz_hour > 14 || date.tz_minute >= 60).then(|| {
+        let sign = if date.tz_before_gmt { '-' } else { '+' };
+        format!("{sign}{:02}{:02}", date.tz_hour, date.tz_minute)
+    })
 }

@@ -50,6 +50,7 @@ pub const SCORES: &[(&str, i64)] = &[
     // Header forgery (`filter::forgery`).
     ("FORGED_WEBMAIL_RCVD", 3_000),
     ("DATE_IN_FUTURE", 3_000),
+    ("DATE_TZ_ABSURD", 2_500),
     ("FORGED_OUTLOOK_EXPRESS", 2_000),
     // Phrase groups (`filter::phrases`): more distinct phrases of a group weigh more.
     ("ADVANCE_FEE", 5_250),
@@ -142,6 +143,7 @@ pub const RULES_ALONE: &[(&str, i64)] = &[
     ("IMPERSONAL_GREETING", 2_500),
     ("FORGED_WEBMAIL_RCVD", 4_500),
     ("DATE_IN_FUTURE", 4_500),
+    ("DATE_TZ_ABSURD", 3_750),
     ("FORGED_OUTLOOK_EXPRESS", 3_000),
 ];
 

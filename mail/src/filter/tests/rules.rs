@@ -148,6 +148,9 @@ rule_cases! {
     date_in_future: "DATE_IN_FUTURE",
         plain("Received: from a.client.example by mx.example.test; Wed, 25 Nov 2026 05:00:00 +0000\r\n", "hi", "x"),
         plain("Received: from a.client.example by mx.example.test; Wed, 25 Nov 2026 08:30:00 +0000\r\n", "hi", "x");
+    date_tz_absurd: "DATE_TZ_ABSURD",
+        "From: a@client.example\r\nDate: Wed, 07 Oct 2020 23:01:36 -1900\r\nSubject: x\r\n\r\nx\r\n",
+        "From: a@client.example\r\nDate: Wed, 07 Oct 2020 23:01:36 -0930\r\nSubject: x\r\n\r\nx\r\n";
     forged_outlook_express: "FORGED_OUTLOOK_EXPRESS",
         plain("X-Mailer: Microsoft Outlook Express 6.00.2600.0000\r\n", "hi", "x"),
         plain("X-Mailer: Microsoft Outlook Express 6.00.2600.0000\r\nX-MimeOLE: Produced By Microsoft MimeOLE V6.00.2600.0000\r\n", "hi", "x");
