@@ -77,11 +77,11 @@ pub(super) fn check(msg: &Message<'_>, helo: &str, proved: &Authenticated, found
             format!("the Date's time zone {zone} does not exist"),
         );
     }
-    let mailer = raw(msg, "X-Mailer").unwrap_or("").to_ascii_lowercase();
-    if mailer.contains("outlook express") && raw(msg, "X-MimeOLE").is_none() {
+    if raw(msg, "X-Mailer").is_some_and(windows_outlook_express) && raw(msg, "X-MimeOLE").is_none()
+    {
         found(
             "FORGED_OUTLOOK_EXPRESS",
-            "claims Outlook Express, which always wrote an X-MimeOLE header".to_owned(),
+            "claims Outlook Express for Windows, which always wrote an X-MimeOLE header".to_owned(),
         );
     }
 }
@@ -131,4 +131,13 @@ fn absurd_zone(date: &mail_parser::DateTime) -> Option<String> {
         let sign = if date.tz_before_gmt { '-' } else { '+' };
         format!("{sign}{:02}{:02}", date.tz_hour, date.tz_minute)
     })
+}
+
+/// An X-Mailer naming Outlook Express for Windows (`Microsoft Outlook Express 6.00.2600.0000`);
+/// the Macintosh edition (`… Macintosh Edition - 4.5`) never wrote `X-MimeOLE`.
+fn windows_outlook_express(mailer: &str) -> bool {
+    let lower = mailer.trim_start().to_ascii_lowercase();
+    lower
+        .strip_prefix("microsoft outlook express ")
+        .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
 }

@@ -51,7 +51,7 @@ pub const SCORES: &[(&str, i64)] = &[
     ("FORGED_WEBMAIL_RCVD", 3_000),
     ("DATE_IN_FUTURE", 3_000),
     ("DATE_TZ_ABSURD", 2_500),
-    ("FORGED_OUTLOOK_EXPRESS", 2_000),
+    ("FORGED_OUTLOOK_EXPRESS", 5_000),
     // Phrase groups (`filter::phrases`): more distinct phrases of a group weigh more.
     ("ADVANCE_FEE", 5_250),
     ("MONEY_MAKING_2", 500),
@@ -144,7 +144,7 @@ pub const RULES_ALONE: &[(&str, i64)] = &[
     ("FORGED_WEBMAIL_RCVD", 4_500),
     ("DATE_IN_FUTURE", 4_500),
     ("DATE_TZ_ABSURD", 3_750),
-    ("FORGED_OUTLOOK_EXPRESS", 3_000),
+    ("FORGED_OUTLOOK_EXPRESS", 7_500),
 ];
 
 /// How each classifier's spam probability p becomes points: its log-odds ln(p / (1 − p)),

@@ -153,7 +153,7 @@ rule_cases! {
         "From: a@client.example\r\nDate: Wed, 07 Oct 2020 23:01:36 -0930\r\nSubject: x\r\n\r\nx\r\n";
     forged_outlook_express: "FORGED_OUTLOOK_EXPRESS",
         plain("X-Mailer: Microsoft Outlook Express 6.00.2600.0000\r\n", "hi", "x"),
-        plain("X-Mailer: Microsoft Outlook Express 6.00.2600.0000\r\nX-MimeOLE: Produced By Microsoft MimeOLE V6.00.2600.0000\r\n", "hi", "x");
+        plain("X-Mailer: Microsoft Outlook Express Macintosh Edition - 4.5 (0410)\r\n", "hi", "x");
 }
 
 /// The start of a Windows program: "MZ", and at 0x3c the offset of the "PE" signature.
@@ -228,4 +228,15 @@ fn a_webmail_from_that_authentication_proved_is_not_forged() {
     proved.vouch("hotmail.com");
     let n = super::names_proved(msg.as_bytes(), &lists, &proved);
     assert!(!n.contains(&"FORGED_WEBMAIL_RCVD".to_owned()), "{n:?}");
+}
+
+#[test]
+fn outlook_express_for_windows_with_its_mimeole_header_is_not_forged() {
+    let msg = plain(
+        "X-Mailer: Microsoft Outlook Express 6.00.2600.0000\r\nX-MimeOLE: Produced By Microsoft MimeOLE V6.00.2600.0000\r\n",
+        "hi",
+        "x",
+    );
+    let n = names(msg.as_bytes(), &Fixed(Vec::new()));
+    assert!(!n.contains(&"FORGED_OUTLOOK_EXPRESS".to_owned()), "{n:?}");
 }
