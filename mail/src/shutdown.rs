@@ -2,6 +2,7 @@
 //! each task holds a cheap `Shutdown` and awaits it first thing in its loop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -68,6 +69,30 @@ impl Shutdown {
     }
 }
 
+/// A periodic task's clock: a tick every period until the shutdown fires. A tick that comes
+/// late (the task's work took longer) delays the next ones rather than bunching them up.
+pub struct Every {
+    tick: tokio::time::Interval,
+    stop: Shutdown,
+}
+
+impl Every {
+    /// Ticks every `period`, the first at once.
+    pub fn new(period: Duration, stop: Shutdown) -> Every {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Every { tick, stop }
+    }
+
+    /// Waits for the next tick: true then, false once the shutdown has fired.
+    pub async fn tick(&mut self) -> bool {
+        tokio::select! {
+            _ = self.tick.tick() => true,
+            _ = self.stop.wait() => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +116,17 @@ mod tests {
         let waited =
             tokio::time::timeout(std::time::Duration::from_millis(20), waiting.wait()).await;
         assert!(waited.is_err(), "a never-fired signal does not complete");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_period_ticks_until_its_shutdown_fires() {
+        let (trigger, stop) = Trigger::new();
+        let mut every = Every::new(Duration::from_secs(30), stop);
+        let started = tokio::time::Instant::now();
+        assert!(every.tick().await, "the first tick comes at once");
+        assert!(every.tick().await);
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        trigger.fire();
+        assert!(!every.tick().await, "no tick once the shutdown fired");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peage_mail::filter::Verdict;
-use peage_mail::shutdown::Shutdown;
+use peage_mail::shutdown::{Every, Shutdown};
 use peage_mail::sync::lock;
 use peage_proto::v1::{command, EvidenceAdd, EvidenceCount, EvidenceDecay};
 
@@ -111,15 +111,10 @@ async fn flush(cluster: &Cluster, recorder: &Recorder) {
 }
 
 /// Flushes this node's counts, and on the leader proposes decay steps, until `stop`.
-pub async fn run(cluster: Cluster, recorder: Recorder, config: EvidenceConfig, mut stop: Shutdown) {
-    let mut tick = tokio::time::interval(config.flush);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+pub async fn run(cluster: Cluster, recorder: Recorder, config: EvidenceConfig, stop: Shutdown) {
+    let mut every = Every::new(config.flush, stop);
     let mut last_decay = Instant::now();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait() => return,
-        }
+    while every.tick().await {
         flush(&cluster, &recorder).await;
         let leads = cluster.leads();
         if leads && last_decay.elapsed() >= config.decay_every {

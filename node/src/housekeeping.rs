@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use peage_mail::shutdown::Shutdown;
+use peage_mail::shutdown::{Every, Shutdown};
 use peage_proto::v1::{command, DomainSet, ListSweep, QuarantineExpire};
 
 use crate::clock::now_ms;
@@ -16,14 +16,9 @@ use crate::tracking::event_of;
 
 /// On the leader, each `every`: a sweep whenever some list entry has expired, and an expiry
 /// whenever a quarantined message has outlived the policy's retention.
-pub async fn sweep_expired(cluster: Cluster, every: Duration, mut stop: Shutdown) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait() => return,
-        }
+pub async fn sweep_expired(cluster: Cluster, every: Duration, stop: Shutdown) {
+    let mut every = Every::new(every, stop);
+    while every.tick().await {
         if !cluster.leads() {
             continue;
         }

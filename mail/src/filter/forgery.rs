@@ -7,6 +7,7 @@
 
 use mail_parser::Message;
 
+use super::structure::raw_header;
 use crate::trust::Authenticated;
 
 /// Webmail domains, and what the Received headers (or the client's HELO) of mail really
@@ -77,19 +78,14 @@ pub(super) fn check(msg: &Message<'_>, helo: &str, proved: &Authenticated, found
             format!("the Date's time zone {zone} does not exist"),
         );
     }
-    if raw(msg, "X-Mailer").is_some_and(windows_outlook_express) && raw(msg, "X-MimeOLE").is_none()
+    if raw_header(msg, "X-Mailer").is_some_and(windows_outlook_express)
+        && raw_header(msg, "X-MimeOLE").is_none()
     {
         found(
             "FORGED_OUTLOOK_EXPRESS",
             "claims Outlook Express for Windows, which always wrote an X-MimeOLE header".to_owned(),
         );
     }
-}
-
-fn raw<'m>(msg: &'m Message<'_>, name: &str) -> Option<&'m str> {
-    msg.headers_raw()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
 }
 
 /// Why the From's webmail domain is forged, if it is: not proved by authentication, and no

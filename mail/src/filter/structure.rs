@@ -218,12 +218,15 @@ fn has_split_words(lower: &str) -> bool {
     split || inside_words >= 3
 }
 
+/// The first `name` header's value as written (folding kept), without its line end.
+pub(super) fn raw_header<'m>(msg: &'m Message<'_>, name: &str) -> Option<&'m str> {
+    msg.headers_raw()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim_end_matches(['\r', '\n']))
+}
+
 fn header_rules(msg: &Message<'_>, found: &mut Found<'_>) {
-    let raw = |name: &str| {
-        msg.headers_raw()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim_end_matches(['\r', '\n']))
-    };
+    let raw = |name: &str| raw_header(msg, name);
     let subject = msg.subject().unwrap_or("");
     let letters = subject.chars().filter(|c| c.is_alphabetic()).count();
     if letters >= 8 && !subject.chars().any(char::is_lowercase) {

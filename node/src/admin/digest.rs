@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tonic::Status;
 
-use peage_mail::shutdown::Shutdown;
+use peage_mail::shutdown::{Every, Shutdown};
 use peage_mail::smtp::trace::{utc_date, utc_minute};
 use peage_proto::v1::{DigestSendReply, DigestSendRequest, DigestSent, TrackEvent};
 
@@ -56,16 +56,11 @@ fn due_today(schedule: DigestSchedule, now: i64, grace: Duration) -> Option<(i64
 }
 
 /// On the leader, every `every`: the day's digests of each domain whose time has come.
-pub async fn send_daily(admin: Arc<AdminService>, every: Duration, mut stop: Shutdown) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+pub async fn send_daily(admin: Arc<AdminService>, every: Duration, stop: Shutdown) {
+    let mut every = Every::new(every, stop);
     // The (domain, day) rounds this node finished as leader: not gone through again.
     let mut done = HashSet::new();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait() => return,
-        }
+    while every.tick().await {
         if admin.cluster.leads() {
             admin.daily_round(now_ms(), &mut done).await;
         }

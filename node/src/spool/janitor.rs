@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use peage_mail::shutdown::Shutdown;
+use peage_mail::shutdown::{Every, Shutdown};
 
 use crate::cluster::Cluster;
 use crate::metrics::{BLOBS_DELETED, BLOB_BYTES};
@@ -21,14 +21,9 @@ pub struct JanitorConfig {
 }
 
 /// Sweeps until `stop`.
-pub async fn run(cluster: Cluster, config: JanitorConfig, mut stop: Shutdown) {
-    let mut tick = tokio::time::interval(config.every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait() => return,
-        }
+pub async fn run(cluster: Cluster, config: JanitorConfig, stop: Shutdown) {
+    let mut every = Every::new(config.every, stop);
+    while every.tick().await {
         if let Err(e) = sweep_once(&cluster, config.grace).await {
             tracing::warn!(error = %e, "body sweep failed");
         }
