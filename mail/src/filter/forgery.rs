@@ -1,7 +1,7 @@
 //! Header forgery rules that need no learning: a From at a webmail provider whose mail
 //! never passed through that provider, a Date set in the future of the message's own
-//! reception or in a time zone no place has, a mail program named that would have written
-//! a header the message lacks.
+//! reception, in a time zone no place has or in a form no mail program writes, a mail
+//! program named that would have written a header the message lacks.
 //! Spam tools fake the headers a real program writes, and get the ones they do not show
 //! wrong. Scores are in `scoring::SCORES` and `scoring::RULES_ALONE`.
 
@@ -78,12 +78,18 @@ pub(super) fn check(msg: &Message<'_>, helo: &str, proved: &Authenticated, found
             format!("the Date's time zone {zone} does not exist"),
         );
     }
-    if raw_header(msg, "X-Mailer").is_some_and(windows_outlook_express)
+    if msg.date().is_some() && raw_header(msg, "Date").is_some_and(|d| !rfc5322_date(d)) {
+        found(
+            "DATE_MALFORMED",
+            "the Date is not written as RFC 5322 has it (no zone, or a made-up one)".to_owned(),
+        );
+    }
+    if raw_header(msg, "X-Mailer").is_some_and(windows_outlook)
         && raw_header(msg, "X-MimeOLE").is_none()
     {
         found(
-            "FORGED_OUTLOOK_EXPRESS",
-            "claims Outlook Express for Windows, which always wrote an X-MimeOLE header".to_owned(),
+            "FORGED_OUTLOOK",
+            "claims Outlook for Windows, which always wrote an X-MimeOLE header".to_owned(),
         );
     }
 }
@@ -129,11 +135,88 @@ fn absurd_zone(date: &mail_parser::DateTime) -> Option<String> {
     })
 }
 
-/// An X-Mailer naming Outlook Express for Windows (`Microsoft Outlook Express 6.00.2600.0000`);
-/// the Macintosh edition (`… Macintosh Edition - 4.5`) never wrote `X-MimeOLE`.
-fn windows_outlook_express(mailer: &str) -> bool {
+/// An X-Mailer naming Outlook Express for Windows (`Microsoft Outlook Express 6.00.2600.0000`)
+/// or Outlook 2000 to 2003 (`Microsoft Outlook IMO, Build 9.0.2416`, `Microsoft Outlook, Build
+/// 10.0.2627`, `Microsoft Office Outlook, Build 11.0.5510`): all of them wrote `X-MimeOLE`.
+/// Not the Macintosh edition (`… Macintosh Edition - 4.5`), which never did, nor the later
+/// Outlooks (`Microsoft Outlook 16.0`), which stopped.
+fn windows_outlook(mailer: &str) -> bool {
     let lower = mailer.trim_start().to_ascii_lowercase();
-    lower
-        .strip_prefix("microsoft outlook express ")
-        .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+    if let Some(version) = lower.strip_prefix("microsoft outlook express ") {
+        return version.starts_with(|c: char| c.is_ascii_digit());
+    }
+    let outlook =
+        lower.starts_with("microsoft outlook") || lower.starts_with("microsoft office outlook");
+    outlook
+        && lower
+            .split_once("build ")
+            .is_some_and(|(_, build)| ["9.", "10.", "11."].iter().any(|v| build.starts_with(v)))
+}
+
+/// Whether a Date is written as RFC 5322 has it, obsolete forms included (two-digit years,
+/// `GMT`/`EST`… and military zones, comments anywhere): `[Mon,] 7 Dec 2026 10:00[:00] +0100`.
+/// Mail programs write it so; what spam tools write instead — no zone, `GMT+1`, `+-0500`,
+/// `Eastern Daylight Time`, `2002/09/14 Sat 02:29:32` — mail_parser still reads by guessing.
+fn rfc5322_date(value: &str) -> bool {
+    let Some(text) = without_comments(value) else {
+        return false;
+    };
+    let rest = match text.split_once(',') {
+        Some((day, rest)) if DAYS.contains(&day.trim().to_ascii_lowercase().as_str()) => rest,
+        Some(_) => return false,
+        None => text.as_str(),
+    };
+    let [day, month, year, time, zone] = rest.split_ascii_whitespace().collect::<Vec<_>>()[..]
+    else {
+        return false;
+    };
+    let mut clock = time.split(':');
+    let clock_ok = clock.clone().count() <= 3 && clock.all(|n| digits(n, 1, 2));
+    digits(day, 1, 2)
+        && MONTHS.contains(&month.to_ascii_lowercase().as_str())
+        && digits(year, 2, 4)
+        && time.contains(':')
+        && clock_ok
+        && rfc5322_zone(zone)
+}
+
+const DAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const MONTHS: &[&str] = &[
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+
+/// `+hhmm` / `-hhmm`, or an obsolete zone: `UT`, `GMT`, the North American ones, or a
+/// military letter.
+fn rfc5322_zone(zone: &str) -> bool {
+    if let Some(offset) = zone.strip_prefix(['+', '-']) {
+        return digits(offset, 4, 4);
+    }
+    let lower = zone.to_ascii_lowercase();
+    const NAMED: &[&str] = &[
+        "ut", "gmt", "est", "edt", "cst", "cdt", "mst", "mdt", "pst", "pdt",
+    ];
+    NAMED.contains(&lower.as_str())
+        || (lower.len() == 1 && lower.as_bytes()[0].is_ascii_lowercase() && lower != "j")
+}
+
+fn digits(text: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The text with its (nested) comments replaced by spaces; `None` when they do not balance.
+fn without_comments(value: &str) -> Option<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut depth = 0usize;
+    for c in value.chars() {
+        match c {
+            '(' => {
+                depth += 1;
+                out.push(' ');
+            }
+            ')' => depth = depth.checked_sub(1)?,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    (depth == 0).then_some(out)
 }

@@ -19,7 +19,7 @@ use crate::lists::{EntryKind, ListEntry, ListName};
 use crate::text::MessageText;
 use crate::trust::Authenticated;
 use crate::urls::url_hosts;
-use scoring::{bayes_symbol, logistic_symbol, score_rules_alone};
+use scoring::{classifier_symbols, score_rules_alone};
 pub use scoring::{
     headers, points, symbol, verdict, Judgement, Policy, Symbol, Verdict, GTUBE, RULES_ALONE,
     SCORES,
@@ -94,16 +94,12 @@ pub fn judge(input: &FilterInput<'_>, knowledge: &dyn Knowledge, policy: &Policy
             // 6. What the cluster learned.
             let tokens = crate::bayes::tokens_of(&msg, &decoded);
             let bayes = knowledge.spam_probability(&tokens.0);
-            if let Some(p) = bayes {
-                found.push(bayes_symbol(p));
-            }
             // Both classifiers fall silent together (too little learned): no features then.
-            if bayes.is_some() {
+            if let Some(bayes) = bayes {
                 classifiers_silent = false;
                 let features = features_of(&msg, &decoded);
-                if let Some(p) = knowledge.logistic_probability(&features) {
-                    found.push(logistic_symbol(p));
-                }
+                let logistic = knowledge.logistic_probability(&features);
+                found.extend(classifier_symbols(bayes, logistic));
             }
             // 7. Copies of the same text seen across the cluster.
             evidence_keys.extend(bulk(&decoded, knowledge, &mut found));

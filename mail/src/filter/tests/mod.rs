@@ -348,7 +348,7 @@ impl Knowledge for Classifiers {
 }
 
 #[test]
-fn the_classifiers_log_odds_add_up_and_neither_quarantines_alone() {
+fn the_classifiers_log_odds_add_up_and_neither_decides_alone() {
     let msg = format!("{GOOD_HEADERS}\r\nHello, see https://www.example.org/page\r\n");
     let judged = |bayes: f64, logistic: f64| {
         let input = FilterInput {
@@ -375,13 +375,21 @@ fn the_classifiers_log_odds_add_up_and_neither_quarantines_alone() {
     // One sure of spam, the other unsure: capped, not quarantined.
     assert_eq!(judged(1.0, 0.5).0, Verdict::Deliver);
     assert_eq!(judged(1.0, 0.5).1, 5_000);
-    // One sure of spam and the other of ham: they cancel out.
-    assert_eq!(judged(0.9999, 0.0001).1, 2_000);
+    // One sure of spam and the other of ham: one classifier's "ham" alone takes nothing off
+    // (its offset neither), the spam side stays capped: delivered.
+    assert_eq!(judged(0.9999, 0.0001).1, 4_000);
+    assert_eq!(judged(0.9999, 0.0001).0, Verdict::Deliver);
+    // One sure of ham, the other unsure: only the unsure one's offset.
+    assert_eq!(judged(0.0, 0.5).1, 1_000);
+    // Both leaning to ham but not sure (0.1 each: ln 1/9 = −2.197 points): each alone's
+    // limit of −1, with the offset nothing.
+    assert_eq!(judged(0.1, 0.1).1, 0);
     // Both leaning to spam (0.8 each: ln 4 = 1.386 points and the offset) stay under 6 …
     assert_eq!(judged(0.8, 0.8).1, 2 * (1_386 + 1_000));
     // … both fairly sure (0.9 each) quarantine.
     assert_eq!(judged(0.9, 0.9).0, Verdict::Quarantine);
     assert_eq!(judged(0.9, 0.9).1, 2 * (2_197 + 1_000));
-    // Both sure of ham: −4 points.
+    // Both sure of ham (0.04 each: ln 1/24 = −3.178, past −3): −4 points, as when certain.
+    assert_eq!(judged(0.04, 0.04).1, -4_000);
     assert_eq!(judged(0.0, 0.0).1, -4_000);
 }

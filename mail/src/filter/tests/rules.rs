@@ -12,6 +12,11 @@ fn plain(extra: &str, subject: &str, body: &str) -> String {
     format!("{FROM}{extra}Subject: {subject}\r\n\r\n{body}\r\n")
 }
 
+/// A message with this Date header (and no Received header to compare it with).
+fn dated(date: &str) -> String {
+    format!("From: a@client.example\r\nDate: {date}\r\nSubject: x\r\n\r\nx\r\n")
+}
+
 /// A message from a Hotmail address, with this Received header.
 fn webmail(received: &str) -> String {
     format!("{received}From: Bob <bob.smith@hotmail.com>\r\nTo: carol@example.test\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <2@hotmail.com>\r\nSubject: hello\r\n\r\nSee you soon.\r\n")
@@ -149,11 +154,17 @@ rule_cases! {
         plain("Received: from a.client.example by mx.example.test; Wed, 25 Nov 2026 05:00:00 +0000\r\n", "hi", "x"),
         plain("Received: from a.client.example by mx.example.test; Wed, 25 Nov 2026 08:30:00 +0000\r\n", "hi", "x");
     date_tz_absurd: "DATE_TZ_ABSURD",
-        "From: a@client.example\r\nDate: Wed, 07 Oct 2020 23:01:36 -1900\r\nSubject: x\r\n\r\nx\r\n",
-        "From: a@client.example\r\nDate: Wed, 07 Oct 2020 23:01:36 -0930\r\nSubject: x\r\n\r\nx\r\n";
-    forged_outlook_express: "FORGED_OUTLOOK_EXPRESS",
+        dated("Wed, 07 Oct 2020 23:01:36 -1900"),
+        dated("Wed, 07 Oct 2020 23:01:36 -0930");
+    forged_outlook_express: "FORGED_OUTLOOK",
         plain("X-Mailer: Microsoft Outlook Express 6.00.2600.0000\r\n", "hi", "x"),
         plain("X-Mailer: Microsoft Outlook Express Macintosh Edition - 4.5 (0410)\r\n", "hi", "x");
+    forged_outlook_2002: "FORGED_OUTLOOK",
+        plain("X-Mailer: Microsoft Outlook, Build 10.0.2627\r\n", "hi", "x"),
+        plain("X-Mailer: Microsoft Outlook 16.0\r\n", "hi", "x");
+    date_malformed: "DATE_MALFORMED",
+        dated("Fri, 23 Aug 2002 22:46:34 GMT+1"),
+        dated("Fri, 23 Aug 2002 22:46:34 +0100 (CET)");
 }
 
 /// The start of a Windows program: "MZ", and at 0x3c the offset of the "PE" signature.
@@ -238,5 +249,35 @@ fn outlook_express_for_windows_with_its_mimeole_header_is_not_forged() {
         "x",
     );
     let n = names(msg.as_bytes(), &Fixed(Vec::new()));
-    assert!(!n.contains(&"FORGED_OUTLOOK_EXPRESS".to_owned()), "{n:?}");
+    assert!(!n.contains(&"FORGED_OUTLOOK".to_owned()), "{n:?}");
+}
+
+#[test]
+fn dates_as_mail_programs_write_them_are_well_formed_and_others_are_not() {
+    let judged = |date: &str| {
+        let n = names(dated(date).as_bytes(), &Fixed(Vec::new()));
+        n.iter()
+            .any(|s| s == "DATE_MALFORMED" || s == "MISSING_DATE")
+    };
+    for written in [
+        "Mon, 7 Dec 2026 10:00:00 +0100",
+        "Mon, 07 Dec 2026 10:00 -0500 (EST)",
+        "7 Dec 2026 10:00:00 GMT",
+        "Mon, 7 Dec 26 10:00:00 PST",
+        "Mon,\r\n 7 Dec 2026 10:00:00 (comment (nested)) +0000",
+    ] {
+        assert!(!judged(written), "{written:?} is well formed");
+    }
+    for made_up in [
+        "Fri, 23 Aug 2002 19:27:52",
+        "Thu, 29 Aug 2002 15:36:58 +-0500",
+        "Fri, 30 Aug 02 21:48:08 Eastern Daylight Time",
+        "Sun, 25 Aug 2002 19:21:44 01800",
+        "Sat Sep 21 08:18:08 2002",
+        "2002/09/14 Sat 02:29:32 CDT",
+        "Mon, 7 Dec 2026 10:00:00 +0100 (unclosed",
+        "Someday, 7 Dec 2026 10:00:00 +0100",
+    ] {
+        assert!(judged(made_up), "{made_up:?} is not well formed");
+    }
 }
