@@ -58,25 +58,43 @@ fn ignored_header(name: &str) -> bool {
 
 /// Lower-cased, each digit made `0`, runs of whitespace made one space.
 pub fn normalise(text: &str) -> String {
+    let mut out = String::new();
+    normalise_into(&mut out, text, &mut true);
+    out
+}
+
+/// `normalise` of the `pieces` each followed by a space, without joining them first.
+fn normalise_joined<'t>(pieces: impl Iterator<Item = &'t str>) -> String {
+    let mut out = String::new();
+    let mut space = true;
+    for piece in pieces {
+        normalise_into(&mut out, piece, &mut space);
+        normalise_into(&mut out, " ", &mut space);
+    }
+    out
+}
+
+/// Appends `text` normalised to `out`; `space` says whether `out` ends where whitespace
+/// writes nothing (at the start, or after a space written) and is kept up to date.
+fn normalise_into(out: &mut String, text: &str, space: &mut bool) {
     if text.is_ascii() {
-        normalise_ascii(text.as_bytes())
+        normalise_ascii_into(out, text, space);
     } else {
-        normalise_chars(text)
+        normalise_chars_into(out, text, space);
     }
 }
 
-fn normalise_chars(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut space = true;
+fn normalise_chars_into(out: &mut String, text: &str, space: &mut bool) {
+    out.reserve(text.len());
     for c in text.chars() {
         if c.is_whitespace() {
-            if !space {
+            if !*space {
                 out.push(' ');
-                space = true;
+                *space = true;
             }
             continue;
         }
-        space = false;
+        *space = false;
         if c.is_ascii() {
             // Most text is ASCII: no Unicode case tables for it.
             out.push(if c.is_ascii_digit() {
@@ -88,31 +106,27 @@ fn normalise_chars(text: &str) -> String {
             out.extend(c.to_lowercase());
         }
     }
-    out
 }
 
-/// `normalise` for ASCII text, byte by byte (what `char::is_whitespace` calls whitespace
-/// among ASCII bytes: space, tab, LF, VT, FF, CR).
-fn normalise_ascii(text: &[u8]) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    let mut space = true;
-    for &b in text {
+/// `normalise_chars_into` for ASCII text, byte by byte (what `char::is_whitespace` calls
+/// whitespace among ASCII bytes: space, tab, LF, VT, FF, CR).
+fn normalise_ascii_into(out: &mut String, text: &str, space: &mut bool) {
+    out.reserve(text.len());
+    for &b in text.as_bytes() {
         if matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
-            if !space {
-                out.push(b' ');
-                space = true;
+            if !*space {
+                out.push(' ');
+                *space = true;
             }
             continue;
         }
-        space = false;
-        out.push(if b.is_ascii_digit() {
+        *space = false;
+        out.push(char::from(if b.is_ascii_digit() {
             b'0'
         } else {
             b.to_ascii_lowercase()
-        });
+        }));
     }
-    // Only ASCII bytes were pushed.
-    String::from_utf8(out).unwrap_or_default()
 }
 
 #[derive(Default)]
@@ -125,12 +139,26 @@ struct Builder {
 
 impl Builder {
     fn add(&mut self, kind: u8, parts: &[&str]) {
-        self.key.clear();
-        for p in parts {
-            self.key.extend_from_slice(p.as_bytes());
-            self.key.push(0xff);
-        }
-        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(&self.key, u64::from(kind));
+        // Most keys (4-grams, words, word pairs) fit on the stack.
+        let mut short = [0u8; 64];
+        let len: usize = parts.iter().map(|p| p.len() + 1).sum();
+        let key: &[u8] = if len <= short.len() {
+            let mut at = 0;
+            for p in parts {
+                short[at..at + p.len()].copy_from_slice(p.as_bytes());
+                short[at + p.len()] = 0xff;
+                at += p.len() + 1;
+            }
+            &short[..len]
+        } else {
+            self.key.clear();
+            for p in parts {
+                self.key.extend_from_slice(p.as_bytes());
+                self.key.push(0xff);
+            }
+            &self.key
+        };
+        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(key, u64::from(kind));
         // Never 0: that bucket is the bias.
         let bucket = (hash % u64::from(BUCKETS - 1)) as u32 + 1;
         self.buckets.push(bucket);
@@ -179,15 +207,11 @@ pub fn features_of(msg: &Message<'_>, decoded: &MessageText<'_>) -> Features {
             b.add(b'v', &[&name, v.split(';').next().unwrap_or("").trim()]);
         }
     }
-    let mut text = String::new();
-    for t in decoded.texts.iter().take(10) {
-        text.push_str(t);
-        text.push(' ');
-    }
     for h in decoded.htmls.iter().take(10) {
         html_structure(&mut b, h);
     }
-    text_features(&mut b, b'b', &normalise(&text), MAX_WORDS);
+    let text = normalise_joined(decoded.texts.iter().take(10).map(|t| &t[..]));
+    text_features(&mut b, b'b', &text, MAX_WORDS);
     for part in msg.attachments().take(20) {
         let name = part.attachment_name().unwrap_or("").to_ascii_lowercase();
         let ext = name.rsplit_once('.').map_or("none", |(_, e)| e);
@@ -264,17 +288,29 @@ pub fn received_relays(msg: &Message<'_>) -> Vec<Relay> {
 
 /// Unigrams, OSB pairs and character 4-grams of normalised `text`, tagged by where it came from.
 fn text_features(b: &mut Builder, place: u8, text: &str, max_words: usize) {
-    let words: Vec<&str> = text
+    if text.is_ascii() {
+        // Most text is ASCII: words and 4-grams found byte by byte (what the general path
+        // finds in it, without its Unicode tests and its table of character boundaries).
+        let words = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '$' | '!' | '%')))
+            .filter(|w| !w.is_empty() && w.len() <= 40)
+            .take(max_words);
+        word_features(b, place, words);
+        let end = text.len().min(NGRAM_CHARS);
+        for start in 0..end.saturating_sub(3) {
+            b.add(place.wrapping_add(200), &[&text[start..start + 4]]);
+        }
+    } else {
+        text_features_chars(b, place, text, max_words);
+    }
+}
+
+fn text_features_chars(b: &mut Builder, place: u8, text: &str, max_words: usize) {
+    let words = text
         .split(|c: char| !(c.is_alphanumeric() || matches!(c, '$' | '!' | '€' | '%')))
         .filter(|w| !w.is_empty() && w.len() <= 40)
-        .take(max_words)
-        .collect();
-    for (i, w) in words.iter().enumerate() {
-        b.add(place, &[w]);
-        for d in 1..OSB_WINDOW.min(i + 1) {
-            b.add(place.wrapping_add(100), &[words[i - d], GAPS[d], w]);
-        }
-    }
+        .take(max_words);
+    word_features(b, place, words);
     // Each 4-gram is a slice of the text between char boundaries: no copy of its chars.
     // The boundaries of the first NGRAM_CHARS characters, and where the last one ends.
     let bounds: Vec<usize> = text
@@ -285,6 +321,21 @@ fn text_features(b: &mut Builder, place: u8, text: &str, max_words: usize) {
         .collect();
     for w in bounds.windows(5) {
         b.add(place.wrapping_add(200), &[&text[w[0]..w[4]]]);
+    }
+}
+
+/// Each word, and its OSB pairs with the `OSB_WINDOW - 1` words before it.
+fn word_features<'t>(b: &mut Builder, place: u8, words: impl Iterator<Item = &'t str>) {
+    let mut before: [&str; OSB_WINDOW] = [""; OSB_WINDOW];
+    for (i, w) in words.enumerate() {
+        b.add(place, &[w]);
+        for d in 1..OSB_WINDOW.min(i + 1) {
+            b.add(
+                place.wrapping_add(100),
+                &[before[(i - d) % OSB_WINDOW], GAPS[d], w],
+            );
+        }
+        before[i % OSB_WINDOW] = w;
     }
 }
 
@@ -331,7 +382,54 @@ mod tests {
             "",
             " ",
         ] {
-            assert_eq!(normalise(text), normalise_chars(text), "{text:?}");
+            let general = |text: &str| {
+                let mut out = String::new();
+                normalise_chars_into(&mut out, text, &mut true);
+                out
+            };
+            assert_eq!(normalise(text), general(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn pieces_are_normalised_as_if_joined_by_spaces() {
+        for pieces in [
+            &["Win 500", "NOW "][..],
+            &["", "  a ", "", "b\r\n"],
+            &["été", " Été 3"],
+            &[],
+        ] {
+            let joined: String = pieces.iter().map(|p| format!("{p} ")).collect();
+            assert_eq!(
+                normalise_joined(pieces.iter().copied()),
+                normalise(&joined),
+                "{pieces:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ascii_text_gives_the_features_the_general_path_gives() {
+        let long = "Buy now! 50% off, $0 down: a-b c\td ".repeat(300);
+        for text in [
+            long.as_str(),
+            "",
+            "abc",
+            "abcd",
+            "one two three four five six seven",
+        ] {
+            for max_words in [3, MAX_WORDS] {
+                let of = |general: bool| {
+                    let mut b = Builder::default();
+                    if general {
+                        text_features_chars(&mut b, b'b', text, max_words);
+                    } else {
+                        text_features(&mut b, b'b', text, max_words);
+                    }
+                    b.buckets
+                };
+                assert_eq!(of(false), of(true), "{text:?}");
+            }
         }
     }
 
