@@ -13,7 +13,7 @@
 
 use mail_parser::{Message, MimeHeaders};
 
-use crate::text::MessageText;
+use crate::text::{normalise, normalise_joined, MessageText};
 
 /// The size of the hashed feature space (a power of two); bucket 0 is the bias.
 pub const BUCKETS: u32 = 1 << 20;
@@ -54,79 +54,6 @@ fn ignored_header(name: &str) -> bool {
         "x-received",
     ];
     NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
-/// Lower-cased, each digit made `0`, runs of whitespace made one space.
-pub fn normalise(text: &str) -> String {
-    let mut out = String::new();
-    normalise_into(&mut out, text, &mut true);
-    out
-}
-
-/// `normalise` of the `pieces` each followed by a space, without joining them first.
-fn normalise_joined<'t>(pieces: impl Iterator<Item = &'t str>) -> String {
-    let mut out = String::new();
-    let mut space = true;
-    for piece in pieces {
-        normalise_into(&mut out, piece, &mut space);
-        normalise_into(&mut out, " ", &mut space);
-    }
-    out
-}
-
-/// Appends `text` normalised to `out`; `space` says whether `out` ends where whitespace
-/// writes nothing (at the start, or after a space written) and is kept up to date.
-fn normalise_into(out: &mut String, text: &str, space: &mut bool) {
-    if text.is_ascii() {
-        normalise_ascii_into(out, text, space);
-    } else {
-        normalise_chars_into(out, text, space);
-    }
-}
-
-fn normalise_chars_into(out: &mut String, text: &str, space: &mut bool) {
-    out.reserve(text.len());
-    for c in text.chars() {
-        if c.is_whitespace() {
-            if !*space {
-                out.push(' ');
-                *space = true;
-            }
-            continue;
-        }
-        *space = false;
-        if c.is_ascii() {
-            // Most text is ASCII: no Unicode case tables for it.
-            out.push(if c.is_ascii_digit() {
-                '0'
-            } else {
-                c.to_ascii_lowercase()
-            });
-        } else {
-            out.extend(c.to_lowercase());
-        }
-    }
-}
-
-/// `normalise_chars_into` for ASCII text, byte by byte (what `char::is_whitespace` calls
-/// whitespace among ASCII bytes: space, tab, LF, VT, FF, CR).
-fn normalise_ascii_into(out: &mut String, text: &str, space: &mut bool) {
-    out.reserve(text.len());
-    for &b in text.as_bytes() {
-        if matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
-            if !*space {
-                out.push(' ');
-                *space = true;
-            }
-            continue;
-        }
-        *space = false;
-        out.push(char::from(if b.is_ascii_digit() {
-            b'0'
-        } else {
-            b.to_ascii_lowercase()
-        }));
-    }
 }
 
 #[derive(Default)]
@@ -371,41 +298,6 @@ mod tests {
     fn features(raw: &str) -> Features {
         let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
         features_of(&msg, &MessageText::of(&msg))
-    }
-
-    #[test]
-    fn ascii_text_is_normalised_as_the_general_path_does() {
-        let every_byte: String = (0u8..128).map(char::from).collect();
-        for text in [
-            every_byte.as_str(),
-            "  Win\t\t500 DOLLARS\r\n\x0b\x0cnow ",
-            "",
-            " ",
-        ] {
-            let general = |text: &str| {
-                let mut out = String::new();
-                normalise_chars_into(&mut out, text, &mut true);
-                out
-            };
-            assert_eq!(normalise(text), general(text), "{text:?}");
-        }
-    }
-
-    #[test]
-    fn pieces_are_normalised_as_if_joined_by_spaces() {
-        for pieces in [
-            &["Win 500", "NOW "][..],
-            &["", "  a ", "", "b\r\n"],
-            &["été", " Été 3"],
-            &[],
-        ] {
-            let joined: String = pieces.iter().map(|p| format!("{p} ")).collect();
-            assert_eq!(
-                normalise_joined(pieces.iter().copied()),
-                normalise(&joined),
-                "{pieces:?}"
-            );
-        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Phrase groups that need no learning: the wording of advance-fee fraud, money-making
 //! schemes, pills, loans, adult offers, sales pitches, "this is not spam" claims, removal
 //! footers and impersonal greetings. Each group is data: its phrases (in the form
-//! `features::normalise` gives text: lower case, every digit `0`, one space between words)
+//! `text::normalise` gives text: lower case, every digit `0`, one space between words)
 //! and how many distinct ones give which symbol. One automaton finds them all in one pass.
 //!
 //! One phrase says little (ham talks about loans and money too); several distinct phrases

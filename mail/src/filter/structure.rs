@@ -9,7 +9,7 @@
 use mail_parser::{Encoding, Message, PartType};
 
 use super::phrases;
-use crate::features::normalise;
+use crate::text::normalise;
 use crate::text::MessageText;
 use crate::urls::url_authorities;
 
