@@ -8,6 +8,7 @@
 use mail_parser::Message;
 
 use super::structure::raw_header;
+use crate::smtp::trace::{DAY_NAMES, MONTH_NAMES};
 use crate::trust::Authenticated;
 
 /// Webmail domains, and what the Received headers (or the client's HELO) of mail really
@@ -162,7 +163,7 @@ fn rfc5322_date(value: &str) -> bool {
         return false;
     };
     let rest = match text.split_once(',') {
-        Some((day, rest)) if DAYS.contains(&day.trim().to_ascii_lowercase().as_str()) => rest,
+        Some((day, rest)) if named(&DAY_NAMES, day.trim()) => rest,
         Some(_) => return false,
         None => text.as_str(),
     };
@@ -173,17 +174,16 @@ fn rfc5322_date(value: &str) -> bool {
     let mut clock = time.split(':');
     let clock_ok = clock.clone().count() <= 3 && clock.all(|n| digits(n, 1, 2));
     digits(day, 1, 2)
-        && MONTHS.contains(&month.to_ascii_lowercase().as_str())
+        && named(&MONTH_NAMES, month)
         && digits(year, 2, 4)
         && time.contains(':')
         && clock_ok
         && rfc5322_zone(zone)
 }
 
-const DAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-const MONTHS: &[&str] = &[
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-];
+fn named(names: &[&str], word: &str) -> bool {
+    names.iter().any(|n| n.eq_ignore_ascii_case(word))
+}
 
 /// `+hhmm` / `-hhmm`, or an obsolete zone: `UT`, `GMT`, the North American ones, or a
 /// military letter.

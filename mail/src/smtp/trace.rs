@@ -175,16 +175,22 @@ pub fn utc_minute(ms: i64) -> String {
     )
 }
 
+/// The day names of an RFC 5322 date, Monday first.
+pub const DAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+/// The month names of an RFC 5322 date.
+pub const MONTH_NAMES: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
 /// An RFC 5322 date for a Unix time in milliseconds (UTC).
 pub fn rfc2822_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (year, month, day) = utc_date(ms);
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
-    let mon = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][(month - 1) as usize];
+    // 1 January 1970 was a Thursday.
+    let weekday = DAY_NAMES[(days + 3).rem_euclid(7) as usize];
+    let mon = MONTH_NAMES[(month - 1) as usize];
     format!(
         "{weekday}, {day:02} {mon} {year} {:02}:{:02}:{:02} +0000",
         rem / 3600,

@@ -12,6 +12,11 @@ fn plain(extra: &str, subject: &str, body: &str) -> String {
     format!("{FROM}{extra}Subject: {subject}\r\n\r\n{body}\r\n")
 }
 
+/// A message that names this mail program in its X-Mailer header.
+fn mailer(name: &str) -> String {
+    plain(&format!("X-Mailer: {name}\r\n"), "hi", "x")
+}
+
 /// A message with this Date header (and no Received header to compare it with).
 fn dated(date: &str) -> String {
     format!("From: a@client.example\r\nDate: {date}\r\nSubject: x\r\n\r\nx\r\n")
@@ -157,11 +162,11 @@ rule_cases! {
         dated("Wed, 07 Oct 2020 23:01:36 -1900"),
         dated("Wed, 07 Oct 2020 23:01:36 -0930");
     forged_outlook_express: "FORGED_OUTLOOK",
-        plain("X-Mailer: Microsoft Outlook Express 6.00.2600.0000\r\n", "hi", "x"),
-        plain("X-Mailer: Microsoft Outlook Express Macintosh Edition - 4.5 (0410)\r\n", "hi", "x");
+        mailer("Microsoft Outlook Express 6.00.2600.0000"),
+        mailer("Microsoft Outlook Express Macintosh Edition - 4.5 (0410)");
     forged_outlook_2002: "FORGED_OUTLOOK",
-        plain("X-Mailer: Microsoft Outlook, Build 10.0.2627\r\n", "hi", "x"),
-        plain("X-Mailer: Microsoft Outlook 16.0\r\n", "hi", "x");
+        mailer("Microsoft Outlook, Build 10.0.2627"),
+        mailer("Microsoft Outlook 16.0");
     date_malformed: "DATE_MALFORMED",
         dated("Fri, 23 Aug 2002 22:46:34 GMT+1"),
         dated("Fri, 23 Aug 2002 22:46:34 +0100 (CET)");
