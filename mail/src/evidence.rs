@@ -29,7 +29,7 @@ pub const MIN_REPUTATION_EVIDENCE: f64 = 10.0;
 pub const BULK_SOME: f64 = 5.0;
 pub const BULK_MANY: f64 = 20.0;
 /// MinHash functions over the body's shingles; a campaign matches on any of them.
-const BULK_HASHES: u64 = 4;
+const BULK_HASHES: usize = 4;
 const SHINGLE_WORDS: usize = 4;
 /// Bodies shorter than this many words are not fingerprinted (too common to mean bulk).
 const BULK_MIN_WORDS: usize = 12;
@@ -97,26 +97,34 @@ pub fn bulk_keys(decoded: &MessageText<'_>) -> Vec<String> {
     if words.len() < BULK_MIN_WORDS {
         return Vec::new();
     }
-    let shingles: Vec<[u8; 8 * SHINGLE_WORDS]> = words
-        .windows(SHINGLE_WORDS)
-        .map(|w| {
-            let mut bytes = [0u8; 8 * SHINGLE_WORDS];
-            for (i, h) in w.iter().enumerate() {
-                bytes[i * 8..i * 8 + 8].copy_from_slice(&h.to_le_bytes());
-            }
-            bytes
-        })
-        .collect();
-    (0..BULK_HASHES)
-        .map(|seed| {
-            let min = shingles
-                .iter()
-                .map(|b| xxhash_rust::xxh3::xxh3_64_with_seed(b, seed))
-                .min()
-                .unwrap_or(0);
-            format!("bulk:{seed}:{min:016x}")
-        })
+    // One hash per shingle; the MinHash functions are that hash remixed, each its own way.
+    let mut minima = [u64::MAX; BULK_HASHES];
+    for w in words.windows(SHINGLE_WORDS) {
+        let mut bytes = [0u8; 8 * SHINGLE_WORDS];
+        for (i, h) in w.iter().enumerate() {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&h.to_le_bytes());
+        }
+        let shingle = xxhash_rust::xxh3::xxh3_64(&bytes);
+        for (function, min) in minima.iter_mut().enumerate() {
+            *min = (*min).min(remix(shingle, function as u64));
+        }
+    }
+    minima
+        .iter()
+        .enumerate()
+        .map(|(function, min)| format!("bulk:{function}:{min:016x}"))
         .collect()
+}
+
+/// The `function`th MinHash of a shingle's hash: MurmurHash3's 64-bit finaliser of the hash
+/// offset by a constant of its own, a different order of the shingles for each function.
+fn remix(hash: u64, function: u64) -> u64 {
+    let mut h = hash ^ function.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 fn what(key: &str) -> String {

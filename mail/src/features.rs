@@ -85,11 +85,21 @@ impl Builder {
             }
             &self.key
         };
-        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(key, u64::from(kind));
-        // Never 0: that bucket is the bias.
-        let bucket = (hash % u64::from(BUCKETS - 1)) as u32 + 1;
-        self.buckets.push(bucket);
+        push_bucket(&mut self.buckets, kind, key);
     }
+
+    /// A character 4-gram of ASCII text: the commonest feature, its key built in place.
+    fn add_ascii_4gram(&mut self, kind: u8, gram: [u8; 4]) {
+        let [a, b, c, d] = gram;
+        push_bucket(&mut self.buckets, kind, &[a, b, c, d, 0xff]);
+    }
+}
+
+fn push_bucket(buckets: &mut Vec<u32>, kind: u8, key: &[u8]) {
+    let hash = xxhash_rust::xxh3::xxh3_64_with_seed(key, u64::from(kind));
+    // Never 0: that bucket is the bias.
+    let bucket = (hash % u64::from(BUCKETS - 1)) as u32 + 1;
+    buckets.push(bucket);
 }
 
 /// The features of a parsed message.
@@ -224,8 +234,11 @@ fn text_features(b: &mut Builder, place: u8, text: &str, max_words: usize) {
             .take(max_words);
         word_features(b, place, words);
         let end = text.len().min(NGRAM_CHARS);
-        for start in 0..end.saturating_sub(3) {
-            b.add(place.wrapping_add(200), &[&text[start..start + 4]]);
+        for gram in text.as_bytes()[..end].windows(4) {
+            b.add_ascii_4gram(
+                place.wrapping_add(200),
+                [gram[0], gram[1], gram[2], gram[3]],
+            );
         }
     } else {
         text_features_chars(b, place, text, max_words);

@@ -219,10 +219,16 @@ fn has_split_words(lower: &str) -> bool {
 }
 
 /// The first `name` header's value as written (folding kept), without its line end.
+/// (As `headers_raw` would find it, without checking every other header's bytes for UTF-8.)
 pub(super) fn raw_header<'m>(msg: &'m Message<'_>, name: &str) -> Option<&'m str> {
-    msg.headers_raw()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim_end_matches(['\r', '\n']))
+    let raw = msg.raw_message.as_ref();
+    msg.headers()
+        .iter()
+        .filter(|h| h.name.as_str().eq_ignore_ascii_case(name))
+        .find_map(|h| {
+            std::str::from_utf8(raw.get(h.offset_start as usize..h.offset_end as usize)?).ok()
+        })
+        .map(|v| v.trim_end_matches(['\r', '\n']))
 }
 
 fn header_rules(msg: &Message<'_>, found: &mut Found<'_>) {
