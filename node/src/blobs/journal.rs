@@ -1,9 +1,10 @@
 //! The body journal: bodies of concurrent sessions made durable together, one `fdatasync`
-//! for many, by appending them to a segment file; the body files themselves are placed
-//! unsynced and made durable later by one `syncfs` per segment (its checkpoint), after which
-//! the segment is deleted. At open, whatever a crash lost of the body files is written again
-//! from the segments left.
+//! for many, by appending them to a segment file. Until the segment's checkpoint they are
+//! read from memory (`pending`); the checkpoint places as files those a message still
+//! needs, unsynced, makes them durable by one `syncfs`, and deletes the segment. At open,
+//! whatever a crash lost of the body files is written again from the segments left.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use super::layout::{blob_path, holds, place, sync_filesystem, BlobError};
+use super::pending::Pending;
 
 /// The journal's directory inside the blob store.
 pub const JOURNAL_DIR: &str = "journal";
@@ -36,6 +38,8 @@ const MAX_BATCH_BYTES: usize = 8 << 20;
 struct Request {
     hash: String,
     bytes: Arc<Vec<u8>>,
+    /// The message it is stored for (its queue id), if it names one.
+    claim: Option<String>,
     reply: oneshot::Sender<Result<(), BlobError>>,
 }
 
@@ -43,6 +47,7 @@ struct Request {
 pub struct Journal {
     tx: mpsc::Sender<Request>,
     totals: Arc<Totals>,
+    pending: Arc<Pending>,
 }
 
 /// Syncs of the journal and the bodies they made durable, since the store opened.
@@ -72,10 +77,20 @@ impl Journal {
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(dir);
         let totals = writer.totals.clone();
+        let pending = writer.pending.clone();
         std::thread::Builder::new()
             .name("body-journal".into())
             .spawn(move || writer.run(rx))?;
-        Ok(Journal { tx, totals })
+        Ok(Journal {
+            tx,
+            totals,
+            pending,
+        })
+    }
+
+    /// The bodies durable in the journal that no file holds yet.
+    pub fn pending(&self) -> &Pending {
+        &self.pending
     }
 
     /// (syncs, bodies) since the store opened: how many bodies one sync covers on average.
@@ -87,14 +102,21 @@ impl Journal {
         )
     }
 
-    /// Hands a body to the writer; the receiver answers once it is durable.
+    /// Hands a body, stored for the message `claim`, to the writer; the receiver answers
+    /// once it is durable (and readable).
     pub fn submit(
         &self,
         hash: String,
         bytes: Arc<Vec<u8>>,
+        claim: Option<String>,
     ) -> oneshot::Receiver<Result<(), BlobError>> {
         let (reply, done) = oneshot::channel();
-        let sent = self.tx.send(Request { hash, bytes, reply });
+        let sent = self.tx.send(Request {
+            hash,
+            bytes,
+            claim,
+            reply,
+        });
         if let Err(mpsc::SendError(r)) = sent {
             let _ = r.reply.send(Err(BlobError::Io(io::Error::other(
                 "the body journal has stopped",
@@ -104,10 +126,13 @@ impl Journal {
     }
 }
 
-/// The open segment: its size, and how many syncs made how many bodies durable in it.
+/// The open segment: its size, the bodies in it, and how many syncs made how many bodies
+/// durable in it.
 struct Segment {
     file: File,
     path: PathBuf,
+    number: u64,
+    hashes: Vec<String>,
     len: u64,
     syncs: u64,
     bodies: u64,
@@ -118,6 +143,7 @@ struct Writer {
     segment: Option<Segment>,
     next_segment: u64,
     totals: Arc<Totals>,
+    pending: Arc<Pending>,
 }
 
 impl Writer {
@@ -127,6 +153,7 @@ impl Writer {
             segment: None,
             next_segment: 1,
             totals: Arc::default(),
+            pending: Arc::default(),
         }
     }
 
@@ -179,6 +206,15 @@ impl Writer {
         if let Err(e) = &written {
             tracing::error!(error = %e, "the body journal could not be written");
             self.retire_segment();
+        } else if let Some(segment) = self.segment.as_mut() {
+            // Readable before its writer hears it is stored.
+            let durable = batch.iter().zip(&results).filter(|(_, r)| r.is_ok());
+            for (r, _) in durable {
+                let claim = r.claim.as_deref();
+                self.pending
+                    .journaled(&r.hash, &r.bytes, claim, segment.number);
+                segment.hashes.push(r.hash.clone());
+            }
         }
         for (r, result) in batch.into_iter().zip(results) {
             let answer = match (&written, result) {
@@ -196,15 +232,14 @@ impl Writer {
         }
     }
 
-    /// Checks a body against its name, places its file and adds its record to `records`.
+    /// Checks a body against its name and adds its record to `records`.
     fn prepare(&self, r: &Request, records: &mut Vec<u8>) -> Result<(), BlobError> {
         let digest = Sha256::digest(r.bytes.as_slice());
         if hex::encode(digest) != r.hash {
             return Err(BlobError::Mismatch(r.hash.clone()));
         }
-        place(&self.dir, &r.hash, &r.bytes)?;
-        // Journaled even when the file was there already: that file may come from a batch
-        // whose sync failed, and this caller's answer must not rest on it.
+        // Journaled even when a file holds it already: that file may be swept before this
+        // caller's message is committed, and its answer must not rest on it.
         records.extend_from_slice(MAGIC);
         records.extend_from_slice(&(r.bytes.len() as u64).to_le_bytes());
         records.extend_from_slice(&digest);
@@ -237,6 +272,8 @@ impl Writer {
         Ok(Segment {
             file,
             path,
+            number: self.next_segment - 1,
+            hashes: Vec::new(),
             len: 0,
             syncs: 0,
             bodies: 0,
@@ -255,16 +292,8 @@ impl Writer {
             bytes = segment.len,
             "body journal segment retired"
         );
-        let dir = self.dir.clone();
-        let checkpoint = move || match sync_filesystem(&dir) {
-            Ok(()) => {
-                let _ = std::fs::remove_file(&segment.path);
-            }
-            // Kept: the next open replays it.
-            Err(e) => {
-                tracing::error!(error = %e, "cannot sync the body store; journal segment kept")
-            }
-        };
+        let (dir, pending) = (self.dir.clone(), self.pending.clone());
+        let checkpoint = move || checkpoint(&dir, &pending, &segment);
         if std::thread::Builder::new()
             .name("body-checkpoint".into())
             .spawn(checkpoint)
@@ -273,6 +302,43 @@ impl Writer {
             tracing::error!("cannot start a body checkpoint; the segment is replayed at next open");
         }
     }
+}
+
+/// Places the bodies of `segment` that a message may still need, makes them durable, then
+/// deletes the segment; the bodies no longer needed are forgotten without becoming files.
+fn checkpoint(dir: &Path, pending: &Pending, segment: &Segment) {
+    let bodies = pending.of_segment(segment.number, &segment.hashes);
+    let mut placed = 0;
+    let mut kept = HashSet::new();
+    for body in bodies.iter().filter(|b| b.needed) {
+        match place(dir, &body.hash, &body.bytes) {
+            Ok(()) => placed += 1,
+            Err(e) => {
+                // Still read from memory, and written again from the segment at next open.
+                tracing::error!(error = %e, hash = %body.hash, "cannot place a body");
+                kept.insert(body.hash.as_str());
+            }
+        }
+    }
+    let durable = match placed {
+        0 => Ok(()),
+        _ => sync_filesystem(dir),
+    };
+    match durable {
+        Ok(()) if kept.is_empty() => {
+            let _ = std::fs::remove_file(&segment.path);
+        }
+        Ok(()) => tracing::error!("journal segment kept: some bodies could not be placed"),
+        // Kept: the next open replays it.
+        Err(e) => tracing::error!(error = %e, "cannot sync the body store; journal segment kept"),
+    }
+    let done = bodies.iter().map(|b| b.hash.as_str());
+    pending.release(segment.number, done.filter(|h| !kept.contains(h)));
+    tracing::debug!(
+        bodies = bodies.len(),
+        placed,
+        "body journal segment checkpointed"
+    );
 }
 
 /// The journal's segments, oldest first.
@@ -320,92 +386,4 @@ fn replay(dir: &Path, segment: &Path) -> io::Result<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::blobs::layout::{sha256_hex, TMP_DIR};
-
-    fn writer_in(dir: &Path) -> Writer {
-        std::fs::create_dir_all(dir.join(TMP_DIR)).unwrap();
-        std::fs::create_dir_all(dir.join(JOURNAL_DIR)).unwrap();
-        Writer::new(dir)
-    }
-
-    fn request(body: &[u8], hash: &str) -> (Request, oneshot::Receiver<Result<(), BlobError>>) {
-        let (reply, done) = oneshot::channel();
-        let r = Request {
-            hash: hash.to_owned(),
-            bytes: Arc::new(body.to_vec()),
-            reply,
-        };
-        (r, done)
-    }
-
-    /// Ten sessions' bodies handed over together are made durable by one sync of one
-    /// segment; a body that does not match its name is refused alone.
-    #[test]
-    fn one_sync_makes_a_whole_batch_durable_and_a_bad_body_fails_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut writer = writer_in(dir.path());
-        let bodies: Vec<Vec<u8>> = (0..10).map(|i| format!("body {i}").into_bytes()).collect();
-        let (mut batch, mut answers) = (Vec::new(), Vec::new());
-        for b in &bodies {
-            let (r, done) = request(b, &sha256_hex(b));
-            batch.push(r);
-            answers.push(done);
-        }
-        let (bad, bad_answer) = request(b"forged", &sha256_hex(b"other"));
-        batch.push(bad);
-        writer.store_batch(batch);
-        for mut a in answers {
-            a.try_recv().unwrap().unwrap();
-        }
-        assert!(matches!(
-            bad_answer.blocking_recv().unwrap(),
-            Err(BlobError::Mismatch(_))
-        ));
-        let segment = writer.segment.as_ref().expect("a segment is open");
-        assert_eq!((segment.syncs, segment.bodies), (1, 10));
-        for b in &bodies {
-            assert!(holds(&blob_path(dir.path(), &sha256_hex(b)), b));
-        }
-        assert!(!blob_path(dir.path(), &sha256_hex(b"other")).exists());
-    }
-
-    /// A crash between the journal's sync and the checkpoint loses the unsynced body files
-    /// (here: one gone, one empty, one damaged) and may leave half a record at the end of
-    /// the segment: the next open writes every acknowledged body again, ignores the torn
-    /// tail and deletes the segment.
-    #[test]
-    fn the_next_open_restores_what_a_crash_lost_before_the_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut writer = writer_in(dir.path());
-        let bodies: Vec<Vec<u8>> = (0..4).map(|i| vec![b'a' + i; 3000]).collect();
-        let (mut batch, mut answers) = (Vec::new(), Vec::new());
-        for b in &bodies {
-            let (r, done) = request(b, &sha256_hex(b));
-            batch.push(r);
-            answers.push(done);
-        }
-        writer.store_batch(batch);
-        for mut a in answers {
-            a.try_recv().unwrap().unwrap();
-        }
-        let segment = writer.segment.take().unwrap().path;
-        let path = |b: &Vec<u8>| blob_path(dir.path(), &sha256_hex(b));
-        std::fs::remove_file(path(&bodies[0])).unwrap();
-        std::fs::write(path(&bodies[1]), b"").unwrap();
-        std::fs::write(path(&bodies[2]), vec![0u8; 3000]).unwrap();
-        let mut torn = File::options().append(true).open(&segment).unwrap();
-        torn.write_all(MAGIC).unwrap();
-        torn.write_all(&5000u64.to_le_bytes()).unwrap();
-        torn.write_all(&[7u8; 100]).unwrap();
-        drop(torn);
-
-        let _journal = Journal::open(dir.path()).unwrap();
-        for b in &bodies {
-            assert!(holds(&path(b), b), "body {} restored", b[0] as char);
-        }
-        assert!(!segment.exists(), "the replayed segment is deleted");
-        assert!(segments(&dir.path().join(JOURNAL_DIR)).unwrap().is_empty());
-    }
-}
+mod tests;

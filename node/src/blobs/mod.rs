@@ -1,10 +1,12 @@
 //! The content-addressed blob store beside the state database: message bodies, named by
 //! their SHA-256, immutable, made durable through the body journal (one sync for the bodies
-//! of concurrent sessions); read back only when they still match their name; swept once no
-//! record needs them.
+//! of concurrent sessions) and read from memory until its checkpoint makes files of those
+//! still needed; read back only when they still match their name; swept once no record
+//! needs them.
 
 mod journal;
 mod layout;
+mod pending;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -51,16 +53,23 @@ impl BlobStore {
     }
 
     pub fn has(&self, hash: &str) -> bool {
-        check_hash(hash).is_ok() && self.path(hash).exists()
+        check_hash(hash).is_ok()
+            && (self.journal.pending().get(hash).is_some() || self.path(hash).exists())
     }
 
-    /// Stores `bytes` under `hash` (which it must match) durably: when this returns, the
-    /// blob survives a crash. Storing an existing blob marks it as just written (a new
-    /// message with the same content needs it: the sweep's grace starts again).
-    pub async fn put(&self, hash: String, bytes: Arc<Vec<u8>>) -> Result<(), BlobError> {
+    /// Stores `bytes` under `hash` (which it must match) durably for the message `claim`
+    /// (its queue id): when this returns, the blob survives a crash. Storing an existing
+    /// blob marks it as just written (a new message with the same content needs it: the
+    /// sweep's grace starts again). Until `finished` withdraws the claim, the body is kept.
+    pub async fn put(
+        &self,
+        hash: String,
+        bytes: Arc<Vec<u8>>,
+        claim: Option<String>,
+    ) -> Result<(), BlobError> {
         check_hash(&hash)?;
         self.journal
-            .submit(hash, bytes)
+            .submit(hash, bytes, claim)
             .await
             .map_err(|_| BlobError::Io(std::io::Error::other("the body journal has stopped")))?
     }
@@ -70,11 +79,18 @@ impl BlobStore {
         self.journal.totals()
     }
 
-    /// As `put`, from a thread that may block (never from async code).
+    /// The message `queue_id` is finished (its record removed by an apply): the body `hash`
+    /// it was stored for is not needed for it any more. A body no message needs by its
+    /// journal checkpoint never becomes a file.
+    pub fn finished(&self, queue_id: &str, hash: &str) {
+        self.journal.pending().finished(queue_id, hash);
+    }
+
+    /// As `put` for no named message, from a thread that may block (never from async code).
     pub fn put_blocking(&self, hash: &str, bytes: &[u8]) -> Result<(), BlobError> {
         check_hash(hash)?;
         self.journal
-            .submit(hash.to_owned(), Arc::new(bytes.to_vec()))
+            .submit(hash.to_owned(), Arc::new(bytes.to_vec()), None)
             .blocking_recv()
             .map_err(|_| BlobError::Io(std::io::Error::other("the body journal has stopped")))?
     }
@@ -84,6 +100,10 @@ impl BlobStore {
     /// holder rather than delivered or served corrupt.
     pub async fn get(&self, hash: &str) -> Result<Option<Vec<u8>>, BlobError> {
         check_hash(hash)?;
+        // Checked against its hash when it was journaled.
+        if let Some(bytes) = self.journal.pending().get(hash) {
+            return Ok(Some(bytes.to_vec()));
+        }
         let path = self.path(hash);
         let bytes = match tokio::fs::read(&path).await {
             Ok(b) => b,
@@ -164,18 +184,39 @@ impl BlobStore {
 mod tests {
     use super::*;
 
+    /// Waits (20 s at most) for the journal's idle checkpoint to have made files of `hashes`.
+    fn checkpointed(store: &BlobStore, hashes: &[String]) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while hashes
+            .iter()
+            .any(|h| store.journal.pending().get(h).is_some())
+        {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     #[tokio::test]
     async fn put_get_and_refuse_bad_input() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
         let body = Arc::new(b"hello".to_vec());
         let h = sha256_hex(&body);
-        store.put(h.clone(), body.clone()).await.unwrap();
-        store.put(h.clone(), body.clone()).await.unwrap();
+        store.put(h.clone(), body.clone(), None).await.unwrap();
+        store.put(h.clone(), body.clone(), None).await.unwrap();
         assert!(store.has(&h));
         assert_eq!(store.get(&h).await.unwrap().unwrap(), *body);
+        let s = store.clone();
+        let hashes = [h.clone()];
+        tokio::task::spawn_blocking(move || checkpointed(&s, &hashes))
+            .await
+            .unwrap();
+        assert!(store.has(&h), "a file now");
+        assert_eq!(store.get(&h).await.unwrap().unwrap(), *body);
         assert!(matches!(
-            store.put(h.clone(), Arc::new(b"other".to_vec())).await,
+            store
+                .put(h.clone(), Arc::new(b"other".to_vec()), None)
+                .await,
             Err(BlobError::Mismatch(_))
         ));
         assert!(matches!(
@@ -202,6 +243,7 @@ mod tests {
                 w.join().unwrap().unwrap();
             }
         });
+        checkpointed(&store, std::slice::from_ref(&h));
         let shard = dir.path().join(&h[..2]);
         let files: Vec<_> = std::fs::read_dir(&shard).unwrap().flatten().collect();
         assert_eq!(files.len(), 1, "{files:?}");
@@ -213,14 +255,16 @@ mod tests {
         assert!(left.is_empty(), "temporary files left: {left:?}");
     }
 
-    #[tokio::test]
-    async fn a_sweep_keeps_what_is_referenced_or_young_and_a_corrupt_body_is_gone() {
+    #[test]
+    fn a_sweep_keeps_what_is_referenced_or_young_and_a_corrupt_body_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
         let (kept, young, old) = (b"kept".to_vec(), b"young".to_vec(), b"old".to_vec());
+        let hashes: Vec<String> = [&kept, &young, &old].map(|b| sha256_hex(b)).into();
         for b in [&kept, &young, &old] {
-            store.put(sha256_hex(b), Arc::new(b.clone())).await.unwrap();
+            store.put_blocking(&sha256_hex(b), b).unwrap();
         }
+        checkpointed(&store, &hashes);
         let long_ago = SystemTime::now() - Duration::from_secs(3600);
         for b in [&kept, &old] {
             let path = store.path(&sha256_hex(b));
@@ -239,10 +283,8 @@ mod tests {
         assert!(store.has(&sha256_hex(&kept)) && store.has(&sha256_hex(&young)));
         assert!(!store.has(&sha256_hex(&old)));
         // Putting an old body again makes it young: a new message needs it.
-        store
-            .put(sha256_hex(&old), Arc::new(old.clone()))
-            .await
-            .unwrap();
+        store.put_blocking(&sha256_hex(&old), &old).unwrap();
+        checkpointed(&store, &hashes);
         let swept = store
             .sweep_blocking(&keep, Duration::from_secs(60))
             .unwrap();
@@ -250,7 +292,10 @@ mod tests {
         // A body damaged on disk is not served, and is gone.
         let h = sha256_hex(&young);
         std::fs::write(store.path(&h), b"damaged").unwrap();
-        assert!(store.get(&h).await.unwrap().is_none());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(runtime.block_on(store.get(&h)).unwrap().is_none());
         assert!(!store.has(&h));
         assert_eq!(store.usage_blocking().unwrap().files, 2);
     }

@@ -212,11 +212,13 @@ impl PeerClients {
         addr: &str,
         sha256: &str,
         data: Vec<u8>,
+        queue_id: &str,
         timeout: Duration,
     ) -> Result<(), PeerCallError> {
         let req = Blob {
             sha256: sha256.to_owned(),
             data,
+            queue_id: queue_id.to_owned(),
         };
         let call = |mut c: PeerClient| async move { c.put_blob(req).await };
         self.mail_call(addr, timeout, call).await.map(drop)

@@ -117,7 +117,11 @@ impl RaftPeer for PeerService {
         let blob = req.into_inner();
         self.cluster
             .blobs()
-            .put(blob.sha256, std::sync::Arc::new(blob.data))
+            .put(
+                blob.sha256,
+                std::sync::Arc::new(blob.data),
+                Some(blob.queue_id).filter(|id| !id.is_empty()),
+            )
             .await
             .map_err(blob_status)?;
         Ok(Response::new(PutBlobReply {}))
@@ -167,7 +171,11 @@ impl RaftPeer for PeerService {
     async fn get_blob(&self, req: Request<GetBlobRequest>) -> Result<Response<Blob>, Status> {
         let hash = req.into_inner().sha256;
         match self.cluster.blobs().get(&hash).await.map_err(blob_status)? {
-            Some(data) => Ok(Response::new(Blob { sha256: hash, data })),
+            Some(data) => Ok(Response::new(Blob {
+                sha256: hash,
+                data,
+                queue_id: String::new(),
+            })),
             None => Err(Status::not_found(format!("no blob {hash} here"))),
         }
     }

@@ -22,12 +22,14 @@ pub struct Copies {
     pub needed: usize,
 }
 
-/// Stores `body` under `hash` here and, at the same time, on peers until a majority of the
-/// voters holds it (each copy fsynced); the others repair themselves later by fetching.
+/// Stores `body` under `hash` for the message `queue_id` here and, at the same time, on
+/// peers until a majority of the voters holds it (each copy fsynced); the others repair
+/// themselves later by fetching.
 pub async fn replicate(
     cluster: &Cluster,
     hash: &str,
     body: Arc<Vec<u8>>,
+    queue_id: &str,
     timeout: Duration,
 ) -> Result<Copies, BlobError> {
     let me = cluster.id();
@@ -49,7 +51,9 @@ pub async fn replicate(
             body.clone(),
         );
         pending.push(async move {
-            let r = peers.put_blob(&addr, &hash, body.to_vec(), timeout).await;
+            let r = peers
+                .put_blob(&addr, &hash, body.to_vec(), queue_id, timeout)
+                .await;
             (id, r)
         });
     }
@@ -67,7 +71,9 @@ pub async fn replicate(
         }
         holding
     };
-    let here = cluster.blobs().put(hash.to_owned(), body.clone());
+    let here = cluster
+        .blobs()
+        .put(hash.to_owned(), body.clone(), Some(queue_id.to_owned()));
     let (here, on_peers) = tokio::join!(here, on_peers);
     here?;
     let voters_holding = local_vote + on_peers.len();
@@ -100,7 +106,11 @@ pub async fn body_of(cluster: &Cluster, m: &SpooledMessage) -> Result<Vec<u8>, S
             if sha256_hex(&b) == m.body_sha256 {
                 let _ = cluster
                     .blobs()
-                    .put(m.body_sha256.clone(), Arc::new(b.clone()))
+                    .put(
+                        m.body_sha256.clone(),
+                        Arc::new(b.clone()),
+                        Some(m.queue_id.clone()),
+                    )
                     .await;
                 return Ok(b);
             }

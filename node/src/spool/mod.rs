@@ -89,7 +89,10 @@ impl Spooler {
         let started = Instant::now();
         let hash = sha256_hex(&new.body);
         let size = new.body.len() as u64;
-        let copies = bodies::replicate(&self.cluster, &hash, Arc::new(new.body), self.body_timeout)
+        // Named before the body is stored: each holder keeps the body for this message.
+        let queue_id = format!("{:016X}", rand::random::<u64>());
+        let body = Arc::new(new.body);
+        let copies = bodies::replicate(&self.cluster, &hash, body, &queue_id, self.body_timeout)
             .await
             .map_err(|e| EnqueueError::LocalBody(e.to_string()))?;
         if copies.voters_holding < copies.needed {
@@ -100,7 +103,6 @@ impl Spooler {
         }
         observe_stage(ACCEPT_STAGE_SECONDS, "body", started);
         let started = Instant::now();
-        let queue_id = format!("{:016X}", rand::random::<u64>());
         let accepted_at_ms = now_ms();
         let put = SpoolPut {
             queue_id: queue_id.clone(),

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::Notify;
 
@@ -13,6 +13,9 @@ use peage_mail::sync::{read, write};
 
 use super::spool::SpooledMessage;
 use crate::types::NodeId;
+
+/// What is told (queue id, body hash) of each message whose record an apply removed.
+type FinishedHook = Box<dyn Fn(&str, &str) + Send + Sync>;
 
 /// The rows, by owner and by id, with the counters `/metrics` reads.
 #[derive(Default)]
@@ -23,6 +26,8 @@ pub struct SpoolIndex {
     new_work: Notify,
     /// The owner whose delivery loop waits on `new_work` (0 until one does: any owner).
     watched: AtomicU64,
+    /// Told (queue id, body hash) of each message whose record an apply removed.
+    on_finished: OnceLock<FinishedHook>,
 }
 
 #[derive(Default)]
@@ -109,17 +114,32 @@ impl SpoolIndex {
         self.new_work.notify_one();
     }
 
+    /// Calls `finished(queue_id, body_sha256)` for each message whose record an apply
+    /// removes from now on (set once: the blob store's, which then lets the body go).
+    pub fn on_finished(&self, finished: impl Fn(&str, &str) + Send + Sync + 'static) {
+        let _ = self.on_finished.set(Box::new(finished));
+    }
+
     /// Follows the rows one apply wrote (`Some`) or removed (`None`).
     pub fn follow(&self, changed: Vec<(String, Option<SpooledMessage>)>) {
         let mut woken = false;
+        let mut finished = Vec::new();
         {
             let mut rows = write(&self.rows);
             for (queue_id, now) in changed {
                 let before = rows.remove(&queue_id);
-                if let Some(m) = now {
-                    woken |= is_new_work(before.as_deref(), &m) && self.is_watched(m.owner);
-                    rows.insert(m);
+                match now {
+                    Some(m) => {
+                        woken |= is_new_work(before.as_deref(), &m) && self.is_watched(m.owner);
+                        rows.insert(m);
+                    }
+                    None => finished.extend(before),
                 }
+            }
+        }
+        if let Some(tell) = self.on_finished.get() {
+            for m in finished {
+                tell(&m.queue_id, &m.body_sha256);
             }
         }
         if woken {

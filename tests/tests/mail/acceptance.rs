@@ -36,7 +36,7 @@ async fn mail_to_each_site_is_queued_after_commit_with_its_body_on_a_majority() 
             assert!(m.holders.contains(owner));
             // Each holder really has the body on disk.
             for h in &m.holders {
-                let stored = stored_body(&c, *h, &m.body_sha256);
+                let stored = stored_body(&c, *h, &m.body_sha256).await;
                 let stored_text = String::from_utf8_lossy(&stored);
                 assert!(stored_text.starts_with("Received: from "), "holder {h}");
                 assert!(
@@ -219,7 +219,7 @@ async fn starttls_is_offered_when_a_certificate_is_configured_and_mail_flows_ins
     // The trace field says how the message came: which TLS, which cipher.
     let q = queue(&c, 2, false).await;
     let m = q.first().expect("queued (nothing listens downstream)");
-    let stored = String::from_utf8(stored_body(&c, m.owner, &m.body_sha256)).unwrap();
+    let stored = String::from_utf8(stored_body(&c, m.owner, &m.body_sha256).await).unwrap();
     let received = &stored[..stored.find("X-Peage-Verdict").unwrap()];
     assert!(
         received.contains("with ESMTPS (TLSv1_3 TLS13_")
@@ -228,11 +228,16 @@ async fn starttls_is_offered_when_a_certificate_is_configured_and_mail_flows_ins
     );
 }
 
-/// A body as stored in a node's blob directory.
-fn stored_body(c: &TestCluster, node_id: u64, sha256: &str) -> Vec<u8> {
+/// A body as stored in a node's blob directory: durable in the body journal at once, a
+/// file from the journal's checkpoint on (seconds later) while its message is queued.
+async fn stored_body(c: &TestCluster, node_id: u64, sha256: &str) -> Vec<u8> {
     let node = c.nodes.iter().find(|n| n.id == node_id).unwrap();
     let blob = node.data_dir.join("blobs").join(&sha256[..2]).join(sha256);
-    std::fs::read(&blob).unwrap()
+    wait_for("the body's file", Duration::from_secs(20), || async {
+        std::fs::read(&blob).ok()
+    })
+    .await
+    .unwrap()
 }
 
 /// A node that knows it cannot reach a majority refuses at MAIL FROM: the client does not
@@ -356,11 +361,18 @@ async fn mail_accepted_by_a_learner_has_its_body_on_a_majority_of_voters() {
     c.sync_all(0).await.unwrap();
     let r = c.smtp_send(i4, "alice@client.example", &["bob@example.test"], HAM);
     assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
-    let voters_holding = (0..3).filter(|&i| !c.blob_files(i).is_empty()).count();
-    assert!(
-        voters_holding >= 2,
-        "only {voters_holding} voters hold the body"
-    );
+    // The message stays queued (nothing listens downstream): each copy becomes a file at
+    // its holder's journal checkpoint.
+    let held = wait_for(
+        "a majority of voters holds the body",
+        Duration::from_secs(20),
+        || {
+            let voters_holding = (0..3).filter(|&i| !c.blob_files(i).is_empty()).count();
+            async move { (voters_holding >= 2).then_some(voters_holding) }
+        },
+    )
+    .await;
+    assert!(held.is_ok(), "{held:?}");
 }
 
 /// `250` comes only after the record is committed and the body is durable on a majority:
