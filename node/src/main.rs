@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use peage_node::config::Config;
 
+/// Many small allocations a message (parsing, gRPC buffers, Raft entries), from many threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "peage", version, about = "Péage mail-filter cluster node")]
 struct Cli {
