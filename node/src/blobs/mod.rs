@@ -79,11 +79,16 @@ impl BlobStore {
         self.journal.totals()
     }
 
-    /// The message `queue_id` is finished (its record removed by an apply): the body `hash`
-    /// it was stored for is not needed for it any more. A body no message needs by its
-    /// journal checkpoint never becomes a file.
-    pub fn finished(&self, queue_id: &str, hash: &str) {
-        self.journal.pending().finished(queue_id, hash);
+    /// An apply added (`present`) or removed the record of message `queue_id`, whose body is
+    /// `hash`: a body still in the journal is kept while some message's record needs it (a
+    /// released part of a held message is a new record on the same body), and one no
+    /// message needs by its journal checkpoint never becomes a file.
+    pub fn record(&self, queue_id: &str, hash: &str, present: bool) {
+        let pending = self.journal.pending();
+        match present {
+            true => pending.claim_if_journaled(queue_id, hash),
+            false => pending.finished(queue_id, hash),
+        }
     }
 
     /// As `put` for no named message, from a thread that may block (never from async code).

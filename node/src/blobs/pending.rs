@@ -4,8 +4,9 @@
 //! file: under load most bodies live and die inside one segment.
 //!
 //! Which messages need a body is told by the writers themselves: each `put` names the
-//! message (its queue id) it stores the body for, and the apply of the record that ends that
-//! message withdraws the claim. A body stored for no named message, or for one whose record
+//! message (its queue id) it stores the body for; an apply that adds a record on a body still
+//! here (a released part of a held message) claims it too, and the apply of the record that
+//! ends a message withdraws its claim. A body stored for no named message, or for one whose record
 //! is not committed yet, keeps its claim and is placed: the grace-based sweep removes it
 //! later, as it removes any unreferenced file.
 
@@ -67,6 +68,13 @@ impl Pending {
         lock(&self.bodies).get(hash).map(|b| b.bytes.clone())
     }
 
+    /// The message `queue_id` needs the body `hash` too, if it waits for its checkpoint.
+    pub fn claim_if_journaled(&self, queue_id: &str, hash: &str) {
+        if let Some(body) = lock(&self.bodies).get_mut(hash) {
+            body.claims.insert(queue_id.to_owned());
+        }
+    }
+
     /// The message `queue_id` no longer needs the body `hash`.
     pub fn finished(&self, queue_id: &str, hash: &str) {
         if let Some(body) = lock(&self.bodies).get_mut(hash) {
@@ -115,7 +123,7 @@ mod tests {
     }
 
     #[test]
-    fn a_body_is_needed_until_every_message_it_was_stored_for_has_finished() {
+    fn a_body_is_needed_until_every_message_that_needs_it_has_finished() {
         let p = Pending::default();
         let bytes = Arc::new(b"body".to_vec());
         p.journaled("h", &bytes, Some("A"), 1);
@@ -124,6 +132,14 @@ mod tests {
         assert_eq!(needed(&p, 1, "h"), Some(true), "B still needs it");
         p.finished("B", "h");
         assert_eq!(needed(&p, 1, "h"), Some(false));
+        // A part of a held message released as a message of its own, before the rest of it
+        // is removed: the body is still needed for that part.
+        p.journaled("r", &bytes, Some("Q"), 1);
+        p.claim_if_journaled("S", "r");
+        p.finished("Q", "r");
+        assert_eq!(needed(&p, 1, "r"), Some(true), "S needs it");
+        p.finished("S", "r");
+        assert_eq!(needed(&p, 1, "r"), Some(false));
         // Stored for no named message (a restore, a peer that names none): always placed.
         p.journaled("u", &bytes, None, 1);
         p.finished("A", "u");

@@ -103,10 +103,10 @@ impl Cluster {
             .map_err(|e| anyhow::anyhow!("cannot open the state database: {e}"))?;
         let blobs =
             BlobStore::open(&data_dir.join("blobs")).context("cannot open the blob store")?;
-        let finished = blobs.clone();
+        let records = blobs.clone();
         state
             .spool()
-            .on_finished(move |queue_id, hash| finished.finished(queue_id, hash));
+            .on_record(move |queue_id, hash, present| records.record(queue_id, hash, present));
         let retention = Duration::from_secs(config.tracking.retention_days.saturating_mul(86_400));
         let tracking = Tracking::open(data_dir, config.node.id, &config.node.site, retention)
             .context("cannot open the tracking store")?;

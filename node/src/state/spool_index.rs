@@ -14,8 +14,9 @@ use peage_mail::sync::{read, write};
 use super::spool::SpooledMessage;
 use crate::types::NodeId;
 
-/// What is told (queue id, body hash) of each message whose record an apply removed.
-type FinishedHook = Box<dyn Fn(&str, &str) + Send + Sync>;
+/// What is told (queue id, body hash, whether the record is there now) of each message
+/// whose record an apply added or removed.
+type RecordHook = Box<dyn Fn(&str, &str, bool) + Send + Sync>;
 
 /// The rows, by owner and by id, with the counters `/metrics` reads.
 #[derive(Default)]
@@ -26,8 +27,8 @@ pub struct SpoolIndex {
     new_work: Notify,
     /// The owner whose delivery loop waits on `new_work` (0 until one does: any owner).
     watched: AtomicU64,
-    /// Told (queue id, body hash) of each message whose record an apply removed.
-    on_finished: OnceLock<FinishedHook>,
+    /// Told of each record an apply added or removed.
+    on_record: OnceLock<RecordHook>,
 }
 
 #[derive(Default)]
@@ -114,16 +115,18 @@ impl SpoolIndex {
         self.new_work.notify_one();
     }
 
-    /// Calls `finished(queue_id, body_sha256)` for each message whose record an apply
-    /// removes from now on (set once: the blob store's, which then lets the body go).
-    pub fn on_finished(&self, finished: impl Fn(&str, &str) + Send + Sync + 'static) {
-        let _ = self.on_finished.set(Box::new(finished));
+    /// Calls `hook(queue_id, body_sha256, present)` for each record an apply adds (`true`:
+    /// a new message, or a released part of one, needs that body) or removes (`false`: its
+    /// message is finished), from now on. Set once: the blob store's, which keeps a body
+    /// while some message needs it.
+    pub fn on_record(&self, hook: impl Fn(&str, &str, bool) + Send + Sync + 'static) {
+        let _ = self.on_record.set(Box::new(hook));
     }
 
     /// Follows the rows one apply wrote (`Some`) or removed (`None`).
     pub fn follow(&self, changed: Vec<(String, Option<SpooledMessage>)>) {
         let mut woken = false;
-        let mut finished = Vec::new();
+        let mut records = Vec::new();
         {
             let mut rows = write(&self.rows);
             for (queue_id, now) in changed {
@@ -131,15 +134,21 @@ impl SpoolIndex {
                 match now {
                     Some(m) => {
                         woken |= is_new_work(before.as_deref(), &m) && self.is_watched(m.owner);
+                        if before.is_none() {
+                            records.push((queue_id, m.body_sha256.clone(), true));
+                        }
                         rows.insert(m);
                     }
-                    None => finished.extend(before),
+                    None => {
+                        let gone = before.map(|m| (queue_id, m.body_sha256.clone(), false));
+                        records.extend(gone);
+                    }
                 }
             }
         }
-        if let Some(tell) = self.on_finished.get() {
-            for m in finished {
-                tell(&m.queue_id, &m.body_sha256);
+        if let Some(tell) = self.on_record.get() {
+            for (queue_id, hash, present) in records {
+                tell(&queue_id, &hash, present);
             }
         }
         if woken {
@@ -304,6 +313,38 @@ mod tests {
                 quarantined: 0,
                 oldest_queued_at_ms: Some(5)
             }
+        );
+    }
+
+    /// The blob store hears of records that appear and disappear, not of updates: a
+    /// released part of a held message is a new record on the same body.
+    #[test]
+    fn records_added_and_removed_are_told_with_their_body() {
+        let index = SpoolIndex::default();
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let heard = told.clone();
+        index.on_record(move |id, hash, present| {
+            heard
+                .lock()
+                .unwrap()
+                .push((id.to_owned(), hash.to_owned(), present))
+        });
+        index.follow(vec![("q".into(), Some(message("q", 1, 5, "quarantine")))]);
+        let mut part = message("s", 1, 5, "released");
+        part.body_sha256 = "held".into();
+        let mut rest = message("q", 1, 5, "quarantine");
+        rest.body_sha256 = "held".into();
+        index.follow(vec![("s".into(), Some(part)), ("q".into(), Some(rest))]);
+        index.follow(vec![("q".into(), None), ("gone".into(), None)]);
+        let body = SpooledMessage::example("x", 1).body_sha256;
+        let told = told.lock().unwrap().clone();
+        assert_eq!(
+            told,
+            [
+                ("q".to_owned(), body, true),
+                ("s".to_owned(), "held".to_owned(), true),
+                ("q".to_owned(), "held".to_owned(), false),
+            ]
         );
     }
 
