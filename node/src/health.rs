@@ -12,8 +12,9 @@ use tokio::net::TcpListener;
 use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crate::metrics::{
-    BODY_JOURNAL_BODIES, BODY_JOURNAL_SYNCS, CLOCK_OFFSET_MS, CLOCK_OFFSET_UNCERTAINTY_MS,
-    LEADER_CHANGES, SMTP_EVICTED, SMTP_SESSIONS, SPOOL_MESSAGES, SPOOL_OLDEST_AGE_SECONDS,
+    BODY_JOURNAL_BODIES, BODY_JOURNAL_PENDING_BYTES, BODY_JOURNAL_SYNCS, CLOCK_OFFSET_MS,
+    CLOCK_OFFSET_UNCERTAINTY_MS, LEADER_CHANGES, SMTP_EVICTED, SMTP_SESSIONS, SPOOL_MESSAGES,
+    SPOOL_OLDEST_AGE_SECONDS,
 };
 
 #[derive(Clone)]
@@ -97,6 +98,8 @@ async fn record_gauges(cluster: &Cluster) {
     let (syncs, bodies) = cluster.blobs().journal_totals();
     metrics::counter!(BODY_JOURNAL_SYNCS).absolute(syncs);
     metrics::counter!(BODY_JOURNAL_BODIES).absolute(bodies);
+    let pending = cluster.blobs().journal_pending_bytes();
+    metrics::gauge!(BODY_JOURNAL_PENDING_BYTES).set(pending as f64);
     metrics::gauge!(CLOCK_OFFSET_MS).set(cluster.leader_clock_offset_ms() as f64);
     metrics::gauge!(CLOCK_OFFSET_UNCERTAINTY_MS).set(cluster.leader_clock_uncertainty_ms() as f64);
 }

@@ -31,6 +31,8 @@ pub const BLOBS_DELETED: &str = "peage_blobs_deleted_total";
 pub const BLOB_BYTES: &str = "peage_blob_bytes";
 pub const BODY_JOURNAL_SYNCS: &str = "peage_body_journal_syncs_total";
 pub const BODY_JOURNAL_BODIES: &str = "peage_body_journal_bodies_total";
+/// Bytes of bodies durable in the body journal and read from memory until its checkpoint.
+pub const BODY_JOURNAL_PENDING_BYTES: &str = "peage_body_journal_pending_bytes";
 /// Quarantine digests by `outcome` (`sent`, `already`: sent before, `failed`), and the
 /// leader's completed rounds over the domains whose digest time has come.
 pub const DIGESTS: &str = "peage_digests_total";

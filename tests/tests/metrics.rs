@@ -54,6 +54,12 @@ async fn metrics_count_the_mail_path_and_healthz_follows_the_quorum() {
         Some(1.0),
         "{m}"
     );
+    // Its body is held in memory until its journal checkpoint, then a file: either way
+    // the gauge is there.
+    assert!(
+        value(&m, "peage_body_journal_pending_bytes").is_some(),
+        "{m}"
+    );
     assert!(
         value(&m, "peage_raft_term").is_some_and(|t| t >= 1.0),
         "{m}"

@@ -79,6 +79,11 @@ impl BlobStore {
         self.journal.totals()
     }
 
+    /// Bytes of bodies held in memory until their journal checkpoint.
+    pub fn journal_pending_bytes(&self) -> u64 {
+        self.journal.pending().bytes()
+    }
+
     /// An apply added (`present`) or removed the record of message `queue_id`, whose body is
     /// `hash`: a body still in the journal is kept while some message's record needs it (a
     /// released part of a held message is a new record on the same body), and one no

@@ -68,6 +68,12 @@ impl Pending {
         lock(&self.bodies).get(hash).map(|b| b.bytes.clone())
     }
 
+    /// The bytes of the bodies waiting for their checkpoint, held in memory meanwhile.
+    pub fn bytes(&self) -> u64 {
+        let bodies = lock(&self.bodies);
+        bodies.values().map(|b| b.bytes.len() as u64).sum()
+    }
+
     /// The message `queue_id` needs the body `hash` too, if it waits for its checkpoint.
     pub fn claim_if_journaled(&self, queue_id: &str, hash: &str) {
         if let Some(body) = lock(&self.bodies).get_mut(hash) {
@@ -161,7 +167,9 @@ mod tests {
             "still readable until segment 2's checkpoint"
         );
         assert_eq!(needed(&p, 2, "h"), Some(true));
+        assert_eq!(p.bytes(), 4);
         p.release(2, ["h"].into_iter());
         assert!(p.get("h").is_none());
+        assert_eq!(p.bytes(), 0);
     }
 }
