@@ -184,7 +184,7 @@ impl Acceptor for NodeAcceptor {
                 ),
             ),
         };
-        if !cluster.is_current() {
+        if !cluster.is_current() || self.spooler.routes_unseeded() {
             return Err(Reply::new(
                 451,
                 format!(

@@ -59,6 +59,8 @@ pub struct Spooler {
     lease: Duration,
     /// How long peers get to fsync a body.
     body_timeout: Duration,
+    /// The config seeds the routing table of a fresh cluster (`spool.seed_domains`).
+    seeds_routes: bool,
 }
 
 impl Spooler {
@@ -67,16 +69,26 @@ impl Spooler {
             cluster,
             lease,
             body_timeout,
+            seeds_routes: false,
         }
     }
 
     /// A spooler with the node's lease and body timeout.
     pub fn configured(cluster: Cluster, spool: &SpoolSection) -> Spooler {
-        Spooler::new(
-            cluster,
-            Duration::from_secs(spool.lease_secs),
-            Duration::from_millis(spool.body_timeout_ms),
-        )
+        Spooler {
+            seeds_routes: !spool.seed_domains.is_empty(),
+            ..Spooler::new(
+                cluster,
+                Duration::from_secs(spool.lease_secs),
+                Duration::from_millis(spool.body_timeout_ms),
+            )
+        }
+    }
+
+    /// A fresh cluster whose routes the config seeds, before they are applied here: no
+    /// domain can be called foreign yet (the local dev cluster just started).
+    pub fn routes_unseeded(&self) -> bool {
+        self.seeds_routes && self.cluster.state().indexes().domains().is_empty()
     }
 
     pub fn cluster(&self) -> &Cluster {
