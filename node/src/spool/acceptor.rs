@@ -184,16 +184,20 @@ impl Acceptor for NodeAcceptor {
                 ),
             ),
         };
-        if !cluster.is_current() || self.spooler.routes_unseeded() {
-            return Err(Reply::new(
-                451,
-                format!(
-                    "4.3.0 Cannot confirm <{}> yet, this node is catching up; try again later",
-                    rcpt.address()
-                ),
-            ));
-        }
-        Err(refusal)
+        let waiting_for = if !cluster.is_current() {
+            "this node is catching up"
+        } else if self.spooler.routes_unseeded() {
+            "the cluster's seed routes are not applied yet"
+        } else {
+            return Err(refusal);
+        };
+        Err(Reply::new(
+            451,
+            format!(
+                "4.3.0 Cannot confirm <{}> yet, {waiting_for}; try again later",
+                rcpt.address()
+            ),
+        ))
     }
 
     fn recipient_refused(&self, r: Refusal<'_>) {

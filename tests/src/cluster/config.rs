@@ -49,20 +49,29 @@ impl TestCluster {
             .collect()
     }
 
-    /// Writes node `id`'s config to `path`, as TOML checked by parsing it back the way the
-    /// node will.
+    /// Writes node `id`'s config to `path`, `edit` applied, as TOML checked by parsing it
+    /// back the way the node will.
     pub(super) fn write_node_config(
         &self,
         id: u64,
         site: &str,
         bootstrap: bool,
         path: &Path,
+        edit: impl FnOnce(&mut Config),
     ) -> anyhow::Result<()> {
-        let config = self.node_config(id, site, bootstrap)?;
+        let mut config = self.node_config(id, site, bootstrap)?;
+        edit(&mut config);
         let text = toml::to_string(&config)?;
         Config::parse(&text, path)?;
         std::fs::write(path, text)?;
         Ok(())
+    }
+
+    /// Rewrites node `i`'s config with `edit` applied, before the node (re)starts: what one
+    /// node alone is configured with (the seed routes of a fresh cluster, say).
+    pub fn edit_node_config(&self, i: usize, edit: impl FnOnce(&mut Config)) -> anyhow::Result<()> {
+        let n = &self.nodes[i];
+        self.write_node_config(n.id, &n.site, n.bootstrap, &n.config, edit)
     }
 
     /// Node `id`'s config; `bootstrap` nodes are the three initial voters, others join

@@ -48,6 +48,8 @@ pub struct Node {
     /// Runs the node with its wall clock shifted (libfaketime's offset, e.g. `-20s`), as a
     /// machine whose clock drifted would; monotonic time is left alone.
     pub clock_offset: Option<String>,
+    /// One of the three initial voters (a learner joins later).
+    pub bootstrap: bool,
     /// The cluster CA when the admin API runs TLS.
     pub ca: Option<PathBuf>,
     child: Option<Child>,
@@ -175,7 +177,7 @@ impl TestCluster {
     pub fn add_node_config(&mut self, id: u64, bootstrap: bool) -> anyhow::Result<usize> {
         let site = SITES[(id as usize - 1) % SITES.len()].to_owned();
         let config = self.dir.path().join(format!("node{id}.toml"));
-        self.write_node_config(id, &site, bootstrap, &config)?;
+        self.write_node_config(id, &site, bootstrap, &config, |_| {})?;
         self.nodes.push(Node {
             id,
             site,
@@ -184,6 +186,7 @@ impl TestCluster {
             data_dir: self.dir.path().join(format!("data{id}")),
             log: self.dir.path().join(format!("node{id}.log")),
             clock_offset: None,
+            bootstrap,
             ca: self.ca_path(),
             child: None,
         });

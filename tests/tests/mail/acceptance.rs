@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use peage_node::config::SeedDomain;
 use peage_tests::proxy::LinkProxy;
 use peage_tests::v1::*;
 use peage_tests::{add_req, http_get, wait_for, TestCluster, Tuning};
@@ -350,6 +351,52 @@ async fn a_node_that_has_just_started_answers_451_never_550_until_it_catches_up(
     );
     let r = c.smtp_send(2, "alice@client.example", &["x@nowhere.example"], HAM);
     assert_eq!(r.rcpt.first().map(|(code, _)| *code), Some(550), "{r:?}");
+}
+
+/// A fresh cluster whose config seeds its routes (`peage dev`) has an empty routing table
+/// until the leader applies the seed: a node that waits for it answers 451 for any domain,
+/// not 550, which would bounce the first mail sent as soon as the cluster is up. Here only
+/// Ariège has the seed and Paris or Roubaix leads, so the seed is never applied and the
+/// window stays open: Ariège answers 451 where Roubaix, with no seed, answers 550. Once the
+/// table has a route, Ariège judges domains as any node does.
+#[tokio::test]
+async fn a_node_waiting_for_its_seed_routes_answers_451_never_550() {
+    let mut c = TestCluster::configure(Tuning::default()).unwrap();
+    let route = format!("smtp://{}", c.sink_addr());
+    c.edit_node_config(2, |config| {
+        config.spool.seed_domains = vec![SeedDomain {
+            domain: "seeded.test".into(),
+            route,
+            portal: false,
+        }];
+    })
+    .unwrap();
+    c.start_node(0).unwrap();
+    c.start_node(1).unwrap();
+    c.wait_for_leader_everywhere().await.unwrap();
+    c.start_node(2).unwrap();
+    c.wait_for_leader_everywhere().await.unwrap();
+    c.sync_all(0).await.unwrap();
+    let rcpt = |node: usize, to: &str| {
+        let r = c.smtp_send(node, "alice@client.example", &[to], HAM);
+        assert_eq!(r.mail.as_ref().map(|(code, _)| *code), Some(250), "{r:?}");
+        r.rcpt.first().cloned().expect("RCPT was answered")
+    };
+    assert_eq!(rcpt(1, "bob@seeded.test").0, 550, "no seed, no route");
+    // Caught up (synced above): the seed alone makes it wait.
+    let unseeded = "the cluster's seed routes are not applied yet";
+    for to in ["bob@seeded.test", "x@nowhere.example"] {
+        let (code, text) = rcpt(2, to);
+        assert_eq!(code, 451, "{text}");
+        assert!(
+            text.starts_with("4.3.0") && text.contains(unseeded),
+            "{text}"
+        );
+    }
+    c.route_local_domain().await.unwrap();
+    c.sync_all(0).await.unwrap();
+    assert_eq!(rcpt(2, "bob@example.test").0, 250);
+    assert_eq!(rcpt(2, "x@nowhere.example").0, 550);
 }
 
 /// A learner takes mail like any node, but only voters make the majority that holds a
