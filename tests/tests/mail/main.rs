@@ -6,6 +6,7 @@
 mod acceptance;
 mod auth;
 mod blocklists;
+mod body_copies;
 mod delivery;
 mod digest;
 mod edge;
