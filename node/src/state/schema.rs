@@ -218,6 +218,20 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this release writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
+/// Statements kept prepared (`execute_cached`): every statement an apply runs, with room.
+const STATEMENT_CACHE: usize = 64;
+
+/// Runs `sql` through the connection's statement cache: an apply runs the same few
+/// statements for every message, and parsing them each time was a visible share of a
+/// node's CPU under load.
+pub fn execute_cached(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
 /// Opens the database in WAL mode and brings its schema up to date.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     let mut conn = Connection::open(path)?;
@@ -226,6 +240,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // A checkpoint leaves the write-ahead file at its largest size otherwise: cut it back.
     conn.pragma_update(None, "journal_size_limit", 1 << 20)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -269,7 +284,8 @@ pub fn write_applied(
     last: &Option<LogId<NodeId>>,
     membership: &Membership,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    execute_cached(
+        tx,
         "INSERT INTO meta (key, value) VALUES ('last_applied', ?1), ('membership', ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         params![to_json(last), to_json(membership)],

@@ -9,7 +9,7 @@ use peage_proto::v1::{
 
 use super::digests_sent;
 use super::knowledge::IndexChange;
-use super::schema::{from_json, to_json};
+use super::schema::{execute_cached, from_json, to_json};
 use crate::types::Outcome;
 
 /// How a second digest with the same key is refused.
@@ -85,7 +85,8 @@ pub fn apply_put(
             )));
         }
     }
-    let inserted = tx.execute(
+    let inserted = execute_cached(
+        tx,
         "INSERT INTO spool (queue_id, mail_from, rcpt_to, client_ip, helo, body_sha256, size,
                             holders, owner, accepted_at_ms, lease_until_ms, verdict,
                             score_milli, symbols)
@@ -152,11 +153,8 @@ fn remove_recipients(
     gone: &[String],
 ) -> rusqlite::Result<Option<(usize, usize)>> {
     let rcpts: Option<String> = tx
-        .query_row(
-            "SELECT rcpt_to FROM spool WHERE queue_id = ?1",
-            [queue_id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT rcpt_to FROM spool WHERE queue_id = ?1")?
+        .query_row([queue_id], |r| r.get(0))
         .optional()?;
     let Some(rcpts) = rcpts else {
         return Ok(None);
@@ -165,9 +163,10 @@ fn remove_recipients(
     let before = rcpts.len();
     rcpts.retain(|r| !gone.contains(r));
     if rcpts.is_empty() {
-        tx.execute("DELETE FROM spool WHERE queue_id = ?1", [queue_id])?;
+        execute_cached(tx, "DELETE FROM spool WHERE queue_id = ?1", [queue_id])?;
     } else {
-        tx.execute(
+        execute_cached(
+            tx,
             "UPDATE spool SET rcpt_to = ?2 WHERE queue_id = ?1",
             params![queue_id, to_json(&rcpts)],
         )?;
@@ -246,7 +245,8 @@ pub fn apply_release(
     if !r.rcpt_to.is_empty() {
         return release_part(tx, r, changes);
     }
-    let changed = tx.execute(
+    let changed = execute_cached(
+        tx,
         "UPDATE spool SET verdict = 'released', owner = ?2, lease_until_ms = ?3
          WHERE queue_id = ?1 AND verdict = 'quarantine'",
         params![r.queue_id, r.owner as i64, r.lease_until_ms],
@@ -273,7 +273,8 @@ fn release_part(
     if part.is_empty() {
         return Ok(Outcome::SpoolChanged { found: false });
     }
-    let copied = tx.execute(
+    let copied = execute_cached(
+        tx,
         &format!(
             "INSERT INTO spool ({COLUMNS})
              SELECT ?2, mail_from, ?3, client_ip, helo, body_sha256, size, holders, ?4,
@@ -307,7 +308,7 @@ pub fn apply_drop(
     changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<Outcome> {
     let changed = match d.rcpt_to.is_empty() {
-        true => tx.execute("DELETE FROM spool WHERE queue_id = ?1", [&d.queue_id])?,
+        true => execute_cached(tx, "DELETE FROM spool WHERE queue_id = ?1", [&d.queue_id])?,
         false => remove_recipients(tx, &d.queue_id, &d.rcpt_to)?.map_or(0, |(_, gone)| gone),
     };
     Ok(changed_row(changed, d.queue_id, changes))
@@ -318,7 +319,8 @@ pub fn apply_retry(
     r: SpoolRetry,
     changes: &mut Vec<IndexChange>,
 ) -> rusqlite::Result<Outcome> {
-    let changed = tx.execute(
+    let changed = execute_cached(
+        tx,
         "UPDATE spool SET retry_gen = retry_gen + 1 WHERE queue_id = ?1",
         [&r.queue_id],
     )?;
