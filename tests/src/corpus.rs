@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use peage_mail::filter::{judge, FilterInput, Knowledge, Policy};
+use peage_mail::filter::{evidence_reach_milli, judge, FilterInput, Knowledge, Policy, Verdict};
 use peage_mail::lists::{EntryKind, ListEntry};
 
 /// The corpus next to the project checkout.
@@ -33,8 +33,37 @@ impl Knowledge for NoLists {
     }
 }
 
-/// The verdict a cluster with empty lists and the default policy gives `message`.
-pub fn expected_verdict(message: &[u8], mail_from: &str) -> &'static str {
+/// The verdicts a cluster with empty lists and the default policy may give a message: the
+/// filter's own, and those the cluster's evidence can move it to (the reputation of the
+/// sender's domain and network, copies of the same text seen before), which depend on what
+/// the cluster saw earlier and so cannot be worked out here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedVerdict {
+    /// The mildest and the strictest verdict the message may get.
+    pub lowest: Verdict,
+    pub highest: Verdict,
+}
+
+impl ExpectedVerdict {
+    /// Exactly this verdict, whatever the evidence.
+    pub fn exactly(verdict: Verdict) -> ExpectedVerdict {
+        ExpectedVerdict {
+            lowest: verdict,
+            highest: verdict,
+        }
+    }
+
+    /// Whether `verdict` (`deliver`, `quarantine` or `reject`) is one the message may get.
+    pub fn allows(&self, verdict: &str) -> bool {
+        [Verdict::Deliver, Verdict::Quarantine, Verdict::Reject]
+            .into_iter()
+            .any(|v| v.as_str() == verdict && (self.lowest..=self.highest).contains(&v))
+    }
+}
+
+/// What [`ExpectedVerdict`] `message` gets from a cluster with empty lists and the default
+/// policy.
+pub fn expected_verdict(message: &[u8], mail_from: &str) -> ExpectedVerdict {
     let input = FilterInput {
         client_ip: [198, 51, 100, 1].into(),
         helo: "mail.load.example",
@@ -43,7 +72,13 @@ pub fn expected_verdict(message: &[u8], mail_from: &str) -> &'static str {
         proved: &peage_mail::trust::Authenticated::nothing(),
         recipients: &[],
     };
-    judge(&input, &NoLists, &Policy::default()).verdict.as_str()
+    let policy = Policy::default();
+    let judged = judge(&input, &NoLists, &policy);
+    let reach = evidence_reach_milli();
+    ExpectedVerdict {
+        lowest: policy.verdict_at(judged.total_milli + reach.start()),
+        highest: policy.verdict_at(judged.total_milli + reach.end()),
+    }
 }
 
 /// Where the corpus is: `$PEAGE_CORPUS`, else `../shared/corpus/train` from the current

@@ -21,8 +21,8 @@ use crate::trust::Authenticated;
 use crate::urls::url_hosts;
 use scoring::{classifier_symbols, score_rules_alone};
 pub use scoring::{
-    headers, points, symbol, verdict, Judgement, Policy, Symbol, Verdict, GTUBE, RULES_ALONE,
-    SCORES,
+    evidence_reach_milli, headers, points, symbol, verdict, Judgement, Policy, Symbol, Verdict,
+    GTUBE, RULES_ALONE, SCORES,
 };
 
 /// What the filter is handed.

@@ -272,6 +272,24 @@ fn score_of(name: &str) -> i64 {
         .map_or(0, |(_, s)| *s)
 }
 
+/// How far the cluster's evidence can move a message's score, in milli-points: by at most
+/// one reputation symbol and one bulk symbol (`crate::evidence::reputation_symbols`,
+/// `crate::evidence::bulk_symbol`). A verdict worked out without the cluster's evidence
+/// (offline, or before any is counted) can become any verdict of a total in this range
+/// around its own.
+pub fn evidence_reach_milli() -> std::ops::RangeInclusive<i64> {
+    let reach = |names: &[&str]| {
+        let scores = names.iter().map(|n| score_of(n));
+        (
+            scores.clone().min().unwrap_or(0).min(0),
+            scores.max().unwrap_or(0).max(0),
+        )
+    };
+    let reputation = reach(&["REPUTATION_GOOD", "REPUTATION_POOR", "REPUTATION_BAD"]);
+    let bulk = reach(&["BULK_SOME", "BULK_MANY"]);
+    reputation.0 + bulk.0..=reputation.1 + bulk.1
+}
+
 /// One finding: a name from `SCORES`, its score, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Symbol {
@@ -288,7 +306,8 @@ pub fn symbol(name: &str, reason: impl Into<String>) -> Symbol {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ordered from the mildest to the strictest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
     Deliver,
     Quarantine,
@@ -324,14 +343,20 @@ impl Default for Policy {
 /// The total score and what it means under `policy`.
 pub fn verdict(symbols: &[Symbol], policy: &Policy) -> (Verdict, i64) {
     let total: i64 = symbols.iter().map(|s| s.score_milli).sum();
-    let v = if total >= policy.reject_at_milli {
-        Verdict::Reject
-    } else if total >= policy.quarantine_at_milli {
-        Verdict::Quarantine
-    } else {
-        Verdict::Deliver
-    };
-    (v, total)
+    (policy.verdict_at(total), total)
+}
+
+impl Policy {
+    /// What a total score means under this policy.
+    pub fn verdict_at(&self, total_milli: i64) -> Verdict {
+        if total_milli >= self.reject_at_milli {
+            Verdict::Reject
+        } else if total_milli >= self.quarantine_at_milli {
+            Verdict::Quarantine
+        } else {
+            Verdict::Deliver
+        }
+    }
 }
 
 /// Everything the filter concluded about one message.

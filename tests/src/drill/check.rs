@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::corpus::ExpectedVerdict;
+
 /// What the sending client saw for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
@@ -23,9 +25,8 @@ pub enum SendOutcome {
 #[derive(Debug, Clone)]
 pub struct Sent {
     pub id: u64,
-    /// The filter's verdict for this message, computed before the drill: `deliver`,
-    /// `quarantine` or `reject`.
-    pub expected: &'static str,
+    /// The verdicts the filter may give this message, worked out before the drill.
+    pub expected: ExpectedVerdict,
     pub outcome: SendOutcome,
 }
 
@@ -92,8 +93,8 @@ pub fn check(sent: &[Sent], held: &Holdings) -> Findings {
                 if copies == 0 && !quarantined {
                     c.lost += 1;
                     examples.entry("lost").or_default().push(s.id);
-                } else if (copies > 0 && s.expected != "deliver")
-                    || (quarantined && s.expected != "quarantine")
+                } else if (copies > 0 && !s.expected.allows("deliver"))
+                    || (quarantined && !s.expected.allows("quarantine"))
                 {
                     c.wrong_verdict += 1;
                     examples.entry("wrong verdict").or_default().push(s.id);
@@ -102,7 +103,8 @@ pub fn check(sent: &[Sent], held: &Holdings) -> Findings {
             SendOutcome::Deferred(..) => c.deferred_4xx += 1,
             SendOutcome::Refused(code, text) => {
                 c.refused_5xx += 1;
-                let policy = *code == 550 && text.starts_with("5.7.1") && s.expected == "reject";
+                let policy =
+                    *code == 550 && text.starts_with("5.7.1") && s.expected.allows("reject");
                 if !policy {
                     c.fault_5xx += 1;
                     examples
@@ -137,11 +139,16 @@ fn describe(what: &str, ids: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use peage_mail::filter::Verdict;
 
-    fn sent(id: u64, expected: &'static str, outcome: SendOutcome) -> Sent {
+    fn sent(id: u64, expected: &str, outcome: SendOutcome) -> Sent {
+        let verdict = [Verdict::Deliver, Verdict::Quarantine, Verdict::Reject]
+            .into_iter()
+            .find(|v| v.as_str() == expected)
+            .expect("a verdict");
         Sent {
             id,
-            expected,
+            expected: ExpectedVerdict::exactly(verdict),
             outcome,
         }
     }
@@ -272,5 +279,31 @@ mod tests {
         } = check(&sent, &held);
         assert_eq!(c.kept_without_250, 1);
         assert!(violations.is_empty(), "{violations:?}");
+    }
+
+    #[test]
+    fn a_verdict_the_clusters_evidence_can_reach_is_not_wrong() {
+        let (mut sent, mut held) = healthy();
+        // Delivered without evidence; a poor reputation may make it quarantined.
+        sent[0].expected = ExpectedVerdict {
+            lowest: Verdict::Deliver,
+            highest: Verdict::Quarantine,
+        };
+        held.delivered.remove(&1);
+        held.quarantined.insert(1);
+        // Quarantined without evidence; bulk and reputation together may make it rejected.
+        sent[1].expected = ExpectedVerdict {
+            lowest: Verdict::Quarantine,
+            highest: Verdict::Reject,
+        };
+        sent[1].outcome = SendOutcome::Refused(550, "5.7.1 Rejected: bulk".into());
+        held.quarantined.remove(&2);
+        let f = check(&sent, &held);
+        assert!(f.violations.is_empty(), "{:?}", f.violations);
+        assert_eq!((f.counts.wrong_verdict, f.counts.fault_5xx), (0, 0));
+        // Out of reach it is still wrong: a reject for what evidence can only quarantine.
+        sent[0].outcome = SendOutcome::Refused(550, "5.7.1 Rejected: bulk".into());
+        held.quarantined.remove(&1);
+        assert_eq!(check(&sent, &held).counts.fault_5xx, 1);
     }
 }

@@ -18,7 +18,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// A corpus message and the filter's verdict on it.
 pub struct Prepared {
     body: Vec<u8>,
-    expected: &'static str,
+    expected: crate::corpus::ExpectedVerdict,
 }
 
 /// Computes each message's verdict once, with the marking header in place.

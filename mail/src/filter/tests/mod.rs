@@ -393,3 +393,30 @@ fn the_classifiers_log_odds_add_up_and_neither_decides_alone() {
     assert_eq!(judged(0.04, 0.04).1, -4_000);
     assert_eq!(judged(0.0, 0.0).1, -4_000);
 }
+
+#[test]
+fn evidence_reach_covers_every_pair_of_symbols_evidence_can_add() {
+    let reach = evidence_reach_milli();
+    let scored = |name: Option<&str>| name.map_or(0, |n| symbol(n, "").score_milli);
+    let reputation = [
+        None,
+        Some("REPUTATION_GOOD"),
+        Some("REPUTATION_POOR"),
+        Some("REPUTATION_BAD"),
+    ];
+    for r in reputation {
+        for b in [None, Some("BULK_SOME"), Some("BULK_MANY")] {
+            let added = scored(r) + scored(b);
+            assert!(
+                reach.contains(&added),
+                "{r:?} + {b:?} = {added}, not in {reach:?}"
+            );
+        }
+    }
+    // The ends are reached: the range is no wider than what evidence can do.
+    assert_eq!(*reach.start(), scored(Some("REPUTATION_GOOD")));
+    assert_eq!(
+        *reach.end(),
+        scored(Some("REPUTATION_BAD")) + scored(Some("BULK_MANY"))
+    );
+}
