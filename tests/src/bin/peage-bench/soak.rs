@@ -30,14 +30,25 @@ fn disk_bytes(dir: &Path) -> u64 {
 fn print_disk(c: &TestCluster, what: &str) {
     for n in &c.nodes {
         let mb = |p: &Path| disk_bytes(p) as f64 / 1e6;
-        let state = std::fs::metadata(n.data_dir.join("state.sqlite")).map_or(0, |m| m.len());
+        let file = |name: &str| {
+            let path = n.data_dir.join(name);
+            // SQLite's write-ahead file holds part of the data between checkpoints.
+            let wal = n.data_dir.join(format!("{name}-wal"));
+            [path, wal]
+                .iter()
+                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+                .sum::<u64>() as f64
+                / 1e6
+        };
         println!(
-            "disk {what}, node {}: data dir {:.1} MB (raft-log {:.1}, blobs {:.1}, state.sqlite {:.1})",
+            "disk {what}, node {}: data dir {:.1} MB (raft-log {:.1}, blobs {:.1}, state.sqlite {:.1}, \
+             tracking.sqlite {:.1}: the message history, kept `tracking.retention_days`)",
             n.id,
             mb(&n.data_dir),
             mb(&n.data_dir.join("raft-log")),
             mb(&n.data_dir.join("blobs")),
-            state as f64 / 1e6
+            file("state.sqlite"),
+            file("tracking.sqlite"),
         );
     }
 }
