@@ -48,7 +48,8 @@ pub async fn replicate(
     let peers_needed = needed.saturating_sub(local_vote);
     let mut candidates = peers_in_turn(&voters, me, m.current_leader, queue_id)
         .into_iter()
-        .filter_map(|id| Some((id, membership.get_node(&id)?.peer_addr.clone())));
+        .filter_map(|id| Some((id, membership.get_node(&id)?.peer_addr.clone())))
+        .peekable();
     let ask = |(id, addr): (NodeId, String)| {
         let (peers, hash, body) = (cluster.peers().clone(), hash.to_owned(), body.clone());
         async move {
@@ -64,7 +65,9 @@ pub async fn replicate(
         while holding.len() < peers_needed {
             let answer = tokio::select! {
                 answer = asked.next(), if !asked.is_empty() => answer,
-                _ = tokio::time::sleep(ASK_ANOTHER_AFTER) => None,
+                _ = tokio::time::sleep(ASK_ANOTHER_AFTER), if candidates.peek().is_some() => None,
+                // Nobody left to wait for or to ask.
+                else => None,
             };
             match answer {
                 Some((id, Ok(()))) => {

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use peage_mail::filter::Verdict;
+
 use crate::corpus::ExpectedVerdict;
 
 /// What the sending client saw for one message.
@@ -93,8 +95,8 @@ pub fn check(sent: &[Sent], held: &Holdings) -> Findings {
                 if copies == 0 && !quarantined {
                     c.lost += 1;
                     examples.entry("lost").or_default().push(s.id);
-                } else if (copies > 0 && !s.expected.allows("deliver"))
-                    || (quarantined && !s.expected.allows("quarantine"))
+                } else if (copies > 0 && !s.expected.allows(Verdict::Deliver))
+                    || (quarantined && !s.expected.allows(Verdict::Quarantine))
                 {
                     c.wrong_verdict += 1;
                     examples.entry("wrong verdict").or_default().push(s.id);
@@ -104,7 +106,7 @@ pub fn check(sent: &[Sent], held: &Holdings) -> Findings {
             SendOutcome::Refused(code, text) => {
                 c.refused_5xx += 1;
                 let policy =
-                    *code == 550 && text.starts_with("5.7.1") && s.expected.allows("reject");
+                    *code == 550 && text.starts_with("5.7.1") && s.expected.allows(Verdict::Reject);
                 if !policy {
                     c.fault_5xx += 1;
                     examples
@@ -139,37 +141,32 @@ fn describe(what: &str, ids: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use peage_mail::filter::Verdict;
 
-    fn sent(id: u64, expected: &str, outcome: SendOutcome) -> Sent {
-        let verdict = [Verdict::Deliver, Verdict::Quarantine, Verdict::Reject]
-            .into_iter()
-            .find(|v| v.as_str() == expected)
-            .expect("a verdict");
+    fn sent(id: u64, expected: Verdict, outcome: SendOutcome) -> Sent {
         Sent {
             id,
-            expected: ExpectedVerdict::exactly(verdict),
+            expected: ExpectedVerdict::exactly(expected),
             outcome,
         }
     }
 
     fn healthy() -> (Vec<Sent>, Holdings) {
         let sent = vec![
-            sent(1, "deliver", SendOutcome::Accepted),
-            sent(2, "quarantine", SendOutcome::Accepted),
+            sent(1, Verdict::Deliver, SendOutcome::Accepted),
+            sent(2, Verdict::Quarantine, SendOutcome::Accepted),
             sent(
                 3,
-                "reject",
+                Verdict::Reject,
                 SendOutcome::Refused(550, "5.7.1 Rejected: GTUBE".into()),
             ),
             sent(
                 4,
-                "deliver",
+                Verdict::Deliver,
                 SendOutcome::Deferred(451, "4.4.1 no quorum".into()),
             ),
             sent(
                 5,
-                "deliver",
+                Verdict::Deliver,
                 SendOutcome::Unreachable("connection refused".into()),
             ),
         ];
