@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 // The ground floor: the vocabulary and primitives every layer shares.
+pub mod allocator;
 pub mod blobs;
 pub mod clock;
 pub mod cpu;

@@ -134,41 +134,6 @@ fn block_on<T>(
     })
 }
 
-/// mimalloc's settings that keep a node's memory down, which it reads from the environment
-/// before `main` runs: memory freed is given back at once rather than after a delay, and its
-/// arenas are committed as they are used rather than up front. With its defaults a node
-/// holding a million list entries and the trained classifier used 269–276 MB, with these
-/// 246–253 MB (`peage-bench memory`; the budget is 256). An operator's own values win.
-const ALLOCATOR_SETTINGS: [(&str, &str); 2] = [
-    ("MIMALLOC_PURGE_DELAY", "0"),
-    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
-];
-
-/// Runs this same program again, with the same arguments and process id, with
-/// `ALLOCATOR_SETTINGS` in its environment, unless they are there already; if that cannot
-/// be done the node runs on with the allocator's defaults.
-fn settle_allocator() {
-    use std::os::unix::process::CommandExt;
-    let missing: Vec<_> = ALLOCATOR_SETTINGS
-        .iter()
-        .filter(|(name, _)| std::env::var_os(name).is_none())
-        .collect();
-    if missing.is_empty() {
-        return;
-    }
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => return eprintln!("peage: allocator settings not applied: {e}"),
-    };
-    let mut again = std::process::Command::new(exe);
-    again.args(std::env::args_os().skip(1));
-    for (name, value) in missing {
-        again.env(name, value);
-    }
-    let e = again.exec();
-    eprintln!("peage: allocator settings not applied: {e}");
-}
-
 /// glibc gives each thread that allocates under contention an arena of its own, up to 8 per
 /// core, and memory freed into one arena is not reused by the others: a node's RSS then
 /// crept up through a 200,000-message soak (46 to 77 MB, +3 MB every tenth). Two arenas
@@ -185,7 +150,7 @@ fn limit_malloc_arenas() {
 }
 
 fn main() -> ExitCode {
-    settle_allocator();
+    peage_node::allocator::settle();
     limit_malloc_arenas();
     let cli = Cli::parse();
     let outcome = match cli.command {

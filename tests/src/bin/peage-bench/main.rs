@@ -18,6 +18,11 @@ use peage_tests::drill::stage::Stage;
 use peage_tests::v1::*;
 use peage_tests::{add_req, mta, TestCluster, Tuning};
 
+/// The node's allocator, with its settings (`peage_node::allocator`), so that what runs in
+/// process here (the filter) costs what it costs in a node.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Péage cluster benchmarks (start their own local cluster)")]
 struct Cli {
@@ -371,9 +376,14 @@ async fn failover_bench(trials: usize, wan: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
+fn main() -> anyhow::Result<()> {
+    peage_node::allocator::settle();
+    let cli = Cli::parse();
+    tokio::runtime::Runtime::new()?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
         Cmd::Admin { writers, seconds } => admin_bench(writers, seconds).await,
         Cmd::Failover { trials, wan } => failover_bench(trials, wan).await,
         Cmd::Smtp {
