@@ -106,6 +106,41 @@ async fn an_owner_whose_route_fails_hands_its_message_to_a_site_that_delivers_it
     assert_eq!(sink.messages("bob@example.test").len(), 1);
 }
 
+/// The downstream turns the leader away and the site that comes after it is down: the
+/// leader hands its message to the follower that is up, which delivers it (handed to the
+/// dead site, it would wait a lease, come back and go there again, and then stay with the
+/// leader, never delivered while that site is down).
+#[tokio::test]
+async fn a_leader_whose_route_fails_hands_its_message_to_the_site_that_is_up() {
+    let mut c = TestCluster::start(Tuning::default()).await.unwrap();
+    let sink = c.start_sink().await.unwrap();
+    let leader = c.wait_for_leader_everywhere().await.unwrap();
+    // Node ids are index + 1: the voter after the leader's id, in turn, is index leader + 1.
+    let (down, up) = ((leader + 1) % 3, (leader + 2) % 3);
+    let gate_addr = format!("{}.201:2627", c.net);
+    let leader_ip = format!("{}.{}", c.net, leader + 1).parse().unwrap();
+    let _gate = LinkProxy::start_refusing(&gate_addr, &c.sink_addr(), leader_ip)
+        .await
+        .unwrap();
+    c.route_domain("example.test", &format!("smtp://{gate_addr}"))
+        .await
+        .unwrap();
+    c.kill(down);
+    let id = send_ham(&c, leader, 43);
+    wait_delivered(&c, &sink, 1, &[leader, up]).await;
+    let handed = c
+        .metric(leader, "peage_delivery_moved_total{how=\"hand_off\"}")
+        .await;
+    let log = c.node_log(leader);
+    assert_eq!(handed, Some(1.0), "{id}: the leader's log:\n{log}");
+    let to = format!("to={}", c.nodes[up].id);
+    assert!(
+        log.contains(&to),
+        "{id} not handed to the site that is up ({to}):\n{log}"
+    );
+    assert_eq!(sink.messages("bob@example.test").len(), 1);
+}
+
 /// A follower restarts with its wall clock 20 s behind the others' (libfaketime). Its offset
 /// from the leader is measured and exported; its forwarded writes are not refused as late,
 /// and the messages it accepts stay its own while the downstream is away, for several lease

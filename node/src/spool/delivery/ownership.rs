@@ -3,6 +3,7 @@
 //! whose attempts at a message keep failing hands it to another node, whose path to the
 //! downstream may work.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -88,31 +89,31 @@ pub async fn take_over(cluster: &Cluster, lapsed: Vec<Arc<SpooledMessage>>, leas
     futures::future::join_all(proposals).await;
 }
 
-/// Hands `m` to another node after `HAND_OFF_AFTER` failures here: the leader (known to be
-/// in touch with a majority) when that is not this node, else the next voter. Each message
-/// is handed off at most once per other voter, so a downstream that is down for every site
-/// leaves it with its last owner's backoff. Returns whether it was handed off.
+/// Hands `m` to another node after `HAND_OFF_AFTER` failures here (`hand_off_target` says
+/// which). Each message is handed off at most once per other voter, so a downstream that is
+/// down for every site leaves it with its last owner's backoff. Returns whether it was
+/// handed off.
 pub async fn hand_off(cluster: &Cluster, m: &SpooledMessage, lease_ms: i64) -> bool {
-    let me = cluster.id();
     let metrics = cluster.metrics();
     let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
     if m.handoffs as usize + 1 >= voters.len() {
         return false;
     }
-    let next_voter = voters
-        .iter()
-        .copied()
-        .find(|v| *v > me)
-        .or(voters.first().copied());
-    let Some(to) = metrics
-        .current_leader
-        .filter(|l| *l != me)
-        .or(next_voter.filter(|v| *v != me))
-    else {
+    let matched: Option<BTreeMap<NodeId, u64>> = metrics.replication.as_ref().map(|r| {
+        r.iter()
+            .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
+            .collect()
+    });
+    let Some(to) = hand_off_target(
+        cluster.id(),
+        &voters,
+        metrics.current_leader,
+        matched.as_ref(),
+    ) else {
         return false;
     };
     let h = SpoolHandOff {
-        from_owner: me,
+        from_owner: cluster.id(),
         to_owner: to,
         queue_ids: vec![m.queue_id.clone()],
         lease_until_ms: cluster.leader_now_ms() + lease_ms,
@@ -137,6 +138,30 @@ pub async fn hand_off(cluster: &Cluster, m: &SpooledMessage, lease_ms: i64) -> b
     }
 }
 
+/// Where a message goes from `me`: the leader, known to be in touch with a majority, when
+/// that is not this node; from the leader (which knows how far each follower's log
+/// matches its own: `matched`), the voter that is furthest along — a site that is down
+/// stops matching with the next entry, and a message handed to it would wait a whole lease
+/// before the leader took it back — ties going to the next voter after `me`.
+fn hand_off_target(
+    me: NodeId,
+    voters: &[NodeId],
+    leader: Option<NodeId>,
+    matched: Option<&BTreeMap<NodeId, u64>>,
+) -> Option<NodeId> {
+    if let Some(l) = leader.filter(|l| *l != me) {
+        return Some(l);
+    }
+    let after_me = voters.iter().copied().filter(|v| *v > me);
+    let before_me = voters.iter().copied().filter(|v| *v < me);
+    let mut in_turn = after_me.chain(before_me);
+    match matched {
+        // `min_by_key` keeps the first of equals: the first in turn.
+        Some(matched) => in_turn.min_by_key(|v| Reverse(matched.get(v).copied().unwrap_or(0))),
+        None => in_turn.next(),
+    }
+}
+
 /// Counts a move command and the messages it moved.
 fn counted(
     how: &'static str,
@@ -150,4 +175,48 @@ fn counted(
     };
     metrics::counter!(DELIVERY_MOVED, "how" => how).increment(u64::from(moved));
     Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_follower_hands_to_the_leader() {
+        assert_eq!(hand_off_target(1, &[1, 2, 3], Some(3), None), Some(3));
+    }
+
+    #[test]
+    fn the_leader_hands_to_the_follower_whose_log_matches_furthest_not_to_a_dead_one() {
+        let matched = BTreeMap::from([(1, 40), (2, 23), (3, 41)]);
+        assert_eq!(
+            hand_off_target(1, &[1, 2, 3], Some(1), Some(&matched)),
+            Some(3)
+        );
+        let matched = BTreeMap::from([(1, 40), (2, 40), (3, 12)]);
+        assert_eq!(
+            hand_off_target(1, &[1, 2, 3], Some(1), Some(&matched)),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn followers_equally_far_along_are_taken_in_turn_after_the_leader() {
+        let matched = BTreeMap::from([(1, 40), (2, 40), (3, 40)]);
+        assert_eq!(
+            hand_off_target(2, &[1, 2, 3], Some(2), Some(&matched)),
+            Some(3)
+        );
+        assert_eq!(
+            hand_off_target(3, &[1, 2, 3], Some(3), Some(&matched)),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn without_a_leader_or_its_figures_the_next_voter_in_turn() {
+        assert_eq!(hand_off_target(3, &[1, 2, 3], None, None), Some(1));
+        assert_eq!(hand_off_target(1, &[1, 2, 3], None, None), Some(2));
+        assert_eq!(hand_off_target(1, &[1], None, None), None);
+    }
 }
