@@ -95,9 +95,15 @@ enum CertCommand {
     },
 }
 
+/// What a node logs unless `RUST_LOG` says otherwise. openraft's replication logs three
+/// lines for every retry of a peer that is down, every heartbeat; the node logs when a peer
+/// falls silent and when it answers again instead (`cluster::silence`).
+const DEFAULT_LOG_FILTER: &str =
+    "info,openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=off";
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

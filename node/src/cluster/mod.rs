@@ -14,6 +14,7 @@ mod proposer;
 pub mod protocol;
 mod read;
 pub mod shared_counts;
+mod silence;
 mod write;
 
 use std::sync::{Arc, Mutex};

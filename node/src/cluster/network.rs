@@ -30,6 +30,7 @@ use peage_mail::sync::lock;
 
 use super::error::{Unavailable, WriteError};
 use super::protocol::{Committed, Forwarded, WriteOp};
+use super::silence::PeerSilence;
 use crate::clock::now_ms;
 use crate::grpc_tls::{host_of, GrpcTls};
 use crate::types::{NodeId, PeageNode, TypeConfig};
@@ -383,6 +384,7 @@ pub struct NetworkFactory {
     clients: PeerClients,
     /// How long replication waits before trying an unreachable peer again.
     retry_unreachable: Duration,
+    silence: PeerSilence,
 }
 
 impl NetworkFactory {
@@ -395,6 +397,7 @@ impl NetworkFactory {
             me,
             clients,
             retry_unreachable,
+            silence: PeerSilence::default(),
         }
     }
 }
@@ -409,6 +412,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.peer_addr.clone(),
             clients: self.clients.clone(),
             retry_unreachable: self.retry_unreachable,
+            silence: self.silence.clone(),
         }
     }
 }
@@ -419,6 +423,7 @@ pub struct PeerNetwork {
     addr: String,
     clients: PeerClients,
     retry_unreachable: Duration,
+    silence: PeerSilence,
 }
 
 impl PeerNetwork {
@@ -437,6 +442,10 @@ impl PeerNetwork {
             .clients
             .call(&self.addr, method, req, option.hard_ttl())
             .await;
+        match &r {
+            Ok(_) => self.silence.answered(self.target, &self.addr),
+            Err(e) => self.silence.failed(self.target, &self.addr, e),
+        }
         match r {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),

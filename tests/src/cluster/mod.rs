@@ -223,7 +223,8 @@ impl TestCluster {
             .arg(&n.config)
             .arg("--data-dir")
             .arg(&n.data_dir)
-            .env("RUST_LOG", "info,openraft=warn")
+            // The node's own default filter, whatever the test runner's RUST_LOG says.
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

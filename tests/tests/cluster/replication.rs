@@ -104,6 +104,32 @@ async fn leader_killed_new_leader_elected_and_the_old_one_catches_up() {
         1,
         "a restarted node must not bootstrap again:\n{log}"
     );
+
+    // The new leader said once that the old one was down and once that it was back, instead
+    // of openraft's three lines for every retry (every heartbeat while it was down).
+    let peer = format!("peer={}", c.nodes[old].id);
+    let leader_log = wait_for(
+        "the new leader logs that the restarted node answers again",
+        Duration::from_secs(10),
+        || {
+            let log = c.node_log(new);
+            let back = log
+                .lines()
+                .any(|l| l.contains("peer answers again") && l.contains(&peer));
+            std::future::ready(back.then_some(log))
+        },
+    )
+    .await
+    .unwrap();
+    let down = leader_log
+        .lines()
+        .filter(|l| l.contains("peer not answering") && l.contains(&peer))
+        .count();
+    assert!((1..=2).contains(&down), "{down} lines:\n{leader_log}");
+    assert!(
+        !leader_log.contains("error replication to target"),
+        "openraft's retries are logged:\n{leader_log}"
+    );
 }
 
 /// A follower stopped with SIGTERM and started again, three times, leaves the leader

@@ -1,0 +1,63 @@
+//! Which peers stopped answering Raft's calls: one log line when a peer falls silent and one
+//! when it answers again, in place of openraft's three lines a retry (every heartbeat: some
+//! eighty lines a second, gigabytes a day, for a site that is down).
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use peage_mail::sync::lock;
+
+use crate::types::NodeId;
+
+/// Since when each silent peer has not answered; shared by the replication streams to it.
+#[derive(Clone, Default)]
+pub struct PeerSilence(Arc<Mutex<BTreeMap<NodeId, Instant>>>);
+
+impl PeerSilence {
+    /// A call to `target` got no answer (it could not connect, or timed out): logged the
+    /// first time only.
+    pub fn failed(&self, target: NodeId, addr: &str, error: &dyn std::fmt::Display) {
+        if let Entry::Vacant(v) = lock(&self.0).entry(target) {
+            v.insert(Instant::now());
+            tracing::warn!(
+                peer = target,
+                addr,
+                %error,
+                "peer not answering; Raft retries it every heartbeat (logged again when it answers)"
+            );
+        }
+    }
+
+    /// `target` answered: logged when it had been silent.
+    pub fn answered(&self, target: NodeId, addr: &str) {
+        if let Some(since) = lock(&self.0).remove(&target) {
+            let silent_ms = since.elapsed().as_millis() as u64;
+            tracing::info!(peer = target, addr, silent_ms, "peer answers again");
+        }
+    }
+
+    /// Whether `target` is silent now.
+    #[cfg(test)]
+    pub fn is_silent(&self, target: NodeId) -> bool {
+        lock(&self.0).contains_key(&target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_silent_from_its_first_failure_until_it_answers() {
+        let s = PeerSilence::default();
+        assert!(!s.is_silent(3));
+        s.failed(3, "127.0.0.3:50052", &"tcp connect error");
+        s.failed(3, "127.0.0.3:50052", &"tcp connect error");
+        assert!(s.is_silent(3));
+        assert!(!s.is_silent(2));
+        s.answered(3, "127.0.0.3:50052");
+        assert!(!s.is_silent(3));
+    }
+}
