@@ -125,6 +125,8 @@ pub fn message_json(m: &QueuedMessage) -> Value {
         "owner": m.owner, "accepted_at_ms": m.accepted_at_ms,
         "lease_until_ms": m.lease_until_ms, "verdict": m.verdict,
         "score": points(m.score_milli), "symbols": symbols_json(&m.symbols),
+        "failed_attempts": m.failed_attempts, "last_failed_ms": m.last_failed_ms,
+        "last_failure": m.last_failure,
     })
 }
 

@@ -11,7 +11,7 @@ use peage_client::{parse_duration_secs, ClientError};
 use super::context::Ctx;
 use crate::cli::{MessageFilter, QuarantineCmd, QueueCmd};
 use crate::output::{
-    message_json, points, print_json, print_read_note, print_symbols, read_json, sender,
+    message_json, points, print_json, print_read_note, print_symbols, read_json, sender, utc,
 };
 
 pub async fn queue(ctx: &mut Ctx, cmd: QueueCmd) -> Result<(), ClientError> {
@@ -70,13 +70,20 @@ async fn list(ctx: &mut Ctx, f: &MessageFilter, quarantine: bool) -> Result<(), 
     if ctx.json {
         let list: Vec<Value> = r.messages.iter().map(message_json).collect();
         print_json(
-            json!({"messages": list, "next_page_token": r.next_page_token, "read": read_json(&r.read)}),
+            json!({"messages": list, "next_page_token": r.next_page_token,
+                   "unanswered": r.unanswered, "read": read_json(&r.read)}),
         );
         return Ok(());
     }
     print_messages(&r.messages);
     if !r.next_page_token.is_empty() {
         println!("(more: --page-token {})", r.next_page_token);
+    }
+    if !r.unanswered.is_empty() {
+        println!(
+            "(failed attempts not counted from {}: no answer)",
+            r.unanswered.join(", ")
+        );
     }
     print_read_note(&r.read);
     Ok(())
@@ -98,7 +105,23 @@ fn print_messages(messages: &[QueuedMessage]) {
             sender(&m.mail_from),
             m.rcpt_to.join(", ")
         );
+        if m.failed_attempts > 0 {
+            println!("{:<18}({})", "", failed_attempts(m));
+        }
     }
+}
+
+/// Why a message still waits, under its line as `mailq` shows it.
+fn failed_attempts(m: &QueuedMessage) -> String {
+    let attempts = match m.failed_attempts {
+        1 => "1 failed attempt".to_owned(),
+        n => format!("{n} failed attempts"),
+    };
+    format!(
+        "{attempts}, the last at {} UTC: {}",
+        utc(m.last_failed_ms),
+        m.last_failure
+    )
 }
 
 async fn show(ctx: &mut Ctx, queue_id: String, raw: bool) -> Result<(), ClientError> {

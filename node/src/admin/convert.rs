@@ -48,6 +48,8 @@ pub fn queued_to_proto(m: SpooledMessage) -> QueuedMessage {
                 reason,
             })
             .collect(),
+        // The nodes' tracking knows these, not the spool (`messages::with_failed_attempts`).
+        ..QueuedMessage::default()
     }
 }
 

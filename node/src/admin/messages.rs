@@ -3,14 +3,16 @@
 //! showing a message with its body, and acting on one (release, drop, retry) — each within
 //! the caller's domains (`scoped`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::Status;
 
 use peage_mail::bayes::Class;
 use peage_proto::v1::{
     command, MessageActionReply, MessageRef, MessageShowReply, QueueListReply, QueueListRequest,
-    SpoolDrop, SpoolRelease, SpoolRetry,
+    QueuedMessage, SpoolDrop, SpoolRelease, SpoolRetry,
 };
 
 use super::auth::{Caller, Scope};
@@ -18,6 +20,7 @@ use super::convert::{outcome_status, queued_to_proto, unavailable_status};
 use super::learn::learn_message;
 use super::scoped;
 use super::service::AdminService;
+use super::tracking::ask_members;
 use super::validate;
 use crate::spool::bodies::body_of;
 use crate::spool::submission;
@@ -62,14 +65,54 @@ pub async fn list(
     } else {
         String::new()
     };
+    let mut messages: Vec<QueuedMessage> = matching
+        .into_iter()
+        .map(|m| scoped::message(scope, queued_to_proto(Arc::unwrap_or_clone(m))))
+        .collect();
+    let unanswered = with_failed_attempts(svc, &mut messages).await;
     Ok(QueueListReply {
-        messages: matching
-            .into_iter()
-            .map(|m| scoped::message(scope, queued_to_proto(Arc::unwrap_or_clone(m))))
-            .collect(),
+        messages,
         read: Some(read),
         next_page_token,
+        unanswered,
     })
+}
+
+/// How long a member has to say which attempts failed there before a listing goes without.
+const DEFERRALS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Fills in the failed attempts at `messages` from every member's tracking (each node
+/// records its own attempts: an owner's, and a previous owner's before a hand-off or a
+/// takeover); the members that did not answer.
+async fn with_failed_attempts(svc: &AdminService, messages: &mut [QueuedMessage]) -> Vec<String> {
+    if messages.is_empty() {
+        return Vec::new();
+    }
+    let ids: Vec<String> = messages.iter().map(|m| m.queue_id.clone()).collect();
+    let (found, unanswered) = ask_members(
+        svc,
+        &ids,
+        |ids| svc.cluster.tracking().deferrals(ids),
+        |addr, ids| async move {
+            let peers = svc.cluster.peers();
+            peers.deferral_search(&addr, ids, DEFERRALS_TIMEOUT).await
+        },
+    )
+    .await;
+    let mut by_id: HashMap<String, (u32, i64, String)> = HashMap::new();
+    for d in found.into_iter().flatten() {
+        let seen = by_id.entry(d.queue_id).or_default();
+        seen.0 += d.count;
+        if d.last_at_ms > seen.1 {
+            (seen.1, seen.2) = (d.last_at_ms, d.last_detail);
+        }
+    }
+    for m in messages {
+        if let Some((count, at_ms, why)) = by_id.remove(&m.queue_id) {
+            (m.failed_attempts, m.last_failed_ms, m.last_failure) = (count, at_ms, why);
+        }
+    }
+    unanswered
 }
 
 /// The message `id` when the caller may see it (one out of scope is not found either).

@@ -23,7 +23,6 @@ use tonic::transport::{Channel, Endpoint};
 use peage_proto::v1::raft_peer_client::RaftPeerClient;
 use peage_proto::v1::{
     Blob, CountsReport, GetBlobRequest, RaftPayload, ReadIndexRequest, ResetCountsRequest,
-    StatsQuery, StatsRows, TrackEvent, TrackQuery,
 };
 
 use peage_mail::sync::lock;
@@ -65,7 +64,7 @@ impl tonic::service::Interceptor for SecretInterceptor {
     }
 }
 
-type PeerClient = RaftPeerClient<InterceptedService<Channel, SecretInterceptor>>;
+pub(super) type PeerClient = RaftPeerClient<InterceptedService<Channel, SecretInterceptor>>;
 
 /// Which connection to a peer a call travels on. Raft's own traffic has a connection of its
 /// own so that it never queues behind message bodies, and so that the streams openraft
@@ -251,7 +250,7 @@ impl PeerClients {
     }
 
     /// One call on the mail lane to the peer at `addr`, given `timeout` to answer.
-    async fn mail_call<R, F, Fut>(
+    pub(super) async fn mail_call<R, F, Fut>(
         &self,
         addr: &str,
         timeout: Duration,
@@ -267,28 +266,6 @@ impl PeerClients {
             .map_err(|_| PeerCallError::Timeout(timeout))?
             .map_err(status_error)?;
         Ok(reply.into_inner())
-    }
-
-    /// The tracking events a peer recorded that match `query`.
-    pub async fn track_search(
-        &self,
-        addr: &str,
-        query: TrackQuery,
-        timeout: Duration,
-    ) -> Result<Vec<TrackEvent>, PeerCallError> {
-        let call = |mut c: PeerClient| async move { c.track_search(query).await };
-        Ok(self.mail_call(addr, timeout, call).await?.events)
-    }
-
-    /// The hourly statistics a peer rolled up that match `query`.
-    pub async fn stats_search(
-        &self,
-        addr: &str,
-        query: StatsQuery,
-        timeout: Duration,
-    ) -> Result<StatsRows, PeerCallError> {
-        let call = |mut c: PeerClient| async move { c.stats_search(query).await };
-        self.mail_call(addr, timeout, call).await
     }
 
     /// Reads a body from a peer that holds it.

@@ -7,9 +7,9 @@ use tonic::{Request, Response, Status};
 
 use peage_proto::v1::raft_peer_server::{RaftPeer, RaftPeerServer};
 use peage_proto::v1::{
-    Blob, CountsAck, CountsReport, GetBlobRequest, MatchedIndex, PutBlobReply, RaftPayload,
-    ReadIndexReply, ReadIndexRequest, ResetCountsReply, ResetCountsRequest, StatsQuery, StatsRows,
-    TrackEvents, TrackQuery,
+    Blob, CountsAck, CountsReport, DeferralQuery, Deferrals, GetBlobRequest, MatchedIndex,
+    PutBlobReply, RaftPayload, ReadIndexReply, ReadIndexRequest, ResetCountsReply,
+    ResetCountsRequest, StatsQuery, StatsRows, TrackEvents, TrackQuery,
 };
 
 use super::error::{Unavailable, WriteError};
@@ -156,6 +156,27 @@ impl RaftPeer for PeerService {
             .await
             .map_err(|e| Status::internal(format!("tracking search: {e}")))?;
         Ok(Response::new(TrackEvents { events }))
+    }
+
+    async fn deferral_search(
+        &self,
+        req: Request<DeferralQuery>,
+    ) -> Result<Response<Deferrals>, Status> {
+        let ids = req.into_inner().queue_ids;
+        if ids.len() > crate::tracking::MAX_LIMIT as usize {
+            return Err(Status::invalid_argument(format!(
+                "{} queue ids: at most {} a search",
+                ids.len(),
+                crate::tracking::MAX_LIMIT
+            )));
+        }
+        let deferrals = self
+            .cluster
+            .tracking()
+            .deferrals(ids)
+            .await
+            .map_err(|e| Status::internal(format!("deferral search: {e}")))?;
+        Ok(Response::new(Deferrals { deferrals }))
     }
 
     async fn stats_search(&self, req: Request<StatsQuery>) -> Result<Response<StatsRows>, Status> {

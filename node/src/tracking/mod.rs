@@ -19,7 +19,7 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use peage_proto::v1::{StatsQuery, StatsRows, TrackEvent, TrackQuery};
+use peage_proto::v1::{Deferral, StatsQuery, StatsRows, TrackEvent, TrackQuery};
 
 use crate::clock::now_ms;
 use crate::state::spool::{identity_in, SpooledMessage};
@@ -91,6 +91,16 @@ impl Tracking {
         tokio::task::spawn_blocking(move || {
             let conn = peage_mail::sync::lock(&this.inner.reader);
             store::search(&conn, &query)
+        })
+        .await?
+    }
+
+    /// The attempts at `queue_ids` that failed here (`store::deferrals`).
+    pub async fn deferrals(&self, queue_ids: Vec<String>) -> anyhow::Result<Vec<Deferral>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = peage_mail::sync::lock(&this.inner.reader);
+            Ok(store::deferrals(&conn, &queue_ids)?)
         })
         .await?
     }

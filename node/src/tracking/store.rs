@@ -7,7 +7,7 @@ use std::sync::mpsc::Receiver;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection};
 
-use peage_proto::v1::{TrackEvent, TrackQuery};
+use peage_proto::v1::{Deferral, TrackEvent, TrackQuery};
 
 /// Events inserted in one transaction at most.
 const BATCH: usize = 1000;
@@ -246,6 +246,30 @@ pub fn search(conn: &Connection, q: &TrackQuery) -> anyhow::Result<Vec<TrackEven
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// How many attempts at each of `queue_ids` failed here (those with any), and when and why
+/// the last one did.
+pub fn deferrals(conn: &Connection, queue_ids: &[String]) -> rusqlite::Result<Vec<Deferral>> {
+    if queue_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; queue_ids.len()].join(", ");
+    // With one max() in a query, SQLite takes a bare column from the row max() picked.
+    let sql = format!(
+        "SELECT queue_id, count(*), max(at_ms), detail FROM events
+         WHERE kind = 'deferred' AND queue_id IN ({marks}) GROUP BY queue_id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(queue_ids), |r| {
+        Ok(Deferral {
+            queue_id: r.get(0)?,
+            count: r.get::<_, i64>(1)? as u32,
+            last_at_ms: r.get(2)?,
+            last_detail: r.get(3)?,
+        })
+    })?;
+    rows.collect()
 }
 
 /// Deletes the events recorded before `before_ms`, and the statistics of the hours that

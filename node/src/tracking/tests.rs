@@ -155,6 +155,55 @@ fn pruning_removes_only_what_is_older() {
 }
 
 #[test]
+fn deferrals_count_the_failed_attempts_of_the_asked_messages_and_keep_the_last_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store::open(&dir.path().join("t.sqlite")).unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(8);
+    for (at_ms, kind, queue_id, detail) in [
+        (1_000, "accepted", "Q1", ""),
+        (2_000, "deferred", "Q1", "connection refused"),
+        (4_000, "deferred", "Q1", "421 too many connections"),
+        (3_000, "deferred", "Q1", "timed out"),
+        (2_500, "deferred", "Q2", "452 mailbox full"),
+        (5_000, "deferred", "Q3", "not asked"),
+        (6_000, "delivered", "Q4", ""),
+    ] {
+        let e = TrackEvent {
+            at_ms,
+            kind: kind.into(),
+            queue_id: queue_id.into(),
+            detail: detail.into(),
+            ..Default::default()
+        };
+        tx.send(e).unwrap();
+    }
+    drop(tx);
+    store::write_batches(store::open(&dir.path().join("t.sqlite")).unwrap(), rx);
+    let asked = ["Q1", "Q2", "Q4", "Q9"].map(String::from);
+    let mut found = store::deferrals(&conn, &asked).unwrap();
+    found.sort_by(|a, b| a.queue_id.cmp(&b.queue_id));
+    let seen: Vec<_> = found
+        .iter()
+        .map(|d| {
+            (
+                d.queue_id.as_str(),
+                d.count,
+                d.last_at_ms,
+                d.last_detail.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("Q1", 3, 4_000, "421 too many connections"),
+            ("Q2", 1, 2_500, "452 mailbox full"),
+        ]
+    );
+    assert!(store::deferrals(&conn, &[]).unwrap().is_empty());
+}
+
+#[test]
 fn a_file_from_before_the_connection_columns_gets_them_and_keeps_its_events() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.sqlite");

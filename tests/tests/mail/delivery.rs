@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use peage_tests::v1::*;
-use peage_tests::{http_get, wait_for, SinkProcess, Tuning};
+use peage_tests::{http_get, wait_for, SinkProcess, Tuning, ADMIN_TOKEN};
 
 use super::tracking::track_until;
 use super::{
-    ham, proving_client_example, queue, send_ham, wait_delivered, with_local_domain,
+    ham, json_as, proving_client_example, queue, send_ham, wait_delivered, with_local_domain,
     with_local_domain_tuned,
 };
 
@@ -128,6 +128,53 @@ async fn with_the_downstream_down_mail_is_held_then_delivered_when_it_returns() 
     let sink = c.start_sink().await.unwrap();
     wait_delivered(&c, &sink, 1, &[0, 1, 2]).await;
     assert_eq!(sink.messages("bob@example.test").len(), 1);
+}
+
+/// `queue ls` through any node says why a message waits — its failed attempts as the owner
+/// recorded them and the last one's error, as `mailq` does — and names a site that could
+/// not say.
+#[tokio::test]
+async fn queue_ls_says_why_a_message_waits_and_which_sites_did_not_answer() {
+    let mut c = with_local_domain().await;
+    let id = send_ham(&c, 1, 0);
+    let failed = |answer: &serde_json::Value| {
+        let m = answer["messages"].as_array()?.first()?.clone();
+        let why = m["last_failure"].as_str()?.to_owned();
+        (m["queue_id"] == id.as_str() && m["failed_attempts"].as_u64()? >= 2).then_some(why)
+    };
+    let why = wait_for(
+        "two failed attempts listed through another node",
+        Duration::from_secs(30),
+        || async { failed(&json_as(&c, 0, ADMIN_TOKEN, &["queue", "ls"]).ok()?) },
+    )
+    .await
+    .unwrap();
+    assert!(why.contains("Connection refused"), "{why}");
+    let out = c.peagectl(0, &["queue", "ls"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("failed attempts, the last at"), "{text}");
+    assert!(text.contains("Connection refused"), "{text}");
+
+    c.kill(2);
+    let answer = wait_for(
+        "the listing names the site that is down",
+        Duration::from_secs(30),
+        || async {
+            let answer = json_as(&c, 0, ADMIN_TOKEN, &["queue", "ls"]).ok()?;
+            let silent = answer["unanswered"]
+                .as_array()?
+                .first()?
+                .as_str()?
+                .to_owned();
+            silent.starts_with("3 (").then_some(answer)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        failed(&answer).is_some(),
+        "the owner's count stays: {answer}"
+    );
 }
 
 #[tokio::test]
