@@ -63,9 +63,10 @@ impl ClientError {
             tonic::Code::PermissionDenied => ClientError::PermissionDenied { addr, message },
             tonic::Code::InvalidArgument => ClientError::InvalidArgument(message),
             tonic::Code::NotFound => ClientError::NotFound(message),
-            tonic::Code::Unavailable
-                if message.contains("transport") || message.contains("connect") =>
-            {
+            // tonic's own failure to reach the node carries the transport error as its
+            // source; a node's own UNAVAILABLE (no quorum, its leader unreachable) has none,
+            // whatever its message says.
+            tonic::Code::Unavailable if std::error::Error::source(&s).is_some() => {
                 ClientError::Unreachable {
                     addr,
                     reason: message,
@@ -185,5 +186,15 @@ mod tests {
         assert!(super::parse_duration_secs("0").is_err());
         assert!(super::parse_duration_secs("5y").is_err());
         assert!(super::parse_duration_secs("h").is_err());
+    }
+
+    #[test]
+    fn a_node_saying_its_leader_is_unreachable_is_not_a_node_out_of_reach() {
+        use super::ClientError;
+        let from_node = tonic::Status::unavailable(
+            "the leader (node 3 at 127.0.0.3:50052) is unreachable: tcp connect error",
+        );
+        let e = ClientError::from_status("https://127.0.0.1:50051", from_node);
+        assert!(matches!(e, ClientError::Unavailable { .. }), "{e}");
     }
 }

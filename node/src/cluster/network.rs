@@ -313,7 +313,9 @@ impl PeerClients {
                     received_ms: now_ms(),
                 })
             }
-            Err(s) if s.code() == tonic::Code::Unavailable && s.message().contains("transport") => {
+            // The leader answers its own refusals as FAILED_PRECONDITION: UNAVAILABLE is
+            // the way to it (connection refused, reset, transport).
+            Err(s) if s.code() == tonic::Code::Unavailable => {
                 Err(unreachable(s.message().to_owned()))
             }
             Err(s) => Err(Unavailable::NoQuorum(s.message().to_owned())),
