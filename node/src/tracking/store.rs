@@ -1,6 +1,7 @@
 //! The tracking file: its schema, the writer thread's batched inserts, searches and
 //! pruning. Synchronous writes are off: a crash loses the last events, never mail.
 
+use std::borrow::Borrow;
 use std::path::Path;
 use std::sync::mpsc::Receiver;
 
@@ -65,7 +66,7 @@ fn add_connection_columns(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Inserts what arrives on `events`, in batches, until every sender is gone.
-pub fn write_batches(mut conn: Connection, events: Receiver<TrackEvent>) {
+pub fn write_batches<E: Borrow<TrackEvent>>(mut conn: Connection, events: Receiver<E>) {
     while let Ok(first) = events.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -80,7 +81,7 @@ pub fn write_batches(mut conn: Connection, events: Receiver<TrackEvent>) {
     }
 }
 
-fn insert(conn: &mut Connection, batch: &[TrackEvent]) -> rusqlite::Result<()> {
+fn insert<E: Borrow<TrackEvent>>(conn: &mut Connection, batch: &[E]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     let mut rollup = super::rollup::Rollup::default();
     {
@@ -90,6 +91,7 @@ fn insert(conn: &mut Connection, batch: &[TrackEvent]) -> rusqlite::Result<()> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?;
         for e in batch {
+            let e = e.borrow();
             let recipients: String = e
                 .recipients
                 .iter()
