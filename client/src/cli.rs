@@ -228,7 +228,7 @@ pub enum PolicyCmd {
 
 #[derive(Subcommand)]
 pub enum QueueCmd {
-    /// Messages waiting for delivery.
+    /// Messages waiting for delivery; under one that failed, how many attempts failed and the last error, from every site.
     Ls(MessageFilter),
     /// Attempt delivery of a message now.
     Retry { queue_id: String },
