@@ -4,6 +4,7 @@
 use std::borrow::Borrow;
 use std::path::Path;
 use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
 use rusqlite::{params, Connection};
@@ -12,6 +13,8 @@ use peage_proto::v1::{Deferral, TrackEvent, TrackQuery};
 
 /// Events inserted in one transaction at most.
 const BATCH: usize = 1000;
+/// How long the writer gathers events after the first before it inserts them.
+const GATHER: Duration = Duration::from_millis(100);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -69,8 +72,11 @@ fn add_connection_columns(conn: &Connection) -> rusqlite::Result<()> {
 pub fn write_batches<E: Borrow<TrackEvent>>(mut conn: Connection, events: Receiver<E>) {
     while let Ok(first) = events.recv() {
         let mut batch = vec![first];
+        // Events come one or two at a time; each transaction rewrites every index page it
+        // touches into the write-ahead log, so gathering them for a moment costs far less.
+        let until = Instant::now() + GATHER;
         while batch.len() < BATCH {
-            match events.try_recv() {
+            match events.recv_timeout(until.saturating_duration_since(Instant::now())) {
                 Ok(e) => batch.push(e),
                 Err(_) => break,
             }
