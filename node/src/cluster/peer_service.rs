@@ -212,14 +212,10 @@ impl RaftPeer for PeerService {
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         let matched = self
             .cluster
-            .metrics()
-            .replication
-            .iter()
-            .flatten()
-            .map(|(id, l)| MatchedIndex {
-                node_id: *id,
-                index: l.map_or(0, |l| l.index),
-            })
+            .matched_here()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(node_id, index)| MatchedIndex { node_id, index })
             .collect();
         Ok(Response::new(ReadIndexReply {
             index,

@@ -127,15 +127,23 @@ impl Cluster {
         started && contact.commit_index.saturating_sub(applied) <= FAR_BEHIND
     }
 
+    /// Matched log index per member when this node leads (its replication figures).
+    pub fn matched_here(&self) -> Option<BTreeMap<NodeId, u64>> {
+        let m = self.metrics();
+        let repl = m.replication.as_ref()?;
+        Some(
+            repl.iter()
+                .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
+                .collect(),
+        )
+    }
+
     /// Matched log index per member, from the leader (here, or asked over the peer service).
     pub async fn matched_indexes(&self) -> BTreeMap<NodeId, u64> {
-        let m = self.metrics();
-        if let Some(repl) = &m.replication {
-            return repl
-                .iter()
-                .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
-                .collect();
+        if let Some(matched) = self.matched_here() {
+            return matched;
         }
+        let m = self.metrics();
         let Some(leader) = m.current_leader else {
             return BTreeMap::new();
         };

@@ -8,6 +8,20 @@ use peage_tests::{wait_for, TestCluster, Tuning};
 
 use super::{ham, queue, send_ham, wait_delivered};
 
+/// Routes example.test through a gate to the sink that turns node `refused` away (as if
+/// that site's path to the downstream were broken) and lets the other sites through.
+async fn route_refusing(c: &TestCluster, refused: usize) -> LinkProxy {
+    let gate_addr = format!("{}.201:2627", c.net);
+    let ip = format!("{}.{}", c.net, refused + 1).parse().unwrap();
+    let gate = LinkProxy::start_refusing(&gate_addr, &c.sink_addr(), ip)
+        .await
+        .unwrap();
+    c.route_domain("example.test", &format!("smtp://{gate_addr}"))
+        .await
+        .unwrap();
+    gate
+}
+
 /// A node accepts 1,000 messages while the way to the downstream is cut (its attempts hang,
 /// none fails) and is killed; the leader takes them over in one or a few commands (not one
 /// per message) and, once the way is open again, delivers every one.
@@ -81,14 +95,7 @@ async fn a_dead_nodes_thousand_messages_are_taken_over_in_a_few_entries() {
 async fn an_owner_whose_route_fails_hands_its_message_to_a_site_that_delivers_it() {
     let c = TestCluster::start(Tuning::default()).await.unwrap();
     let sink = c.start_sink().await.unwrap();
-    let gate_addr = format!("{}.201:2627", c.net);
-    let paris = format!("{}.1", c.net).parse().unwrap();
-    let _gate = LinkProxy::start_refusing(&gate_addr, &c.sink_addr(), paris)
-        .await
-        .unwrap();
-    c.route_domain("example.test", &format!("smtp://{gate_addr}"))
-        .await
-        .unwrap();
+    let _gate = route_refusing(&c, 0).await;
     let id = send_ham(&c, 0, 41);
     wait_delivered(&c, &sink, 1, &[0, 1, 2]).await;
     let handed = wait_for("Paris counts its hand-off", Duration::from_secs(10), || {
@@ -117,14 +124,7 @@ async fn a_leader_whose_route_fails_hands_its_message_to_the_site_that_is_up() {
     let leader = c.wait_for_leader_everywhere().await.unwrap();
     // Node ids are index + 1: the voter after the leader's id, in turn, is index leader + 1.
     let (down, up) = ((leader + 1) % 3, (leader + 2) % 3);
-    let gate_addr = format!("{}.201:2627", c.net);
-    let leader_ip = format!("{}.{}", c.net, leader + 1).parse().unwrap();
-    let _gate = LinkProxy::start_refusing(&gate_addr, &c.sink_addr(), leader_ip)
-        .await
-        .unwrap();
-    c.route_domain("example.test", &format!("smtp://{gate_addr}"))
-        .await
-        .unwrap();
+    let _gate = route_refusing(&c, leader).await;
     c.kill(down);
     let id = send_ham(&c, leader, 43);
     wait_delivered(&c, &sink, 1, &[leader, up]).await;

@@ -99,11 +99,7 @@ pub async fn hand_off(cluster: &Cluster, m: &SpooledMessage, lease_ms: i64) -> b
     if m.handoffs as usize + 1 >= voters.len() {
         return false;
     }
-    let matched: Option<BTreeMap<NodeId, u64>> = metrics.replication.as_ref().map(|r| {
-        r.iter()
-            .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
-            .collect()
-    });
+    let matched = cluster.matched_here();
     let Some(to) = hand_off_target(
         cluster.id(),
         &voters,
