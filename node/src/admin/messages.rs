@@ -99,17 +99,14 @@ async fn with_failed_attempts(svc: &AdminService, messages: &mut [QueuedMessage]
         },
     )
     .await;
-    let mut by_id: HashMap<String, (u32, i64, String)> = HashMap::new();
+    let at: HashMap<String, usize> = ids.into_iter().zip(0..).collect();
     for d in found.into_iter().flatten() {
-        let seen = by_id.entry(d.queue_id).or_default();
-        seen.0 += d.count;
-        if d.last_at_ms > seen.1 {
-            (seen.1, seen.2) = (d.last_at_ms, d.last_detail);
-        }
-    }
-    for m in messages {
-        if let Some((count, at_ms, why)) = by_id.remove(&m.queue_id) {
-            (m.failed_attempts, m.last_failed_ms, m.last_failure) = (count, at_ms, why);
+        let Some(m) = at.get(&d.queue_id).map(|i| &mut messages[*i]) else {
+            continue;
+        };
+        m.failed_attempts += d.count;
+        if d.last_at_ms > m.last_failed_ms {
+            (m.last_failed_ms, m.last_failure) = (d.last_at_ms, d.last_detail);
         }
     }
     unanswered
