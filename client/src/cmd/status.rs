@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use peage_client::v1::{StatusReply, StatusRequest};
+use peage_client::v1::{Member, StatusReply, StatusRequest};
 use peage_client::ClientError;
 
 use super::context::Ctx;
@@ -31,6 +31,7 @@ fn status_json(s: &StatusReply) -> Value {
                 "peer_addr": m.peer_addr,
                 "voter": m.voter,
                 "matched_index": m.matched_index,
+                "silent_ms": m.silent_ms,
             })
         })
         .collect();
@@ -53,6 +54,15 @@ fn status_json(s: &StatusReply) -> Value {
         "warnings": s.warnings,
         "read": read_json(&s.read),
     })
+}
+
+/// The member's matched index, and whether the leader hears from it.
+fn matched(m: &Member) -> String {
+    let index = m.matched_index.map_or("-".into(), |i| i.to_string());
+    match m.silent_ms {
+        Some(ms) => format!("{index} (not answering for {} s)", ms / 1000),
+        None => index,
+    }
 }
 
 fn print_status(s: &StatusReply) {
@@ -88,7 +98,7 @@ fn print_status(s: &StatusReply) {
             m.admin_addr,
             m.peer_addr,
             if m.voter { "voter" } else { "learner" },
-            m.matched_index.map_or("-".into(), |i| i.to_string())
+            matched(m)
         );
     }
     for w in &s.warnings {

@@ -14,14 +14,15 @@ use peage_proto::v1::{
 use super::convert::{read_info, write_status};
 use super::service::AdminService;
 use super::validate::{invalid, node_addr};
-use crate::cluster::placement::{placement_warnings, role_name};
+use crate::cluster::placement::{placement_warnings, replication_warnings, role_name, Replica};
 use crate::cluster::protocol::WriteOp;
+use crate::cluster::MemberReplication;
 use crate::types::PeageNode;
 
-async fn members(svc: &AdminService, with_matched: bool) -> Vec<Member> {
+async fn members(svc: &AdminService, with_replication: bool) -> Vec<Member> {
     let m = svc.cluster.metrics();
-    let matched = if with_matched {
-        svc.cluster.matched_indexes().await
+    let replication = if with_replication {
+        svc.cluster.replication().await
     } else {
         Default::default()
     };
@@ -35,7 +36,8 @@ async fn members(svc: &AdminService, with_matched: bool) -> Vec<Member> {
             peer_addr: node.peer_addr.clone(),
             admin_addr: node.admin_addr.clone(),
             voter: voters.contains(id),
-            matched_index: matched.get(id).copied(),
+            matched_index: replication.get(id).map(|r| r.matched),
+            silent_ms: replication.get(id).and_then(|r| r.silent_ms),
         })
         .collect()
 }
@@ -52,6 +54,20 @@ pub async fn status(svc: &AdminService, _: StatusRequest) -> Result<StatusReply,
     if m.current_leader.is_none() {
         warnings.push("no leader is known: this node cannot reach a majority".into());
     }
+    let replicas: Vec<Replica> = (members.iter())
+        .filter_map(|m| {
+            Some(Replica {
+                id: m.node_id,
+                site: &m.site,
+                voter: m.voter,
+                replication: MemberReplication {
+                    matched: m.matched_index?,
+                    silent_ms: m.silent_ms,
+                },
+            })
+        })
+        .collect();
+    warnings.extend(replication_warnings(&replicas));
     let (learned_spam, learned_ham, learned_tokens, learned_table_bytes) =
         svc.cluster.state().indexes().bayes_counts();
     Ok(StatusReply {

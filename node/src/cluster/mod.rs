@@ -14,6 +14,7 @@ pub mod placement;
 mod proposer;
 pub mod protocol;
 mod read;
+pub use read::MemberReplication;
 pub mod shared_counts;
 mod silence;
 mod write;
@@ -33,6 +34,7 @@ use clock_offset::LeaderClock;
 use network::{NetworkFactory, PeerClients};
 use proposer::Proposer;
 use shared_counts::SharedCounts;
+use silence::PeerSilence;
 
 use crate::tracking::Tracking;
 
@@ -72,6 +74,8 @@ struct ClusterInner {
     blobs: BlobStore,
     /// Peer connections, shared with openraft's network factory.
     peers: PeerClients,
+    /// Which peers stopped answering this node's Raft calls (a leader's replication).
+    silence: PeerSilence,
     proposer: Proposer,
     /// Tells stale reads how far behind the leader this node may be.
     leader_contact: Mutex<LeaderContact>,
@@ -132,6 +136,7 @@ impl Cluster {
             config.cluster.peer_via.clone(),
             tls,
         );
+        let silence = PeerSilence::default();
         let raft = Raft::new(
             config.node.id,
             Arc::new(raft_config),
@@ -139,6 +144,7 @@ impl Cluster {
                 config.node.id,
                 peers.clone(),
                 Duration::from_millis(config.raft.heartbeat_interval_ms),
+                silence.clone(),
             ),
             log,
             state.clone(),
@@ -154,6 +160,7 @@ impl Cluster {
                 state,
                 blobs,
                 peers,
+                silence,
                 proposer: Proposer::default(),
                 leader_contact: Mutex::new(LeaderContact::default()),
                 leader_clock: LeaderClock::default(),

@@ -29,6 +29,7 @@ use peage_mail::sync::lock;
 
 use super::error::{Unavailable, WriteError};
 use super::protocol::{Committed, Forwarded, WriteOp};
+use super::read::MemberReplication;
 use super::silence::PeerSilence;
 use crate::clock::now_ms;
 use crate::grpc_tls::{host_of, GrpcTls};
@@ -39,7 +40,7 @@ pub const SECRET_HEADER: &str = "x-peage-cluster-secret";
 /// A leader's answer to a read-index call.
 pub struct LeaderRead {
     pub index: u64,
-    pub matched: BTreeMap<NodeId, u64>,
+    pub replication: BTreeMap<NodeId, MemberReplication>,
     /// Our clock when the call went out and when the answer came, and the leader's between.
     pub sent_ms: i64,
     pub leader_now_ms: i64,
@@ -307,7 +308,18 @@ impl PeerClients {
                 let r = r.into_inner();
                 Ok(LeaderRead {
                     index: r.index,
-                    matched: r.matched.iter().map(|m| (m.node_id, m.index)).collect(),
+                    replication: (r.matched.iter())
+                        .map(|m| {
+                            let silent_ms = m.silent_ms;
+                            (
+                                m.node_id,
+                                MemberReplication {
+                                    matched: m.index,
+                                    silent_ms,
+                                },
+                            )
+                        })
+                        .collect(),
                     sent_ms,
                     leader_now_ms: r.leader_now_ms,
                     received_ms: now_ms(),
@@ -371,12 +383,17 @@ impl NetworkFactory {
     /// from the leader within one, well inside its election timeout. (openraft's default
     /// of 500 ms outlasts a loopback election timeout: a follower restarted while the
     /// leader was backing off called an election and deposed a healthy leader.)
-    pub fn new(me: NodeId, clients: PeerClients, retry_unreachable: Duration) -> NetworkFactory {
+    pub fn new(
+        me: NodeId,
+        clients: PeerClients,
+        retry_unreachable: Duration,
+        silence: PeerSilence,
+    ) -> NetworkFactory {
         NetworkFactory {
             me,
             clients,
             retry_unreachable,
-            silence: PeerSilence::default(),
+            silence,
         }
     }
 }

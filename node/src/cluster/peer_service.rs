@@ -212,10 +212,14 @@ impl RaftPeer for PeerService {
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         let matched = self
             .cluster
-            .matched_here()
+            .replication_here()
             .unwrap_or_default()
             .into_iter()
-            .map(|(node_id, index)| MatchedIndex { node_id, index })
+            .map(|(node_id, r)| MatchedIndex {
+                node_id,
+                index: r.matched,
+                silent_ms: r.silent_ms,
+            })
             .collect();
         Ok(Response::new(ReadIndexReply {
             index,

@@ -17,7 +17,16 @@ use crate::types::NodeId;
 
 /// How many committed entries a follower may have left to apply and still count as current:
 /// a moment's lag under load, not a catch-up.
-const FAR_BEHIND: u64 = 1000;
+pub const FAR_BEHIND: u64 = 1000;
+
+/// What the leader knows of one member's replication.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberReplication {
+    /// The last log index known to be there (0: none yet).
+    pub matched: u64,
+    /// How long it has not answered the leader's calls, when it does not.
+    pub silent_ms: Option<u64>,
+}
 
 impl Cluster {
     /// Notes an AppendEntries or snapshot from the leader, and the commit index it carried.
@@ -138,10 +147,27 @@ impl Cluster {
         )
     }
 
-    /// Matched log index per member, from the leader (here, or asked over the peer service).
-    pub async fn matched_indexes(&self) -> BTreeMap<NodeId, u64> {
-        if let Some(matched) = self.matched_here() {
-            return matched;
+    /// Each member's replication when this node leads: its matched index, and how long it
+    /// has not answered.
+    pub fn replication_here(&self) -> Option<BTreeMap<NodeId, MemberReplication>> {
+        let silences = self.inner.silence.silences();
+        let matched = self.matched_here()?;
+        Some(
+            matched
+                .into_iter()
+                .map(|(id, matched)| {
+                    let silent_ms = silences.get(&id).map(|d| d.as_millis() as u64);
+                    (id, MemberReplication { matched, silent_ms })
+                })
+                .collect(),
+        )
+    }
+
+    /// Each member's replication, from the leader (here, or asked over the peer service);
+    /// empty when no leader answers.
+    pub async fn replication(&self) -> BTreeMap<NodeId, MemberReplication> {
+        if let Some(replication) = self.replication_here() {
+            return replication;
         }
         let m = self.metrics();
         let Some(leader) = m.current_leader else {
@@ -158,7 +184,7 @@ impl Cluster {
         {
             Ok(read) => {
                 self.record_leader_clock(&read);
-                read.matched
+                read.replication
             }
             Err(_) => BTreeMap::new(),
         }

@@ -5,7 +5,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use peage_mail::sync::lock;
 
@@ -38,10 +38,13 @@ impl PeerSilence {
         }
     }
 
-    /// Whether `target` is silent now.
-    #[cfg(test)]
-    pub fn is_silent(&self, target: NodeId) -> bool {
-        lock(&self.0).contains_key(&target)
+    /// How long each silent peer has not answered (only a leader replicates, so only a
+    /// leader's figures are current).
+    pub fn silences(&self) -> BTreeMap<NodeId, Duration> {
+        lock(&self.0)
+            .iter()
+            .map(|(id, since)| (*id, since.elapsed()))
+            .collect()
     }
 }
 
@@ -52,12 +55,13 @@ mod tests {
     #[test]
     fn a_peer_is_silent_from_its_first_failure_until_it_answers() {
         let s = PeerSilence::default();
-        assert!(!s.is_silent(3));
+        assert!(s.silences().is_empty());
         s.failed(3, "127.0.0.3:50052", &"tcp connect error");
+        let first = s.silences()[&3];
         s.failed(3, "127.0.0.3:50052", &"tcp connect error");
-        assert!(s.is_silent(3));
-        assert!(!s.is_silent(2));
+        assert_eq!(s.silences().keys().collect::<Vec<_>>(), [&3]);
+        assert!(s.silences()[&3] >= first, "silent since the first failure");
         s.answered(3, "127.0.0.3:50052");
-        assert!(!s.is_silent(3));
+        assert!(s.silences().is_empty());
     }
 }

@@ -91,9 +91,41 @@ async fn leader_killed_new_leader_elected_and_the_old_one_catches_up() {
     .unwrap();
     let index = r.into_inner().log_index;
 
+    // An operator asking any node that is up is told which site the leader cannot reach.
+    let killed = c.nodes[old].id;
+    let silent_member = |status: &serde_json::Value| {
+        let members = status["members"].as_array()?;
+        let m = members.iter().find(|m| m["node_id"] == killed)?;
+        m["silent_ms"].as_u64()
+    };
+    let status = wait_for(
+        "status says the killed node does not answer",
+        Duration::from_secs(10),
+        || std::future::ready(status_json(&c, writer).filter(|s| silent_member(s).is_some())),
+    )
+    .await
+    .unwrap();
+    let warnings = status["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!("node {killed} (")) && warnings.contains("one more voter down"),
+        "{status:#}"
+    );
+
     // Phase 2: the killed node restarts from its data directory and catches up.
     c.start_node(old).unwrap();
     c.wait_applied(old, index).await.unwrap();
+    wait_for(
+        "status no longer warns once the node answers",
+        Duration::from_secs(10),
+        || {
+            let quiet = status_json(&c, writer).filter(|s| {
+                silent_member(s).is_none() && s["warnings"].as_array().is_some_and(|w| w.is_empty())
+            });
+            std::future::ready(quiet)
+        },
+    )
+    .await
+    .unwrap();
     for v in ["a@spam.example", "b@spam.example"] {
         let r = check(&c, old, EntryKind::Sender, v, true).await;
         assert_eq!(r.matches.len(), 1, "{v} on the restarted node: {r:?}");
@@ -130,6 +162,11 @@ async fn leader_killed_new_leader_elected_and_the_old_one_catches_up() {
         !leader_log.contains("error replication to target"),
         "openraft's retries are logged:\n{leader_log}"
     );
+}
+
+fn status_json(c: &TestCluster, node: usize) -> Option<serde_json::Value> {
+    let o = c.peagectl(node, &["status", "--json"]);
+    serde_json::from_slice(&o.stdout).ok()
 }
 
 /// A follower stopped with SIGTERM and started again, three times, leaves the leader
