@@ -136,10 +136,17 @@ pub async fn connect_with(addr: &str, access: &Access) -> Result<Admin, ClientEr
         None => None,
     };
     let channel = endpoint.connect().await.map_err(|e| {
+        // hyper's connector wraps an error in one that says the same ("tcp connect error:
+        // tcp connect error: …"): a link of the chain repeating the one before is left out.
         let mut reason = e.to_string();
+        let mut last = reason.clone();
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
-            reason = format!("{reason}: {s}");
+            let text = s.to_string();
+            if text != last {
+                reason = format!("{reason}: {text}");
+            }
+            last = text;
             source = s.source();
         }
         ClientError::Unreachable {
