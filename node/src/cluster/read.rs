@@ -52,24 +52,18 @@ impl Cluster {
     }
 
     /// Waits until this node's replica reflects everything committed before the call
-    /// (linearizable), or answers at once from the local replica (`stale`).
+    /// (linearizable), or answers at once from the local replica (`stale`). A leader that
+    /// cannot be reached (killed a moment ago) is waited out: the read goes to the next
+    /// one, if one is elected within the commit timeout.
     pub async fn read_barrier(&self, stale: bool) -> Result<Freshness, Unavailable> {
         if !stale {
-            let m = self.wait_for_leader().await?;
-            let Some(leader) = m.current_leader else {
-                return Err(Unavailable::NoQuorum("no leader is known".into()));
-            };
-            let index = if leader == self.inner.id {
-                self.leader_read_index().await?
-            } else {
-                let addr = leader_peer_addr(&m, leader)?;
-                let read = self
-                    .inner
-                    .peers
-                    .read_index(leader, &addr, self.inner.commit_timeout)
-                    .await?;
-                self.record_leader_clock(&read);
-                read.index
+            let deadline = Instant::now() + self.inner.commit_timeout;
+            let index = loop {
+                match self.read_index().await {
+                    Err(Unavailable::LeaderUnreachable { leader, .. })
+                        if self.wait_for_another_leader(leader, deadline).await => {}
+                    other => break other?,
+                }
             };
             if !self.wait_applied(index).await {
                 return Err(Unavailable::Timeout(
@@ -78,6 +72,40 @@ impl Cluster {
             }
         }
         Ok(self.freshness(stale))
+    }
+
+    /// The index a linearizable read must wait for, from the leader (here, or asked).
+    async fn read_index(&self) -> Result<u64, Unavailable> {
+        let m = self.wait_for_leader().await?;
+        let Some(leader) = m.current_leader else {
+            return Err(Unavailable::NoQuorum("no leader is known".into()));
+        };
+        if leader == self.inner.id {
+            return self.leader_read_index().await;
+        }
+        let addr = leader_peer_addr(&m, leader)?;
+        let read = self
+            .inner
+            .peers
+            .read_index(leader, &addr, self.inner.commit_timeout)
+            .await?;
+        self.record_leader_clock(&read);
+        Ok(read.index)
+    }
+
+    /// Whether a leader other than `gone` became known before `deadline`.
+    async fn wait_for_another_leader(&self, gone: NodeId, deadline: Instant) -> bool {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return false;
+        };
+        let another = move |l: Option<NodeId>| l.is_some_and(|l| l != gone);
+        (self.inner.raft.wait(Some(left)))
+            .metrics(
+                move |m| another(m.current_leader),
+                "a leader other than the unreachable one",
+            )
+            .await
+            .is_ok()
     }
 
     /// How far this replica may be behind, from what the leader last told it.

@@ -69,11 +69,26 @@ async fn leader_killed_new_leader_elected_and_the_old_one_catches_up() {
         .await
         .unwrap();
 
-    // Phase 1: SIGKILL the leader; the two others elect a new one and take writes.
+    // Phase 1: SIGKILL the leader; the two others elect a new one and take writes. A
+    // linearizable read sent at once through a follower, which still takes the dead node for
+    // its leader, waits out the election instead of failing.
+    let writer = (0..3).find(|i| *i != old).unwrap();
+    let mut reader = c.client(writer).await.unwrap();
+    let read = ListCheckRequest {
+        kind: EntryKind::Sender as i32,
+        value: "a@spam.example".into(),
+        stale: false,
+    };
+    reader.list_check(read.clone()).await.unwrap();
     c.kill(old);
+    let during_election = reader.list_check(read).await;
+    let found = during_election.map(|r| r.into_inner().matches.len());
+    assert!(
+        matches!(found, Ok(1)),
+        "a read during the election: {found:?}"
+    );
     let new = c.wait_for_leader_everywhere().await.unwrap();
     assert_ne!(new, old);
-    let writer = (0..3).find(|i| *i != old).unwrap();
     let a = c.client(writer).await.unwrap();
     let r = wait_for(
         "a write succeeds after the leader's death",
