@@ -14,7 +14,6 @@ pub mod placement;
 mod proposer;
 pub mod protocol;
 mod read;
-pub use read::MemberReplication;
 pub mod shared_counts;
 mod silence;
 mod write;
@@ -34,6 +33,7 @@ use clock_offset::LeaderClock;
 use network::{NetworkFactory, PeerClients};
 use proposer::Proposer;
 use shared_counts::SharedCounts;
+pub use silence::MemberReplication;
 use silence::PeerSilence;
 
 use crate::tracking::Tracking;

@@ -29,8 +29,7 @@ use peage_mail::sync::lock;
 
 use super::error::{Unavailable, WriteError};
 use super::protocol::{Committed, Forwarded, WriteOp};
-use super::read::MemberReplication;
-use super::silence::PeerSilence;
+use super::silence::{MemberReplication, PeerSilence};
 use crate::clock::now_ms;
 use crate::grpc_tls::{host_of, GrpcTls};
 use crate::types::{NodeId, PeageNode, TypeConfig};

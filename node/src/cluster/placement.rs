@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use openraft::ServerState;
 
-use super::read::{MemberReplication, FAR_BEHIND};
+use super::read::FAR_BEHIND;
+use super::silence::MemberReplication;
 use crate::types::NodeId;
 
 /// A role name for status output.

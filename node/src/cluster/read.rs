@@ -11,6 +11,7 @@ use peage_mail::sync::lock;
 
 use super::error::Unavailable;
 use super::network::LeaderRead;
+use super::silence::MemberReplication;
 use super::write::leader_peer_addr;
 use super::{Cluster, Freshness};
 use crate::types::NodeId;
@@ -18,15 +19,6 @@ use crate::types::NodeId;
 /// How many committed entries a follower may have left to apply and still count as current:
 /// a moment's lag under load, not a catch-up.
 pub const FAR_BEHIND: u64 = 1000;
-
-/// What the leader knows of one member's replication.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MemberReplication {
-    /// The last log index known to be there (0: none yet).
-    pub matched: u64,
-    /// How long it has not answered the leader's calls, when it does not.
-    pub silent_ms: Option<u64>,
-}
 
 impl Cluster {
     /// Notes an AppendEntries or snapshot from the leader, and the commit index it carried.

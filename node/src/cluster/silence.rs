@@ -1,6 +1,7 @@
 //! Which peers stopped answering Raft's calls: one log line when a peer falls silent and one
 //! when it answers again, in place of openraft's three lines a retry (every heartbeat: some
-//! eighty lines a second, gigabytes a day, for a site that is down).
+//! eighty lines a second, gigabytes a day, for a site that is down); and how long, with
+//! each member's matched index, for `peagectl status` (`MemberReplication`).
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -10,6 +11,15 @@ use std::time::{Duration, Instant};
 use peage_mail::sync::lock;
 
 use crate::types::NodeId;
+
+/// What the leader knows of one member's replication.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberReplication {
+    /// The last log index known to be there (0: none yet).
+    pub matched: u64,
+    /// How long it has not answered the leader's calls, when it does not.
+    pub silent_ms: Option<u64>,
+}
 
 /// Since when each silent peer has not answered; shared by the replication streams to it.
 #[derive(Clone, Default)]
