@@ -229,17 +229,36 @@ pub enum PolicyCmd {
 #[derive(Subcommand)]
 pub enum QueueCmd {
     /// Messages waiting for delivery; under one that failed, how many attempts failed and the last error, from every site.
-    Ls(MessageFilter),
-    /// Attempt delivery of a message now.
-    Retry { queue_id: String },
+    Ls(ListArgs),
+    /// Attempt delivery of a message now; with --all, of every queued message that the
+    /// filters match (after a downstream's outage, as `postqueue -f` does).
+    #[command(
+        after_help = "Examples:\n  peagectl queue retry 3358345415DC93B3\n  peagectl queue retry --all\n  peagectl queue retry --all --recipient @example.test"
+    )]
+    Retry(RetryArgs),
     /// Remove a message from the queue (it will not be delivered).
     Drop { queue_id: String },
+}
+
+#[derive(clap::Args)]
+#[group(id = "which", required = true, multiple = false, args = ["queue_id", "all"])]
+pub struct RetryArgs {
+    /// The message to retry.
+    pub queue_id: Option<String>,
+    /// Every queued message the filters match (all of them without filters).
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: messages retried at once.
+    #[arg(long, default_value_t = 16, requires = "all")]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub filter: MessageFilter,
 }
 
 #[derive(Subcommand)]
 pub enum QuarantineCmd {
     /// Held messages.
-    Ls(MessageFilter),
+    Ls(ListArgs),
     /// A held message: its record and headers (`--raw`: the whole message).
     Show {
         queue_id: String,
@@ -275,12 +294,30 @@ pub struct MessageFilter {
     /// Only this verdict (deliver, released, quarantine).
     #[arg(long, default_value = "")]
     pub verdict: String,
+}
+
+/// `queue ls` and `quarantine ls`: which messages, and which page of them.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub filter: MessageFilter,
     /// Messages per page (at most 1000).
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
     /// Continue after this token (printed after a full page).
     #[arg(long, default_value = "")]
     pub page_token: String,
+}
+
+impl MessageFilter {
+    /// Whether no filter was given (the page options aside).
+    pub fn is_empty(&self) -> bool {
+        !self.outbound
+            && self.recipient.is_empty()
+            && self.sender.is_empty()
+            && self.since.is_none()
+            && self.verdict.is_empty()
+    }
 }
 
 #[derive(Subcommand)]

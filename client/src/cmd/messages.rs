@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use peage_client::v1::{MessageRef, QueueListRequest, QueuedMessage};
 use peage_client::{parse_duration_secs, ClientError};
 
+use super::context::pipelined;
 use super::context::Ctx;
-use crate::cli::{MessageFilter, QuarantineCmd, QueueCmd};
+use crate::cli::{ListArgs, MessageFilter, QuarantineCmd, QueueCmd};
 use crate::output::{
     message_json, points, print_json, print_read_note, print_symbols, read_json, sender, utc,
 };
@@ -17,7 +18,13 @@ use crate::output::{
 pub async fn queue(ctx: &mut Ctx, cmd: QueueCmd) -> Result<(), ClientError> {
     match cmd {
         QueueCmd::Ls(f) => list(ctx, &f, false).await,
-        QueueCmd::Retry { queue_id } => retry(ctx, queue_id).await,
+        QueueCmd::Retry(args) => match args.queue_id {
+            Some(queue_id) if args.filter.is_empty() => retry(ctx, queue_id).await,
+            Some(_) => Err(ClientError::InvalidArgument(
+                "the filters choose messages for --all; a QUEUE_ID is retried alone".into(),
+            )),
+            None => retry_all(ctx, &args.filter, args.jobs).await,
+        },
         QueueCmd::Drop { queue_id } => remove(ctx, queue_id).await,
     }
 }
@@ -50,21 +57,32 @@ pub(super) fn ago_ms(ago: &Option<String>) -> Result<i64, ClientError> {
     Ok(now - secs as i64 * 1000)
 }
 
-/// `queue ls` and `quarantine ls`.
-async fn list(ctx: &mut Ctx, f: &MessageFilter, quarantine: bool) -> Result<(), ClientError> {
-    ctx.admin().await?;
-    let since_ms = ago_ms(&f.since)?;
-    let req = QueueListRequest {
+/// The listing of the messages `f` matches, one page of `page_size` after `page_token`.
+fn list_request(
+    ctx: &Ctx,
+    f: &MessageFilter,
+    quarantine: bool,
+    page_size: u32,
+    page_token: String,
+) -> Result<QueueListRequest, ClientError> {
+    Ok(QueueListRequest {
         stale: ctx.stale,
         quarantine,
         recipient: f.recipient.clone(),
         sender: f.sender.clone(),
-        since_ms,
+        since_ms: ago_ms(&f.since)?,
         verdict: f.verdict.clone(),
-        page_size: f.limit,
-        page_token: f.page_token.clone(),
+        page_size,
+        page_token,
         outbound: f.outbound,
-    };
+    })
+}
+
+/// `queue ls` and `quarantine ls`.
+async fn list(ctx: &mut Ctx, args: &ListArgs, quarantine: bool) -> Result<(), ClientError> {
+    ctx.admin().await?;
+    let page_token = args.page_token.clone();
+    let req = list_request(ctx, &args.filter, quarantine, args.limit, page_token)?;
     let reply = ctx.admin().await?.queue_list(req).await;
     let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
     if ctx.json {
@@ -178,6 +196,64 @@ async fn remove(ctx: &mut Ctx, queue_id: String) -> Result<(), ClientError> {
     let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
     println!("removed {queue_id} (log index {})", r.log_index);
     Ok(())
+}
+
+/// Every queued message `filter` matches, page after page.
+async fn queued(ctx: &mut Ctx, filter: &MessageFilter) -> Result<Vec<String>, ClientError> {
+    let mut ids = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let req = list_request(ctx, filter, false, 1000, page_token)?;
+        let reply = ctx.admin().await?.queue_list(req).await;
+        let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
+        ids.extend(r.messages.into_iter().map(|m| m.queue_id));
+        if r.next_page_token.is_empty() {
+            return Ok(ids);
+        }
+        page_token = r.next_page_token;
+    }
+}
+
+/// `queue retry --all`: each matching message retried, `jobs` at a time; one delivered
+/// or dropped meanwhile is counted as gone, not as a failure.
+async fn retry_all(ctx: &mut Ctx, filter: &MessageFilter, jobs: usize) -> Result<(), ClientError> {
+    let ids = queued(ctx, filter).await?;
+    let admin = ctx.admin().await?.clone();
+    let call = |queue_id: String| {
+        let mut admin = admin.clone();
+        async move {
+            let r = admin.message_retry(message_ref(&queue_id)).await;
+            (queue_id, r.map(|r| r.into_inner().log_index))
+        }
+    };
+    let (mut retried, mut gone, mut failed) = (0usize, 0usize, Vec::new());
+    pipelined(ids, jobs, call, |(queue_id, r)| {
+        match r {
+            Ok(_) => retried += 1,
+            Err(s) if s.code() == tonic::Code::NotFound => gone += 1,
+            Err(s) => failed.push((queue_id, ctx.failed(s))),
+        }
+        Ok::<(), ClientError>(())
+    })
+    .await?;
+    if ctx.json {
+        let failed: Vec<Value> = (failed.iter())
+            .map(|(id, e)| json!({"queue_id": id, "error": e.to_string()}))
+            .collect();
+        print_json(json!({"retried": retried, "gone": gone, "failed": failed}));
+    } else {
+        println!("retrying {retried} queued message(s) now");
+        if gone > 0 {
+            println!("({gone} left the queue meanwhile: delivered or dropped)");
+        }
+        for (id, e) in &failed {
+            println!("{id}: {e}");
+        }
+    }
+    match failed.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
 }
 
 async fn retry(ctx: &mut Ctx, queue_id: String) -> Result<(), ClientError> {

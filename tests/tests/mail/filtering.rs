@@ -235,25 +235,27 @@ fn check_json(c: &TestCluster, node: usize, args: &[&str]) -> Vec<serde_json::Va
 }
 
 /// `queue retry` makes the owner try now, not when its backoff says: with a first retry
-/// 30 s after a failure, the message is delivered within seconds of the downstream's return
-/// once retried. `queue drop` removes a held message everywhere.
+/// two minutes after a failure, a message retried by its id, then the rest with `peagectl
+/// queue retry --all` (as after a downstream's outage), are delivered within seconds of the
+/// downstream's return. `queue drop` removes a held message everywhere.
 #[tokio::test]
 async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
     let c = with_local_domain_tuned(Tuning {
-        retry_first_ms: 30_000,
+        retry_first_ms: 120_000,
         ..Tuning::default()
     })
     .await;
     let id = send_ham(&c, 0, 3);
+    send_ham(&c, 0, 5);
     let metrics = c.nodes[0].metrics_addr();
     wait_for(
-        "a failed attempt (no downstream)",
+        "two failed attempts (no downstream)",
         Duration::from_secs(20),
         || {
             let metrics = metrics.clone();
             async move {
                 let (_, m) = http_get(&metrics, "/metrics").await.ok()?;
-                m.contains("peage_delivery_attempts_total{result=\"deferred\"} 1")
+                m.contains("peage_delivery_attempts_total{result=\"deferred\"} 2")
                     .then_some(())
             }
         },
@@ -276,9 +278,27 @@ async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
         Duration::from_secs(20),
     )
     .await;
+    let o = c.peagectl(1, &["queue", "retry", "--all", "--recipient", "bob@"]);
+    let said = String::from_utf8_lossy(&o.stdout);
     assert!(
-        retried.elapsed() < Duration::from_secs(25),
+        o.status.success() && said.starts_with("retrying "),
+        "{said}"
+    );
+    sink.wait_for_messages(
+        "bob@example.test",
+        2,
+        "the rest is delivered after `queue retry --all`",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        retried.elapsed() < Duration::from_secs(60),
         "delivered only when the backoff allowed it"
+    );
+    let o = c.peagectl(1, &["queue", "retry"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("<QUEUE_ID|--all>"),
+        "{o:?}"
     );
 
     sink.stop();
