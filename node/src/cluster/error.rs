@@ -25,6 +25,15 @@ pub enum Unavailable {
         addr: String,
         reason: String,
     },
+    /// The leader refused the connection (its process is gone): the operation was never
+    /// sent, so it may go to the next leader. Last, so that the variants before keep their
+    /// encoding between versions.
+    #[error("the leader (node {leader} at {addr}) refuses connections: {reason}")]
+    LeaderRefused {
+        leader: NodeId,
+        addr: String,
+        reason: String,
+    },
 }
 
 /// Why a write did not happen, or may not have.

@@ -94,6 +94,9 @@ pub struct PeerClients {
 pub enum PeerCallError {
     #[error("{0}")]
     Transport(String),
+    /// The peer refused the connection: the call never left this node.
+    #[error("connection refused: {0}")]
+    Refused(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("{}", .0.message())]
@@ -197,6 +200,12 @@ impl PeerClients {
             Err(PeerCallError::Timeout(t)) => {
                 Err(Unavailable::Timeout(t.as_millis() as u64).into())
             }
+            Err(PeerCallError::Refused(reason)) => Err(Unavailable::LeaderRefused {
+                leader,
+                addr: addr.to_owned(),
+                reason,
+            }
+            .into()),
             Err(e) => Err(Unavailable::LeaderUnreachable {
                 leader,
                 addr: addr.to_owned(),
@@ -336,11 +345,27 @@ impl PeerClients {
 
 fn status_error(s: tonic::Status) -> PeerCallError {
     match s.code() {
+        tonic::Code::Unavailable if connection_refused(&s) => {
+            PeerCallError::Refused(s.message().to_owned())
+        }
         tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
             PeerCallError::Transport(format!("{}: {}", s.code(), s.message()))
         }
         _ => PeerCallError::Status(s),
     }
+}
+
+/// Whether the transport failed because the peer refused to connect (nothing listens there:
+/// its process is gone), as the I/O error under tonic's status says.
+fn connection_refused(s: &tonic::Status) -> bool {
+    let mut cause = std::error::Error::source(s);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 #[derive(Clone, Copy)]
@@ -453,7 +478,7 @@ impl PeerNetwork {
                 target: self.target,
                 timeout,
             })),
-            Err(e @ PeerCallError::Transport(_)) => {
+            Err(e @ (PeerCallError::Transport(_) | PeerCallError::Refused(_))) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),

@@ -86,7 +86,7 @@ impl Cluster {
     }
 
     /// Whether a leader other than `gone` became known before `deadline`.
-    async fn wait_for_another_leader(&self, gone: NodeId, deadline: Instant) -> bool {
+    pub(super) async fn wait_for_another_leader(&self, gone: NodeId, deadline: Instant) -> bool {
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             return false;
         };

@@ -5,7 +5,7 @@
 //! is the openraft call.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, RaftMetrics};
@@ -37,7 +37,21 @@ impl Cluster {
     }
 
     /// Carries out `op` on the leader: here when this node leads, else forwarded to it.
+    /// A leader that refuses connections (killed a moment ago, while this node still takes
+    /// it for the leader) never got the operation: it goes to the next leader instead, if
+    /// one is elected within the commit timeout.
     pub async fn write(&self, op: WriteOp) -> Result<Committed, WriteError> {
+        let deadline = Instant::now() + self.inner.commit_timeout;
+        loop {
+            match self.write_once(op.clone()).await {
+                Err(WriteError::Unavailable(Unavailable::LeaderRefused { leader, .. }))
+                    if self.wait_for_another_leader(leader, deadline).await => {}
+                done => return done,
+            }
+        }
+    }
+
+    async fn write_once(&self, op: WriteOp) -> Result<Committed, WriteError> {
         let m = self.wait_for_leader().await?;
         let Some(leader) = m.current_leader else {
             return Err(Unavailable::NoQuorum("no leader is known".into()).into());

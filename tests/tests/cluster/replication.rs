@@ -69,9 +69,9 @@ async fn leader_killed_new_leader_elected_and_the_old_one_catches_up() {
         .await
         .unwrap();
 
-    // Phase 1: SIGKILL the leader; the two others elect a new one and take writes. A
-    // linearizable read sent at once through a follower, which still takes the dead node for
-    // its leader, waits out the election instead of failing.
+    // Phase 1: SIGKILL the leader; the two others elect a new one and take writes. A write
+    // and a linearizable read sent at once through a follower, which still takes the dead
+    // node for its leader, wait out the election instead of failing.
     let writer = (0..3).find(|i| *i != old).unwrap();
     let mut reader = c.client(writer).await.unwrap();
     let read = ListCheckRequest {
@@ -80,13 +80,18 @@ async fn leader_killed_new_leader_elected_and_the_old_one_catches_up() {
         stale: false,
     };
     reader.list_check(read.clone()).await.unwrap();
+    let mut early_writer = reader.clone();
     c.kill(old);
-    let during_election = reader.list_check(read).await;
+    let (during_election, written) = tokio::join!(
+        reader.list_check(read),
+        early_writer.list_add(add_req(EntryKind::Sender, "c@spam.example", "at once"))
+    );
     let found = during_election.map(|r| r.into_inner().matches.len());
     assert!(
         matches!(found, Ok(1)),
         "a read during the election: {found:?}"
     );
+    assert!(written.is_ok(), "a write during the election: {written:?}");
     let new = c.wait_for_leader_everywhere().await.unwrap();
     assert_ne!(new, old);
     let a = c.client(writer).await.unwrap();
@@ -141,7 +146,7 @@ async fn leader_killed_new_leader_elected_and_the_old_one_catches_up() {
     )
     .await
     .unwrap();
-    for v in ["a@spam.example", "b@spam.example"] {
+    for v in ["a@spam.example", "b@spam.example", "c@spam.example"] {
         let r = check(&c, old, EntryKind::Sender, v, true).await;
         assert_eq!(r.matches.len(), 1, "{v} on the restarted node: {r:?}");
     }
