@@ -8,6 +8,7 @@ pub mod error;
 pub mod leader_clock;
 pub mod log_store;
 pub mod network;
+mod peer_error;
 mod peer_search;
 pub mod peer_service;
 pub mod placement;

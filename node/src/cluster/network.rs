@@ -28,6 +28,8 @@ use peage_proto::v1::{
 use peage_mail::sync::lock;
 
 use super::error::{Unavailable, WriteError};
+use super::peer_error::status_error;
+use super::peer_error::PeerCallError;
 use super::protocol::{Committed, Forwarded, WriteOp};
 use super::silence::{MemberReplication, PeerSilence};
 use crate::clock::now_ms;
@@ -87,22 +89,6 @@ pub struct PeerClients {
     via: Arc<BTreeMap<String, String>>,
     /// Mutual TLS with the cluster CA (`[tls]`); in clear without it.
     tls: Option<GrpcTls>,
-}
-
-/// A failed peer call: the transport failed, or the peer answered with an error status.
-#[derive(Debug, thiserror::Error)]
-pub enum PeerCallError {
-    #[error("{0}")]
-    Transport(String),
-    /// The peer refused the connection: the call never left this node.
-    #[error("connection refused: {0}")]
-    Refused(String),
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
-    #[error("{}", .0.message())]
-    Status(tonic::Status),
-    #[error("undecodable reply: {0}")]
-    Decode(String),
 }
 
 impl PeerClients {
@@ -341,31 +327,6 @@ impl PeerClients {
             Err(s) => Err(Unavailable::NoQuorum(s.message().to_owned())),
         }
     }
-}
-
-fn status_error(s: tonic::Status) -> PeerCallError {
-    match s.code() {
-        tonic::Code::Unavailable if connection_refused(&s) => {
-            PeerCallError::Refused(s.message().to_owned())
-        }
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-            PeerCallError::Transport(format!("{}: {}", s.code(), s.message()))
-        }
-        _ => PeerCallError::Status(s),
-    }
-}
-
-/// Whether the transport failed because the peer refused to connect (nothing listens there:
-/// its process is gone), as the I/O error under tonic's status says.
-fn connection_refused(s: &tonic::Status) -> bool {
-    let mut cause = std::error::Error::source(s);
-    while let Some(e) = cause {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::ConnectionRefused;
-        }
-        cause = e.source();
-    }
-    false
 }
 
 #[derive(Clone, Copy)]

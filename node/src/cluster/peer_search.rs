@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use peage_proto::v1::{Deferral, DeferralQuery, StatsQuery, StatsRows, TrackEvent, TrackQuery};
 
-use super::network::{PeerCallError, PeerClient, PeerClients};
+use super::network::{PeerClient, PeerClients};
+use super::peer_error::PeerCallError;
 
 impl PeerClients {
     /// The tracking events a peer recorded that match `query`.

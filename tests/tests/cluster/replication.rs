@@ -91,25 +91,12 @@ async fn leader_killed_new_leader_elected_and_the_old_one_catches_up() {
         matches!(found, Ok(1)),
         "a read during the election: {found:?}"
     );
-    assert!(written.is_ok(), "a write during the election: {written:?}");
+    let index = match written {
+        Ok(w) => w.into_inner().log_index,
+        Err(e) => panic!("a write during the election: {e:?}"),
+    };
     let new = c.wait_for_leader_everywhere().await.unwrap();
     assert_ne!(new, old);
-    let a = c.client(writer).await.unwrap();
-    let r = wait_for(
-        "a write succeeds after the leader's death",
-        Duration::from_secs(20),
-        || {
-            let mut a = a.clone();
-            async move {
-                a.list_add(add_req(EntryKind::Sender, "b@spam.example", "after"))
-                    .await
-                    .ok()
-            }
-        },
-    )
-    .await
-    .unwrap();
-    let index = r.into_inner().log_index;
 
     // An operator asking any node that is up is told which site the leader cannot reach.
     let killed = c.nodes[old].id;
@@ -146,7 +133,7 @@ async fn leader_killed_new_leader_elected_and_the_old_one_catches_up() {
     )
     .await
     .unwrap();
-    for v in ["a@spam.example", "b@spam.example", "c@spam.example"] {
+    for v in ["a@spam.example", "c@spam.example"] {
         let r = check(&c, old, EntryKind::Sender, v, true).await;
         assert_eq!(r.matches.len(), 1, "{v} on the restarted node: {r:?}");
     }
