@@ -25,11 +25,11 @@ pub enum Unavailable {
         addr: String,
         reason: String,
     },
-    /// The leader refused the connection (its process is gone): the operation was never
-    /// sent, so it may go to the next leader. Last, so that the variants before keep their
-    /// encoding between versions.
-    #[error("the leader (node {leader} at {addr}) refuses connections: {reason}")]
-    LeaderRefused {
+    /// No connection to the leader could be made (its process or machine is gone): the
+    /// operation was never sent, so it may go to the next leader. Last, so that the variants
+    /// before keep their encoding between versions.
+    #[error("the leader (node {leader} at {addr}) cannot be connected to: {reason}")]
+    LeaderNotConnected {
         leader: NodeId,
         addr: String,
         reason: String,

@@ -186,7 +186,7 @@ impl PeerClients {
             Err(PeerCallError::Timeout(t)) => {
                 Err(Unavailable::Timeout(t.as_millis() as u64).into())
             }
-            Err(PeerCallError::Refused(reason)) => Err(Unavailable::LeaderRefused {
+            Err(PeerCallError::NotConnected(reason)) => Err(Unavailable::LeaderNotConnected {
                 leader,
                 addr: addr.to_owned(),
                 reason,
@@ -439,7 +439,7 @@ impl PeerNetwork {
                 target: self.target,
                 timeout,
             })),
-            Err(e @ (PeerCallError::Transport(_) | PeerCallError::Refused(_))) => {
+            Err(e @ (PeerCallError::Transport(_) | PeerCallError::NotConnected(_))) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),

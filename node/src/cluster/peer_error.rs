@@ -1,4 +1,4 @@
-//! Why a call to a peer failed: its transport (and whether the connection was refused, so
+//! Why a call to a peer failed: its transport (and whether no connection could be made, so
 //! the call never left), a timeout, the peer's own error status, or a reply we cannot read.
 
 use std::time::Duration;
@@ -8,9 +8,10 @@ use std::time::Duration;
 pub enum PeerCallError {
     #[error("{0}")]
     Transport(String),
-    /// The peer refused the connection: the call never left this node.
-    #[error("connection refused: {0}")]
-    Refused(String),
+    /// No connection to the peer could be made (refused, timed out, its TLS handshake cut
+    /// off): the call never left this node.
+    #[error("cannot connect: {0}")]
+    NotConnected(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("{}", .0.message())]
@@ -21,8 +22,8 @@ pub enum PeerCallError {
 
 pub(super) fn status_error(s: tonic::Status) -> PeerCallError {
     match s.code() {
-        tonic::Code::Unavailable if connection_refused(&s) => {
-            PeerCallError::Refused(s.message().to_owned())
+        tonic::Code::Unavailable if never_connected(&s) => {
+            PeerCallError::NotConnected(s.message().to_owned())
         }
         tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
             PeerCallError::Transport(format!("{}: {}", s.code(), s.message()))
@@ -31,13 +32,13 @@ pub(super) fn status_error(s: tonic::Status) -> PeerCallError {
     }
 }
 
-/// Whether the transport failed because the peer refused to connect (nothing listens there:
-/// its process is gone), as the I/O error under tonic's status says.
-fn connection_refused(s: &tonic::Status) -> bool {
+/// Whether the transport failed before a connection was made (tonic's `ConnectError` in the
+/// status's causes: the TCP connect or the TLS handshake), so that no request went out.
+fn never_connected(s: &tonic::Status) -> bool {
     let mut cause = std::error::Error::source(s);
     while let Some(e) = cause {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        if e.is::<tonic::ConnectError>() {
+            return true;
         }
         cause = e.source();
     }

@@ -37,15 +37,16 @@ impl Cluster {
     }
 
     /// Carries out `op` on the leader: here when this node leads, else forwarded to it.
-    /// A leader that refuses connections (killed a moment ago, while this node still takes
-    /// it for the leader) never got the operation: it goes to the next leader instead, if
-    /// one is elected within the commit timeout.
+    /// A leader that cannot be connected to (killed a moment ago, while this node still
+    /// takes it for the leader) never got the operation: it goes to the next leader instead,
+    /// if one is elected within the commit timeout.
     pub async fn write(&self, op: WriteOp) -> Result<Committed, WriteError> {
         let deadline = Instant::now() + self.inner.commit_timeout;
         loop {
             match self.write_once(op.clone()).await {
-                Err(WriteError::Unavailable(Unavailable::LeaderRefused { leader, .. }))
-                    if self.wait_for_another_leader(leader, deadline).await => {}
+                Err(WriteError::Unavailable(Unavailable::LeaderNotConnected {
+                    leader, ..
+                })) if self.wait_for_another_leader(leader, deadline).await => {}
                 done => return done,
             }
         }
