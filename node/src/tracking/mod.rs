@@ -56,7 +56,21 @@ impl Tracking {
         retention: Duration,
     ) -> anyhow::Result<Tracking> {
         let path = dir.join("tracking.sqlite");
-        let writer = store::open(&path)?;
+        // The history is this node's alone and no mail depends on it: one that cannot be
+        // read is kept aside for whoever wants to look, and a new one starts, rather than
+        // keeping the node (and its MX) down.
+        let writer = match store::open(&path) {
+            Err(e) if store::unreadable(&e) => {
+                let kept = store::set_aside(&path)?;
+                tracing::error!(
+                    error = %e,
+                    kept = %kept.display(),
+                    "the tracking store cannot be read: kept aside, a new history starts"
+                );
+                store::open(&path)?
+            }
+            opened => opened?,
+        };
         let reader = store::open(&path)?;
         let (queue, events) = sync_channel(QUEUE);
         std::thread::Builder::new()

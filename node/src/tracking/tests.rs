@@ -1,5 +1,6 @@
 //! The store on its own: recorded events come back by every filter, newest first, a page at
-//! a time; LIKE wildcards in a filter are literal; pruning removes what is past retention.
+//! a time; LIKE wildcards in a filter are literal; pruning removes what is past retention; a
+//! file that is not a database is kept aside and a new history starts.
 
 use std::time::Duration;
 
@@ -241,4 +242,35 @@ fn a_file_from_before_the_connection_columns_gets_them_and_keeps_its_events() {
         (found[1].detail.as_str(), found[1].tls.as_str()),
         ("old", "")
     );
+}
+
+#[tokio::test]
+async fn an_unreadable_history_is_kept_aside_and_a_new_one_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.path().join("tracking.sqlite"), &garbage).unwrap();
+    let t = Tracking::open(dir.path(), 1, "Paris", Duration::from_secs(3600)).unwrap();
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tracking.sqlite.unreadable-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(dir.path().join(&kept[0])).unwrap(), garbage);
+    t.record(event(
+        "accepted",
+        "Q9",
+        "a@client.example",
+        "bob@example.test",
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while search(&t, TrackQuery::default()).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing written to the new history"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
