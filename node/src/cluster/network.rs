@@ -174,7 +174,7 @@ impl PeerClients {
         &self,
         leader: NodeId,
         addr: &str,
-        op: WriteOp,
+        op: &WriteOp,
         deadline_ms: i64,
         timeout: Duration,
     ) -> Result<Committed, WriteError> {

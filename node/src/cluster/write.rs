@@ -41,31 +41,29 @@ impl Cluster {
     /// takes it for the leader) never got the operation: it goes to the next leader instead,
     /// if one is elected within the commit timeout.
     pub async fn write(&self, op: WriteOp) -> Result<Committed, WriteError> {
-        let deadline = Instant::now() + self.inner.commit_timeout;
+        let gives_up = Instant::now() + self.inner.commit_timeout;
         loop {
-            match self.write_once(op.clone()).await {
-                Err(WriteError::Unavailable(Unavailable::LeaderNotConnected {
-                    leader, ..
-                })) if self.wait_for_another_leader(leader, deadline).await => {}
+            let m = self.wait_for_leader().await?;
+            let Some(leader) = m.current_leader else {
+                return Err(Unavailable::NoQuorum("no leader is known".into()).into());
+            };
+            if leader == self.inner.id {
+                return self.write_here(op).await;
+            }
+            let addr = leader_peer_addr(&m, leader)?;
+            let timeout = self.inner.commit_timeout;
+            // In the leader's clock, which judges it: ours may be off by any amount.
+            let deadline_ms = self.leader_now_ms() + timeout.as_millis() as i64;
+            let peers = &self.inner.peers;
+            match peers
+                .forward(leader, &addr, &op, deadline_ms, timeout)
+                .await
+            {
+                Err(WriteError::Unavailable(Unavailable::LeaderNotConnected { .. }))
+                    if self.wait_for_another_leader(leader, gives_up).await => {}
                 done => return done,
             }
         }
-    }
-
-    async fn write_once(&self, op: WriteOp) -> Result<Committed, WriteError> {
-        let m = self.wait_for_leader().await?;
-        let Some(leader) = m.current_leader else {
-            return Err(Unavailable::NoQuorum("no leader is known".into()).into());
-        };
-        if leader == self.inner.id {
-            return self.write_here(op).await;
-        }
-        let addr = leader_peer_addr(&m, leader)?;
-        let timeout = self.inner.commit_timeout;
-        // In the leader's clock, which judges it: ours may be off by any amount.
-        let deadline_ms = self.leader_now_ms() + timeout.as_millis() as i64;
-        let peers = &self.inner.peers;
-        peers.forward(leader, &addr, op, deadline_ms, timeout).await
     }
 
     /// Carries out `op` on this node if it leads with a live quorum; never forwards, so a
