@@ -122,7 +122,7 @@ pub fn message_json(m: &QueuedMessage) -> Value {
     json!({
         "queue_id": m.queue_id, "mail_from": m.mail_from, "rcpt_to": m.rcpt_to,
         "size": m.size, "body_sha256": m.body_sha256, "holders": m.holders,
-        "owner": m.owner, "accepted_at_ms": m.accepted_at_ms,
+        "owner": m.owner, "owner_site": m.owner_site, "accepted_at_ms": m.accepted_at_ms,
         "lease_until_ms": m.lease_until_ms, "verdict": m.verdict,
         "score": points(m.score_milli), "symbols": symbols_json(&m.symbols),
         "failed_attempts": m.failed_attempts, "last_failed_ms": m.last_failed_ms,

@@ -109,23 +109,31 @@ async fn list(ctx: &mut Ctx, args: &ListArgs, quarantine: bool) -> Result<(), Cl
 
 fn print_messages(messages: &[QueuedMessage]) {
     println!(
-        "{:<16}  {:<10}  {:>7}  {:>9}  {:<5}  {:<28}  RECIPIENTS",
+        "{:<16}  {:<10}  {:>7}  {:>9}  {:<12}  {:<28}  RECIPIENTS",
         "QUEUE ID", "VERDICT", "SCORE", "SIZE", "OWNER", "FROM"
     );
     for m in messages {
         println!(
-            "{:<16}  {:<10}  {:>7}  {:>9}  {:<5}  {:<28}  {}",
+            "{:<16}  {:<10}  {:>7}  {:>9}  {:<12}  {:<28}  {}",
             m.queue_id,
             m.verdict,
             points(m.score_milli),
             m.size,
-            m.owner,
+            owner(m),
             sender(&m.mail_from),
             m.rcpt_to.join(", ")
         );
         if m.failed_attempts > 0 {
             println!("{:<18}({})", "", failed_attempts(m));
         }
+    }
+}
+
+/// The node that delivers the message, by id and site (`2 roubaix`).
+fn owner(m: &QueuedMessage) -> String {
+    match m.owner_site.as_str() {
+        "" => m.owner.to_string(),
+        site => format!("{} {site}", m.owner),
     }
 }
 

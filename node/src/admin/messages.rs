@@ -69,6 +69,7 @@ pub async fn list(
         .into_iter()
         .map(|m| scoped::message(scope, queued_to_proto(Arc::unwrap_or_clone(m))))
         .collect();
+    with_owner_sites(svc, &mut messages);
     let unanswered = with_failed_attempts(svc, &mut messages).await;
     Ok(QueueListReply {
         messages,
@@ -84,6 +85,17 @@ const DEFERRALS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Fills in the failed attempts at `messages` from every member's tracking (each node
 /// records its own attempts: an owner's, and a previous owner's before a hand-off or a
 /// takeover); the members that did not answer.
+/// Names each message's owner by its site, as operators know the nodes.
+fn with_owner_sites(svc: &AdminService, messages: &mut [QueuedMessage]) {
+    let m = svc.cluster.metrics();
+    let members = m.membership_config.membership();
+    for message in messages {
+        if let Some(node) = members.get_node(&message.owner) {
+            message.owner_site = node.site.clone();
+        }
+    }
+}
+
 async fn with_failed_attempts(svc: &AdminService, messages: &mut [QueuedMessage]) -> Vec<String> {
     if messages.is_empty() {
         return Vec::new();
@@ -144,8 +156,11 @@ pub async fn show(
     let body = body_of(&svc.cluster, &m)
         .await
         .map_err(Status::unavailable)?;
+    let mut shown = [scoped::message(scope, queued_to_proto(m))];
+    with_owner_sites(svc, &mut shown);
+    let [shown] = shown;
     Ok(MessageShowReply {
-        message: Some(scoped::message(scope, queued_to_proto(m))),
+        message: Some(shown),
         body,
     })
 }

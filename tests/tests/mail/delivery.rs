@@ -154,6 +154,12 @@ async fn queue_ls_says_why_a_message_waits_and_which_sites_did_not_answer() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("failed attempts, the last at"), "{text}");
     assert!(text.contains("Connection refused"), "{text}");
+    // The owner is named by its site, as operators know the nodes.
+    let owner = &c.nodes[1];
+    assert!(
+        text.contains(&format!("{} {}", owner.id, owner.site)),
+        "{text}"
+    );
 
     c.kill(2);
     let answer = wait_for(
