@@ -2,7 +2,7 @@
 //! placement warnings, what the classifier learned), and adding, promoting and removing
 //! nodes through the leader.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tonic::Status;
 
@@ -17,15 +17,11 @@ use super::validate::{invalid, node_addr};
 use crate::cluster::placement::{placement_warnings, replication_warnings, role_name, Replica};
 use crate::cluster::protocol::WriteOp;
 use crate::cluster::MemberReplication;
-use crate::types::PeageNode;
+use crate::types::{NodeId, PeageNode};
 
-async fn members(svc: &AdminService, with_replication: bool) -> Vec<Member> {
+/// The members, with the leader's `replication` figures of each (empty: not asked).
+fn members(svc: &AdminService, replication: &BTreeMap<NodeId, MemberReplication>) -> Vec<Member> {
     let m = svc.cluster.metrics();
-    let replication = if with_replication {
-        svc.cluster.replication().await
-    } else {
-        Default::default()
-    };
     let membership = m.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     membership
@@ -44,7 +40,8 @@ async fn members(svc: &AdminService, with_replication: bool) -> Vec<Member> {
 
 pub async fn status(svc: &AdminService, _: StatusRequest) -> Result<StatusReply, Status> {
     let m = svc.cluster.metrics();
-    let members = members(svc, true).await;
+    let replication = svc.cluster.replication().await;
+    let members = members(svc, &replication);
     let voters: Vec<(u64, String)> = members
         .iter()
         .filter(|m| m.voter)
@@ -60,10 +57,7 @@ pub async fn status(svc: &AdminService, _: StatusRequest) -> Result<StatusReply,
                 id: m.node_id,
                 site: &m.site,
                 voter: m.voter,
-                replication: MemberReplication {
-                    matched: m.matched_index?,
-                    silent_ms: m.silent_ms,
-                },
+                replication: *replication.get(&m.node_id)?,
             })
         })
         .collect();
@@ -95,7 +89,7 @@ async fn change(svc: &AdminService, op: WriteOp) -> Result<MembershipReply, Stat
     let done = svc.cluster.write(op).await.map_err(write_status)?;
     Ok(MembershipReply {
         log_index: done.log_index,
-        members: members(svc, false).await,
+        members: members(svc, &BTreeMap::new()),
     })
 }
 

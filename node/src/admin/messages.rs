@@ -156,9 +156,8 @@ pub async fn show(
     let body = body_of(&svc.cluster, &m)
         .await
         .map_err(Status::unavailable)?;
-    let mut shown = [scoped::message(scope, queued_to_proto(m))];
-    with_owner_sites(svc, &mut shown);
-    let [shown] = shown;
+    let mut shown = scoped::message(scope, queued_to_proto(m));
+    with_owner_sites(svc, std::slice::from_mut(&mut shown));
     Ok(MessageShowReply {
         message: Some(shown),
         body,

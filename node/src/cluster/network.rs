@@ -304,14 +304,8 @@ impl PeerClients {
                     index: r.index,
                     replication: (r.matched.iter())
                         .map(|m| {
-                            let silent_ms = m.silent_ms;
-                            (
-                                m.node_id,
-                                MemberReplication {
-                                    matched: m.index,
-                                    silent_ms,
-                                },
-                            )
+                            let (matched, silent_ms) = (m.index, m.silent_ms);
+                            (m.node_id, MemberReplication { matched, silent_ms })
                         })
                         .collect(),
                     sent_ms,
