@@ -60,6 +60,12 @@ async fn healthz(State(s): State<Scrape>) -> (StatusCode, String) {
     let contact = f
         .millis_since_leader_contact
         .map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms ago"));
+    if let Err(fatal) = &m.running_state {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("raft stopped: {fatal}; the node is stopping\n"),
+        );
+    }
     if s.cluster.in_quorum() {
         (
             StatusCode::OK,

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use peage_mail::filter::{self, FilterInput, Judgement, Symbol};
+use peage_mail::filter::{self, FilterInput, Judgement, Symbol, Verdict};
 use peage_mail::trust::Authenticated;
 use peage_proto::v1::FilterSymbol;
 
@@ -83,6 +83,23 @@ fn caught(filter: impl FnOnce() -> Judgement) -> Result<Judgement, FilterFailed>
             .unwrap_or_else(|| "a panic without a message".into());
         FilterFailed(why)
     })
+}
+
+/// The symbol of a message held because the filter failed on it.
+pub const FILTER_ERROR: &str = "FILTER_ERROR";
+
+/// The verdict on a message the filter failed on: held for an operator, not passed or lost.
+pub fn held_for_filter_failure() -> Judgement {
+    Judgement {
+        symbols: vec![Symbol {
+            name: FILTER_ERROR.into(),
+            score_milli: 0,
+            reason: "the filter failed on this message".into(),
+        }],
+        verdict: Verdict::Quarantine,
+        total_milli: 0,
+        evidence_keys: Vec::new(),
+    }
 }
 
 /// The one conversion of the filter's symbols to the wire.

@@ -1,7 +1,8 @@
 //! The test harness: real `peage` processes in a `cluster` (configs written with the node's
 //! own types, waits with deadlines), the downstream `sink`, Python's smtplib as a real SMTP
 //! client (`smtp`), a DNS server answering from a table (`dns`), a plain HTTP getter (`http`), the mail `corpus`, sites as network
-//! namespaces (`netns`) joined through fault-injecting link proxies (`proxy`), and the
+//! namespaces (`netns`) joined through fault-injecting link proxies (`proxy`), a disk that
+//! fills up (`tmpfs`), and the
 //! failover `drill`s. Waits are conditions with a deadline and a reason, never fixed
 //! sleeps; every process a test starts is stopped on drop.
 
@@ -18,6 +19,7 @@ pub mod proxy;
 pub mod sink;
 pub mod smtp;
 pub mod tidy;
+pub mod tmpfs;
 pub mod wait;
 
 pub use binaries::{bin, bin_dir};

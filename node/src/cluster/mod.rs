@@ -226,7 +226,25 @@ impl Cluster {
         self.metrics().current_leader == Some(self.inner.id)
     }
 
+    /// Returns once the Raft core has stopped by itself — a storage error (the disk full or
+    /// failing) or a panic — with the cause. Such a replica applies nothing more: what it
+    /// reads goes stale and what it filters by ages, so the node must not go on serving.
+    pub async fn raft_stopped(&self) -> String {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the Raft core is gone".to_owned();
+            }
+        }
+    }
+
     pub async fn shutdown(&self) {
+        if self.metrics().running_state.is_err() {
+            return;
+        }
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }

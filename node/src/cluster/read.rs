@@ -127,11 +127,13 @@ impl Cluster {
         }
     }
 
-    /// Whether this node is part of a working majority: it knows a leader, and that leader's
-    /// contact (a majority's acknowledgement, on the leader itself) is recent enough.
+    /// Whether this node is part of a working majority: its Raft core runs, it knows a
+    /// leader, and that leader's contact (a majority's acknowledgement, on the leader itself) is recent enough.
     pub fn in_quorum(&self) -> bool {
         let f = self.freshness(true);
-        self.metrics().current_leader.is_some()
+        let m = self.metrics();
+        m.running_state.is_ok()
+            && m.current_leader.is_some()
             && f.millis_since_leader_contact
                 .is_some_and(|ms| Duration::from_millis(ms) <= self.inner.quorum_lost_after)
     }

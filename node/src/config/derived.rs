@@ -25,6 +25,15 @@ impl Config {
             .collect()
     }
 
+    /// The free space under which new mail is refused (`spool.min_free_mb`, or twice the
+    /// largest message).
+    pub fn min_free_bytes(&self) -> u64 {
+        match self.spool.min_free_mb {
+            Some(mb) => mb << 20,
+            None => 2 * self.smtp.max_message_bytes as u64,
+        }
+    }
+
     /// The name the node gives itself in SMTP: the configured one, or `<site>.peage`.
     pub fn hostname(&self) -> String {
         self.smtp

@@ -275,6 +275,10 @@ pub struct SpoolSection {
     pub callout_valid_secs: u64,
     /// How long its refusal holds (short: a mailbox created since must work soon).
     pub callout_invalid_secs: u64,
+    /// Free space the data directory's filesystem keeps: below it, new mail is refused at
+    /// MAIL FROM with `452 4.3.1`. Unset: twice `smtp.max_message_bytes` (Postfix refuses
+    /// under 1.5 times its message size limit).
+    pub min_free_mb: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -306,6 +310,7 @@ impl Default for SpoolSection {
             callout_timeout_secs: 10,
             callout_valid_secs: 7 * 86_400,
             callout_invalid_secs: 3_600,
+            min_free_mb: None,
         }
     }
 }

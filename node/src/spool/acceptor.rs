@@ -9,13 +9,14 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use peage_mail::filter::{self, Judgement, Symbol, Verdict};
+use peage_mail::filter::{self, Judgement, Verdict};
 use peage_mail::smtp::address::Recipient;
 use peage_mail::smtp::trace::{received, strip_forged_headers};
 use peage_mail::smtp::{Acceptor, Envelope, Refusal, Reply};
 use peage_mail::trust::{Authenticated, SENDER_PROVED};
 
 use super::callout::{Answer, Callout};
+use super::room::Room;
 use super::strikes::{Evidence, StrikeKind};
 use super::submission::{self, Submission};
 use super::{NewMessage, Spooler};
@@ -23,14 +24,13 @@ use crate::auth::{Authentication, Authenticator};
 use crate::clock::now_ms;
 use crate::dkim;
 use crate::evidence::Recorder;
-use crate::judge::{authenticate, judge, wire_symbols, Judged};
+use crate::judge::{
+    authenticate, held_for_filter_failure, judge, wire_symbols, Judged, FILTER_ERROR,
+};
 use crate::metrics::{observe_stage, ACCEPT_STAGE_SECONDS, VERDICTS};
 use crate::state::Verify;
 use crate::tracking;
 use peage_proto::v1::TrackEvent;
-
-/// The symbol of a message held because the filter failed on it.
-const FILTER_ERROR: &str = "FILTER_ERROR";
 
 pub struct NodeAcceptor {
     spooler: Spooler,
@@ -45,6 +45,8 @@ pub struct NodeAcceptor {
     callout: Callout,
     /// SMTP AUTH on the submission listeners.
     submission: Submission,
+    /// Free space on the data directory, looked at before each message.
+    room: Arc<Room>,
 }
 
 impl NodeAcceptor {
@@ -53,6 +55,7 @@ impl NodeAcceptor {
         evidence: Recorder,
         hostname: String,
         (auth, callout, submission): (Option<Arc<Authenticator>>, Callout, Submission),
+        room: Arc<Room>,
     ) -> NodeAcceptor {
         NodeAcceptor {
             spooler,
@@ -61,6 +64,7 @@ impl NodeAcceptor {
             auth,
             callout,
             submission,
+            room,
         }
     }
 
@@ -72,18 +76,7 @@ impl NodeAcceptor {
             Ok((Ok(judgement), message)) => Some((judgement, message)),
             Ok((Err(e), message)) => {
                 tracing::error!(error = %e, "filter failed; the message is held in quarantine");
-                let symbols = vec![Symbol {
-                    name: FILTER_ERROR.into(),
-                    score_milli: 0,
-                    reason: "the filter failed on this message".into(),
-                }];
-                let judgement = Judgement {
-                    symbols,
-                    verdict: Verdict::Quarantine,
-                    total_milli: 0,
-                    evidence_keys: Vec::new(),
-                };
-                Some((judgement, message))
+                Some((held_for_filter_failure(), message))
             }
             Err(e) => {
                 tracing::error!(error = %e, "the filter could not run");
@@ -94,8 +87,9 @@ impl NodeAcceptor {
 }
 
 impl Acceptor for NodeAcceptor {
-    /// A node outside a working majority could store nothing: it says so at once, before
-    /// the client sends the message, and the client tries another MX. An authenticated
+    /// A node outside a working majority could store nothing, nor one whose disk is nearly
+    /// full: it says so at once, before the client sends the message, and the client tries
+    /// another MX. An authenticated
     /// client sends only as its account's domains.
     fn check_sender(
         &self,
@@ -110,6 +104,7 @@ impl Acceptor for NodeAcceptor {
                 "4.4.1 This node cannot reach a majority of the cluster; try again or another MX",
             ));
         }
+        self.room.check()?;
         let Some(login) = login else {
             return Ok(());
         };

@@ -2,7 +2,7 @@
 //! that a majority holds it (`bodies`), then the small record committed through Raft —
 //! before `250` is answered. The SMTP front hands messages over through `acceptor`;
 //! `delivery` takes them out; `dsn` writes the bounces; `janitor` removes the bodies nothing
-//! needs any more.
+//! needs any more; `room` refuses mail while the disk is nearly full.
 
 pub mod acceptor;
 pub mod bodies;
@@ -10,6 +10,7 @@ pub mod callout;
 pub mod delivery;
 pub mod dsn;
 pub mod janitor;
+pub mod room;
 pub mod strikes;
 pub mod submission;
 

@@ -262,6 +262,13 @@ impl TestCluster {
         exited
     }
 
+    /// How node `i` exited, if it has (it is then no longer running); `None` while it runs.
+    pub fn exit_status(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let status = self.nodes[i].child.as_mut()?.try_wait().ok()??;
+        self.nodes[i].child = None;
+        Some(status)
+    }
+
     pub fn node_log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
     }

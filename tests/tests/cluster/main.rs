@@ -1,6 +1,8 @@
 //! Cluster core, tested on real `peage` processes on loopback: replication, leader loss,
-//! restart, snapshot to a late learner, minority behaviour, determinism and bad input.
+//! restart, snapshot to a late learner, minority behaviour, determinism, bad input and a
+//! full disk.
 
+mod disk_full;
 mod membership;
 mod refusals;
 mod replication;

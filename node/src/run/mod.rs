@@ -1,9 +1,8 @@
 //! One node's life: bind every listener (so a taken port is reported before storage is
 //! touched), start the cluster, serve the peer and admin APIs, run the mail path and the
-//! background tasks, and stop in two stages on the shutdown signal.
+//! background tasks, and stop in two stages on the shutdown signal (or when Raft fails).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,65 +34,30 @@ use crate::spool::delivery::mx::MxResolver;
 use crate::spool::delivery::send::Downstream;
 use crate::spool::delivery::{self, DeliveryConfig};
 use crate::spool::janitor::{self, JanitorConfig};
+use crate::spool::room::Room;
 use crate::spool::strikes::LockPolicy;
 use crate::spool::submission::Submission;
 use crate::spool::Spooler;
 use crate::state::routing::normalize_route;
 use crate::{health, housekeeping, metrics, tracking};
+use listeners::Listeners;
 use tonic::transport::Server;
+
+mod listeners;
 
 /// How often a follower measures its offset from the leader's clock.
 const LEADER_CLOCK_EVERY: Duration = Duration::from_secs(5);
 /// How often the tracking events past their retention are deleted.
 const TRACKING_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// The sockets a node serves, bound before anything else starts.
-struct Listeners {
-    peer: TcpListener,
-    admin: TcpListener,
-    smtp: Option<TcpListener>,
-    /// Submission: STARTTLS (587) and implicit TLS (465).
-    submission: [Option<TcpListener>; 2],
-    metrics: Option<TcpListener>,
-    portal: Option<TcpListener>,
-}
-
-impl Listeners {
-    async fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        let l = &config.listen;
-        Ok(Listeners {
-            peer: bind("listen.peer", l.peer).await?,
-            admin: bind("listen.admin", l.admin).await?,
-            smtp: bind_optional("listen.smtp", l.smtp).await?,
-            submission: [
-                bind_optional("listen.submission", l.submission).await?,
-                bind_optional("listen.submissions", l.submissions).await?,
-            ],
-            metrics: bind_optional("listen.metrics", l.metrics).await?,
-            portal: bind_optional("listen.portal", l.portal).await?,
-        })
-    }
-}
-
-async fn bind(key: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {key} {addr}"))
-}
-
-async fn bind_optional(key: &str, addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
-    match addr {
-        Some(addr) => Ok(Some(bind(key, addr).await?)),
-        None => Ok(None),
-    }
-}
-
 /// What the SMTP edge is made of: its listeners (the MX, submission with STARTTLS and with
-/// implicit TLS; each optional), TLS, and sender authentication.
+/// implicit TLS; each optional), TLS, sender authentication, and the disk space it checks.
 struct Edge {
     listeners: [Option<TcpListener>; 3],
     tls: Option<smtp::tls::TlsAcceptor>,
     auth: Option<Arc<Authenticator>>,
+    /// The data directory's free space, which new mail needs.
+    room: Arc<Room>,
 }
 
 /// The SMTP listeners over one acceptor: the MX, and submission (AUTH over TLS).
@@ -172,7 +136,8 @@ fn authenticator(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> 
     Ok(Some(Arc::new(auth)))
 }
 
-/// Runs one node until `shutdown` completes, then stops its listeners and Raft.
+/// Runs one node until `shutdown` completes, then stops its listeners and Raft; an error
+/// when its Raft core stopped by itself first (the node stopped all the same).
 pub async fn run(
     config: Config,
     data_dir: &Path,
@@ -246,27 +211,12 @@ pub async fn run(
         listeners: [listeners.smtp, submission, submissions],
         tls: smtp_tls,
         auth,
+        room: Arc::new(Room::new(data_dir.to_path_buf(), config.min_free_bytes())),
     };
     let mail_path = start_mail_path(&cluster, &config, edge, ledger, &mail);
-    let leader_tasks = [
-        tokio::spawn(housekeeping::seed_domains(
-            cluster.clone(),
-            config.spool.seed_domains.clone(),
-            mail.clone(),
-        )),
-        tokio::spawn(housekeeping::sweep_expired(
-            cluster.clone(),
-            Duration::from_millis(config.lists.sweep_interval_ms),
-            mail.clone(),
-        )),
-        tokio::spawn(digest::send_daily(
-            Arc::new(digests),
-            Duration::from_millis(config.portal.digest_check_ms),
-            mail.clone(),
-        )),
-    ];
+    let leader_tasks = start_leader_tasks(&cluster, &config, digests, &mail);
 
-    shutdown.await;
+    let raft_failure = until_stopped(shutdown, &cluster).await;
     tracing::info!("shutting down");
     stop_mail.fire();
     for task in mail_path {
@@ -288,7 +238,51 @@ pub async fn run(
     if let Some(http) = metrics_http {
         let _ = http.await;
     }
-    Ok(())
+    match raft_failure {
+        Some(cause) => anyhow::bail!("the Raft core stopped: {cause}"),
+        None => Ok(()),
+    }
+}
+
+/// Waits for the shutdown signal, or for the Raft core to stop by itself (its cause then).
+/// Such a core stops the node too, with a failure exit for its supervisor (systemd restarts
+/// it): a replica that no longer applies would go on filtering by stale lists and serving
+/// stale reads while it says it is healthy.
+async fn until_stopped(shutdown: impl Future<Output = ()>, cluster: &Cluster) -> Option<String> {
+    tokio::select! {
+        () = shutdown => None,
+        cause = cluster.raft_stopped() => {
+            tracing::error!(%cause, "the Raft core stopped: the node stops (free the disk or replace it, then start the node again)");
+            Some(cause)
+        }
+    }
+}
+
+/// The tasks only the leader acts in (each waits for its turn): seeding the routes of a
+/// fresh cluster, the expiry sweep of lists, the daily digests.
+fn start_leader_tasks(
+    cluster: &Cluster,
+    config: &Config,
+    digests: AdminService,
+    stop: &Shutdown,
+) -> [JoinHandle<()>; 3] {
+    [
+        tokio::spawn(housekeeping::seed_domains(
+            cluster.clone(),
+            config.spool.seed_domains.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(housekeeping::sweep_expired(
+            cluster.clone(),
+            Duration::from_millis(config.lists.sweep_interval_ms),
+            stop.clone(),
+        )),
+        tokio::spawn(digest::send_daily(
+            Arc::new(digests),
+            Duration::from_millis(config.portal.digest_check_ms),
+            stop.clone(),
+        )),
+    ]
 }
 
 type ApiTask = JoinHandle<Result<(), tonic::transport::Error>>;
@@ -423,6 +417,7 @@ fn start_mail_path(
         recorder.clone(),
         config.hostname(),
         (edge.auth.clone(), callout, submission),
+        edge.room.clone(),
     );
     tasks.extend(serve_smtp(config, edge, acceptor, stop));
     let delivery = DeliveryConfig {
