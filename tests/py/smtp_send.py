@@ -4,10 +4,12 @@
 usage: smtp_send.py HOST PORT MAIL_FROM RCPT[,RCPT...] BODY_FILE [SOURCE_IP]
 PEAGE_HELO names the client in EHLO (client.example otherwise); PEAGE_STARTTLS=1 starts TLS;
 PEAGE_LOGIN=user and PEAGE_PASSWORD=secret log in (AUTH) before MAIL FROM;
-PEAGE_IMPLICIT_TLS=1 speaks TLS from the first byte (port 465).
+PEAGE_IMPLICIT_TLS=1 speaks TLS from the first byte (port 465). Over TLS, "peer_cert_sha256"
+is the SHA-256 of the certificate the server presented.
 Prints {"ehlo": [code, text], "mail": [...], "rcpt": [[...], ...], "data": [...]}; a step
 that did not happen is absent. Never raises on an SMTP refusal: the test reads the codes.
 """
+import hashlib
 import json
 import os
 import smtplib
@@ -33,6 +35,9 @@ def main():
             out["starttls"] = list(s.starttls(context=ssl._create_unverified_context()))
             out["ehlo"] = list(s.ehlo(helo))
             out["cipher"] = s.sock.cipher()[0]
+        if isinstance(s.sock, ssl.SSLSocket):
+            der = s.sock.getpeercert(binary_form=True)
+            out["peer_cert_sha256"] = hashlib.sha256(der).hexdigest()
         if os.environ.get("PEAGE_LOGIN"):
             try:
                 out["auth"] = list(s.login(os.environ["PEAGE_LOGIN"], os.environ["PEAGE_PASSWORD"]))

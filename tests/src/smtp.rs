@@ -16,6 +16,9 @@ pub struct SmtpResult {
     /// The reply to AUTH (0 when the server offered none).
     pub auth: Option<(u16, String)>,
     pub cipher: Option<String>,
+    /// The SHA-256 of the certificate the server presented (hex), over TLS.
+    #[serde(default)]
+    pub peer_cert_sha256: Option<String>,
 }
 
 impl SmtpResult {

@@ -1,5 +1,6 @@
 //! The edge under abuse, against real nodes: a flood of idle connections does not keep a
-//! legitimate client out, and nmap's open-relay probe runs all its tests and finds none.
+//! legitimate client out, and nmap's open-relay probe runs all its tests and finds none;
+//! and over the years: a renewed TLS certificate is served without a restart.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -7,9 +8,10 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpSocket;
 
-use peage_tests::http_get;
+use peage_node::blobs::sha256_hex;
+use peage_tests::{http_get, smtplib_send_with, SmtpOptions, TestCluster, Tuning};
 
-use super::{with_local_domain, HAM};
+use super::{with_local_domain, with_local_domain_tuned, HAM};
 
 #[tokio::test]
 async fn a_thousand_idle_connections_from_fifty_addresses_do_not_keep_a_new_client_out() {
@@ -89,4 +91,50 @@ async fn nmap_smtp_open_relay_runs_every_test_and_finds_no_relay_on_any_site() {
     let clean = "Server doesn't seem to be an open relay, all tests failed";
     assert_eq!(text.matches(clean).count(), hosts.len(), "{text}");
     assert!(!text.contains("open relay ("), "{text}");
+}
+
+/// The SHA-256 of the certificate node 0 presents after STARTTLS, the message accepted.
+fn certificate_served(c: &TestCluster) -> String {
+    let (host, port) = c.nodes[0].smtp_addr();
+    let options = SmtpOptions {
+        starttls: true,
+        ..SmtpOptions::default()
+    };
+    let r = smtplib_send_with(
+        &host,
+        port,
+        "alice@client.example",
+        &["bob@example.test"],
+        HAM,
+        &options,
+    );
+    assert_eq!(r.data.as_ref().map(|d| d.0), Some(250), "{r:?}");
+    r.peer_cert_sha256.expect("a certificate over TLS")
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_from_the_next_handshake_without_a_restart() {
+    let c = with_local_domain_tuned(Tuning {
+        tls: true,
+        ..Tuning::default()
+    })
+    .await;
+    let (cert_file, key_file) = (
+        c.dir.path().join("cert1.pem"),
+        c.dir.path().join("key1.pem"),
+    );
+    let first = certificate_served(&c);
+
+    // A renewal half done (the new key, the old certificate): the old pair is still served.
+    let renewed = rcgen::generate_simple_self_signed(vec![c.nodes[0].ip.clone()]).unwrap();
+    std::fs::write(&key_file, renewed.signing_key.serialize_pem()).unwrap();
+    assert_eq!(certificate_served(&c), first);
+    assert!(c.node_log(0).contains("do not load"), "{}", c.node_log(0));
+
+    // Done: the renewed certificate from the next handshake on, the node never restarted.
+    std::fs::write(&cert_file, renewed.cert.pem()).unwrap();
+    let served = certificate_served(&c);
+    assert_ne!(served, first);
+    assert_eq!(served, sha256_hex(renewed.cert.der()));
+    assert!(c.node_log(0).contains("the new one is served"));
 }
