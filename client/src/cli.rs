@@ -41,7 +41,8 @@ impl LearnClass {
     after_help = "Examples:\n  peagectl status\n  peagectl list add ip 203.0.113.0/24 --reason \"botnet\"\n  peagectl list check ip 203.0.113.7\n  peagectl --stale list ls --kind domain --json"
 )]
 pub struct Cli {
-    /// Admin endpoint of any node.
+    /// Admin endpoint of any node, or several separated by commas: the first that answers is
+    /// used (with all three sites given, one site down does not stop the CLI).
     #[arg(
         long,
         env = "PEAGE_ADDR",

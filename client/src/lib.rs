@@ -34,6 +34,8 @@ pub enum ClientError {
     BadToken,
     #[error("cannot reach {addr}: {reason}")]
     Unreachable { addr: String, reason: String },
+    #[error("cannot reach any of the nodes given: {tried}")]
+    NoneReachable { tried: String },
     #[error("authentication failed at {addr}: {message} (set --token or PEAGE_TOKEN)")]
     Unauthenticated { addr: String, message: String },
     #[error("permission denied at {addr}: {message}")]
@@ -97,6 +99,37 @@ pub async fn connect(addr: &str, token: Option<&str>) -> Result<Admin, ClientErr
         ca_pem: None,
     };
     connect_with(addr, &access).await
+}
+
+/// Connects to the first of a comma-separated list of admin endpoints that answers (any
+/// node serves every call, so one site down does not take the CLI with it); returns the
+/// endpoint reached and its client.
+pub async fn connect_any(addrs: &str, access: &Access) -> Result<(String, Admin), ClientError> {
+    let mut tried = Vec::new();
+    for addr in addrs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        match connect_with(addr, access).await {
+            Ok(admin) => return Ok((addr.to_owned(), admin)),
+            Err(ClientError::Unreachable { addr, reason }) => tried.push((addr, reason)),
+            Err(e) => return Err(e),
+        }
+    }
+    match tried.len() {
+        0 => Err(ClientError::BadAddress {
+            addr: addrs.to_owned(),
+            reason: "no address given".into(),
+        }),
+        1 => {
+            let (addr, reason) = tried.remove(0);
+            Err(ClientError::Unreachable { addr, reason })
+        }
+        _ => Err(ClientError::NoneReachable {
+            tried: tried
+                .iter()
+                .map(|(addr, reason)| format!("{addr}: {reason}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }),
+    }
 }
 
 /// Connects to a node's admin endpoint: `https://HOST:PORT` verified against `access.ca_pem`,

@@ -113,6 +113,32 @@ async fn peagectl_status_lists_and_errors() {
     // Each cause once: "Connection refused", without hyper's wrapper repeating itself.
     assert!(said.contains("refused"), "{said}");
     assert!(!said.contains("connect error: tcp connect error"), "{said}");
+
+    // Several endpoints (a site down): the first that answers serves; none answering names
+    // each with its cause.
+    let o = peagectl(
+        &format!("http://127.0.0.1:1,{addr}"),
+        ADMIN_TOKEN,
+        &["status", "--json"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["node_id"], 2);
+    let o = peagectl(
+        "http://127.0.0.1:1, http://127.0.0.1:2",
+        ADMIN_TOKEN,
+        &["status"],
+    );
+    assert!(!o.status.success());
+    let said = text(&o);
+    assert!(
+        said.contains("cannot reach any of the nodes given"),
+        "{said}"
+    );
+    assert!(
+        said.contains("http://127.0.0.1:1: ") && said.contains("http://127.0.0.1:2: "),
+        "{said}"
+    );
 }
 
 /// `status --json` is one object with the documented fields; the human table names every

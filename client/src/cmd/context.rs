@@ -1,9 +1,9 @@
-//! What every command gets: the options of the command line, a connection to the node at
+//! What every command gets: the options of the command line, a connection to a node of
 //! `--addr` made on first use, and the message files a command names.
 
 use std::path::PathBuf;
 
-use peage_client::{connect_with, Access, Admin, ClientError};
+use peage_client::{connect_any, Access, Admin, ClientError};
 
 pub struct Ctx {
     pub addr: String,
@@ -25,10 +25,13 @@ impl Ctx {
         }
     }
 
-    /// The admin client, connected on first use.
+    /// The admin client, connected on first use to the first of `--addr`'s endpoints that
+    /// answers (which `addr` names from then on).
     pub async fn admin(&mut self) -> Result<&mut Admin, ClientError> {
         if self.admin.is_none() {
-            self.admin = Some(connect_with(&self.addr, &self.access).await?);
+            let (reached, admin) = connect_any(&self.addr, &self.access).await?;
+            self.addr = reached;
+            self.admin = Some(admin);
         }
         Ok(self.admin.as_mut().expect("connected just above"))
     }

@@ -224,7 +224,7 @@ fn print_quick_start(dir: &Path, sites: &[Site], token: &str, exe: &Path) {
     println!("  export PATH={bin_dir}:$PATH");
     let ca = dir.join("tls").join("ca.pem");
     println!(
-        "  export PEAGE_ADDR=https://127.0.0.1:50051 PEAGE_TOKEN={token} PEAGE_CA={}",
+        "  export PEAGE_ADDR=https://127.0.0.1:50051,https://127.0.0.2:50051,https://127.0.0.3:50051\n  export PEAGE_TOKEN={token} PEAGE_CA={}",
         ca.display()
     );
     println!("  peagectl status");
