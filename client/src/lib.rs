@@ -101,12 +101,17 @@ pub async fn connect(addr: &str, token: Option<&str>) -> Result<Admin, ClientErr
     connect_with(addr, &access).await
 }
 
+/// The endpoints of a comma-separated list (`--addr`, `PEAGE_ADDR`).
+pub fn endpoints(addrs: &str) -> impl Iterator<Item = &str> {
+    addrs.split(',').map(str::trim).filter(|a| !a.is_empty())
+}
+
 /// Connects to the first of a comma-separated list of admin endpoints that answers (any
 /// node serves every call, so one site down does not take the CLI with it); returns the
 /// endpoint reached and its client.
 pub async fn connect_any(addrs: &str, access: &Access) -> Result<(String, Admin), ClientError> {
     let mut tried = Vec::new();
-    for addr in addrs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+    for addr in endpoints(addrs) {
         match connect_with(addr, access).await {
             Ok(admin) => return Ok((addr.to_owned(), admin)),
             Err(ClientError::Unreachable { addr, reason }) => tried.push((addr, reason)),

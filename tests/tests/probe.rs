@@ -5,7 +5,9 @@ use std::process::{Command, Output};
 
 use peage_tests::{bin, TestCluster, Tuning, ADMIN_TOKEN};
 
-fn probe(c: &TestCluster, admin: &[usize]) -> (Output, serde_json::Value) {
+/// The probe, following messages through the nodes `admin` given by `option`: `--admin`,
+/// or `--addr` (the default, as an operator's `PEAGE_ADDR` of every site gives them).
+fn probe(c: &TestCluster, option: &str, admin: &[usize]) -> (Output, serde_json::Value) {
     let mx: Vec<String> = c
         .nodes
         .iter()
@@ -21,7 +23,7 @@ fn probe(c: &TestCluster, admin: &[usize]) -> (Output, serde_json::Value) {
         .args(["--follow-timeout", "30s", "--rcpt", "probe@example.test"])
         .arg("--mx")
         .arg(mx.join(","))
-        .arg("--admin")
+        .arg(option)
         .arg(admin.join(","))
         .output()
         .expect("run peagectl probe");
@@ -58,7 +60,7 @@ async fn the_probe_follows_every_message_and_names_the_failing_site() {
         .await
         .unwrap();
 
-    let (o, report) = probe(&c, &[0, 1, 2]);
+    let (o, report) = probe(&c, "--admin", &[0, 1, 2]);
     assert!(o.status.success(), "{report}");
     assert_eq!(report["healthy"], true, "{report}");
     let mut sent = 0;
@@ -75,7 +77,7 @@ async fn the_probe_follows_every_message_and_names_the_failing_site() {
     c.kill(2);
     // The probe measures the steady state with a site gone, after the election if Ariège led.
     c.wait_for_leader_everywhere().await.unwrap();
-    let (o, report) = probe(&c, &[2, 0, 1]);
+    let (o, report) = probe(&c, "--addr", &[2, 0, 1]);
     assert!(!o.status.success(), "{report}");
     assert_eq!(report["healthy"], false, "{report}");
     let dead = mx_report(&report, &c, 2);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use peage_client::v1::*;
-use peage_client::{connect_with, parse_duration_secs, Access, Admin, ClientError};
+use peage_client::{connect_with, endpoints, parse_duration_secs, Access, Admin, ClientError};
 
 use super::context::Ctx;
 use crate::cli::ProbeArgs;
@@ -61,7 +61,7 @@ pub async fn run(ctx: &Ctx, args: ProbeArgs) -> Result<(), ClientError> {
     let options = ProbeOptions {
         mx: args.mx,
         admin: if args.admin.is_empty() {
-            vec![ctx.addr.clone()]
+            endpoints(&ctx.addr).map(str::to_owned).collect()
         } else {
             args.admin
         },
