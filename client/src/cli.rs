@@ -100,7 +100,8 @@ pub enum Cmd {
     Stats(StatsArgs),
     /// One read-only SQL statement over the contacted node's replicated state (operator
     /// token): `sql "SELECT domain, route FROM domains"`. Writes, ATTACH and PRAGMA are
-    /// refused; a query stops after 5 s; `--stale` answers without asking the leader.
+    /// refused; a query stops after 5 s, and one whose reply passes 3 MiB is refused; `--stale`
+    /// answers without asking the leader.
     Sql {
         query: String,
         /// Rows at most (up to 10000); a query that returns more is refused.

@@ -38,7 +38,9 @@ pub async fn query(svc: &AdminService, r: SqlRequest) -> Result<SqlReply, Status
             .map_err(|e| match e {
                 SqlError::Refused(_) => Status::permission_denied(e.to_string()),
                 SqlError::TimedOut(_) => Status::deadline_exceeded(e.to_string()),
-                SqlError::TooManyRows(_) => Status::resource_exhausted(e.to_string()),
+                SqlError::TooManyRows(_) | SqlError::TooLarge(_) => {
+                    Status::resource_exhausted(e.to_string())
+                }
                 SqlError::Sqlite(e) => Status::invalid_argument(e.to_string()),
             })?;
     Ok(SqlReply {

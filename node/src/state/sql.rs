@@ -1,15 +1,22 @@
 //! `peagectl sql`: one read-only query over this node's replicated state, for operators. A
 //! connection of its own, opened read-only, whose authorizer allows only reading (SELECT,
 //! column reads, functions, recursive CTEs: no write, ATTACH or PRAGMA), a time limit
-//! enforced by SQLite's progress handler, and a row limit past which the query is refused.
+//! enforced by SQLite's progress handler, and row, value and reply size limits past which
+//! the query is refused — one query must not take the node's memory.
 
 use std::time::{Duration, Instant};
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{StateStore, DB_FILE};
+
+/// The longest string or blob a query may make (SQLite's own default is a gigabyte).
+const MAX_VALUE_BYTES: i32 = 16 << 20;
+/// The most text one reply carries, under gRPC's 4 MiB message limit.
+pub const MAX_REPLY_BYTES: usize = 3 << 20;
 
 /// What a query returned: column names and rows as text.
 #[derive(Debug)]
@@ -27,6 +34,8 @@ pub enum SqlError {
     TimedOut(Duration),
     #[error("more than {0} rows: add a LIMIT or a WHERE, or raise --max-rows")]
     TooManyRows(usize),
+    #[error("the reply would pass {} MiB: select fewer rows or columns, or shorten them with substr() or length()", .0 >> 20)]
+    TooLarge(usize),
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -69,6 +78,7 @@ impl StateStore {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(self.inner.dir.join(DB_FILE), flags)?;
         conn.authorizer(Some(reads_only))?;
+        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)?;
         let started = Instant::now();
         conn.progress_handler(1000, Some(move || started.elapsed() > time_limit))?;
         let mut stmt = conn.prepare(sql).map_err(|e| match e {
@@ -88,6 +98,7 @@ impl StateStore {
         let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
+        let mut reply_bytes = 0;
         loop {
             let row = match rows.next() {
                 Ok(Some(row)) => row,
@@ -102,11 +113,14 @@ impl StateStore {
             if out.len() == max_rows {
                 return Err(SqlError::TooManyRows(max_rows));
             }
-            out.push(
-                (0..columns.len())
-                    .map(|i| row.get_ref(i).map_or_else(|e| e.to_string(), text_of))
-                    .collect(),
-            );
+            let values: Vec<String> = (0..columns.len())
+                .map(|i| row.get_ref(i).map_or_else(|e| e.to_string(), text_of))
+                .collect();
+            reply_bytes += values.iter().map(String::len).sum::<usize>();
+            if reply_bytes > MAX_REPLY_BYTES {
+                return Err(SqlError::TooLarge(MAX_REPLY_BYTES));
+            }
+            out.push(values);
         }
         Ok(QueryResult { columns, rows: out })
     }

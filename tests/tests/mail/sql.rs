@@ -1,7 +1,7 @@
 //! `peagectl sql` against a real node: the tables listed and a join over the spool
 //! answered from the replicated state; a write, ATTACH, a PRAGMA write, a second statement,
-//! a runaway query and one returning too many rows refused with clear errors, the state
-//! digest unchanged; an auditor (read-only) token refused.
+//! a runaway query and one returning too many rows or too many bytes refused with clear
+//! errors, the state digest unchanged; an auditor (read-only) token refused.
 
 use peage_tests::{TestCluster, READ_TOKEN};
 
@@ -50,6 +50,14 @@ async fn sql_reads_the_replicated_state_and_refuses_everything_else() {
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 20) SELECT i FROM n";
     let err = refusal(&c, &["--max-rows", "10", many]);
     assert!(err.contains("more than 10 rows"), "{err}");
+    // Memory: a reply past 3 MiB, or one value past 16 MiB, is refused, not built (the first
+    // took 3.7 GB of the node's memory before its time limit stopped it).
+    let big_rows = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 10000)
+        SELECT i, printf('%.1000000c', 'a') FROM n";
+    let err = refusal(&c, &["--max-rows", "10000", big_rows]);
+    assert!(err.contains("would pass 3 MiB"), "{err}");
+    let err = refusal(&c, &["SELECT length(printf('%.100000000c', 'a'))"]);
+    assert!(err.contains("too big"), "{err}");
     assert_eq!(c.digests(0).await.unwrap(), before, "nothing written");
     assert!(!c
         .peagectl_as(1, READ_TOKEN, &["sql", "SELECT 1"])
