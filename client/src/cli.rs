@@ -264,6 +264,8 @@ pub enum QuarantineCmd {
     /// A held message: its record and headers (`--raw`: the whole message).
     Show {
         queue_id: String,
+        /// The whole message as stored, headers and body, on standard output (a role that
+        /// may read bodies: not an auditor)
         #[arg(long)]
         raw: bool,
     },

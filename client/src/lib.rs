@@ -25,6 +25,10 @@ impl tonic::service::Interceptor for BearerToken {
 
 pub type Admin = AdminClient<InterceptedService<Channel, BearerToken>>;
 
+/// The largest reply read: a held message shown whole (`quarantine show --raw`) is up to the
+/// nodes' `smtp.max_message_bytes` (25 MiB by default), past gRPC's default of 4 MiB.
+pub const MAX_REPLY_BYTES: usize = 256 << 20;
+
 /// What went wrong talking to a node, worded for an operator.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -192,7 +196,8 @@ pub async fn connect_with(addr: &str, access: &Access) -> Result<Admin, ClientEr
             reason,
         }
     })?;
-    Ok(AdminClient::with_interceptor(channel, BearerToken(token)))
+    Ok(AdminClient::with_interceptor(channel, BearerToken(token))
+        .max_decoding_message_size(MAX_REPLY_BYTES))
 }
 
 /// Parses a duration like `90`, `90s`, `15m`, `2h` or `7d` into seconds.

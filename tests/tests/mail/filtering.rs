@@ -382,3 +382,31 @@ async fn a_quarantined_message_past_its_retention_is_removed_everywhere() {
     .await;
     assert!(swept.is_ok(), "{swept:?}");
 }
+
+#[tokio::test]
+async fn a_held_message_past_grpcs_4_mib_is_shown_whole_by_peagectl() {
+    let c = with_local_domain().await;
+    // The executable's archive, and 6 MB of attachment beside it (base64, 76 a line).
+    let line = format!("{}\r\n", "A".repeat(76));
+    let padding = format!(
+        "--b\r\nContent-Type: application/octet-stream; name=\"scan.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
+        line.repeat(6_000_000 / line.len())
+    );
+    let small = String::from_utf8(zip_with_exe()).unwrap();
+    let big = small.replacen("--b--\r\n", &format!("{padding}--b--\r\n"), 1);
+    let id = c
+        .smtp_send(
+            0,
+            "alice@client.example",
+            &["bob@example.test"],
+            big.as_bytes(),
+        )
+        .queue_id();
+    let o = c.peagectl(1, &["quarantine", "show", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ARCHIVE_WITH_EXECUTABLE"));
+    let o = c.peagectl(1, &["quarantine", "show", &id, "--raw"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stdout.len() > big.len(), "{} bytes", o.stdout.len());
+    assert!(o.stdout.ends_with(big.as_bytes()));
+}
