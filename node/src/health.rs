@@ -1,5 +1,7 @@
-//! The node's HTTP endpoint: `/metrics` (Prometheus text, with the Raft and spool gauges
-//! read when scraped) and `/healthz` (200 in a working majority, 503 otherwise).
+//! The node's HTTP endpoint: `/metrics` (Prometheus text, with the Raft, spool and disk
+//! gauges read when scraped) and `/healthz` (200 in a working majority, 503 otherwise).
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,20 +15,22 @@ use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crate::metrics::{
     BODY_JOURNAL_BODIES, BODY_JOURNAL_PENDING_BYTES, BODY_JOURNAL_SYNCS, CLOCK_OFFSET_MS,
-    CLOCK_OFFSET_UNCERTAINTY_MS, LEADER_CHANGES, SMTP_EVICTED, SMTP_SESSIONS, SPOOL_MESSAGES,
-    SPOOL_OLDEST_AGE_SECONDS,
+    CLOCK_OFFSET_UNCERTAINTY_MS, DATA_FREE_BYTES, DATA_MIN_FREE_BYTES, LEADER_CHANGES,
+    SMTP_EVICTED, SMTP_SESSIONS, SPOOL_MESSAGES, SPOOL_OLDEST_AGE_SECONDS,
 };
+use crate::spool::room::Room;
 
 #[derive(Clone)]
 struct Scrape {
     cluster: Cluster,
     handle: PrometheusHandle,
+    room: Arc<Room>,
 }
 
 /// Serves `/metrics` and `/healthz` until `stop` fires.
 pub async fn serve(
     listener: TcpListener,
-    cluster: Cluster,
+    (cluster, room): (Cluster, Arc<Room>),
     handle: PrometheusHandle,
     mut stop: Shutdown,
 ) -> std::io::Result<()> {
@@ -38,7 +42,11 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .with_state(Scrape { cluster, handle });
+        .with_state(Scrape {
+            cluster,
+            handle,
+            room,
+        });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.wait().await })
         .await
@@ -46,6 +54,10 @@ pub async fn serve(
 
 async fn metrics(State(s): State<Scrape>) -> (StatusCode, String) {
     record_gauges(&s.cluster).await;
+    if let Ok(free) = s.room.free_bytes() {
+        metrics::gauge!(DATA_FREE_BYTES).set(free as f64);
+    }
+    metrics::gauge!(DATA_MIN_FREE_BYTES).set(s.room.floor_bytes() as f64);
     s.handle.run_upkeep();
     (StatusCode::OK, s.handle.render())
 }

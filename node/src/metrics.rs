@@ -29,6 +29,8 @@ pub const SPOOL_MESSAGES: &str = "peage_spool_messages";
 pub const SPOOL_OLDEST_AGE_SECONDS: &str = "peage_spool_oldest_age_seconds";
 pub const BLOBS_DELETED: &str = "peage_blobs_deleted_total";
 pub const BLOB_BYTES: &str = "peage_blob_bytes";
+pub const DATA_FREE_BYTES: &str = "peage_data_free_bytes";
+pub const DATA_MIN_FREE_BYTES: &str = "peage_data_min_free_bytes";
 pub const BODY_JOURNAL_SYNCS: &str = "peage_body_journal_syncs_total";
 pub const BODY_JOURNAL_BODIES: &str = "peage_body_journal_bodies_total";
 /// Bytes of bodies durable in the body journal and read from memory until its checkpoint.

@@ -180,10 +180,11 @@ pub async fn run(
         (auth.clone(), grpc_tls),
         &core,
     )?;
+    let room = Arc::new(Room::new(data_dir.to_path_buf(), config.min_free_bytes()));
     let metrics_http = match listeners.metrics {
         Some(listener) => Some(tokio::spawn(health::serve(
             listener,
-            cluster.clone(),
+            (cluster.clone(), room.clone()),
             metrics::install()?,
             core.clone(),
         ))),
@@ -211,7 +212,7 @@ pub async fn run(
         listeners: [listeners.smtp, submission, submissions],
         tls: smtp_tls,
         auth,
-        room: Arc::new(Room::new(data_dir.to_path_buf(), config.min_free_bytes())),
+        room,
     };
     let mail_path = start_mail_path(&cluster, &config, edge, ledger, &mail);
     let leader_tasks = start_leader_tasks(&cluster, &config, digests, &mail);

@@ -26,6 +26,11 @@ impl Room {
         }
     }
 
+    /// The free space under which mail is refused.
+    pub fn floor_bytes(&self) -> u64 {
+        self.floor_bytes
+    }
+
     /// Bytes an unprivileged writer may still use on the directory's filesystem.
     pub fn free_bytes(&self) -> io::Result<u64> {
         let path = CString::new(self.dir.as_os_str().as_bytes())?;

@@ -15,7 +15,8 @@ use super::{StateStore, DB_FILE};
 
 /// The longest string or blob a query may make (SQLite's own default is a gigabyte).
 const MAX_VALUE_BYTES: i32 = 16 << 20;
-/// The most text one reply carries, under gRPC's 4 MiB message limit.
+/// The most text one reply carries (the memory one query may hold; under the 4 MiB a gRPC
+/// client reads by default).
 pub const MAX_REPLY_BYTES: usize = 3 << 20;
 
 /// What a query returned: column names and rows as text.

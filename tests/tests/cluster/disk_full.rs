@@ -39,6 +39,11 @@ async fn a_node_whose_disk_fills_refuses_mail_then_stops_and_rejoins_once_freed(
     assert!(short.data.is_none(), "{short:?}");
     c.smtp_send(1, "alice@client.example", &["bob@example.test"], HAM)
         .queue_id();
+    // What an alert reads (ops/prometheus/alerts.yml: PeageDiskFull).
+    let floor = c.metric(0, "peage_data_min_free_bytes").await;
+    assert_eq!(floor, Some((16 << 20) as f64));
+    let free = c.metric(0, "peage_data_free_bytes").await.unwrap();
+    assert!(free < (16 << 20) as f64, "{free}");
 
     // Full: the next entries cannot be logged here. The node stops, and says why.
     disk.fill_leaving(0);
