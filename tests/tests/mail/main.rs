@@ -9,6 +9,7 @@ mod blocklists;
 mod body_copies;
 mod delivery;
 mod digest;
+mod downstreams;
 mod edge;
 mod filtering;
 mod handover;

@@ -229,12 +229,14 @@ pub(crate) async fn connect(
     if let Some(ip) = downstream.bind_address {
         builder = builder.local_ip(ip);
     }
-    builder
+    let builder = builder
         .implicit_tls(false)
         .helo_host(downstream.helo_name.clone())
-        .timeout(downstream.connect_timeout)
-        .connect_plain()
+        .timeout(downstream.connect_timeout);
+    // mail-send waits for the greeting without end: a silent downstream would hold the slot.
+    tokio::time::timeout(downstream.connect_timeout, builder.connect_plain())
         .await
+        .unwrap_or(Err(mail_send::Error::Timeout))
         .and_then(|c| {
             // Otherwise the end-of-data line waits for the downstream's delayed ACK of the
             // body: 40 ms per message on each connection.
