@@ -10,7 +10,12 @@ use peage_tests::metric_value as value;
 
 #[tokio::test]
 async fn metrics_count_the_mail_path_and_healthz_follows_the_quorum() {
-    let mut c = TestCluster::start(Tuning::default()).await.unwrap();
+    // With STARTTLS's certificate, whose expiry an alert reads.
+    let tls = Tuning {
+        tls: true,
+        ..Tuning::default()
+    };
+    let mut c = TestCluster::start(tls).await.unwrap();
     for i in 0..3 {
         let (status, body) = http_get(&c.nodes[i].metrics_addr(), "/healthz")
             .await
@@ -105,9 +110,13 @@ async fn metrics_count_the_mail_path_and_healthz_follows_the_quorum() {
 
     every_series_ops_uses_is_exported(&c).await;
 
-    // Alone, a node is out of the quorum and says so.
+    alone_a_node_says_it_is_out_of_the_quorum(&mut c).await;
+}
+
+async fn alone_a_node_says_it_is_out_of_the_quorum(c: &mut TestCluster) {
     c.kill(0);
     c.kill(2);
+    let c = &*c;
     wait_for(
         "node 2 reports no quorum",
         Duration::from_secs(20),

@@ -143,6 +143,8 @@ pub async fn run(
     data_dir: &Path,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // First, so that what loading the TLS material reports (its expiry) is recorded.
+    let prometheus = metrics::install()?;
     // TLS material and ports are checked before storage is touched.
     let smtp_tls = match (&config.smtp.tls_cert, &config.smtp.tls_key) {
         (Some(cert), Some(key)) => Some(smtp::tls::acceptor(cert, key)?),
@@ -181,15 +183,10 @@ pub async fn run(
         &core,
     )?;
     let room = Arc::new(Room::new(data_dir.to_path_buf(), config.min_free_bytes()));
-    let metrics_http = match listeners.metrics {
-        Some(listener) => Some(tokio::spawn(health::serve(
-            listener,
-            (cluster.clone(), room.clone()),
-            metrics::install()?,
-            core.clone(),
-        ))),
-        None => None,
-    };
+    let metrics_http = listeners.metrics.map(|listener| {
+        let scraped = (cluster.clone(), room.clone());
+        tokio::spawn(health::serve(listener, scraped, prometheus, core.clone()))
+    });
     // The portal writes through the cluster: it stops with the mail path.
     let portal = match (listeners.portal, &smtp_tls) {
         (Some(listener), Some(tls)) => {

@@ -1,6 +1,7 @@
 //! The edge under abuse, against real nodes: a flood of idle connections does not keep a
 //! legitimate client out, and nmap's open-relay probe runs all its tests and finds none;
-//! and over the years: a renewed TLS certificate is served without a restart.
+//! and over the years: a renewed TLS certificate is served without a restart, its expiry on
+//! `/metrics`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -126,15 +127,23 @@ async fn a_renewed_certificate_is_served_from_the_next_handshake_without_a_resta
     let first = certificate_served(&c);
 
     // A renewal half done (the new key, the old certificate): the old pair is still served.
-    let renewed = rcgen::generate_simple_self_signed(vec![c.nodes[0].ip.clone()]).unwrap();
-    std::fs::write(&key_file, renewed.signing_key.serialize_pem()).unwrap();
+    // (Expired long ago, so that the node's warning can be read: it serves it all the same.)
+    let mut params = rcgen::CertificateParams::new(vec![c.nodes[0].ip.clone()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2000, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let renewed = params.self_signed(&key).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
     assert_eq!(certificate_served(&c), first);
     assert!(c.node_log(0).contains("do not load"), "{}", c.node_log(0));
 
     // Done: the renewed certificate from the next handshake on, the node never restarted.
-    std::fs::write(&cert_file, renewed.cert.pem()).unwrap();
+    std::fs::write(&cert_file, renewed.pem()).unwrap();
     let served = certificate_served(&c);
     assert_ne!(served, first);
-    assert_eq!(served, sha256_hex(renewed.cert.der()));
+    assert_eq!(served, sha256_hex(renewed.der()));
     assert!(c.node_log(0).contains("the new one is served"));
+    // Its expiry, for the alert on certificates near theirs, and the log's word on it.
+    let expiry = c.metric(0, "peage_tls_certificate_expiry_seconds").await;
+    assert_eq!(expiry, Some(946_684_800.0));
+    assert!(c.node_log(0).contains("the TLS certificate has expired"));
 }
