@@ -285,6 +285,10 @@ fn supervise(dir: &Path, sites: &mut [Site]) -> anyhow::Result<()> {
 pub fn run(dir: &Path) -> anyhow::Result<()> {
     let exe: PathBuf = std::env::current_exe().context("cannot find the peage executable")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // What it prints (PEAGE_CA, logs, restart commands) must work from another shell's
+    // directory too.
+    let dir =
+        &std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     let mut sites: Vec<Site> = Vec::new();
     let started =
         start_sites(&exe, dir, &mut sites).and_then(|token| Ok((token, start_sink(&exe, dir)?)));
