@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use peage_node::spool::room::Room;
+
 pub struct Tmpfs {
     dir: PathBuf,
 }
@@ -38,13 +40,11 @@ impl Tmpfs {
         }
     }
 
-    /// Bytes still free on it.
+    /// Bytes still free on it, measured as the node measures them.
     pub fn free_bytes(&self) -> u64 {
-        let path = std::ffi::CString::new(self.dir.to_string_lossy().as_bytes()).unwrap();
-        // SAFETY: statvfs(3) on a NUL-terminated path, into a struct it fills.
-        let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut stats) }, 0);
-        stats.f_bavail * stats.f_frsize
+        Room::new(self.dir.clone(), 0)
+            .free_bytes()
+            .expect("measure the tmpfs")
     }
 
     /// Writes a filler file until only `left` bytes (or nothing, the write refused) are free.

@@ -128,7 +128,8 @@ impl Cluster {
     }
 
     /// Whether this node is part of a working majority: its Raft core runs, it knows a
-    /// leader, and that leader's contact (a majority's acknowledgement, on the leader itself) is recent enough.
+    /// leader, and that leader's contact (a majority's acknowledgement, on the leader
+    /// itself) is recent enough.
     pub fn in_quorum(&self) -> bool {
         let f = self.freshness(true);
         let m = self.metrics();
