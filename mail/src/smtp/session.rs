@@ -421,8 +421,9 @@ fn parse_error_reply(e: &ParseError) -> Reply {
     }
 }
 
-/// Bare LF (the stuff of SMTP smuggling) and NUL bytes are refused rather than passed on to
-/// servers that may read them differently.
+/// Bare LF or CR (the stuff of SMTP smuggling: `<LF>.<LF>`, `<CR>.<CR>` end the data for
+/// some servers) and NUL bytes are refused rather than passed on to servers that may read
+/// them differently.
 fn body_defect(body: &[u8]) -> Option<&'static str> {
     if body.contains(&0) {
         return Some("NUL bytes");
@@ -431,6 +432,9 @@ fn body_defect(body: &[u8]) -> Option<&'static str> {
     for &b in body {
         if b == b'\n' && prev != b'\r' {
             return Some("bare LF; lines must end with CRLF");
+        }
+        if prev == b'\r' && b != b'\n' {
+            return Some("bare CR; lines must end with CRLF");
         }
         prev = b;
     }

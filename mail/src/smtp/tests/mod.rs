@@ -306,6 +306,10 @@ async fn oversized_bare_lf_and_nul_messages_are_refused() {
     for (body, code) in [
         (vec![b'x'; 5000], "552 5.3.4"),
         (b"line one\nline two\r\n".to_vec(), "554 5.6.0"),
+        (
+            b"hello\r\n.\rMAIL FROM:<e@x.example>\r\n".to_vec(),
+            "554 5.6.0",
+        ),
         (b"nul \0 here\r\n".to_vec(), "554 5.6.0"),
     ] {
         // Each refusal resets the transaction, so a new MAIL is not "nested".
