@@ -144,6 +144,9 @@ pub struct SessionConfig {
     /// Errors (refused commands and replies of 4xx or 5xx) tolerated before the session is
     /// closed (Postfix's hard error limit is 20).
     pub max_errors: u32,
+    /// `Received` headers a message may carry; past them it is refused as a mail loop
+    /// (Postfix's `hopcount_limit`, 50).
+    pub max_hops: usize,
     /// From this many errors on, each error reply waits `error_delay` (Postfix's soft limit).
     pub slow_errors_after: u32,
     pub error_delay: Duration,
@@ -169,6 +172,7 @@ impl Default for SessionConfig {
             min_data_rate: 4096,
             data_grace: Duration::from_secs(60),
             max_errors: 20,
+            max_hops: 50,
             slow_errors_after: 10,
             error_delay: Duration::from_secs(1),
             submission: false,

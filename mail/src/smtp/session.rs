@@ -377,6 +377,16 @@ impl<'a, A: Acceptor> Session<'a, A> {
         if let Some(why) = body_defect(&t.body) {
             return Reply::new(554, format!("5.6.0 Message refused: {why}"));
         }
+        let hops = received_headers(&t.body);
+        if hops > self.config.max_hops {
+            return Reply::new(
+                554,
+                format!(
+                    "5.4.6 Too many hops: {hops} Received headers, the limit is {} (a mail loop?)",
+                    self.config.max_hops
+                ),
+            );
+        }
         let envelope = Envelope {
             client_ip: self.client_ip,
             helo: self.helo.clone().unwrap_or_default(),
@@ -419,6 +429,16 @@ fn parse_error_reply(e: &ParseError) -> Reply {
         }
         _ => Reply::new(500, "5.5.2 Syntax error"),
     }
+}
+
+/// The `Received` headers in the message's header section: each relay adds one, so a count
+/// past any sane path is a routing loop (RFC 5321 section 6.3).
+fn received_headers(message: &[u8]) -> usize {
+    message
+        .split(|&b| b == b'\n')
+        .take_while(|line| !line.is_empty() && *line != b"\r")
+        .filter(|line| line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:"))
+        .count()
 }
 
 /// Bare LF or CR (the stuff of SMTP smuggling: `<LF>.<LF>`, `<CR>.<CR>` end the data for

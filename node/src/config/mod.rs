@@ -209,6 +209,8 @@ pub struct SmtpSection {
     pub min_data_rate_bytes_per_sec: u64,
     /// Error replies before the session is closed (each one after the tenth waits 1 s).
     pub max_errors: u32,
+    /// `Received` headers past which a message is refused as a mail loop (`554 5.4.6`).
+    pub max_hops: usize,
     /// PEM certificate chain and private key; with both, STARTTLS is offered.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -229,6 +231,7 @@ impl Default for SmtpSection {
             session_deadline_secs: 3600,
             min_data_rate_bytes_per_sec: 4096,
             max_errors: 20,
+            max_hops: 50,
             tls_cert: None,
             tls_key: None,
         }

@@ -172,6 +172,7 @@ impl Config {
             ("smtp.max_recipients", smtp.max_recipients),
             ("smtp.max_connections", smtp.max_connections),
             ("smtp.max_connections_per_ip", smtp.max_connections_per_ip),
+            ("smtp.max_hops", smtp.max_hops),
         ] {
             ensure(v != 0, key, "must be > 0")?;
         }

@@ -79,6 +79,7 @@ fn serve_smtp(
         session_deadline: Duration::from_secs(s.session_deadline_secs),
         min_data_rate: s.min_data_rate_bytes_per_sec,
         max_errors: s.max_errors,
+        max_hops: s.max_hops,
         ..SessionConfig::default()
     };
     let limits = ConnectionLimits {

@@ -1,6 +1,7 @@
 //! Downstreams that misbehave: one that accepts the connection and never greets costs a
 //! failed attempt at the connect timeout, retried later, rather than holding the delivery
-//! (and a connection slot of its route) for ever.
+//! (and a connection slot of its route) for ever; a route that leads back into the cluster
+//! ends at the hop limit instead of relaying the message round for ever.
 
 use std::time::Duration;
 
@@ -8,15 +9,20 @@ use peage_tests::{wait_for, TestCluster, Tuning, ADMIN_TOKEN};
 
 use super::{json_as, HAM};
 
-#[tokio::test]
-async fn a_downstream_that_never_greets_costs_an_attempt_not_the_delivery() {
+/// Three nodes, each with the same change to its configuration, a leader elected.
+async fn started_with(edit: impl Fn(&mut peage_node::config::Config)) -> TestCluster {
     let mut c = TestCluster::configure(Tuning::default()).unwrap();
     for i in 0..3 {
-        c.edit_node_config(i, |config| config.spool.connect_timeout_secs = 1)
-            .unwrap();
+        c.edit_node_config(i, &edit).unwrap();
         c.start_node(i).unwrap();
     }
     c.wait_for_leader_everywhere().await.unwrap();
+    c
+}
+
+#[tokio::test]
+async fn a_downstream_that_never_greets_costs_an_attempt_not_the_delivery() {
+    let c = started_with(|config| config.spool.connect_timeout_secs = 1).await;
     // Accepts every connection and keeps it open without a word.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = silent.local_addr().unwrap();
@@ -46,4 +52,35 @@ async fn a_downstream_that_never_greets_costs_an_attempt_not_the_delivery() {
     .unwrap();
     assert!(why.to_lowercase().contains("timeout"), "{why}");
     held.abort();
+}
+
+#[tokio::test]
+async fn a_domain_routed_back_into_the_cluster_stops_at_the_hop_limit() {
+    let c = started_with(|config| config.smtp.max_hops = 5).await;
+    // A routing mistake: the domain's downstream is Roubaix's own MX.
+    let (host, port) = c.nodes[1].smtp_addr();
+    c.route_domain("loop.test", &format!("smtp://{host}:{port}"))
+        .await
+        .unwrap();
+    c.smtp_send(0, "alice@client.example", &["bob@loop.test"], HAM)
+        .queue_id();
+    // Each pass adds a `Received`: passes with 0 to 5 of them are accepted, the seventh is
+    // refused with 554 5.4.6 and ends the loop as a failed delivery.
+    let totals = wait_for(
+        "the loop refused at its hop limit, the queue empty",
+        Duration::from_secs(60),
+        || async {
+            let stats = json_as(&c, 0, ADMIN_TOKEN, &["stats", "--since", "1h"]).ok()?;
+            let totals = stats["totals"].clone();
+            let queue = json_as(&c, 0, ADMIN_TOKEN, &["queue", "ls"]).ok()?;
+            let done = totals["bounced"].as_i64()? >= 1
+                && totals["received"].as_i64()? >= 6
+                && queue["messages"].as_array()?.is_empty();
+            done.then_some(totals)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(totals["received"].as_i64(), Some(6), "{totals}");
+    assert_eq!(totals["delivered"].as_i64(), Some(5), "{totals}");
 }

@@ -137,3 +137,29 @@ async fn no_session_outlives_its_deadline() {
     );
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_message_past_its_hop_limit_is_refused_as_a_loop() {
+    let (mut c, rec, _stop, _task) = start(SessionConfig {
+        max_hops: 3,
+        ..SessionConfig::default()
+    });
+    c.line().await;
+    c.cmd("EHLO x").await;
+    let received = "Received: from a by b; Mon, 7 Dec 2026 10:00:00 +0000\r\n";
+    // Case does not hide a header; a `Received:` in the body is not one.
+    let at_limit = format!(
+        "{}rEcEiVeD: x\r\nSubject: s\r\n\r\n{received}",
+        received.repeat(2)
+    );
+    let past_limit = format!("{}Subject: s\r\n\r\nhi\r\n", received.repeat(4));
+    for (message, code) in [(at_limit, "250"), (past_limit, "554 5.4.6")] {
+        assert!(c.cmd("MAIL FROM:<a@b.example>").await.starts_with("250"));
+        c.cmd("RCPT TO:<bob@example.test>").await;
+        assert!(c.cmd("DATA").await.starts_with("354"));
+        c.send(format!("{message}.\r\n").as_bytes()).await;
+        let r = c.line().await;
+        assert!(r.starts_with(code), "{r}");
+    }
+    assert_eq!(rec.messages.lock().unwrap().len(), 1);
+}
