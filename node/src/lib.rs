@@ -18,6 +18,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod signed_links;
 pub mod snapshot_file;
+pub mod sqlite_file;
 pub mod types;
 
 // The replicated data model, the config, and the cluster over them.

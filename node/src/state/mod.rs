@@ -46,6 +46,7 @@ use rusqlite::Connection;
 use peage_mail::lists::ListIndex;
 use peage_mail::sync::{lock, read, write};
 
+use crate::sqlite_file;
 use crate::types::{Membership, NodeId};
 pub use knowledge::{
     domain_of, Account, ClusterPolicy, DigestLang, DigestSchedule, DkimKey, DmarcAction,
@@ -92,8 +93,17 @@ impl StateStore {
     pub fn open(dir: &Path) -> Result<StateStore, StorageError<NodeId>> {
         std::fs::create_dir_all(dir.join(SNAPSHOT_DIR)).map_err(sm_err)?;
         remove_leftovers(dir);
-        let conn = schema::open(&dir.join(DB_FILE)).map_err(sm_err)?;
-        let applied = schema::read_applied(&conn).map_err(sm_err)?;
+        let path = dir.join(DB_FILE);
+        // The state is the Raft log's to rebuild (from the local snapshot, the log, or the
+        // leader's snapshot): a damaged file is set aside rather than keep the node down.
+        let (conn, applied) = match schema::open_checked(&path) {
+            Err(e) if sqlite_file::unreadable(&e) => {
+                let kept = sqlite_file::set_aside(&path).map_err(sm_err)?;
+                tracing::error!(error = %e, kept = %kept.display(), "the state database cannot be read: kept aside, the state is rebuilt from the snapshot and the Raft log");
+                schema::open_checked(&path).map_err(sm_err)?
+            }
+            opened => opened.map_err(sm_err)?,
+        };
         let store = StateStore {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),

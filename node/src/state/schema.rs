@@ -8,6 +8,7 @@ use std::path::Path;
 use openraft::LogId;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use crate::sqlite_file;
 use crate::types::{Membership, NodeId};
 
 const MIGRATIONS: &[&str] = &[
@@ -245,6 +246,18 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// The last applied log id and the membership it left.
+pub type Applied = (Option<LogId<NodeId>>, Membership);
+
+/// As [`open`], with every page checked and the last applied log id read: an `Err` that
+/// [`sqlite_file::unreadable`] accepts when the file is damaged.
+pub fn open_checked(path: &Path) -> rusqlite::Result<(Connection, Applied)> {
+    let conn = open(path)?;
+    sqlite_file::check_pages(&conn)?;
+    let applied = read_applied(&conn)?;
+    Ok((conn, applied))
+}
+
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let current = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if current > SCHEMA_VERSION {
@@ -262,7 +275,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// The last applied log id and membership, as the database holds them.
-pub fn read_applied(conn: &Connection) -> rusqlite::Result<(Option<LogId<NodeId>>, Membership)> {
+pub fn read_applied(conn: &Connection) -> rusqlite::Result<Applied> {
     let get = |key: &str| -> rusqlite::Result<Option<String>> {
         conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()

@@ -22,6 +22,7 @@ use std::time::Duration;
 use peage_proto::v1::{Deferral, StatsQuery, StatsRows, TrackEvent, TrackQuery};
 
 use crate::clock::now_ms;
+use crate::sqlite_file;
 use crate::state::spool::{identity_in, SpooledMessage};
 use crate::types::NodeId;
 
@@ -59,9 +60,13 @@ impl Tracking {
         // The history is this node's alone and no mail depends on it: one that cannot be
         // read is kept aside for whoever wants to look, and a new one starts, rather than
         // keeping the node (and its MX) down.
-        let writer = match store::open(&path) {
-            Err(e) if store::unreadable(&e) => {
-                let kept = store::set_aside(&path)?;
+        let checked = store::open(&path).and_then(|conn| {
+            sqlite_file::check_pages(&conn)?;
+            Ok(conn)
+        });
+        let writer = match checked {
+            Err(e) if e.downcast_ref().is_some_and(sqlite_file::unreadable) => {
+                let kept = sqlite_file::set_aside(&path)?;
                 tracing::error!(
                     error = %e,
                     kept = %kept.display(),

@@ -52,34 +52,6 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
-/// Whether `e` says the file is not a database, or a damaged one.
-pub fn unreadable(e: &anyhow::Error) -> bool {
-    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
-    let code = e
-        .downcast_ref::<rusqlite::Error>()
-        .and_then(|e| e.sqlite_error_code());
-    matches!(code, Some(NotADatabase | DatabaseCorrupt))
-}
-
-/// Renames the store at `path` (and its WAL and shared-memory files) out of the way, to
-/// `<name>.unreadable-<unix seconds>`; returns the new name of the store.
-pub fn set_aside(path: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let kept = path.with_file_name(format!("{name}.unreadable-{secs}"));
-    for suffix in ["", "-wal", "-shm"] {
-        let from = path.with_file_name(format!("{name}{suffix}"));
-        if from.exists() {
-            let to = path.with_file_name(format!("{name}.unreadable-{secs}{suffix}"));
-            std::fs::rename(&from, &to)
-                .map_err(|e| anyhow::anyhow!("cannot move {} aside: {e}", from.display()))?;
-        }
-    }
-    Ok(kept)
-}
-
 /// The columns added since the first version of the file, added to an older one.
 fn add_connection_columns(conn: &Connection) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('events')")?;

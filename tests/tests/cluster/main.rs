@@ -1,7 +1,8 @@
 //! Cluster core, tested on real `peage` processes on loopback: replication, leader loss,
-//! restart, snapshot to a late learner, minority behaviour, determinism, bad input and a
-//! full disk.
+//! restart, snapshot to a late learner, minority behaviour, determinism, bad input, a
+//! full disk and a damaged state database.
 
+mod damaged_state;
 mod disk_full;
 mod membership;
 mod refusals;
