@@ -29,12 +29,21 @@ pub fn check_pages(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Renames the file at `path` (and its WAL and shared-memory files) out of the way, to
-/// `<name>.unreadable-<unix seconds>`; returns the new name of the file.
+/// `<name>.unreadable-<unix seconds>`; returns the new name of the file. Copies set aside
+/// before are deleted: a node restarted in a loop on a failing disk keeps one, not one a
+/// restart.
 pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let earlier = format!("{name}.unreadable-");
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for old in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if old.file_name().to_string_lossy().starts_with(&earlier) {
+            let _ = std::fs::remove_file(old.path());
+        }
+    }
     let kept = path.with_file_name(format!("{name}.unreadable-{secs}"));
     for suffix in ["", "-wal", "-shm"] {
         let from = path.with_file_name(format!("{name}{suffix}"));
@@ -79,8 +88,10 @@ mod tests {
         assert!(unreadable(&e), "{e}");
         drop(conn);
 
+        std::fs::write(dir.path().join("x.sqlite.unreadable-1"), b"an earlier copy").unwrap();
         let kept = set_aside(&path).unwrap();
         assert!(!path.exists());
+        assert!(!dir.path().join("x.sqlite.unreadable-1").exists());
         assert!(kept
             .file_name()
             .unwrap()

@@ -115,9 +115,16 @@ impl StateStore {
         };
         match store.latest_snapshot()? {
             Some((meta, path)) if meta.last_log_id > store.applied().0 => {
-                tracing::warn!(snapshot = ?meta.last_log_id, "state database is behind its snapshot; restoring it");
-                // Restoring rebuilds the indexes too.
-                store.restore_from(&path)?;
+                if let Err(e) = snapshot::check_snapshot(&path) {
+                    // Without it the log rebuilds the state, or the leader sends its own.
+                    let kept = sqlite_file::set_aside(&path).map_err(sm_err)?;
+                    tracing::error!(error = %e, kept = %kept.display(), "the latest snapshot cannot be read: kept aside");
+                    store.rebuild_indexes()?;
+                } else {
+                    tracing::warn!(snapshot = ?meta.last_log_id, "state database is behind its snapshot; restoring it");
+                    // Restoring rebuilds the indexes too.
+                    store.restore_from(&path)?;
+                }
             }
             _ => store.rebuild_indexes()?,
         }

@@ -1,5 +1,6 @@
 //! A node whose state database is damaged while it is down starts again: the file is set
-//! aside and the state rebuilt from its snapshot and its Raft log, equal to the others'.
+//! aside and the state rebuilt from its snapshot and its Raft log, equal to the others'; from
+//! the log alone when the snapshot is damaged too.
 
 use std::time::Duration;
 
@@ -10,6 +11,32 @@ use super::check;
 
 #[tokio::test]
 async fn a_damaged_state_database_is_set_aside_and_rebuilt_from_the_log() {
+    rebuilt_after_damage(false).await;
+}
+
+#[tokio::test]
+async fn with_its_snapshot_damaged_too_the_state_is_rebuilt_from_the_log_alone() {
+    rebuilt_after_damage(true).await;
+}
+
+/// Overwrites the first 4 KiB of `file`, if it exists: the SQLite header and first page.
+fn damage(file: &std::path::Path) {
+    if let Ok(mut bytes) = std::fs::read(file) {
+        let end = bytes.len().min(4096);
+        bytes[..end].fill(0x5a);
+        std::fs::write(file, bytes).unwrap();
+    }
+}
+
+/// Whether a file in `dir` has `part` in its name.
+fn named_in(dir: &std::path::Path, part: &str) -> bool {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .any(|f| f.file_name().to_string_lossy().contains(part))
+}
+
+async fn rebuilt_after_damage(snapshot_too: bool) {
     let mut c = TestCluster::start(Tuning::default()).await.unwrap();
     c.wait_for_leader_everywhere().await.unwrap();
     let mut admin = c.client(0).await.unwrap();
@@ -28,11 +55,14 @@ async fn a_damaged_state_database_is_set_aside_and_rebuilt_from_the_log() {
 
     assert!(c.stop(2, Duration::from_secs(10)), "a clean stop");
     let db = c.nodes[2].data_dir.join("state.sqlite");
-    for file in [db.clone(), db.with_file_name("state.sqlite-wal")] {
-        if let Ok(mut bytes) = std::fs::read(&file) {
-            let end = bytes.len().min(4096);
-            bytes[..end].fill(0x5a);
-            std::fs::write(&file, bytes).unwrap();
+    damage(&db);
+    damage(&db.with_file_name("state.sqlite-wal"));
+    let snapshots = c.nodes[2].data_dir.join("snapshots");
+    if snapshot_too {
+        for file in std::fs::read_dir(&snapshots).unwrap().flatten() {
+            if file.path().extension().is_some_and(|e| e == "db") {
+                damage(&file.path());
+            }
         }
     }
 
@@ -44,15 +74,14 @@ async fn a_damaged_state_database_is_set_aside_and_rebuilt_from_the_log() {
     }
     let digests = c.digests(0).await.unwrap();
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
-    let kept = std::fs::read_dir(&c.nodes[2].data_dir)
-        .unwrap()
-        .flatten()
-        .any(|f| {
-            f.file_name()
-                .to_string_lossy()
-                .starts_with("state.sqlite.unreadable-")
-        });
+    let kept = named_in(&c.nodes[2].data_dir, "state.sqlite.unreadable-");
     assert!(kept, "the damaged file is kept for a look");
     let log = c.node_log(2);
     assert!(log.contains("the state database cannot be read"), "{log}");
+    assert_eq!(
+        log.contains("the latest snapshot cannot be read"),
+        snapshot_too,
+        "{log}"
+    );
+    assert_eq!(named_in(&snapshots, ".db.unreadable-"), snapshot_too);
 }
