@@ -28,6 +28,12 @@ pub fn check_pages(conn: &Connection) -> rusqlite::Result<()> {
     ))
 }
 
+/// [`check_pages`] of the file at `path`, opened read-only.
+pub fn check_file(path: &Path) -> rusqlite::Result<()> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    check_pages(&conn)
+}
+
 /// Renames the file at `path` (and its WAL and shared-memory files) out of the way, to
 /// `<name>.unreadable-<unix seconds>`; returns the new name of the file. Copies set aside
 /// before are deleted: a node restarted in a loop on a failing disk keeps one, not one a

@@ -115,7 +115,7 @@ impl StateStore {
         };
         match store.latest_snapshot()? {
             Some((meta, path)) if meta.last_log_id > store.applied().0 => {
-                if let Err(e) = snapshot::check_snapshot(&path) {
+                if let Err(e) = sqlite_file::check_file(&path) {
                     // Without it the log rebuilds the state, or the leader sends its own.
                     let kept = sqlite_file::set_aside(&path).map_err(sm_err)?;
                     tracing::error!(error = %e, kept = %kept.display(), "the latest snapshot cannot be read: kept aside");

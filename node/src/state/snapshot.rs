@@ -13,12 +13,6 @@ use crate::metrics::{observe, SNAPSHOT_BUILD_SECONDS, SNAPSHOT_BYTES};
 use crate::snapshot_file::SnapshotFile;
 use crate::types::{Membership, NodeId, SnapshotInfo, TypeConfig};
 
-/// SQLite's page check of a snapshot database, read-only.
-pub(super) fn check_snapshot(file: &Path) -> rusqlite::Result<()> {
-    let conn = Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    crate::sqlite_file::check_pages(&conn)
-}
-
 impl StateStore {
     pub(super) fn snapshot_dir(&self) -> PathBuf {
         self.inner.dir.join(SNAPSHOT_DIR)
