@@ -252,6 +252,10 @@ pub struct SpoolSection {
     pub retry_first_ms: u64,
     pub retry_max_secs: u64,
     pub connect_timeout_secs: u64,
+    /// The downstream's reply to each later command, and from DATA to the reply to the
+    /// message's end (Postfix: 300 s, 600 s).
+    pub command_timeout_secs: u64,
+    pub data_timeout_secs: u64,
     /// Connections each node opens to one downstream route at once (Postfix's default
     /// per-destination concurrency is 20).
     pub max_connections_per_route: usize,
@@ -303,6 +307,8 @@ impl Default for SpoolSection {
             retry_first_ms: 5000,
             retry_max_secs: 900,
             connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
             max_connections_per_route: 20,
             seed_domains: Vec::new(),
             bounce_route: None,

@@ -203,7 +203,14 @@ impl Config {
 
     fn check_spool_evidence_and_lists(&self) -> Result<(), Invalid> {
         let (spool, e) = (&self.spool, &self.evidence);
-        ensure(spool.lease_secs != 0, "spool.lease_secs", "must be > 0")?;
+        for (key, v) in [
+            ("spool.lease_secs", spool.lease_secs),
+            ("spool.connect_timeout_secs", spool.connect_timeout_secs),
+            ("spool.command_timeout_secs", spool.command_timeout_secs),
+            ("spool.data_timeout_secs", spool.data_timeout_secs),
+        ] {
+            ensure(v != 0, key, "must be > 0")?;
+        }
         ensure(
             spool.max_connections_per_route != 0,
             "spool.max_connections_per_route",

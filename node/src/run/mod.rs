@@ -368,6 +368,8 @@ fn start_mail_path(
     let downstream = Downstream {
         helo_name: config.hostname(),
         connect_timeout: Duration::from_secs(spool.connect_timeout_secs),
+        command_timeout: Duration::from_secs(spool.command_timeout_secs),
+        data_timeout: Duration::from_secs(spool.data_timeout_secs),
         bind_address: spool.bind_address,
         connections: Connections::new(spool.max_connections_per_route),
         bounce_route: spool

@@ -22,7 +22,14 @@ use crate::state::spool::SpooledMessage;
 pub struct Downstream {
     /// Named in our EHLO to the downstream, and as the reporting MTA of DSNs.
     pub helo_name: String,
+    /// The TCP connect, the greeting and EHLO together.
     pub connect_timeout: Duration,
+    /// Each later command's reply (MAIL, RCPT, RSET): Postfix waits 300 s.
+    pub command_timeout: Duration,
+    /// From DATA to the reply to the message's end, which a downstream may give only after
+    /// scanning it: RFC 5321 asks for 10 minutes. A shorter wait retries a message the
+    /// downstream then delivers: a duplicate each time.
+    pub data_timeout: Duration,
     /// The source address of connections to downstreams; None: the OS chooses.
     pub bind_address: Option<std::net::IpAddr>,
     /// Where mail for domains outside the routing table goes (DSNs to remote senders):
@@ -197,7 +204,7 @@ pub async fn send(
             }
         },
     };
-    let (result, clean) = transaction(&mut client, mail_from, rcpts, body).await;
+    let (result, clean) = transaction(downstream, &mut client, (mail_from, rcpts), body).await;
     if clean {
         checkout.keep(client);
     } else {
@@ -237,10 +244,11 @@ pub(crate) async fn connect(
     tokio::time::timeout(downstream.connect_timeout, builder.connect_plain())
         .await
         .unwrap_or(Err(mail_send::Error::Timeout))
-        .and_then(|c| {
+        .and_then(|mut c| {
             // Otherwise the end-of-data line waits for the downstream's delayed ACK of the
             // body: 40 ms per message on each connection.
             c.stream.set_nodelay(true)?;
+            c.timeout = downstream.command_timeout;
             Ok(c)
         })
         .map_err(|e| NotConnected {
@@ -259,9 +267,9 @@ fn parse_route(route: &str) -> Option<(&str, u16)> {
 /// MAIL, RCPT for each recipient, DATA; and whether the session is clean for another
 /// transaction (every reply arrived, none was a transport error or a closing 421).
 async fn transaction(
+    downstream: &Downstream,
     client: &mut SmtpConnection,
-    mail_from: &str,
-    rcpts: &[String],
+    (mail_from, rcpts): (&str, &[String]),
     body: &[u8],
 ) -> (AttemptResult, bool) {
     let mut result = AttemptResult::default();
@@ -294,7 +302,10 @@ async fn transaction(
     if accepted.is_empty() {
         return (result, clean);
     }
-    match client.data(body).await {
+    client.timeout = downstream.data_timeout;
+    let sent = client.data(body).await;
+    client.timeout = downstream.command_timeout;
+    match sent {
         Ok(_) => result.done.extend(accepted),
         Err(e) => {
             clean &= is_reply(&e);
@@ -342,159 +353,4 @@ pub(crate) fn classify(e: &mail_send::Error) -> (bool, String) {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::TcpListener;
-
-    use super::*;
-
-    /// A minimal SMTP server: counts connections and messages, and closes each connection
-    /// after `per_connection` messages (0: never).
-    struct FakeServer {
-        route: String,
-        connections: Arc<AtomicUsize>,
-        messages: Arc<AtomicUsize>,
-        /// Every MAIL and RCPT line received, as sent.
-        envelope_lines: Arc<std::sync::Mutex<Vec<String>>>,
-    }
-
-    async fn fake_server(per_connection: usize) -> FakeServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let route = format!("smtp://{}", listener.local_addr().unwrap());
-        let (connections, messages) =
-            (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
-        let envelope_lines = Arc::<std::sync::Mutex<Vec<String>>>::default();
-        let (c, m, e) = (
-            Arc::clone(&connections),
-            Arc::clone(&messages),
-            Arc::clone(&envelope_lines),
-        );
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                c.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(session(stream, m.clone(), e.clone(), per_connection));
-            }
-        });
-        FakeServer {
-            route,
-            connections,
-            messages,
-            envelope_lines,
-        }
-    }
-
-    async fn session(
-        stream: tokio::net::TcpStream,
-        messages: Arc<AtomicUsize>,
-        envelope_lines: Arc<std::sync::Mutex<Vec<String>>>,
-        limit: usize,
-    ) {
-        let (read, mut write) = stream.into_split();
-        let mut lines = BufReader::new(read).lines();
-        let (mut in_data, mut here) = (false, 0);
-        write.write_all(b"220 fake ESMTP\r\n").await.unwrap();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let reply: &[u8] = if in_data {
-                if line != "." {
-                    continue;
-                }
-                in_data = false;
-                messages.fetch_add(1, Ordering::SeqCst);
-                here += 1;
-                b"250 2.0.0 queued\r\n"
-            } else if line.starts_with("MAIL") || line.starts_with("RCPT") {
-                envelope_lines.lock().unwrap().push(line.clone());
-                b"250 ok\r\n"
-            } else if line.starts_with("EHLO") {
-                b"250-fake\r\n250 8BITMIME\r\n"
-            } else if line == "DATA" {
-                in_data = true;
-                b"354 go on\r\n"
-            } else if line == "QUIT" {
-                b"221 bye\r\n"
-            } else {
-                b"250 ok\r\n"
-            };
-            write.write_all(reply).await.unwrap();
-            if line == "QUIT" || (limit > 0 && here == limit && !in_data) {
-                return;
-            }
-        }
-    }
-
-    fn downstream() -> Downstream {
-        Downstream {
-            helo_name: "test.example".into(),
-            connect_timeout: Duration::from_secs(5),
-            bind_address: None,
-            bounce_route: None,
-            mx: None,
-            connections: Connections::new(2),
-        }
-    }
-
-    async fn send_n(d: &Downstream, route: &str, n: usize) {
-        for i in 0..n {
-            let rcpts = vec![format!("user{i}@example.test")];
-            let r = send(d, route, "a@x.test", &rcpts, b"Subject: t\r\n\r\nhello\r\n").await;
-            assert_eq!(r.done, rcpts, "message {i}: {r:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn messages_to_one_route_share_a_connection() {
-        let server = fake_server(0).await;
-        let d = downstream();
-        send_n(&d, &server.route, 5).await;
-        assert_eq!(server.messages.load(Ordering::SeqCst), 5);
-        assert_eq!(
-            server.connections.load(Ordering::SeqCst),
-            1,
-            "one connection for five"
-        );
-        assert_eq!(
-            d.connections.idle(&server.route),
-            1,
-            "kept for the next message"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_connection_the_server_closed_is_replaced_without_failing_a_message() {
-        let server = fake_server(2).await;
-        let d = downstream();
-        send_n(&d, &server.route, 5).await;
-        assert_eq!(server.messages.load(Ordering::SeqCst), 5);
-        assert_eq!(
-            server.connections.load(Ordering::SeqCst),
-            3,
-            "two messages per connection"
-        );
-    }
-
-    #[tokio::test]
-    async fn addresses_reach_the_downstream_quoted_and_never_as_parameters() {
-        let server = fake_server(0).await;
-        let rcpts = vec![
-            "bob> NOTIFY=NEVER@example.test".to_owned(),
-            "carol@example.test".to_owned(),
-            "dave\r\nRSET@example.test".to_owned(),
-        ];
-        let body = b"Subject: t\r\n\r\nhello\r\n";
-        let r = send(&downstream(), &server.route, "a b@x.test", &rcpts, body).await;
-        assert_eq!(r.done.len(), 3, "{r:?}");
-        assert_eq!(r.failed.len(), 1, "the one no quoting can carry: {r:?}");
-        assert_eq!(r.failed[0].0, rcpts[2]);
-        assert_eq!(
-            *server.envelope_lines.lock().unwrap(),
-            [
-                r#"MAIL FROM:<"a b"@x.test>"#,
-                r#"RCPT TO:<"bob> NOTIFY=NEVER"@example.test>"#,
-                "RCPT TO:<carol@example.test>",
-            ]
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,220 @@
+//! The sending half against a fake SMTP server: connections shared and replaced, addresses
+//! quoted, and a downstream slow to answer the end of data waited for, not retried.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use super::*;
+
+/// A minimal SMTP server: counts connections and messages, and closes each connection
+/// after `per_connection` messages (0: never).
+struct FakeServer {
+    route: String,
+    connections: Arc<AtomicUsize>,
+    messages: Arc<AtomicUsize>,
+    /// Every MAIL and RCPT line received, as sent.
+    envelope_lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn fake_server(per_connection: usize) -> FakeServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let route = format!("smtp://{}", listener.local_addr().unwrap());
+    let (connections, messages) = (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
+    let envelope_lines = Arc::<std::sync::Mutex<Vec<String>>>::default();
+    let (c, m, e) = (
+        Arc::clone(&connections),
+        Arc::clone(&messages),
+        Arc::clone(&envelope_lines),
+    );
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(session(stream, m.clone(), e.clone(), per_connection));
+        }
+    });
+    FakeServer {
+        route,
+        connections,
+        messages,
+        envelope_lines,
+    }
+}
+
+async fn session(
+    stream: tokio::net::TcpStream,
+    messages: Arc<AtomicUsize>,
+    envelope_lines: Arc<std::sync::Mutex<Vec<String>>>,
+    limit: usize,
+) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let (mut in_data, mut here) = (false, 0);
+    write.write_all(b"220 fake ESMTP\r\n").await.unwrap();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let reply: &[u8] = if in_data {
+            if line != "." {
+                continue;
+            }
+            in_data = false;
+            messages.fetch_add(1, Ordering::SeqCst);
+            here += 1;
+            b"250 2.0.0 queued\r\n"
+        } else if line.starts_with("MAIL") || line.starts_with("RCPT") {
+            envelope_lines.lock().unwrap().push(line.clone());
+            b"250 ok\r\n"
+        } else if line.starts_with("EHLO") {
+            b"250-fake\r\n250 8BITMIME\r\n"
+        } else if line == "DATA" {
+            in_data = true;
+            b"354 go on\r\n"
+        } else if line == "QUIT" {
+            b"221 bye\r\n"
+        } else {
+            b"250 ok\r\n"
+        };
+        write.write_all(reply).await.unwrap();
+        if line == "QUIT" || (limit > 0 && here == limit && !in_data) {
+            return;
+        }
+    }
+}
+
+fn downstream() -> Downstream {
+    Downstream {
+        helo_name: "test.example".into(),
+        connect_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(5),
+        data_timeout: Duration::from_secs(5),
+        bind_address: None,
+        bounce_route: None,
+        mx: None,
+        connections: Connections::new(2),
+    }
+}
+
+async fn send_n(d: &Downstream, route: &str, n: usize) {
+    for i in 0..n {
+        let rcpts = vec![format!("user{i}@example.test")];
+        let r = send(d, route, "a@x.test", &rcpts, b"Subject: t\r\n\r\nhello\r\n").await;
+        assert_eq!(r.done, rcpts, "message {i}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn messages_to_one_route_share_a_connection() {
+    let server = fake_server(0).await;
+    let d = downstream();
+    send_n(&d, &server.route, 5).await;
+    assert_eq!(server.messages.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        server.connections.load(Ordering::SeqCst),
+        1,
+        "one connection for five"
+    );
+    assert_eq!(
+        d.connections.idle(&server.route),
+        1,
+        "kept for the next message"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_is_replaced_without_failing_a_message() {
+    let server = fake_server(2).await;
+    let d = downstream();
+    send_n(&d, &server.route, 5).await;
+    assert_eq!(server.messages.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        server.connections.load(Ordering::SeqCst),
+        3,
+        "two messages per connection"
+    );
+}
+
+#[tokio::test]
+async fn addresses_reach_the_downstream_quoted_and_never_as_parameters() {
+    let server = fake_server(0).await;
+    let rcpts = vec![
+        "bob> NOTIFY=NEVER@example.test".to_owned(),
+        "carol@example.test".to_owned(),
+        "dave\r\nRSET@example.test".to_owned(),
+    ];
+    let body = b"Subject: t\r\n\r\nhello\r\n";
+    let r = send(&downstream(), &server.route, "a b@x.test", &rcpts, body).await;
+    assert_eq!(r.done.len(), 3, "{r:?}");
+    assert_eq!(r.failed.len(), 1, "the one no quoting can carry: {r:?}");
+    assert_eq!(r.failed[0].0, rcpts[2]);
+    assert_eq!(
+        *server.envelope_lines.lock().unwrap(),
+        [
+            r#"MAIL FROM:<"a b"@x.test>"#,
+            r#"RCPT TO:<"bob> NOTIFY=NEVER"@example.test>"#,
+            "RCPT TO:<carol@example.test>",
+        ]
+    );
+}
+
+/// A downstream that answers the end of data only after `scan` (as one scanning a large
+/// attachment does); every message it received is counted.
+async fn slow_scanner(scan: Duration) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let route = format!("smtp://{}", listener.local_addr().unwrap());
+    let messages = Arc::<AtomicUsize>::default();
+    let counted = Arc::clone(&messages);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 slow ESMTP\r\n").await.unwrap();
+                let mut in_data = false;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let reply: &[u8] = match (in_data, line.as_str()) {
+                        (true, ".") => {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(scan).await;
+                            in_data = false;
+                            b"250 2.0.0 queued after a scan\r\n"
+                        }
+                        (true, _) => continue,
+                        (false, "DATA") => {
+                            in_data = true;
+                            b"354 go on\r\n"
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (route, messages)
+}
+
+#[tokio::test]
+async fn a_downstream_slow_to_answer_the_end_of_data_is_waited_for_not_sent_the_message_again() {
+    let (route, received) = slow_scanner(Duration::from_millis(1500)).await;
+    let d = Downstream {
+        connect_timeout: Duration::from_millis(500),
+        command_timeout: Duration::from_millis(500),
+        ..downstream()
+    };
+    let rcpts = vec!["bob@example.test".to_owned()];
+    let r = send(
+        &d,
+        &route,
+        "a@x.test",
+        &rcpts,
+        b"Subject: t\r\n\r\nhello\r\n",
+    )
+    .await;
+    assert_eq!(r.done, rcpts, "{r:?}");
+    assert!(r.retry.is_empty(), "{r:?}");
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+}
