@@ -237,20 +237,26 @@ pub enum QueueCmd {
     #[command(
         after_help = "Examples:\n  peagectl queue retry 3358345415DC93B3\n  peagectl queue retry --all\n  peagectl queue retry --all --recipient @example.test"
     )]
-    Retry(RetryArgs),
-    /// Remove a message from the queue (it will not be delivered).
-    Drop { queue_id: String },
+    Retry(QueuedMessages),
+    /// Remove a message from the queue (it will not be delivered); with --all, every queued
+    /// message that the filters match, of which there must be one at least (a mail loop's
+    /// or a hijacked account's messages, as `postsuper -d` does).
+    #[command(
+        after_help = "Examples:\n  peagectl queue drop 3358345415DC93B3\n  peagectl queue drop --all --sender hijacked@shop.example\n  peagectl queue drop --all --recipient @loop.example --since 1h"
+    )]
+    Drop(QueuedMessages),
 }
 
+/// One queued message by its id, or with --all every one the filters match.
 #[derive(clap::Args)]
 #[group(id = "which", required = true, multiple = false, args = ["queue_id", "all"])]
-pub struct RetryArgs {
-    /// The message to retry.
+pub struct QueuedMessages {
+    /// The message.
     pub queue_id: Option<String>,
-    /// Every queued message the filters match (all of them without filters).
+    /// Every queued message the filters match.
     #[arg(long)]
     pub all: bool,
-    /// With --all: messages retried at once.
+    /// With --all: messages acted on at once.
     #[arg(long, default_value_t = 16, requires = "all")]
     pub jobs: usize,
     #[command(flatten)]

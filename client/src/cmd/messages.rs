@@ -1,16 +1,16 @@
 //! `peagectl queue …` and `peagectl quarantine …`: the spool and the quarantine, listed and
-//! acted on one message at a time.
+//! acted on one message at a time, or queued messages by filter.
 
 use std::io::Write;
 
 use serde_json::{json, Value};
 
 use peage_client::v1::{MessageRef, QueueListRequest, QueuedMessage};
-use peage_client::{parse_duration_secs, ClientError};
+use peage_client::{parse_duration_secs, Admin, ClientError};
 
 use super::context::pipelined;
 use super::context::Ctx;
-use crate::cli::{ListArgs, MessageFilter, QuarantineCmd, QueueCmd};
+use crate::cli::{ListArgs, MessageFilter, QuarantineCmd, QueueCmd, QueuedMessages};
 use crate::output::{
     message_json, points, print_json, print_read_note, print_symbols, read_json, sender, utc,
 };
@@ -18,14 +18,8 @@ use crate::output::{
 pub async fn queue(ctx: &mut Ctx, cmd: QueueCmd) -> Result<(), ClientError> {
     match cmd {
         QueueCmd::Ls(f) => list(ctx, &f, false).await,
-        QueueCmd::Retry(args) => match args.queue_id {
-            Some(queue_id) if args.filter.is_empty() => retry(ctx, queue_id).await,
-            Some(_) => Err(ClientError::InvalidArgument(
-                "the filters choose messages for --all; a QUEUE_ID is retried alone".into(),
-            )),
-            None => retry_all(ctx, &args.filter, args.jobs).await,
-        },
-        QueueCmd::Drop { queue_id } => remove(ctx, queue_id).await,
+        QueueCmd::Retry(chosen) => act_on_queue(ctx, chosen, QueueAction::Retry).await,
+        QueueCmd::Drop(chosen) => act_on_queue(ctx, chosen, QueueAction::Drop).await,
     }
 }
 
@@ -222,35 +216,96 @@ async fn queued(ctx: &mut Ctx, filter: &MessageFilter) -> Result<Vec<String>, Cl
     }
 }
 
-/// `queue retry --all`: each matching message retried, `jobs` at a time; one delivered
-/// or dropped meanwhile is counted as gone, not as a failure.
-async fn retry_all(ctx: &mut Ctx, filter: &MessageFilter, jobs: usize) -> Result<(), ClientError> {
+/// What `queue retry` and `queue drop` do to each message they choose.
+#[derive(Clone, Copy)]
+enum QueueAction {
+    Retry,
+    Drop,
+}
+
+impl QueueAction {
+    async fn one(self, ctx: &mut Ctx, queue_id: String) -> Result<(), ClientError> {
+        match self {
+            QueueAction::Retry => retry(ctx, queue_id).await,
+            QueueAction::Drop => remove(ctx, queue_id).await,
+        }
+    }
+
+    /// The call for one message, for `pipelined`.
+    async fn call(self, mut admin: Admin, queue_id: String) -> Result<u64, tonic::Status> {
+        let reply = match self {
+            QueueAction::Retry => admin.message_retry(message_ref(&queue_id)).await,
+            QueueAction::Drop => admin.message_drop(message_ref(&queue_id)).await,
+        };
+        reply.map(|r| r.into_inner().log_index)
+    }
+
+    /// The JSON key of the count, and the line that reports `n`.
+    fn report(self, n: usize) -> (&'static str, String) {
+        match self {
+            QueueAction::Retry => ("retried", format!("retrying {n} queued message(s) now")),
+            QueueAction::Drop => ("dropped", format!("dropped {n} queued message(s)")),
+        }
+    }
+}
+
+/// `queue retry|drop`: one message by its id, or with --all each that the filters match.
+async fn act_on_queue(
+    ctx: &mut Ctx,
+    chosen: QueuedMessages,
+    action: QueueAction,
+) -> Result<(), ClientError> {
+    match chosen.queue_id {
+        Some(queue_id) if chosen.filter.is_empty() => action.one(ctx, queue_id).await,
+        Some(_) => Err(ClientError::InvalidArgument(
+            "the filters choose messages for --all; a QUEUE_ID is taken alone".into(),
+        )),
+        None if chosen.filter.is_empty() && matches!(action, QueueAction::Drop) => {
+            Err(ClientError::InvalidArgument(
+                "drop --all needs a filter (--sender, --recipient, --since, --verdict, \
+                 --outbound): the whole queue is not dropped by accident"
+                    .into(),
+            ))
+        }
+        None => each_queued(ctx, &chosen.filter, chosen.jobs, action).await,
+    }
+}
+
+/// Each matching message acted on, `jobs` at a time; one delivered or dropped meanwhile is
+/// counted as gone, not as a failure.
+async fn each_queued(
+    ctx: &mut Ctx,
+    filter: &MessageFilter,
+    jobs: usize,
+    action: QueueAction,
+) -> Result<(), ClientError> {
     let ids = queued(ctx, filter).await?;
     let admin = ctx.admin().await?.clone();
     let call = |queue_id: String| {
-        let mut admin = admin.clone();
+        let admin = admin.clone();
         async move {
-            let r = admin.message_retry(message_ref(&queue_id)).await;
-            (queue_id, r.map(|r| r.into_inner().log_index))
+            let r = action.call(admin, queue_id.clone()).await;
+            (queue_id, r)
         }
     };
-    let (mut retried, mut gone, mut failed) = (0usize, 0usize, Vec::new());
+    let (mut done, mut gone, mut failed) = (0usize, 0usize, Vec::new());
     pipelined(ids, jobs, call, |(queue_id, r)| {
         match r {
-            Ok(_) => retried += 1,
+            Ok(_) => done += 1,
             Err(s) if s.code() == tonic::Code::NotFound => gone += 1,
             Err(s) => failed.push((queue_id, ctx.failed(s))),
         }
         Ok::<(), ClientError>(())
     })
     .await?;
+    let (key, line) = action.report(done);
     if ctx.json {
         let failed: Vec<Value> = (failed.iter())
             .map(|(id, e)| json!({"queue_id": id, "error": e.to_string()}))
             .collect();
-        print_json(json!({"retried": retried, "gone": gone, "failed": failed}));
+        print_json(json!({key: done, "gone": gone, "failed": failed}));
     } else {
-        println!("retrying {retried} queued message(s) now");
+        println!("{line}");
         if gone > 0 {
             println!("({gone} left the queue meanwhile: delivered or dropped)");
         }

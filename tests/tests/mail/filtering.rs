@@ -237,7 +237,8 @@ fn check_json(c: &TestCluster, node: usize, args: &[&str]) -> Vec<serde_json::Va
 /// `queue retry` makes the owner try now, not when its backoff says: with a first retry
 /// two minutes after a failure, a message retried by its id, then the rest with `peagectl
 /// queue retry --all` (as after a downstream's outage), are delivered within seconds of the
-/// downstream's return. `queue drop` removes a held message everywhere.
+/// downstream's return. `queue drop` removes a held message everywhere, and with `--all`
+/// those of one sender, never the whole queue without a filter.
 #[tokio::test]
 async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
     let c = with_local_domain_tuned(Tuning {
@@ -321,6 +322,34 @@ async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
+
+    let kept = send_ham(&c, 0, 6);
+    for n in [7, 8] {
+        let r = c.smtp_send(
+            0,
+            "mallory@hijacked.example",
+            &["bob@example.test"],
+            &ham(n),
+        );
+        r.queue_id();
+    }
+    let o = c.peagectl(1, &["queue", "drop", "--all"]);
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && said.contains("needs a filter"),
+        "{o:?}"
+    );
+    assert_eq!(queue(&c, 0, false).await.len(), 3);
+    let o = c.peagectl(1, &["queue", "drop", "--all", "--sender", "mallory@"]);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{o:?}");
+    assert!(said.contains("dropped 2 queued message(s)"), "{said}");
+    for node in 0..3 {
+        let left: Vec<String> = (queue(&c, node, false).await.into_iter())
+            .map(|m| m.queue_id)
+            .collect();
+        assert_eq!(left, [kept.clone()], "node {node}");
+    }
 }
 
 /// Quarantine is kept as long as the replicated policy says, then removed from every node
