@@ -348,7 +348,7 @@ async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
         let left: Vec<String> = (queue(&c, node, false).await.into_iter())
             .map(|m| m.queue_id)
             .collect();
-        assert_eq!(left, [kept.clone()], "node {node}");
+        assert_eq!(left, std::slice::from_ref(&kept), "node {node}");
     }
 }
 
