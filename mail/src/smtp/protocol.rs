@@ -62,6 +62,10 @@ pub struct Envelope {
     /// principal whose trusted network it connected from (`Acceptor::trusted_principal`);
     /// None on the MX.
     pub login: Option<String>,
+    /// The client logged in with AUTH (not only trusted for its network): `Received` then
+    /// says `ESMTPSA` (RFC 3848), which downstream filters read as an authenticated
+    /// submission rather than a dynamic address sending mail directly.
+    pub authenticated: bool,
     /// The client's forward-confirmed reverse DNS name, once the node has looked it up
     /// (the session leaves it empty; sender authentication fills it in).
     pub rdns: String,

@@ -61,6 +61,8 @@ pub(super) struct Session<'a, A> {
     /// Who the client authenticated as, or the principal of the trusted network it came
     /// from (submission).
     login: Option<String>,
+    /// `login` came from AUTH.
+    authenticated: bool,
     /// The AUTH exchange's line as far as it has come.
     auth_buffer: Vec<u8>,
 }
@@ -86,6 +88,7 @@ impl<'a, A: Acceptor> Session<'a, A> {
                 .submission
                 .then(|| acceptor.trusted_principal(client_ip))
                 .flatten(),
+            authenticated: false,
             auth_buffer: Vec::new(),
         }
     }
@@ -397,6 +400,7 @@ impl<'a, A: Acceptor> Session<'a, A> {
                 _ => None,
             },
             login: self.login.clone(),
+            authenticated: self.authenticated,
             rdns: String::new(),
         };
         self.acceptor.accept(envelope, t.body).await

@@ -15,9 +15,10 @@ pub fn received(envelope: &Envelope, host: &str, now_ms: i64) -> String {
         std::net::IpAddr::V4(ip) => ip.to_string(),
         std::net::IpAddr::V6(ip) => format!("IPv6:{ip}"),
     };
+    let auth = if envelope.authenticated { "A" } else { "" };
     let with = match envelope.tls {
-        Some((version, cipher)) => format!("ESMTPS ({version} {cipher})"),
-        None => "ESMTP".to_owned(),
+        Some((version, cipher)) => format!("ESMTPS{auth} ({version} {cipher})"),
+        None => format!("ESMTP{auth}"),
     };
     let rcpt = match envelope.rcpt_to.as_slice() {
         [one] => format!("\r\n\tfor <{}>", one.address()),
@@ -212,6 +213,7 @@ mod tests {
             rcpt_to: rcpts.iter().map(|r| parse_recipient(r).unwrap()).collect(),
             tls,
             login: None,
+            authenticated: false,
             rdns: String::new(),
         }
     }
@@ -250,6 +252,24 @@ mod tests {
             ),
             "{named}"
         );
+        // Logged in: RFC 3848's `A`; trusted for its network only: not.
+        let logged_in = Envelope {
+            login: Some("alice@shop.example".into()),
+            authenticated: true,
+            ..envelope(Some(("TLSv1_3", "TLS13_AES_128_GCM_SHA256")), &[])
+        };
+        let logged_in = received(&logged_in, "paris.peage", 0);
+        assert!(logged_in.contains("with ESMTPSA (TLSv1_3"), "{logged_in}");
+        assert!(
+            !logged_in.contains("alice"),
+            "the login stays private: {logged_in}"
+        );
+        let trusted = Envelope {
+            login: Some("platform".into()),
+            ..envelope(None, &[])
+        };
+        let trusted = received(&trusted, "paris.peage", 0);
+        assert!(trusted.contains("with ESMTP;"), "{trusted}");
     }
 
     #[test]

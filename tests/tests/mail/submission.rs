@@ -211,6 +211,10 @@ async fn accounts_send_over_tls_as_their_own_domains_only() {
         Duration::from_secs(30),
     )
     .await;
+    // Marked as an authenticated submission for the filters downstream (RFC 3848).
+    for relayed in sink.messages("bob@elsewhere.example") {
+        assert!(relayed.contains(" (Peage) with ESMTPSA ("), "{relayed}");
+    }
 
     // A guesser at Paris: refused, then throttled even with the right password. (smtplib
     // tries PLAIN, then LOGIN, on each login: every call is one or two guesses.)

@@ -128,6 +128,7 @@ impl<A: Acceptor> Session<'_, A> {
                 match verdict.await {
                     Ok(()) => {
                         self.login = Some(login);
+                        self.authenticated = true;
                         Reply::new(235, "2.7.0 Authentication successful").write_to(out);
                         false
                     }
