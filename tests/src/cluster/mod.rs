@@ -242,6 +242,16 @@ impl TestCluster {
         }
     }
 
+    /// Sends `signal` to node `i`, if it runs.
+    pub fn signal(&self, i: usize, signal: libc::c_int) {
+        if let Some(c) = &self.nodes[i].child {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, signal);
+            }
+        }
+    }
+
     /// SIGTERM, then waits for the node to exit (SIGKILL past `grace`); whether it exited
     /// by itself within `grace`.
     pub fn stop(&mut self, i: usize, grace: Duration) -> bool {

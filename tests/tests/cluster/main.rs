@@ -1,12 +1,13 @@
 //! Cluster core, tested on real `peage` processes on loopback: replication, leader loss,
 //! restart, snapshot to a late learner, minority behaviour, determinism, bad input, a
-//! full disk and a damaged state database.
+//! full disk, a damaged state database and the signals a node is sent.
 
 mod damaged_state;
 mod disk_full;
 mod membership;
 mod refusals;
 mod replication;
+mod signals;
 mod tls;
 
 use peage_tests::v1::*;
