@@ -62,6 +62,9 @@ fn column_family_options() -> Options {
     cf
 }
 
+/// RocksDB info log files kept besides the current one.
+const KEPT_INFO_LOGS: usize = 5;
+
 impl LogStore {
     pub fn open(dir: &Path) -> Result<LogStore, rocksdb::Error> {
         let mut opts = Options::default();
@@ -71,6 +74,11 @@ impl LogStore {
         // every write-ahead log file since: past this total, RocksDB flushes it so that old
         // log files can go.
         opts.set_max_total_wal_size(16 << 20);
+        // RocksDB's own info log (`LOG`) takes a statistics dump every 10 minutes, some
+        // 1.2 MB a day, and is kept whole with a thousand old ones: rotated at 1 MiB, a few
+        // kept, it stays under 6 MiB however long the node runs and however often it starts.
+        opts.set_max_log_file_size(1 << 20);
+        opts.set_keep_log_file_num(KEPT_INFO_LOGS);
         let cfs = [CF_LOGS, CF_META]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, column_family_options()));
@@ -297,5 +305,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rocksdbs_own_info_log_stays_bounded_over_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..(KEPT_INFO_LOGS + 4) {
+            drop(LogStore::open(dir.path()).unwrap());
+        }
+        let info_logs = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|f| f.file_name().to_string_lossy().starts_with("LOG"))
+            .count();
+        assert!(
+            (2..=KEPT_INFO_LOGS).contains(&info_logs),
+            "{info_logs} info log files"
+        );
+        let options = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|f| f.file_name().to_string_lossy().starts_with("OPTIONS-"))
+            .map(|f| std::fs::read_to_string(f.path()).unwrap())
+            .next()
+            .unwrap();
+        assert!(options.contains("max_log_file_size=1048576"), "{options}");
     }
 }
