@@ -123,7 +123,7 @@ fn print_summary(tally: &Tally, class: &str, total: usize, json_out: bool) {
         );
     } else {
         println!(
-            "learned {total} message(s) as {class}: {} new, {} moved from the other class, {} already known, {} failed",
+            "{total} message(s) to learn as {class}: {} new, {} moved from the other class, {} already known, {} failed",
             tally.new,
             tally.moved,
             tally.unchanged,
