@@ -62,6 +62,22 @@ fn column_family_options() -> Options {
     cf
 }
 
+/// Why the Raft log under `data_dir` did not open, in words that say what to do.
+pub fn open_error(data_dir: &Path, e: rocksdb::Error) -> anyhow::Error {
+    let dir = data_dir.display();
+    match e.kind() {
+        rocksdb::ErrorKind::Corruption => anyhow::anyhow!(
+            "the Raft log in {dir} is damaged, and this node cannot rebuild it (its votes and \
+             entries are the cluster's): keep the directory for analysis and replace the node \
+             under a new id (RUNBOOK, \"Replacing a dead site\"): {e}"
+        ),
+        _ if e.to_string().contains("lock") => anyhow::anyhow!(
+            "cannot open the Raft log in {dir}: is another node using this data dir? {e}"
+        ),
+        _ => anyhow::anyhow!("cannot open the Raft log in {dir}: {e}"),
+    }
+}
+
 /// RocksDB info log files kept besides the current one.
 const KEPT_INFO_LOGS: usize = 5;
 
@@ -335,5 +351,32 @@ mod tests {
             .next()
             .unwrap();
         assert!(options.contains("max_log_file_size=1048576"), "{options}");
+    }
+
+    #[test]
+    fn a_damaged_log_and_a_log_in_use_are_told_apart() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("raft-log");
+        let open = LogStore::open(&dir).unwrap();
+        let in_use = LogStore::open(&dir).map(|_| ()).unwrap_err();
+        let said = open_error(data.path(), in_use).to_string();
+        assert!(said.contains("another node"), "{said}");
+        drop(open);
+
+        let manifest = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .find(|f| f.file_name().to_string_lossy().starts_with("MANIFEST-"))
+            .unwrap()
+            .path();
+        let mut bytes = std::fs::read(&manifest).unwrap();
+        bytes[10..60].fill(0xff);
+        std::fs::write(&manifest, bytes).unwrap();
+        let damaged = LogStore::open(&dir).map(|_| ()).unwrap_err();
+        let said = open_error(data.path(), damaged).to_string();
+        assert!(
+            said.contains("is damaged") && said.contains("Replacing a dead site"),
+            "{said}"
+        );
     }
 }

@@ -100,12 +100,8 @@ impl Cluster {
     ) -> anyhow::Result<Cluster> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-        let log = log_store::LogStore::open(&data_dir.join("raft-log")).with_context(|| {
-            format!(
-                "cannot open the Raft log in {} (is another node using this data dir?)",
-                data_dir.display()
-            )
-        })?;
+        let log = log_store::LogStore::open(&data_dir.join("raft-log"))
+            .map_err(|e| log_store::open_error(data_dir, e))?;
         let state = StateStore::open(data_dir)
             .map_err(|e| anyhow::anyhow!("cannot open the state database: {e}"))?;
         let blobs =
