@@ -14,6 +14,9 @@ pub use peage_mail::smtp::{SMTP_EVICTED, SMTP_REPLIES, SMTP_SESSIONS};
 pub const VERDICTS: &str = "peage_filter_verdicts_total";
 pub const DELIVERY_ATTEMPTS: &str = "peage_delivery_attempts_total";
 pub const DELIVERY_THROTTLED: &str = "peage_delivery_throttled_total";
+/// Connections opened to downstreams, by `tls` (`starttls`, `plain`, or `fallback`: the
+/// handshake failed and plain text was used).
+pub const DELIVERY_CONNECTIONS: &str = "peage_delivery_connections_total";
 /// Failed recipients not bounced because the sender was not proved (it may be forged).
 pub const BOUNCES_WITHHELD: &str = "peage_delivery_bounces_withheld_total";
 /// Takeover and hand-off commands committed (`how`), and the messages they moved.

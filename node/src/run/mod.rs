@@ -368,6 +368,7 @@ fn start_mail_path(
     let downstream = Downstream {
         helo_name: config.hostname(),
         connect_timeout: Duration::from_secs(spool.connect_timeout_secs),
+        starttls: spool.starttls,
         command_timeout: Duration::from_secs(spool.command_timeout_secs),
         data_timeout: Duration::from_secs(spool.data_timeout_secs),
         bind_address: spool.bind_address,

@@ -1,7 +1,8 @@
 //! Downstreams that misbehave: one that accepts the connection and never greets costs a
 //! failed attempt at the connect timeout, retried later, rather than holding the delivery
 //! (and a connection slot of its route) for ever; a route that leads back into the cluster
-//! ends at the hop limit instead of relaying the message round for ever.
+//! ends at the hop limit instead of relaying the message round for ever (each pass inside
+//! the STARTTLS our MX offer).
 
 use std::time::Duration;
 
@@ -10,8 +11,11 @@ use peage_tests::{wait_for, TestCluster, Tuning, ADMIN_TOKEN};
 use super::{json_as, HAM};
 
 /// Three nodes, each with the same change to its configuration, a leader elected.
-async fn started_with(edit: impl Fn(&mut peage_node::config::Config)) -> TestCluster {
-    let mut c = TestCluster::configure(Tuning::default()).unwrap();
+async fn started_with(
+    tuning: Tuning,
+    edit: impl Fn(&mut peage_node::config::Config),
+) -> TestCluster {
+    let mut c = TestCluster::configure(tuning).unwrap();
     for i in 0..3 {
         c.edit_node_config(i, &edit).unwrap();
         c.start_node(i).unwrap();
@@ -22,7 +26,10 @@ async fn started_with(edit: impl Fn(&mut peage_node::config::Config)) -> TestClu
 
 #[tokio::test]
 async fn a_downstream_that_never_greets_costs_an_attempt_not_the_delivery() {
-    let c = started_with(|config| config.spool.connect_timeout_secs = 1).await;
+    let c = started_with(Tuning::default(), |config| {
+        config.spool.connect_timeout_secs = 1
+    })
+    .await;
     // Accepts every connection and keeps it open without a word.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = silent.local_addr().unwrap();
@@ -56,7 +63,12 @@ async fn a_downstream_that_never_greets_costs_an_attempt_not_the_delivery() {
 
 #[tokio::test]
 async fn a_domain_routed_back_into_the_cluster_stops_at_the_hop_limit() {
-    let c = started_with(|config| config.smtp.max_hops = 5).await;
+    // The MX offer STARTTLS (a self-signed certificate each): the passes take it.
+    let tls = Tuning {
+        tls: true,
+        ..Tuning::default()
+    };
+    let c = started_with(tls, |config| config.smtp.max_hops = 5).await;
     // A routing mistake: the domain's downstream is Roubaix's own MX.
     let (host, port) = c.nodes[1].smtp_addr();
     c.route_domain("loop.test", &format!("smtp://{host}:{port}"))
@@ -83,4 +95,12 @@ async fn a_domain_routed_back_into_the_cluster_stops_at_the_hop_limit() {
     .unwrap();
     assert_eq!(totals["received"].as_i64(), Some(6), "{totals}");
     assert_eq!(totals["delivered"].as_i64(), Some(5), "{totals}");
+    let mut inside_tls = 0.0;
+    for i in 0..3 {
+        let series = r#"peage_delivery_connections_total{tls="starttls"}"#;
+        inside_tls += c.metric(i, series).await.unwrap_or(0.0);
+        let fallback = r#"peage_delivery_connections_total{tls="fallback"}"#;
+        assert_eq!(c.metric(i, fallback).await, None, "node {i}");
+    }
+    assert!(inside_tls >= 1.0, "{inside_tls} connections inside TLS");
 }

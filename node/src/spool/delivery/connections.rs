@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mail_send::SmtpClient;
-use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 
 use peage_mail::sync::lock;
 
+use super::stream::DownstreamStream;
+
 /// An open SMTP session to a downstream, between transactions.
-pub type SmtpConnection = SmtpClient<TcpStream>;
+pub type SmtpConnection = SmtpClient<DownstreamStream>;
 
 /// How long an unused connection is kept: well under the idle timeout of common servers
 /// (Postfix's smtpd waits 300 s), so that a reused one is rarely found closed.
@@ -25,8 +26,10 @@ pub const IDLE_FOR: Duration = Duration::from_secs(10);
 pub struct Connections {
     max_per_route: usize,
     routes: Arc<Mutex<HashMap<String, Arc<Route>>>>,
-    /// Built once: making one reads and parses the system's root certificates, which cost
-    /// more CPU than the rest of a delivery when done per message.
+    /// For STARTTLS, built once. Opportunistic, as Postfix's `may` level: the certificate
+    /// is not verified (an MX's name cannot be, without DANE or MTA-STS), so the session
+    /// is encrypted against eavesdroppers, and a downstream with a self-signed or expired
+    /// certificate still gets its mail.
     tls: TlsConnector,
 }
 
@@ -37,15 +40,8 @@ struct Route {
 
 impl Connections {
     pub fn new(max_per_route: usize) -> Connections {
-        let tls = mail_send::smtp::tls::build_tls_connector(false).unwrap_or_else(|e| {
-            // Deliveries are plain SMTP today, so this only matters once STARTTLS is used:
-            // then every certificate fails to verify, rather than none being checked.
-            tracing::warn!(error = %e, "no root certificates: TLS to downstreams will fail");
-            let config = rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            TlsConnector::from(Arc::new(config))
-        });
+        let tls = mail_send::smtp::tls::build_tls_connector(true)
+            .expect("a TLS client that verifies nothing needs no root certificates");
         Connections {
             max_per_route,
             routes: Arc::default(),

@@ -13,6 +13,7 @@ mod ownership;
 pub mod plan;
 mod repair;
 pub mod send;
+mod stream;
 pub mod tracked;
 
 use std::collections::{HashMap, HashSet};

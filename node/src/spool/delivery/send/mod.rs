@@ -11,8 +11,9 @@ use peage_mail::smtp::address::smtp_path;
 
 use super::connections::{Connections, SmtpConnection};
 use super::mx::{MxAnswer, MxResolver};
+use super::stream::DownstreamStream;
 use crate::cluster::Cluster;
-use crate::metrics::DELIVERY_THROTTLED;
+use crate::metrics::{DELIVERY_CONNECTIONS, DELIVERY_THROTTLED};
 use crate::spool::bodies::body_of;
 use crate::state::spool::SpooledMessage;
 
@@ -22,8 +23,10 @@ use crate::state::spool::SpooledMessage;
 pub struct Downstream {
     /// Named in our EHLO to the downstream, and as the reporting MTA of DSNs.
     pub helo_name: String,
-    /// The TCP connect, the greeting and EHLO together.
+    /// The TCP connect, the greeting and EHLO together (and STARTTLS with its EHLO).
     pub connect_timeout: Duration,
+    /// Take STARTTLS when a downstream offers it.
+    pub starttls: bool,
     /// Each later command's reply (MAIL, RCPT, RSET): Postfix waits 300 s.
     pub command_timeout: Duration,
     /// From DATA to the reply to the message's end, which a downstream may give only after
@@ -219,7 +222,8 @@ pub(crate) struct NotConnected {
     busy: bool,
 }
 
-/// A new connection to `route`, greeted and EHLO'd.
+/// A new connection to `route`, greeted and EHLO'd; inside TLS when the downstream offers
+/// STARTTLS (and `starttls` is on), in plain text when it does not or its handshake fails.
 pub(crate) async fn connect(
     downstream: &Downstream,
     route: &str,
@@ -228,6 +232,70 @@ pub(crate) async fn connect(
         why: format!("bad route {route}"),
         busy: false,
     })?;
+    // mail-send waits for the greeting without end: a silent downstream would hold the slot.
+    let within = |opening| async move {
+        tokio::time::timeout(downstream.connect_timeout, opening)
+            .await
+            .unwrap_or(Err(Refusal::Other(mail_send::Error::Timeout)))
+    };
+    let (opened, fell_back) = match within(open(downstream, host, port, downstream.starttls)).await
+    {
+        Err(Refusal::Tls(e)) => {
+            // As Postfix's `may`: a downstream whose TLS fails still gets its mail.
+            tracing::info!(%route, error = %e, "STARTTLS failed: delivering in plain text");
+            (within(open(downstream, host, port, false)).await, true)
+        }
+        opened => (opened, false),
+    };
+    opened
+        .map(|mut c| {
+            let tls = match (c.stream.is_tls(), fell_back) {
+                (true, _) => "starttls",
+                (false, true) => "fallback",
+                (false, false) => "plain",
+            };
+            metrics::counter!(DELIVERY_CONNECTIONS, "tls" => tls).increment(1);
+            c.timeout = downstream.command_timeout;
+            c
+        })
+        .map_err(|refusal| {
+            let e = refusal.into_error();
+            NotConnected {
+                why: format!("{route}: {e}"),
+                busy: is_busy(&e),
+            }
+        })
+}
+
+/// Why a connection was not opened: the TLS upgrade failed (try again in plain text), or
+/// anything else.
+enum Refusal {
+    Tls(mail_send::Error),
+    Other(mail_send::Error),
+}
+
+impl Refusal {
+    fn into_error(self) -> mail_send::Error {
+        match self {
+            Refusal::Tls(e) | Refusal::Other(e) => e,
+        }
+    }
+}
+
+impl From<mail_send::Error> for Refusal {
+    fn from(e: mail_send::Error) -> Refusal {
+        Refusal::Other(e)
+    }
+}
+
+/// Connects, reads the greeting, says EHLO; with `try_tls`, takes STARTTLS when offered and
+/// says EHLO again inside it (RFC 3207 forgets what was said before).
+async fn open(
+    downstream: &Downstream,
+    host: &str,
+    port: u16,
+    try_tls: bool,
+) -> Result<SmtpConnection, Refusal> {
     let mut builder = SmtpClientBuilder::new_with_tls_connector(
         host.to_owned(),
         port,
@@ -236,25 +304,30 @@ pub(crate) async fn connect(
     if let Some(ip) = downstream.bind_address {
         builder = builder.local_ip(ip);
     }
-    let builder = builder
+    let mut plain = builder
         .implicit_tls(false)
-        .helo_host(downstream.helo_name.clone())
-        .timeout(downstream.connect_timeout);
-    // mail-send waits for the greeting without end: a silent downstream would hold the slot.
-    tokio::time::timeout(downstream.connect_timeout, builder.connect_plain())
-        .await
-        .unwrap_or(Err(mail_send::Error::Timeout))
-        .and_then(|mut c| {
-            // Otherwise the end-of-data line waits for the downstream's delayed ACK of the
-            // body: 40 ms per message on each connection.
-            c.stream.set_nodelay(true)?;
-            c.timeout = downstream.command_timeout;
-            Ok(c)
-        })
-        .map_err(|e| NotConnected {
-            why: format!("{route}: {e}"),
-            busy: is_busy(&e),
-        })
+        .say_ehlo(false)
+        .timeout(downstream.connect_timeout)
+        .connect_plain()
+        .await?;
+    // Otherwise the end-of-data line waits for the downstream's delayed ACK of the body:
+    // 40 ms per message on each connection.
+    plain
+        .stream
+        .set_nodelay(true)
+        .map_err(mail_send::Error::from)?;
+    let helo = &downstream.helo_name;
+    let offered = plain.capabilities(helo, false).await?;
+    let timeout = plain.timeout;
+    if !(try_tls && offered.has_capability(smtp_proto::EXT_START_TLS)) {
+        let stream = DownstreamStream::Plain(plain.stream);
+        return Ok(SmtpConnection { stream, timeout });
+    }
+    let mut tls =
+        (plain.start_tls(&downstream.connections.tls(), host).await).map_err(Refusal::Tls)?;
+    tls.capabilities(helo, false).await.map_err(Refusal::Tls)?;
+    let stream = DownstreamStream::Tls(Box::new(tls.stream));
+    Ok(SmtpConnection { stream, timeout })
 }
 
 /// HOST and PORT of `smtp://HOST:PORT` (HOST may be a bracketed IPv6 address).

@@ -1,5 +1,6 @@
-//! The sending half against a fake SMTP server: connections shared and replaced, addresses
-//! quoted, and a downstream slow to answer the end of data waited for, not retried.
+//! The sending half against fake SMTP servers: connections shared and replaced, addresses
+//! quoted, a downstream slow to answer the end of data waited for, not retried, and
+//! STARTTLS taken when offered, plain text when its handshake fails.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -86,6 +87,7 @@ fn downstream() -> Downstream {
     Downstream {
         helo_name: "test.example".into(),
         connect_timeout: Duration::from_secs(5),
+        starttls: true,
         command_timeout: Duration::from_secs(5),
         data_timeout: Duration::from_secs(5),
         bind_address: None,
@@ -217,4 +219,120 @@ async fn a_downstream_slow_to_answer_the_end_of_data_is_waited_for_not_sent_the_
     assert_eq!(r.done, rcpts, "{r:?}");
     assert!(r.retry.is_empty(), "{r:?}");
     assert_eq!(received.load(Ordering::SeqCst), 1);
+}
+
+/// What a STARTTLS downstream counts: connections, and messages in plain text and in TLS.
+#[derive(Default)]
+struct TlsCounts {
+    connections: AtomicUsize,
+    plain: AtomicUsize,
+    tls: AtomicUsize,
+}
+
+/// A downstream that offers STARTTLS; with `acceptor` None it says 220 to STARTTLS and
+/// then hangs up, a handshake that fails.
+async fn starttls_server(acceptor: Option<tokio_rustls::TlsAcceptor>) -> (String, Arc<TlsCounts>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let route = format!("smtp://{}", listener.local_addr().unwrap());
+    let counts = Arc::<TlsCounts>::default();
+    let seen = Arc::clone(&counts);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            seen.connections.fetch_add(1, Ordering::SeqCst);
+            let (seen, acceptor) = (Arc::clone(&seen), acceptor.clone());
+            tokio::spawn(async move {
+                let mut plain = BufReader::new(tcp);
+                let _ = plain.get_mut().write_all(b"220 tls ESMTP\r\n").await;
+                if !serve_until_starttls(&mut plain, &seen.plain).await {
+                    return;
+                }
+                let _ = plain.get_mut().write_all(b"220 2.0.0 go ahead\r\n").await;
+                let Some(acceptor) = acceptor else { return };
+                if let Ok(tls) = acceptor.accept(plain.into_inner()).await {
+                    serve_until_starttls(&mut BufReader::new(tls), &seen.tls).await;
+                }
+            });
+        }
+    });
+    (route, counts)
+}
+
+/// One SMTP session after its greeting, each message counted in `delivered`; true when
+/// the client asked for STARTTLS (the caller does the handshake).
+async fn serve_until_starttls<S>(stream: &mut BufReader<S>, delivered: &AtomicUsize) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut line, mut in_data) = (String::new(), false);
+    loop {
+        line.clear();
+        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return false;
+        }
+        let reply: &[u8] = match (in_data, line.trim_end()) {
+            (true, ".") => {
+                in_data = false;
+                delivered.fetch_add(1, Ordering::SeqCst);
+                b"250 2.0.0 queued\r\n"
+            }
+            (true, _) => continue,
+            (false, "STARTTLS") => return true,
+            (false, "DATA") => {
+                in_data = true;
+                b"354 go on\r\n"
+            }
+            (false, command) if command.starts_with("EHLO") => b"250-tls\r\n250 STARTTLS\r\n",
+            _ => b"250 ok\r\n",
+        };
+        if stream.get_mut().write_all(reply).await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// A TLS acceptor with a certificate of a CA nobody trusts, as many MX have.
+fn self_signed_acceptor(dir: &std::path::Path) -> tokio_rustls::TlsAcceptor {
+    crate::tools::cert::make_ca(dir).unwrap();
+    crate::tools::cert::make_node(dir, "mx", &["127.0.0.1".to_owned()]).unwrap();
+    peage_mail::smtp::tls::acceptor(&dir.join("mx.pem"), &dir.join("mx.key")).unwrap()
+}
+
+impl TlsCounts {
+    /// (connections, messages in plain text, messages inside TLS).
+    fn seen(&self) -> (usize, usize, usize) {
+        let n = |c: &AtomicUsize| c.load(Ordering::SeqCst);
+        (n(&self.connections), n(&self.plain), n(&self.tls))
+    }
+}
+
+#[tokio::test]
+async fn starttls_is_taken_when_offered_and_the_connection_reused_inside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (route, counts) = starttls_server(Some(self_signed_acceptor(dir.path()))).await;
+    send_n(&downstream(), &route, 2).await;
+    assert_eq!(
+        counts.seen(),
+        (1, 0, 2),
+        "both inside TLS, on one connection"
+    );
+
+    // Turned off: plain text, though offered.
+    let (route, counts) = starttls_server(Some(self_signed_acceptor(&dir.path().join("b")))).await;
+    let d = Downstream {
+        starttls: false,
+        ..downstream()
+    };
+    send_n(&d, &route, 1).await;
+    assert_eq!(counts.seen(), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn a_failed_tls_handshake_falls_back_to_plain_text_and_delivers() {
+    let (route, counts) = starttls_server(None).await;
+    send_n(&downstream(), &route, 1).await;
+    assert_eq!(
+        counts.seen(),
+        (2, 1, 0),
+        "in plain text, on a second connection"
+    );
 }
