@@ -29,7 +29,7 @@ impl Config {
     /// largest message).
     pub fn min_free_bytes(&self) -> u64 {
         match self.spool.min_free_mb {
-            Some(mb) => mb << 20,
+            Some(mb) => mb.saturating_mul(1 << 20),
             None => 2 * self.smtp.max_message_bytes as u64,
         }
     }

@@ -119,3 +119,29 @@ fn outbound_limit_overrides_parse() {
         "the rest keeps its defaults"
     );
 }
+
+/// A duration past ten years is refused by its key, wherever the key is: added to a clock
+/// in milliseconds it would wrap, and a retention that ends before it began bounces
+/// everything.
+#[test]
+fn durations_longer_than_ten_years_are_refused_by_their_key() {
+    let ten_years_secs = 10 * 365 * 86_400;
+    for (section, key, value) in [
+        ("spool", "retention_secs", i64::MAX.to_string()),
+        ("spool", "lease_secs", (ten_years_secs + 1).to_string()),
+        ("raft", "commit_timeout_ms", i64::MAX.to_string()),
+        ("portal", "link_days", "3651".into()),
+    ] {
+        let text = format!("{GOOD}\n[{section}]\n{key} = {value}\n");
+        let e = Config::parse(&text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("{section}.{key}")) && e.contains("ten years"),
+            "{e}"
+        );
+    }
+    let text = format!("{GOOD}\n[spool]\nretention_secs = {ten_years_secs}\n");
+    let c = Config::parse(&text, Path::new("x.toml")).unwrap();
+    assert_eq!(c.spool.retention_secs, ten_years_secs as u64);
+}

@@ -12,6 +12,20 @@ const PLACEHOLDER: &str = "CHANGE-ME";
 const UNREPLACED: &str =
     "still the example value (CHANGE-ME): generate one with `openssl rand -hex 32`";
 
+/// The longest duration any key may hold. Durations are added to clocks in milliseconds
+/// (lease ends, retention, expiries): a larger one overflows, and a lease or a retention
+/// that ends before it began takes over or bounces every message at once.
+const MAX_DURATION_MS: u128 = 10 * 365 * 86_400_000;
+
+/// The units of the duration keys, by the suffix of their names, in milliseconds.
+const DURATION_UNITS: [(&str, u128); 5] = [
+    ("_ms", 1),
+    ("_secs", 1_000),
+    ("_minutes", 60_000),
+    ("_hours", 3_600_000),
+    ("_days", 86_400_000),
+];
+
 /// The key a check is about, and what is wrong with it.
 struct Invalid(String, String);
 
@@ -32,6 +46,7 @@ impl Config {
             .and_then(|()| self.check_smtp())
             .and_then(|()| self.check_dns())
             .and_then(|()| self.check_spool_evidence_and_lists())
+            .and_then(|()| self.check_durations())
             .map_err(|Invalid(key, message)| ConfigError::Invalid {
                 path: path.to_owned(),
                 key,
@@ -249,5 +264,45 @@ impl Config {
             "lists.sweep_interval_ms",
             "must be > 0",
         )
+    }
+
+    /// Every duration key, wherever it is, holds at most ten years: one check over the
+    /// serialized config, so a key added later is covered by its name alone.
+    fn check_durations(&self) -> Result<(), Invalid> {
+        let value = toml::Value::try_from(self)
+            .map_err(|e| Invalid("config".into(), format!("cannot be re-read: {e}")))?;
+        check_durations_in(&value, "")
+    }
+}
+
+fn check_durations_in(value: &toml::Value, key: &str) -> Result<(), Invalid> {
+    match value {
+        toml::Value::Table(table) => table.iter().try_for_each(|(name, v)| {
+            let key = if key.is_empty() {
+                name.clone()
+            } else {
+                format!("{key}.{name}")
+            };
+            check_durations_in(v, &key)
+        }),
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_durations_in(v, &format!("{key}[{i}]"))),
+        toml::Value::Integer(n) => {
+            let Some(unit) = DURATION_UNITS
+                .iter()
+                .find_map(|(suffix, unit)| key.ends_with(suffix).then_some(*unit))
+            else {
+                return Ok(());
+            };
+            let ms = u128::from(n.unsigned_abs()) * unit;
+            ensure(
+                ms <= MAX_DURATION_MS,
+                key,
+                format!("{n} is longer than ten years: a duration must be at most that"),
+            )
+        }
+        _ => Ok(()),
     }
 }
