@@ -120,7 +120,9 @@ pub enum Cmd {
     /// DKIM keys that sign the hosted domains' outgoing mail (operator token).
     #[command(subcommand)]
     Dkim(DkimCmd),
-    /// Score messages without storing them: every symbol, the total and the verdict.
+    /// Score messages without storing them: every symbol, the total and the verdict. A file
+    /// that cannot be read or that the node refuses (larger than it takes) is named with the
+    /// reason and skipped; the exit status is then 1.
     Check {
         /// Message files (RFC 5322), or directories of them.
         #[arg(required = true)]

@@ -1,14 +1,14 @@
 //! `peagectl check FILE|DIR…`: scores messages without storing them, several in flight at
 //! once (`context::pipelined`), reported in the order of the files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use peage_client::v1::CheckMessageRequest;
+use peage_client::v1::{CheckMessageReply, CheckMessageRequest};
 use peage_client::ClientError;
 
-use super::context::{message_files, pipelined, Ctx};
+use super::context::{message_files, pipelined, refused_message, Ctx};
 use crate::output::{points, print_json, print_symbols, symbols_json};
 
 /// What to score the messages with, besides their bytes.
@@ -51,25 +51,56 @@ pub async fn run(
             (file, reply)
         }
     };
+    let total = files.len();
+    let mut failed = 0usize;
     pipelined(files, jobs, call, |(file, reply)| {
-        let r = reply?.map_err(|e| ctx.failed(e))?.into_inner();
+        // A file that cannot be read or that the node refuses is reported and skipped: the
+        // rest of a directory still gets its verdicts.
+        let refused = match reply {
+            Err(ClientError::InvalidArgument(why)) => why,
+            Err(e) => return Err(e),
+            Ok(Err(status)) => match refused_message(&status) {
+                Some(why) => why,
+                None => return Err(ctx.failed(status)),
+            },
+            Ok(Ok(r)) => {
+                print_verdict(ctx.json, &file, &r.into_inner());
+                return Ok(());
+            }
+        };
+        failed += 1;
         if ctx.json {
-            print_json(json!({
-                "file": file.display().to_string(),
-                "verdict": r.verdict,
-                "score": points(r.score_milli),
-                "symbols": symbols_json(&r.symbols),
-            }));
+            print_json(json!({"file": file.display().to_string(), "error": refused}));
         } else {
-            println!(
-                "{}: {} (score {})",
-                file.display(),
-                r.verdict,
-                points(r.score_milli)
-            );
-            print_symbols(&r.symbols);
+            eprintln!("{}: not checked: {refused}", file.display());
         }
         Ok(())
     })
-    .await
+    .await?;
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(ClientError::InvalidArgument(format!(
+            "{failed} of {total} message(s) could not be checked"
+        )))
+    }
+}
+
+fn print_verdict(json_out: bool, file: &Path, r: &CheckMessageReply) {
+    if json_out {
+        print_json(json!({
+            "file": file.display().to_string(),
+            "verdict": r.verdict,
+            "score": points(r.score_milli),
+            "symbols": symbols_json(&r.symbols),
+        }));
+    } else {
+        println!(
+            "{}: {} (score {})",
+            file.display(),
+            r.verdict,
+            points(r.score_milli)
+        );
+        print_symbols(&r.symbols);
+    }
 }

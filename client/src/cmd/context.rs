@@ -42,6 +42,22 @@ impl Ctx {
     }
 }
 
+/// Why the node refused one message file when the refusal is about that message (it is
+/// malformed, or larger than the node takes) and the rest of a batch can go on; `None` when
+/// it is about the node or the caller (unreachable, no quorum, a bad token), which the rest
+/// would meet too.
+pub fn refused_message(status: &tonic::Status) -> Option<String> {
+    match status.code() {
+        tonic::Code::InvalidArgument => Some(status.message().to_owned()),
+        // tonic's own words for a request over the server's decoding limit.
+        tonic::Code::OutOfRange => Some(format!(
+            "larger than the node takes (smtp.max_message_bytes, plus 1 MiB for the request): {}",
+            status.message().trim_start_matches("Error, ")
+        )),
+        _ => None,
+    }
+}
+
 /// The files named, with each directory replaced by its files (sorted).
 pub fn message_files(paths: Vec<PathBuf>) -> Result<Vec<PathBuf>, ClientError> {
     let mut files = Vec::new();

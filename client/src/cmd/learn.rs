@@ -9,7 +9,7 @@ use serde_json::json;
 use peage_client::v1::*;
 use peage_client::ClientError;
 
-use super::context::{pipelined, Ctx};
+use super::context::{pipelined, refused_message, Ctx};
 
 #[derive(Default)]
 struct Tally {
@@ -47,7 +47,7 @@ pub async fn run(
                     .learn(LearnRequest { message, class })
                     .await
                     .map(|r| r.into_inner())
-                    .map_err(|s| s.message().to_owned()),
+                    .map_err(|s| refused_message(&s).unwrap_or_else(|| s.message().to_owned())),
             };
             (file, outcome)
         }

@@ -222,6 +222,30 @@ async fn released_by_an_operator_and_checked_with_peagectl(
         let expected = if n % 2 == 0 { "reject" } else { "deliver" };
         assert_eq!(line["verdict"], expected, "{file}");
     }
+
+    // A file over the size the node takes is named with the reason and skipped; the files
+    // after it still get their verdicts, and the exit status says one was not checked.
+    let mixed = tempfile::tempdir().unwrap();
+    std::fs::write(mixed.path().join("a-gtube.eml"), GTUBE_MSG).unwrap();
+    let huge = format!("Subject: huge\r\n\r\n{}", "a".repeat(27 << 20));
+    std::fs::write(mixed.path().join("b-huge.eml"), huge).unwrap();
+    std::fs::write(mixed.path().join("c-zip.eml"), zip_with_exe()).unwrap();
+    let o = c.peagectl(0, &["check", "--json", mixed.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("1 of 3 message(s) could not be checked"),
+        "{err}"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["verdict"], "reject");
+    let why = lines[1]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("larger than the node takes"), "{lines:?}");
+    assert_eq!(lines[2]["verdict"], "deliver");
 }
 
 /// `peagectl check ARGS` through `node`: one JSON value per line.
