@@ -85,14 +85,13 @@ impl Callout {
         let Some(path) = smtp_path(address) else {
             return Answer::Invalid("the address cannot be written as an SMTP path".into());
         };
-        let mut client = match connect(&self.downstream, route).await {
-            Ok(c) => c,
+        let (params, mut client) = match connect(&self.downstream, route).await {
+            Ok(c) => (c.mail_parameters("", [address]), c.client),
             Err(refused) => return Answer::Unknown(refused.why),
         };
-        let params = Parameters::default();
         let answer = match client.mail_from("", &params).await {
             Err(e) => Answer::Unknown(classify(&e).1),
-            Ok(()) => match client.rcpt_to(&path, &params).await {
+            Ok(()) => match client.rcpt_to(&path, &Parameters::default()).await {
                 Ok(()) => Answer::Valid,
                 Err(e) => match classify(&e) {
                     (true, why) => Answer::Invalid(why),

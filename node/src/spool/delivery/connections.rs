@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mail_send::smtp::message::Parameters;
 use mail_send::SmtpClient;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
@@ -14,8 +15,31 @@ use peage_mail::sync::lock;
 
 use super::stream::DownstreamStream;
 
-/// An open SMTP session to a downstream, between transactions.
-pub type SmtpConnection = SmtpClient<DownstreamStream>;
+/// An open SMTP session to a downstream, between transactions, and what its EHLO offered
+/// that a transaction needs.
+pub struct SmtpConnection {
+    pub client: SmtpClient<DownstreamStream>,
+    /// It offered SMTPUTF8: a non-ASCII address is sent with the parameter (RFC 6531).
+    pub smtputf8: bool,
+}
+
+impl SmtpConnection {
+    /// The MAIL FROM parameters for an envelope: SMTPUTF8 when an address needs it and the
+    /// downstream offered it. One that did not is sent the address as it is, as Postfix
+    /// does: most servers take UTF-8 mailboxes without the parameter.
+    pub fn mail_parameters<'a>(
+        &self,
+        mail_from: &str,
+        rcpts: impl IntoIterator<Item = &'a str>,
+    ) -> Parameters<'static> {
+        let mut params = Parameters::default();
+        let needs_utf8 = !mail_from.is_ascii() || rcpts.into_iter().any(|r| !r.is_ascii());
+        if needs_utf8 && self.smtputf8 {
+            params.add("SMTPUTF8");
+        }
+        params
+    }
+}
 
 /// How long an unused connection is kept: well under the idle timeout of common servers
 /// (Postfix's smtpd waits 300 s), so that a reused one is rarely found closed.

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mail_send::smtp::message::Parameters;
-use mail_send::SmtpClientBuilder;
+use mail_send::{SmtpClient, SmtpClientBuilder};
 use peage_mail::smtp::address::smtp_path;
+use smtp_proto::EhloResponse;
 
 use super::connections::{Connections, SmtpConnection};
 use super::mx::{MxAnswer, MxResolver};
@@ -189,7 +190,7 @@ pub async fn send(
     let reused = match checkout.reuse() {
         // RSET both ends whatever state the last transaction left and shows the server
         // has not closed the connection meanwhile.
-        Some(mut c) => c.rset().await.is_ok().then_some(c),
+        Some(mut c) => c.client.rset().await.is_ok().then_some(c),
         None => None,
     };
     let mut client = match reused {
@@ -211,7 +212,7 @@ pub async fn send(
     if clean {
         checkout.keep(client);
     } else {
-        let _ = client.quit().await;
+        let _ = client.client.quit().await;
     }
     result
 }
@@ -249,13 +250,13 @@ pub(crate) async fn connect(
     };
     opened
         .map(|mut c| {
-            let tls = match (c.stream.is_tls(), fell_back) {
+            let tls = match (c.client.stream.is_tls(), fell_back) {
                 (true, _) => "starttls",
                 (false, true) => "fallback",
                 (false, false) => "plain",
             };
             metrics::counter!(DELIVERY_CONNECTIONS, "tls" => tls).increment(1);
-            c.timeout = downstream.command_timeout;
+            c.client.timeout = downstream.command_timeout;
             c
         })
         .map_err(|refusal| {
@@ -319,15 +320,20 @@ async fn open(
     let helo = &downstream.helo_name;
     let offered = plain.capabilities(helo, false).await?;
     let timeout = plain.timeout;
+    let connection = |stream, offered: EhloResponse<String>| SmtpConnection {
+        client: SmtpClient { stream, timeout },
+        smtputf8: offered.has_capability(smtp_proto::EXT_SMTP_UTF8),
+    };
     if !(try_tls && offered.has_capability(smtp_proto::EXT_START_TLS)) {
-        let stream = DownstreamStream::Plain(plain.stream);
-        return Ok(SmtpConnection { stream, timeout });
+        return Ok(connection(DownstreamStream::Plain(plain.stream), offered));
     }
     let mut tls =
         (plain.start_tls(&downstream.connections.tls(), host).await).map_err(Refusal::Tls)?;
-    tls.capabilities(helo, false).await.map_err(Refusal::Tls)?;
-    let stream = DownstreamStream::Tls(Box::new(tls.stream));
-    Ok(SmtpConnection { stream, timeout })
+    let offered = tls.capabilities(helo, false).await.map_err(Refusal::Tls)?;
+    Ok(connection(
+        DownstreamStream::Tls(Box::new(tls.stream)),
+        offered,
+    ))
 }
 
 /// HOST and PORT of `smtp://HOST:PORT` (HOST may be a bracketed IPv6 address).
@@ -346,7 +352,8 @@ async fn transaction(
     body: &[u8],
 ) -> (AttemptResult, bool) {
     let mut result = AttemptResult::default();
-    let params = Parameters::default();
+    let params = client.mail_parameters(mail_from, rcpts.iter().map(String::as_str));
+    let client = &mut client.client;
     // Written as RFC 5321 paths: a byte of an address can never end the path or add a
     // parameter downstream (the edge refuses such addresses; older spool entries may not).
     let Some(mail_from) = smtp_path(mail_from) else {
@@ -364,7 +371,7 @@ async fn transaction(
             result.fail(rcpt, "the address cannot be written as an SMTP path".into());
             continue;
         };
-        match client.rcpt_to(&path, &params).await {
+        match client.rcpt_to(&path, &Parameters::default()).await {
             Ok(()) => accepted.push(rcpt.clone()),
             Err(e) => {
                 clean &= is_reply(&e);

@@ -1,6 +1,7 @@
 //! The sending half against fake SMTP servers: connections shared and replaced, addresses
-//! quoted, a downstream slow to answer the end of data waited for, not retried, and
-//! STARTTLS taken when offered, plain text when its handshake fails.
+//! quoted, SMTPUTF8 declared where it is offered and needed, a downstream slow to answer the
+//! end of data waited for, not retried, and STARTTLS taken when offered, plain text when its
+//! handshake fails.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,6 +22,11 @@ struct FakeServer {
 }
 
 async fn fake_server(per_connection: usize) -> FakeServer {
+    fake_server_offering(per_connection, b"250-fake\r\n250 8BITMIME\r\n").await
+}
+
+/// The same, answering EHLO with `ehlo`.
+async fn fake_server_offering(per_connection: usize, ehlo: &'static [u8]) -> FakeServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let route = format!("smtp://{}", listener.local_addr().unwrap());
     let (connections, messages) = (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
@@ -33,7 +39,7 @@ async fn fake_server(per_connection: usize) -> FakeServer {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             c.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(session(stream, m.clone(), e.clone(), per_connection));
+            tokio::spawn(session(stream, m.clone(), e.clone(), per_connection, ehlo));
         }
     });
     FakeServer {
@@ -49,6 +55,7 @@ async fn session(
     messages: Arc<AtomicUsize>,
     envelope_lines: Arc<std::sync::Mutex<Vec<String>>>,
     limit: usize,
+    ehlo: &'static [u8],
 ) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
@@ -67,7 +74,7 @@ async fn session(
             envelope_lines.lock().unwrap().push(line.clone());
             b"250 ok\r\n"
         } else if line.starts_with("EHLO") {
-            b"250-fake\r\n250 8BITMIME\r\n"
+            ehlo
         } else if line == "DATA" {
             in_data = true;
             b"354 go on\r\n"
@@ -157,6 +164,42 @@ async fn addresses_reach_the_downstream_quoted_and_never_as_parameters() {
             "RCPT TO:<carol@example.test>",
         ]
     );
+}
+
+/// A non-ASCII address goes with SMTPUTF8 to a downstream that offers it (RFC 6531), and
+/// as it is to one that does not (most take it, Postfix among them); ASCII-only envelopes
+/// never carry it.
+#[tokio::test]
+async fn a_non_ascii_address_is_sent_with_smtputf8_when_the_downstream_offers_it() {
+    let body = b"Subject: t\r\n\r\nhello\r\n";
+    let rcpts = vec![
+        "anna@example.test".to_owned(),
+        "zoë@example.test".to_owned(),
+    ];
+    let offering = fake_server_offering(0, b"250-fake\r\n250 SMTPUTF8\r\n").await;
+    let silent = fake_server(0).await;
+    for server in [&offering, &silent] {
+        let d = downstream();
+        let r = send(&d, &server.route, "jürgen@x.test", &rcpts, body).await;
+        assert_eq!(r.done, rcpts, "{r:?}");
+        let ascii = ["bob@example.test".to_owned()];
+        let r = send(&d, &server.route, "a@x.test", &ascii, body).await;
+        assert_eq!(r.done, ascii, "{r:?}");
+    }
+    let expected = |param: &str| {
+        [
+            format!("MAIL FROM:<jürgen@x.test>{param}"),
+            "RCPT TO:<anna@example.test>".into(),
+            "RCPT TO:<zoë@example.test>".into(),
+            "MAIL FROM:<a@x.test>".into(),
+            "RCPT TO:<bob@example.test>".into(),
+        ]
+    };
+    assert_eq!(
+        *offering.envelope_lines.lock().unwrap(),
+        expected(" SMTPUTF8")
+    );
+    assert_eq!(*silent.envelope_lines.lock().unwrap(), expected(""));
 }
 
 /// A downstream that answers the end of data only after `scan` (as one scanning a large
