@@ -27,12 +27,17 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Vec<Vec<u8>>> {
 
 /// As [`load_dir`], with each message's file name.
 pub fn load_named(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    // io::Error names no path: say which directory or file could not be read.
+    let naming = |p: &Path| {
+        let p = p.display().to_string();
+        move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{p}: {e}"))
+    };
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let p = entry?.path();
+    for entry in std::fs::read_dir(dir).map_err(naming(dir))? {
+        let p = entry.map_err(naming(dir))?.path();
         if p.is_dir() {
-            for e in std::fs::read_dir(&p)? {
-                files.push(e?.path());
+            for e in std::fs::read_dir(&p).map_err(naming(&p))? {
+                files.push(e.map_err(naming(&p))?.path());
             }
         } else {
             files.push(p);
@@ -41,7 +46,8 @@ pub fn load_named(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     files.sort();
     let mut out = Vec::with_capacity(files.len());
     for f in files {
-        out.push((f.display().to_string(), as_smtp(&std::fs::read(&f)?)));
+        let bytes = std::fs::read(&f).map_err(naming(&f))?;
+        out.push((f.display().to_string(), as_smtp(&bytes)));
     }
     Ok(out)
 }
@@ -315,6 +321,23 @@ mod tests {
                 Sample::new(format!("{n}"), bytes.into_bytes(), n % 2 == 0)
             })
             .collect()
+    }
+
+    /// A corpus that cannot be read is named: of the spam and ham directories, the one
+    /// missing; of the files, the one unreadable.
+    #[test]
+    fn a_directory_or_file_that_cannot_be_read_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spam, ham) = (dir.path().join("spam"), dir.path().join("ham"));
+        std::fs::create_dir(&spam).unwrap();
+        let e = load_samples(&spam, &ham).err().unwrap().to_string();
+        assert!(e.starts_with(&format!("{}: ", ham.display())), "{e}");
+        std::fs::create_dir(&ham).unwrap();
+        // A dangling link reads as a file that cannot be opened, even as root.
+        let dangling = spam.join("m1.eml");
+        std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).unwrap();
+        let e = load_samples(&spam, &ham).err().unwrap().to_string();
+        assert!(e.starts_with(&format!("{}: ", dangling.display())), "{e}");
     }
 
     #[test]
