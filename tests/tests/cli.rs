@@ -31,6 +31,24 @@ async fn peagectl_status_lists_and_errors() {
 
     status_as_json_and_as_a_table(&addr);
 
+    // Empty listings say so, as `mailq` does, rather than print a bare header.
+    for (args, says) in [
+        (&["queue", "ls"][..], "no queued message\n"),
+        (
+            &["quarantine", "ls", "--recipient", "bob@"][..],
+            "no held message matches\n",
+        ),
+        (&["list", "ls"][..], "no entry\n"),
+    ] {
+        let o = peagectl(&addr, READ_TOKEN, args);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).starts_with(says),
+            "{}",
+            text(&o)
+        );
+    }
+
     // list add / check / ls, as in the README.
     let o = peagectl(
         &addr,

@@ -129,7 +129,11 @@ async fn list_entries(
             json!({"entries": entries_json(&entries), "next_page_token": token, "read": read_json(&read)}),
         );
     } else {
-        print_entries(&entries);
+        if entries.is_empty() {
+            println!("no entry");
+        } else {
+            print_entries(&entries);
+        }
         if token != 0 {
             println!("(more: --page-token {token}, or --all)");
         }

@@ -87,7 +87,19 @@ async fn list(ctx: &mut Ctx, args: &ListArgs, quarantine: bool) -> Result<(), Cl
         );
         return Ok(());
     }
-    print_messages(&r.messages);
+    if r.messages.is_empty() {
+        // As `mailq` says so: a bare header reads like a listing that failed.
+        let (held, filtered) = (
+            if quarantine { "held" } else { "queued" },
+            !args.filter.is_empty(),
+        );
+        println!(
+            "no {held} message{}",
+            if filtered { " matches" } else { "" }
+        );
+    } else {
+        print_messages(&r.messages);
+    }
     if !r.next_page_token.is_empty() {
         println!("(more: --page-token {})", r.next_page_token);
     }
