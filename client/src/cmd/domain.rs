@@ -3,8 +3,8 @@
 use serde_json::{json, Value};
 
 use peage_client::v1::{
-    Domain, DomainListRequest, DomainRemoveRequest, DomainSetRequest, RecipientsAddRequest,
-    RecipientsListRequest, RecipientsRemoveRequest,
+    Domain, DomainListRequest, DomainRemoveRequest, DomainSetRequest, QueueListRequest,
+    RecipientsAddRequest, RecipientsListRequest, RecipientsRemoveRequest,
 };
 use peage_client::ClientError;
 
@@ -56,6 +56,7 @@ pub async fn run(ctx: &mut Ctx, cmd: DomainCmd) -> Result<(), ClientError> {
             let reply = ctx.admin().await?.domain_remove(rm).await;
             let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
             println!("removed local domain {domain} (log index {})", r.log_index);
+            still_addressed_to(ctx, &domain).await?;
         }
         DomainCmd::Ls => {
             let ls = DomainListRequest { stale: ctx.stale };
@@ -200,4 +201,34 @@ fn dmarc_word(stored: &str) -> &str {
     } else {
         stored
     }
+}
+
+/// After a domain is removed: its mail already accepted stays, held or queued (a queued
+/// message goes to the domain's MX if the nodes resolve one, else waits for a route until
+/// its retention ends). Says how much, and how to drop it, so none of it surprises.
+async fn still_addressed_to(ctx: &mut Ctx, domain: &str) -> Result<(), ClientError> {
+    let at = format!("@{domain}");
+    let mut counts = [0usize; 2];
+    for (quarantine, count) in [false, true].into_iter().zip(&mut counts) {
+        let req = QueueListRequest {
+            quarantine,
+            recipient: at.clone(),
+            page_size: 1000,
+            ..Default::default()
+        };
+        let reply = ctx.admin().await?.queue_list(req).await;
+        let r = reply.map_err(|e| ctx.failed(e))?.into_inner();
+        *count = r
+            .messages
+            .iter()
+            .filter(|m| m.rcpt_to.iter().any(|x| x.to_lowercase().ends_with(&at)))
+            .count();
+    }
+    let [queued, held] = counts;
+    if queued + held > 0 {
+        println!(
+            "{queued} queued and {held} held message(s) are still for {domain}: queued mail goes to its MX if the nodes resolve one, else waits for a route until spool.retention_secs; `peagectl queue drop --all --recipient {at}` drops the queued ones"
+        );
+    }
+    Ok(())
 }

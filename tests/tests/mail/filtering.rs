@@ -262,7 +262,8 @@ fn check_json(c: &TestCluster, node: usize, args: &[&str]) -> Vec<serde_json::Va
 /// two minutes after a failure, a message retried by its id, then the rest with `peagectl
 /// queue retry --all` (as after a downstream's outage), are delivered within seconds of the
 /// downstream's return. `queue drop` removes a held message everywhere, and with `--all`
-/// those of one sender, never the whole queue without a filter.
+/// those of one sender, never the whole queue without a filter; `domain rm` says what is
+/// still queued for the domain.
 #[tokio::test]
 async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
     let c = with_local_domain_tuned(Tuning {
@@ -374,6 +375,15 @@ async fn queue_drop_removes_a_held_message_and_retry_is_accepted() {
             .collect();
         assert_eq!(left, std::slice::from_ref(&kept), "node {node}");
     }
+    // Removing the domain says that its mail is still queued, and how to drop it.
+    let o = c.peagectl(1, &["domain", "rm", "example.test"]);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        said.contains("1 queued and 0 held message(s) are still for example.test")
+            && said.contains("queue drop --all --recipient @example.test"),
+        "{said}"
+    );
 }
 
 /// Quarantine is kept as long as the replicated policy says, then removed from every node
