@@ -31,23 +31,7 @@ async fn peagectl_status_lists_and_errors() {
 
     status_as_json_and_as_a_table(&addr);
 
-    // Empty listings say so, as `mailq` does, rather than print a bare header.
-    for (args, says) in [
-        (&["queue", "ls"][..], "no queued message\n"),
-        (
-            &["quarantine", "ls", "--recipient", "bob@"][..],
-            "no held message matches\n",
-        ),
-        (&["list", "ls"][..], "no entry\n"),
-    ] {
-        let o = peagectl(&addr, READ_TOKEN, args);
-        assert!(o.status.success(), "{}", text(&o));
-        assert!(
-            String::from_utf8_lossy(&o.stdout).starts_with(says),
-            "{}",
-            text(&o)
-        );
-    }
+    empty_listings_say_so(&addr);
 
     // list add / check / ls, as in the README.
     let o = peagectl(
@@ -157,6 +141,26 @@ async fn peagectl_status_lists_and_errors() {
         said.contains("http://127.0.0.1:1: ") && said.contains("http://127.0.0.1:2: "),
         "{said}"
     );
+}
+
+/// Empty listings say so, as `mailq` does, rather than print a bare header.
+fn empty_listings_say_so(addr: &str) {
+    for (args, says) in [
+        (&["queue", "ls"][..], "no queued message\n"),
+        (
+            &["quarantine", "ls", "--recipient", "bob@"][..],
+            "no held message matches\n",
+        ),
+        (&["list", "ls"][..], "no entry\n"),
+    ] {
+        let o = peagectl(addr, READ_TOKEN, args);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).starts_with(says),
+            "{}",
+            text(&o)
+        );
+    }
 }
 
 /// `status --json` is one object with the documented fields; the human table names every

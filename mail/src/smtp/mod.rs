@@ -7,6 +7,7 @@ pub mod address;
 pub mod admission;
 pub mod connection;
 pub mod listener;
+pub mod memory;
 pub mod protocol;
 pub mod sasl;
 mod session;
@@ -15,6 +16,7 @@ pub mod trace;
 
 pub use admission::ConnectionLimits;
 pub use listener::serve;
+pub use memory::DataMemory;
 pub use protocol::{
     Acceptor, Envelope, Refusal, Reply, SessionConfig, Tls, SMTP_EVICTED, SMTP_REPLIES,
     SMTP_SESSIONS,

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::address::Recipient;
+use super::memory::DataMemory;
 
 /// Metric names (counters): connections given a session, replies by code, and idle
 /// sessions closed to make room for a new client.
@@ -159,6 +160,8 @@ pub struct SessionConfig {
     pub submission: bool,
     /// TLS from the first byte (465): the handshake comes before the banner.
     pub implicit_tls: bool,
+    /// The node's limit on message bytes held in memory, shared by all its listeners.
+    pub data_memory: DataMemory,
 }
 
 impl Default for SessionConfig {
@@ -181,6 +184,7 @@ impl Default for SessionConfig {
             error_delay: Duration::from_secs(1),
             submission: false,
             implicit_tls: false,
+            data_memory: DataMemory::new(1 << 30),
         }
     }
 }

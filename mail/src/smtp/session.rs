@@ -13,6 +13,7 @@ use smtp_proto::request::receiver::{
 use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
 
 use super::address::{check_sender_syntax, parse_recipient, Recipient};
+use super::memory::Held;
 use super::protocol::{Acceptor, Envelope, Refusal, Reply, SessionConfig, Tls};
 use super::sasl::Step;
 
@@ -35,8 +36,9 @@ enum Mode {
     /// After a line too long: everything up to the next LF is dropped.
     SkipLine(DummyLineReceiver),
     Data(DataReceiver),
-    /// The message grew past the size limit: the rest is read and dropped.
-    DataTooBig(DummyDataReceiver),
+    /// The message grew past the size limit, or past the node's memory for messages: the
+    /// rest is read and dropped, and this is the answer to its end.
+    DataDropped(DummyDataReceiver, Reply),
     /// Inside an AUTH exchange, waiting for the client's line at this step.
     Auth(Step),
 }
@@ -46,6 +48,8 @@ struct Transaction {
     mail_from: Option<String>,
     rcpt_to: Vec<Recipient>,
     body: Vec<u8>,
+    /// The node's memory the body holds, from DATA until the message is answered.
+    held: Option<Held>,
 }
 
 pub(super) struct Session<'a, A> {
@@ -104,13 +108,13 @@ impl<'a, A: Acceptor> Session<'a, A> {
 
     /// Whether a message is coming in (between `354` and the final dot).
     pub(super) fn in_data(&self) -> bool {
-        matches!(self.mode, Mode::Data(_) | Mode::DataTooBig(_))
+        matches!(self.mode, Mode::Data(_) | Mode::DataDropped(..))
     }
 
     /// How long the client may take to send more: longer while a message is coming.
     pub(super) fn read_timeout(&self) -> Duration {
         match self.mode {
-            Mode::Data(_) | Mode::DataTooBig(_) => self.config.data_timeout,
+            Mode::Data(_) | Mode::DataDropped(..) => self.config.data_timeout,
             _ => self.config.command_timeout,
         }
     }
@@ -130,22 +134,31 @@ impl<'a, A: Acceptor> Session<'a, A> {
                 }
                 Mode::Data(data) => {
                     let done = data.ingest(&mut bytes, &mut self.tx.body);
-                    let too_big = self.tx.body.len() > max_bytes;
+                    let len = self.tx.body.len();
+                    let refusal = if len > max_bytes {
+                        Some(message_too_big(self.config))
+                    } else if !done && self.tx.held.as_mut().is_some_and(|h| !h.grow_to(len)) {
+                        Some(no_memory_left(self.config))
+                    } else {
+                        None
+                    };
                     if !done {
-                        if !too_big {
+                        let Some(refusal) = refusal else {
                             return Next::Read;
-                        }
+                        };
                         // Keep reading to the final dot, but store nothing more.
-                        self.mode = Mode::DataTooBig(DummyDataReceiver::new_data(data));
+                        self.mode = Mode::DataDropped(DummyDataReceiver::new_data(data), refusal);
                         self.tx.body = Vec::new();
+                        self.tx.held = None;
                         continue;
                     }
                     self.mode = Mode::Command;
-                    let reply = if too_big {
-                        self.tx = Transaction::default();
-                        message_too_big(self.config)
-                    } else {
-                        self.finish_message().await
+                    let reply = match refusal {
+                        Some(refusal) => {
+                            self.tx = Transaction::default();
+                            refusal
+                        }
+                        None => self.finish_message().await,
                     };
                     reply.write_to(out);
                     if reply.code >= 400 {
@@ -154,13 +167,14 @@ impl<'a, A: Acceptor> Session<'a, A> {
                         }
                     }
                 }
-                Mode::DataTooBig(skip) => {
+                Mode::DataDropped(skip, refusal) => {
                     if !skip.ingest(&mut bytes) {
                         return Next::Read;
                     }
+                    let refusal = refusal.clone();
                     self.mode = Mode::Command;
                     self.tx = Transaction::default();
-                    message_too_big(self.config).write_to(out);
+                    refusal.write_to(out);
                 }
                 Mode::Auth(step) => {
                     let step = step.clone();
@@ -369,6 +383,7 @@ impl<'a, A: Acceptor> Session<'a, A> {
             Reply::new(554, "5.5.1 No valid recipients")
         } else {
             self.tx.body.clear();
+            self.tx.held = Some(self.config.data_memory.hold());
             self.mode = Mode::Data(DataReceiver::new());
             Reply::new(354, "Send the message; end with <CRLF>.<CRLF>")
         }
@@ -403,8 +418,21 @@ impl<'a, A: Acceptor> Session<'a, A> {
             authenticated: self.authenticated,
             rdns: String::new(),
         };
+        // The body stays counted while the filter and the commit have it.
+        let _held = t.held;
         self.acceptor.accept(envelope, t.body).await
     }
+}
+
+/// As Postfix answers when its queue's disk is short: the client tries again later.
+fn no_memory_left(config: &SessionConfig) -> Reply {
+    Reply::new(
+        452,
+        format!(
+            "4.3.1 Insufficient system resources: this node holds {} MiB of incoming mail; try again later",
+            config.data_memory.limit() >> 20
+        ),
+    )
 }
 
 fn message_too_big(config: &SessionConfig) -> Reply {

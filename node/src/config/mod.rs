@@ -213,6 +213,9 @@ pub struct SmtpSection {
     pub max_errors: u32,
     /// `Received` headers past which a message is refused as a mail loop (`554 5.4.6`).
     pub max_hops: usize,
+    /// Incoming message bytes the node holds in memory over all its sessions; a message
+    /// that would pass it is answered `452 4.3.1` (try later).
+    pub max_data_memory_mb: usize,
     /// PEM certificate chain and private key; with both, STARTTLS is offered.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -234,6 +237,7 @@ impl Default for SmtpSection {
             min_data_rate_bytes_per_sec: 4096,
             max_errors: 20,
             max_hops: 50,
+            max_data_memory_mb: 1024,
             tls_cert: None,
             tls_key: None,
         }

@@ -18,6 +18,13 @@ bootstrap = true
 members = [{ id = 1, site = "paris", peer = "127.0.0.1:50052", admin = "127.0.0.1:50051" }]
 "#;
 
+/// Why `text` is refused.
+fn refusal(text: &str) -> String {
+    Config::parse(text, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string()
+}
+
 /// The production examples are complete, and refused until their secrets are replaced.
 #[test]
 fn the_site_examples_parse_once_their_secrets_are_set() {
@@ -53,27 +60,27 @@ fn good_config_parses_with_defaults() {
 #[test]
 fn unknown_key_is_reported() {
     let text = GOOD.replace("[listen]", "[listen]\nadmn = 1");
-    let e = Config::parse(&text, Path::new("x.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&text);
     assert!(e.contains("admn"), "{e}");
 }
 
 #[test]
 fn errors_name_the_key() {
     let text = GOOD.replace("0123456789abcdef", "short");
-    let e = Config::parse(&text, Path::new("x.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&text);
     assert!(e.contains("cluster.secret"), "{e}");
     let text = GOOD.replace(
         "peer = \"127.0.0.1:50052\", admin",
         "peer = \"nowhere\", admin",
     );
-    let e = Config::parse(&text, Path::new("x.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&text);
     assert!(e.contains("cluster.members[0].peer"), "{e}");
+    let text = format!("{GOOD}\n[smtp]\nmax_data_memory_mb = 10\n");
+    let e = refusal(&text);
+    assert!(
+        e.contains("smtp.max_data_memory_mb") && e.contains("max_message_bytes"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -90,14 +97,10 @@ fn blocklists_parse_and_a_bad_one_names_its_key() {
     assert_eq!(c.dns.blocklists.len(), 1);
     assert_eq!(c.dns.blocklists[0].codes["127.0.0.4"].symbol, "ZEN_XBL");
     let bad = zone.replace("\"127.0.0.4\"", "\"10.0.0.1\"");
-    let e = Config::parse(&format!("{GOOD}{bad}"), Path::new("x.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&format!("{GOOD}{bad}"));
     assert!(e.contains("dns.blocklists[0].codes.\"10.0.0.1\""), "{e}");
     let off = format!("{GOOD}\n[dns]\nauthenticate = false\n{zone}");
-    let e = Config::parse(&off, Path::new("x.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&off);
     assert!(
         e.contains("dns.blocklists") && e.contains("authenticate"),
         "{e}"
@@ -133,9 +136,7 @@ fn durations_longer_than_ten_years_are_refused_by_their_key() {
         ("portal", "link_days", "3651".into()),
     ] {
         let text = format!("{GOOD}\n[{section}]\n{key} = {value}\n");
-        let e = Config::parse(&text, Path::new("x.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = refusal(&text);
         assert!(
             e.contains(&format!("{section}.{key}")) && e.contains("ten years"),
             "{e}"

@@ -191,6 +191,11 @@ impl Config {
         ] {
             ensure(v != 0, key, "must be > 0")?;
         }
+        ensure(
+            smtp.max_data_memory_mb.saturating_mul(1 << 20) >= smtp.max_message_bytes,
+            "smtp.max_data_memory_mb",
+            "must hold at least one message of smtp.max_message_bytes",
+        )?;
         for (key, v) in [
             ("smtp.command_timeout_secs", smtp.command_timeout_secs),
             ("smtp.data_timeout_secs", smtp.data_timeout_secs),

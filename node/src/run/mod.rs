@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
 use peage_mail::shutdown::{Shutdown, Trigger};
-use peage_mail::smtp::{self, ConnectionLimits, SessionConfig};
+use peage_mail::smtp::{self, ConnectionLimits, DataMemory, SessionConfig};
 use peage_proto::v1::admin_server::AdminServer;
 use peage_proto::v1::SpoolDone;
 
@@ -80,6 +80,7 @@ fn serve_smtp(
         min_data_rate: s.min_data_rate_bytes_per_sec,
         max_errors: s.max_errors,
         max_hops: s.max_hops,
+        data_memory: DataMemory::new(s.max_data_memory_mb.saturating_mul(1 << 20)),
         ..SessionConfig::default()
     };
     let limits = ConnectionLimits {

@@ -1,10 +1,11 @@
 //! Abuse a session must survive: errors of every kind counted like Postfix's, clients that
-//! talk before the banner, trickled messages, sessions that would never end.
+//! talk before the banner, trickled messages, sessions that would never end, and more
+//! message bytes at once than the node keeps memory for.
 
 use std::time::Duration;
 
-use super::start;
-use crate::smtp::SessionConfig;
+use super::{start, Client};
+use crate::smtp::{DataMemory, SessionConfig};
 
 #[tokio::test]
 async fn too_many_errors_close_the_session() {
@@ -162,4 +163,52 @@ async fn a_message_past_its_hop_limit_is_refused_as_a_loop() {
         assert!(r.starts_with(code), "{r}");
     }
     assert_eq!(rec.messages.lock().unwrap().len(), 1);
+}
+
+/// Messages being received share the node's memory for them: one that would pass it is
+/// read to its end and answered `452 4.3.1` (try later), and the memory comes back as soon
+/// as a message is answered, so the same message then goes through.
+#[tokio::test]
+async fn a_message_past_the_nodes_memory_for_messages_is_deferred_until_it_frees() {
+    let memory = DataMemory::new(100_000);
+    let config = SessionConfig {
+        data_memory: memory.clone(),
+        ..SessionConfig::default()
+    };
+    let (mut a, _rec_a, _stop_a, _task_a) = start(config.clone());
+    let (mut b, rec_b, _stop_b, _task_b) = start(config);
+    a.line().await;
+    b.line().await;
+    let line = format!("{}\r\n", "x".repeat(998));
+    let message = |lines: usize| format!("Subject: s\r\n\r\n{}", line.repeat(lines));
+    // A is 60 KB into its message.
+    start_message(&mut a).await;
+    a.send(message(60).as_bytes()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while memory.used() < 60_000 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", memory.used());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // B's 50 KB do not fit beside them.
+    start_message(&mut b).await;
+    b.send(format!("{}.\r\n", message(50)).as_bytes()).await;
+    let r = b.line().await;
+    assert!(r.starts_with("452 4.3.1"), "{r}");
+    assert!(memory.used() < 70_000, "B holds nothing: {}", memory.used());
+    a.send(b".\r\n").await;
+    let r = a.line().await;
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(memory.used(), 0, "given back once answered");
+    start_message(&mut b).await;
+    b.send(format!("{}.\r\n", message(50)).as_bytes()).await;
+    let r = b.line().await;
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(rec_b.messages.lock().unwrap().len(), 1);
+}
+
+async fn start_message(c: &mut Client) {
+    c.cmd("EHLO x").await;
+    assert!(c.cmd("MAIL FROM:<a@b.example>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@example.test>").await.starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
 }
