@@ -30,7 +30,7 @@ pub fn load_named(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     // io::Error names no path: say which directory or file could not be read.
     let naming = |p: &Path| {
         let p = p.display().to_string();
-        move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{p}: {e}"))
+        move |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot read {p}: {e}"))
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(naming(dir))? {
@@ -331,13 +331,19 @@ mod tests {
         let (spam, ham) = (dir.path().join("spam"), dir.path().join("ham"));
         std::fs::create_dir(&spam).unwrap();
         let e = load_samples(&spam, &ham).err().unwrap().to_string();
-        assert!(e.starts_with(&format!("{}: ", ham.display())), "{e}");
+        assert!(
+            e.starts_with(&format!("cannot read {}: ", ham.display())),
+            "{e}"
+        );
         std::fs::create_dir(&ham).unwrap();
         // A dangling link reads as a file that cannot be opened, even as root.
         let dangling = spam.join("m1.eml");
         std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).unwrap();
         let e = load_samples(&spam, &ham).err().unwrap().to_string();
-        assert!(e.starts_with(&format!("{}: ", dangling.display())), "{e}");
+        assert!(
+            e.starts_with(&format!("cannot read {}: ", dangling.display())),
+            "{e}"
+        );
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub struct EvalArgs {
 }
 
 fn load(spam: &Path, ham: &Path) -> anyhow::Result<Vec<Sample>> {
-    let samples = load_samples(spam, ham).context("cannot read the messages")?;
+    let samples = load_samples(spam, ham)?;
     let spam_n = samples.iter().filter(|s| s.spam).count();
     anyhow::ensure!(
         spam_n > 0 && samples.len() > spam_n,
