@@ -24,7 +24,11 @@ impl Recipient {
 /// Why a recipient address is refused before any routing lookup.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressRefusal {
-    #[error("empty recipient address")]
+    /// Also what the parser leaves of a bare `<postmaster>`, which names no mailbox here:
+    /// the cluster is the MX of many domains, each with its own postmaster.
+    #[error(
+        "no recipient address (a bare <postmaster> names no domain here: write postmaster@DOMAIN)"
+    )]
     Empty,
     #[error("no domain in the recipient address")]
     NoDomain,
@@ -102,9 +106,11 @@ impl AddressRefusal {
     /// tricks are policy (`550 5.7.1`).
     pub fn reply_code(&self) -> (u16, &'static str) {
         match self {
-            AddressRefusal::Quoted | AddressRefusal::NeedsQuoting | AddressRefusal::TooLong => {
-                (553, "5.1.3")
-            }
+            AddressRefusal::Quoted
+            | AddressRefusal::NeedsQuoting
+            | AddressRefusal::TooLong
+            | AddressRefusal::Empty
+            | AddressRefusal::NoDomain => (553, "5.1.3"),
             _ => (550, "5.7.1"),
         }
     }
@@ -220,6 +226,18 @@ mod tests {
         ] {
             assert_eq!(parse_recipient(addr), Err(why), "{addr}");
         }
+    }
+
+    /// An address missing its parts is syntax the sender can fix (553 5.1.3, as for quoting),
+    /// and a bare `<postmaster>` — which the parser hands over empty — is told what to write.
+    #[test]
+    fn an_address_without_a_domain_is_refused_as_syntax_and_says_what_to_write() {
+        for addr in ["", "user"] {
+            let refusal = parse_recipient(addr).expect_err(addr);
+            assert_eq!(refusal.reply_code(), (553, "5.1.3"), "{addr}");
+        }
+        let why = parse_recipient("").unwrap_err().to_string();
+        assert!(why.contains("postmaster@DOMAIN"), "{why}");
     }
 
     #[test]

@@ -227,6 +227,12 @@ async fn quoted_local_parts_that_would_inject_or_traverse_get_553() {
         let r = c.cmd(&format!("RCPT TO:{rcpt}")).await;
         assert!(r.starts_with("553 5.1.3"), "{rcpt}: {r}");
     }
+    // A bare postmaster names no mailbox of the many domains the cluster is MX for.
+    let r = c.cmd("RCPT TO:<Postmaster>").await;
+    assert!(
+        r.starts_with("553 5.1.3") && r.contains("postmaster@DOMAIN"),
+        "{r}"
+    );
     // Quotes around a local part that needs none change nothing: it is the same mailbox.
     let r = c.cmd(r#"RCPT TO:<"bob"@example.test>"#).await;
     assert!(r.starts_with("250"), "{r}");
