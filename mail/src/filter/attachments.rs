@@ -127,22 +127,21 @@ pub(super) struct ZipEntry {
     name: String,
     /// Stored uncompressed, and a program whatever its name.
     stored_program: bool,
-    /// How its data is compressed (0 stored, 8 deflated), and where its data is in the
-    /// archive when the header gives its size.
+    /// How its data is compressed (8: deflated), and where its data is in the archive when
+    /// the header gives its size.
     method: u16,
     data: Option<std::ops::Range<usize>>,
 }
 
 impl ZipEntry {
-    /// Its bytes, from the `archive` it was read from: copied if stored, inflated if
-    /// deflated and no larger than `INFLATED_LIMIT`; none otherwise.
+    /// Its bytes inflated, from the `archive` it was read from, when deflated and no larger
+    /// than `INFLATED_LIMIT`. A stored entry needs no opening: its headers are in the
+    /// archive's own bytes, which `zip_entries` already reads whole.
     fn inflate(&self, archive: &[u8]) -> Option<Vec<u8>> {
         let data = archive.get(self.data.clone()?)?;
-        match self.method {
-            0 => Some(data.to_vec()),
-            8 => miniz_oxide::inflate::decompress_to_vec_with_limit(data, INFLATED_LIMIT).ok(),
-            _ => None,
-        }
+        (self.method == 8)
+            .then(|| miniz_oxide::inflate::decompress_to_vec_with_limit(data, INFLATED_LIMIT).ok())
+            .flatten()
     }
 }
 
@@ -242,8 +241,12 @@ mod tests {
             found[0].ends_with("holds inner.zip/inner.zip/setup.exe"),
             "{found:?}"
         );
-        let past = findings("outer.zip", &nested(exe, 3));
+        let past = findings("outer.zip", &nested(exe.clone(), 3));
         assert!(past.is_empty(), "past the nesting bound: {past:?}");
+        // A stored inner archive is read in place, and the deflated one inside it inflated.
+        let stored = entry("stored.zip", &nested(exe.clone(), 1), false);
+        let found = findings("outer.zip", &stored);
+        assert!(found[0].ends_with("holds inner.zip/setup.exe"), "{found:?}");
         let photo = entry("photo.jpg", b"\xff\xd8\xff", true);
         assert!(findings("outer.zip", &nested(photo, 1)).is_empty());
     }
